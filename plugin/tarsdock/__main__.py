@@ -1,0 +1,5 @@
+"""Entry point for `python -m tarsdock`."""
+
+from tarsdock.cli import entry
+
+entry()

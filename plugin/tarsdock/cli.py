@@ -1,0 +1,76 @@
+"""The command line: one boundary that turns errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tarsdock.errors import InputError, InputErrors, TarsdockError
+
+DEFAULT_CONFIG_DIR = "/etc/tarsdock"
+EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def config_dir(args: argparse.Namespace) -> Path:
+    """The config dir: --config-dir, else $TARSDOCK_CONFIG_DIR, else /etc/tarsdock."""
+    return Path(args.config_dir or os.environ.get("TARSDOCK_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from tarsdock.resolve import load_services
+
+    services = load_services(config_dir(args))
+    print(f"ok: {len(services)} services in {config_dir(args)}")
+    return EXIT_OK
+
+
+# --- subcommand registration: one add_* per command; keep each small -----------------------
+
+
+def add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("validate", help="check the config dir; report every error")
+    p.set_defaults(func=cmd_validate)
+
+
+REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
+    add_validate,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tarsdock", description=__doc__)
+    parser.add_argument("--config-dir", help="config dir (default: $TARSDOCK_CONFIG_DIR or "
+                        f"{DEFAULT_CONFIG_DIR})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in REGISTRARS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run tarsdock; return 0 on success, 1 on errors in the input, 2 on usage errors."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_USAGE if exit_.code else EXIT_OK
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except (InputError, InputErrors) as error:
+        for line in str(error).splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_INPUT
+    except TarsdockError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INPUT
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""One exception family; every input error points at file, line and key."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Origin:
+    """Where a value came from: a file and a 1-based line (0 when the whole file is meant)."""
+
+    path: str
+    line: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}" if self.line else self.path
+
+
+class TarsdockError(Exception):
+    """Base of every error tarsdock reports to the user."""
+
+
+class InputError(TarsdockError):
+    """A problem in the user's input, located at an origin and optionally a key."""
+
+    def __init__(self, origin: Origin, message: str, key: str | None = None) -> None:
+        self.origin = origin
+        self.key = key
+        self.message = message
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.origin}: "
+        what = f"key '{self.key}': " if self.key is not None else ""
+        return f"{where}{what}{self.message}"
+
+
+class InputErrors(TarsdockError):
+    """Several input errors reported together, sorted by where they occur."""
+
+    def __init__(self, errors: Iterable[InputError]) -> None:
+        self.errors = sorted(errors, key=lambda e: (e.origin, e.key or "", e.message))
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class ErrorCollector:
+    """Gathers input errors so a run can report all of them at once."""
+
+    def __init__(self) -> None:
+        self.errors: list[InputError] = []
+
+    def add(self, origin: Origin, message: str, key: str | None = None) -> None:
+        self.errors.append(InputError(origin, message, key))
+
+    def extend(self, error: InputError | InputErrors) -> None:
+        if isinstance(error, InputErrors):
+            self.errors.extend(error.errors)
+        else:
+            self.errors.append(error)
+
+    def raise_if_any(self) -> None:
+        if self.errors:
+            raise InputErrors(self.errors)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ', did you mean 'X'?' for a near miss, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f", did you mean '{close[0]}'?" if close else ""

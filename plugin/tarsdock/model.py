@@ -1,0 +1,193 @@
+"""The manifest as read from node.toml and the resolved services built from it (frozen)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Literal
+
+from tarsdock.errors import Origin
+
+if TYPE_CHECKING:
+    from tarsdock.tcconfig import Config
+
+RunMode = Literal["container", "native"]
+ServerType = Literal["tars_cpp", "tars_go", "tars_java", "tars_nodejs", "tars_php", "not_tars"]
+PullPolicy = Literal["missing", "always", "never"]
+Network = Literal["host", "bridge"]
+
+SERVER_TYPES: tuple[ServerType, ...] = (
+    "tars_cpp", "tars_go", "tars_java", "tars_nodejs", "tars_php", "not_tars",
+)
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The [node] table: this host."""
+
+    name: str
+    localip: str
+    tars_path: str
+    locator: str
+    docker_socket: str = "/var/run/docker.sock"
+    host_path: str = ""
+    network: Network = "host"
+    origin: Origin = Origin("node.toml")
+
+    @property
+    def data_dir(self) -> PurePosixPath:
+        return PurePosixPath(self.tars_path) / "tarsnode" / "data"
+
+    @property
+    def log_dir(self) -> PurePosixPath:
+        return PurePosixPath(self.tars_path) / "app_log"
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A [registries.ID] table; the password stays in its file and is read only when pulling."""
+
+    id: str
+    url: str = "docker.io"
+    username: str = ""
+    password_file: str = ""
+    origin: Origin = Origin("node.toml")
+
+
+@dataclass(frozen=True)
+class Image:
+    """A base image: an [images.ID] table, or a literal reference given by a service."""
+
+    ref: str                      # normalized: always carries a tag or a digest
+    id: str = ""                  # empty for a literal reference
+    registry: Registry | None = None
+    pull: PullPolicy = "missing"
+    restart_on_update: bool = False
+    origin: Origin = Origin("node.toml")
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """One [[services."App.Server".adapters]] entry; becomes a domain under <server>."""
+
+    name: str
+    servant: str
+    endpoint: str
+    threads: int = 1
+    maxconns: int = 10000
+    queuecap: int = 10000
+    queuetimeout: int = 60000
+    protocol: str = "tars"
+    allow: str = ""
+    origin: Origin = Origin("node.toml")
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """A [services."App.Server"] table as written in the manifest, validated but not resolved."""
+
+    app: str
+    server: str
+    type: ServerType
+    template: str
+    run: RunMode
+    origin: Origin
+    profile: str = ""             # private template text, merged last
+    profile_origin: Origin = Origin("node.toml")   # line of the profile's first text line
+    image: Image | None = None
+    exe: str = ""
+    command: tuple[str, ...] = ()  # not_tars only
+    local_port: int = 0
+    set_division: str = ""
+    async_thread: int = 3
+    main_class: str = ""
+    adapters: tuple[AdapterSpec, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.app}.{self.server}"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """Everything the config dir's TOML files say, validated."""
+
+    node: NodeSettings
+    registries: dict[str, Registry] = field(default_factory=dict)
+    images: dict[str, Image] = field(default_factory=dict)
+    template_parents: dict[str, tuple[str, Origin]] = field(default_factory=dict)
+    services: dict[str, ServiceSpec] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A <volumes> line host=container, both absolute."""
+
+    host: str
+    container: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """A <ports> line like 80/tcp=192.168.0.1:80."""
+
+    port: int
+    proto: Literal["tcp", "udp"]
+    host_ip: str
+    host_port: int
+    origin: Origin
+
+
+@dataclass(frozen=True)
+class ContainerOptions:
+    """The validated <tars><application><container> domain."""
+
+    volumes: tuple[Volume, ...] = ()
+    ports: tuple[PortMapping, ...] = ()
+    options: tuple[tuple[str, str], ...] = ()   # (key from keys.CONTAINER_OPTIONS, value)
+
+    @property
+    def privileged(self) -> bool:
+        return ("privileged", "true") in self.options
+
+
+@dataclass(frozen=True)
+class Service:
+    """A service fully resolved: final Tars config, environment, container options, paths."""
+
+    spec: ServiceSpec
+    node: NodeSettings
+    config: Config
+    config_text: str
+    env: tuple[tuple[str, str], ...] = ()
+    container: ContainerOptions = ContainerOptions()
+    stop_timeout: int = 3         # seconds: deactivating-timeout clamped to 2..60
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def service_dir(self) -> PurePosixPath:
+        return self.node.data_dir / self.name
+
+    @property
+    def bin_dir(self) -> PurePosixPath:
+        return self.service_dir / "bin"
+
+    @property
+    def conf_dir(self) -> PurePosixPath:
+        return self.service_dir / "conf"
+
+    @property
+    def data_path(self) -> PurePosixPath:
+        return self.service_dir / "data"
+
+    @property
+    def conf_path(self) -> PurePosixPath:
+        return self.conf_dir / f"{self.name}.config.conf"
+
+    @property
+    def log_dir(self) -> PurePosixPath:
+        return self.node.log_dir / self.spec.app / self.spec.server
