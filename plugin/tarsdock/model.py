@@ -153,6 +153,14 @@ class ContainerOptions:
 
 
 @dataclass(frozen=True)
+class PackageFacts:
+    """What the release deployed in the bin dir says about starting it (read by an adapter)."""
+
+    node_agent: bool = True       # bin/tars_nodejs/node-agent present, or nothing deployed yet
+    entry: str = ""               # tars_nodejs without node-agent: entry point relative to bin/
+
+
+@dataclass(frozen=True)
 class Service:
     """A service fully resolved: final Tars config, environment, container options, paths."""
 
@@ -163,6 +171,7 @@ class Service:
     env: tuple[tuple[str, str], ...] = ()
     container: ContainerOptions = ContainerOptions()
     stop_timeout: int = 3         # seconds: deactivating-timeout clamped to 2..60
+    package: PackageFacts = PackageFacts()
 
     @property
     def name(self) -> str:
