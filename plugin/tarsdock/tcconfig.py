@@ -1,2 +1,257 @@
-"""TC_Config, as TarsCpp implements it: parse line by line, serialize like tostr(), merge."""
-# API stub; the implementation lands next. Signatures are the contract.
+"""TC_Config as TarsCpp implements it: parse line by line, serialize like tostr(), joinConfig.
+
+Deviations from TarsCpp are all refusals, never different output: input TarsCpp would accept but
+could not write back unchanged (`<`/`>` in a value, domain names it cannot round-trip, keys that
+vanish when written) is reported as an error at its line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from tarsdock.errors import ErrorCollector, Origin
+
+TRIM = " \r\n\t"   # TC_Common::trim's default set; str.strip() would trim more
+UNESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t", "=": "="}
+ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t", "=": "\\="}
+UNWRITABLE = "<>"   # reverse_parse throws on these
+NAME_FORBIDDEN = set("\\\r\n\t=<>/")   # domain names are not unescaped, so nothing may need escaping
+MACRO = re.compile(r"\$\{([^}]*)\}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter value and the line it came from."""
+
+    value: str
+    origin: Origin
+
+
+@dataclass
+class Config:
+    """A domain: ordered parameters, ordered sub-domains. The root domain has an empty name."""
+
+    name: str = ""
+    origin: Origin = Origin("<config>")
+    params: dict[str, Param] = field(default_factory=dict)
+    domains: dict[str, Config] = field(default_factory=dict)
+
+    def set(self, key: str, param: Param) -> None:
+        """Set a key as TarsCpp does: a repeated key takes the new value and moves to the end."""
+        self.params.pop(key, None)
+        self.params[key] = param
+
+    def subdomain(self, name: str, origin: Origin) -> Config:
+        """Open a sub-domain; a reopened sibling merges into the first."""
+        if name not in self.domains:
+            self.domains[name] = Config(name, origin)
+        return self.domains[name]
+
+    def domain(self, path: str) -> Config | None:
+        """The domain at a path like `/tars/application/server`, or None."""
+        node: Config | None = self
+        for part in _path_parts(path):
+            node = node.domains.get(part) if node else None
+        return node
+
+    def param(self, path: str) -> Param | None:
+        """The parameter at `/domain/path<key>`, or None."""
+        domain_path, _, key = path.partition("<")
+        domain = self.domain(domain_path)
+        return domain.params.get(key.rstrip(">")) if domain else None
+
+    def get(self, path: str, default: str | None = None) -> str | None:
+        """The value at `/domain/path<key>`, or the default."""
+        found = self.param(path)
+        return found.value if found else default
+
+    def lines(self, path: str) -> list[str]:
+        """The domain's parameter lines as written: `key` or `key=value`, in key order."""
+        domain = self.domain(path)
+        return [_param_line(k, p.value) for k, p in domain.params.items()] if domain else []
+
+    def domain_map(self, path: str) -> dict[str, str]:
+        """The domain's parameters, unescaped, sorted by key (TarsCpp's getDomainMap)."""
+        domain = self.domain(path)
+        return {k: domain.params[k].value for k in sorted(domain.params)} if domain else {}
+
+
+def _path_parts(path: str) -> list[str]:
+    return [part for part in path.split("/") if part]
+
+
+def escape(text: str) -> str:
+    """TarsCpp reverse_parse without the throw: callers check UNWRITABLE first."""
+    return "".join(ESCAPES.get(char, char) for char in text)
+
+
+def unescape(text: str) -> str:
+    """TarsCpp parse(): only \\\\ \\r \\n \\t \\= are escapes; anything else raises ValueError."""
+    out: list[str] = []
+    chars = iter(text)
+    for char in chars:
+        if char != "\\":
+            out.append(char)
+            continue
+        following = next(chars, None)
+        if following is None:
+            raise ValueError(f"trailing '\\' in '{text}'")
+        if following not in UNESCAPES:
+            raise ValueError(f"bad escape '\\{following}' in '{text}' (only \\\\ \\r \\n \\t \\= exist)")
+        out.append(UNESCAPES[following])
+    return "".join(out)
+
+
+def _param_line(key: str, value: str) -> str:
+    return f"{escape(key)}={escape(value)}" if value else escape(key)
+
+
+def _split_param(line: str) -> tuple[str, str]:
+    """Split at the first '=' not preceded by a backslash; no '=' means an empty value."""
+    for pos, char in enumerate(line):
+        if char == "=" and (pos == 0 or line[pos - 1] != "\\"):
+            return line[:pos].strip(TRIM), line[pos + 1:].strip(TRIM)
+    return line, ""
+
+
+def _check_writable(key: str, value: str) -> None:
+    for text in (key, value):
+        bad = [c for c in UNWRITABLE if c in text]
+        if bad:
+            raise ValueError(f"'{bad[0]}' in '{text}' cannot be written back (TarsCpp throws)")
+    if not key:
+        raise ValueError("a parameter line with no key")
+
+
+def _check_domain_name(name: str) -> None:
+    if not name:
+        raise ValueError("empty domain name")
+    bad = sorted(NAME_FORBIDDEN & set(name))
+    if bad:
+        raise ValueError(f"domain name '{name}' contains {bad[0]!r}, which TarsCpp cannot write back")
+
+
+class _Parser:
+    """One pass over the text; structural errors stop it, value errors are collected."""
+
+    def __init__(self, path: str, first_line: int) -> None:
+        self.path = path
+        self.first_line = first_line
+        self.root = Config("", Origin(path, first_line))
+        self.stack = [self.root]
+        self.errors = ErrorCollector()
+
+    def feed(self, number: int, line: str) -> bool:
+        """Handle one trimmed, non-comment line; False when parsing cannot go on."""
+        origin = Origin(self.path, number)
+        if not line.startswith("<"):
+            return self._param(origin, line)
+        end = line.find(">")
+        if end < 0:
+            self.errors.add(origin, f"tag '{line}' has no '>'")
+            return False
+        if line[1:2] == "/":
+            return self._close(origin, line[2:end])
+        return self._open(origin, line[1:end].strip(TRIM))
+
+    def _param(self, origin: Origin, line: str) -> bool:
+        raw_key, raw_value = _split_param(line)
+        try:
+            key, value = unescape(raw_key), unescape(raw_value)
+            _check_writable(key, value)
+        except ValueError as problem:
+            self.errors.add(origin, str(problem), raw_key or None)
+            return True
+        self.stack[-1].set(key, Param(value, origin))
+        return True
+
+    def _open(self, origin: Origin, name: str) -> bool:
+        try:
+            _check_domain_name(name)
+        except ValueError as problem:
+            self.errors.add(origin, str(problem))
+            return False
+        self.stack.append(self.stack[-1].subdomain(name, origin))
+        return True
+
+    def _close(self, origin: Origin, name: str) -> bool:
+        top = self.stack[-1]
+        if top is self.root:
+            self.errors.add(origin, f"</{name}> closes no open domain")
+            return False
+        if top.name != name:
+            self.errors.add(origin, f"<{top.name}> closed by </{name}>")
+            return False
+        self.stack.pop()
+        return True
+
+    def finish(self) -> Config:
+        if len(self.stack) > 1 and not self.errors:
+            unclosed = self.stack[-1]
+            self.errors.add(unclosed.origin, f"<{unclosed.name}> is never closed")
+        self.errors.raise_if_any()
+        return self.root
+
+
+def _numbered_lines(text: str, first_line: int) -> Iterator[tuple[int, str]]:
+    # getline() splits on '\n' only; str.splitlines() would also split on \v, \f, \x1c...
+    for offset, raw in enumerate(text.split("\n")):
+        line = raw.strip(TRIM)
+        if line and not line.startswith("#"):
+            yield first_line + offset, line
+
+
+def parse(text: str, path: str, first_line: int = 1) -> Config:
+    """Parse TC_Config text; every value keeps its origin. Raises InputErrors with every problem."""
+    parser = _Parser(path, first_line)
+    for number, line in _numbered_lines(text, first_line):
+        if not parser.feed(number, line):
+            break
+    return parser.finish()
+
+
+def _emit(domain: Config, depth: int, out: list[str]) -> None:
+    indent = "  " * depth
+    out.append(f"{indent}<{domain.name}>\n")
+    out.extend(f"{indent}  {_param_line(k, p.value)}\n" for k, p in domain.params.items())
+    for sub in domain.domains.values():
+        _emit(sub, depth + 1, out)
+    out.append(f"{indent}</{domain.name}>\n")
+
+
+def serialize(config: Config) -> str:
+    """TarsCpp tostr(): top-level domains sorted by name, root parameters and comments dropped."""
+    out: list[str] = []
+    for name in sorted(config.domains):
+        _emit(config.domains[name], 0, out)
+    return "".join(out)
+
+
+def _merge_into(parent: Config, domain: Config) -> None:
+    target = parent.subdomain(domain.name, domain.origin)
+    for key, param in domain.params.items():
+        target.set(key, param)
+    for sub in domain.domains.values():
+        _merge_into(target, sub)
+
+
+def merge(lower: Config, higher: Config) -> Config:
+    """joinConfig: the same tree as parsing serialize(lower) + serialize(higher), origins kept."""
+    result = Config("", higher.origin)
+    for side in (lower, higher):
+        for name in sorted(side.domains):
+            _merge_into(result, side.domains[name])
+    return result
+
+
+def substitute_macros(text: str, macros: Mapping[str, str]) -> str:
+    """Replace known ${name} macros with escaped values; unknown macros stay as they are."""
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return escape(macros[name]) if name in macros else match.group(0)
+
+    return MACRO.sub(replace, text)
+
