@@ -17,7 +17,8 @@ TRIM = " \r\n\t"   # TC_Common::trim's default set; str.strip() would trim more
 UNESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t", "=": "="}
 ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t", "=": "\\="}
 UNWRITABLE = "<>"   # reverse_parse throws on these
-NAME_FORBIDDEN = set("\\\r\n\t=<>/")   # domain names are not unescaped, so nothing may need escaping
+# domain names are not unescaped, so nothing in them may need escaping
+NAME_FORBIDDEN = set("\\\r\n\t=<>/")
 MACRO = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -99,7 +100,8 @@ def unescape(text: str) -> str:
         if following is None:
             raise ValueError(f"trailing '\\' in '{text}'")
         if following not in UNESCAPES:
-            raise ValueError(f"bad escape '\\{following}' in '{text}' (only \\\\ \\r \\n \\t \\= exist)")
+            allowed = "\\\\ \\r \\n \\t \\="
+            raise ValueError(f"bad escape '\\{following}' in '{text}' (only {allowed} exist)")
         out.append(UNESCAPES[following])
     return "".join(out)
 
@@ -130,7 +132,7 @@ def _check_domain_name(name: str) -> None:
         raise ValueError("empty domain name")
     bad = sorted(NAME_FORBIDDEN & set(name))
     if bad:
-        raise ValueError(f"domain name '{name}' contains {bad[0]!r}, which TarsCpp cannot write back")
+        raise ValueError(f"domain name '{name}' contains {bad[0]!r}: TarsCpp cannot write it back")
 
 
 class _Parser:
