@@ -1,0 +1,146 @@
+"""Read the parts of a final config that shape the container: <container>, env, stop window."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import posixpath
+import re
+from typing import Literal
+
+from tarsdock.errors import ErrorCollector, did_you_mean
+from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS, ValueKind
+from tarsdock.model import ContainerOptions, PortMapping, Volume
+from tarsdock.tcconfig import Config, Param
+
+CONTAINER_PATH = "/tars/application/container"
+SERVER_PATH = "/tars/application/server"
+DEFAULT_DEACTIVATING_MS = 3000
+STOP_WINDOW_SECONDS = (2, 60)
+SAFE_PATH = re.compile(r"/[A-Za-z0-9._@+/-]*")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+PORT_KEY = re.compile(r"(\d{1,5})/(tcp|udp)")
+PORT_VALUE = re.compile(r"(?:(.+):)?(\d{1,5})")
+TRUE_WORDS, FALSE_WORDS = {"true", "yes", "y", "1", "on"}, {"false", "no", "n", "0", "off"}
+
+KIND_PATTERNS: dict[ValueKind, re.Pattern[str]] = {
+    "str": re.compile(r"[A-Za-z0-9_.:+@/-]+"),
+    "int": re.compile(r"-?\d+"),
+    "float": re.compile(r"\d+(\.\d+)?"),
+    "size": re.compile(r"\d+(\.\d+)?[bkmgBKMG]?"),
+    "words": re.compile(r"[A-Za-z_]+(\s+[A-Za-z_]+)*"),
+}
+
+
+def _option_value(kind: ValueKind, value: str) -> str | None:
+    """The normalized value of a <container> option, or None when it is malformed."""
+    if kind == "bool":
+        word = value.lower()
+        return "true" if word in TRUE_WORDS else "false" if word in FALSE_WORDS else None
+    return value if KIND_PATTERNS[kind].fullmatch(value) else None
+
+
+def _check_path(errors: ErrorCollector, param: Param, key: str, path: str, what: str) -> bool:
+    if not SAFE_PATH.fullmatch(path) or posixpath.normpath(path) != path or "/../" in f"{path}/":
+        errors.add(param.origin, f"{what} '{path}' must be an absolute, normalized path of "
+                   "letters, digits and . _ @ + - /", key)
+        return False
+    return True
+
+
+def _volumes(domain: Config | None, errors: ErrorCollector) -> tuple[Volume, ...]:
+    volumes: list[Volume] = []
+    for host, param in (domain.params.items() if domain else ()):
+        if not param.value:
+            errors.add(param.origin, "a <volumes> line must be host=container", host)
+            continue
+        if _check_path(errors, param, host, host, "host path") and \
+                _check_path(errors, param, host, param.value, "container path"):
+            volumes.append(Volume(host, param.value, param.origin))
+    return tuple(volumes)
+
+
+def _port(key: str, param: Param) -> PortMapping | None:
+    port_key, port_value = PORT_KEY.fullmatch(key), PORT_VALUE.fullmatch(param.value)
+    if not port_key or not port_value:
+        return None
+    host_ip = port_value.group(1) or "0.0.0.0"
+    try:
+        ipaddress.IPv4Address(host_ip)
+    except ValueError:
+        return None
+    port, host_port = int(port_key.group(1)), int(port_value.group(2))
+    if not (0 < port < 65536 and 0 < host_port < 65536):
+        return None
+    proto: Literal["tcp", "udp"] = "tcp" if port_key.group(2) == "tcp" else "udp"
+    return PortMapping(port, proto, host_ip, host_port, param.origin)
+
+
+def _ports(domain: Config | None, errors: ErrorCollector) -> tuple[PortMapping, ...]:
+    ports: list[PortMapping] = []
+    for key, param in (domain.params.items() if domain else ()):
+        mapping = _port(key, param)
+        if mapping is None:
+            errors.add(param.origin, f"bad <ports> line '{key}={param.value}': expected "
+                       "PORT/tcp|udp=IP:PORT, e.g. 80/tcp=127.0.0.1:8080", key)
+        else:
+            ports.append(mapping)
+    return tuple(ports)
+
+
+def read_container(config: Config, errors: ErrorCollector) -> ContainerOptions:
+    """Validate <tars><application><container>: table keys, <volumes> and <ports>."""
+    domain = config.domain(CONTAINER_PATH)
+    if domain is None:
+        return ContainerOptions()
+    options: list[tuple[str, str]] = []
+    for key, param in domain.params.items():
+        if key not in CONTAINER_OPTIONS:
+            errors.add(param.origin, "unknown <container> key"
+                       f"{did_you_mean(key, CONTAINER_OPTIONS)}", key)
+            continue
+        value = _option_value(CONTAINER_OPTIONS[key][1], param.value)
+        if value is None:
+            errors.add(param.origin, f"bad value '{param.value}' for a "
+                       f"{CONTAINER_OPTIONS[key][1]} option", key)
+        else:
+            options.append((key, value))
+    for name, sub in domain.domains.items():
+        if name not in CONTAINER_DOMAINS:
+            errors.add(sub.origin, f"unknown <container> domain <{name}>"
+                       f"{did_you_mean(name, CONTAINER_DOMAINS)}")
+    volumes = _volumes(domain.domains.get("volumes"), errors)
+    ports = _ports(domain.domains.get("ports"), errors)
+    return ContainerOptions(volumes, ports, tuple(options))
+
+
+def read_env(config: Config, errors: ErrorCollector) -> tuple[tuple[str, str], ...]:
+    """server<env>: NAME=VALUE items separated by ';' or '|'."""
+    param = config.param(f"{SERVER_PATH}<env>")
+    if param is None:
+        return ()
+    pairs: list[tuple[str, str]] = []
+    for item in filter(None, (part.strip() for part in re.split(r"[;|]", param.value))):
+        name, sep, value = item.partition("=")
+        if not sep or not ENV_NAME.fullmatch(name) or "\n" in value or "\0" in value:
+            errors.add(param.origin, f"bad environment item '{item}': expected NAME=VALUE, "
+                       "NAME of letters, digits and _, no newline in VALUE", "env")
+        else:
+            pairs.append((name, value))
+    return tuple(pairs)
+
+
+def read_stop_timeout(config: Config, errors: ErrorCollector) -> int:
+    """deactivating-timeout (ms) as the graceful stop window in seconds, clamped to 2..60."""
+    param = config.param(f"{SERVER_PATH}<deactivating-timeout>")
+    milliseconds = DEFAULT_DEACTIVATING_MS
+    if param is not None:
+        if not param.value.isdigit():
+            errors.add(param.origin, f"bad value '{param.value}': milliseconds expected",
+                       "deactivating-timeout")
+        else:
+            milliseconds = int(param.value)
+    low, high = STOP_WINDOW_SECONDS
+    return min(high, max(low, math.ceil(milliseconds / 1000)))
+
+

@@ -1,0 +1,166 @@
+"""Resolve the manifest and templates into services with their final Tars config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from tarsdock import tcconfig
+from tarsdock.containerspec import read_container, read_env, read_stop_timeout
+from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
+from tarsdock.manifest import load_manifest
+from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
+from tarsdock.tcconfig import Config, Param
+from tarsdock.templates import TemplateSet, load_templates, read_text
+
+SERVER_PATH = "/tars/application/server"
+ADAPTER_KEYS = ("endpoint", "allow", "maxconns", "threads", "queuecap", "queuetimeout",
+                "servant", "protocol")
+
+
+@dataclass(frozen=True)
+class ResolvedNode:
+    """Everything a config dir says: the manifest and its services, sorted by name."""
+
+    manifest: Manifest
+    services: tuple[Service, ...]
+    templates: TemplateSet
+
+
+def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
+    """The ${name} macros tarsnode substitutes in a service's templates."""
+    service_dir = node.data_dir / spec.name
+    return {
+        "locator": node.locator,
+        "modulename": spec.name,
+        "serverid": spec.name,
+        "app": spec.app,
+        "server": spec.server,
+        "nodename": node.name,
+        "localip": node.localip,
+        "exe": spec.exe,
+        "basepath": f"{service_dir}/bin/",
+        "datapath": f"{service_dir}/data/",
+        "logpath": str(node.log_dir),
+        "local": f"tcp -h 127.0.0.1 -p {spec.local_port} -t 10000" if spec.local_port else "",
+        "mainclass": spec.main_class,
+        "setdivision": spec.set_division,
+        "enableset": "Y" if spec.set_division else "N",
+        "asyncthread": str(spec.async_thread),
+        "baseimage": spec.image.ref if spec.image else "",
+    }
+
+
+def _endpoint(spec: ServiceSpec, node: NodeSettings, endpoint: str) -> str:
+    # With bridge networking the container has its own address: tarsnode binds 0.0.0.0 then.
+    if node.network == "bridge" and spec.run == "container":
+        words = endpoint.split()
+        if "-h" in words[:-1]:
+            words[words.index("-h") + 1] = "0.0.0.0"
+        return " ".join(words)
+    return endpoint
+
+
+def adapter_config(spec: ServiceSpec, node: NodeSettings) -> Config:
+    """The adapter domains tarsnode puts under <tars><application><server>."""
+    root = Config("", spec.origin)
+    server = root.subdomain("tars", spec.origin).subdomain("application", spec.origin)
+    server = server.subdomain("server", spec.origin)
+    for adapter in spec.adapters:
+        domain = server.subdomain(f"{spec.name}.{adapter.name}", adapter.origin)
+        values = {"endpoint": _endpoint(spec, node, adapter.endpoint), "allow": adapter.allow,
+                  "maxconns": str(adapter.maxconns), "threads": str(adapter.threads),
+                  "queuecap": str(adapter.queuecap), "queuetimeout": str(adapter.queuetimeout),
+                  "servant": adapter.servant, "protocol": adapter.protocol}
+        for key in ADAPTER_KEYS:
+            domain.set(key, Param(values[key], adapter.origin))
+    return root
+
+
+def substitute(config: Config, values: dict[str, str]) -> Config:
+    """A copy of the tree with ${macros} replaced in keys and values (after unescaping)."""
+    copy = Config(config.name, config.origin)
+    for key, param in config.params.items():
+        value = tcconfig.MACRO.sub(lambda m: values.get(m.group(1), m.group(0)), param.value) \
+            if "${" in param.value else param.value
+        copy.params[key] = Param(value, param.origin) if value is not param.value else param
+    for name, sub in config.domains.items():
+        copy.domains[name] = substitute(sub, values)
+    return copy
+
+
+def final_config(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) -> Config:
+    """profile over (template chain over adapters), with macros substituted."""
+    chain = templates.resolve(spec.template, spec.origin)
+    config = tcconfig.merge(adapter_config(spec, node), chain)
+    if spec.profile.strip():
+        origin = spec.profile_origin
+        profile = tcconfig.parse(spec.profile, origin.path, origin.line or 1)
+        config = tcconfig.merge(config, profile)
+    return substitute(config, macros(spec, node))
+
+
+def resolve_service(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) -> Service:
+    """One service, fully resolved; raises InputErrors with every problem found in it."""
+    config = final_config(spec, node, templates)
+    errors = ErrorCollector()
+    container = read_container(config, errors)
+    env = read_env(config, errors)
+    stop_timeout = read_stop_timeout(config, errors)
+    errors.raise_if_any()
+    return Service(spec=spec, node=node, config=config, config_text=tcconfig.serialize(config),
+                   env=env,
+                   container=container, stop_timeout=stop_timeout)
+
+
+def load_node(config_dir: Path) -> ResolvedNode:
+    """Read and resolve a whole config dir; every error of the run is raised together."""
+    errors = ErrorCollector()
+    templates, broken = load_templates(config_dir, errors)
+    try:
+        manifest = load_manifest(config_dir)
+    except (InputError, InputErrors) as problem:
+        errors.extend(problem)
+        errors.raise_if_any()
+        raise
+    template_set = TemplateSet(templates, manifest.template_parents, broken)
+    services: list[Service] = []
+    for name in sorted(manifest.services):
+        try:
+            services.append(resolve_service(manifest.services[name], manifest.node, template_set))
+        except (InputError, InputErrors) as problem:
+            errors.extend(problem)
+    _check_templates(template_set, errors)
+    errors.raise_if_any()
+    return ResolvedNode(manifest, tuple(services), template_set)
+
+
+def _check_templates(templates: TemplateSet, errors: ErrorCollector) -> None:
+    """Every template's chain must resolve, whether or not a service uses it yet."""
+    for name, template in sorted(templates.templates.items()):
+        if template.origin.path.startswith("templates/"):
+            try:
+                templates.resolve(name, template.origin)
+            except InputError as problem:
+                if problem not in errors.errors:
+                    errors.extend(problem)
+
+
+def load_services(config_dir: Path) -> tuple[Service, ...]:
+    """The config dir's services, resolved."""
+    return load_node(config_dir).services
+
+
+def show_template(config_dir: Path, name: str, profile_path: Path | None) -> str:
+    """The resolved chain of a template, a profile merged over it, without macro substitution."""
+    errors = ErrorCollector()
+    templates, broken = load_templates(config_dir, errors)
+    parents: dict[str, tuple[str, Origin]] = {}
+    if (config_dir / "node.toml").exists():
+        parents = load_manifest(config_dir).template_parents
+    errors.raise_if_any()
+    config = TemplateSet(templates, parents, broken).resolve(name, Origin("command line"))
+    if profile_path is not None:
+        shown = str(profile_path)
+        config = tcconfig.merge(config, tcconfig.parse(read_text(profile_path, shown), shown))
+    return tcconfig.serialize(config)

@@ -1,0 +1,106 @@
+"""Tars profile templates: read them from the config dir, resolve parent chains."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from tarsdock import tcconfig
+from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did_you_mean
+from tarsdock.tcconfig import Config
+
+ROOT_TEMPLATE = "tars.default"
+STOCK_DIR = Path(__file__).resolve().parents[2] / "templates" / "tars"
+
+
+@dataclass(frozen=True)
+class Template:
+    """A parsed template file (macros still unsubstituted)."""
+
+    name: str
+    config: Config
+    origin: Origin
+
+
+def read_text(path: Path, shown: str) -> str:
+    """Read a UTF-8 text file, turning every failure into an error that names it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as problem:
+        raise InputError(Origin(shown), f"not UTF-8 text ({problem.reason} at byte "
+                         f"{problem.start})") from None
+    except OSError as problem:
+        raise InputError(Origin(shown), f"cannot read: {problem.strerror}") from None
+
+
+def _load_dir(directory: Path, shown_prefix: str, errors: ErrorCollector,
+              broken: set[str]) -> dict[str, Template]:
+    templates: dict[str, Template] = {}
+    if not directory.is_dir():
+        return templates
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or path.name.endswith("~"):
+            continue
+        shown = f"{shown_prefix}{path.name}"
+        try:
+            config = tcconfig.parse(read_text(path, shown), shown)
+        except (InputError, InputErrors) as problem:
+            errors.extend(problem)
+            broken.add(path.name)
+            continue
+        templates[path.name] = Template(path.name, config, Origin(shown))
+    return templates
+
+
+def load_templates(config_dir: Path,
+                   errors: ErrorCollector) -> tuple[dict[str, Template], set[str]]:
+    """The config dir's templates/ over the stock ones shipped with tarsdock, and broken names."""
+    broken: set[str] = set()
+    stock = _load_dir(STOCK_DIR, f"{STOCK_DIR}/", errors, broken)
+    return stock | _load_dir(config_dir / "templates", "templates/", errors, broken), broken
+
+
+class TemplateSet:
+    """Templates plus their parents; resolves chains once per template name."""
+
+    def __init__(self, templates: Mapping[str, Template],
+                 parents: Mapping[str, tuple[str, Origin]], broken: set[str] | None = None) -> None:
+        self.templates = templates
+        self.parents = parents
+        self.broken = broken or set()
+        self._resolved: dict[str, Config] = {}
+
+    def parent_of(self, name: str) -> str:
+        return self.parents[name][0] if name in self.parents else ROOT_TEMPLATE
+
+    def chain(self, name: str, used_at: Origin) -> list[Template]:
+        """The template and its ancestors, child first; a cycle not ending at a root is an error."""
+        chain: list[Template] = []
+        seen: list[str] = []
+        current, referrer = name, used_at
+        while current not in seen:
+            if current in self.broken:
+                raise InputError(referrer, f"template '{current}' has errors (reported above)")
+            if current not in self.templates:
+                raise InputError(referrer, f"template '{current}' does not exist"
+                                 f"{did_you_mean(current, self.templates)}")
+            seen.append(current)
+            chain.append(self.templates[current])
+            parent = self.parent_of(current)
+            if parent == current:
+                return chain
+            referrer = self.parents[current][1] if current in self.parents else referrer
+            current = parent
+        loop = " -> ".join([*seen[seen.index(current):], current])
+        raise InputError(referrer, f"template cycle without a root: {loop}")
+
+    def resolve(self, name: str, used_at: Origin) -> Config:
+        """resolve(T) = T over resolve(parent(T)), without macro substitution."""
+        if name not in self._resolved:
+            chain = self.chain(name, used_at)
+            config = chain[-1].config
+            for template in reversed(chain[:-1]):
+                config = tcconfig.merge(config, template.config)
+            self._resolved[name] = config
+        return self._resolved[name]
