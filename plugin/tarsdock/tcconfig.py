@@ -118,13 +118,18 @@ def _split_param(line: str) -> tuple[str, str]:
     return line, ""
 
 
-def _check_writable(key: str, value: str) -> None:
+def write_problem(key: str, value: str) -> str | None:
+    """Why a parameter could not be written and read back unchanged, or None."""
     for text in (key, value):
         bad = [c for c in UNWRITABLE if c in text]
         if bad:
-            raise ValueError(f"'{bad[0]}' in '{text}' cannot be written back (TarsCpp throws)")
+            return f"'{bad[0]}' in '{text}' cannot be written back (TarsCpp throws)"
     if not key:
-        raise ValueError("a parameter line with no key")
+        return "a parameter line with no key"
+    if key.endswith("\\"):
+        # written as `k\\=v`, TarsCpp takes that '=' as escaped and reads a different key
+        return f"key '{key}' ends in '\\' and would read back differently"
+    return None
 
 
 def _check_domain_name(name: str) -> None:
@@ -162,9 +167,12 @@ class _Parser:
         raw_key, raw_value = _split_param(line)
         try:
             key, value = unescape(raw_key), unescape(raw_value)
-            _check_writable(key, value)
         except ValueError as problem:
             self.errors.add(origin, str(problem), raw_key or None)
+            return True
+        problem = write_problem(key, value)
+        if problem:
+            self.errors.add(origin, problem, raw_key or None)
             return True
         self.stack[-1].set(key, Param(value, origin))
         return True
