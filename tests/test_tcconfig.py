@@ -162,7 +162,7 @@ def test_all_value_errors_of_a_file_are_reported() -> None:
 
 
 def test_line_numbers_start_where_the_text_starts() -> None:
-    with pytest.raises(InputErrors, match="node.toml:12: key 'k'"):
+    with pytest.raises(InputErrors, match=r"node\.toml:12: key 'k'"):
         tcconfig.parse("<a>\nk=\\q\n</a>", "node.toml", first_line=11)
 
 

@@ -29,6 +29,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_template_show(args: argparse.Namespace) -> int:
+    from tarsdock.resolve import show_template
+
+    sys.stdout.write(show_template(config_dir(args), args.name, args.profile))
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from tarsdock.errors import Origin, did_you_mean
+    from tarsdock.resolve import load_node
+
+    services = {service.name: service for service in load_node(config_dir(args)).services}
+    if args.service not in services:
+        raise InputError(Origin("command line"), f"no service '{args.service}' in the manifest"
+                         f"{did_you_mean(args.service, services)}")
+    sys.stdout.write(services[args.service].config_text)
+    return EXIT_OK
+
+
 # --- subcommand registration: one add_* per command; keep each small -----------------------
 
 
@@ -37,8 +56,25 @@ def add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=cmd_validate)
 
 
+def add_template(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("template", help="work with Tars templates")
+    show = p.add_subparsers(dest="template_command", required=True).add_parser(
+        "show", help="print a template's resolved chain (no macro substitution)")
+    show.add_argument("name")
+    show.add_argument("--profile", type=Path, help="a private profile to merge over it")
+    show.set_defaults(func=cmd_template_show)
+
+
+def add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("config", help="print a service's final Tars config")
+    p.add_argument("service", metavar="App.Server")
+    p.set_defaults(func=cmd_config)
+
+
 REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_validate,
+    add_template,
+    add_config,
 ]
 
 
