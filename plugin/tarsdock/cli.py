@@ -71,10 +71,17 @@ def add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.set_defaults(func=cmd_config)
 
 
+def add_deploy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tarsdock.deploy import add_arguments
+
+    add_arguments(sub.add_parser("deploy", help="unpack a Tars release package into bin/"))
+
+
 REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_validate,
     add_template,
     add_config,
+    add_deploy,
 ]
 
 

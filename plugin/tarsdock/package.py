@@ -1,0 +1,77 @@
+"""Facts about the release deployed in a service's bin dir: how a tars_nodejs service starts."""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shlex
+from pathlib import Path
+
+from tarsdock.errors import InputError, Origin
+from tarsdock.model import PackageFacts
+
+NODE_AGENT_DIR = ("tars_nodejs", "node-agent")
+# @tars/deploy puts the application in bin/src/; a hand-made package may have it at bin/ itself.
+APP_DIRS = ("", "src")
+# node-agent's last resort when package.json names no entry point (its README, "Entry point").
+FALLBACK_ENTRIES = ("server.js", "app.js", "start.js", "index.js")
+DEFAULT_ENTRY = "index.js"
+
+
+def read_package_facts(bin_dir: Path) -> PackageFacts:
+    """Read how the release in bin_dir starts: node-agent, or node on its entry point."""
+    if not bin_dir.is_dir() or not any(bin_dir.iterdir()):
+        return PackageFacts()
+    if bin_dir.joinpath(*NODE_AGENT_DIR).is_dir():
+        return PackageFacts(node_agent=True)
+    app_dir = next((d for d in APP_DIRS if (bin_dir / d / "package.json").is_file()), "")
+    entry = _entry_point(bin_dir / app_dir)
+    return PackageFacts(node_agent=False, entry=posixpath.join(app_dir, entry))
+
+
+def _entry_point(app_dir: Path) -> str:
+    """The entry script relative to app_dir, found the way node-agent finds it."""
+    manifest = app_dir / "package.json"
+    declared = _declared_entry(manifest) if manifest.is_file() else ""
+    if declared:
+        return _checked(declared, manifest)
+    return next((name for name in FALLBACK_ENTRIES if (app_dir / name).is_file()), DEFAULT_ENTRY)
+
+
+def _declared_entry(manifest: Path) -> str:
+    """nodeAgent.main, else a `node X` scripts.start, else main; empty when none is set."""
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(Origin(str(manifest)), f"cannot read package.json: {error}") from error
+    if not isinstance(data, dict):
+        raise InputError(Origin(str(manifest)), "package.json is not a JSON object")
+    agent = data.get("nodeAgent")
+    scripts = data.get("scripts")
+    candidates = (
+        agent.get("main") if isinstance(agent, dict) else None,
+        _node_script(scripts.get("start")) if isinstance(scripts, dict) else None,
+        data.get("main"),
+    )
+    return next((c for c in candidates if isinstance(c, str) and c.strip()), "").strip()
+
+
+def _node_script(command: object) -> str | None:
+    """The script of a start command like `node server.js --flag`; None for anything else."""
+    if not isinstance(command, str):
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    if len(words) >= 2 and words[0] == "node" and not words[1].startswith("-"):
+        return words[1]
+    return None
+
+
+def _checked(entry: str, manifest: Path) -> str:
+    """Normalize an entry path; refuse one that leaves the application dir."""
+    normal = posixpath.normpath(entry)
+    if posixpath.isabs(normal) or normal == ".." or normal.startswith("../"):
+        raise InputError(Origin(str(manifest)), f"entry point '{entry}' leaves the package")
+    return normal
