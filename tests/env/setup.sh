@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Prepares a Debian bookworm machine (as root) for tarsdock's tests: Debian packages, the package in
+# editable mode, a running dockerd and the local test images. Idempotent; fast when all is in place.
+#
+#   bash tests/env/setup.sh [--images-only] [--no-images] [--rebuild-images]
+#
+# Everything stays on this machine: no Docker Hub, images are built from Debian's packages.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+CACHE=/var/cache/tarsdock-test
+DOCKERD_LOG=/var/log/tarsdock-dockerd.log
+MIRROR=${TARSDOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+PYTHON=${PYTHON:-python3}
+# Packages of the Debian test image; changing this list changes the cache key, so it rebuilds.
+IMAGE_PACKAGES=python3,nodejs,systemd,systemd-sysv,dbus,procps,iproute2,ca-certificates
+HOST_PACKAGES=(docker.io debootstrap docker-registry apache2-utils busybox-static iproute2 systemd curl)
+
+do_packages=1
+do_pip=1
+do_images=1
+rebuild_images=0
+for arg in "$@"; do
+    case "$arg" in
+        --images-only) do_packages=0; do_pip=0 ;;
+        --no-images) do_images=0 ;;
+        --rebuild-images) rebuild_images=1 ;;
+        -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+        *) echo "setup.sh: unknown option '$arg'" >&2; exit 2 ;;
+    esac
+done
+
+step() { printf '[setup %3ds] %s\n' "$SECONDS" "$*"; }
+die() { printf '[setup %3ds] error: %s\n' "$SECONDS" "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (apt-get, dockerd and debootstrap need it)"
+mkdir -p "$CACHE"
+
+is_installed() {
+    [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+apt_update_once() {
+    # One `apt-get update` an hour is plenty; the stamp keeps repeated runs fast.
+    local stamp="$CACHE/apt-update.stamp"
+    if [ -n "$(find "$stamp" -mmin -60 2>/dev/null)" ]; then return; fi
+    step "apt-get update"
+    apt-get update -qq || step "warning: apt-get update reported errors; trying the install anyway"
+    touch "$stamp"
+}
+
+install_packages() {
+    local missing=()
+    for pkg in "${HOST_PACKAGES[@]}"; do
+        is_installed "$pkg" || missing+=("$pkg")
+    done
+    # Node.js may come from elsewhere (e.g. NodeSource, which bundles npm and conflicts with
+    # Debian's npm): only install Debian's when the commands are missing.
+    command -v node >/dev/null || missing+=(nodejs)
+    command -v npm >/dev/null || missing+=(npm)
+    if [ ${#missing[@]} -eq 0 ]; then
+        step "Debian packages: all present"
+        return
+    fi
+    apt_update_once
+    step "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
+        >"$CACHE/apt-install.log" 2>&1 || { tail -20 "$CACHE/apt-install.log" >&2; die "apt-get install failed"; }
+}
+
+install_python_package() {
+    # Reinstall only when pyproject.toml, the checkout path or the interpreter changed.
+    local key stamp
+    key=$( { cat "$REPO/pyproject.toml"; echo "$REPO"; command -v "$PYTHON"; } | sha256sum | cut -c1-16)
+    stamp="$CACHE/pip-$key.stamp"
+    if [ -f "$stamp" ] && "$PYTHON" -c 'import tarsdock, pytest, supervisor' 2>/dev/null; then
+        step "pip: tarsdock[test] already installed from $REPO"
+        return
+    fi
+    step "pip install -e '$REPO[test]'"
+    "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e "$REPO[test]" \
+        || die "pip install failed"
+    touch "$stamp"
+}
+
+storage_driver() {
+    # overlay2 needs overlayfs on the filesystem under /var/lib/docker (not on overlay itself,
+    # as inside another container); probe with a real mount and fall back to vfs.
+    if [ -n "${TARSDOCK_STORAGE_DRIVER:-}" ]; then echo "$TARSDOCK_STORAGE_DRIVER"; return; fi
+    mkdir -p /var/lib/docker
+    local probe
+    probe=$(mktemp -d /var/lib/docker/tarsdock-overlay-probe.XXXXXX)
+    mkdir -p "$probe"/{lower,upper,work,merged}
+    if mount -t overlay overlay \
+        -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" "$probe/merged" 2>/dev/null
+    then
+        umount "$probe/merged"
+        echo overlay2
+    else
+        echo vfs
+    fi
+    rm -rf "$probe"
+}
+
+start_dockerd() {
+    if docker info >/dev/null 2>&1; then
+        step "dockerd: already running ($(docker info -f '{{.Driver}}') storage)"
+        return
+    fi
+    command -v dockerd >/dev/null || die "dockerd not found (install docker.io, or drop --images-only)"
+    local driver
+    driver=$(storage_driver)
+    step "starting dockerd (storage driver $driver, log $DOCKERD_LOG)"
+    # setsid + nohup: dockerd must outlive this shell and the test run that started it.
+    nohup setsid dockerd --storage-driver="$driver" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    local deadline=$((SECONDS + 60))
+    until docker info >/dev/null 2>&1; do
+        if [ $SECONDS -ge $deadline ]; then
+            tail -20 "$DOCKERD_LOG" >&2
+            die "dockerd did not answer 'docker info' within 60 s; see $DOCKERD_LOG"
+        fi
+        sleep 0.5
+    done
+    step "dockerd: up"
+}
+
+has_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+build_busybox_image() {
+    local tag=tarsdock-test/busybox:1
+    if has_image "$tag" && [ $rebuild_images = 0 ]; then return; fi
+    step "building $tag from busybox-static"
+    local root
+    root=$(mktemp -d)
+    mkdir -p "$root"/{bin,dev,etc,proc,sys,tmp,root}
+    cp "$(command -v busybox)" "$root/bin/busybox"
+    local applet
+    for applet in $("$root/bin/busybox" --list); do
+        [ "$applet" = busybox ] || ln -s busybox "$root/bin/$applet"
+    done
+    echo 'root:x:0:0:root:/root:/bin/sh' >"$root/etc/passwd"
+    echo 'root:x:0:' >"$root/etc/group"
+    tar --numeric-owner -C "$root" -c . | docker import -c 'CMD ["/bin/sh"]' - "$tag" >/dev/null
+    rm -rf "$root"
+}
+
+debian_tarball() {
+    # One debootstrap run, cached as a tarball keyed by the package list.
+    local key tarball root
+    key=$(echo "$IMAGE_PACKAGES" | sha256sum | cut -c1-12)
+    tarball="$CACHE/debian-bookworm-$key.tar"
+    if [ -f "$tarball" ] && [ $rebuild_images = 0 ]; then echo "$tarball"; return; fi
+    root="$CACHE/rootfs.tmp"
+    rm -rf "$root"
+    step "debootstrap --variant=minbase bookworm (+ $IMAGE_PACKAGES); about a minute" >&2
+    debootstrap --variant=minbase --include="$IMAGE_PACKAGES" bookworm "$root" "$MIRROR" \
+        >"$CACHE/debootstrap.log" 2>&1 || { tail -20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
+    # The package caches are 120 MB that no test needs.
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    tar --numeric-owner -C "$root" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$root"
+    echo "$tarball"
+}
+
+build_debian_images() {
+    local base=tarsdock-test/debian:1 tarball
+    if ! has_image "$base" || [ $rebuild_images = 1 ]; then
+        tarball=$(debian_tarball)
+        step "importing $tarball as $base"
+        docker import "$tarball" "$base" >/dev/null
+    fi
+    docker tag "$base" tarsdock-test/python:1
+    docker tag "$base" tarsdock-test/node:1
+    # systemd as PID 1: `docker stop` must send SIGRTMIN+3, systemd's "halt" signal.
+    DOCKER_BUILDKIT=0 docker build -q -t tarsdock-test/systemd:1 - >/dev/null 2>"$CACHE/build.log" <<EOF \
+        || { cat "$CACHE/build.log" >&2; die "docker build of tarsdock-test/systemd:1 failed"; }
+FROM $base
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+CMD ["/sbin/init"]
+EOF
+}
+
+step "tarsdock test environment for $REPO"
+if [ $do_packages = 1 ]; then install_packages; fi
+if [ $do_pip = 1 ]; then install_python_package; fi
+if [ $do_images = 1 ] || [ $do_packages = 1 ]; then start_dockerd; fi
+if [ $do_images = 1 ]; then
+    build_busybox_image
+    build_debian_images
+    step "images: $(docker images --format '{{.Repository}}:{{.Tag}}' 'tarsdock-test/*' | sort | tr '\n' ' ')"
+fi
+step "done in ${SECONDS}s"
