@@ -1,0 +1,198 @@
+"""Resolution of the example node and of the template chain, through the CLI."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tarsdock import tcconfig
+from tarsdock.cli import main
+from tarsdock.resolve import load_node
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "node"
+SHARED = REPO.parent / "shared" / "tars-templates"
+
+NODE = """\
+[node]
+name = "10.0.0.5"
+tars_path = "/usr/local/app/tars"
+locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"
+
+[images.base]
+ref = "tarsdock-test/python:1"
+
+[services."App.Server"]
+type = "tars_cpp"
+template = "t.app"
+image = "base"
+[[services."App.Server".adapters]]
+name = "ObjAdapter"
+servant = "App.Server.Obj"
+endpoint = "tcp -h 10.0.0.5 -p 20001 -t 60000"
+"""
+
+
+def config_dir(tmp_path: Path, template: str, node: str = NODE) -> Path:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "node.toml").write_text(node)
+    (tmp_path / "templates" / "t.app").write_text(template)
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_example_node_validates(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--config-dir", str(EXAMPLE), "validate")
+    assert (code, err) == (0, "")
+    assert "3 services" in out
+
+
+def test_example_service_final_config(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--config-dir", str(EXAMPLE), "config", "Demo.HelloServer")
+    assert code == 0
+    config = tcconfig.parse(out, "out")
+    server = "/tars/application/server"
+    adapter = f"{server}/Demo.HelloServer.HelloObjAdapter"
+    assert config.get(f"{adapter}<endpoint>") == "tcp -h 127.0.0.1 -p 19411 -t 60000"
+    assert config.get(f"{adapter}<servant>") == "Demo.HelloServer.HelloObj"
+    assert config.get(f"{adapter}<threads>") == "2"
+    assert config.get(f"{server}<app>") == "Demo"
+    assert config.get(f"{server}<basepath>") == \
+        "/usr/local/app/tars/tarsnode/data/Demo.HelloServer/bin/"
+    assert config.get(f"{server}<local>") == "tcp -h 127.0.0.1 -p 19401 -t 10000"
+    assert config.get(f"{server}<logLevel>") == "INFO"           # the private profile wins
+    assert config.get(f"{server}<opencoroutine>") == "0"         # from stock tars.cpp.default
+    assert config.get("/tars/application/client<modulename>") == "Demo.HelloServer"
+    assert "${" not in out
+
+
+def test_example_service_container_parts() -> None:
+    service = {s.name: s for s in load_node(EXAMPLE).services}["Demo.HelloServer"]
+    assert service.env == (("DEMO_GREETING", "hello from tarsdock"), ("TZ", "UTC"))
+    assert service.stop_timeout == 5
+    assert ("memory", "256m") in service.container.options
+    assert [(v.host, v.container) for v in service.container.volumes] == \
+        [("/usr/local/app/tars/tarsdock-shared", "/shared")]
+    assert str(service.conf_path) == \
+        "/usr/local/app/tars/tarsnode/data/Demo.HelloServer/conf/Demo.HelloServer.config.conf"
+
+
+def test_unknown_service_is_an_input_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "--config-dir", str(EXAMPLE), "config", "Demo.HelloServr")
+    assert code == 1 and out == ""
+    assert "did you mean 'Demo.HelloServer'?" in err
+
+
+def shared_chain_dir(tmp_path: Path) -> Path:
+    (tmp_path / "templates").mkdir()
+    for name in ("tars.default", "tars.tarsjava.default", "tars.springboot"):
+        shutil.copy(SHARED / name, tmp_path / "templates" / name)
+    (tmp_path / "node.toml").write_text(
+        NODE.replace("[images.base]", '[templates."tars.springboot"]\n'
+                     'parent = "tars.tarsjava.default"\n\n[images.base]')
+        .replace('template = "t.app"', 'template = "tars.default"'))
+    return tmp_path
+
+
+def test_template_show_prints_what_join_config_prints(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = shared_chain_dir(tmp_path)
+    code, out, err = run(capsys, "--config-dir", str(root), "template", "show", "tars.springboot")
+    assert (code, err) == (0, "")
+    # joinConfig, literally: serialize each side, concatenate, parse, serialize
+    text = ""
+    for name in ("tars.default", "tars.tarsjava.default", "tars.springboot"):
+        side = tcconfig.serialize(tcconfig.parse((SHARED / name).read_text(), name))
+        text = tcconfig.serialize(tcconfig.parse(text + side, "join"))
+    assert out == text
+
+
+def test_template_show_with_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = shared_chain_dir(tmp_path)
+    profile = tmp_path / "profile"
+    profile.write_text("<tars>\n<application>\n<server>\nlogsize=1G\n</server>\n"
+                       "</application>\n</tars>\n")
+    code, out, _ = run(capsys, "--config-dir", str(root), "template", "show", "tars.springboot",
+                       "--profile", str(profile))
+    assert code == 0
+    assert tcconfig.parse(out, "o").get("/tars/application/server<logsize>") == "1G"
+
+
+def test_template_show_of_a_broken_template(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = shared_chain_dir(tmp_path)
+    (root / "templates" / "tars.bad").write_text("<tars>\n  <a>\n  path=C:\\data\n</tars>\n")
+    code, out, err = run(capsys, "--config-dir", str(root), "template", "show", "tars.bad")
+    assert (code, out) == (1, "")
+    assert "templates/tars.bad:3: key 'path': bad escape '\\d'" in err
+
+
+BAD_TEMPLATES = [
+    ("<tars>\n<application>\n<container>\n<volumes>\ndata=/data\n</volumes>\n</container>\n"
+     "</application>\n</tars>\n", "templates/t.app:5: key 'data': host path 'data'"),
+    ("<tars>\n<application>\n<container>\n<volumes>\n/a/../etc=/data\n</volumes>\n</container>\n"
+     "</application>\n</tars>\n", "templates/t.app:5: key '/a/../etc': host path"),
+    ("<tars>\n<application>\n<container>\n<volumes>\n/data=rel\n</volumes>\n</container>\n"
+     "</application>\n</tars>\n", "templates/t.app:5: key '/data': container path 'rel'"),
+    ("<tars>\n<application>\n<container>\n<volumes>\n/data\n</volumes>\n</container>\n"
+     "</application>\n</tars>\n", "a <volumes> line must be host=container"),
+    ("<tars>\n<application>\n<container>\n<ports>\n80=1.2.3.4:80\n</ports>\n</container>\n"
+     "</application>\n</tars>\n", "templates/t.app:5: key '80': bad <ports> line"),
+    ("<tars>\n<application>\n<container>\n<ports>\n80/tcp=1.2.3:80\n</ports>\n</container>\n"
+     "</application>\n</tars>\n", "bad <ports> line '80/tcp=1.2.3:80'"),
+    ("<tars>\n<application>\n<container>\nmemroy=1g\n</container>\n</application>\n</tars>\n",
+     "templates/t.app:4: key 'memroy': unknown <container> key, did you mean 'memory'?"),
+    ("<tars>\n<application>\n<container>\nprivileged=maybe\n</container>\n</application>\n"
+     "</tars>\n", "key 'privileged': bad value 'maybe'"),
+    ("<tars>\n<application>\n<container>\n<volume>\n</volume>\n</container>\n</application>\n"
+     "</tars>\n", "templates/t.app:4: unknown <container> domain <volume>, did you mean"),
+    ("<tars>\n<application>\n<server>\nenv=A=1;B-C=2\n</server>\n</application>\n</tars>\n",
+     "templates/t.app:4: key 'env': bad environment item 'B-C=2'"),
+    ("<tars>\n<application>\n<server>\ndeactivating-timeout=3s\n</server>\n</application>\n"
+     "</tars>\n", "templates/t.app:4: key 'deactivating-timeout': bad value '3s'"),
+]
+
+
+@pytest.mark.parametrize(("template", "message"), BAD_TEMPLATES, ids=[m for _, m in BAD_TEMPLATES])
+def test_bad_template_content(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              template: str, message: str) -> None:
+    code, out, err = run(capsys, "--config-dir", str(config_dir(tmp_path, template)), "validate")
+    assert (code, out) == (1, "")
+    assert message in err
+
+
+def test_template_cycle_without_a_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node = NODE.replace("[images.base]", '[templates."t.app"]\nparent = "t.other"\n'
+                        '[templates."t.other"]\nparent = "t.app"\n\n[images.base]')
+    root = config_dir(tmp_path, "<tars>\n</tars>\n", node)
+    (root / "templates" / "t.other").write_text("<tars>\n</tars>\n")
+    code, _, err = run(capsys, "--config-dir", str(root), "validate")
+    assert code == 1
+    assert "template cycle without a root: t.app -> t.other -> t.app" in err
+    assert "node.toml:" in err
+
+
+def test_missing_template_and_parent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node = NODE.replace("[images.base]", '[templates."t.app"]\nparent = "t.gone"\n\n[images.base]')
+    root = config_dir(tmp_path, "<tars>\n</tars>\n", node)
+    code, _, err = run(capsys, "--config-dir", str(root), "validate")
+    assert code == 1
+    assert "template 't.gone' does not exist" in err
+
+
+def test_all_errors_of_a_run_are_reported_together(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    template = BAD_TEMPLATES[0][0].replace("</container>", "memroy=1\n</container>")
+    root = config_dir(tmp_path, template)
+    (root / "templates" / "t.broken").write_text("<a>\n")
+    code, _, err = run(capsys, "--config-dir", str(root), "validate")
+    lines = err.splitlines()
+    assert code == 1 and len(lines) == 3, err
+    assert all(line.startswith("error: templates/") for line in lines)
