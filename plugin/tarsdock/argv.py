@@ -1,0 +1,163 @@
+"""The command a service runs, as Tars builds it, and the `docker run` argv around it.
+
+The service command follows tarsnode's CommandLoad::execute (which binary) and
+CommandStart::prepareScript (which arguments), TarsFramework NodeServer/. Differences, on purpose:
+- tarsnode writes a `tars_start.sh` and runs it with `sh`; we exec the argv itself, so the
+  service is PID 1's child (docker --init) and gets SIGTERM directly.
+- tarsnode reads `server<nodejs>`/`server<php>` with parseFile(profile text), which always fails and
+  falls back to `node`/`php`; we read those keys from the final config as intended.
+- tarsnode adds `LD_LIBRARY_PATH=$LD_LIBRARY_PATH:<bin>:<lib>` through the shell; we pass only the
+  template's `server<env>` (plus TARS_CONFIG for tars_nodejs).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+
+from tarsdock.errors import InputError, TarsdockError
+from tarsdock.keys import CONTAINER_OPTIONS
+from tarsdock.model import Service
+
+SERVER = "/tars/application/server"
+# tarsnode: CommandLoad reads these keys for the interpreter, defaulting to the bare name.
+INTERPRETERS = {"tars_java": "java", "tars_nodejs": "nodejs", "tars_php": "php"}
+INTERPRETER_DEFAULTS = {"tars_java": "java", "tars_nodejs": "node", "tars_php": "php"}
+LABELS = ("tarsdock.managed", "tarsdock.service", "tarsdock.node")
+LOCALTIME = "/etc/localtime"
+
+
+def _get(service: Service, key: str, default: str = "") -> str:
+    value = service.config.get(f"{SERVER}<{key}>")
+    return default if value is None else value
+
+
+def _words(text: str) -> list[str]:
+    # TC_Common::sepstr(s, " \t") without empty items.
+    return text.replace("\t", " ").split()
+
+
+def executable(service: Service) -> str:
+    """The binary tarsnode starts: exe_path when set, else the server binary or interpreter."""
+    exe = service.spec.exe
+    if exe:
+        return exe if posixpath.isabs(exe) else posixpath.normpath(f"{service.bin_dir}/{exe}")
+    kind = service.spec.type
+    if kind in INTERPRETERS:
+        return _get(service, INTERPRETERS[kind], INTERPRETER_DEFAULTS[kind]) or \
+            INTERPRETER_DEFAULTS[kind]
+    return str(service.bin_dir / service.spec.server)
+
+
+def _java_args(service: Service, conf: str) -> list[str]:
+    jvm, main = _get(service, "jvmparams"), _get(service, "mainclass")
+    if _get(service, "packageFormat") == "jar":
+        # main class is then `-jar <path>` (tars.springboot); no class path.
+        rest = f"{jvm} {main}"
+    else:
+        rest = f"{jvm} -cp {_get(service, 'classpath')}/* {main}"
+    return [f"-Dconfig={conf}", *_words(rest)]
+
+
+def _nodejs_args(service: Service, conf: str) -> list[str]:
+    bin_dir = str(service.bin_dir)
+    if service.package.node_agent:
+        agent = f"{bin_dir}/tars_nodejs/node-agent/bin/node-agent"
+        app = posixpath.normpath(f"{bin_dir}/{service.package.entry or '.'}")
+        return [agent, app, "-c", conf]
+    return [posixpath.normpath(f"{bin_dir}/{service.package.entry or 'index.js'}")]
+
+
+def service_command(service: Service) -> list[str]:
+    """The service's argv exactly as Tars builds it (DESIGN §5)."""
+    kind, conf = service.spec.type, str(service.conf_path)
+    if kind == "not_tars":
+        if not service.spec.command:
+            raise InputError(service.spec.origin, "a not_tars service needs a command", "command")
+        return list(service.spec.command)
+    if kind == "tars_java":
+        args = _java_args(service, conf)
+    elif kind == "tars_nodejs":
+        args = _nodejs_args(service, conf)
+    elif kind == "tars_php":
+        entrance = _get(service, "entrance", f"{service.bin_dir}/src/index.php")
+        args = [entrance, f"--config={conf}"]
+    else:
+        args = [f"--config={conf}"]
+    return [executable(service), *args]
+
+
+def service_env(service: Service) -> list[tuple[str, str]]:
+    """The environment: the template's server<env>, TARS_CONFIG for tars_nodejs."""
+    env = list(service.env)
+    if service.spec.type == "tars_nodejs" and "TARS_CONFIG" not in dict(env):
+        env.append(("TARS_CONFIG", str(service.conf_path)))
+    return env
+
+
+def _host_source(service: Service, path: str) -> str:
+    """A mount source as the Docker daemon sees it: under host_path when tarsdock is contained."""
+    node = service.node
+    prefix = node.tars_path.rstrip("/")
+    if node.host_path and (path == prefix or path.startswith(prefix + "/")):
+        return node.host_path.rstrip("/") + path[len(prefix):]
+    return path
+
+
+def mounts(service: Service) -> list[tuple[str, str, str]]:
+    """(source, target, options) for every bind mount, in order; targets must be distinct."""
+    own = [(str(service.service_dir), ""), (str(service.log_dir), "")]
+    entries = [(path, path, opts) for path, opts in own] + [(LOCALTIME, LOCALTIME, "ro")]
+    seen = {target: "a tarsdock mount" for _, target, _ in entries}
+    for volume in service.container.volumes:
+        if volume.container in seen:
+            raise InputError(volume.origin, f"container path '{volume.container}' is already "
+                             f"{seen[volume.container]}", volume.host)
+        seen[volume.container] = f"the target of '{volume.host}'"
+        entries.append((volume.host, volume.container, ""))
+    result = []
+    for source, target, opts in entries:
+        host = _host_source(service, source)
+        if ":" in host or ":" in target or "," in host:
+            raise TarsdockError(f"{service.name}: mount '{host}:{target}' has ':' or ',', "
+                                "which docker -v cannot express")
+        result.append((host, target, opts))
+    return result
+
+
+def _option_args(service: Service) -> Iterator[str]:
+    for key, value in service.container.options:
+        flag, kind = CONTAINER_OPTIONS[key]
+        if kind == "bool":
+            if value == "true":
+                yield flag
+        elif kind == "words":
+            for word in value.split():
+                yield from (flag, word)
+        else:
+            yield from (flag, value)
+
+
+def _network_args(service: Service) -> list[str]:
+    if service.node.network == "host":
+        return ["--net=host", "--ipc=host"]
+    ports = [f"{p.host_ip}:{p.host_port}:{p.port}/{p.proto}" for p in service.container.ports]
+    return ["--ipc=host", *(arg for port in ports for arg in ("-p", port))]
+
+
+def docker_run_argv(service: Service, docker: str = "docker") -> list[str]:
+    """`docker run` for a container service: foreground, removed on exit, never pulling."""
+    if service.spec.image is None:
+        raise InputError(service.spec.origin, "run = container needs an image", "image")
+    name = service.name
+    labels = zip(LABELS, ("true", name, service.node.name), strict=True)
+    argv = [docker, "run", "--rm", "--init", "--name", name]
+    argv += [arg for key, value in labels for arg in ("--label", f"{key}={value}")]
+    argv += _network_args(service)
+    argv += ["--stop-timeout", str(service.stop_timeout), "--pull=never"]
+    argv += _option_args(service)
+    for source, target, opts in mounts(service):
+        argv += ["-v", f"{source}:{target}" + (f":{opts}" if opts else "")]
+    argv += [arg for key, value in service_env(service) for arg in ("--env", f"{key}={value}")]
+    argv += ["--workdir", str(service.bin_dir), service.spec.image.ref]
+    return argv + service_command(service)

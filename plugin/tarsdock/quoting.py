@@ -1,0 +1,145 @@
+"""Quote argv and values for supervisord and systemd files, one filter per target.
+
+Each filter produces text that the target's own parser turns back into exactly the input:
+- supervisord reads `command=` with configparser (inline comments start at `;`/`#` after
+  whitespace), expands `%(name)s` with Python's `%` operator, then splits with `shlex.split`
+  (supervisor/options.py `_processes_from_section`, supervisor/process.py `get_execv_args`).
+- systemd splits `ExecStart=` words with extract_first_word(EXTRACT_UNQUOTE|EXTRACT_CUNESCAPE)
+  (src/basic/extract-word.c), expands `%` specifiers (systemd.unit(5)) and, at exec time, `$VAR`
+  and `${VAR}` with `$$` for a literal `$` (systemd.service(5) "Command lines").
+Line breaks and NUL can be represented by neither, so they are refused.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tarsdock.errors import TarsdockError
+
+# Characters no target can carry: every line-based parser here splits at \n, Python's universal
+# newlines also at \r, systemd's read_line also at NUL.
+FORBIDDEN = re.compile(r"[\n\r\0]")
+# configparser ends a value at `;` or `#` preceded by whitespace (str.isspace, so Unicode too).
+INLINE_COMMENT = re.compile(r"(\s)(?=[;#])")
+SYSTEMD_SAFE = re.compile(r"[A-Za-z0-9_@+=:,./-]+")
+# systemd reads these as prefixes of the executable (systemd.service(5), table 1).
+SYSTEMD_EXEC_PREFIXES = "@-:+!|"
+SYSTEMD_ESCAPES = {"\\": "\\\\", '"': '\\"'}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class QuotingError(TarsdockError):
+    """A value that the target file format cannot represent."""
+
+
+@dataclass(frozen=True)
+class EnvAssignment:
+    """One environment variable for systemd's `Environment=`."""
+
+    name: str
+    value: str
+
+# A row value in a generated file: a plain string, an argv (list), or an assignment.
+Value = str | list[str] | EnvAssignment
+
+
+def check_text(value: str, what: str) -> str:
+    """Refuse a line break or NUL, naming what the value is for."""
+    if FORBIDDEN.search(value):
+        raise QuotingError(f"{what}: {value!r} contains a line break or NUL, which "
+                           "supervisord and systemd files cannot carry")
+    return value
+
+
+# --- supervisord ---------------------------------------------------------------------------
+
+
+def _supervisor_word(word: str) -> str:
+    quoted = shlex.quote(word)
+    # `'a ''#b'` is one shlex word, and no whitespace precedes the `#` any more.
+    return INLINE_COMMENT.sub(r"\1''", quoted)
+
+
+def supervisor_argv(argv: Sequence[str], what: str = "command") -> str:
+    """A `command=` value that supervisord splits back into argv."""
+    if not argv:
+        raise QuotingError(f"{what}: empty command")
+    words = [_supervisor_word(check_text(word, what)) for word in argv]
+    return " ".join(words).replace("%", "%%")
+
+
+def supervisor_value(value: str, what: str = "value") -> str:
+    """A plain supervisord value (a path, a name) that reads back unchanged."""
+    check_text(value, what)
+    if value != value.strip() or INLINE_COMMENT.search(value):
+        raise QuotingError(f"{what}: {value!r} has surrounding whitespace or a ';'/'#' after "
+                           "whitespace, which supervisord's config reader would cut")
+    return value.replace("%", "%%")
+
+
+def supervisor(value: Value, what: str) -> str:
+    """Jinja2 filter: a supervisord row value, quoted by its type."""
+    if isinstance(value, list):
+        return supervisor_argv(value, f"{what}: command")
+    if isinstance(value, EnvAssignment):
+        raise QuotingError(f"{what}: supervisord files carry no environment rows")
+    return supervisor_value(value, what)
+
+
+# --- systemd -------------------------------------------------------------------------------
+
+
+def _systemd_quoted(word: str) -> str:
+    body = "".join(SYSTEMD_ESCAPES.get(char, char) if char >= " " and char != "\x7f"
+                   else f"\\x{ord(char):02x}" for char in word)
+    return f'"{body}"'
+
+
+def _systemd_word(word: str) -> str:
+    # A lone `;` separates commands; `\;` is special too: quoting takes care of both.
+    quoted = word if SYSTEMD_SAFE.fullmatch(word) else _systemd_quoted(word)
+    return quoted.replace("%", "%%").replace("$", "$$")
+
+
+def systemd_argv(argv: Sequence[str], what: str = "command") -> str:
+    """An `Exec*=` value that systemd splits back into argv, with no expansion left."""
+    if not argv:
+        raise QuotingError(f"{what}: empty command")
+    for word in argv:
+        check_text(word, what)
+    if argv[0][:1] in SYSTEMD_EXEC_PREFIXES or not argv[0]:
+        raise QuotingError(f"{what}: executable {argv[0]!r} would be read as a systemd "
+                           f"prefix ({SYSTEMD_EXEC_PREFIXES})")
+    return " ".join(_systemd_word(word) for word in argv)
+
+
+def systemd_env(name: str, value: str, what: str = "environment") -> str:
+    """An `Environment=` value: one quoted NAME=VALUE assignment; `$` is literal there."""
+    if not ENV_NAME.fullmatch(name):
+        raise QuotingError(f"{what}: bad variable name {name!r}")
+    check_text(value, what)
+    if re.search(r"[\x00-\x08\x0a-\x1f\x7f]", value):
+        # env_value_is_valid() rejects control characters other than tab.
+        raise QuotingError(f"{what}: {name} has a control character, which systemd refuses")
+    body = "".join(SYSTEMD_ESCAPES.get(char, char) for char in f"{name}={value}")
+    return f'"{body}"'.replace("%", "%%")
+
+
+def systemd_value(value: str, what: str = "value") -> str:
+    """A plain systemd value (a path, a description): specifiers escaped, no line breaks."""
+    check_text(value, what)
+    if value != value.strip():
+        raise QuotingError(f"{what}: {value!r} has surrounding whitespace, which systemd strips")
+    return value.replace("%", "%%")
+
+
+def systemd(value: Value, what: str) -> str:
+    """Jinja2 filter: a systemd row value, quoted by its type."""
+    if isinstance(value, list):
+        return systemd_argv(value, f"{what}: command")
+    if isinstance(value, EnvAssignment):
+        return systemd_env(value.name, value.value, f"{what}: environment")
+    return systemd_value(value, what)
