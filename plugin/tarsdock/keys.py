@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+import posixpath
+import re
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+from tarsdock.endpoint import EndpointError, check_servant, parse_endpoint, parse_proxy
+from tarsdock.errors import did_you_mean
+from tarsdock.imageref import parse_image_ref
+from tarsdock.model import SERVER_TYPES
 
 ValueKind = Literal["bool", "str", "int", "float", "size", "words"]
 
@@ -21,3 +30,185 @@ CONTAINER_OPTIONS: dict[str, tuple[str, ValueKind]] = {
     "stop-signal": ("--stop-signal", "str"),
 }
 CONTAINER_DOMAINS: tuple[str, ...] = ("volumes", "ports")
+
+
+# --- the manifest: node.toml and services.d/*.toml -------------------------------------------
+# Each table kind maps key -> (TOML kind, default, check). A check gets a value of the right kind
+# and returns the problem ("" when fine). Every string is also refused if it holds NUL, and every
+# "str" (not "text") if it holds a line break: those values reach unit files and command lines.
+
+TomlKind = Literal["str", "text", "int", "bool", "strlist", "tables"]
+Check = Callable[[Any], str]
+REQUIRED: Any = object()   # a default that makes the key mandatory
+
+
+class KeyRule(NamedTuple):
+    """How one manifest key is read: its TOML kind, default and value check."""
+
+    kind: TomlKind
+    default: Any
+    check: Check | None = None
+
+
+KIND_NAMES: dict[TomlKind, str] = {
+    "str": "a string", "text": "a string", "int": "an integer", "bool": "true or false",
+    "strlist": "an array of strings", "tables": "an array of tables",
+}
+SAFE_PATH = re.compile(r"[A-Za-z0-9._/-]+\Z")
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")        # [registries.X] and [images.X] ids
+TEMPLATE_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*\Z")  # node name, IPs, registry host[:port]
+SET_DIVISION = re.compile(r"[A-Za-z0-9]+\.[A-Za-z0-9]+\.(?:[A-Za-z0-9]+|\*)\Z")
+WORD = re.compile(r"[^\s]+\Z")
+
+
+def quote_value(value: Any) -> str:
+    """A value as TOML would spell it, shortened, for error messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def one_of(*choices: str) -> Check:
+    """A check that the value is one of the choices, with did-you-mean."""
+    def check(value: str) -> str:
+        if value in choices:
+            return ""
+        hint = did_you_mean(value, choices)
+        return f"{quote_value(value)} is not one of {', '.join(choices)}{hint}"
+    return check
+
+
+def at_least(low: int, high: int | None = None) -> Check:
+    """A check that an integer is in low..high."""
+    def check(value: int) -> str:
+        if value >= low and (high is None or value <= high):
+            return ""
+        return f"{value} is not in {low}..{high if high is not None else ''}"
+    return check
+
+
+def matches(pattern: re.Pattern[str], what: str) -> Check:
+    """A check that a string matches a pattern; `what` says what the pattern allows."""
+    def check(value: str) -> str:
+        return "" if pattern.match(value) else f"{quote_value(value)} is not {what}"
+    return check
+
+
+def _path_problem(value: str) -> str:
+    if not SAFE_PATH.match(value):
+        return f"{quote_value(value)} may hold only letters, digits and . _ / -"
+    if ".." in value.split("/"):
+        return f"{quote_value(value)} must not contain '..'"
+    return ""
+
+
+def absolute_path(value: str) -> str:
+    """An absolute, normalized path of safe characters."""
+    if not value.startswith("/"):
+        return f"{quote_value(value)} is not an absolute path"
+    normal = posixpath.normpath(value)
+    if normal != value and not _path_problem(value):
+        return f"{quote_value(value)} is not normalized (write {quote_value(normal)})"
+    return _path_problem(value)
+
+
+def absolute_path_or_empty(value: str) -> str:
+    """Empty, or an absolute path."""
+    return absolute_path(value) if value else ""
+
+
+def exe_path(value: str) -> str:
+    """Empty, a safe path relative to the service's bin dir, or an absolute path."""
+    if not value:
+        return ""
+    return absolute_path(value) if value.startswith("/") else _path_problem(value)
+
+
+def file_path(value: str) -> str:
+    """A path to a file: relative to the config dir or absolute; only safe characters."""
+    return _path_problem(value) if value else f"{quote_value(value)} is an empty path"
+
+
+def image_ref(value: str) -> str:
+    """A Docker image reference."""
+    try:
+        parse_image_ref(value)
+    except ValueError as error:
+        return str(error)
+    return ""
+
+
+def _endpoint_check(parse: Callable[[str], object]) -> Check:
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except EndpointError as error:
+            return f"{quote_value(value)}: {error}"
+        return ""
+    return check
+
+
+def name_list(value: list[str]) -> str:
+    """A non-empty array of non-empty strings (an argv)."""
+    if not value or not all(value):
+        return "must be a non-empty array of non-empty strings"
+    return ""
+
+
+NODE_KEYS: dict[str, KeyRule] = {
+    "name": KeyRule("str", REQUIRED, matches(HOST_NAME, "a host name or IP address")),
+    "localip": KeyRule("str", "", matches(HOST_NAME, "a host name or IP address")),
+    "tars_path": KeyRule("str", REQUIRED, absolute_path),
+    "locator": KeyRule("str", REQUIRED, _endpoint_check(parse_proxy)),
+    "docker_socket": KeyRule("str", "/var/run/docker.sock", absolute_path),
+    "host_path": KeyRule("str", "", absolute_path_or_empty),
+    "network": KeyRule("str", "host", one_of("host", "bridge")),
+}
+REGISTRY_KEYS: dict[str, KeyRule] = {
+    "url": KeyRule("str", "docker.io", matches(HOST_NAME, "a registry host[:port]")),
+    "username": KeyRule("str", "", matches(WORD, "a user name without blanks")),
+    "password_file": KeyRule("str", "", file_path),
+}
+IMAGE_KEYS: dict[str, KeyRule] = {
+    "ref": KeyRule("str", REQUIRED, image_ref),
+    "registry": KeyRule("str", "", matches(ID, "a [registries] id")),
+    "pull": KeyRule("str", "missing", one_of("missing", "always", "never")),
+    "restart_on_update": KeyRule("bool", False),
+}
+TEMPLATE_KEYS: dict[str, KeyRule] = {
+    "parent": KeyRule("str", "tars.default", matches(TEMPLATE_NAME, "a template name")),
+}
+SERVICE_KEYS: dict[str, KeyRule] = {
+    "type": KeyRule("str", REQUIRED, one_of(*SERVER_TYPES)),
+    "template": KeyRule("str", "tars.default", matches(TEMPLATE_NAME, "a template name")),
+    "profile": KeyRule("text", ""),
+    "profile_file": KeyRule("str", "", file_path),
+    "run": KeyRule("str", "", one_of("container", "native")),   # "": derived from `image`
+    "image": KeyRule("str", ""),                                 # an [images] id or a reference
+    "exe": KeyRule("str", "", exe_path),
+    "command": KeyRule("strlist", (), name_list),
+    "local_port": KeyRule("int", 0, at_least(1, 65535)),
+    "set_division": KeyRule("str", "", matches(SET_DIVISION, "a set name.area.group")),
+    "async_thread": KeyRule("int", 3, at_least(1)),
+    "main_class": KeyRule("str", "", matches(WORD, "a class name without blanks")),
+    "adapters": KeyRule("tables", ()),
+}
+# TarsCpp treats any protocol other than "tars" as a raw one; Tars' web UI offers these two names
+ADAPTER_KEYS: dict[str, KeyRule] = {
+    "name": KeyRule("str", "", matches(NAME, "a letter followed by letters, digits or _")),
+    "servant": KeyRule("str", REQUIRED, _endpoint_check(check_servant)),
+    "endpoint": KeyRule("str", REQUIRED, _endpoint_check(parse_endpoint)),
+    "threads": KeyRule("int", 1, at_least(1)),
+    "maxconns": KeyRule("int", 10000, at_least(1)),
+    "queuecap": KeyRule("int", 10000, at_least(1)),
+    "queuetimeout": KeyRule("int", 60000, at_least(0)),
+    "protocol": KeyRule("str", "tars", one_of("tars", "not_tars")),
+    "allow": KeyRule("str", "", matches(WORD, "a list of addresses without blanks")),
+}
+NODE_FILE_TABLES: tuple[str, ...] = ("node", "registries", "images", "templates", "services")
+SERVICES_FILE_TABLES: tuple[str, ...] = ("services",)

@@ -1,0 +1,99 @@
+"""Tars endpoint and proxy strings, parsed as TarsCpp's TC_Endpoint::parse reads them, but strictly.
+
+TarsCpp ignores unknown option letters; here they are errors, because a typo such as `-P 80`
+would otherwise leave the port at 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+TRANSPORTS = ("tcp", "udp", "ssl")
+DEFAULT_TIMEOUT = 3000   # TC_Endpoint's default, in milliseconds
+# -g grid, -q qos, -w weight, -v weight type, -e auth (0|1): kept and written back as given
+EXTRA_OPTIONS = "gqwve"
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+HOST = re.compile(r"[A-Za-z0-9_.*-]+\Z")
+
+
+class EndpointError(ValueError):
+    """An endpoint or proxy string that TarsCpp would reject, or that we refuse."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One `tcp|udp|ssl -h HOST -p PORT [-t TIMEOUT] ...` endpoint."""
+
+    transport: str
+    host: str
+    port: int
+    timeout: int = DEFAULT_TIMEOUT
+    extra: tuple[tuple[str, int], ...] = ()   # (option letter, value) for -g -q -w -v -e
+
+    def format(self) -> str:
+        """The endpoint in Tars syntax, options in a fixed order."""
+        words = [self.transport, "-h", self.host, "-p", str(self.port), "-t", str(self.timeout)]
+        for letter, value in self.extra:
+            words += [f"-{letter}", str(value)]
+        return " ".join(words)
+
+
+def _int_option(letter: str, text: str) -> int:
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise EndpointError(f"-{letter} needs an integer, got '{text}'")
+    return int(text)
+
+
+def _options(words: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for i in range(0, len(words), 2):
+        flag = words[i]
+        if len(flag) != 2 or flag[0] != "-" or flag[1] not in "hpt" + EXTRA_OPTIONS:
+            raise EndpointError(f"unknown option '{flag}' (known: -h -p -t -g -q -w -v -e)")
+        if i + 1 >= len(words):
+            raise EndpointError(f"option '{flag}' has no value")
+        if flag[1] in found:
+            raise EndpointError(f"option '{flag}' given twice")
+        found[flag[1]] = words[i + 1]
+    return found
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    """Parse one endpoint; raise EndpointError saying what is wrong."""
+    words = text.split()
+    if not words:
+        raise EndpointError("empty endpoint")
+    if words[0] not in TRANSPORTS:
+        raise EndpointError(f"endpoint must start with tcp, udp or ssl, not '{words[0]}'")
+    options = _options(words[1:])
+    if "h" not in options or "p" not in options:
+        raise EndpointError("endpoint needs both -h HOST and -p PORT")
+    if not HOST.match(options["h"]):
+        raise EndpointError(f"bad host '{options['h']}'")
+    port = _int_option("p", options["p"])
+    if not 1 <= port <= 65535:
+        raise EndpointError(f"port {port} is not in 1..65535")
+    timeout = _int_option("t", options.get("t", str(DEFAULT_TIMEOUT)))
+    if timeout < 0:
+        raise EndpointError(f"timeout {timeout} is negative")
+    extra = tuple((k, _int_option(k, options[k])) for k in EXTRA_OPTIONS if k in options)
+    if dict(extra).get("e", 0) not in (0, 1):
+        raise EndpointError("-e must be 0 or 1")
+    return Endpoint(words[0], options["h"], port, timeout, extra)
+
+
+def parse_proxy(text: str) -> tuple[str, tuple[Endpoint, ...]]:
+    """Parse `App.Server.Obj@endpoint[:endpoint...]` (a locator); return servant and endpoints."""
+    servant, at, rest = text.partition("@")
+    check_servant(servant)
+    if not at or not rest.strip():
+        raise EndpointError("a proxy needs '@' and at least one endpoint: Obj@tcp -h H -p P")
+    return servant, tuple(parse_endpoint(part) for part in rest.split(":"))
+
+
+def check_servant(servant: str) -> None:
+    """A servant (object) name is three dot-separated names: App.Server.Obj."""
+    parts = servant.split(".")
+    if len(parts) != 3 or not all(NAME.match(p) for p in parts):
+        raise EndpointError(f"'{servant}' is not a servant name App.Server.Obj")

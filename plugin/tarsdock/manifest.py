@@ -1,0 +1,464 @@
+"""The node manifest: node.toml and services.d/*.toml, read strictly; every error at file:line.
+
+Keys are checked against the tables in keys.py; what needs more than one key (run mode and image,
+the command of not_tars, profile files, adapters, duplicates) is checked here. All errors of the
+config dir are collected and raised together.
+
+Profiles keep where their text starts, as `ServiceSpec.profile_origin = Origin(path, first_line)`:
+line N of the profile text is line `first_line + N - 1` of `path`, which is what
+`tcconfig.parse(text, path, first_line)` expects. An inline `profile = \"\"\"...` gives the
+manifest file and the line its text starts on; a `profile_file` gives that file and line 1.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import tomllib
+from ast import literal_eval
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tarsdock.endpoint import Endpoint, parse_endpoint
+from tarsdock.errors import ErrorCollector, InputErrors, Origin, did_you_mean
+from tarsdock.imageref import looks_like_ref, parse_image_ref
+from tarsdock.keys import (
+    ADAPTER_KEYS,
+    ID,
+    IMAGE_KEYS,
+    KIND_NAMES,
+    NODE_FILE_TABLES,
+    NODE_KEYS,
+    REGISTRY_KEYS,
+    REQUIRED,
+    SERVICE_KEYS,
+    SERVICES_FILE_TABLES,
+    TEMPLATE_KEYS,
+    TEMPLATE_NAME,
+    KeyRule,
+    TomlKind,
+    quote_value,
+)
+from tarsdock.model import (
+    AdapterSpec,
+    Image,
+    Manifest,
+    NodeSettings,
+    Registry,
+    RunMode,
+    ServiceSpec,
+)
+from tarsdock.tomlpos import KeyPath, Located, locate
+
+SERVICE_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)\Z")
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+SYNTAX_WHERE = re.compile(r" \(at (?:line (\d+), column \d+|end of document)\)\Z")
+TWICE = re.compile(r"Cannot declare (\(.*\)) twice")
+
+
+def toml_path(path: KeyPath) -> str:
+    """A table path as a TOML header spells it: services."Hello.HelloServer"."""
+    return ".".join(p if BARE_KEY.match(p) else f'"{p}"' for p in path if isinstance(p, str))
+
+
+@dataclass(frozen=True)
+class _Doc:
+    """One parsed TOML file and where its keys are."""
+
+    rel: str            # the path as the user should see it: relative to the config dir
+    data: dict[str, Any]
+    where: Located
+
+    def origin(self, path: KeyPath) -> Origin:
+        return Origin(self.rel, self.where.line(path))
+
+
+def _kind_problem(kind: TomlKind, value: Any) -> str:
+    """Why a value is not of a TOML kind (and free of NUL and line breaks), or ""."""
+    expected = f"expected {KIND_NAMES[kind]}, got {quote_value(value)}"
+    if kind in ("str", "text"):
+        if not isinstance(value, str):
+            return expected
+        if "\0" in value or (kind == "str" and ("\n" in value or "\r" in value)):
+            return f"{quote_value(value)} must not contain NUL or line breaks"
+        return ""
+    if kind == "int":
+        return "" if isinstance(value, int) and not isinstance(value, bool) else expected
+    if kind == "bool":
+        return "" if isinstance(value, bool) else expected
+    if kind == "strlist":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            return expected
+        bad = [v for v in value if any(c in v for c in "\0\n\r")]
+        return f"{quote_value(bad[0])} must not contain NUL or line breaks" if bad else ""
+    ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    return "" if ok else expected
+
+
+def _syntax_error(rel: str, text: str, error: tomllib.TOMLDecodeError) -> tuple[Origin, str]:
+    """A tomllib error at its line; a table declared twice also names the first declaration."""
+    message = str(error)
+    where = SYNTAX_WHERE.search(message)
+    line = int(where[1]) if where and where[1] else text.count("\n") + 1
+    message = message[:where.start()] if where else message
+    twice = TWICE.match(message)
+    if twice:
+        path = literal_eval(twice[1])
+        before = "\n".join(text.split("\n")[:line - 1])
+        first = locate(before).keys.get(path)
+        return Origin(rel, line), (f"[{toml_path(path)}] is declared twice"
+                                   + (f" (first at {Origin(rel, first)})" if first else ""))
+    return Origin(rel, line), f"TOML syntax error: {message[:1].lower()}{message[1:]}"
+
+
+class _Reader:
+    """Reads the files of one config dir, collecting every error."""
+
+    def __init__(self, config_dir: Path, errors: ErrorCollector) -> None:
+        self.config_dir = config_dir
+        self.errors = errors
+        self.endpoints: list[tuple[Endpoint, Origin, str]] = []
+
+    def rel(self, file: Path) -> str:
+        try:
+            return file.relative_to(self.config_dir).as_posix()
+        except ValueError:
+            return str(file)
+
+    def read_text(self, file: Path, origin: Origin) -> str | None:
+        """A file's text; an unreadable file or bad UTF-8 is an error at `origin`."""
+        try:
+            raw = file.read_bytes()
+        except OSError as error:
+            self.errors.add(origin, f"cannot read {self.rel(file)}: {error.strerror}")
+            return None
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = raw[:error.start].count(b"\n") + 1
+            self.errors.add(Origin(self.rel(file), line), "not valid UTF-8")
+            return None
+
+    def read_doc(self, file: Path) -> _Doc | None:
+        rel = self.rel(file)
+        text = self.read_text(file, Origin(rel))
+        if text is None:
+            return None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            self.errors.add(*_syntax_error(rel, text, error))
+            return None
+        return _Doc(rel, data, locate(text))
+
+    def table(self, doc: _Doc, path: KeyPath, value: Any, rules: dict[str, KeyRule],
+              what: str) -> dict[str, Any] | None:
+        """Check a table by its rules: values with defaults, None for a required key missing."""
+        if not isinstance(value, dict):
+            self.errors.add(doc.origin(path), f"{what} must be a table, got {quote_value(value)}")
+            return None
+        out: dict[str, Any] = {}
+        for key, given in value.items():
+            rule = rules.get(key)
+            if rule is None:
+                self.errors.add(doc.origin((*path, key)),
+                                f"unknown key in {what}{did_you_mean(key, rules)}", key)
+                continue
+            problem = _kind_problem(rule.kind, given) or (rule.check(given) if rule.check else "")
+            if problem:
+                self.errors.add(doc.origin((*path, key)), problem, key)
+            out[key] = None if problem else given
+        for key, rule in rules.items():
+            if key not in value and rule.default is REQUIRED:
+                self.errors.add(doc.origin(path), f"{what} needs this key", key)
+            if key not in value or (out[key] is None and rule.default is not REQUIRED):
+                out[key] = None if rule.default is REQUIRED else rule.default
+        return out
+
+    def group(self, doc: _Doc, name: str, pattern: re.Pattern[str]) -> list[tuple[str, Any]]:
+        """The (id, table) pairs of a top-level table of tables like [images]."""
+        value = doc.data.get(name, {})
+        if not isinstance(value, dict):
+            self.errors.add(doc.origin((name,)), f"must be a table, got {quote_value(value)}", name)
+            return []
+        for key in value:
+            if not pattern.match(key):
+                self.errors.add(doc.origin((name, key)), f"'{key}' is not a valid {name} name", key)
+        return [(key, value[key]) for key in value if pattern.match(key)]
+
+    def top_level(self, doc: _Doc, allowed: tuple[str, ...]) -> None:
+        for key in doc.data:
+            if key in allowed:
+                continue
+            if allowed == SERVICES_FILE_TABLES:
+                message = 'a services.d file may hold only [services."App.Server"] tables'
+            else:
+                message = f"unknown table{did_you_mean(key, allowed)}"
+            self.errors.add(doc.origin((key,)), message, key)
+
+    def node(self, doc: _Doc) -> NodeSettings | None:
+        if "node" not in doc.data:
+            self.errors.add(Origin(doc.rel), "missing the [node] table")
+            return None
+        v = self.table(doc, ("node",), doc.data["node"], NODE_KEYS, "[node]")
+        if v is None or None in v.values():
+            return None
+        return NodeSettings(
+            name=v["name"], localip=v["localip"] or v["name"], tars_path=v["tars_path"],
+            locator=v["locator"], docker_socket=v["docker_socket"], host_path=v["host_path"],
+            network=v["network"], origin=doc.origin(("node",)),
+        )
+
+    def private_file(self, file: str, origin: Origin, key: str) -> str:
+        """The absolute path of a password file, checked to be a file only we can read."""
+        full = os.path.abspath(self.config_dir / file)
+        try:
+            info = os.stat(full)
+        except OSError as error:
+            self.errors.add(origin, f"password file '{full}': {error.strerror}", key)
+            return full
+        mode = stat.S_IMODE(info.st_mode)
+        if not stat.S_ISREG(info.st_mode):
+            self.errors.add(origin, f"password file '{full}' is not a regular file", key)
+        elif not os.access(full, os.R_OK):
+            self.errors.add(origin, f"password file '{full}' is not readable", key)
+        elif mode & 0o077:
+            self.errors.add(origin, f"password file '{full}' has mode {mode:04o}; it must be 0600 "
+                            f"or stricter (chmod 600 {full})", key)
+        return full
+
+    def registries(self, doc: _Doc) -> dict[str, Registry]:
+        found: dict[str, Registry] = {}
+        for rid, raw in self.group(doc, "registries", ID):
+            path = ("registries", rid)
+            v = self.table(doc, path, raw, REGISTRY_KEYS, f"[{toml_path(path)}]")
+            if v is None:
+                continue
+            password = v["password_file"]
+            if password:
+                origin = doc.origin((*path, "password_file"))
+                password = self.private_file(password, origin, "password_file")
+            if bool(v["username"]) != bool(password):
+                given = "username" if v["username"] else "password_file"
+                missing = "password_file" if v["username"] else "username"
+                self.errors.add(doc.origin((*path, given)), f"needs {missing} as well", given)
+            found[rid] = Registry(rid, v["url"], v["username"], password, doc.origin(path))
+        return found
+
+    def images(self, doc: _Doc, registries: dict[str, Registry]) -> dict[str, Image]:
+        found: dict[str, Image] = {}
+        for iid, raw in self.group(doc, "images", ID):
+            path = ("images", iid)
+            v = self.table(doc, path, raw, IMAGE_KEYS, f"[{toml_path(path)}]")
+            if v is None or v["ref"] is None:
+                continue
+            ref = parse_image_ref(v["ref"])
+            registry = _registry_for(ref.domain, registries)
+            if v["registry"]:
+                registry = registries.get(v["registry"])
+                if registry is None:
+                    hint = did_you_mean(v["registry"], registries)
+                    self.errors.add(doc.origin((*path, "registry")),
+                                    f"no [registries.{v['registry']}] table{hint}", "registry")
+            found[iid] = Image(ref.normalized(), iid, registry, v["pull"],
+                               v["restart_on_update"], doc.origin(path))
+        return found
+
+    def templates(self, doc: _Doc) -> dict[str, tuple[str, Origin]]:
+        found: dict[str, tuple[str, Origin]] = {}
+        for name, raw in self.group(doc, "templates", TEMPLATE_NAME):
+            path = ("templates", name)
+            v = self.table(doc, path, raw, TEMPLATE_KEYS, f"[{toml_path(path)}]")
+            if v is not None:
+                found[name] = (v["parent"], doc.origin((*path, "parent")))
+        return found
+
+    def services(self, docs: list[_Doc], images: dict[str, Image],
+                 registries: dict[str, Registry]) -> dict[str, ServiceSpec]:
+        found: dict[str, ServiceSpec] = {}
+        first: dict[str, Origin] = {}
+        for doc in docs:
+            for name, raw in self.group(doc, "services", re.compile(".*")):
+                origin = doc.origin(("services", name))
+                if not SERVICE_NAME.match(name):
+                    self.errors.add(origin, "a service name is App.Server, each a letter followed "
+                                    "by letters, digits or _", name)
+                    continue
+                if name in first:
+                    self.errors.add(origin, f"service is defined twice: also at {first[name]}",
+                                    name)
+                    continue
+                first[name] = origin
+                spec = _ServiceReader(self, doc, name, images, registries).read(raw)
+                if spec is not None:
+                    found[name] = spec
+        return dict(sorted(found.items()))
+
+    def check_endpoints(self) -> None:
+        """No two listeners of the node on the same port of the same address (or a wildcard)."""
+        for i, (here, origin, label) in enumerate(self.endpoints):
+            for there, first, other in self.endpoints[:i]:
+                if _clash(here, there):
+                    self.errors.add(origin, f"{label} listens on {here.host}:{here.port}, "
+                                    f"already used by {other} at {first}", "endpoint")
+                    break
+
+
+def _registry_for(domain: str, registries: dict[str, Registry]) -> Registry | None:
+    """The registry whose url is the reference's host (docker.io for none)."""
+    host = domain or "docker.io"
+    return next((r for _, r in sorted(registries.items()) if r.url == host), None)
+
+
+def _clash(a: Endpoint, b: Endpoint) -> bool:
+    family = {"udp": "udp"}
+    wild = ("0.0.0.0", "*")
+    return (family.get(a.transport, "tcp") == family.get(b.transport, "tcp")
+            and a.port == b.port and (a.host == b.host or a.host in wild or b.host in wild))
+
+
+class _ServiceReader:
+    """Reads one [services."App.Server"] table."""
+
+    def __init__(self, reader: _Reader, doc: _Doc, name: str, images: dict[str, Image],
+                 registries: dict[str, Registry]) -> None:
+        self.reader, self.errors, self.doc, self.name = reader, reader.errors, doc, name
+        self.path: KeyPath = ("services", name)
+        self.images, self.registries = images, registries
+
+    def origin(self, key: str) -> Origin:
+        return self.doc.origin((*self.path, key))
+
+    def read(self, raw: Any) -> ServiceSpec | None:
+        v = self.reader.table(self.doc, self.path, raw, SERVICE_KEYS, f"[{toml_path(self.path)}]")
+        if v is None:
+            return None
+        image = self.image(v["image"]) if v["image"] else None
+        run: RunMode = v["run"] or ("container" if v["image"] else "native")
+        if run == "container" and not v["image"]:
+            self.errors.add(self.origin("run"), 'run = "container" needs an image', "run")
+        self.check_command(v["type"], v["command"])
+        profile, profile_origin = self.profile(v["profile"], v["profile_file"])
+        adapters = self.adapters(v["adapters"])
+        if v["local_port"]:
+            local = Endpoint("tcp", "127.0.0.1", v["local_port"])
+            self.reader.endpoints.append((local, self.origin("local_port"), f"{self.name} admin"))
+        if v["type"] is None:
+            return None
+        app, server = self.name.split(".")
+        return ServiceSpec(
+            app=app, server=server, type=v["type"], template=v["template"], run=run,
+            origin=self.doc.origin(self.path), profile=profile, profile_origin=profile_origin,
+            image=image, exe=v["exe"], command=tuple(v["command"]), local_port=v["local_port"],
+            set_division=v["set_division"], async_thread=v["async_thread"],
+            main_class=v["main_class"], adapters=adapters,
+        )
+
+    def image(self, text: str) -> Image | None:
+        """An [images] id, or a literal reference made into an Image of its own."""
+        if text in self.images:
+            return self.images[text]
+        origin = self.origin("image")
+        if not looks_like_ref(text):
+            self.errors.add(origin, f"no image id {quote_value(text)}"
+                            f"{did_you_mean(text, self.images) or ' in [images]'}"
+                            " (a literal image reference has a ':tag', a '/' or an '@digest')",
+                            "image")
+            return None
+        try:
+            ref = parse_image_ref(text)
+        except ValueError as error:
+            self.errors.add(origin, str(error), "image")
+            return None
+        return Image(ref.normalized(), registry=_registry_for(ref.domain, self.registries),
+                     origin=origin)
+
+    def check_command(self, kind: str | None, command: list[str]) -> None:
+        if kind == "not_tars" and not command:
+            self.errors.add(self.doc.origin(self.path), "a not_tars service needs a command",
+                            "command")
+        elif kind not in (None, "not_tars") and command:
+            self.errors.add(self.origin("command"), f"only not_tars services take a command "
+                            f"(this one is {kind}; Tars builds its command line)", "command")
+
+    def profile(self, inline: str, file: str) -> tuple[str, Origin]:
+        """The profile text and the origin of its first line (see the module docstring)."""
+        if inline and file:
+            self.errors.add(self.origin("profile_file"), "give profile or profile_file, not both",
+                            "profile_file")
+        if not file:
+            where = self.doc.where.value_line((*self.path, "profile"))
+            return inline, Origin(self.doc.rel, where if inline else 0)
+        full = self.reader.config_dir / file
+        text = self.reader.read_text(full, self.origin("profile_file"))
+        if text is None:
+            return "", Origin(self.reader.rel(full))
+        return text, Origin(self.reader.rel(full), 1)
+
+    def adapters(self, tables: list[dict[str, Any]]) -> tuple[AdapterSpec, ...]:
+        found: list[AdapterSpec] = []
+        names: dict[str, Origin] = {}
+        for i, raw in enumerate(tables):
+            path = (*self.path, "adapters", i)
+            what = f"[[{toml_path(self.path)}.adapters]] #{i + 1}"
+            v = self.reader.table(self.doc, path, raw, ADAPTER_KEYS, what)
+            if v is None or None in v.values():
+                continue
+            origin = self.doc.origin(path)
+            name = v["name"] or v["servant"].split(".")[-1] + "Adapter"
+            if name in names:
+                self.errors.add(self.doc.origin((*path, "name")),
+                                f"adapter '{name}' is defined twice: also at {names[name]}", "name")
+                continue
+            names[name] = origin
+            if not v["servant"].startswith(self.name + "."):
+                self.errors.add(self.doc.origin((*path, "servant")),
+                                f"servant must start with '{self.name}.'", "servant")
+            endpoint = parse_endpoint(v["endpoint"])
+            label = f"{self.name} adapter {name}"
+            self.reader.endpoints.append((endpoint, self.doc.origin((*path, "endpoint")), label))
+            found.append(AdapterSpec(
+                name, v["servant"], v["endpoint"], v["threads"], v["maxconns"], v["queuecap"],
+                v["queuetimeout"], v["protocol"], v["allow"], origin,
+            ))
+        return tuple(found)
+
+
+def _service_files(config_dir: Path, errors: ErrorCollector) -> list[Path]:
+    folder = config_dir / "services.d"
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        errors.add(Origin("services.d"), "is not a directory")
+        return []
+    return sorted(folder.glob("*.toml"))
+
+
+def load_manifest(config_dir: Path) -> Manifest:
+    """Read node.toml and services.d/*.toml; raise InputErrors with every problem found."""
+    errors = ErrorCollector()
+    reader = _Reader(config_dir, errors)
+    node_file = config_dir / "node.toml"
+    node_doc = None
+    if node_file.exists() or node_file.is_symlink():
+        node_doc = reader.read_doc(node_file)
+    else:
+        errors.add(Origin("node.toml"), f"missing: {config_dir} has no node.toml")
+    extra_docs = [doc for f in _service_files(config_dir, errors) if (doc := reader.read_doc(f))]
+    for doc in extra_docs:
+        reader.top_level(doc, SERVICES_FILE_TABLES)
+    node, registries, images, templates = None, {}, {}, {}
+    if node_doc is not None:
+        reader.top_level(node_doc, NODE_FILE_TABLES)
+        node = reader.node(node_doc)
+        registries = reader.registries(node_doc)
+        images = reader.images(node_doc, registries)
+        templates = reader.templates(node_doc)
+    docs = [node_doc, *extra_docs] if node_doc is not None else extra_docs
+    services = reader.services(docs, images, registries)
+    reader.check_endpoints()
+    if node is None or errors:
+        raise InputErrors(errors.errors)
+    return Manifest(node, registries, images, templates, services)
