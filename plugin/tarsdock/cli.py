@@ -77,11 +77,25 @@ def add_deploy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_arguments(sub.add_parser("deploy", help="unpack a Tars release package into bin/"))
 
 
+def add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tarsdock.images import add_images as register
+
+    register(sub)
+
+
+def add_listener(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tarsdock.listener import add_listener as register
+
+    register(sub)
+
+
 REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_validate,
     add_template,
     add_config,
     add_deploy,
+    add_images,
+    add_listener,
 ]
 
 

@@ -1,0 +1,270 @@
+"""The Docker adapter: image presence, pulls with credentials, tarsdock's labelled containers.
+
+Everything that talks to the Docker Engine is here, behind the `Engine` protocol, so the sync
+planner and the listener run against a fake in unit tests.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+from tarsdock.errors import TarsdockError
+
+if TYPE_CHECKING:
+    import docker
+
+LABEL_MANAGED = "tarsdock.managed"
+LABEL_SERVICE = "tarsdock.service"
+LABEL_NODE = "tarsdock.node"
+
+Progress = Callable[[int, int], None]   # (bytes done, bytes total) over all layers so far
+
+# HTTP statuses that no retry can fix: bad reference, credentials refused, no such image
+PERMANENT_STATUSES = frozenset({400, 401, 403, 404})
+AUTH_STATUSES = frozenset({401, 403})
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Credentials for one registry; the password never shows in a repr or a log line."""
+
+    registry: str
+    username: str
+    password: str = field(repr=False)
+
+    def config(self) -> dict[str, str]:
+        """The SDK's auth_config: sent to the daemon in a header, never on a command line."""
+        return {"username": self.username, "password": self.password,
+                "serveraddress": self.registry}
+
+
+class PullError(TarsdockError):
+    """A pull failed; `permanent` errors (not found, refused) are not worth a retry."""
+
+    def __init__(self, ref: str, reason: str, *, permanent: bool) -> None:
+        self.ref = ref
+        self.reason = reason
+        self.permanent = permanent
+        super().__init__(f"{ref}: {reason}")
+
+
+@dataclass(frozen=True)
+class Container:
+    """A container that carries tarsdock's labels."""
+
+    id: str
+    name: str
+    service: str
+    node: str
+    state: str
+
+
+class Engine(Protocol):
+    """What tarsdock needs from a container engine."""
+
+    def image_id(self, ref: str) -> str | None:
+        """The local image ID for a reference, or None if it is not present."""
+
+    def pull(self, ref: str, auth: Auth | None, timeout: float, progress: Progress) -> str:
+        """Pull a reference and return its image ID; raise PullError."""
+
+    def containers(self, node: str, service: str | None = None) -> list[Container]:
+        """tarsdock's containers on this node, all states; only one service's if given."""
+
+    def created(self, container_id: str) -> float | None:
+        """A container's creation time (epoch seconds), or None if it is gone."""
+
+    def remove(self, container_id: str) -> None:
+        """Remove a container, running or not; a container already gone is fine."""
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the Docker socket with the standard library only (no SDK import)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self.path)
+        self.sock = sock
+
+
+class DockerEngine:
+    """The Docker Engine over its unix socket, through the `docker` SDK (imported lazily)."""
+
+    def __init__(self, socket_path: str = "/var/run/docker.sock", api_timeout: float = 30.0,
+                 stall_timeout: float = 60.0) -> None:
+        self.socket_path = socket_path
+        self.api_timeout = api_timeout
+        self.stall_timeout = stall_timeout
+        self._local = threading.local()   # requests sessions are not thread-safe
+
+    def _api(self, timeout: float | None = None) -> docker.APIClient:
+        """A per-thread SDK client (or a fresh one with its own read timeout)."""
+        if timeout is not None:
+            return _client(self.socket_path, timeout)
+        api: docker.APIClient | None = getattr(self._local, "api", None)
+        if api is None:
+            api = self._local.api = _client(self.socket_path, self.api_timeout)
+        return api
+
+    def image_id(self, ref: str) -> str | None:
+        # the standard library, not the SDK: `images sync` with everything present must start
+        # and finish in a blink (it runs before every service start)
+        conn = _UnixConnection(self.socket_path, self.api_timeout)
+        try:
+            conn.request("GET", f"/images/{quote(ref, safe='/:@')}/json")
+            response = conn.getresponse()
+            body = response.read()
+        except OSError as error:
+            raise TarsdockError(f"docker engine at {self.socket_path}: {error}") from error
+        finally:
+            conn.close()
+        if response.status == 404:
+            return None
+        if response.status != 200:
+            raise TarsdockError(f"docker engine: inspect {ref}: HTTP {response.status}")
+        image_id: str = json.loads(body)["Id"]
+        return image_id
+
+    def pull(self, ref: str, auth: Auth | None, timeout: float, progress: Progress) -> str:
+        import docker.errors
+        import requests.exceptions
+        import urllib3.exceptions
+
+        deadline = time.monotonic() + timeout
+        api = self._api(min(self.stall_timeout, timeout))
+        try:
+            stream = api.pull(ref, stream=True, decode=True,
+                              auth_config=auth.config() if auth else None)
+            _follow(ref, stream, deadline, progress)
+        except docker.errors.APIError as error:
+            raise self._classify(ref, error, auth) from None
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError,
+                OSError) as error:
+            raise PullError(ref, f"no answer in time or connection lost ({type(error).__name__})",
+                            permanent=False) from None
+        finally:
+            api.close()
+        image_id = self.image_id(ref)
+        if image_id is None:
+            raise PullError(ref, "pull ended but the image is not present", permanent=False)
+        return image_id
+
+    def _classify(self, ref: str, error: Any, auth: Auth | None) -> PullError:
+        """Turn an SDK error into a PullError by HTTP status, never by message text."""
+        status: int | None = error.status_code
+        explanation = str(error.explanation or error)
+        if status in AUTH_STATUSES:
+            return PullError(ref, _refused(auth, ref), permanent=True)
+        if auth is not None and self._login_refused(auth):
+            # the daemon reports a registry's 401 on a pull as a generic 500; ask /auth to tell
+            return PullError(ref, _refused(auth, ref), permanent=True)
+        if status == 404:
+            return PullError(ref, f"not found: {explanation}", permanent=True)
+        return PullError(ref, explanation, permanent=status in PERMANENT_STATUSES)
+
+    def _login_refused(self, auth: Auth) -> bool:
+        """True if the registry refuses these credentials (checked through the daemon)."""
+        import docker.errors
+
+        try:
+            self._api().login(auth.username, auth.password, registry=auth.registry, reauth=True)
+        except docker.errors.APIError as error:
+            return error.status_code in AUTH_STATUSES
+        return False
+
+    def containers(self, node: str, service: str | None = None) -> list[Container]:
+        labels = [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]
+        if service is not None:
+            labels.append(f"{LABEL_SERVICE}={service}")
+        found = self._api().containers(all=True, filters={"label": labels})
+        return [_container(entry) for entry in found]
+
+    def created(self, container_id: str) -> float | None:
+        import docker.errors
+
+        try:
+            created: str = self._api().inspect_container(container_id)["Created"]
+        except docker.errors.NotFound:
+            return None
+        return parse_docker_time(created)
+
+    def remove(self, container_id: str) -> None:
+        import docker.errors
+
+        try:
+            self._api().remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass   # already gone: the goal is reached
+        except docker.errors.APIError as error:
+            if error.status_code != 409:   # 409: removal already in progress
+                raise
+
+
+def _client(socket_path: str, timeout: float) -> docker.APIClient:
+    return _client_class()(base_url=f"unix://{socket_path}", timeout=timeout, version="auto")
+
+
+@functools.cache
+def _client_class() -> type[docker.APIClient]:
+    """The SDK's client, except that a pull keeps the client's read timeout."""
+    import docker
+
+    class TimedClient(docker.APIClient):   # type: ignore[misc]
+        def post(self, url: str, *args: Any, **kwargs: Any) -> Any:
+            # the SDK passes timeout=None for pulls: a stalled pull would wait forever
+            if "timeout" in kwargs and kwargs["timeout"] is None:
+                kwargs["timeout"] = self.timeout
+            return super().post(url, *args, **kwargs)
+
+    return TimedClient
+
+
+def _follow(ref: str, stream: Any, deadline: float, progress: Progress) -> None:
+    """Consume a pull's JSON progress stream; report bytes; stop at the deadline or an error."""
+    layers: dict[str, tuple[int, int]] = {}
+    for message in stream:
+        if "error" in message:
+            # errors inside a 200 stream come from transfers (a broken blob download)
+            raise PullError(ref, str(message["error"]), permanent=False)
+        detail = message.get("progressDetail") or {}
+        if "total" in detail and "id" in message:
+            layers[message["id"]] = (int(detail.get("current", 0)), int(detail["total"]))
+            progress(sum(c for c, _ in layers.values()), sum(t for _, t in layers.values()))
+        if time.monotonic() > deadline:
+            raise PullError(ref, "timed out", permanent=False)
+
+
+def _refused(auth: Auth | None, ref: str) -> str:
+    if auth is None:
+        return f"access refused by the registry of {ref} (no credentials configured)"
+    return f"authentication refused by registry {auth.registry} for user {auth.username!r}"
+
+
+def _container(entry: dict[str, Any]) -> Container:
+    labels = entry.get("Labels") or {}
+    names = entry.get("Names") or [""]
+    return Container(id=entry["Id"], name=names[0].lstrip("/"),
+                     service=labels.get(LABEL_SERVICE, ""), node=labels.get(LABEL_NODE, ""),
+                     state=entry.get("State", ""))
+
+
+def parse_docker_time(text: str) -> float:
+    """Docker's RFC 3339 time with nanoseconds, as epoch seconds (microsecond precision)."""
+    stamp, _, digits = text.removesuffix("Z").partition(".")
+    base = datetime.fromisoformat(stamp + "+00:00").timestamp()
+    return base + (int(digits[:6].ljust(6, "0")) / 1e6 if digits else 0.0)
