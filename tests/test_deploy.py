@@ -260,7 +260,7 @@ def test_nodejs_package_in_tars_deploy_layout_unpacks_the_inner_directory(
     ])
     deploy(package, dirs, server_type="tars_nodejs")
     assert (dirs.bin / "src" / "package.json").is_file()
-    assert read_package_facts(dirs.bin) == PackageFacts(node_agent=True)
+    assert read_package_facts(dirs.bin) == PackageFacts(node_agent=True, entry="src")
 
 
 def test_cpp_package_keeps_the_executable_named_after_the_server(
@@ -387,6 +387,8 @@ def write(root: Path, files: dict[str, str]) -> Path:
 @pytest.mark.parametrize(("files", "facts"), [
     ({}, PackageFacts()),
     ({"tars_nodejs/node-agent/bin/node-agent": "", "src/package.json": "{}"},
+     PackageFacts(node_agent=True, entry="src")),
+    ({"tars_nodejs/node-agent/bin/node-agent": "", "package.json": "{}"},
      PackageFacts(node_agent=True)),
     ({"package.json": json.dumps({"main": "./server.node.js"}), "server.node.js": ""},
      PackageFacts(node_agent=False, entry="server.node.js")),

@@ -12,7 +12,8 @@ from tarsdock.model import PackageFacts
 
 NODE_AGENT_DIR = ("tars_nodejs", "node-agent")
 # @tars/deploy puts the application in bin/src/; a hand-made package may have it at bin/ itself.
-APP_DIRS = ("", "src")
+APP_DIR = "src"
+APP_DIRS = ("", APP_DIR)
 # node-agent's last resort when package.json names no entry point (its README, "Entry point").
 FALLBACK_ENTRIES = ("server.js", "app.js", "start.js", "index.js")
 DEFAULT_ENTRY = "index.js"
@@ -23,7 +24,8 @@ def read_package_facts(bin_dir: Path) -> PackageFacts:
     if not bin_dir.is_dir() or not any(bin_dir.iterdir()):
         return PackageFacts()
     if bin_dir.joinpath(*NODE_AGENT_DIR).is_dir():
-        return PackageFacts(node_agent=True)
+        # node-agent is given the app dir: tarsnode passes <bin>/src/, where @tars/deploy puts it.
+        return PackageFacts(node_agent=True, entry=APP_DIR if (bin_dir / APP_DIR).is_dir() else "")
     app_dir = next((d for d in APP_DIRS if (bin_dir / d / "package.json").is_file()), "")
     entry = _entry_point(bin_dir / app_dir)
     return PackageFacts(node_agent=False, entry=posixpath.join(app_dir, entry))
