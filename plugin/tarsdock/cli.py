@@ -89,6 +89,12 @@ def add_listener(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     register(sub)
 
 
+def add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tarsdock.generate import register
+
+    register(sub)
+
+
 REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     add_validate,
     add_template,
@@ -96,6 +102,7 @@ REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]],
     add_deploy,
     add_images,
     add_listener,
+    add_generate,
 ]
 
 

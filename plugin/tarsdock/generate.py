@@ -1,0 +1,107 @@
+"""`tarsdock generate`: render every unit and service config, then write them atomically."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import sysconfig
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tarsdock.model import NodeSettings, Service
+    from tarsdock.output import Change, Context, OutputFile
+
+FORMATS = ("supervisord", "systemd")
+CONFIG_FORMAT = "tars-config"   # header tag of the service config files
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `generate` to the CLI (imports stay light: the renderers load on use)."""
+    p = sub.add_parser("generate", help="write supervisord programs or systemd units")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", type=Path, required=True, help="directory for the units")
+    p.add_argument("--docker", default=shutil.which("docker") or "/usr/bin/docker",
+                   help="the docker CLI the units run (default: from PATH)")
+    show = p.add_mutually_exclusive_group()
+    show.add_argument("--dry-run", action="store_true", help="print what would change")
+    show.add_argument("--diff", action="store_true", help="print unified diffs of the changes")
+    p.set_defaults(func=cmd_generate)
+
+
+def warnings(service: Service) -> list[str]:
+    """What the operator should know about a service's container settings."""
+    notes = []
+    if service.spec.run == "container" and service.container.privileged:
+        notes.append(f"{service.name}: privileged=true: the container runs with --privileged")
+    if service.container.ports and service.node.network == "host":
+        notes.append(f"{service.name}: <ports> ignored with network = \"host\" "
+                     "(every port is the host's already)")
+    return notes
+
+
+def render(fmt: str, services: list[Service], node: NodeSettings, ctx: Context,
+           out_dir: Path) -> list[OutputFile]:
+    """The units of the chosen format and every service's config file, all in memory."""
+    from tarsdock import supervisord, systemd
+    from tarsdock.output import OutputFile, header
+
+    renderer = supervisord if fmt == "supervisord" else systemd
+    files = renderer.render(services, node, ctx, out_dir)
+    for service in services:
+        head = header(CONFIG_FORMAT, ctx.config_dir, [service.spec.origin.path,
+                                                      f"template {service.spec.template}"])
+        files.append(OutputFile(Path(service.conf_path), head + service.config_text))
+    return files
+
+
+def service_dirs(services: list[Service], node: NodeSettings) -> list[Path]:
+    """Directories a start needs: bin, conf, data, the log dir, and the listener's log dir."""
+    dirs = [Path(node.log_dir) / "tarsdock"]
+    for service in services:
+        dirs += [Path(service.bin_dir), Path(service.conf_dir), Path(service.data_path),
+                 Path(service.log_dir)]
+    return dirs
+
+
+def summary(counts: dict[str, int]) -> str:
+    """One line: written, unchanged, removed."""
+    written = counts["new"] + counts["changed"]
+    return f"{written} written, {counts['unchanged']} unchanged, {counts['stale']} removed"
+
+
+def plan_all(fmt: str, files: list[OutputFile], out_dir: Path) -> list[Change]:
+    """Units (with stale ones in out_dir) and service configs, compared with the disk."""
+    from tarsdock.output import plan
+
+    units = [f for f in files if f.path.parent == out_dir]
+    configs = [f for f in files if f.path.parent != out_dir]
+    return plan(units, out_dir, fmt) + plan(configs)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    """Load, render everything, then write (or show) the changes."""
+    from tarsdock.cli import config_dir
+    from tarsdock.output import Context, describe, diff, write
+    from tarsdock.package import read_package_facts
+    from tarsdock.resolve import load_node
+
+    directory = config_dir(args)
+    node = load_node(directory)
+    services = [replace(s, package=read_package_facts(Path(s.bin_dir))) for s in node.services]
+    scripts = sysconfig.get_path("scripts")
+    ctx = Context(directory.absolute(), scripts, args.docker)
+    out_dir = args.out.absolute()
+    changes = plan_all(args.format, render(args.format, services, node.manifest.node, ctx,
+                                           out_dir), out_dir)
+    for note in (note for service in services for note in warnings(service)):
+        print(f"warning: {note}", file=sys.stderr)
+    if args.dry_run or args.diff:
+        sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
+        return 0
+    for path in service_dirs(services, node.manifest.node):
+        path.mkdir(parents=True, exist_ok=True)
+    print(summary(write(changes)))
+    return 0
