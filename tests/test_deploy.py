@@ -240,6 +240,13 @@ def test_a_plain_bin_dir_is_adopted_as_the_previous_release(tmp_path: Path,
     assert (dirs.bin / "VERSION").read_text() == "by hand"
 
 
+def test_an_empty_bin_dir_is_replaced(tmp_path: Path, dirs: dp.ReleaseDirs) -> None:
+    dirs.bin.mkdir(parents=True)
+    _, previous = deploy(release(tmp_path, "v1.tgz", "v1"), dirs)
+    assert previous is None and not dirs.previous.exists()
+    assert (dirs.bin / "VERSION").read_text() == "v1"
+
+
 def test_bin_symlink_not_made_by_tarsdock_is_refused(tmp_path: Path,
                                                      dirs: dp.ReleaseDirs) -> None:
     dirs.service_dir.mkdir(parents=True)

@@ -210,6 +210,10 @@ def adopt_plain_bin(dirs: ReleaseDirs, now: datetime) -> str | None:
         return None
     if not dirs.bin.is_dir():
         raise TarsdockError(f"{dirs.bin} is a file, not a directory; move it away to deploy")
+    if not any(dirs.bin.iterdir()):
+        # `generate` makes an empty bin before anything is deployed: nothing to keep.
+        dirs.bin.rmdir()
+        return None
     adopted = f"{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-adopted"
     dirs.bin.rename(dirs.releases / adopted)
     return adopted
