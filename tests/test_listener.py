@@ -1,0 +1,289 @@
+"""The listener's `handle(event)` with a fake engine, a fake supervisord RPC and fake lanes."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+
+import pytest
+
+from fake_engine import FakeEngine, FakeLane, FakeSupervisor
+from tarsdock.engine import PullError
+from tarsdock.errors import InputError, Origin
+from tarsdock.eventproto import Event, encode_event, read_event
+from tarsdock.listener import Lane, Listener, Options
+from tarsdock.model import Image, Manifest, NodeSettings, ServiceSpec
+
+NODE = NodeSettings(name="10.0.0.5", localip="10.0.0.5", tars_path="/usr/local/app/tars",
+                    locator="")
+CPP = "127.0.0.1:5000/tars/cppbase:1"
+JAVA = "127.0.0.1:5000/tars/javabase:1"
+
+
+def spec(name: str, ref: str, restart: bool = False) -> ServiceSpec:
+    app, server = name.split(".")
+    return ServiceSpec(app=app, server=server, type="tars_cpp", template="tars.default",
+                       run="container", origin=Origin("node.toml", 1),
+                       image=Image(ref, restart_on_update=restart,
+                                   pull="always" if restart else "missing"))
+
+
+def manifest(*specs: ServiceSpec) -> Manifest:
+    return Manifest(node=NODE, services={s.name: s for s in specs})
+
+
+class World:
+    """A listener wired to fakes on one fake clock (monotonic and wall advance together)."""
+
+    def __init__(self, *specs: ServiceSpec, options: Options = Options(),
+                 states: dict[str, str] | None = None) -> None:
+        self.now = 1000.0
+        self.manifest = manifest(*specs)
+        self.engine = FakeEngine()
+        self.rpc = FakeSupervisor(states=dict(states or {}))
+        self.docker = FakeLane(self.clock)
+        self.pull = FakeLane(self.clock)
+        self.loads = 0
+        self.listener = Listener(self.load, self.engine, self.rpc, self.docker, self.pull,
+                                 options, clock=self.clock, wall=self.clock)
+
+    def clock(self) -> float:
+        return self.now
+
+    def load(self) -> Manifest:
+        self.loads += 1
+        return self.manifest
+
+    def event(self, name: str, payload: str = "") -> None:
+        parsed = read_event(io.BytesIO(encode_event(name, payload.encode())))
+        assert parsed is not None
+        self.listener.handle(parsed)
+
+    def state(self, name: str, service: str, extra: str = "") -> None:
+        self.event(f"PROCESS_STATE_{name}",
+                   f"processname:{service} groupname:tars from_state:RUNNING {extra}".strip())
+
+    def run(self) -> None:
+        """Run everything due on both lanes until nothing is due."""
+        while self.pull.run_due() + self.docker.run_due():
+            pass
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.run()
+
+
+def test_handle_only_queues_work() -> None:
+    world = World(spec("A.S", CPP))
+    world.event("SUPERVISOR_STATE_CHANGE_RUNNING")
+    world.state("EXITED", "A.S", "expected:0 pid:1")
+    assert world.engine.pulls == [] and world.rpc.calls == [] and world.loads == 0
+    assert world.pull.keys() == ["sync"]
+    assert world.docker.keys() == ["reap", "cleanup tars:A.S"]
+
+
+def test_supervisord_running_pulls_each_image_once() -> None:
+    world = World(*[spec(f"A.S{i:02d}", CPP if i % 2 else JAVA) for i in range(20)])
+    world.event("SUPERVISOR_STATE_CHANGE_RUNNING")
+    world.run()
+    assert sorted(ref for ref, _ in world.engine.pulls) == [CPP, JAVA]
+
+
+def test_fatal_programs_start_as_soon_as_their_image_arrives() -> None:
+    states = {"tars:A.One": "FATAL", "tars:A.Two": "FATAL", "tars:B.Other": "FATAL"}
+    world = World(spec("A.One", CPP), spec("A.Two", CPP), spec("B.Other", JAVA), states=states)
+    world.engine.images[JAVA] = "sha256:java"   # present already: nothing arrived for B.Other
+    world.event("SUPERVISOR_STATE_CHANGE_RUNNING")
+    world.run()
+    assert world.rpc.calls == [("start", "tars:A.One"), ("start", "tars:A.Two")]
+
+
+def test_a_failed_sync_is_retried_with_back_off_then_revives_programs() -> None:
+    down = PullError(CPP, "connection refused", permanent=False)
+    world = World(spec("A.S", CPP), states={"tars:A.S": "FATAL"},
+                  options=Options(retry_initial=10, retry_max=25, pull_retries=0))
+    world.engine.script[CPP] = [down, down, down, "sha256:cpp"]
+    world.event("SUPERVISOR_STATE_CHANGE_RUNNING")
+    world.run()
+    assert len(world.engine.pulls) == 1 and world.rpc.calls == []
+    world.advance(10)                         # back-off 10, then 20, then 25 (capped)
+    assert len(world.engine.pulls) == 2
+    world.advance(19)
+    assert len(world.engine.pulls) == 2
+    world.advance(1)
+    assert len(world.engine.pulls) == 3
+    world.advance(25)
+    assert len(world.engine.pulls) == 4
+    assert world.rpc.calls == [("start", "tars:A.S")]
+    world.advance(1000)                       # success resets: no more retries queued
+    assert len(world.engine.pulls) == 4
+
+
+def test_ticks_sync_on_the_interval_only() -> None:
+    world = World(spec("A.S", CPP), options=Options(sync_interval=300))
+    world.event("SUPERVISOR_STATE_CHANGE_RUNNING")
+    world.run()
+    world.engine.pulls.clear()
+    world.engine.images.clear()
+    world.now += 60
+    world.event("TICK_60", "when:1")
+    world.run()
+    assert world.engine.pulls == []
+    world.now += 240
+    world.event("TICK_60", "when:2")
+    world.run()
+    assert [ref for ref, _ in world.engine.pulls] == [CPP]
+
+
+def test_a_new_digest_restarts_only_services_that_asked() -> None:
+    states = {"tars:A.Eager": "RUNNING", "tars:A.Calm": "RUNNING"}
+    world = World(spec("A.Eager", CPP, restart=True), spec("A.Calm", CPP), states=states)
+    world.engine.images[CPP] = "sha256:old"
+    world.engine.script[CPP] = ["sha256:new"]
+    world.event("SUPERVISOR_STATE_CHANGE_RUNNING")
+    world.run()
+    assert world.rpc.calls == [("stop", "tars:A.Eager"), ("start", "tars:A.Eager")]
+
+
+def test_an_ended_program_loses_its_leftover_container() -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "EXITED"})
+    old = world.engine.add_container("A.S", created=world.now - 30)
+    other = world.engine.add_container("B.T", created=world.now - 30)
+    world.state("EXITED", "A.S", "expected:0 pid:1")
+    world.run()
+    assert world.engine.removed == [old.id]
+    assert other.id not in world.engine.removed
+
+
+def test_a_restarted_program_keeps_its_new_container() -> None:
+    """supervisord may restart the program before the cleanup runs: spare the new run's."""
+    world = World(spec("A.S", CPP), states={"tars:A.S": "RUNNING"})
+    world.rpc.starts["tars:A.S"] = world.now - 5
+    old = world.engine.add_container("A.S", created=world.now - 60, cid="old")
+    new = world.engine.add_container("A.S", created=world.now - 4, cid="new")
+    world.state("EXITED", "A.S", "expected:0 pid:1")
+    world.run()
+    assert world.engine.removed == [old.id]
+    assert new.id not in world.engine.removed
+
+
+def test_programs_outside_the_tars_group_are_ignored() -> None:
+    world = World(spec("A.S", CPP))
+    world.event("PROCESS_STATE_EXITED",
+                "processname:tarsdock groupname:tarsdock from_state:RUNNING expected:0 pid:1")
+    assert world.docker.keys() == []
+
+
+def test_cleanups_coalesce_during_a_storm() -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "STOPPED"})
+    for _ in range(500):
+        world.state("STOPPED", "A.S", "pid:1")
+        world.state("EXITED", "A.S", "expected:1 pid:1")
+    assert world.docker.keys() == ["cleanup tars:A.S"]
+
+
+def test_fatal_programs_are_revived_after_the_punish_interval() -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "FATAL"},
+                  options=Options(punish_interval=600))
+    world.state("FATAL", "A.S")
+    world.advance(599)
+    assert ("start", "tars:A.S") not in world.rpc.calls
+    world.advance(1)
+    assert world.rpc.calls == [("start", "tars:A.S")]
+
+
+def test_a_program_started_by_hand_meanwhile_is_left_alone() -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "FATAL"},
+                  options=Options(punish_interval=5))
+    world.state("FATAL", "A.S")
+    world.rpc.states["tars:A.S"] = "RUNNING"
+    world.advance(5)
+    assert world.rpc.calls == []
+
+
+def test_more_than_ten_starts_in_a_minute_are_punished() -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "RUNNING"},
+                  options=Options(max_starts=10, start_window=60, punish_interval=600))
+    for _ in range(10):
+        world.state("STARTING", "A.S", "tries:0")
+        world.now += 5
+    world.run()
+    assert world.rpc.calls == []
+    world.state("STARTING", "A.S", "tries:0")
+    world.run()
+    assert world.rpc.calls == [("stop", "tars:A.S")]
+    world.advance(600)
+    assert world.rpc.calls == [("stop", "tars:A.S"), ("start", "tars:A.S")]
+
+
+def test_starts_spread_over_more_than_the_window_are_fine() -> None:
+    world = World(spec("A.S", CPP), options=Options(max_starts=10, start_window=60))
+    for _ in range(30):
+        world.state("STARTING", "A.S", "tries:0")
+        world.now += 7
+    world.run()
+    assert world.rpc.calls == []
+
+
+def test_containers_of_services_gone_from_the_manifest_are_reaped() -> None:
+    world = World(spec("A.Kept", CPP), states={"tars:B.Running": "RUNNING"})
+    kept = world.engine.add_container("A.Kept", created=1)
+    gone = world.engine.add_container("B.Gone", created=1)
+    still_run = world.engine.add_container("B.Running", created=1)
+    elsewhere = world.engine.add_container("C.Other", created=1, node="10.0.0.6")
+    world.event("TICK_60", "when:1")
+    world.run()
+    assert world.engine.removed == [gone.id]
+    assert {kept.id, still_run.id, elsewhere.id}.isdisjoint(world.engine.removed)
+
+
+def test_a_broken_config_is_logged_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    world = World(spec("A.S", CPP), options=Options(retry_initial=7))
+    broken = InputError(Origin("node.toml", 3), "bad value", "pull")
+
+    def load() -> Manifest:
+        raise broken
+
+    world.listener.load = load
+    world.event("SUPERVISOR_STATE_CHANGE_RUNNING")
+    world.pull.run_due()
+    assert "node.toml:3" in caplog.text
+    assert world.pull.tasks[0][0] == world.now + 7
+
+
+def test_real_lane_runs_tasks_in_due_order_and_coalesces() -> None:
+    lane = Lane("test")
+    ran: list[str] = []
+    done = threading.Event()
+    lane.submit(lambda: ran.append("late"), delay=0.2, key="k")
+    lane.submit(lambda: ran.append("dup"), delay=0.5, key="k")      # later: dropped
+    lane.submit(lambda: ran.append("first"))
+    lane.submit(lambda: (ran.append("boom"), 1 / 0))                 # a failure is logged
+    lane.submit(done.set, delay=0.3)
+    assert done.wait(5)
+    assert ran == ["first", "boom", "late"]
+
+
+def test_real_lane_moves_a_key_earlier() -> None:
+    lane = Lane("test")
+    ran: list[str] = []
+    lane.submit(lambda: ran.append("slow"), delay=60, key="k")
+    lane.submit(lambda: ran.append("soon"), delay=0, key="k")
+    deadline = time.monotonic() + 5
+    while not ran and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ran == ["soon"]
+
+
+def test_cli_registers_listener_with_tars_defaults() -> None:
+    from tarsdock.cli import build_parser
+
+    args = build_parser().parse_args(["listener", "--punish-interval", "2"])
+    assert (args.punish_interval, args.max_starts, args.start_window) == (2.0, 10, 60.0)
+
+
+def test_event_program_name() -> None:
+    event = Event({"eventname": "PROCESS_STATE_RUNNING"},
+                  {"processname": "A.S", "groupname": "tars"})
+    assert event.program == "tars:A.S"
