@@ -86,9 +86,9 @@ def parse_endpoint(text: str) -> Endpoint:
 def parse_proxy(text: str) -> tuple[str, tuple[Endpoint, ...]]:
     """Parse `App.Server.Obj@endpoint[:endpoint...]` (a locator); return servant and endpoints."""
     servant, at, rest = text.partition("@")
-    check_servant(servant)
     if not at or not rest.strip():
         raise EndpointError("a proxy needs '@' and at least one endpoint: Obj@tcp -h H -p P")
+    check_servant(servant)
     return servant, tuple(parse_endpoint(part) for part in rest.split(":"))
 
 

@@ -153,6 +153,15 @@ def _endpoint_check(parse: Callable[[str], object]) -> Check:
     return check
 
 
+def servant_name(value: str) -> str:
+    """A servant name App.Server.Obj."""
+    try:
+        check_servant(value)
+    except EndpointError as error:
+        return str(error)
+    return ""
+
+
 def name_list(value: list[str]) -> str:
     """A non-empty array of non-empty strings (an argv)."""
     if not value or not all(value):
@@ -201,7 +210,7 @@ SERVICE_KEYS: dict[str, KeyRule] = {
 # TarsCpp treats any protocol other than "tars" as a raw one; Tars' web UI offers these two names
 ADAPTER_KEYS: dict[str, KeyRule] = {
     "name": KeyRule("str", "", matches(NAME, "a letter followed by letters, digits or _")),
-    "servant": KeyRule("str", REQUIRED, _endpoint_check(check_servant)),
+    "servant": KeyRule("str", REQUIRED, servant_name),
     "endpoint": KeyRule("str", REQUIRED, _endpoint_check(parse_endpoint)),
     "threads": KeyRule("int", 1, at_least(1)),
     "maxconns": KeyRule("int", 10000, at_least(1)),

@@ -119,7 +119,7 @@ class _Reader:
     def __init__(self, config_dir: Path, errors: ErrorCollector) -> None:
         self.config_dir = config_dir
         self.errors = errors
-        self.endpoints: list[tuple[Endpoint, Origin, str]] = []
+        self.endpoints: list[tuple[Endpoint, Origin, str, str]] = []   # ..., label, key
 
     def rel(self, file: Path) -> str:
         try:
@@ -127,12 +127,12 @@ class _Reader:
         except ValueError:
             return str(file)
 
-    def read_text(self, file: Path, origin: Origin) -> str | None:
-        """A file's text; an unreadable file or bad UTF-8 is an error at `origin`."""
+    def read_text(self, file: Path, origin: Origin, key: str | None = None) -> str | None:
+        """A file's text; an unreadable file is an error at `origin`, bad UTF-8 at its line."""
         try:
             raw = file.read_bytes()
         except OSError as error:
-            self.errors.add(origin, f"cannot read {self.rel(file)}: {error.strerror}")
+            self.errors.add(origin, f"cannot read {self.rel(file)}: {error.strerror}", key)
             return None
         try:
             return raw.decode("utf-8")
@@ -298,11 +298,11 @@ class _Reader:
 
     def check_endpoints(self) -> None:
         """No two listeners of the node on the same port of the same address (or a wildcard)."""
-        for i, (here, origin, label) in enumerate(self.endpoints):
-            for there, first, other in self.endpoints[:i]:
+        for i, (here, origin, label, key) in enumerate(self.endpoints):
+            for there, first, other, _ in self.endpoints[:i]:
                 if _clash(here, there):
                     self.errors.add(origin, f"{label} listens on {here.host}:{here.port}, "
-                                    f"already used by {other} at {first}", "endpoint")
+                                    f"already used by {other} at {first}", key)
                     break
 
 
@@ -341,10 +341,11 @@ class _ServiceReader:
             self.errors.add(self.origin("run"), 'run = "container" needs an image', "run")
         self.check_command(v["type"], v["command"])
         profile, profile_origin = self.profile(v["profile"], v["profile_file"])
-        adapters = self.adapters(v["adapters"])
         if v["local_port"]:
             local = Endpoint("tcp", "127.0.0.1", v["local_port"])
-            self.reader.endpoints.append((local, self.origin("local_port"), f"{self.name} admin"))
+            self.reader.endpoints.append(
+                (local, self.origin("local_port"), f"{self.name} admin", "local_port"))
+        adapters = self.adapters(v["adapters"])
         if v["type"] is None:
             return None
         app, server = self.name.split(".")
@@ -392,7 +393,7 @@ class _ServiceReader:
             where = self.doc.where.value_line((*self.path, "profile"))
             return inline, Origin(self.doc.rel, where if inline else 0)
         full = self.reader.config_dir / file
-        text = self.reader.read_text(full, self.origin("profile_file"))
+        text = self.reader.read_text(full, self.origin("profile_file"), "profile_file")
         if text is None:
             return "", Origin(self.reader.rel(full))
         return text, Origin(self.reader.rel(full), 1)
@@ -418,7 +419,8 @@ class _ServiceReader:
                                 f"servant must start with '{self.name}.'", "servant")
             endpoint = parse_endpoint(v["endpoint"])
             label = f"{self.name} adapter {name}"
-            self.reader.endpoints.append((endpoint, self.doc.origin((*path, "endpoint")), label))
+            where = self.doc.origin((*path, "endpoint"))
+            self.reader.endpoints.append((endpoint, where, label, "endpoint"))
             found.append(AdapterSpec(
                 name, v["servant"], v["endpoint"], v["threads"], v["maxconns"], v["queuecap"],
                 v["queuetimeout"], v["protocol"], v["allow"], origin,
