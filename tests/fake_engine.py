@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tarsdock.engine import Auth, Container, PullError, Progress
+from tarsdock.engine import Auth, Container, Progress, PullError
 
 
 @dataclass

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from fake_engine import FakeEngine
+
 from tarsdock.engine import PullError
 from tarsdock.errors import Origin
 from tarsdock.images import (
