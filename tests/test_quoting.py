@@ -1,0 +1,109 @@
+"""Quoting round trips: what supervisord and systemd read back is exactly the argv we meant."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tarsdock import supervisord, systemd
+from tarsdock.output import Context
+from tarsdock.quoting import QuotingError, supervisor_value, systemd_env
+from unit_helpers import (
+    make_service,
+    supervisor_argv,
+    systemd_environment,
+    systemd_exec_argv,
+    systemd_keys,
+)
+
+CTX = Context(Path("/etc/tarsdock"), "/opt/tarsdock/bin", "/usr/bin/docker")
+HOSTILE = ["", " ", "a b", "'", '"', "\\", "\\\\", "%", "%%", "%(here)s", "%n", "$", "$$",
+           "$HOME", "${HOME}", "a$HOME", ";", " ;", "a ;b", "#", "a #b", "\\;", "\t", "é", "日本",
+           "\u00a0;", "\x1c#", "\x7f", "\x01", "--", "-x", "=", "a=b", "'\"'\"'"]
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\0"))
+WORD = st.one_of(st.sampled_from(HOSTILE), TEXT, st.lists(st.sampled_from(HOSTILE)).map("".join))
+ARGV = st.lists(WORD, max_size=8)
+
+
+def native(argv: list[str], env: tuple[tuple[str, str], ...] = ()) -> object:
+    return make_service("Hello.Quoted", type="not_tars", run="native",
+                        command=("/bin/prog", *argv), env=env)
+
+
+def rendered(module: object, service: object) -> str:
+    files = module.render([service], service.node, CTX, Path("/out"))  # type: ignore[attr-defined]
+    return files[0].content
+
+
+@settings(max_examples=300, deadline=None)
+@given(ARGV)
+def test_supervisord_reads_back_the_argv(argv: list[str]) -> None:
+    text = rendered(supervisord, native(argv))
+    with tempfile.TemporaryDirectory() as tmp:
+        words = supervisor_argv(text, Path(tmp), "Hello.Quoted")
+    assert words == ["/usr/bin/env", "--", "/bin/prog", *argv]
+
+
+@settings(max_examples=300, deadline=None)
+@given(ARGV)
+def test_systemd_reads_back_the_argv(argv: list[str]) -> None:
+    rows = systemd_keys(rendered(systemd, native(argv)))
+    exec_start = [value for section, key, value in rows if key == "ExecStart"]
+    assert systemd_exec_argv(exec_start[0]) == ["/bin/prog", *argv]
+
+
+ENV_VALUE = st.text(st.characters(blacklist_categories=("Cs", "Cc"), whitelist_characters="\t"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True),
+                          st.one_of(st.sampled_from(HOSTILE[:15]), ENV_VALUE)), max_size=4))
+def test_systemd_environment_reads_back(env: list[tuple[str, str]]) -> None:
+    rows = systemd_keys(rendered(systemd, native([], tuple(env))))
+    assert [systemd_environment(v) for _, k, v in rows if k == "Environment"] == env
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), WORD),
+                max_size=4), ARGV)
+def test_container_command_reads_back_in_both_formats(env: list[tuple[str, str]],
+                                                      argv: list[str]) -> None:
+    service = make_service("Hello.Quoted", type="not_tars", command=("/bin/prog", *argv),
+                           env=tuple(env))
+    with tempfile.TemporaryDirectory() as tmp:
+        words = supervisor_argv(rendered(supervisord, service), Path(tmp), "Hello.Quoted")
+    docker = words[words.index("--") + 1:]
+    rows = systemd_keys(rendered(systemd, service))
+    assert systemd_exec_argv(next(v for _, k, v in rows if k == "ExecStart")) == docker
+    assert docker[-len(argv) - 1:] == ["/bin/prog", *argv]
+    pairs = [docker[i + 1] for i, word in enumerate(docker) if word == "--env"]
+    assert pairs == [f"{k}={v}" for k, v in env]
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\0b", "\n"])
+@pytest.mark.parametrize("module", [supervisord, systemd])
+def test_line_breaks_and_nul_are_refused_naming_the_service(bad: str, module: object) -> None:
+    with pytest.raises(QuotingError, match="Hello.Quoted"):
+        rendered(module, native([bad]))
+
+
+@pytest.mark.parametrize("value", [" x", "x ", "a ;b", "a\t#b", "x\ny"])
+def test_supervisor_value_refuses_what_configparser_would_cut(value: str) -> None:
+    with pytest.raises(QuotingError):
+        supervisor_value(value)
+
+
+def test_systemd_refuses_an_executable_read_as_a_prefix() -> None:
+    with pytest.raises(QuotingError, match="prefix"):
+        rendered(systemd, make_service("Hello.Quoted", type="not_tars", run="native",
+                                       command=("-oops",)))
+
+
+@pytest.mark.parametrize(("name", "value"), [("1X", "v"), ("A-B", "v"), ("A", "x\x01y")])
+def test_systemd_env_refuses_what_systemd_refuses(name: str, value: str) -> None:
+    with pytest.raises(QuotingError):
+        systemd_env(name, value)
