@@ -16,6 +16,7 @@ from tarsdock.errors import ErrorCollector, Origin
 TRIM = " \r\n\t"   # TC_Common::trim's default set; str.strip() would trim more
 UNESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t", "=": "="}
 ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t", "=": "\\="}
+ESCAPE_TABLE = str.maketrans(ESCAPES)
 UNWRITABLE = "<>"   # reverse_parse throws on these
 # domain names are not unescaped, so nothing in them may need escaping
 NAME_FORBIDDEN = set("\\\r\n\t=<>/")
@@ -85,11 +86,13 @@ def _path_parts(path: str) -> list[str]:
 
 def escape(text: str) -> str:
     """TarsCpp reverse_parse without the throw: callers check UNWRITABLE first."""
-    return "".join(ESCAPES.get(char, char) for char in text)
+    return text.translate(ESCAPE_TABLE)
 
 
 def unescape(text: str) -> str:
     """TarsCpp parse(): only \\\\ \\r \\n \\t \\= are escapes; anything else raises ValueError."""
+    if "\\" not in text:
+        return text
     out: list[str] = []
     chars = iter(text)
     for char in chars:
@@ -112,10 +115,12 @@ def _param_line(key: str, value: str) -> str:
 
 def _split_param(line: str) -> tuple[str, str]:
     """Split at the first '=' not preceded by a backslash; no '=' means an empty value."""
-    for pos, char in enumerate(line):
-        if char == "=" and (pos == 0 or line[pos - 1] != "\\"):
-            return line[:pos].strip(TRIM), line[pos + 1:].strip(TRIM)
-    return line, ""
+    pos = line.find("=")
+    while pos > 0 and line[pos - 1] == "\\":
+        pos = line.find("=", pos + 1)
+    if pos < 0:
+        return line, ""
+    return line[:pos].strip(TRIM), line[pos + 1:].strip(TRIM)
 
 
 def write_problem(key: str, value: str) -> str | None:
