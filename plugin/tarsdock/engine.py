@@ -6,9 +6,11 @@ planner and the listener run against a fake in unit tests.
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from tarsdock.errors import TarsdockError
 
@@ -170,22 +172,12 @@ class DockerEngine:
         explanation = str(error.explanation or error)
         if status in AUTH_STATUSES:
             return PullError(ref, _refused(auth, ref), permanent=True)
-        if auth is not None and self._login_refused(auth):
-            # the daemon reports a registry's 401 on a pull as a generic 500; ask /auth to tell
-            return PullError(ref, _refused(auth, ref), permanent=True)
         if status == 404:
             return PullError(ref, f"not found: {explanation}", permanent=True)
+        # the daemon reports a registry's 401 as a generic 500 (on /auth too): ask the registry
+        if registry_status(ref, auth, self.api_timeout) in AUTH_STATUSES:
+            return PullError(ref, _refused(auth, ref), permanent=True)
         return PullError(ref, explanation, permanent=status in PERMANENT_STATUSES)
-
-    def _login_refused(self, auth: Auth) -> bool:
-        """True if the registry refuses these credentials (checked through the daemon)."""
-        import docker.errors
-
-        try:
-            self._api().login(auth.username, auth.password, registry=auth.registry, reauth=True)
-        except docker.errors.APIError as error:
-            return error.status_code in AUTH_STATUSES
-        return False
 
     def containers(self, node: str, service: str | None = None) -> list[Container]:
         labels = [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]
@@ -213,6 +205,60 @@ class DockerEngine:
         except docker.errors.APIError as error:
             if error.status_code != 409:   # 409: removal already in progress
                 raise
+
+
+def registry_status(ref: str, auth: Auth | None, timeout: float) -> int | None:
+    """The HTTP status a registry gives these credentials for pulling `ref` (None: no answer).
+
+    The distribution API: GET /v2/ answers 401 with a challenge; `Basic` means retry /v2/ with
+    the credentials, `Bearer realm=...` means ask the realm for a pull token with them.
+    Plain HTTP only where Docker allows it without configuration (127.0.0.0/8, localhost).
+    """
+    from tarsdock.imageref import parse_image_ref
+
+    parsed = parse_image_ref(ref)
+    host = parsed.domain or "registry-1.docker.io"
+    path = parsed.path if parsed.domain or "/" in parsed.path else f"library/{parsed.path}"
+    hostname = host.rsplit(":", 1)[0]
+    local = hostname == "localhost" or hostname.startswith("127.")
+    basic = None if auth is None else "Basic " + base64.b64encode(
+        f"{auth.username}:{auth.password}".encode()).decode()
+    for scheme in ["https", "http"] if local else ["https"]:
+        challenge = _http_status(f"{scheme}://{host}/v2/", None, timeout)
+        if challenge is None:
+            continue
+        status, header = challenge
+        if status != 401:
+            return status
+        kind, _, params = header.partition(" ")
+        if kind.lower() == "bearer":   # anonymous tokens are fine for public images
+            fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+            query = urlencode({"service": fields.get("service", ""),
+                               "scope": f"repository:{path}:pull"})
+            answer = _http_status(f"{fields.get('realm', '')}?{query}", basic, timeout)
+        elif basic is None:
+            return status
+        else:
+            answer = _http_status(f"{scheme}://{host}/v2/", basic, timeout)
+        return answer[0] if answer else None
+    return None
+
+
+def _http_status(url: str, authorization: str | None, timeout: float) -> tuple[int, str] | None:
+    """(status, WWW-Authenticate) of a GET, or None when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url)
+    if authorization:
+        request.add_header("Authorization", authorization)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), ""
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("WWW-Authenticate", "")
+    except (OSError, ValueError):
+        return None
 
 
 def _client(socket_path: str, timeout: float) -> docker.APIClient:
@@ -251,7 +297,8 @@ def _follow(ref: str, stream: Any, deadline: float, progress: Progress) -> None:
 
 def _refused(auth: Auth | None, ref: str) -> str:
     if auth is None:
-        return f"access refused by the registry of {ref} (no credentials configured)"
+        return (f"the registry of {ref} asks for credentials and none are configured "
+                "(a [registries] entry with username and password_file)")
     return f"authentication refused by registry {auth.registry} for user {auth.username!r}"
 
 
