@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a value came from: a file and a 1-based line (0 when the whole file is meant)."""
 
+    # a NamedTuple, not a dataclass: one is made per parsed line, and tuples are cheap to make
     path: str
     line: int = 0
 

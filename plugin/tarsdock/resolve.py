@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,16 +78,17 @@ def adapter_config(spec: ServiceSpec, node: NodeSettings) -> Config:
     return root
 
 
-def substitute(config: Config, values: dict[str, str]) -> Config:
-    """A copy of the tree with ${macros} replaced in keys and values (after unescaping)."""
-    copy = Config(config.name, config.origin)
+def substitute(config: Config, values: dict[str, str]) -> None:
+    """Replace ${macros} in the values of a tree this module built (in place, unshared)."""
+
+    def replace(match: re.Match[str]) -> str:
+        return values.get(match.group(1), match.group(0))
+
     for key, param in config.params.items():
-        value = tcconfig.MACRO.sub(lambda m: values.get(m.group(1), m.group(0)), param.value) \
-            if "${" in param.value else param.value
-        copy.params[key] = Param(value, param.origin) if value is not param.value else param
-    for name, sub in config.domains.items():
-        copy.domains[name] = substitute(sub, values)
-    return copy
+        if "${" in param.value:
+            config.params[key] = Param(tcconfig.MACRO.sub(replace, param.value), param.origin)
+    for sub in config.domains.values():
+        substitute(sub, values)
 
 
 def final_config(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) -> Config:
@@ -97,7 +99,9 @@ def final_config(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) 
         origin = spec.profile_origin
         profile = tcconfig.parse(spec.profile, origin.path, origin.line or 1)
         config = tcconfig.merge(config, profile)
-    return substitute(config, macros(spec, node))
+    # merge() built a fresh tree, so substituting in place touches nothing shared
+    substitute(config, macros(spec, node))
+    return config
 
 
 def resolve_service(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) -> Service:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from tarsdock.errors import ErrorCollector, Origin
 
@@ -23,8 +24,7 @@ NAME_FORBIDDEN = set("\\\r\n\t=<>/")
 MACRO = re.compile(r"\$\{([^}]*)\}")
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     """A parameter value and the line it came from."""
 
     value: str
