@@ -1,0 +1,530 @@
+"""Real-parts building blocks for end-to-end tests: Docker, supervisord, a registry, systemd."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.error
+import urllib.request
+import xmlrpc.client
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SETUP_SCRIPT = REPO_ROOT / "tests" / "env" / "setup.sh"
+TEST_SERVER = REPO_ROOT / "tests" / "service" / "tars_test_server.py"
+BUSYBOX_IMAGE = "tarsdock-test/busybox:1"
+PYTHON_IMAGE = "tarsdock-test/python:1"
+NODE_IMAGE = "tarsdock-test/node:1"
+SYSTEMD_IMAGE = "tarsdock-test/systemd:1"
+TEST_IMAGES = (BUSYBOX_IMAGE, PYTHON_IMAGE, NODE_IMAGE, SYSTEMD_IMAGE)
+SETUP_HINT = f"run `bash {SETUP_SCRIPT.relative_to(REPO_ROOT)}` first"
+# Every container the harness starts carries this label, so leftovers can be found and removed.
+HARNESS_LABEL = "tarsdock-test.harness=1"
+
+T = TypeVar("T")
+
+
+# ---- basics -------------------------------------------------------------------------------------
+
+def require(condition: object, why: str) -> None:
+    """Go on if `condition` holds (a str names a command on PATH); else fail (CI) or skip."""
+    ok = shutil.which(condition) is not None if isinstance(condition, str) else bool(condition)
+    if ok:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{why} (CI is set, so a missing part is a failure)", pytrace=False)
+    pytest.skip(why)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
+    """Poll `probe` until it returns something truthy; raise TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def run(cmd: Sequence[str | os.PathLike[str]], *, check: bool = True, timeout: float = 120,
+        input: str | None = None, env: Mapping[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing text output; with `check`, a failure shows its output."""
+    proc = subprocess.run([os.fspath(c) for c in cmd], capture_output=True, text=True,
+                          timeout=timeout, input=input, env=env, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(proc.args)} exited {proc.returncode}\n"
+                             f"--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}")
+    return proc
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """SIGTERM a child we started, wait `timeout`, then SIGKILL it; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last lines of a log file, or a note that it is missing."""
+    if not path.exists():
+        return f"({path} does not exist)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def venv_tool(name: str) -> str | None:
+    """A console script installed beside this Python (supervisord, tarsdock), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def short_tempdir(prefix: str) -> Path:
+    """A temp dir with a short path: unix socket paths must stay under 108 bytes."""
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+# ---- Docker -------------------------------------------------------------------------------------
+
+def docker_client() -> docker.DockerClient:
+    """A client of the local engine, or fail/skip (see `require`) when it does not answer."""
+    require("docker", f"the docker CLI is not installed; {SETUP_HINT}")
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as err:
+        require(False, f"Docker Engine does not answer ({err}); {SETUP_HINT}")
+        raise
+    missing = [tag for tag in TEST_IMAGES if not image_exists(client, tag)]
+    require(not missing, f"test images missing: {', '.join(missing)}; {SETUP_HINT}")
+    return client
+
+
+def image_exists(client: docker.DockerClient, ref: str) -> bool:
+    """Whether the engine has image `ref` locally."""
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def remove_containers(*names: str) -> None:
+    """Remove containers by name if they exist (leftovers of an earlier run)."""
+    if names:
+        run(["docker", "rm", "-f", *names], check=False)
+
+
+def docker_cli_binary() -> Path:
+    """The host's docker CLI, resolved, to bind-mount into containers that drive the host engine."""
+    found = shutil.which("docker")
+    if found is None:
+        raise FileNotFoundError("docker CLI not on PATH")
+    return Path(found).resolve()
+
+
+# ---- the stand-in Tars server -------------------------------------------------------------------
+
+def server_config_text(app: str, server: str, adapters: Mapping[str, str], *, logpath: Path,
+                       datapath: Path, local: str = "") -> str:
+    """TC_Config text for tars_test_server.py: `adapters` maps adapter name to endpoint."""
+    adapter_lines = "".join(
+        f"      <{name}>\n        endpoint={endpoint}\n      </{name}>\n"
+        for name, endpoint in adapters.items()
+    )
+    local_line = f"      local={local}\n" if local else ""
+    return (
+        "<tars>\n  <application>\n    <server>\n"
+        f"      app={app}\n      server={server}\n"
+        f"      logpath={logpath}\n      datapath={datapath}\n{local_line}"
+        f"{adapter_lines}    </server>\n  </application>\n</tars>\n"
+    )
+
+
+def read_json_when_present(path: Path, timeout: float = 30.0) -> dict[str, Any]:
+    """Wait for a JSON file the test server writes (started.json, stopped.json) and read it."""
+    wait_for(path.exists, f"{path}", timeout)
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def ask(host: str, port: int, timeout: float = 10.0) -> str:
+    """Connect to a TCP endpoint and return the one line the test server answers."""
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        chunks = []
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def ask_when_up(host: str, port: int, timeout: float = 30.0) -> str:
+    """`ask`, retrying while the endpoint refuses connections (the service is still starting)."""
+    def probe() -> str:
+        with contextlib.suppress(ConnectionError):
+            return ask(host, port)
+        return ""
+    return wait_for(probe, f"an answer on {host}:{port}", timeout)
+
+
+# ---- supervisord --------------------------------------------------------------------------------
+
+class Supervisord:
+    """A real supervisord (`-n`) over a temp config that includes `include_dir/*.conf`."""
+
+    def __init__(self, include_dir: Path, workdir: Path, extra_conf: str = "",
+                 env: Mapping[str, str] | None = None) -> None:
+        self.include_dir = include_dir
+        self.workdir = workdir
+        self.extra_conf = extra_conf
+        self.env = dict(os.environ if env is None else env)
+        self.sockdir = short_tempdir("sv-")
+        self.socket = self.sockdir / "supervisor.sock"
+        self.conf = workdir / "supervisord.conf"
+        self.log = workdir / "supervisord.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def config_text(self) -> str:
+        """The supervisord.conf this instance runs with."""
+        return textwrap.dedent(f"""\
+            [unix_http_server]
+            file={self.socket}
+            [supervisord]
+            nodaemon=true
+            logfile={self.log}
+            pidfile={self.workdir / "supervisord.pid"}
+            childlogdir={self.workdir / "childlogs"}
+            user=root
+            [rpcinterface:supervisor]
+            supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+            [supervisorctl]
+            serverurl=unix://{self.socket}
+            [include]
+            files = {self.include_dir}/*.conf
+            """) + self.extra_conf
+
+    def start(self, timeout: float = 30.0) -> Supervisord:
+        """Write the config, start `supervisord -n -c conf`, wait until it answers RPC."""
+        binary = venv_tool("supervisord")
+        require(binary, "supervisord is not installed (pip install supervisor)")
+        assert binary is not None
+        (self.workdir / "childlogs").mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(self.config_text())
+        with (self.workdir / "supervisord.out").open("ab") as out:
+            self.proc = subprocess.Popen([binary, "-n", "-c", str(self.conf)], stdout=out,
+                                         stderr=subprocess.STDOUT, env=self.env,
+                                         start_new_session=True)
+        try:
+            wait_for(self._answers, "supervisord to answer on its socket", timeout)
+        except TimeoutError as err:
+            raise AssertionError(f"{err}\n{tail(self.log)}") from err
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"supervisord exited {self.proc.returncode}:\n"
+                                 f"{tail(self.workdir / 'supervisord.out')}\n{tail(self.log)}")
+        try:
+            state = self.rpc().supervisor.getState()
+        except (OSError, xmlrpc.client.Fault):
+            return False
+        return bool(state["statename"] == "RUNNING")
+
+    def rpc(self) -> Any:
+        """An XML-RPC proxy on the unix socket (`.supervisor.getAllProcessInfo()` etc.)."""
+        from supervisor.xmlrpc import SupervisorTransport
+        transport = SupervisorTransport(None, None, f"unix://{self.socket}")
+        return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+    def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run `supervisorctl -c conf ARGS` (not checked: status exits 3 when a program is down)."""
+        binary = venv_tool("supervisorctl") or "supervisorctl"
+        return run([binary, "-c", str(self.conf), *args], check=False, timeout=timeout,
+                   env=self.env)
+
+    def status(self) -> dict[str, str]:
+        """Program name (`group:name`, or `name` when alone in its group) to state name."""
+        infos = self.rpc().supervisor.getAllProcessInfo()
+        return {
+            info["name"] if info["group"] == info["name"] else f"{info['group']}:{info['name']}":
+            info["statename"]
+            for info in infos
+        }
+
+    def wait_state(self, name: str, state: str, timeout: float = 60.0) -> None:
+        """Wait until program `name` is in `state` (RUNNING, STOPPED, EXITED, FATAL, ...)."""
+        try:
+            wait_for(lambda: self.status().get(name) == state, f"{name} to be {state}", timeout,
+                     interval=0.2)
+        except TimeoutError as err:
+            raise AssertionError(f"{err}; status now {self.status()}\n{tail(self.log)}") from err
+
+    def reload(self) -> subprocess.CompletedProcess[str]:
+        """`reread` then `update`, as an operator applies changed program files."""
+        reread = self.ctl("reread")
+        if reread.returncode != 0:
+            return reread
+        return self.ctl("update")
+
+    def log_text(self) -> str:
+        """supervisord's own log."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, timeout: float = 90.0) -> int | None:
+        """SIGTERM supervisord (it stops its programs first), wait, SIGKILL if stuck."""
+        code = None if self.proc is None else stop_process(self.proc, timeout)
+        shutil.rmtree(self.sockdir, ignore_errors=True)
+        return code
+
+
+# ---- a local registry ---------------------------------------------------------------------------
+
+class Registry:
+    """Debian's docker-registry on 127.0.0.1, filesystem storage, htpasswd (bcrypt) auth."""
+
+    BINARY = "/usr/bin/docker-registry"
+
+    def __init__(self, workdir: Path, port: int | None = None, username: str = "tarsdock",
+                 password: str = "test-pass-0") -> None:
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.username = username
+        self.password = password
+        self.log = workdir / "registry.log"
+        # A private docker CLI config: logins here never touch root's ~/.docker/config.json.
+        self.docker_config = workdir / "docker-config"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        """`127.0.0.1:PORT`, the registry part of image references."""
+        return f"127.0.0.1:{self.port}"
+
+    def config_text(self) -> str:
+        """The registry's config.yml."""
+        return textwrap.dedent(f"""\
+            version: 0.1
+            log:
+              level: info
+              accesslog:
+                disabled: false
+            storage:
+              filesystem:
+                rootdirectory: {self.workdir / "data"}
+              delete:
+                enabled: true
+            http:
+              addr: {self.address}
+            auth:
+              htpasswd:
+                realm: tarsdock-test
+                path: {self.workdir / "htpasswd"}
+            """)
+
+    def start(self, timeout: float = 30.0) -> Registry:
+        """Write htpasswd and config, `docker-registry serve`, wait until /v2/ asks for auth."""
+        require(Path(self.BINARY).exists(), f"{self.BINARY} missing; {SETUP_HINT}")
+        require("htpasswd", "htpasswd missing (apt-get install apache2-utils)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.docker_config.mkdir(exist_ok=True)
+        entry = run(["htpasswd", "-Bbn", self.username, self.password]).stdout.strip()
+        (self.workdir / "htpasswd").write_text(entry + "\n")
+        (self.workdir / "config.yml").write_text(self.config_text())
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([self.BINARY, "serve", str(self.workdir / "config.yml")],
+                                         stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        try:
+            wait_for(self._asks_for_auth, f"the registry on {self.address}", timeout)
+        except TimeoutError as err:
+            raise AssertionError(f"{err}\n{tail(self.log)}") from err
+        return self
+
+    def _asks_for_auth(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            code = self.proc.returncode
+            raise AssertionError(f"docker-registry exited {code}:\n{tail(self.log)}")
+        try:
+            urllib.request.urlopen(f"http://{self.address}/v2/", timeout=5)
+        except urllib.error.HTTPError as err:
+            return err.code == 401
+        except OSError:
+            return False
+        raise AssertionError("registry answered /v2/ without asking for credentials")
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the registry process."""
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
+
+    def log_text(self) -> str:
+        """The registry's log (app log and access log, interleaved)."""
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def count_pulls(self, repo: str) -> int:
+        """How many pulls of `repo` by tag reached the registry: successful manifest lookups by tag.
+
+        A pull by tag asks for the tag's manifest once (Engine 20.10: HEAD, then GET by digest
+        only when the image is not local; older engines: GET), so digest requests are not
+        counted; pulls by digest are not counted at all.
+        """
+        pattern = re.compile(
+            rf'"(?:GET|HEAD) /v2/{re.escape(repo)}/manifests/(?!sha256:)[^ ]+ HTTP/[\d.]+" 200 ')
+        return len(pattern.findall(self.log_text()))
+
+    def docker(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the docker CLI with this registry's private login config."""
+        env = {**os.environ, "DOCKER_CONFIG": str(self.docker_config)}
+        return run(["docker", *args], input=input, env=env, timeout=300)
+
+    def login(self) -> None:
+        """`docker login` with the password on stdin."""
+        self.docker("login", self.address, "-u", self.username, "--password-stdin",
+                    input=self.password)
+
+    def push(self, local_tag: str, repo_tag: str) -> str:
+        """Tag `local_tag` as ADDRESS/`repo_tag`, log in, push; returns the full reference."""
+        ref = f"{self.address}/{repo_tag}"
+        self.docker("tag", local_tag, ref)
+        self.login()
+        self.docker("push", ref)
+        return ref
+
+    def write_password_file(self, path: Path) -> Path:
+        """The password in a mode-0600 file, as node.toml's password_file expects."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(self.password + "\n")
+        return path
+
+
+# ---- systemd as PID 1 in a container ------------------------------------------------------------
+
+class SystemdContainer:
+    """`tarsdock-test/systemd:1` booted with systemd as PID 1, driving the host's Docker Engine.
+
+    Flags as DESIGN.md §8. Host dirs in `shared_dirs` are mounted at the same path, so a
+    `docker run -v /x:/x` issued inside (through the host socket) names the same host path.
+    """
+
+    def __init__(self, name: str, shared_dirs: Sequence[Path] = (), image: str = SYSTEMD_IMAGE,
+                 docker_socket: str = "/var/run/docker.sock",
+                 extra_args: Sequence[str] = ()) -> None:
+        self.name = name
+        self.shared_dirs = tuple(shared_dirs)
+        self.image = image
+        self.docker_socket = docker_socket
+        self.extra_args = tuple(extra_args)
+
+    def run_args(self) -> list[str]:
+        """The `docker run` argv that boots the container."""
+        args = [
+            "docker", "run", "-d", "--name", self.name, "--label", HARNESS_LABEL,
+            "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
+            "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup",
+            "--tmpfs", "/run", "--tmpfs", "/run/lock", "-e", "container=docker",
+            "-v", f"{self.docker_socket}:/var/run/docker.sock",
+            "-v", f"{docker_cli_binary()}:/usr/bin/docker:ro",
+        ]
+        for path in self.shared_dirs:
+            args += ["-v", f"{path}:{path}"]
+        return [*args, *self.extra_args, self.image]
+
+    def start(self, timeout: float = 90.0) -> SystemdContainer:
+        """Boot; wait until `systemctl is-system-running` says running or degraded."""
+        remove_containers(self.name)
+        run(self.run_args())
+        try:
+            wait_for(self._booted, f"systemd in {self.name} to finish booting", timeout,
+                     interval=0.3)
+        except TimeoutError as err:
+            raise AssertionError(f"{err}\n{self.diagnostics()}") from err
+        return self
+
+    def _booted(self) -> bool:
+        state = self.exec("systemctl", "is-system-running").stdout.strip()
+        if state in ("running", "degraded"):
+            return True
+        if self.exec("true").returncode != 0:
+            raise AssertionError(f"container {self.name} is not running\n{self.diagnostics()}")
+        return False
+
+    def diagnostics(self) -> str:
+        """`docker logs`, failed units and the journal tail, for failure messages."""
+        logs = run(["docker", "logs", "--tail", "40", self.name], check=False)
+        failed = self.systemctl("--failed")
+        journal = self.exec("journalctl", "--no-pager", "-n", "60")
+        return (f"--- docker logs\n{logs.stdout}{logs.stderr}--- systemctl --failed\n"
+                f"{failed.stdout}{failed.stderr}--- journal\n{journal.stdout}")
+
+    def exec(self, *cmd: str, check: bool = False, input: str | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`docker exec` a command in the container."""
+        interactive = ["-i"] if input is not None else []
+        return run(["docker", "exec", *interactive, self.name, *cmd], check=check, input=input,
+                   timeout=timeout)
+
+    def systemctl(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        """`systemctl --no-pager ARGS` inside."""
+        return self.exec("systemctl", "--no-pager", *args, check=check)
+
+    def install_units(self, unit_dir: Path, target: str = "/etc/systemd/system") -> None:
+        """Copy the contents of a host dir of unit files into `target`, then daemon-reload."""
+        run(["docker", "cp", f"{unit_dir}/.", f"{self.name}:{target}"])
+        self.daemon_reload()
+
+    def daemon_reload(self) -> None:
+        """`systemctl daemon-reload`."""
+        self.systemctl("daemon-reload", check=True)
+
+    def journal(self, unit: str) -> str:
+        """The journal of one unit, message text only."""
+        return self.exec("journalctl", "--no-pager", "-o", "cat", "-u", unit).stdout
+
+    def unit_state(self, unit: str) -> str:
+        """`systemctl is-active UNIT`: active, inactive, failed, activating, ..."""
+        return self.systemctl("is-active", unit).stdout.strip()
+
+    def wait_unit_state(self, unit: str, state: str, timeout: float = 60.0) -> None:
+        """Wait until `unit` is in `state`; on timeout show its status and journal."""
+        try:
+            wait_for(lambda: self.unit_state(unit) == state, f"{unit} to be {state}", timeout,
+                     interval=0.3)
+        except TimeoutError as err:
+            status = self.systemctl("status", unit).stdout
+            raise AssertionError(f"{err}\n{status}\n{self.journal(unit)}") from err
+
+    def stop(self, timeout: int = 60) -> None:
+        """Halt systemd (`docker stop` sends SIGRTMIN+3), then remove the container."""
+        run(["docker", "stop", "-t", str(timeout), self.name], check=False,
+            timeout=timeout + 30)
+        remove_containers(self.name)

@@ -1,0 +1,215 @@
+"""Smoke tests proving each building block of harness.py works with the real parts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import docker
+import pytest
+
+from . import harness
+
+pytestmark = pytest.mark.e2e
+
+
+def test_require_fails_under_ci_and_skips_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no-such-tool-xyz"):
+        harness.require("no-such-tool-xyz", "no-such-tool-xyz is missing")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        harness.require(False, "condition false")
+    harness.require("sh", "sh is on PATH")
+
+
+def test_free_port_can_be_bound() -> None:
+    port = harness.free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
+
+
+def test_test_images_run(docker_engine: docker.DockerClient) -> None:
+    def output(image: str, *cmd: str) -> str:
+        return harness.run(["docker", "run", "--rm", image, *cmd]).stdout.strip()
+
+    assert output(harness.BUSYBOX_IMAGE, "echo", "busybox-ok") == "busybox-ok"
+    assert output(harness.PYTHON_IMAGE, "python3", "-c", "print(6 * 7)") == "42"
+    assert output(harness.NODE_IMAGE, "node", "-e", "console.log(6 * 7)") == "42"
+    init = output(harness.SYSTEMD_IMAGE, "readlink", "-f", "/sbin/init")
+    assert init == "/usr/lib/systemd/systemd"
+    stop_signal = docker_engine.images.get(harness.SYSTEMD_IMAGE).attrs["Config"]["StopSignal"]
+    assert stop_signal == "SIGRTMIN+3"
+
+
+def test_supervisord_starts_stops_and_reloads_programs(
+    supervisord_factory: Callable[..., harness.Supervisord], tmp_path: Path,
+) -> None:
+    include = tmp_path / "programs"
+    include.mkdir()
+    (include / "x.conf").write_text("[program:x]\ncommand=sleep 100\nstartsecs=1\n")
+    sup = supervisord_factory(include)
+    sup.wait_state("x", "RUNNING")
+    pid = sup.rpc().supervisor.getProcessInfo("x")["pid"]
+    assert Path(f"/proc/{pid}").exists()
+
+    assert sup.ctl("stop", "x").returncode == 0
+    sup.wait_state("x", "STOPPED")
+    assert not Path(f"/proc/{pid}").exists()
+
+    (include / "y.conf").write_text(
+        "[group:g]\nprograms=y\n[program:y]\ncommand=sleep 100\nstartsecs=0\n")
+    assert sup.reload().returncode == 0
+    sup.wait_state("g:y", "RUNNING")
+    assert sup.status() == {"x": "STOPPED", "g:y": "RUNNING"}
+    pid_y = sup.rpc().supervisor.getProcessInfo("g:y")["pid"]
+
+    assert sup.stop() == 0
+    assert not Path(f"/proc/{pid_y}").exists()
+    assert "stopped: y (terminated by SIGTERM)" in sup.log_text()
+
+
+def throwaway_image(tmp_path: Path) -> str:
+    """A one-file image of its own, so that removing it locally makes the next pull cold."""
+    root = tmp_path / "throwaway-root"
+    root.mkdir()
+    (root / "marker").write_text(f"{tmp_path}\n")
+    tag = f"tarsdock-test/throwaway:{os.getpid()}"
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, check=True,
+                   capture_output=True)
+    assert tar.wait() == 0
+    return tag
+
+
+def test_registry_push_pull_with_auth(
+    registry: harness.Registry, docker_engine: docker.DockerClient, tmp_path: Path,
+) -> None:
+    local = throwaway_image(tmp_path)
+    ref = registry.push(local, "tarsdock/throwaway:1")
+    assert ref == f"{registry.address}/tarsdock/throwaway:1"
+    harness.run(["docker", "rmi", local, ref])
+    assert not harness.image_exists(docker_engine, ref)
+    assert registry.count_pulls("tarsdock/throwaway") == 0
+
+    # No credentials: refused, and not counted as a pull.
+    anonymous = {**os.environ, "DOCKER_CONFIG": str(tmp_path / "empty-docker-config")}
+    refused = harness.run(["docker", "pull", ref], check=False, env=anonymous)
+    assert refused.returncode != 0
+    assert "no basic auth credentials" in refused.stderr or "unauthorized" in refused.stderr
+    assert registry.count_pulls("tarsdock/throwaway") == 0
+
+    registry.docker("pull", ref)
+    assert registry.count_pulls("tarsdock/throwaway") == 1
+    harness.run(["docker", "rmi", ref])
+
+    # The SDK path tarsdock itself uses: credentials passed per pull, no CLI login state.
+    auth = {"username": registry.username, "password": registry.password}
+    docker_engine.images.pull(ref, auth_config=auth)
+    assert harness.image_exists(docker_engine, ref)
+    assert registry.count_pulls("tarsdock/throwaway") == 2
+    docker_engine.images.pull(ref, auth_config=auth)  # warm: the image is already local
+    assert registry.count_pulls("tarsdock/throwaway") == 3
+    assert registry.count_pulls("tarsdock/other") == 0
+    harness.run(["docker", "rmi", ref])
+
+
+def test_systemd_container_runs_a_unit_that_drives_host_docker(
+    systemd_factory: Callable[..., harness.SystemdContainer], tmp_path: Path,
+) -> None:
+    shared = tmp_path / "shared"
+    units = tmp_path / "units"
+    shared.mkdir()
+    units.mkdir()
+    (units / "harness-smoke.service").write_text(
+        "[Unit]\nDescription=harness smoke test\n"
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        f"ExecStart=/usr/bin/docker run --rm -v {shared}:{shared} {harness.BUSYBOX_IMAGE}"
+        f" sh -c 'echo inner-ok > {shared}/proof'\n"
+    )
+    box = systemd_factory(f"tarsdock-harness-{os.getpid()}", shared_dirs=[shared])
+    assert box.exec("cat", "/proc/1/comm").stdout.strip() == "systemd"
+    box.install_units(units)
+    box.systemctl("start", "harness-smoke.service", check=True)
+    box.wait_unit_state("harness-smoke.service", "active")
+    # Written by a sibling container on the host, through a path mounted at the same place.
+    assert (shared / "proof").read_text() == "inner-ok\n"
+    assert "Finished harness-smoke.service" in box.journal("harness-smoke.service")
+
+
+def start_native_server(tmp_path: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """The test server on the host, Tars-style: copied into bin/, config in conf/."""
+    bin_dir, conf_dir, data_dir = tmp_path / "bin", tmp_path / "conf", tmp_path / "data"
+    for d in (bin_dir, conf_dir):
+        d.mkdir()
+    shutil.copy(harness.TEST_SERVER, bin_dir)
+    conf = conf_dir / "Hello.HelloServer.config.conf"
+    conf.write_text(harness.server_config_text(
+        "Hello", "HelloServer",
+        {"Hello.HelloServer.HelloObjAdapter": f"tcp -h 127.0.0.1 -p {port} -t 60000"},
+        logpath=tmp_path / "log", datapath=data_dir))
+    proc = subprocess.Popen(
+        [sys.executable, str(bin_dir / "tars_test_server.py"), f"--config={conf}"],
+        env={**os.environ, "HARNESS_MARK": "a b;c"}, cwd=bin_dir)
+    return proc, data_dir
+
+
+def test_test_server_natively(tmp_path: Path) -> None:
+    port = harness.free_port()
+    proc, data_dir = start_native_server(tmp_path, port)
+    try:
+        started = harness.read_json_when_present(data_dir / "started.json")
+        answer = harness.ask("127.0.0.1", port)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    assert answer == "Hello.HelloServer Hello.HelloServer.HelloObjAdapter ok\n"
+    assert started["argv"][1] == f"--config={tmp_path}/conf/Hello.HelloServer.config.conf"
+    assert started["env"]["HARNESS_MARK"] == "a b;c"
+    assert started["pid"] == proc.pid
+    assert started["cwd"] == str(tmp_path / "bin")
+    assert code == 0
+    assert harness.read_json_when_present(data_dir / "stopped.json")["signal"] == "SIGTERM"
+    log = tmp_path / "log" / "Hello" / "HelloServer" / "Hello.HelloServer.log"
+    assert "Hello.HelloServer started" in log.read_text()
+
+
+@pytest.mark.parametrize("init", [True, False], ids=["with-init", "as-pid-1"])
+def test_test_server_in_python_image(
+    docker_engine: docker.DockerClient, tmp_path: Path, init: bool,
+) -> None:
+    port = harness.free_port()
+    data_dir = tmp_path / "data"
+    conf = tmp_path / "server.conf"
+    conf.write_text(harness.server_config_text(
+        "Hello", "HelloServer", {"HelloObjAdapter": f"tcp -h 127.0.0.1 -p {port} -t 60000"},
+        logpath=tmp_path / "log", datapath=data_dir))
+    name = f"tarsdock-harness-server-{os.getpid()}"
+    harness.remove_containers(name)
+    harness.run([
+        "docker", "run", "-d", "--name", name, "--label", harness.HARNESS_LABEL, "--net=host",
+        *(["--init"] if init else []), "-v", f"{tmp_path}:{tmp_path}",
+        "-v", f"{harness.TEST_SERVER}:/srv/bin/tars_test_server.py:ro", "-e", "HARNESS_MARK=1",
+        harness.PYTHON_IMAGE, "python3", "/srv/bin/tars_test_server.py", f"--config={conf}",
+    ])
+    try:
+        started = harness.read_json_when_present(data_dir / "started.json")
+        answer = harness.ask("127.0.0.1", port)
+        harness.run(["docker", "stop", "-t", "20", name])
+        state = docker_engine.containers.get(name).attrs["State"]
+    finally:
+        harness.remove_containers(name)
+    assert answer == "Hello.HelloServer HelloObjAdapter ok\n"
+    assert started["argv"] == ["/srv/bin/tars_test_server.py", f"--config={conf}"]
+    assert started["env"]["HARNESS_MARK"] == "1"
+    assert started["hostname"] == socket.gethostname()  # --net=host shares the UTS name too
+    assert started["uid"] == 0
+    assert state["ExitCode"] == 0
+    assert state["OOMKilled"] is False
+    assert harness.read_json_when_present(data_dir / "stopped.json")["signal"] == "SIGTERM"
