@@ -1,0 +1,172 @@
+"""Case files: a real node.toml whose `## assert-...` lines state what the output must contain.
+
+Directives (one per `## ` line; `!` before an assertion negates it):
+  service App.Server            which service's files the assertions look at (default: the first)
+  format systemd|supervisord    check only this format (default: both)
+  assert-docker-args A B ...    each word is an argument of `docker run`
+  assert-docker-args-pair A B   A is immediately followed by B in `docker run`
+  assert-command A B ...        the service's argv is exactly these words
+  assert-env K=V                the service's environment holds K=V
+  assert-key-is S K V           systemd: section S has key K with value V (raw)
+  assert-program-key K V        supervisord: the program's key K is V (as supervisor reads it)
+  assert-warning TEXT           generate warns with TEXT
+  assert-failed                 loading or rendering fails
+  assert-error-contains TEXT    ... with an error containing TEXT
+Templates come from ../shared/tars-templates plus tests/cases/NAME.templates/ when present.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tarsdock.errors import TarsdockError
+from tarsdock.generate import render, warnings
+from tarsdock.output import Context
+from tarsdock.resolve import load_node
+from unit_helpers import supervisor_program, systemd_environment, systemd_exec_argv, systemd_keys
+
+CASES = Path(__file__).parent / "cases"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "tars-templates"
+CTX_DOCKER = "/usr/bin/docker"
+
+
+@dataclass
+class Case:
+    path: Path
+    service: str = ""
+    formats: tuple[str, ...] = ("supervisord", "systemd")
+    asserts: list[tuple[bool, str, list[str]]] = field(default_factory=list)
+
+
+def read_case(path: Path) -> Case:
+    case = Case(path)
+    for line in path.read_text().splitlines():
+        if not line.startswith("## "):
+            continue
+        words = shlex.split(line[3:])
+        negate = words[0].startswith("!")
+        name = words[0].lstrip("!")
+        if name == "service":
+            case.service = words[1]
+        elif name == "format":
+            case.formats = (words[1],)
+        elif name.startswith("assert-"):
+            case.asserts.append((negate, name, words[1:]))
+        else:
+            raise ValueError(f"{path.name}: unknown directive {name}")
+    return case
+
+
+@dataclass
+class Result:
+    """What one format produced for the case's service, read back the way the target reads it."""
+
+    text: str
+    docker: list[str]
+    command: list[str]
+    env: list[str]
+    keys: list[tuple[str, str, str]]
+    program: dict[str, str]
+
+
+def config_dir(case: Case, tmp: Path) -> Path:
+    directory = tmp / "config"
+    (directory / "templates").mkdir(parents=True)
+    for template in SHARED.iterdir():
+        if template.is_file() and template.name != "README.md":
+            shutil.copy(template, directory / "templates" / template.name)
+    extra = case.path.with_suffix(".templates")
+    if extra.is_dir():
+        for template in extra.iterdir():
+            shutil.copy(template, directory / "templates" / template.name)
+    shutil.copy(case.path, directory / "node.toml")
+    return directory
+
+
+def _split_command(words: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(docker run argv, service argv, env) from the argv a supervisor runs."""
+    if "run" in words[:3] and "--workdir" in words:
+        start = words.index("--workdir") + 3
+        env = [words[i + 1] for i, word in enumerate(words[:start]) if word == "--env"]
+        return words, words[start:], env
+    return [], words, []
+
+
+def read_back(fmt: str, text: str, service: str, tmp: Path) -> Result:
+    if fmt == "supervisord":
+        program = supervisor_program(text, tmp, service)
+        words = shlex.split(program["command"])
+        if words[:2] == ["/usr/bin/env", "--"]:
+            rest = words[2:]
+            env = [w for w in rest[:next(i for i, w in enumerate(rest) if "=" not in w)]]
+            return Result(text, [], rest[len(env):], env, [], program)
+        docker, command, env = _split_command(words[words.index("--") + 1:])
+        return Result(text, docker, command, env, [], program)
+    keys = systemd_keys(text)
+    docker, command, env = _split_command(
+        systemd_exec_argv(next(v for _, k, v in keys if k == "ExecStart")))
+    env += ["=".join(systemd_environment(v)) for _, k, v in keys if k == "Environment"]
+    return Result(text, docker, command, env, keys, {})
+
+
+def check(negate: bool, name: str, args: list[str], result: Result, notes: list[str]) -> bool:
+    if name == "assert-key-is" and not result.keys or \
+            name == "assert-program-key" and not result.program:
+        return True   # the other format's key
+    if name == "assert-docker-args":
+        ok = all(arg in result.docker for arg in args)
+    elif name == "assert-docker-args-pair":
+        ok = any(result.docker[i:i + 2] == args for i in range(len(result.docker)))
+    elif name == "assert-command":
+        ok = result.command == args
+    elif name == "assert-env":
+        ok = all(arg in result.env for arg in args)
+    elif name == "assert-key-is":
+        ok = (args[0], args[1], args[2]) in result.keys
+    elif name == "assert-program-key":
+        ok = result.program.get(args[0]) == args[1]
+    elif name == "assert-warning":
+        ok = any(args[0] in note for note in notes)
+    else:
+        raise ValueError(f"unknown assertion {name}")
+    return ok != negate
+
+
+def run_case(path: Path, tmp: Path) -> None:
+    case = read_case(path)
+    failing = [a for a in case.asserts if a[1] in ("assert-failed", "assert-error-contains")]
+    directory = config_dir(case, tmp)
+    ctx = Context(directory, "/opt/tarsdock/bin", CTX_DOCKER)
+    try:
+        node = load_node(directory)
+        services = list(node.services)
+        outputs = {fmt: render(fmt, services, node.manifest.node, ctx, tmp / "out")
+                   for fmt in case.formats}
+    except TarsdockError as error:
+        assert failing, f"{path.name}: unexpected error:\n{error}"
+        for negate, name, args in failing:
+            if name == "assert-error-contains":
+                assert (args[0] in str(error)) != negate, f"{path.name}: error is:\n{error}"
+        return
+    assert not failing, f"{path.name}: expected a failure, generated fine"
+    name = case.service or services[0].name
+    service = next(s for s in services if s.name == name)
+    notes = warnings(service)
+    for fmt, files in outputs.items():
+        suffix = f"{name}.conf" if fmt == "supervisord" else f"tars-{name}.service"
+        text = next(f.content for f in files if f.path.name == suffix)
+        result = read_back(fmt, text, name, tmp)
+        for negate, assertion, args in case.asserts:
+            assert check(negate, assertion, args, result, notes), (
+                f"{path.name} [{fmt}]: {'!' if negate else ''}{assertion} {shlex.join(args)} "
+                f"failed; generated file:\n{text}\nwarnings: {notes}")
+
+
+@pytest.mark.parametrize("path", sorted(CASES.glob("*.toml")), ids=lambda p: p.stem)
+def test_case(path: Path, tmp_path: Path) -> None:
+    run_case(path, tmp_path)
