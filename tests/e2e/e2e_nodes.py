@@ -1,0 +1,178 @@
+"""Shared parts of the generate end-to-end tests: a config dir in tmp, the CLI, Docker, waiting."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import harness
+from .harness import TEST_SERVER, run
+
+LOCATOR = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"
+
+# server<env> of the hostile template, as written in TC_Config (\\ is one backslash, \= is =),
+# and the environment the service must receive from it.
+HOSTILE_ENV_LINE = (
+    "env = QUOTES=it's \"double\" and 'single';PCT=100% %(ENV_HOME)s %% %n"
+    ";DOLLAR=$HOME ${HOME} $$ $(id) `id`;BACKSLASH=a\\\\b\\\\\\\\c\\\\n\\\\"
+    ";SPACES=two  spaces   inside;UNI=ünïcødé ☃ 中文;EQ=a\\=b=c|HASH=x # not a comment"
+)
+HOSTILE_ENV = {
+    "QUOTES": "it's \"double\" and 'single'",
+    "PCT": "100% %(ENV_HOME)s %% %n",
+    "DOLLAR": "$HOME ${HOME} $$ $(id) `id`",
+    "BACKSLASH": "a\\b\\\\c\\n\\",
+    "SPACES": "two  spaces   inside",
+    "UNI": "ünïcødé ☃ 中文",
+    "EQ": "a=b=c",
+    "HASH": "x # not a comment",
+}
+# Arguments of a not_tars command that every layer of quoting must pass through unchanged.
+HOSTILE_ARGS = [
+    "it's \"double\" and 'single'", "100% %(ENV_HOME)s %% %n", "$HOME ${HOME} $$ $(id) `id`",
+    "back\\slash \\\\ \\n \\", "two  spaces", "ünïcødé ☃ 中文", ";|&><*?~!#", "tab\there",
+    "a=b", "{}[]",
+]
+
+
+def answer(port: int, host: str = "127.0.0.1") -> str:
+    """The line a test server sends on a new TCP connection ('' if nothing answers)."""
+    try:
+        return harness.ask(host, port, timeout=5)
+    except OSError:
+        return ""
+
+
+def ctl(supervisor: harness.Supervisord, *args: str) -> str:
+    """supervisorctl that must succeed; its output."""
+    proc = supervisor.ctl(*args)
+    if proc.returncode != 0 or "ERROR" in proc.stdout:
+        raise AssertionError(f"supervisorctl {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}{proc.stderr}\n{harness.tail(supervisor.log)}")
+    return proc.stdout
+
+
+def toml_str(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's for these characters)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def tarsdock(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as a separate process."""
+    return run([sys.executable, "-m", "tarsdock", *args])
+
+
+class NodeDir:
+    """A config dir in tmp whose services run the test server; tars_path in tmp too."""
+
+    def __init__(self, root: Path, app: str, node_extra: str = "") -> None:
+        self.root, self.app = root, app
+        self.config_dir = root / "cfg"
+        self.tars_path = root / "tars"
+        self.node_extra = node_extra
+        self.services: dict[str, str] = {}
+        (self.config_dir / "templates").mkdir(parents=True, exist_ok=True)
+
+    def template(self, name: str, text: str) -> None:
+        """Write templates/NAME."""
+        (self.config_dir / "templates" / name).write_text(text)
+
+    def service(self, server: str, table: str, port: int | None = None) -> str:
+        """Add [services."APP.server"] with an adapter on `port`; returns the service name."""
+        name = f"{self.app}.{server}"
+        text = f'[services."{name}"]\n{table.strip()}\n'
+        if port is not None:
+            text += (f'[[services."{name}".adapters]]\nname = "{server}Adapter"\n'
+                     f'servant = "{name}.Obj"\nendpoint = "tcp -h 127.0.0.1 -p {port} -t 60000"\n')
+        self.services[name] = text
+        return name
+
+    def set_run(self, name: str, mode: str) -> None:
+        """Switch a service's run mode in the manifest."""
+        text = self.services[name]
+        lines = [line for line in text.splitlines() if not line.startswith("run = ")]
+        lines.insert(1, f'run = "{mode}"')
+        self.services[name] = "\n".join(lines) + "\n"
+        self.write()
+
+    def write(self) -> None:
+        """Write node.toml with every service."""
+        head = (f'[node]\nname = "127.0.0.1"\ntars_path = "{self.tars_path}"\n'
+                f'locator = "{LOCATOR}"\n{self.node_extra}\n')
+        (self.config_dir / "node.toml").write_text(head + "\n".join(self.services.values()))
+
+    def generate(self, fmt: str, out: Path) -> str:
+        """`tarsdock generate`, then install the test server as every service's binary."""
+        self.write()
+        proc = tarsdock("--config-dir", str(self.config_dir), "generate", "--format", fmt,
+                        "--out", str(out))
+        for name in self.services:
+            self.install_server(name)
+        return proc.stdout
+
+    def service_dir(self, name: str) -> Path:
+        return self.tars_path / "tarsnode" / "data" / name
+
+    def conf(self, name: str) -> Path:
+        return self.service_dir(name) / "conf" / f"{name}.config.conf"
+
+    def install_server(self, name: str, under: Path | None = None) -> Path:
+        """Copy the test server to bin/<Server>, as a Tars release would put the binary."""
+        bin_dir = (under or self.service_dir(name)) / "bin"
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        target = bin_dir / name.split(".", 1)[1]
+        shutil.copyfile(TEST_SERVER, target)
+        target.chmod(0o755)
+        return target
+
+    def started(self, name: str, under: Path | None = None) -> Path:
+        return (under or self.service_dir(name)) / "data" / "started.json"
+
+
+def container(name: str) -> dict[str, Any] | None:
+    """`docker inspect` of a container by exact name, or None."""
+    proc = run(["docker", "inspect", "--type", "container", name], check=False)
+    if proc.returncode != 0:
+        return None
+    found: list[dict[str, Any]] = json.loads(proc.stdout)
+    return found[0]
+
+
+def containers_named(name: str) -> list[str]:
+    """IDs of every container, running or not, named exactly `name`."""
+    out = run(["docker", "ps", "-aq", "--filter", f"name=^/{name}$"]).stdout
+    return out.split()
+
+
+def host_process(pid: int) -> str | None:
+    """The command line of a host process in our PID namespace, or None if there is none."""
+    try:
+        if os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid"):
+            return None
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+
+
+def mounts(info: Mapping[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Container mount destination -> (source, read-write)."""
+    return {m["Destination"]: (m["Source"], m["RW"]) for m in info["Mounts"]}
+
+
+def env_of(facts: Mapping[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = facts["env"]
+    return env
+
+
+def assert_env(facts: Mapping[str, Any], expected: Mapping[str, str]) -> None:
+    """Every expected variable is there with exactly its value."""
+    env = env_of(facts)
+    wrong = {key: env.get(key) for key, value in expected.items() if env.get(key) != value}
+    assert not wrong, f"environment differs: got {wrong}, want {dict(expected)}"
+
