@@ -126,6 +126,7 @@ def docker_client() -> docker.DockerClient:
         raise
     missing = [tag for tag in TEST_IMAGES if not image_exists(client, tag)]
     require(not missing, f"test images missing: {', '.join(missing)}; {SETUP_HINT}")
+    remove_harness_leftovers()
     return client
 
 
@@ -144,12 +145,19 @@ def remove_containers(*names: str) -> None:
         run(["docker", "rm", "-f", *names], check=False)
 
 
-def docker_cli_binary() -> Path:
-    """The host's docker CLI, resolved, to bind-mount into containers that drive the host engine."""
+def remove_harness_leftovers() -> None:
+    """Remove containers an interrupted earlier run of the harness left behind."""
+    ids = run(["docker", "ps", "-aq", "--filter", f"label={HARNESS_LABEL}"]).stdout.split()
+    remove_containers(*ids)
+
+
+def docker_cli_paths() -> tuple[Path, list[Path]]:
+    """The host's docker CLI binary and the paths it is known by (to mount it at all of them)."""
     found = shutil.which("docker")
     if found is None:
         raise FileNotFoundError("docker CLI not on PATH")
-    return Path(found).resolve()
+    names = {Path("/usr/bin/docker"), Path(found)}
+    return Path(found).resolve(), sorted(names)
 
 
 # ---- the stand-in Tars server -------------------------------------------------------------------
@@ -434,16 +442,30 @@ class SystemdContainer:
 
     Flags as DESIGN.md §8. Host dirs in `shared_dirs` are mounted at the same path, so a
     `docker run -v /x:/x` issued inside (through the host socket) names the same host path.
+    The docker CLI is mounted at /usr/bin/docker and at its host path. With `with_tarsdock`,
+    this Python installation and the checkout are mounted read-only at their host paths and
+    the `tarsdock` and `tarsdock-run` scripts at /usr/local/bin, for units that call them.
     """
 
     def __init__(self, name: str, shared_dirs: Sequence[Path] = (), image: str = SYSTEMD_IMAGE,
-                 docker_socket: str = "/var/run/docker.sock",
+                 docker_socket: str = "/var/run/docker.sock", with_tarsdock: bool = False,
                  extra_args: Sequence[str] = ()) -> None:
         self.name = name
         self.shared_dirs = tuple(shared_dirs)
         self.image = image
         self.docker_socket = docker_socket
+        self.with_tarsdock = with_tarsdock
         self.extra_args = tuple(extra_args)
+
+    def _tarsdock_mounts(self) -> list[str]:
+        prefixes = sorted({Path(sys.prefix), Path(sys.base_prefix), REPO_ROOT})
+        args = [arg for path in prefixes for arg in ("-v", f"{path}:{path}:ro")]
+        for script in ("tarsdock", "tarsdock-run"):
+            found = venv_tool(script)
+            if found is None:
+                raise FileNotFoundError(f"{script} is not installed; {SETUP_HINT}")
+            args += ["-v", f"{found}:/usr/local/bin/{script}:ro"]
+        return args
 
     def run_args(self) -> list[str]:
         """The `docker run` argv that boots the container."""
@@ -453,10 +475,14 @@ class SystemdContainer:
             "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup",
             "--tmpfs", "/run", "--tmpfs", "/run/lock", "-e", "container=docker",
             "-v", f"{self.docker_socket}:/var/run/docker.sock",
-            "-v", f"{docker_cli_binary()}:/usr/bin/docker:ro",
         ]
+        binary, names = docker_cli_paths()
+        for name in names:
+            args += ["-v", f"{binary}:{name}:ro"]
         for path in self.shared_dirs:
             args += ["-v", f"{path}:{path}"]
+        if self.with_tarsdock:
+            args += self._tarsdock_mounts()
         return [*args, *self.extra_args, self.image]
 
     def start(self, timeout: float = 90.0) -> SystemdContainer:

@@ -133,8 +133,10 @@ def test_systemd_container_runs_a_unit_that_drives_host_docker(
         f"ExecStart=/usr/bin/docker run --rm -v {shared}:{shared} {harness.BUSYBOX_IMAGE}"
         f" sh -c 'echo inner-ok > {shared}/proof'\n"
     )
-    box = systemd_factory(f"tarsdock-harness-{os.getpid()}", shared_dirs=[shared])
+    box = systemd_factory(f"tarsdock-harness-{os.getpid()}", shared_dirs=[shared],
+                          with_tarsdock=True)
     assert box.exec("cat", "/proc/1/comm").stdout.strip() == "systemd"
+    assert box.exec("tarsdock", "--help", check=True).stdout.startswith("usage: tarsdock")
     box.install_units(units)
     box.systemctl("start", "harness-smoke.service", check=True)
     box.wait_unit_state("harness-smoke.service", "active")
