@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +29,16 @@ class ResolvedNode:
     templates: TemplateSet
 
 
+@functools.lru_cache(maxsize=8)
+def _node_dirs(node: NodeSettings) -> tuple[str, str]:
+    # once per node, not per service: PurePosixPath arithmetic is slow in bulk
+    return str(node.data_dir), str(node.log_dir)
+
+
 def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
     """The ${name} macros tarsnode substitutes in a service's templates."""
-    service_dir = node.data_dir / spec.name
+    data_dir, log_dir = _node_dirs(node)
+    service_dir = f"{data_dir}/{spec.name}"
     return {
         "locator": node.locator,
         "modulename": spec.name,
@@ -42,7 +50,7 @@ def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
         "exe": spec.exe,
         "basepath": f"{service_dir}/bin/",
         "datapath": f"{service_dir}/data/",
-        "logpath": str(node.log_dir),
+        "logpath": log_dir,
         "local": f"tcp -h 127.0.0.1 -p {spec.local_port} -t 10000" if spec.local_port else "",
         "mainclass": spec.main_class,
         "setdivision": spec.set_division,

@@ -7,9 +7,9 @@ vanish when written) is reported as an error at its line.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from tarsdock.errors import ErrorCollector, Origin
@@ -31,14 +31,22 @@ class Param(NamedTuple):
     origin: Origin
 
 
-@dataclass
 class Config:
     """A domain: ordered parameters, ordered sub-domains. The root domain has an empty name."""
 
-    name: str = ""
-    origin: Origin = Origin("<config>")
-    params: dict[str, Param] = field(default_factory=dict)
-    domains: dict[str, Config] = field(default_factory=dict)
+    # a plain slotted class: thousands are made per run, and dataclass __init__ costs more
+    __slots__ = ("domains", "name", "origin", "params")
+
+    def __init__(self, name: str = "", origin: Origin = Origin("<config>"),
+                 params: dict[str, Param] | None = None,
+                 domains: dict[str, Config] | None = None) -> None:
+        self.name = name
+        self.origin = origin
+        self.params: dict[str, Param] = params if params is not None else {}
+        self.domains: dict[str, Config] = domains if domains is not None else {}
+
+    def __repr__(self) -> str:
+        return f"Config({self.name!r}, {self.origin!r}, {self.params!r}, {self.domains!r})"
 
     def set(self, key: str, param: Param) -> None:
         """Set a key as TarsCpp does: a repeated key takes the new value and moves to the end."""
@@ -109,7 +117,9 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
+@functools.lru_cache(maxsize=65536)
 def _param_line(key: str, value: str) -> str:
+    # cached: the same template lines recur in every service that uses the template
     return f"{escape(key)}={escape(value)}" if value else escape(key)
 
 
@@ -246,8 +256,12 @@ def serialize(config: Config) -> str:
 
 def _merge_into(parent: Config, domain: Config) -> None:
     target = parent.subdomain(domain.name, domain.origin)
-    for key, param in domain.params.items():
-        target.set(key, param)
+    if target.params:
+        # keys of the higher side win and move to the end, as in set()
+        kept = {k: p for k, p in target.params.items() if k not in domain.params}
+        target.params = kept | domain.params
+    else:
+        target.params = dict(domain.params)
     for sub in domain.domains.values():
         _merge_into(target, sub)
 
