@@ -205,6 +205,8 @@ CASES: list[tuple[str, dict[str, Content], str]] = [
      "node.toml:5: key 'a b': 'a b' is not a valid templates name"),
     ("bad template parent", {"node.toml": NODE + '[templates.x]\nparent = "a/b"\n'},
      "node.toml:6: key 'parent': \"a/b\" is not a template name"),
+    ("template named ..", {"node.toml": NODE + SVC + 'template = ".."\n'},
+     "node.toml:7: key 'template': \"..\" is not a template name"),
     ("bad template of a service", {"node.toml": NODE + SVC + 'template = "../x"\n'},
      "node.toml:7: key 'template': \"../x\" is not a template name"),
     ("node table in services.d",

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from unit_helpers import supervisor_program, systemd_environment, systemd_exec_argv, systemd_keys
 
 from tarsdock.errors import TarsdockError
 from tarsdock.generate import render, warnings
 from tarsdock.output import Context
 from tarsdock.resolve import load_node
-from unit_helpers import supervisor_program, systemd_environment, systemd_exec_argv, systemd_keys
 
 CASES = Path(__file__).parent / "cases"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "tars-templates"
@@ -115,8 +115,8 @@ def read_back(fmt: str, text: str, service: str, tmp: Path) -> Result:
 
 
 def check(negate: bool, name: str, args: list[str], result: Result, notes: list[str]) -> bool:
-    if name == "assert-key-is" and not result.keys or \
-            name == "assert-program-key" and not result.program:
+    if (name == "assert-key-is" and not result.keys) or \
+            (name == "assert-program-key" and not result.program):
         return True   # the other format's key
     if name == "assert-docker-args":
         ok = all(arg in result.docker for arg in args)

@@ -8,10 +8,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from tarsdock import supervisord, systemd
-from tarsdock.output import Context
-from tarsdock.quoting import QuotingError, supervisor_value, systemd_env
 from unit_helpers import (
     make_service,
     supervisor_argv,
@@ -19,6 +15,10 @@ from unit_helpers import (
     systemd_exec_argv,
     systemd_keys,
 )
+
+from tarsdock import supervisord, systemd
+from tarsdock.output import Context
+from tarsdock.quoting import QuotingError, supervisor_value, systemd_env
 
 CTX = Context(Path("/etc/tarsdock"), "/opt/tarsdock/bin", "/usr/bin/docker")
 HOSTILE = ["", " ", "a b", "'", '"', "\\", "\\\\", "%", "%%", "%(here)s", "%n", "$", "$$",
@@ -87,7 +87,7 @@ def test_container_command_reads_back_in_both_formats(env: list[tuple[str, str]]
 @pytest.mark.parametrize("bad", ["a\nb", "a\rb", "a\0b", "\n"])
 @pytest.mark.parametrize("module", [supervisord, systemd])
 def test_line_breaks_and_nul_are_refused_naming_the_service(bad: str, module: object) -> None:
-    with pytest.raises(QuotingError, match="Hello.Quoted"):
+    with pytest.raises(QuotingError, match=r"Hello\.Quoted"):
         rendered(module, native([bad]))
 
 

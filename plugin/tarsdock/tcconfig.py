@@ -182,8 +182,8 @@ class _Parser:
         raw_key, raw_value = _split_param(line)
         try:
             key, value = unescape(raw_key), unescape(raw_value)
-        except ValueError as problem:
-            self.errors.add(origin, str(problem), raw_key or None)
+        except ValueError as bad_escape:
+            self.errors.add(origin, str(bad_escape), raw_key or None)
             return True
         problem = write_problem(key, value)
         if problem:
