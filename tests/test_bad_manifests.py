@@ -275,3 +275,11 @@ def test_errors_of_several_files_are_reported_together(tmp_path: Path) -> None:
     assert found[0].startswith("node.toml:5: key 'netwrok'")
     assert found[1].startswith("services.d/a.toml:3: key 'exe'")
     assert found[2].startswith("services.d/b.toml:1: TOML syntax error")
+
+
+def test_a_broken_image_is_reported_once(tmp_path: Path) -> None:
+    write_config(tmp_path, {"node.toml": NODE + '[images.base]\nref = "Bad Ref"\n' + SVC
+                            + 'image = "base"\n'})
+    assert errors_of(tmp_path) == [
+        "node.toml:6: key 'ref': 'Bad Ref' is not a valid image reference "
+        "([host[:port]/]path[:tag][@sha256:digest], path in lowercase)"]

@@ -120,6 +120,7 @@ class _Reader:
         self.config_dir = config_dir
         self.errors = errors
         self.endpoints: list[tuple[Endpoint, Origin, str, str]] = []   # ..., label, key
+        self.broken_images: set[str] = set()   # ids already reported; services need not repeat
 
     def rel(self, file: Path) -> str:
         try:
@@ -253,6 +254,7 @@ class _Reader:
             path = ("images", iid)
             v = self.table(doc, path, raw, IMAGE_KEYS, f"[{toml_path(path)}]")
             if v is None or v["ref"] is None:
+                self.broken_images.add(iid)
                 continue
             ref = parse_image_ref(v["ref"])
             registry = _registry_for(ref.domain, registries)
@@ -359,8 +361,8 @@ class _ServiceReader:
 
     def image(self, text: str) -> Image | None:
         """An [images] id, or a literal reference made into an Image of its own."""
-        if text in self.images:
-            return self.images[text]
+        if text in self.images or text in self.reader.broken_images:
+            return self.images.get(text)
         origin = self.origin("image")
         if not looks_like_ref(text):
             self.errors.add(origin, f"no image id {quote_value(text)}"
