@@ -6,6 +6,7 @@ import argparse
 import shutil
 import sys
 import sysconfig
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,8 +49,8 @@ def render(fmt: str, services: list[Service], node: NodeSettings, ctx: Context,
     from tarsdock import supervisord, systemd
     from tarsdock.output import OutputFile, header
 
-    renderer = supervisord if fmt == "supervisord" else systemd
-    files = renderer.render(services, node, ctx, out_dir)
+    render_units = supervisord.render if fmt == "supervisord" else systemd.render
+    files = render_units(services, node, ctx, out_dir)
     for service in services:
         head = header(CONFIG_FORMAT, ctx.config_dir, [service.spec.origin.path,
                                                       f"template {service.spec.template}"])
@@ -66,7 +67,7 @@ def service_dirs(services: list[Service], node: NodeSettings) -> list[Path]:
     return dirs
 
 
-def summary(counts: dict[str, int]) -> str:
+def summary(counts: Mapping[str, int]) -> str:
     """One line: written, unchanged, removed."""
     written = counts["new"] + counts["changed"]
     return f"{written} written, {counts['unchanged']} unchanged, {counts['stale']} removed"

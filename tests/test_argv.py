@@ -1,0 +1,192 @@
+"""argv building, and `tarsdock generate` through the CLI on a real config dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from unit_helpers import NODE, make_service
+
+from tarsdock import systemd
+from tarsdock.argv import docker_run_argv, mounts, service_command, service_env
+from tarsdock.cli import main
+from tarsdock.errors import InputError, Origin
+from tarsdock.model import ContainerOptions, PackageFacts, Volume
+from tarsdock.output import Context
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "tars-templates"
+BIN = "/usr/local/app/tars/tarsnode/data/Hello.NodeServer/bin"
+CONF = "/usr/local/app/tars/tarsnode/data/Hello.NodeServer/conf/Hello.NodeServer.config.conf"
+
+
+def test_nodejs_without_node_agent_runs_the_entry_with_tars_config() -> None:
+    service = make_service("Hello.NodeServer", type="tars_nodejs",
+                           package=PackageFacts(node_agent=False, entry="src/server.js"))
+    assert service_command(service) == ["node", f"{BIN}/src/server.js"]
+    assert service_env(service) == [("TARS_CONFIG", CONF)]
+
+
+def test_nodejs_node_agent_with_an_app_dir() -> None:
+    service = make_service("Hello.NodeServer", type="tars_nodejs",
+                           package=PackageFacts(node_agent=True, entry="src"))
+    assert service_command(service) == [
+        "node", f"{BIN}/tars_nodejs/node-agent/bin/node-agent", f"{BIN}/src", "-c", CONF]
+
+
+def test_a_template_env_tars_config_wins() -> None:
+    service = make_service("Hello.NodeServer", type="tars_nodejs", env=(("TARS_CONFIG", "/x"),))
+    assert service_env(service) == [("TARS_CONFIG", "/x")]
+
+
+def test_absolute_exe_is_used_as_is() -> None:
+    assert service_command(make_service(exe="/opt/bin/hello"))[0] == "/opt/bin/hello"
+
+
+def test_container_without_image_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="needs an image"):
+        docker_run_argv(make_service(image=None))
+
+
+def test_not_tars_without_command_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="needs a command"):
+        service_command(make_service(type="not_tars"))
+
+
+def test_host_path_rewrites_only_sources_under_tars_path() -> None:
+    node = replace(NODE, host_path="/host")
+    volumes = (Volume("/usr/local/app/tarsX", "/x", Origin("t", 1)),)
+    service = make_service(node=node, container=ContainerOptions(volumes=volumes))
+    sources = [source for source, _, _ in mounts(service)]
+    assert sources[0] == "/host/tarsnode/data/Hello.HelloServer"
+    assert "/usr/local/app/tarsX" in sources   # a sibling prefix is not under tars_path
+
+
+def test_volume_over_the_service_dir_is_refused_at_its_line() -> None:
+    target = "/usr/local/app/tars/tarsnode/data/Hello.HelloServer"
+    volumes = (Volume("/srv/x", target, Origin("templates/t", 9)),)
+    with pytest.raises(InputError, match="templates/t:9"):
+        mounts(make_service(container=ContainerOptions(volumes=volumes)))
+
+
+def test_labels_are_the_contract() -> None:
+    argv = docker_run_argv(make_service())
+    labels = [argv[i + 1] for i, word in enumerate(argv) if word == "--label"]
+    assert labels == ["tarsdock.managed=true", "tarsdock.service=Hello.HelloServer",
+                      "tarsdock.node=10.0.0.5"]
+
+
+# --- the command, on a config dir whose tars_path is a temp dir --------------------------------
+
+NODE_TOML = """\
+[node]
+name = "10.0.0.5"
+tars_path = "{tars}"
+locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"
+
+[services."Hello.HelloServer"]
+type = "tars_cpp"
+image = "tarsdock-test/busybox:1"
+
+[services."Hello.NativeServer"]
+type = "not_tars"
+run = "native"
+command = ["{true}"]
+"""
+
+
+@pytest.fixture
+def node_dir(tmp_path: Path) -> Path:
+    config = tmp_path / "config"
+    (config / "templates").mkdir(parents=True)
+    shutil.copy(SHARED / "tars.default", config / "templates" / "tars.default")
+    (config / "node.toml").write_text(NODE_TOML.format(tars=tmp_path / "tars",
+                                                       true=shutil.which("true")))
+    return config
+
+
+def generate(config: Path, out: Path, *extra: str) -> int:
+    return main(["--config-dir", str(config), "generate", "--format", "systemd", "--out",
+                 str(out), "--docker", shutil.which("true") or "/bin/true", *extra])
+
+
+def test_generate_writes_units_configs_and_dirs(node_dir: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert generate(node_dir, out) == 0
+    assert capsys.readouterr().out == "5 written, 0 unchanged, 0 removed\n"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "tars-Hello.HelloServer.service", "tars-Hello.NativeServer.service", "tars.target"]
+    service_dir = tmp_path / "tars" / "tarsnode" / "data" / "Hello.HelloServer"
+    conf = (service_dir / "conf" / "Hello.HelloServer.config.conf").read_text()
+    assert conf.startswith("# Generated by tarsdock (tars-config)") and "<tars>" in conf
+    assert (service_dir / "bin").is_dir() and (service_dir / "data").is_dir()
+    assert (tmp_path / "tars" / "app_log" / "Hello" / "HelloServer").is_dir()
+    assert generate(node_dir, out) == 0
+    assert capsys.readouterr().out == "0 written, 5 unchanged, 0 removed\n"
+
+
+def test_removed_service_unit_is_removed(node_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    generate(node_dir, out)
+    text = (node_dir / "node.toml").read_text()
+    (node_dir / "node.toml").write_text(text[:text.index('[services."Hello.NativeServer"]')])
+    generate(node_dir, out)
+    assert capsys.readouterr().out.endswith("1 written, 2 unchanged, 1 removed\n")
+    assert not (out / "tars-Hello.NativeServer.service").exists()
+
+
+@pytest.mark.parametrize("flag", ["--dry-run", "--diff"])
+def test_dry_run_and_diff_write_nothing(node_dir: Path, tmp_path: Path, flag: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert generate(node_dir, tmp_path / "out", flag) == 0
+    shown = capsys.readouterr().out
+    assert "tars-Hello.HelloServer.service" in shown
+    assert not (tmp_path / "out").exists() and not (tmp_path / "tars").exists()
+
+
+def test_a_failing_render_writes_nothing(node_dir: Path, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    text = (node_dir / "node.toml").read_text()
+    (node_dir / "node.toml").write_text(text.replace(f'command = ["{shutil.which("true")}"]',
+                                                     'command = ["-oops"]'))
+    assert generate(node_dir, tmp_path / "out") == 1
+    assert "prefix" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "tars").exists()
+
+
+def test_systemd_analyze_verify_accepts_the_units(node_dir: Path, tmp_path: Path) -> None:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        if os.environ.get("CI"):
+            pytest.fail("systemd-analyze is missing (tests/env/setup.sh installs it)")
+        pytest.skip("systemd-analyze is not installed")
+    out = tmp_path / "out"
+    assert generate(node_dir, out) == 0
+    units = sorted(str(p) for p in out.iterdir())
+    result = subprocess.run([tool, "verify", "--man=no", *units], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    # verify only warns for some problems; none may appear for our units
+    ours = [line for line in result.stderr.splitlines() if str(out) in line]
+    assert not ours, result.stderr
+
+
+def test_unit_verify_catches_a_broken_unit(tmp_path: Path) -> None:
+    tool = shutil.which("systemd-analyze")
+    if tool is None:
+        pytest.skip("systemd-analyze is not installed")
+    broken = tmp_path / "tars-broken.service"
+    broken.write_text("[Service]\nExecStart=relative path\n")
+    result = subprocess.run([tool, "verify", "--man=no", str(broken)], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode != 0 or str(broken) in result.stderr
+
+
+def test_unit_names() -> None:
+    assert systemd.unit_name(make_service()) == "tars-Hello.HelloServer.service"
+    assert Context(Path("/c"), "/s").docker == "/usr/bin/docker"
