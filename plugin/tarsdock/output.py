@@ -135,9 +135,9 @@ def write_atomic(file: OutputFile) -> None:
     _fsync_dir(directory)
 
 
-def write(changes: Iterable[Change]) -> dict[ChangeKind, int]:
+def write(changes: Iterable[Change]) -> dict[str, int]:
     """Apply a plan: write new and changed files, remove stale ones; count each kind."""
-    counts: dict[ChangeKind, int] = {"new": 0, "changed": 0, "unchanged": 0, "stale": 0}
+    counts: dict[str, int] = {"new": 0, "changed": 0, "unchanged": 0, "stale": 0}
     for change in changes:
         counts[change.kind] += 1
         if change.file is not None and change.kind in ("new", "changed"):
