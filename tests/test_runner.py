@@ -38,10 +38,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_DELETE(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_DELETE(self) -> None:
         self._answer(404)
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._answer(self.server.stop_status)
 
     def log_message(self, *args: object) -> None:
