@@ -1,0 +1,204 @@
+"""The event listener under a real supervisord, with the real Docker Engine and a local registry.
+
+Each test uses its own node name, so its listener never reaps another test's containers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from .harness import BUSYBOX_IMAGE, Registry, Supervisord, run, tail, wait_for
+from .test_images_e2e import MINIMAL_TEMPLATE, unique_image
+
+FAST = ["--punish-interval", "3", "--retry-initial", "1", "--retry-max", "4"]
+
+
+class Node:
+    """A config dir of not_tars services, generated for supervisord, with test-speed knobs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.name = f"h5-e2e-{uuid.uuid4().hex[:8]}"
+        self.config = root / "cfg"
+        self.out = root / "supervisord.d"
+        self.tars = root / "tars"
+        self.head: list[str] = []
+        self.services: list[str] = []
+        (self.config / "templates").mkdir(parents=True)
+        (self.config / "templates" / "tars.default").write_text(MINIMAL_TEMPLATE)
+
+    def registry(self, registry: Registry, refs: dict[str, str]) -> None:
+        secret = registry.write_password_file(self.root / "secrets" / "main")
+        self.head += ['[registries.main]', f'url = "{registry.address}"',
+                      f'username = "{registry.username}"', f'password_file = "{secret}"', '']
+        for image_id, ref in sorted(refs.items()):
+            self.head += [f'[images.{image_id}]', f'ref = "{ref}"', 'registry = "main"', '']
+
+    def service(self, name: str, image: str | None, command: list[str]) -> None:
+        quoted = ", ".join(f'"{word}"' for word in command)
+        lines = [f'[services."{name}"]', 'type = "not_tars"', 'template = "tars.default"',
+                 f'command = [{quoted}]']
+        lines.append(f'image = "{image}"' if image else 'run = "native"')
+        self.services.append("\n".join(lines) + "\n")
+
+    def generate(self, listener_args: list[str], program_keys: dict[str, str]) -> None:
+        """Write node.toml, generate, then set listener options and program keys for speed."""
+        node = ['[node]', f'name = "{self.name}"', 'localip = "127.0.0.1"',
+                f'tars_path = "{self.tars}"',
+                'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"', '']
+        (self.config / "node.toml").write_text("\n".join(node + self.head) + "\n"
+                                               + "\n".join(self.services))
+        run([sys.executable, "-m", "tarsdock", "--config-dir", str(self.config), "generate",
+             "--format", "supervisord", "--out", str(self.out)])
+        for conf in self.out.glob("*.conf"):
+            text = conf.read_text()
+            text = re.sub(r"^(command=.* listener)$", r"\1 " + " ".join(listener_args), text,
+                          flags=re.M)
+            for key, value in program_keys.items():
+                text = re.sub(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
+            conf.write_text(text)
+
+    @property
+    def listener_log(self) -> Path:
+        return self.tars / "app_log" / "tarsdock" / "listener.log"
+
+    def listener_text(self) -> str:
+        return self.listener_log.read_text(errors="replace") if self.listener_log.exists() else ""
+
+
+@pytest.fixture
+def node(tmp_path: Path, docker_engine: docker.DockerClient) -> Iterator[Node]:
+    made = Node(tmp_path)
+    yield made
+    for container in docker_engine.containers.list(
+            all=True, filters={"label": f"tarsdock.node={made.name}"}):
+        container.remove(force=True)
+
+
+def running_containers(node: Node) -> set[str]:
+    """Names of the node's running containers."""
+    out = run(["docker", "ps", "--filter", f"label=tarsdock.node={node.name}",
+               "--format", "{{.Names}}"]).stdout
+    return set(out.split())
+
+
+def wait_all(sup: Supervisord, node: Node, names: list[str], state: str,
+             timeout: float) -> None:
+    """Wait until every tars:NAME is in `state` (RUNNING: and its container runs, since a
+    failing `docker run` can look RUNNING for a moment); on timeout show what is wrong."""
+    def ready() -> bool:
+        status = sup.status()
+        if not all(status.get(f"tars:{n}") == state for n in names):
+            return False
+        return state != "RUNNING" or set(names) <= running_containers(node)
+    try:
+        wait_for(ready, f"{len(names)} programs {state}", timeout, interval=0.5)
+    except TimeoutError as error:
+        raise AssertionError(f"{error}\n{sup.status()}\n--- listener\n"
+                             f"{tail(node.listener_log, 60)}") from error
+
+
+def test_twenty_programs_on_two_missing_images_pull_twice_and_all_run(
+        node: Node, registry: Registry, docker_engine: docker.DockerClient,
+        supervisord_factory: Callable[..., Supervisord]) -> None:
+    refs = {"cppbase": unique_image(docker_engine, registry, "e2e/cppbase"),
+            "javabase": unique_image(docker_engine, registry, "e2e/javabase")}
+    node.registry(registry, refs)
+    names = [f"E2e.S{i:02d}" for i in range(20)]
+    for i, name in enumerate(names):
+        node.service(name, "cppbase" if i % 2 else "javabase", ["sleep", "100000"])
+    node.generate(FAST, {"startretries": "2", "startsecs": "1"})
+    sup = supervisord_factory(node.out)
+    wait_all(sup, node, names, "RUNNING", timeout=180)
+    assert registry.count_pulls("e2e/cppbase") == 1
+    assert registry.count_pulls("e2e/javabase") == 1
+
+
+def test_a_stopped_registry_is_survived_and_fatal_programs_come_back(
+        node: Node, registry: Registry, docker_engine: docker.DockerClient,
+        supervisord_factory: Callable[..., Supervisord]) -> None:
+    refs = {"cppbase": unique_image(docker_engine, registry, "e2e/cppbase")}
+    node.registry(registry, refs)
+    names = ["E2e.Alpha", "E2e.Beta"]
+    for name in names:
+        node.service(name, "cppbase", ["sleep", "100000"])
+    node.generate(FAST, {"startretries": "0", "startsecs": "1"})
+    registry.stop()
+    sup = supervisord_factory(node.out)
+    wait_all(sup, node, names, "FATAL", timeout=60)
+    wait_for(lambda: node.listener_text().count("next try in") >= 3,
+             "the listener to retry the sync a few times", 60)
+    log = node.listener_text()
+    assert "connection refused" in log
+    assert re.search(r"next try in 1 s.*\n(.*\n)*.*next try in 2 s", log), log
+    listener_pid = sup.rpc().supervisor.getProcessInfo("tarsdock")["pid"]
+    registry.start()
+    wait_all(sup, node, names, "RUNNING", timeout=120)
+    assert sup.rpc().supervisor.getProcessInfo("tarsdock")["pid"] == listener_pid
+
+
+def docker_client_pid(runner_pid: int) -> int:
+    """The `docker run` client that the tarsdock-run wrapper spawned."""
+    children = Path(f"/proc/{runner_pid}/task/{runner_pid}/children").read_text().split()
+    for child in children:
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"run" in cmdline and cmdline[0].endswith(b"docker"):
+            return int(child)
+    raise AssertionError(f"no docker client among the children of {runner_pid}: {children}")
+
+
+def test_a_killed_docker_client_leaves_no_container_and_orphans_are_reaped(
+        node: Node, docker_engine: docker.DockerClient,
+        supervisord_factory: Callable[..., Supervisord]) -> None:
+    node.service("E2e.Kill", BUSYBOX_IMAGE, ["sleep", "100000"])
+    node.generate(FAST, {"autorestart": "false", "startsecs": "1"})
+    orphan = docker_engine.containers.run(
+        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"E2e.Gone-{node.name}",
+        labels={"tarsdock.managed": "true", "tarsdock.service": "E2e.Gone",
+                "tarsdock.node": node.name})
+    sup = supervisord_factory(node.out)
+    wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": orphan.id}),
+             "the orphan container to be reaped", 60)
+    sup.wait_state("tars:E2e.Kill", "RUNNING", 60)
+    container = wait_for(lambda: docker_engine.containers.list(filters={"name": "^/E2e.Kill$"}),
+                         "the container E2e.Kill", 30)[0]
+    runner = sup.rpc().supervisor.getProcessInfo("tars:E2e.Kill")["pid"]
+    os.kill(docker_client_pid(runner), signal.SIGKILL)
+    sup.wait_state("tars:E2e.Kill", "EXITED", 30)
+    exited = time.monotonic()
+    assert container.id in {c.id for c in docker_engine.containers.list()}, \
+        "the container should outlive its killed client (else this test proves nothing)"
+    wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": container.id}),
+             "the leftover container to be removed", 60)
+    print(f"leftover container removed {time.monotonic() - exited:.2f} s after EXITED")
+    assert "left by an ended run" in node.listener_text()
+    assert sup.ctl("start", "tars:E2e.Kill").returncode == 0
+    sup.wait_state("tars:E2e.Kill", "RUNNING", 60)
+
+
+def test_a_storm_of_restarts_overflows_no_event_buffer(
+        node: Node, supervisord_factory: Callable[..., Supervisord]) -> None:
+    starts = node.root / "starts"
+    names = [f"Storm.P{i:03d}" for i in range(200)]
+    for name in names:
+        node.service(name, None, ["/bin/sh", "-c", f"echo >> {starts}; sleep 0.3"])
+    node.generate(FAST, {"startsecs": "0", "startretries": "100"})
+    sup = supervisord_factory(node.out)
+    listener_pid = sup.rpc().supervisor.getProcessInfo("tarsdock")["pid"]
+    # each start is STARTING, RUNNING, EXITED: 700 starts are more than 2,000 events
+    wait_for(lambda: starts.exists() and len(starts.read_text()) >= 700, "700 starts", 180,
+             interval=0.5)
+    sup.ctl("stop", "tars:*")
+    assert "overflowed" not in sup.log_text()
+    info = sup.rpc().supervisor.getProcessInfo("tarsdock")
+    assert (info["statename"], info["pid"]) == ("RUNNING", listener_pid)
