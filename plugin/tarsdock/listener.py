@@ -168,11 +168,16 @@ class Listener:
         program = f"{GROUP}:{service}"
         if event.name == "PROCESS_STATE_STARTING" and self._too_many_starts(program):
             self.docker_lane.submit(lambda: self.punish(program), key=f"punish {program}")
-        if event.name in ENDED:
+        if event.name in ENDED and not self._native(service):
             self.docker_lane.submit(lambda: self.cleanup(service), key=f"cleanup {program}")
         if event.name == "PROCESS_STATE_FATAL":
             self.docker_lane.submit(lambda: self.revive(program), key=f"revive {program}",
                                     delay=self.options.punish_interval)
+
+    def _native(self, service: str) -> bool:
+        """True for a service known to run natively: it leaves no container to clean up."""
+        spec = self.manifest.services.get(service) if self.manifest else None
+        return spec is not None and spec.run == "native"
 
     def _too_many_starts(self, program: str) -> bool:
         """Record a start; True when it exceeds Tars' limit (10 starts within 60 s)."""
