@@ -78,8 +78,8 @@ install_python_package() {
         step "pip: tarsdock[test] already installed from $REPO"
         return
     fi
-    step "pip install -e '$REPO[test]'"
-    "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e "$REPO[test]" \
+    step "pip install -e '${REPO}[test]'"
+    "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e "${REPO}[test]" \
         || die "pip install failed"
     touch "$stamp"
 }
