@@ -273,6 +273,7 @@ def test_terminal_reporter_redraws_one_status_line() -> None:
 def test_cli_registers_images_sync() -> None:
     from tarsdock.cli import build_parser
 
-    args = build_parser().parse_args(["images", "sync", "--jobs", "2", "--only", "cppbase"])
+    argv = ["images", "sync", "--jobs", "2", "--only", "cppbase"]
+    args = build_parser(argv).parse_args(argv)
     assert args.jobs == 2 and args.only == ["cppbase"]
     assert os.path.basename(args.func.__module__) == "tarsdock.images"

@@ -284,7 +284,8 @@ def test_real_lane_moves_a_key_earlier() -> None:
 def test_cli_registers_listener_with_tars_defaults() -> None:
     from tarsdock.cli import build_parser
 
-    args = build_parser().parse_args(["listener", "--punish-interval", "2"])
+    argv = ["listener", "--punish-interval", "2"]
+    args = build_parser(argv).parse_args(argv)
     assert (args.punish_interval, args.max_starts, args.start_window) == (2.0, 10, 60.0)
 
 
