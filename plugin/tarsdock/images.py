@@ -202,9 +202,11 @@ def describe(result: PullResult) -> str:
             return f"pulled   {ref} ({short}, {result.seconds:.1f} s)"
         case "updated":
             return f"updated  {ref} ({_short(result.previous_id)} -> {short})"
-    kind = "permanent" if result.permanent else f"after {result.attempts} attempt(s)"
-    users = ", ".join(result.job.services)
-    return f"failed   {ref}: {result.error} ({kind}; used by {users})"
+    kind = ("permanent" if result.permanent
+            else f"after {result.attempts} attempt(s)" if result.attempts else "not tried")
+    users = result.job.services
+    shown = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+    return f"failed   {ref}: {result.error} ({kind}; used by {shown})"
 
 
 def summary(results: Sequence[PullResult]) -> str:
