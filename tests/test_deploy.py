@@ -360,10 +360,10 @@ def test_cli_restart_uses_the_injected_runner(tmp_path: Path, config_dir: Path) 
     from tarsdock.cli import build_parser
 
     runner = FakeRunner(0, "tars:Hello.HelloServer: started")
-    args = build_parser().parse_args([
-        "--config-dir", str(config_dir), "deploy", "Hello.HelloServer",
-        str(release(tmp_path, "v1.tgz", "v1")), "--restart", "--supervisor", "supervisord",
-        "--supervisorctl-config", "/tmp/s.conf"])
+    argv = ["--config-dir", str(config_dir), "deploy", "Hello.HelloServer",
+            str(release(tmp_path, "v1.tgz", "v1")), "--restart", "--supervisor", "supervisord",
+            "--supervisorctl-config", "/tmp/s.conf"]
+    args = build_parser(argv).parse_args(argv)
     assert dp.cmd_deploy(args, runner) == 0
     assert runner.calls == [["supervisorctl", "-c", "/tmp/s.conf", "restart",
                              "tars:Hello.HelloServer"]]

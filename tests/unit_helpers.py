@@ -45,7 +45,7 @@ def make_service(name: str = "Hello.HelloServer", *, type: str = "tars_cpp",
         origin=Origin("node.toml", 1), image=Image(image) if image else None, **spec)
     tree = tcconfig.parse(config, "test")
     return Service(spec=service_spec, node=node, config=tree,
-                   config_text=tcconfig.serialize(tree), env=env, container=container,
+                   env=env, container=container,
                    stop_timeout=stop_timeout, package=package)
 
 

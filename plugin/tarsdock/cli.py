@@ -95,30 +95,51 @@ def add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     register(sub)
 
 
-REGISTRARS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
-    add_validate,
-    add_template,
-    add_config,
-    add_deploy,
-    add_images,
-    add_listener,
-    add_generate,
-]
+# name -> (help, registrar). Only the chosen command's registrar runs, so `validate` does not pay
+# for importing the Docker adapter, the listener or the deploy code.
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+COMMANDS: dict[str, tuple[str, Registrar]] = {
+    "validate": ("check the config dir; report every error", add_validate),
+    "template": ("work with Tars templates", add_template),
+    "config": ("print a service's final Tars config", add_config),
+    "generate": ("write supervisord programs or systemd units", add_generate),
+    "images": ("pre-pull the node's base images", add_images),
+    "listener": ("the supervisord event listener", add_listener),
+    "deploy": ("unpack a Tars release package into bin/", add_deploy),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tarsdock", description=__doc__)
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named in argv: the first word that is not an option or its value."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config-dir":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tarsdock", description="Run Tars services in Docker containers under supervisord "
+        "or systemd.")
     parser.add_argument("--config-dir", help="config dir (default: $TARSDOCK_CONFIG_DIR or "
                         f"{DEFAULT_CONFIG_DIR})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in REGISTRARS:
-        register(sub)
+    chosen = chosen_command(argv)
+    for name, (help_text, register) in COMMANDS.items():
+        if name == chosen:
+            register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run tarsdock; return 0 on success, 1 on errors in the input, 2 on usage errors."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:

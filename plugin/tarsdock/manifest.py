@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rtoml
+
 from tarsdock.endpoint import Endpoint, parse_endpoint
 from tarsdock.errors import ErrorCollector, InputErrors, Origin, did_you_mean
 from tarsdock.imageref import looks_like_ref, parse_image_ref
@@ -97,6 +99,15 @@ def _kind_problem(kind: TomlKind, value: Any) -> str:
     return "" if ok else expected
 
 
+def load_toml(text: str) -> dict[str, Any]:
+    """Parse TOML with rtoml (ten times faster); tomllib names the line when the text is bad."""
+    try:
+        data: dict[str, Any] = rtoml.loads(text)
+    except rtoml.TomlParsingError:
+        data = tomllib.loads(text)   # raises TOMLDecodeError with a line and column
+    return data
+
+
 def _syntax_error(rel: str, text: str, error: tomllib.TOMLDecodeError) -> tuple[Origin, str]:
     """A tomllib error at its line; a table declared twice also names the first declaration."""
     message = str(error)
@@ -148,7 +159,7 @@ class _Reader:
         if text is None:
             return None
         try:
-            data = tomllib.loads(text)
+            data = load_toml(text)
         except tomllib.TOMLDecodeError as error:
             self.errors.add(*_syntax_error(rel, text, error))
             return None
@@ -300,8 +311,12 @@ class _Reader:
 
     def check_endpoints(self) -> None:
         """No two listeners of the node on the same port of the same address (or a wildcard)."""
-        for i, (here, origin, label, key) in enumerate(self.endpoints):
-            for there, first, other, _ in self.endpoints[:i]:
+        # bucket by (family, port): only listeners in one bucket can clash, and buckets are small
+        by_port: dict[tuple[str, int], list[tuple[Endpoint, Origin, str, str]]] = {}
+        for here, origin, label, key in self.endpoints:
+            bucket = by_port.setdefault((_family(here), here.port), [])
+            bucket.append((here, origin, label, key))
+            for there, first, other, _ in bucket[:-1]:
                 if _clash(here, there):
                     self.errors.add(origin, f"{label} listens on {here.host}:{here.port}, "
                                     f"already used by {other} at {first}", key)
@@ -314,11 +329,15 @@ def _registry_for(domain: str, registries: dict[str, Registry]) -> Registry | No
     return next((r for _, r in sorted(registries.items()) if r.url == host), None)
 
 
+def _family(endpoint: Endpoint) -> str:
+    # tcp and ssl share the TCP port space; udp has its own
+    return "udp" if endpoint.transport == "udp" else "tcp"
+
+
 def _clash(a: Endpoint, b: Endpoint) -> bool:
-    family = {"udp": "udp"}
     wild = ("0.0.0.0", "*")
-    return (family.get(a.transport, "tcp") == family.get(b.transport, "tcp")
-            and a.port == b.port and (a.host == b.host or a.host in wild or b.host in wild))
+    return (_family(a) == _family(b) and a.port == b.port
+            and (a.host == b.host or a.host in wild or b.host in wild))
 
 
 class _ServiceReader:

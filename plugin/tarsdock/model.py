@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
@@ -167,7 +168,6 @@ class Service:
     spec: ServiceSpec
     node: NodeSettings
     config: Config
-    config_text: str
     env: tuple[tuple[str, str], ...] = ()
     container: ContainerOptions = ContainerOptions()
     stop_timeout: int = 3         # seconds: deactivating-timeout clamped to 2..60
@@ -176,6 +176,13 @@ class Service:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @functools.cached_property
+    def config_text(self) -> str:
+        """The final config as written to conf_path (serialized on first use: validate skips it)."""
+        from tarsdock.tcconfig import serialize
+
+        return serialize(self.config)
 
     @property
     def service_dir(self) -> PurePosixPath:

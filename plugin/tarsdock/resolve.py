@@ -120,9 +120,8 @@ def resolve_service(spec: ServiceSpec, node: NodeSettings, templates: TemplateSe
     env = read_env(config, errors)
     stop_timeout = read_stop_timeout(config, errors)
     errors.raise_if_any()
-    return Service(spec=spec, node=node, config=config, config_text=tcconfig.serialize(config),
-                   env=env,
-                   container=container, stop_timeout=stop_timeout)
+    return Service(spec=spec, node=node, config=config, env=env, container=container,
+                   stop_timeout=stop_timeout)
 
 
 def load_node(config_dir: Path) -> ResolvedNode:

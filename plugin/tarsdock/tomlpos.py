@@ -9,6 +9,7 @@ The scanner never raises, so it may also run over text tomllib rejects.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -36,8 +37,24 @@ class Located:
         return self.values.get(path) or self.line(path)
 
 
+KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"\\\n]*"|'[^'\n]*')"""
+SIMPLE_KEY = rf"{KEY_PART}(?:[ \t]*\.[ \t]*{KEY_PART})*"
+BARE_KEY = re.compile(rf"[ \t]*{SIMPLE_KEY}[ \t]*")
+SCALAR = r"""(?:"[^"\\\n]*"|'[^'\n]*'|[A-Za-z0-9_.:+-]+)"""
+SIMPLE_VALUE = rf"(?:{SCALAR}|\[[ \t]*(?:{SCALAR}[ \t]*,[ \t]*)*(?:{SCALAR}[ \t]*)?\])"
+# One line holding a header or a key with a single-line value: most lines of a manifest.
+SIMPLE_LINE = re.compile(
+    rf"[ \t]*(?:(?P<array>\[\[)[ \t]*(?P<akey>{SIMPLE_KEY})[ \t]*\]\]"
+    rf"|\[[ \t]*(?P<hkey>{SIMPLE_KEY})[ \t]*\]"
+    rf"|(?P<key>{SIMPLE_KEY})[ \t]*=[ \t]*{SIMPLE_VALUE})[ \t]*(?:#[^\n]*)?(?=\n|\Z)")
+
+
 def decode_key(text: str) -> tuple[str, ...] | None:
     """Decode TOML key text (`a."b.c"`) into its parts with tomllib; None if it is no key."""
+    if BARE_KEY.fullmatch(text):
+        # the common case, simple dotted keys, without a tomllib round trip per line
+        return tuple(part[1:-1] if part[0] in "\"'" else part
+                     for part in re.findall(KEY_PART, text))
     try:
         node: object = tomllib.loads(text + " = 0")
     except tomllib.TOMLDecodeError:
@@ -174,11 +191,31 @@ class _Scanner:
         self.found.values[path] = line + 1 if skips_newline else line
         return self.skip_value(start)
 
+    def simple_line(self, pos: int) -> int | None:
+        """Handle a whole simple line at once; None when the line needs the full scanner."""
+        match = SIMPLE_LINE.match(self.text, pos)
+        if match is None:
+            return None
+        line = self.line_at(pos)
+        key = match.group("akey") or match.group("hkey")
+        if key is not None:
+            self.table = self.resolve(decode_key(key) or (), match.group("array") is not None)
+            self.record(self.table, line, 1)
+        else:
+            path = self.table + (decode_key(match.group("key")) or ())
+            self.record(path, line, len(self.table) + 1)
+            self.found.values[path] = line
+        return match.end()
+
     def run(self) -> Located:
         pos, text = 0, self.text
         while pos < len(text):
             char = text[pos]
-            if char in " \t\r\n":
+            at_line_start = pos == 0 or text[pos - 1] == "\n"
+            simple = self.simple_line(pos) if at_line_start and char not in "\r\n" else None
+            if simple is not None:
+                pos = simple
+            elif char in " \t\r\n":
                 pos += 1
             elif char == "#":
                 pos = self.end_of_line(pos)
