@@ -79,24 +79,26 @@ class _Doc:
 
 def _kind_problem(kind: TomlKind, value: Any) -> str:
     """Why a value is not of a TOML kind (and free of NUL and line breaks), or ""."""
-    expected = f"expected {KIND_NAMES[kind]}, got {quote_value(value)}"
+    def expected() -> str:   # built only on failure: this runs for every manifest value
+        return f"expected {KIND_NAMES[kind]}, got {quote_value(value)}"
+
     if kind in ("str", "text"):
         if not isinstance(value, str):
-            return expected
+            return expected()
         if "\0" in value or (kind == "str" and ("\n" in value or "\r" in value)):
             return f"{quote_value(value)} must not contain NUL or line breaks"
         return ""
     if kind == "int":
-        return "" if isinstance(value, int) and not isinstance(value, bool) else expected
+        return "" if isinstance(value, int) and not isinstance(value, bool) else expected()
     if kind == "bool":
-        return "" if isinstance(value, bool) else expected
+        return "" if isinstance(value, bool) else expected()
     if kind == "strlist":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return expected
+            return expected()
         bad = [v for v in value if any(c in v for c in "\0\n\r")]
         return f"{quote_value(bad[0])} must not contain NUL or line breaks" if bad else ""
     ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
-    return "" if ok else expected
+    return "" if ok else expected()
 
 
 def load_toml(text: str) -> dict[str, Any]:

@@ -71,7 +71,7 @@ class _Scanner:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.newlines = [i for i, char in enumerate(text) if char == "\n"]
+        self.newlines = [match.start() for match in re.finditer("\n", text)]
         self.table: KeyPath = ()
         self.arrays: dict[KeyPath, int] = {}   # array-of-tables path -> index of its last element
         self.found = Located()
