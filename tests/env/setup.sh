@@ -81,6 +81,7 @@ install_python_package() {
     step "pip install -e '${REPO}[test]'"
     "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e "${REPO}[test]" \
         || die "pip install failed"
+    rm -f "$CACHE"/pip-*.stamp
     touch "$stamp"
 }
 
@@ -103,19 +104,42 @@ storage_driver() {
     rm -rf "$probe"
 }
 
+live_dockerd() {
+    # The pid of a running (not zombie) dockerd named by its pid file, if any.
+    local pid
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    [ -n "$pid" ] || return 1
+    [ "$(ps -o comm= -p "$pid" 2>/dev/null)" = dockerd ] || return 1
+    case "$(ps -o stat= -p "$pid")" in Z*) return 1 ;; esac
+    echo "$pid"
+}
+
 start_dockerd() {
     if docker info >/dev/null 2>&1; then
         step "dockerd: already running ($(docker info -f '{{.Driver}}') storage)"
         return
     fi
     command -v dockerd >/dev/null || die "dockerd not found (install docker.io, or drop --images-only)"
-    local driver
-    driver=$(storage_driver)
-    step "starting dockerd (storage driver $driver, log $DOCKERD_LOG)"
-    # setsid + nohup: dockerd must outlive this shell and the test run that started it.
-    nohup setsid dockerd --storage-driver="$driver" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    local pid
+    if pid=$(live_dockerd); then
+        step "dockerd (pid $pid) is running but not answering yet; waiting for it"
+    else
+        local driver
+        driver=$(storage_driver)
+        step "starting dockerd (storage driver $driver, log $DOCKERD_LOG)"
+        # A dockerd killed with -9 leaves its pid file behind, and a new one refuses to start.
+        rm -f /var/run/docker.pid
+        # setsid + nohup: dockerd must outlive this shell and the test run that started it.
+        nohup setsid dockerd --storage-driver="$driver" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        pid=$!
+    fi
     local deadline=$((SECONDS + 60))
     until docker info >/dev/null 2>&1; do
+        # Ours may have lost a race with another setup.sh; then wait for that one instead.
+        if ! kill -0 "$pid" 2>/dev/null && ! pid=$(live_dockerd); then
+            tail -20 "$DOCKERD_LOG" >&2
+            die "dockerd exited; see $DOCKERD_LOG"
+        fi
         if [ $SECONDS -ge $deadline ]; then
             tail -20 "$DOCKERD_LOG" >&2
             die "dockerd did not answer 'docker info' within 60 s; see $DOCKERD_LOG"
