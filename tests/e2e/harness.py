@@ -33,7 +33,8 @@ NODE_IMAGE = "tarsdock-test/node:1"
 SYSTEMD_IMAGE = "tarsdock-test/systemd:1"
 TEST_IMAGES = (BUSYBOX_IMAGE, PYTHON_IMAGE, NODE_IMAGE, SYSTEMD_IMAGE)
 SETUP_HINT = f"run `bash {SETUP_SCRIPT.relative_to(REPO_ROOT)}` first"
-# Every container the harness starts carries this label, so leftovers can be found and removed.
+# On every container the harness starts: `docker ps -a --filter label=...` finds leftovers. Not
+# removed automatically, as another test run on this engine may be using them.
 HARNESS_LABEL = "tarsdock-test.harness=1"
 
 T = TypeVar("T")
@@ -126,7 +127,6 @@ def docker_client() -> docker.DockerClient:
         raise
     missing = [tag for tag in TEST_IMAGES if not image_exists(client, tag)]
     require(not missing, f"test images missing: {', '.join(missing)}; {SETUP_HINT}")
-    remove_harness_leftovers()
     return client
 
 
@@ -143,12 +143,6 @@ def remove_containers(*names: str) -> None:
     """Remove containers by name if they exist (leftovers of an earlier run)."""
     if names:
         run(["docker", "rm", "-f", *names], check=False)
-
-
-def remove_harness_leftovers() -> None:
-    """Remove containers an interrupted earlier run of the harness left behind."""
-    ids = run(["docker", "ps", "-aq", "--filter", f"label={HARNESS_LABEL}"]).stdout.split()
-    remove_containers(*ids)
 
 
 def docker_cli_paths() -> tuple[Path, list[Path]]:
