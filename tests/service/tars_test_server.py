@@ -127,7 +127,12 @@ def bind(endpoint: Endpoint) -> socket.socket:
     kind = socket.SOCK_STREAM if endpoint.proto == "tcp" else socket.SOCK_DGRAM
     sock = socket.socket(socket.AF_INET, kind)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((endpoint.host, endpoint.port))
+    try:
+        sock.bind((endpoint.host, endpoint.port))
+    except OSError as err:
+        where = f"{endpoint.proto} {endpoint.host}:{endpoint.port}"
+        raise SystemExit(f"tars_test_server: adapter {endpoint.adapter}: cannot bind {where}: "
+                         f"{err.strerror}") from err
     if kind == socket.SOCK_STREAM:
         sock.listen(16)
     return sock
