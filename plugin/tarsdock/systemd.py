@@ -19,7 +19,11 @@ STOP_MARGIN = 10
 START_LIMIT_INTERVAL = 60
 START_LIMIT_BURST = 10
 RESTART_SEC = 3
-
+# A start pulls its image first if it is missing, for at most this long; `docker run` itself
+# never pulls (--pull=never), so a start never waits on a registry longer than this.
+PULL_TIMEOUT = 60
+SYNC_UNIT = "tarsdock-images-sync"
+SYNC_TIMEOUT = 1800
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,15 @@ def _unit_rows(service: Service) -> Rows:
 
 def _container_rows(service: Service, ctx: Context) -> Rows:
     name, timeout = service.name, service.stop_timeout
+    pull = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "images", "sync",
+            "--only", name, "--timeout", str(PULL_TIMEOUT), "--quiet"]
     return [
+        ("ExecStartPre", IgnoreFailure(pull)),
         ("ExecStartPre", IgnoreFailure([ctx.docker, "rm", "-f", name])),
         ("ExecStart", docker_run_argv(service, ctx.docker)),
         ("ExecStop", [ctx.docker, "stop", "-t", str(timeout), name]),
         ("ExecStopPost", IgnoreFailure([ctx.docker, "rm", "-f", name])),
+        ("TimeoutStartSec", str(PULL_TIMEOUT + STOP_MARGIN)),
         ("TimeoutStopSec", str(timeout + STOP_MARGIN)),
     ]
 
@@ -89,12 +97,35 @@ def service_rows(service: Service, ctx: Context) -> list[tuple[str, Rows]]:
     ]
 
 
+def sync_rows(ctx: Context) -> list[tuple[str, Rows]]:
+    """The oneshot that pulls every base image; credentials stay in the password files."""
+    sync = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "images", "sync",
+            "--quiet", "--timeout", str(SYNC_TIMEOUT)]
+    return [
+        ("Unit", [("Description", "tarsdock: pull the base images of Tars container services"),
+                  ("Wants", "network-online.target"),
+                  ("After", "network-online.target docker.service")]),
+        # exit status 3 (an image is still missing) is logged; the next timer run tries again
+        ("Service", [("Type", "oneshot"), ("ExecStart", sync),
+                     ("TimeoutStartSec", str(SYNC_TIMEOUT + STOP_MARGIN)),
+                     ("Nice", "10"), ("IOSchedulingClass", "idle")]),
+    ]
+
+
+def timer_rows() -> list[tuple[str, Rows]]:
+    """Runs the image sync at boot and then hourly."""
+    return [
+        ("Unit", [("Description", "tarsdock: pull the base images of Tars services, hourly")]),
+        ("Timer", [("OnBootSec", "1min"), ("OnUnitActiveSec", "1h"),
+                   ("RandomizedDelaySec", "5min"), ("Persistent", "true")]),
+        ("Install", [("WantedBy", "timers.target")]),
+    ]
+
+
 def target_rows(services: Sequence[Service]) -> list[tuple[str, Rows]]:
     """tars.target: wants every service, so `systemctl start tars.target` starts them all."""
-    units = " ".join(unit_name(service) for service in services)
-    unit: Rows = [("Description", "Tars services managed by tarsdock")]
-    if units:
-        unit.append(("Wants", units))
+    units = " ".join([f"{SYNC_UNIT}.timer", *(unit_name(service) for service in services)])
+    unit: Rows = [("Description", "Tars services managed by tarsdock"), ("Wants", units)]
     return [("Unit", unit), ("Install", [("WantedBy", "multi-user.target")])]
 
 
@@ -120,4 +151,8 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
                                 _render(service_rows(service, ctx), head, service.name)))
     head = header(FORMAT, ctx.config_dir, [f"node {node.name}", f"{len(services)} services"])
     files.append(OutputFile(out_dir / TARGET, _render(target_rows(services), head, TARGET)))
+    head = header(FORMAT, ctx.config_dir, [f"node {node.name}"])
+    for name, sections in ((f"{SYNC_UNIT}.service", sync_rows(ctx)),
+                           (f"{SYNC_UNIT}.timer", timer_rows())):
+        files.append(OutputFile(out_dir / name, _render(sections, head, name)))
     return files
