@@ -1,0 +1,311 @@
+"""A real Tars service: @tars/rpc's example server, deployed as a release package, called by the
+example client, under supervisord and under systemd, native and in a container, across a second
+release and its rollback. Nothing is mocked."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import re
+import selectors
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import docker
+import pytest
+
+from tarsdock.cli import build_parser
+from tarsdock.deploy import cmd_deploy
+
+from . import harness
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_DIR = REPO / "tests" / "node"
+TEMPLATES = REPO.parent / "shared" / "tars-templates"
+SERVICE = "TARS.NodeTarsServer"
+SERVANT = f"{SERVICE}.NodeTarsObj"
+UNIT = f"tars-{SERVICE}.service"
+PROGRAM = f"tars:{SERVICE}"
+FIRST, SECOND = "100002", "200002"      # what release 1 and release 2 answer
+OUT_VALUES = ["OUT_czzou_1", "OUT_czzou_2"]
+CALL_TIMEOUT = 90                      # a hang guard while a (re)started service comes up
+
+
+def load_make_release() -> ModuleType:
+    """tests/node/make_release.py, which is a script, not a package module."""
+    spec = importlib.util.spec_from_file_location("make_release", NODE_DIR / "make_release.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Release 1 and release 2 of NodeTarsServer, with @tars/rpc 2.0.15 from npm."""
+    harness.require("npm", "npm is not installed; run tests/env/setup.sh")
+    harness.require("node", "node is not installed; run tests/env/setup.sh")
+    harness.require(TEMPLATES.is_dir(), f"{TEMPLATES} (the Tars templates) is missing")
+    packer = load_make_release()
+    out = tmp_path_factory.mktemp("releases")
+    return packer.make_release(out / "v1.tgz", 1), packer.make_release(out / "v2.tgz", 2)
+
+
+class NodeConfig:
+    """A config dir with the one tars_nodejs service; tars_path beside it."""
+
+    def __init__(self, root: Path, port: int) -> None:
+        # Containers carry the node name, and a listener removes its node's containers that
+        # its manifest does not know: a name of our own keeps other tests' listeners off ours.
+        self.node_name = f"nodejs-e2e-{os.getpid()}-{root.name[-8:]}"
+        self.config_dir = root / "cfg"
+        self.tars_path = root / "tars"
+        self.port = port
+        (self.config_dir / "templates").mkdir(parents=True)
+        for name in ("tars.default", "tars.nodejs.default"):
+            shutil.copyfile(TEMPLATES / name, self.config_dir / "templates" / name)
+
+    def write(self, run: str) -> None:
+        """node.toml with the service in run mode `run`."""
+        (self.config_dir / "node.toml").write_text(f"""\
+[node]
+name = "{self.node_name}"
+localip = "127.0.0.1"
+tars_path = "{self.tars_path}"
+locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"
+
+[images.node]
+ref = "{harness.NODE_IMAGE}"
+pull = "never"
+
+[services."{SERVICE}"]
+type = "tars_nodejs"
+template = "tars.nodejs.default"
+image = "node"
+run = "{run}"
+[[services."{SERVICE}".adapters]]
+name = "NodeTarsObjAdapter"
+servant = "{SERVANT}"
+endpoint = "tcp -h 127.0.0.1 -p {self.port} -t 60000"
+threads = 2
+""")
+
+    def tarsdock(self, *args: str) -> str:
+        """The real CLI in a separate process; its stdout."""
+        argv = [sys.executable, "-m", "tarsdock", "--config-dir", str(self.config_dir), *args]
+        return harness.run(argv).stdout
+
+    def generate(self, run: str, fmt: str, out: Path, *extra: str) -> None:
+        self.write(run)
+        self.tarsdock("generate", "--format", fmt, "--out", str(out), *extra)
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.tars_path / "tarsnode" / "data" / SERVICE / "bin"
+
+
+# --- the example client ---------------------------------------------------------------------------
+
+
+def make_client(dest: Path, port: int) -> Path:
+    """client.node.proxy with its config pointed at our endpoint and its own node_modules."""
+    client = load_make_release().example_sources("client.node.proxy", dest)
+    conf = client / "config.conf"
+    text = re.sub(r"(?m)^(\s*LocalServer\s*=).*$",
+                  rf"\1 {SERVANT}@tcp -h 127.0.0.1 -p {port} -t 10000", conf.read_text())
+    # A refused call then fails in seconds and is tried again, instead of after a minute.
+    conf.write_text(text.replace("async-invoke-timeout=60000", "async-invoke-timeout=5000"))
+    shutil.copytree(NODE_DIR / "node_modules", client / "node_modules", symlinks=True)
+    return client
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the example client printed for one getUsrName call."""
+
+    returned: str
+    values: list[str]
+    output: str
+
+
+def parse(output: str) -> Answer:
+    returned = re.search(r"result\.response\.return:\s*(\S+)", output)
+    values = re.findall(r"result\.response\.arguments\.sValue\d:\s*(\S+)", output)
+    return Answer(returned.group(1) if returned else "", values, output)
+
+
+def finished(output: str) -> bool:
+    """The client prints its result or its error and then idles (it never exits by itself)."""
+    return len(re.findall(r"arguments\.sValue\d:", output)) >= 2 or "error.message" in output
+
+
+def call_once(argv: Sequence[str], cwd: Path | None, timeout: float) -> str:
+    """Run the client until it has printed an outcome; stop it (our child) either way."""
+    proc = subprocess.Popen(list(argv), cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    fd, output = proc.stdout.fileno(), b""
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            deadline = time.monotonic() + timeout
+            # Unbuffered reads: a buffered reader could hold lines the selector no longer sees.
+            while not finished(output.decode(errors="replace")) and time.monotonic() < deadline:
+                if selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                    chunk = os.read(fd, 65536)
+                    if not chunk:
+                        break
+                    output += chunk
+    finally:
+        harness.stop_process(proc, 5)
+        proc.stdout.close()
+    return output.decode(errors="replace")
+
+
+def call(argv: Sequence[str], cwd: Path | None = None) -> Answer:
+    """Call getUsrName("czzou") until the (re)started service answers."""
+    deadline = time.monotonic() + CALL_TIMEOUT
+    answer = parse("")
+    while time.monotonic() < deadline:
+        answer = parse(call_once(argv, cwd, 30))
+        if answer.returned and finished(answer.output):
+            return answer
+        time.sleep(0.5)
+    raise AssertionError(f"no answer from {SERVANT} in {CALL_TIMEOUT}s; last output:\n"
+                         f"{answer.output}")
+
+
+def assert_answers(answer: Answer, returned: str) -> None:
+    assert (answer.returned, answer.values) == (returned, OUT_VALUES), answer.output
+
+
+def client_on_host(client: Path) -> Callable[[], Answer]:
+    return lambda: call(["timeout", "40", "node", "main.js"], cwd=client)
+
+
+def container_running(client: docker.DockerClient) -> bool:
+    try:
+        return bool(client.containers.get(SERVICE).status == "running")
+    except docker.errors.NotFound:
+        return False
+
+
+def release_in_bin(node: NodeConfig) -> str:
+    """Which release bin/ is: the answer its NodeTarsImp.js sends."""
+    text = (node.bin_dir / "NodeTarsImp.js").read_text()
+    found = re.search(r"sendResponse\((\d+), sValue1", text)
+    return found.group(1) if found else ""
+
+
+# --- supervisord ----------------------------------------------------------------------------------
+
+
+def test_nodejs_release_under_supervisord(
+    tmp_path: Path, docker_engine: docker.DockerClient, releases: tuple[Path, Path],
+    supervisord_factory: Callable[..., harness.Supervisord],
+) -> None:
+    first, second = releases
+    harness.remove_containers(SERVICE)
+    node = NodeConfig(tmp_path, harness.free_port())
+    units = tmp_path / "units"
+    ask = client_on_host(make_client(tmp_path / "client", node.port))
+    node.write("native")
+    node.tarsdock("deploy", SERVICE, str(first))
+    node.generate("native", "supervisord", units)
+    sup = supervisord_factory(units)
+    try:
+        sup.wait_state(PROGRAM, "RUNNING")
+        assert_answers(ask(), FIRST)
+        assert not container_running(docker_engine)
+
+        node.generate("container", "supervisord", units)
+        sup.reload()
+        sup.wait_state(PROGRAM, "RUNNING")
+        assert_answers(ask(), FIRST)
+        assert container_running(docker_engine)
+
+        restart = ["--restart", "--supervisor", "supervisord", "--supervisorctl-config",
+                   str(sup.conf)]
+        out = node.tarsdock("deploy", SERVICE, str(second), *restart)
+        assert "restarted under supervisord" in out
+        assert_answers(ask(), SECOND)
+        node.tarsdock("deploy", SERVICE, "--rollback", *restart)
+        assert release_in_bin(node) == FIRST
+        assert_answers(ask(), FIRST)
+
+        node.generate("native", "supervisord", units)
+        sup.reload()
+        sup.wait_state(PROGRAM, "RUNNING")
+        harness.wait_for(lambda: not container_running(docker_engine), "the container to go")
+        assert_answers(ask(), FIRST)
+    finally:
+        sup.stop()
+        harness.remove_containers(SERVICE)
+
+
+# --- systemd --------------------------------------------------------------------------------------
+
+
+def deploy_in_process(node: NodeConfig, box: harness.SystemdContainer, *args: str) -> None:
+    """`tarsdock deploy ... --restart` whose systemctl runs inside the systemd container."""
+    parsed: argparse.Namespace = build_parser().parse_args(
+        ["--config-dir", str(node.config_dir), "deploy", SERVICE, *args,
+         "--restart", "--supervisor", "systemd"])
+
+    def runner(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return box.exec(*argv)
+
+    assert cmd_deploy(parsed, runner) == 0
+
+
+def test_nodejs_release_under_systemd(
+    tmp_path: Path, docker_engine: docker.DockerClient, releases: tuple[Path, Path],
+    systemd_factory: Callable[..., harness.SystemdContainer],
+) -> None:
+    first, second = releases
+    harness.remove_containers(SERVICE)
+    node = NodeConfig(tmp_path, harness.free_port())
+    units = tmp_path / "units"
+    client = make_client(tmp_path / "client", node.port)
+    node.write("native")
+    node.tarsdock("deploy", SERVICE, str(first))
+    node.generate("native", "systemd", units, "--docker", "/usr/bin/docker")
+    box = systemd_factory(f"tarsdock-e2e-nodejs-{tmp_path.name[-12:]}", shared_dirs=[tmp_path])
+    # Native, the service listens in the systemd container's network: call it from in there.
+    ask_inside = lambda: call(  # noqa: E731
+        ["docker", "exec", "-w", str(client), box.name, "timeout", "40", "node", "main.js"])
+    ask_host = client_on_host(client)
+    try:
+        box.install_units(units)
+        box.systemctl("start", UNIT, check=True)
+        box.wait_unit_state(UNIT, "active")
+        assert_answers(ask_inside(), FIRST)
+
+        # The container runs with --net=host on the host engine: call it from the host.
+        node.generate("container", "systemd", units, "--docker", "/usr/bin/docker")
+        box.install_units(units)
+        box.systemctl("restart", UNIT, check=True)
+        assert_answers(ask_host(), FIRST)
+        assert container_running(docker_engine)
+
+        deploy_in_process(node, box, str(second))
+        assert_answers(ask_host(), SECOND)
+        deploy_in_process(node, box, "--rollback")
+        assert release_in_bin(node) == FIRST
+        assert_answers(ask_host(), FIRST)
+
+        node.generate("native", "systemd", units, "--docker", "/usr/bin/docker")
+        box.install_units(units)
+        box.systemctl("restart", UNIT, check=True)
+        harness.wait_for(lambda: not container_running(docker_engine), "the container to go")
+        assert_answers(ask_inside(), FIRST)
+    finally:
+        box.systemctl("stop", UNIT)
+        harness.remove_containers(SERVICE)
