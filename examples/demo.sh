@@ -8,3 +8,76 @@ echo "== tarsdock validate"; tarsdock --config-dir "$node" validate
 for service in Demo.HelloServer Demo.NativeServer Demo.WebServer; do
     echo "== tarsdock config $service"; tarsdock --config-dir "$node" config "$service"
 done
+
+# Run the node under a supervisord of its own: a copy of examples/node whose tars_path is a temp
+# dir, so nothing outside it is touched. Everything started here is stopped on exit.
+work=$(mktemp -d /tmp/tarsdock-demo.XXXXXX)
+tars="$work/tars"
+supervisord_pid=""
+cleanup() {
+    if [ -n "$supervisord_pid" ] && kill -0 "$supervisord_pid" 2>/dev/null; then
+        kill -TERM "$supervisord_pid"
+        wait "$supervisord_pid" || true
+    fi
+    docker rm -f Demo.HelloServer Demo.NativeServer Demo.WebServer >/dev/null 2>&1 || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+cp -r "$node" "$work/node"
+# The web root goes under Demo.WebServer's data dir: its container mounts that dir, not all of
+# tars_path.
+www="$tars/tarsnode/data/Demo.WebServer/data/www"
+find "$work/node" -type f -exec sed -i -e "s|/usr/local/app/tars/tarsdock-www|$www|" \
+    -e "s|/usr/local/app/tars|$tars|g" {} +
+
+echo "== tarsdock generate --format supervisord --out $work/conf.d"
+tarsdock --config-dir "$work/node" generate --format supervisord --out "$work/conf.d"
+# Stand in for the Tars releases: the test server as each tars_cpp service's binary.
+for service in Demo.HelloServer Demo.NativeServer; do
+    binary="$tars/tarsnode/data/$service/bin/${service#*.}"
+    install -m 0755 tests/service/tars_test_server.py "$binary"
+done
+mkdir -p "$www" "$tars/tarsdock-shared"
+echo "hello from Demo.WebServer" >"$www/index.html"
+
+cat >"$work/supervisord.conf" <<CONF
+[unix_http_server]
+file=$work/supervisor.sock
+[supervisord]
+nodaemon=true
+logfile=$work/supervisord.log
+pidfile=$work/supervisord.pid
+childlogdir=$work
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix://$work/supervisor.sock
+[include]
+files = $work/conf.d/*.conf
+CONF
+ctl() { python3 -m supervisor.supervisorctl -c "$work/supervisord.conf" "$@"; }
+echo "== supervisord -c $work/supervisord.conf"
+python3 -m supervisor.supervisord -c "$work/supervisord.conf" </dev/null >/dev/null 2>&1 &
+supervisord_pid=$!
+# Wait until no program is still starting (startsecs: 3 s of running counts as started).
+for _ in $(seq 60); do
+    sleep 1
+    status=$(ctl status 2>/dev/null || true)
+    if [ -n "$status" ] && ! grep -qE 'STARTING|BACKOFF' <<<"$status"; then break; fi
+done
+
+echo "== supervisorctl status"; ctl status || true
+echo "== docker ps --filter label=tarsdock.managed=true"
+docker ps --filter label=tarsdock.managed=true --format 'table {{.Names}}\t{{.Image}}\t{{.Status}}'
+echo "== a request to Demo.HelloServer on 127.0.0.1:19411 (in a container)"
+bash -c 'exec 3<>/dev/tcp/127.0.0.1/19411; cat <&3'
+echo "== a request to Demo.NativeServer on 127.0.0.1:19412 (on the host)"
+bash -c 'exec 3<>/dev/tcp/127.0.0.1/19412; cat <&3'
+echo "== GET http://127.0.0.1:19413/ from Demo.WebServer (busybox httpd in a container)"
+python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:19413/").read().decode(), end="")'
+
+echo "== stopping: supervisorctl stop all, then supervisord"
+ctl stop all
+kill -TERM "$supervisord_pid"; wait "$supervisord_pid" || true
+supervisord_pid=""
+echo "== containers left: $(docker ps -aq --filter label=tarsdock.managed=true --filter label=tarsdock.node=127.0.0.1 | wc -l)"
