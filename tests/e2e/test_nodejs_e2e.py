@@ -255,9 +255,9 @@ def test_nodejs_release_under_supervisord(
 
 def deploy_in_process(node: NodeConfig, box: harness.SystemdContainer, *args: str) -> None:
     """`tarsdock deploy ... --restart` whose systemctl runs inside the systemd container."""
-    parsed: argparse.Namespace = build_parser().parse_args(
-        ["--config-dir", str(node.config_dir), "deploy", SERVICE, *args,
-         "--restart", "--supervisor", "systemd"])
+    argv = ["--config-dir", str(node.config_dir), "deploy", SERVICE, *args,
+            "--restart", "--supervisor", "systemd"]
+    parsed: argparse.Namespace = build_parser(argv).parse_args(argv)
 
     def runner(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         return box.exec(*argv)
