@@ -116,7 +116,7 @@ threads = 2
 
 def make_client(dest: Path, port: int) -> Path:
     """client.node.proxy with its config pointed at our endpoint and its own node_modules."""
-    client = load_make_release().example_sources("client.node.proxy", dest)
+    client: Path = load_make_release().example_sources("client.node.proxy", dest)
     conf = client / "config.conf"
     text = re.sub(r"(?m)^(\s*LocalServer\s*=).*$",
                   rf"\1 {SERVANT}@tcp -h 127.0.0.1 -p {port} -t 10000", conf.read_text())
@@ -279,8 +279,10 @@ def test_nodejs_release_under_systemd(
     node.generate("native", "systemd", units, "--docker", "/usr/bin/docker")
     box = systemd_factory(f"tarsdock-e2e-nodejs-{tmp_path.name[-12:]}", shared_dirs=[tmp_path])
     # Native, the service listens in the systemd container's network: call it from in there.
-    ask_inside = lambda: call(  # noqa: E731
-        ["docker", "exec", "-w", str(client), box.name, "timeout", "40", "node", "main.js"])
+    def ask_inside() -> Answer:
+        return call(["docker", "exec", "-w", str(client), box.name,
+                     "timeout", "40", "node", "main.js"])
+
     ask_host = client_on_host(client)
     try:
         box.install_units(units)
