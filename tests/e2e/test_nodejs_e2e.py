@@ -236,7 +236,10 @@ def test_nodejs_release_under_supervisord(
         out = node.tarsdock("deploy", SERVICE, str(second), *restart)
         assert "restarted under supervisord" in out
         assert_answers(ask(), SECOND)
-        node.tarsdock("deploy", SERVICE, "--rollback", *restart)
+        # auto: this host's systemd (if any) has no unit for the service, so supervisord.
+        out = node.tarsdock("deploy", SERVICE, "--rollback", "--restart",
+                            "--supervisorctl-config", str(sup.conf))
+        assert "restarted under supervisord" in out
         assert release_in_bin(node) == FIRST
         assert_answers(ask(), FIRST)
 
