@@ -103,6 +103,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
         return 0
     for path in service_dirs(services, node.manifest.node):
-        path.mkdir(parents=True, exist_ok=True)
+        if not path.is_dir():
+            path.mkdir(parents=True)
     print(summary(write(changes)))
     return 0

@@ -35,11 +35,11 @@ class NodeSettings:
     network: Network = "host"
     origin: Origin = Origin("node.toml")
 
-    @property
+    @functools.cached_property
     def data_dir(self) -> PurePosixPath:
         return PurePosixPath(self.tars_path) / "tarsnode" / "data"
 
-    @property
+    @functools.cached_property
     def log_dir(self) -> PurePosixPath:
         return PurePosixPath(self.tars_path) / "app_log"
 
@@ -184,26 +184,26 @@ class Service:
 
         return serialize(self.config)
 
-    @property
+    @functools.cached_property
     def service_dir(self) -> PurePosixPath:
         return self.node.data_dir / self.name
 
-    @property
+    @functools.cached_property
     def bin_dir(self) -> PurePosixPath:
         return self.service_dir / "bin"
 
-    @property
+    @functools.cached_property
     def conf_dir(self) -> PurePosixPath:
         return self.service_dir / "conf"
 
-    @property
+    @functools.cached_property
     def data_path(self) -> PurePosixPath:
         return self.service_dir / "data"
 
-    @property
+    @functools.cached_property
     def conf_path(self) -> PurePosixPath:
         return self.conf_dir / f"{self.name}.config.conf"
 
-    @property
+    @functools.cached_property
     def log_dir(self) -> PurePosixPath:
         return self.node.log_dir / self.spec.app / self.spec.server

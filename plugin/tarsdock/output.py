@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -80,6 +81,16 @@ def template_env(filters: Mapping[str, Callable[..., str]],
     return env
 
 
+@functools.cache
+def _template(name: str, filters: tuple[tuple[str, Callable[..., str]], ...]) -> jinja2.Template:
+    return template_env(dict(filters), {}).get_template(name)
+
+
+def render_template(name: str, filters: Mapping[str, Callable[..., str]], **values: Any) -> str:
+    """Render templates/NAME; compiled once per run, not once per file."""
+    return _template(name, tuple(sorted(filters.items()))).render(**values)
+
+
 def _read(path: Path) -> tuple[str | None, int | None]:
     try:
         return path.read_bytes().decode("utf-8", "surrogateescape"), path.stat().st_mode & 0o7777
@@ -109,40 +120,52 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
     return changes
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_atomic(file: OutputFile) -> None:
-    """Write through a temp file in the same dir, fsync, rename over the target."""
-    directory = file.path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{file.path.name}.", suffix=".tmp", dir=directory)
+def _stage(file: OutputFile) -> str:
+    """Write a file's content to a temp file beside it; return the temp path."""
+    if not file.path.parent.is_dir():
+        file.path.parent.mkdir(parents=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{file.path.name}.", suffix=".tmp", dir=file.path.parent)
     try:
         with os.fdopen(fd, "wb") as stream:
             stream.write(file.content.encode("utf-8"))
-            stream.flush()
             os.fchmod(stream.fileno(), file.mode)
-            os.fsync(stream.fileno())
-        os.replace(temp, file.path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    _fsync_dir(directory)
+    return temp
+
+
+def write_atomic(files: Sequence[OutputFile]) -> None:
+    """Stage every file as a temp file, flush once, then rename each over its target.
+
+    A failure while staging leaves every target as it was; a sync for the whole batch replaces
+    the fsyncs per file and per directory, which dominated a 1,000-service generate.
+    """
+    staged: list[tuple[str, OutputFile]] = []
+    renamed = 0
+    try:
+        for file in files:
+            staged.append((_stage(file), file))
+        os.sync()
+        for temp, file in staged:
+            os.replace(temp, file.path)
+            renamed += 1
+    finally:
+        for temp, _ in staged[renamed:]:
+            Path(temp).unlink(missing_ok=True)
+    if files:
+        os.sync()   # the renames too: one flush instead of an fsync per directory
 
 
 def write(changes: Iterable[Change]) -> dict[str, int]:
     """Apply a plan: write new and changed files, remove stale ones; count each kind."""
     counts: dict[str, int] = {"new": 0, "changed": 0, "unchanged": 0, "stale": 0}
+    changes = list(changes)
     for change in changes:
         counts[change.kind] += 1
-        if change.file is not None and change.kind in ("new", "changed"):
-            write_atomic(change.file)
-        elif change.kind == "stale":
+    write_atomic([c.file for c in changes if c.file is not None and c.kind in ("new", "changed")])
+    for change in changes:
+        if change.kind == "stale":     # only once the new files are in place
             change.path.unlink(missing_ok=True)
     return counts
 

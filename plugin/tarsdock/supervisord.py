@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tarsdock.argv import docker_run_argv, service_command, service_env
 from tarsdock.model import NodeSettings, Service
-from tarsdock.output import Context, OutputFile, header, template_env
+from tarsdock.output import Context, OutputFile, header, render_template
 from tarsdock.quoting import Value, supervisor
 
 FORMAT = "supervisord"
@@ -87,9 +87,8 @@ def listener_rows(node: NodeSettings, ctx: Context) -> Rows:
 
 
 def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
-    env = template_env({"supervisor": supervisor}, {})
-    return env.get_template("supervisord/file.conf.j2").render(
-        header=head, sections=sections, what=what)
+    return render_template("supervisord/file.conf.j2", {"supervisor": supervisor},
+                           header=head, sections=sections, what=what)
 
 
 def render(services: Sequence[Service], node: NodeSettings, ctx: Context,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tarsdock.argv import docker_run_argv, service_command, service_env
 from tarsdock.model import NodeSettings, Service
-from tarsdock.output import Context, OutputFile, header, template_env
+from tarsdock.output import Context, OutputFile, header, render_template
 from tarsdock.quoting import EnvAssignment, Value, systemd
 
 FORMAT = "systemd"
@@ -130,8 +130,8 @@ def target_rows(services: Sequence[Service]) -> list[tuple[str, Rows]]:
 
 
 def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
-    env = template_env({"systemd": _systemd_filter}, {})
-    return env.get_template("systemd/unit.j2").render(header=head, sections=sections, what=what)
+    return render_template("systemd/unit.j2", {"systemd": _systemd_filter},
+                           header=head, sections=sections, what=what)
 
 
 def _systemd_filter(value: Value | IgnoreFailure, what: str) -> str:
