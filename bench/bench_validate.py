@@ -1,7 +1,7 @@
 """Time `tarsdock validate` on 1,000 services over 3-level template chains, 2 adapters each.
 
 Prints wall time and peak memory of the whole process, beside a peer measured in the same run:
-a bare interpreter that only reads the same TOML files with tomllib (the floor any Python tool pays).
+a bare interpreter that only reads the same TOML file with tomllib (the floor a Python tool pays).
 Target (issue 2): under 0.25 s and 100 MiB on a 2-core machine.
 """
 

@@ -105,7 +105,7 @@ def read_back(fmt: str, text: str, service: str, tmp: Path) -> Result:
             rest = words[2:]
             env = [w for w in rest[:next(i for i, w in enumerate(rest) if "=" not in w)]]
             return Result(text, [], rest[len(env):], env, [], program)
-        docker, command, env = _split_command(words[words.index("--") + 1:])
+        docker, command, env = _split_command(words[3:])   # tarsdock-run NAME TIMEOUT docker ...
         return Result(text, docker, command, env, [], program)
     keys = systemd_keys(text)
     docker, command, env = _split_command(

@@ -76,7 +76,8 @@ def test_container_command_reads_back_in_both_formats(env: list[tuple[str, str]]
                            env=tuple(env))
     with tempfile.TemporaryDirectory() as tmp:
         words = supervisor_argv(rendered(supervisord, service), Path(tmp), "Hello.Quoted")
-    docker = words[words.index("--") + 1:]
+    assert words[1:3] == ["Hello.Quoted", "3"]     # tarsdock-run NAME STOP_TIMEOUT docker ...
+    docker = words[3:]
     rows = systemd_keys(rendered(systemd, service))
     assert systemd_exec_argv(next(v for _, k, v in rows if k == "ExecStart")) == docker
     assert docker[-len(argv) - 1:] == ["/bin/prog", *argv]

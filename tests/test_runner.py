@@ -1,94 +1,102 @@
-"""tarsdock-run against a fake Docker API on a real unix socket, with a real child process."""
+"""tarsdock-run (a POSIX sh script) against a fake docker CLI that records its calls."""
 
 from __future__ import annotations
 
-import http.server
+import json
+import os
 import signal
-import socketserver
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+RUNNER = Path(__file__).resolve().parents[1] / "plugin" / "tarsdock" / "tarsdock-run"
 
-class FakeDocker(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    """Records requests; answers DELETE with 404 (no leftover) and stop with `stop_status`."""
-
-    daemon_threads = True
-    stop_status = 404
-
-    def __init__(self, path: str) -> None:
-        self.requests: list[str] = []
-        super().__init__(path, Handler)
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    server: FakeDocker
-
-    def address_string(self) -> str:
-        return "unix"
-
-    def _answer(self, status: int) -> None:
-        self.server.requests.append(f"{self.command} {self.path}")
-        self.send_response(status)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def do_DELETE(self) -> None:
-        self._answer(404)
-
-    def do_POST(self) -> None:
-        self._answer(self.server.stop_status)
-
-    def log_message(self, *args: object) -> None:
-        pass
+# The fake CLI: `run` sleeps until SIGTERM (exit 143) unless FAKE_RUN_STATUS says otherwise, and
+# answers 125 while a "leftover" marker exists; `stop` and `rm` record themselves and act on it.
+FAKE_DOCKER = f"""#!{sys.executable}
+import json, os, signal, sys, time
+state = os.environ["FAKE_STATE"]
+with open(state + ".calls", "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+leftover = state + ".leftover"
+verb = sys.argv[1]
+if verb == "run":
+    if os.path.exists(leftover):
+        sys.exit(125)
+    if "FAKE_RUN_STATUS" in os.environ:
+        sys.exit(int(os.environ["FAKE_RUN_STATUS"]))
+    with open(state + ".pid", "w") as pid:
+        pid.write(str(os.getpid()))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    while True:
+        time.sleep(0.05)
+elif verb == "stop":
+    os.kill(int(open(state + ".pid").read()), signal.SIGTERM)
+elif verb == "rm":
+    if not os.path.exists(leftover):
+        sys.exit(1)
+    os.remove(leftover)
+"""
 
 
 @pytest.fixture
-def docker(tmp_path: Path) -> Iterator[FakeDocker]:
-    server = FakeDocker(str(tmp_path / "docker.sock"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def docker(tmp_path: Path) -> Path:
+    fake = tmp_path / "docker"
+    fake.write_text(FAKE_DOCKER)
+    fake.chmod(0o755)
+    return fake
 
 
-def run(socket: str, *command: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tarsdock.runner", "--name", "Hello.HelloServer",
-         "--stop-timeout", "7", "--socket", socket, "--", *command],
-        stderr=subprocess.PIPE, text=True)
+def start(docker: Path, tmp_path: Path, **env: str) -> subprocess.Popen[bytes]:
+    environment = {**os.environ, "FAKE_STATE": str(tmp_path / "state"), **env}
+    return subprocess.Popen(["/bin/sh", str(RUNNER), "Hello.HelloServer", "7", str(docker),
+                             "run", "--rm", "--name", "Hello.HelloServer", "img", "arg with space"],
+                            env=environment, stderr=subprocess.PIPE)
 
 
-def wait_for(condition: object, timeout: float = 10.0) -> None:
+def calls(tmp_path: Path) -> list[list[str]]:
+    path = tmp_path / "state.calls"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for(predicate: object, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
-def test_removes_leftover_then_passes_the_exit_status(docker: FakeDocker) -> None:
-    proc = run(docker.server_address, sys.executable, "-c", "raise SystemExit(3)")
-    assert proc.wait(timeout=30) == 3
-    assert docker.requests == ["DELETE /containers/Hello.HelloServer?force=1"]
+def test_sigterm_asks_docker_to_stop_with_the_window(docker: Path, tmp_path: Path) -> None:
+    runner = start(docker, tmp_path)
+    wait_for(lambda: (tmp_path / "state.pid").exists())
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=10) == 143
+    assert calls(tmp_path) == [
+        ["run", "--rm", "--name", "Hello.HelloServer", "img", "arg with space"],
+        ["stop", "-t", "7", "Hello.HelloServer"]]
 
 
-def test_sigterm_asks_docker_to_stop_with_the_window(docker: FakeDocker) -> None:
-    proc = run(docker.server_address, "sleep", "60")
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
-    wait_for(lambda: children.read_text().strip())   # the docker client is running
-    proc.send_signal(signal.SIGTERM)
-    # the fake answers 404 (no container), so the runner signals the client itself
-    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-    assert "POST /containers/Hello.HelloServer/stop?t=7" in docker.requests
+def test_a_leftover_container_is_removed_and_the_run_retried(docker: Path, tmp_path: Path) -> None:
+    (tmp_path / "state.leftover").touch()
+    runner = start(docker, tmp_path)
+    wait_for(lambda: (tmp_path / "state.pid").exists())
+    assert [call[0] for call in calls(tmp_path)] == ["run", "rm", "run"]
+    assert calls(tmp_path)[1] == ["rm", "-f", "Hello.HelloServer"]
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=10) == 143
+    assert b"removed a leftover container Hello.HelloServer" in runner.stderr.read()  # type: ignore[union-attr]
 
 
-def test_unreachable_daemon_still_runs_the_client(tmp_path: Path) -> None:
-    proc = run(str(tmp_path / "missing.sock"), "true")
-    assert proc.wait(timeout=30) == 0
-    assert "starting anyway" in (proc.stderr.read() if proc.stderr else "")
+def test_the_clients_status_is_the_runners(docker: Path, tmp_path: Path) -> None:
+    runner = start(docker, tmp_path, FAKE_RUN_STATUS="3")
+    assert runner.wait(timeout=10) == 3
+    assert [call[0] for call in calls(tmp_path)] == ["run"]
+
+
+def test_status_125_without_a_leftover_is_not_retried(docker: Path, tmp_path: Path) -> None:
+    runner = start(docker, tmp_path, FAKE_RUN_STATUS="125")
+    assert runner.wait(timeout=10) == 125
+    assert [call[0] for call in calls(tmp_path)] == ["run", "rm"]

@@ -22,6 +22,9 @@ SERVER_TYPES: tuple[ServerType, ...] = (
 )
 
 
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """The [node] table: this host."""
@@ -30,10 +33,15 @@ class NodeSettings:
     localip: str
     tars_path: str
     locator: str
-    docker_socket: str = "/var/run/docker.sock"
+    docker_socket: str = DEFAULT_DOCKER_SOCKET
     host_path: str = ""
     network: Network = "host"
     origin: Origin = Origin("node.toml")
+
+    @property
+    def docker_host(self) -> str | None:
+        """DOCKER_HOST for the docker CLI, when the socket is not the CLI's default."""
+        return None if self.docker_socket == DEFAULT_DOCKER_SOCKET else f"unix://{self.docker_socket}"
 
     @functools.cached_property
     def data_dir(self) -> PurePosixPath:

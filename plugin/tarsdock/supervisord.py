@@ -32,9 +32,7 @@ def _sources(service: Service) -> list[str]:
 def program_command(service: Service, ctx: Context) -> list[str]:
     """The argv supervisord runs: tarsdock-run around `docker run`, or env(1) around the command."""
     if service.spec.run == "container":
-        wrapper = [f"{ctx.scripts_dir}/tarsdock-run", "--name", service.name,
-                   "--stop-timeout", str(service.stop_timeout),
-                   "--socket", service.node.docker_socket, "--"]
+        wrapper = [f"{ctx.scripts_dir}/tarsdock-run", service.name, str(service.stop_timeout)]
         return wrapper + docker_run_argv(service, ctx.docker)
     # env(1) instead of supervisord's environment=, whose quoting rules are its own.
     assignments = [f"{key}={value}" for key, value in service_env(service)]
@@ -45,8 +43,11 @@ def program_rows(service: Service, ctx: Context) -> Rows:
     """The keys of `[program:App.Server]`, in file order."""
     container = service.spec.run == "container"
     stop_wait = service.stop_timeout + STOP_MARGIN if container else service.stop_timeout
+    docker_host = service.node.docker_host if container else None
+    environment: Rows = [("environment", f'DOCKER_HOST="{docker_host}"')] if docker_host else []
     return [
         ("command", program_command(service, ctx)),
+        *environment,
         ("directory", str(service.bin_dir)),
         ("autostart", "true"),
         ("autorestart", "true"),

@@ -59,7 +59,11 @@ def _container_rows(service: Service, ctx: Context) -> Rows:
     name, timeout = service.name, service.stop_timeout
     pull = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "images", "sync",
             "--only", name, "--timeout", str(PULL_TIMEOUT), "--quiet"]
+    docker_host = service.node.docker_host
+    environment: Rows = [("Environment", EnvAssignment("DOCKER_HOST", docker_host))] \
+        if docker_host else []
     return [
+        *environment,
         ("ExecStartPre", IgnoreFailure(pull)),
         ("ExecStartPre", IgnoreFailure([ctx.docker, "rm", "-f", name])),
         ("ExecStart", docker_run_argv(service, ctx.docker)),
