@@ -206,21 +206,31 @@ def test_more_than_ten_starts_in_a_minute_are_punished() -> None:
     world = World(spec("A.S", CPP), states={"tars:A.S": "RUNNING"},
                   options=Options(max_starts=10, start_window=60, punish_interval=600))
     for _ in range(10):
-        world.state("STARTING", "A.S", "tries:0")
+        world.state("STARTING", "A.S", "from_state:EXITED tries:0")
         world.now += 5
     world.run()
     assert world.rpc.calls == []
-    world.state("STARTING", "A.S", "tries:0")
+    world.state("STARTING", "A.S", "from_state:BACKOFF tries:1")
     world.run()
     assert world.rpc.calls == [("stop", "tars:A.S")]
     world.advance(600)
     assert world.rpc.calls == [("stop", "tars:A.S"), ("start", "tars:A.S")]
 
 
+def test_starts_by_hand_do_not_count_against_the_limit() -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "RUNNING"},
+                  options=Options(max_starts=10, start_window=60, punish_interval=600))
+    for _ in range(20):   # an operator's supervisorctl start, or a revival, comes from these
+        world.state("STARTING", "A.S", "from_state:STOPPED tries:0")
+        world.state("STARTING", "A.S", "from_state:FATAL tries:0")
+    world.run()
+    assert world.rpc.calls == []
+
+
 def test_starts_spread_over_more_than_the_window_are_fine() -> None:
     world = World(spec("A.S", CPP), options=Options(max_starts=10, start_window=60))
     for _ in range(30):
-        world.state("STARTING", "A.S", "tries:0")
+        world.state("STARTING", "A.S", "from_state:EXITED tries:0")
         world.now += 7
     world.run()
     assert world.rpc.calls == []

@@ -31,6 +31,9 @@ GROUP = "tars"
 ENDED = {"PROCESS_STATE_STOPPED", "PROCESS_STATE_EXITED", "PROCESS_STATE_FATAL",
          "PROCESS_STATE_BACKOFF"}
 ACTIVE = {"STARTING", "RUNNING", "BACKOFF", "STOPPING"}
+# Starts supervisord makes on its own after an exit: only these count against Tars' start limit,
+# as only tarsnode's own keep-alive restarts do; an operator's start comes from STOPPED or FATAL.
+AUTOMATIC_START_FROM = {"EXITED", "BACKOFF"}
 BAD_NAME = 10   # supervisor.xmlrpc.Faults.BAD_NAME, without importing supervisor
 
 log = logging.getLogger("tarsdock.listener")
@@ -166,7 +169,9 @@ class Listener:
     def _process_state(self, event: Event) -> None:
         service = event.payload_headers.get("processname", "")
         program = f"{GROUP}:{service}"
-        if event.name == "PROCESS_STATE_STARTING" and self._too_many_starts(program):
+        automatic = event.payload_headers.get("from_state") in AUTOMATIC_START_FROM
+        if event.name == "PROCESS_STATE_STARTING" and automatic and \
+                self._too_many_starts(program):
             self.docker_lane.submit(lambda: self.punish(program), key=f"punish {program}")
         if event.name in ENDED and not self._native(service):
             self.docker_lane.submit(lambda: self.cleanup(service), key=f"cleanup {program}")
