@@ -5,21 +5,19 @@ release and its rollback. Nothing is mocked."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
-import selectors
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import docker
 import pytest
+
+# tests/ is on sys.path (pytest's rootdir-relative import of the e2e package).
+from node.call_client import Answer, call, load_make_release, make_client
 
 from tarsdock.cli import build_parser
 from tarsdock.deploy import cmd_deploy
@@ -27,7 +25,6 @@ from tarsdock.deploy import cmd_deploy
 from . import harness
 
 REPO = Path(__file__).resolve().parents[2]
-NODE_DIR = REPO / "tests" / "node"
 TEMPLATES = REPO.parent / "shared" / "tars-templates"
 SERVICE = "TARS.NodeTarsServer"
 SERVANT = f"{SERVICE}.NodeTarsObj"
@@ -35,16 +32,6 @@ UNIT = f"tars-{SERVICE}.service"
 PROGRAM = f"tars:{SERVICE}"
 FIRST, SECOND = "100002", "200002"      # what release 1 and release 2 answer
 OUT_VALUES = ["OUT_czzou_1", "OUT_czzou_2"]
-CALL_TIMEOUT = 90                      # a hang guard while a (re)started service comes up
-
-
-def load_make_release() -> ModuleType:
-    """tests/node/make_release.py, which is a script, not a package module."""
-    spec = importlib.util.spec_from_file_location("make_release", NODE_DIR / "make_release.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -112,74 +99,6 @@ threads = 2
 
 
 # --- the example client ---------------------------------------------------------------------------
-
-
-def make_client(dest: Path, port: int) -> Path:
-    """client.node.proxy with its config pointed at our endpoint and its own node_modules."""
-    client: Path = load_make_release().example_sources("client.node.proxy", dest)
-    conf = client / "config.conf"
-    text = re.sub(r"(?m)^(\s*LocalServer\s*=).*$",
-                  rf"\1 {SERVANT}@tcp -h 127.0.0.1 -p {port} -t 10000", conf.read_text())
-    # A refused call then fails in seconds and is tried again, instead of after a minute.
-    conf.write_text(text.replace("async-invoke-timeout=60000", "async-invoke-timeout=5000"))
-    shutil.copytree(NODE_DIR / "node_modules", client / "node_modules", symlinks=True)
-    return client
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What the example client printed for one getUsrName call."""
-
-    returned: str
-    values: list[str]
-    output: str
-
-
-def parse(output: str) -> Answer:
-    returned = re.search(r"result\.response\.return:\s*(\S+)", output)
-    values = re.findall(r"result\.response\.arguments\.sValue\d:\s*(\S+)", output)
-    return Answer(returned.group(1) if returned else "", values, output)
-
-
-def finished(output: str) -> bool:
-    """The client prints its result or its error and then idles (it never exits by itself)."""
-    return len(re.findall(r"arguments\.sValue\d:", output)) >= 2 or "error.message" in output
-
-
-def call_once(argv: Sequence[str], cwd: Path | None, timeout: float) -> str:
-    """Run the client until it has printed an outcome; stop it (our child) either way."""
-    proc = subprocess.Popen(list(argv), cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    fd, output = proc.stdout.fileno(), b""
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(fd, selectors.EVENT_READ)
-            deadline = time.monotonic() + timeout
-            # Unbuffered reads: a buffered reader could hold lines the selector no longer sees.
-            while not finished(output.decode(errors="replace")) and time.monotonic() < deadline:
-                if selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                    chunk = os.read(fd, 65536)
-                    if not chunk:
-                        break
-                    output += chunk
-    finally:
-        harness.stop_process(proc, 5)
-        proc.stdout.close()
-    return output.decode(errors="replace")
-
-
-def call(argv: Sequence[str], cwd: Path | None = None) -> Answer:
-    """Call getUsrName("czzou") until the (re)started service answers."""
-    deadline = time.monotonic() + CALL_TIMEOUT
-    answer = parse("")
-    while time.monotonic() < deadline:
-        answer = parse(call_once(argv, cwd, 30))
-        if answer.returned and finished(answer.output):
-            return answer
-        time.sleep(0.5)
-    raise AssertionError(f"no answer from {SERVANT} in {CALL_TIMEOUT}s; last output:\n"
-                         f"{answer.output}")
 
 
 def assert_answers(answer: Answer, returned: str) -> None:
