@@ -23,11 +23,10 @@ from typing import Any
 
 import rtoml
 
-from tarsdock.endpoint import Endpoint, parse_endpoint
+from tarsdock.endpoint import Endpoint
 from tarsdock.errors import ErrorCollector, InputErrors, Origin, did_you_mean
-from tarsdock.imageref import looks_like_ref, parse_image_ref
+from tarsdock.imageref import parse_image_ref
 from tarsdock.keys import (
-    ADAPTER_KEYS,
     ID,
     IMAGE_KEYS,
     KIND_NAMES,
@@ -35,7 +34,6 @@ from tarsdock.keys import (
     NODE_KEYS,
     REGISTRY_KEYS,
     REQUIRED,
-    SERVICE_KEYS,
     SERVICES_FILE_TABLES,
     TEMPLATE_KEYS,
     TEMPLATE_NAME,
@@ -44,29 +42,22 @@ from tarsdock.keys import (
     quote_value,
 )
 from tarsdock.model import (
-    AdapterSpec,
     Image,
     Manifest,
     NodeSettings,
     Registry,
-    RunMode,
     ServiceSpec,
 )
-from tarsdock.tomlpos import KeyPath, Located, locate
+from tarsdock.servicetable import ServiceReader, check_listeners, registry_for
+from tarsdock.tomlpos import KeyPath, Located, locate, toml_path
 
 SERVICE_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)\Z")
-BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 SYNTAX_WHERE = re.compile(r" \(at (?:line (\d+), column \d+|end of document)\)\Z")
 TWICE = re.compile(r"Cannot declare (\(.*\)) twice")
 
 
-def toml_path(path: KeyPath) -> str:
-    """A table path as a TOML header spells it: services."Hello.HelloServer"."""
-    return ".".join(p if BARE_KEY.match(p) else f'"{p}"' for p in path if isinstance(p, str))
-
-
 @dataclass(frozen=True)
-class _Doc:
+class TomlDoc:
     """One parsed TOML file and where its keys are."""
 
     rel: str            # the path as the user should see it: relative to the config dir
@@ -126,7 +117,7 @@ def _syntax_error(rel: str, text: str, error: tomllib.TOMLDecodeError) -> tuple[
     return Origin(rel, line), f"TOML syntax error: {message[:1].lower()}{message[1:]}"
 
 
-class _Reader:
+class ManifestReader:
     """Reads the files of one config dir, collecting every error."""
 
     def __init__(self, config_dir: Path, errors: ErrorCollector) -> None:
@@ -155,7 +146,7 @@ class _Reader:
             self.errors.add(Origin(self.rel(file), line), "not valid UTF-8")
             return None
 
-    def read_doc(self, file: Path) -> _Doc | None:
+    def read_doc(self, file: Path) -> TomlDoc | None:
         rel = self.rel(file)
         text = self.read_text(file, Origin(rel))
         if text is None:
@@ -165,9 +156,9 @@ class _Reader:
         except tomllib.TOMLDecodeError as error:
             self.errors.add(*_syntax_error(rel, text, error))
             return None
-        return _Doc(rel, data, locate(text))
+        return TomlDoc(rel, data, locate(text))
 
-    def table(self, doc: _Doc, path: KeyPath, value: Any, rules: dict[str, KeyRule],
+    def table(self, doc: TomlDoc, path: KeyPath, value: Any, rules: dict[str, KeyRule],
               what: str) -> dict[str, Any] | None:
         """Check a table by its rules: values with defaults, None for a required key missing."""
         if not isinstance(value, dict):
@@ -191,7 +182,7 @@ class _Reader:
                 out[key] = None if rule.default is REQUIRED else rule.default
         return out
 
-    def group(self, doc: _Doc, name: str, pattern: re.Pattern[str]) -> list[tuple[str, Any]]:
+    def group(self, doc: TomlDoc, name: str, pattern: re.Pattern[str]) -> list[tuple[str, Any]]:
         """The (id, table) pairs of a top-level table of tables like [images]."""
         value = doc.data.get(name, {})
         if not isinstance(value, dict):
@@ -202,7 +193,7 @@ class _Reader:
                 self.errors.add(doc.origin((name, key)), f"'{key}' is not a valid {name} name", key)
         return [(key, value[key]) for key in value if pattern.match(key)]
 
-    def top_level(self, doc: _Doc, allowed: tuple[str, ...]) -> None:
+    def top_level(self, doc: TomlDoc, allowed: tuple[str, ...]) -> None:
         for key in doc.data:
             if key in allowed:
                 continue
@@ -212,7 +203,7 @@ class _Reader:
                 message = f"unknown table{did_you_mean(key, allowed)}"
             self.errors.add(doc.origin((key,)), message, key)
 
-    def node(self, doc: _Doc) -> NodeSettings | None:
+    def node(self, doc: TomlDoc) -> NodeSettings | None:
         if "node" not in doc.data:
             self.errors.add(Origin(doc.rel), "missing the [node] table")
             return None
@@ -243,7 +234,7 @@ class _Reader:
                             f"or stricter (chmod 600 {full})", key)
         return full
 
-    def registries(self, doc: _Doc) -> dict[str, Registry]:
+    def registries(self, doc: TomlDoc) -> dict[str, Registry]:
         found: dict[str, Registry] = {}
         for rid, raw in self.group(doc, "registries", ID):
             path = ("registries", rid)
@@ -261,7 +252,7 @@ class _Reader:
             found[rid] = Registry(rid, v["url"], v["username"], password, doc.origin(path))
         return found
 
-    def images(self, doc: _Doc, registries: dict[str, Registry]) -> dict[str, Image]:
+    def images(self, doc: TomlDoc, registries: dict[str, Registry]) -> dict[str, Image]:
         found: dict[str, Image] = {}
         for iid, raw in self.group(doc, "images", ID):
             path = ("images", iid)
@@ -270,7 +261,7 @@ class _Reader:
                 self.broken_images.add(iid)
                 continue
             ref = parse_image_ref(v["ref"])
-            registry = _registry_for(ref.domain, registries)
+            registry = registry_for(ref.domain, registries)
             if v["registry"]:
                 registry = registries.get(v["registry"])
                 if registry is None:
@@ -281,7 +272,7 @@ class _Reader:
                                v["restart_on_update"], doc.origin(path))
         return found
 
-    def templates(self, doc: _Doc) -> dict[str, tuple[str, Origin]]:
+    def templates(self, doc: TomlDoc) -> dict[str, tuple[str, Origin]]:
         found: dict[str, tuple[str, Origin]] = {}
         for name, raw in self.group(doc, "templates", TEMPLATE_NAME):
             path = ("templates", name)
@@ -290,7 +281,7 @@ class _Reader:
                 found[name] = (v["parent"], doc.origin((*path, "parent")))
         return found
 
-    def services(self, docs: list[_Doc], images: dict[str, Image],
+    def services(self, docs: list[TomlDoc], images: dict[str, Image],
                  registries: dict[str, Registry]) -> dict[str, ServiceSpec]:
         found: dict[str, ServiceSpec] = {}
         first: dict[str, Origin] = {}
@@ -306,149 +297,14 @@ class _Reader:
                                     name)
                     continue
                 first[name] = origin
-                spec = _ServiceReader(self, doc, name, images, registries).read(raw)
+                spec = ServiceReader(self, doc, name, images, registries).read(raw)
                 if spec is not None:
                     found[name] = spec
         return dict(sorted(found.items()))
 
     def check_endpoints(self) -> None:
         """No two listeners of the node on the same port of the same address (or a wildcard)."""
-        # bucket by (family, port): only listeners in one bucket can clash, and buckets are small
-        by_port: dict[tuple[str, int], list[tuple[Endpoint, Origin, str, str]]] = {}
-        for here, origin, label, key in self.endpoints:
-            bucket = by_port.setdefault((_family(here), here.port), [])
-            bucket.append((here, origin, label, key))
-            for there, first, other, _ in bucket[:-1]:
-                if _clash(here, there):
-                    self.errors.add(origin, f"{label} listens on {here.host}:{here.port}, "
-                                    f"already used by {other} at {first}", key)
-                    break
-
-
-def _registry_for(domain: str, registries: dict[str, Registry]) -> Registry | None:
-    """The registry whose url is the reference's host (docker.io for none)."""
-    host = domain or "docker.io"
-    return next((r for _, r in sorted(registries.items()) if r.url == host), None)
-
-
-def _family(endpoint: Endpoint) -> str:
-    # tcp and ssl share the TCP port space; udp has its own
-    return "udp" if endpoint.transport == "udp" else "tcp"
-
-
-def _clash(a: Endpoint, b: Endpoint) -> bool:
-    wild = ("0.0.0.0", "*")
-    return (_family(a) == _family(b) and a.port == b.port
-            and (a.host == b.host or a.host in wild or b.host in wild))
-
-
-class _ServiceReader:
-    """Reads one [services."App.Server"] table."""
-
-    def __init__(self, reader: _Reader, doc: _Doc, name: str, images: dict[str, Image],
-                 registries: dict[str, Registry]) -> None:
-        self.reader, self.errors, self.doc, self.name = reader, reader.errors, doc, name
-        self.path: KeyPath = ("services", name)
-        self.images, self.registries = images, registries
-
-    def origin(self, key: str) -> Origin:
-        return self.doc.origin((*self.path, key))
-
-    def read(self, raw: Any) -> ServiceSpec | None:
-        v = self.reader.table(self.doc, self.path, raw, SERVICE_KEYS, f"[{toml_path(self.path)}]")
-        if v is None:
-            return None
-        image = self.image(v["image"]) if v["image"] else None
-        run: RunMode = v["run"] or ("container" if v["image"] else "native")
-        if run == "container" and not v["image"]:
-            self.errors.add(self.origin("run"), 'run = "container" needs an image', "run")
-        self.check_command(v["type"], v["command"])
-        profile, profile_origin = self.profile(v["profile"], v["profile_file"])
-        if v["local_port"]:
-            local = Endpoint("tcp", "127.0.0.1", v["local_port"])
-            self.reader.endpoints.append(
-                (local, self.origin("local_port"), f"{self.name} admin", "local_port"))
-        adapters = self.adapters(v["adapters"])
-        if v["type"] is None:
-            return None
-        app, server = self.name.split(".")
-        return ServiceSpec(
-            app=app, server=server, type=v["type"], template=v["template"], run=run,
-            origin=self.doc.origin(self.path), profile=profile, profile_origin=profile_origin,
-            image=image, exe=v["exe"], command=tuple(v["command"]), local_port=v["local_port"],
-            set_division=v["set_division"], async_thread=v["async_thread"],
-            main_class=v["main_class"], adapters=adapters,
-        )
-
-    def image(self, text: str) -> Image | None:
-        """An [images] id, or a literal reference made into an Image of its own."""
-        if text in self.images or text in self.reader.broken_images:
-            return self.images.get(text)
-        origin = self.origin("image")
-        if not looks_like_ref(text):
-            self.errors.add(origin, f"no image id {quote_value(text)}"
-                            f"{did_you_mean(text, self.images) or ' in [images]'}"
-                            " (a literal image reference has a ':tag', a '/' or an '@digest')",
-                            "image")
-            return None
-        try:
-            ref = parse_image_ref(text)
-        except ValueError as error:
-            self.errors.add(origin, str(error), "image")
-            return None
-        return Image(ref.normalized(), registry=_registry_for(ref.domain, self.registries),
-                     origin=origin)
-
-    def check_command(self, kind: str | None, command: list[str]) -> None:
-        if kind == "not_tars" and not command:
-            self.errors.add(self.doc.origin(self.path), "a not_tars service needs a command",
-                            "command")
-        elif kind not in (None, "not_tars") and command:
-            self.errors.add(self.origin("command"), f"only not_tars services take a command "
-                            f"(this one is {kind}; Tars builds its command line)", "command")
-
-    def profile(self, inline: str, file: str) -> tuple[str, Origin]:
-        """The profile text and the origin of its first line (see the module docstring)."""
-        if inline and file:
-            self.errors.add(self.origin("profile_file"), "give profile or profile_file, not both",
-                            "profile_file")
-        if not file:
-            where = self.doc.where.value_line((*self.path, "profile"))
-            return inline, Origin(self.doc.rel, where if inline else 0)
-        full = self.reader.config_dir / file
-        text = self.reader.read_text(full, self.origin("profile_file"), "profile_file")
-        if text is None:
-            return "", Origin(self.reader.rel(full))
-        return text, Origin(self.reader.rel(full), 1)
-
-    def adapters(self, tables: list[dict[str, Any]]) -> tuple[AdapterSpec, ...]:
-        found: list[AdapterSpec] = []
-        names: dict[str, Origin] = {}
-        for i, raw in enumerate(tables):
-            path = (*self.path, "adapters", i)
-            what = f"[[{toml_path(self.path)}.adapters]] #{i + 1}"
-            v = self.reader.table(self.doc, path, raw, ADAPTER_KEYS, what)
-            if v is None or None in v.values():
-                continue
-            origin = self.doc.origin(path)
-            name = v["name"] or v["servant"].split(".")[-1] + "Adapter"
-            if name in names:
-                self.errors.add(self.doc.origin((*path, "name")),
-                                f"adapter '{name}' is defined twice: also at {names[name]}", "name")
-                continue
-            names[name] = origin
-            if not v["servant"].startswith(self.name + "."):
-                self.errors.add(self.doc.origin((*path, "servant")),
-                                f"servant must start with '{self.name}.'", "servant")
-            endpoint = parse_endpoint(v["endpoint"])
-            label = f"{self.name} adapter {name}"
-            where = self.doc.origin((*path, "endpoint"))
-            self.reader.endpoints.append((endpoint, where, label, "endpoint"))
-            found.append(AdapterSpec(
-                name, v["servant"], v["endpoint"], v["threads"], v["maxconns"], v["queuecap"],
-                v["queuetimeout"], v["protocol"], v["allow"], origin,
-            ))
-        return tuple(found)
+        check_listeners(self.endpoints, self.errors)
 
 
 def _service_files(config_dir: Path, errors: ErrorCollector) -> list[Path]:
@@ -464,7 +320,7 @@ def _service_files(config_dir: Path, errors: ErrorCollector) -> list[Path]:
 def load_manifest(config_dir: Path) -> Manifest:
     """Read node.toml and services.d/*.toml; raise InputErrors with every problem found."""
     errors = ErrorCollector()
-    reader = _Reader(config_dir, errors)
+    reader = ManifestReader(config_dir, errors)
     node_file = config_dir / "node.toml"
     node_doc = None
     if node_file.exists() or node_file.is_symlink():

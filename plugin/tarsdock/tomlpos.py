@@ -39,7 +39,8 @@ class Located:
 
 KEY_PART = r"""(?:[A-Za-z0-9_-]+|"[^"\\\n]*"|'[^'\n]*')"""
 SIMPLE_KEY = rf"{KEY_PART}(?:[ \t]*\.[ \t]*{KEY_PART})*"
-BARE_KEY = re.compile(rf"[ \t]*{SIMPLE_KEY}[ \t]*")
+SIMPLE_KEY_TEXT = re.compile(rf"[ \t]*{SIMPLE_KEY}[ \t]*")
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 SCALAR = r"""(?:"[^"\\\n]*"|'[^'\n]*'|[A-Za-z0-9_.:+-]+)"""
 SIMPLE_VALUE = rf"(?:{SCALAR}|\[[ \t]*(?:{SCALAR}[ \t]*,[ \t]*)*(?:{SCALAR}[ \t]*)?\])"
 # One line holding a header or a key with a single-line value: most lines of a manifest.
@@ -51,7 +52,7 @@ SIMPLE_LINE = re.compile(
 
 def decode_key(text: str) -> tuple[str, ...] | None:
     """Decode TOML key text (`a."b.c"`) into its parts with tomllib; None if it is no key."""
-    if BARE_KEY.fullmatch(text):
+    if SIMPLE_KEY_TEXT.fullmatch(text):
         # the common case, simple dotted keys, without a tomllib round trip per line
         return tuple(part[1:-1] if part[0] in "\"'" else part
                      for part in re.findall(KEY_PART, text))
@@ -229,3 +230,8 @@ class _Scanner:
 def locate(text: str) -> Located:
     """Map every table header and key of a TOML text to its 1-based line."""
     return _Scanner(text).run()
+
+
+def toml_path(path: KeyPath) -> str:
+    """A table path as a TOML header spells it: services."Hello.HelloServer"."""
+    return ".".join(p if BARE_KEY.match(p) else f'"{p}"' for p in path if isinstance(p, str))

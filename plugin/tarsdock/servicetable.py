@@ -1,0 +1,157 @@
+"""One [services."App.Server"] table of the manifest, and the node's listening endpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tarsdock.endpoint import Endpoint, parse_endpoint
+from tarsdock.errors import ErrorCollector, Origin, did_you_mean
+from tarsdock.imageref import looks_like_ref, parse_image_ref
+from tarsdock.keys import ADAPTER_KEYS, SERVICE_KEYS, quote_value
+from tarsdock.model import AdapterSpec, Image, Registry, RunMode, ServiceSpec
+from tarsdock.tomlpos import KeyPath, toml_path
+
+if TYPE_CHECKING:
+    from tarsdock.manifest import ManifestReader, TomlDoc
+
+Listener = tuple[Endpoint, Origin, str, str]   # endpoint, where, what listens, manifest key
+
+
+def check_listeners(listeners: list[Listener], errors: ErrorCollector) -> None:
+    """No two listeners on the same port of the same address (or a wildcard)."""
+    # bucket by (family, port): only listeners in one bucket can clash, and buckets are small
+    by_port: dict[tuple[str, int], list[Listener]] = {}
+    for here, origin, label, key in listeners:
+        bucket = by_port.setdefault((family(here), here.port), [])
+        bucket.append((here, origin, label, key))
+        for there, first, other, _ in bucket[:-1]:
+            if clash(here, there):
+                errors.add(origin, f"{label} listens on {here.host}:{here.port}, "
+                           f"already used by {other} at {first}", key)
+                break
+
+
+def registry_for(domain: str, registries: dict[str, Registry]) -> Registry | None:
+    """The registry whose url is the reference's host (docker.io for none)."""
+    host = domain or "docker.io"
+    return next((r for _, r in sorted(registries.items()) if r.url == host), None)
+
+
+def family(endpoint: Endpoint) -> str:
+    # tcp and ssl share the TCP port space; udp has its own
+    return "udp" if endpoint.transport == "udp" else "tcp"
+
+
+def clash(a: Endpoint, b: Endpoint) -> bool:
+    wild = ("0.0.0.0", "*")
+    return (family(a) == family(b) and a.port == b.port
+            and (a.host == b.host or a.host in wild or b.host in wild))
+
+
+class ServiceReader:
+    """Reads one [services."App.Server"] table."""
+
+    def __init__(self, reader: ManifestReader, doc: TomlDoc, name: str, images: dict[str, Image],
+                 registries: dict[str, Registry]) -> None:
+        self.reader, self.errors, self.doc, self.name = reader, reader.errors, doc, name
+        self.path: KeyPath = ("services", name)
+        self.images, self.registries = images, registries
+
+    def origin(self, key: str) -> Origin:
+        return self.doc.origin((*self.path, key))
+
+    def read(self, raw: Any) -> ServiceSpec | None:
+        v = self.reader.table(self.doc, self.path, raw, SERVICE_KEYS, f"[{toml_path(self.path)}]")
+        if v is None:
+            return None
+        image = self.image(v["image"]) if v["image"] else None
+        run: RunMode = v["run"] or ("container" if v["image"] else "native")
+        if run == "container" and not v["image"]:
+            self.errors.add(self.origin("run"), 'run = "container" needs an image', "run")
+        self.check_command(v["type"], v["command"])
+        profile, profile_origin = self.profile(v["profile"], v["profile_file"])
+        if v["local_port"]:
+            local = Endpoint("tcp", "127.0.0.1", v["local_port"])
+            self.reader.endpoints.append(
+                (local, self.origin("local_port"), f"{self.name} admin", "local_port"))
+        adapters = self.adapters(v["adapters"])
+        if v["type"] is None:
+            return None
+        app, server = self.name.split(".")
+        return ServiceSpec(
+            app=app, server=server, type=v["type"], template=v["template"], run=run,
+            origin=self.doc.origin(self.path), profile=profile, profile_origin=profile_origin,
+            image=image, exe=v["exe"], command=tuple(v["command"]), local_port=v["local_port"],
+            set_division=v["set_division"], async_thread=v["async_thread"],
+            main_class=v["main_class"], adapters=adapters,
+        )
+
+    def image(self, text: str) -> Image | None:
+        """An [images] id, or a literal reference made into an Image of its own."""
+        if text in self.images or text in self.reader.broken_images:
+            return self.images.get(text)
+        origin = self.origin("image")
+        if not looks_like_ref(text):
+            self.errors.add(origin, f"no image id {quote_value(text)}"
+                            f"{did_you_mean(text, self.images) or ' in [images]'}"
+                            " (a literal image reference has a ':tag', a '/' or an '@digest')",
+                            "image")
+            return None
+        try:
+            ref = parse_image_ref(text)
+        except ValueError as error:
+            self.errors.add(origin, str(error), "image")
+            return None
+        return Image(ref.normalized(), registry=registry_for(ref.domain, self.registries),
+                     origin=origin)
+
+    def check_command(self, kind: str | None, command: list[str]) -> None:
+        if kind == "not_tars" and not command:
+            self.errors.add(self.doc.origin(self.path), "a not_tars service needs a command",
+                            "command")
+        elif kind not in (None, "not_tars") and command:
+            self.errors.add(self.origin("command"), f"only not_tars services take a command "
+                            f"(this one is {kind}; Tars builds its command line)", "command")
+
+    def profile(self, inline: str, file: str) -> tuple[str, Origin]:
+        """The profile text and the origin of its first line (see the module docstring)."""
+        if inline and file:
+            self.errors.add(self.origin("profile_file"), "give profile or profile_file, not both",
+                            "profile_file")
+        if not file:
+            where = self.doc.where.value_line((*self.path, "profile"))
+            return inline, Origin(self.doc.rel, where if inline else 0)
+        full = self.reader.config_dir / file
+        text = self.reader.read_text(full, self.origin("profile_file"), "profile_file")
+        if text is None:
+            return "", Origin(self.reader.rel(full))
+        return text, Origin(self.reader.rel(full), 1)
+
+    def adapters(self, tables: list[dict[str, Any]]) -> tuple[AdapterSpec, ...]:
+        found: list[AdapterSpec] = []
+        names: dict[str, Origin] = {}
+        for i, raw in enumerate(tables):
+            path = (*self.path, "adapters", i)
+            what = f"[[{toml_path(self.path)}.adapters]] #{i + 1}"
+            v = self.reader.table(self.doc, path, raw, ADAPTER_KEYS, what)
+            if v is None or None in v.values():
+                continue
+            origin = self.doc.origin(path)
+            name = v["name"] or v["servant"].split(".")[-1] + "Adapter"
+            if name in names:
+                self.errors.add(self.doc.origin((*path, "name")),
+                                f"adapter '{name}' is defined twice: also at {names[name]}", "name")
+                continue
+            names[name] = origin
+            if not v["servant"].startswith(self.name + "."):
+                self.errors.add(self.doc.origin((*path, "servant")),
+                                f"servant must start with '{self.name}.'", "servant")
+            endpoint = parse_endpoint(v["endpoint"])
+            label = f"{self.name} adapter {name}"
+            where = self.doc.origin((*path, "endpoint"))
+            self.reader.endpoints.append((endpoint, where, label, "endpoint"))
+            found.append(AdapterSpec(
+                name, v["servant"], v["endpoint"], v["threads"], v["maxconns"], v["queuecap"],
+                v["queuetimeout"], v["protocol"], v["allow"], origin,
+            ))
+        return tuple(found)
