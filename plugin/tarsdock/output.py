@@ -104,7 +104,7 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
     changes: list[Change] = []
     wanted = set()
     for file in files:
-        wanted.add(file.path.resolve())
+        wanted.add(file.path)
         old, mode = _read(file.path)
         if old is None:
             changes.append(Change("new", file.path, file))
@@ -114,7 +114,7 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
             changes.append(Change("unchanged", file.path, file, old))
     if out_dir is not None and out_dir.is_dir():
         for path in sorted(out_dir.iterdir()):
-            if path.is_file() and not path.is_symlink() and path.resolve() not in wanted \
+            if path not in wanted and path.is_file() and not path.is_symlink() \
                     and generated_kind(path) == kind:
                 changes.append(Change("stale", path, None, _read(path)[0]))
     return changes
