@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from shared_templates import SHARED_TEMPLATES
 from unit_helpers import NODE, make_service
 
 from tarsdock import systemd
@@ -18,7 +19,7 @@ from tarsdock.errors import InputError, Origin
 from tarsdock.model import ContainerOptions, PackageFacts, Volume
 from tarsdock.output import Context
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "tars-templates"
+SHARED = SHARED_TEMPLATES
 BIN = "/usr/local/app/tars/tarsnode/data/Hello.NodeServer/bin"
 CONF = "/usr/local/app/tars/tarsnode/data/Hello.NodeServer/conf/Hello.NodeServer.config.conf"
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from shared_templates import SHARED_TEMPLATES
 from unit_helpers import supervisor_program, systemd_environment, systemd_exec_argv, systemd_keys
 
 from tarsdock.errors import TarsdockError
@@ -31,7 +32,7 @@ from tarsdock.output import Context
 from tarsdock.resolve import load_node
 
 CASES = Path(__file__).parent / "cases"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "tars-templates"
+SHARED = SHARED_TEMPLATES
 CTX_DOCKER = "/usr/bin/docker"
 
 

@@ -7,13 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from shared_templates import SHARED_TEMPLATES
 
 from tarsdock.generate import FORMATS, render
 from tarsdock.output import Context
 from tarsdock.resolve import load_node
 
 GOLDEN = Path(__file__).parent / "golden"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "tars-templates"
+SHARED = SHARED_TEMPLATES
 CONFIG_DIR = Path("/etc/tarsdock")   # as printed in headers; the files are read from a copy
 
 

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from shared_templates import SHARED_TEMPLATES
 
 from tarsdock import tcconfig
 from tarsdock.cli import main
@@ -13,7 +14,7 @@ from tarsdock.resolve import load_node
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "node"
-SHARED = REPO.parent / "shared" / "tars-templates"
+SHARED = SHARED_TEMPLATES
 
 NODE = """\
 [node]

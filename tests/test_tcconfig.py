@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from shared_templates import SHARED_TEMPLATES
 
 from tarsdock import tcconfig
 from tarsdock.errors import InputErrors, Origin
 from tarsdock.templates import Template, TemplateSet
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "tars-templates"
+SHARED = SHARED_TEMPLATES
 REAL_TEMPLATES = sorted(p for p in SHARED.rglob("tars.*") if p.is_file())
 
 

@@ -18,6 +18,7 @@ import pytest
 
 # tests/ is on sys.path (pytest's rootdir-relative import of the e2e package).
 from node.call_client import Answer, call, load_make_release, make_client
+from shared_templates import SHARED_TEMPLATES
 
 from tarsdock.cli import build_parser
 from tarsdock.deploy import cmd_deploy
@@ -25,7 +26,7 @@ from tarsdock.deploy import cmd_deploy
 from . import harness
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATES = REPO.parent / "shared" / "tars-templates"
+TEMPLATES = SHARED_TEMPLATES
 SERVICE = "TARS.NodeTarsServer"
 SERVANT = f"{SERVICE}.NodeTarsObj"
 UNIT = f"tars-{SERVICE}.service"
