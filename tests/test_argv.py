@@ -118,9 +118,10 @@ def test_generate_writes_units_configs_and_dirs(node_dir: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"
     assert generate(node_dir, out) == 0
-    assert capsys.readouterr().out == "7 written, 0 unchanged, 0 removed\n"
+    assert capsys.readouterr().out == "9 written, 0 unchanged, 0 removed\n"
     assert sorted(p.name for p in out.iterdir()) == [
-        "tars-Hello.HelloServer.service", "tars-Hello.NativeServer.service", "tars.target",
+        "tars-Hello.HelloServer.service", "tars-Hello.NativeServer.service",
+        "tars-punish@.service", "tars-punish@.timer", "tars.target",
         "tarsdock-images-sync.service", "tarsdock-images-sync.timer"]
     service_dir = tmp_path / "tars" / "tarsnode" / "data" / "Hello.HelloServer"
     conf = (service_dir / "conf" / "Hello.HelloServer.config.conf").read_text()
@@ -128,7 +129,7 @@ def test_generate_writes_units_configs_and_dirs(node_dir: Path, tmp_path: Path,
     assert (service_dir / "bin").is_dir() and (service_dir / "data").is_dir()
     assert (tmp_path / "tars" / "app_log" / "Hello" / "HelloServer").is_dir()
     assert generate(node_dir, out) == 0
-    assert capsys.readouterr().out == "0 written, 7 unchanged, 0 removed\n"
+    assert capsys.readouterr().out == "0 written, 9 unchanged, 0 removed\n"
 
 
 def test_removed_service_unit_is_removed(node_dir: Path, tmp_path: Path,
@@ -138,8 +139,8 @@ def test_removed_service_unit_is_removed(node_dir: Path, tmp_path: Path,
     text = (node_dir / "node.toml").read_text()
     (node_dir / "node.toml").write_text(text[:text.index('[services."Hello.NativeServer"]')])
     generate(node_dir, out)
-    # tars.target loses the service; the image sync units do not depend on the services
-    assert capsys.readouterr().out.endswith("1 written, 4 unchanged, 1 removed\n")
+    # tars.target loses the service; the image sync and punish units do not depend on it
+    assert capsys.readouterr().out.endswith("1 written, 6 unchanged, 1 removed\n")
     assert not (out / "tars-Hello.NativeServer.service").exists()
 
 

@@ -1,4 +1,5 @@
-"""systemd output: `tars-App.Server.service` per service and `tars.target` to start them all."""
+"""systemd output: `tars-App.Server.service` per service, `tars.target` to start them all, and
+the `tars-punish@` timer that gives a service that hit its start limit another try later."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from tarsdock.argv import docker_run_argv, service_command, service_env
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context, OutputFile, header, render_template
-from tarsdock.quoting import EnvAssignment, Value, systemd
+from tarsdock.quoting import EnvAssignment, Value, check_text, systemd
 
 FORMAT = "systemd"
 TARGET = "tars.target"
@@ -19,6 +20,15 @@ STOP_MARGIN = 10
 START_LIMIT_INTERVAL = 60
 START_LIMIT_BURST = 10
 RESTART_SEC = 3
+# Tars "punish" interval: once a service has hit its start limit, tarsnode tries it again every
+# 600 s for ever. systemd 252 (bookworm) has no RestartSteps=/RestartMaxDelaySec= (254), so a
+# failed unit arms the punish timer through OnFailure=, and its oneshot starts the unit again.
+PUNISH_INTERVAL = 600
+PUNISH = "tars-punish"
+SYSTEMCTL = "/usr/bin/systemctl"
+# 128+SIGTERM: `docker run` after `docker stop`, or a JVM on SIGTERM. A clean stop, so that
+# `systemctl stop` never leaves a failed unit whose OnFailure= arms the punish timer.
+SIGTERM_EXIT = 143
 # A start pulls its image first if it is missing, for at most this long; `docker run` itself
 # never pulls (--pull=never), so a start never waits on a registry longer than this.
 PULL_TIMEOUT = 60
@@ -33,7 +43,14 @@ class IgnoreFailure:
     argv: list[str]
 
 
-Rows = list[tuple[str, Value | IgnoreFailure]]
+@dataclass(frozen=True)
+class Specifiers:
+    """A fixed value whose `%` specifiers systemd is meant to expand (written as is)."""
+
+    text: str
+
+
+Rows = list[tuple[str, Value | IgnoreFailure | Specifiers]]
 
 
 def unit_name(service: Service) -> str:
@@ -46,6 +63,10 @@ def _unit_rows(service: Service) -> Rows:
     rows: Rows = [
         ("Description", f"Tars service {service.name} ({mode})"),
         ("PartOf", TARGET),
+        # Only the failed state starts it: the start limit hit, never `systemctl stop`.
+        ("OnFailure", Specifiers(f"{PUNISH}@%n.timer")),
+        # Stopping the unit (or tars.target, which stops it) disarms its timer, failed or not.
+        ("PropagatesStopTo", Specifiers(f"{PUNISH}@%n.timer")),
         ("StartLimitIntervalSec", str(START_LIMIT_INTERVAL)),
         ("StartLimitBurst", str(START_LIMIT_BURST)),
     ]
@@ -93,6 +114,7 @@ def service_rows(service: Service, ctx: Context) -> list[tuple[str, Rows]]:
             # SIGTERM to the main process only (the service, or the docker client after
             # `docker stop`), SIGKILL to whatever is left once the window is over.
             ("KillMode", "mixed"),
+            ("SuccessExitStatus", str(SIGTERM_EXIT)),
             ("Restart", "always"),
             ("RestartSec", str(RESTART_SEC)),
             ("SyslogIdentifier", service.name),
@@ -126,6 +148,33 @@ def timer_rows() -> list[tuple[str, Rows]]:
     ]
 
 
+def punish_timer_rows() -> list[tuple[str, Rows]]:
+    """tars-punish@UNIT.timer: armed when UNIT fails, fires once after the punish interval."""
+    return [
+        # PartOf=tars.target: stopping the target disarms every timer directly; the stop job of
+        # a unit that is already failed is dropped, and PropagatesStopTo= with it.
+        ("Unit", [("Description", Specifiers("Tars punish interval of %i")),
+                  ("PartOf", TARGET)]),
+        # RemainAfterElapse=no: inactive once fired, so the unit's next failure arms it again.
+        ("Timer", [("OnActiveSec", str(PUNISH_INTERVAL)), ("AccuracySec", "1s"),
+                   ("RemainAfterElapse", "no")]),
+    ]
+
+
+def punish_service_rows() -> list[tuple[str, Rows]]:
+    """tars-punish@UNIT.service: clear UNIT's failed state and start limit, then start it."""
+    # %i, not %I: the instance is the unit name as is (%I would unescape its `-` to `/`).
+    only_if_failed = f"{SYSTEMCTL} is-failed --quiet %i"
+    return [
+        ("Unit", [("Description", Specifiers("Tars punish: start %i again"))]),
+        ("Service", [("Type", "oneshot"),
+                     # A unit started or stopped since it failed is left alone.
+                     ("ExecCondition", Specifiers(only_if_failed)),
+                     ("ExecStart", Specifiers(f"{SYSTEMCTL} reset-failed %i")),
+                     ("ExecStart", Specifiers(f"{SYSTEMCTL} --no-block start %i"))]),
+    ]
+
+
 def target_rows(services: Sequence[Service]) -> list[tuple[str, Rows]]:
     """tars.target: wants every service, so `systemctl start tars.target` starts them all."""
     units = " ".join([f"{SYNC_UNIT}.timer", *(unit_name(service) for service in services)])
@@ -138,15 +187,17 @@ def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
                            header=head, sections=sections, what=what)
 
 
-def _systemd_filter(value: Value | IgnoreFailure, what: str) -> str:
+def _systemd_filter(value: Value | IgnoreFailure | Specifiers, what: str) -> str:
     if isinstance(value, IgnoreFailure):
         return "-" + systemd(value.argv, what)
+    if isinstance(value, Specifiers):
+        return check_text(value.text, what)
     return systemd(value, what)
 
 
 def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
            out_dir: Path) -> list[OutputFile]:
-    """Every systemd unit for these services, plus tars.target."""
+    """Every systemd unit for these services, plus tars.target and the shared units."""
     files = []
     for service in services:
         head = header(FORMAT, ctx.config_dir, [service.spec.origin.path,
@@ -157,6 +208,8 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
     files.append(OutputFile(out_dir / TARGET, _render(target_rows(services), head, TARGET)))
     head = header(FORMAT, ctx.config_dir, [f"node {node.name}"])
     for name, sections in ((f"{SYNC_UNIT}.service", sync_rows(ctx)),
-                           (f"{SYNC_UNIT}.timer", timer_rows())):
+                           (f"{SYNC_UNIT}.timer", timer_rows()),
+                           (f"{PUNISH}@.timer", punish_timer_rows()),
+                           (f"{PUNISH}@.service", punish_service_rows())):
         files.append(OutputFile(out_dir / name, _render(sections, head, name)))
     return files
