@@ -63,7 +63,8 @@ def _unit_rows(service: Service) -> Rows:
     rows: Rows = [
         ("Description", f"Tars service {service.name} ({mode})"),
         ("PartOf", TARGET),
-        # Only the failed state starts it: the start limit hit, never `systemctl stop`.
+        # Only the failed state starts it: on systemd 252 the start limit hit, never a clean
+        # `systemctl stop` (from 254 on, without RestartMode=direct, every crash goes through it).
         ("OnFailure", Specifiers(f"{PUNISH}@%n.timer")),
         # Stopping the unit (or tars.target, which stops it) disarms its timer, failed or not.
         ("PropagatesStopTo", Specifiers(f"{PUNISH}@%n.timer")),

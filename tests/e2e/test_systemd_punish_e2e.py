@@ -62,6 +62,15 @@ class Box:
         """Wait until the unit's punish timer is active (waiting to elapse)."""
         self.sd.wait_unit_state(timer(unit), "active", 30)
 
+    def timer_stops(self, unit: str) -> int:
+        """How often a stop job stopped the unit's punish timer (an elapsed timer logs none)."""
+        return self.sd.journal(timer(unit)).count(f"Stopped {timer(unit)}")
+
+    def settle(self) -> None:
+        """Wait until systemd has no job left (`systemctl stop` waits for its anchor job only)."""
+        harness.wait_for(lambda: "No jobs" in self.systemctl("list-jobs"), "an empty job queue",
+                         60, interval=0.2)
+
     def limit_hits(self, unit: str) -> int:
         """How often systemd refused a start of the unit for its start limit."""
         return self.sd.journal(unit).count(LIMIT_HIT)
@@ -122,8 +131,11 @@ def test_start_limit_arms_the_timer_and_the_unit_is_tried_again(box: Box) -> Non
 
 def test_stopping_a_failed_unit_disarms_its_timer(box: Box) -> None:
     box.hit_start_limit(CRASH)
+    stops = box.timer_stops(CRASH)
     box.systemctl("stop", CRASH)
+    box.settle()
     # PropagatesStopTo= stops the timer in the same transaction as the unit.
+    assert box.timer_stops(CRASH) == stops + 1
     assert box.sd.unit_state(timer(CRASH)) == "inactive"
 
 
@@ -134,6 +146,7 @@ def test_stopping_a_running_unit_does_not_arm_the_timer(box: Box) -> None:
                                           f"name=^/{APP}.Sleep$"]).stdout.strip(),
                      "the Sleep container to run", 30)
     box.systemctl("stop", SLEEP)
+    box.settle()
     # `docker stop` makes `docker run` exit 143: SuccessExitStatus= keeps that a clean stop.
     assert box.sd.unit_state(SLEEP) == "inactive"
     assert box.show(timer(SLEEP), "ActiveEnterTimestampMonotonic") == "0"
@@ -143,7 +156,11 @@ def test_stopping_a_running_unit_does_not_arm_the_timer(box: Box) -> None:
 def test_stopping_tars_target_disarms_every_timer(box: Box) -> None:
     box.systemctl("start", SLEEP)
     box.hit_start_limit(CRASH)
+    stops = box.timer_stops(CRASH)
     box.systemctl("stop", "tars.target")
+    box.settle()
+    # The failed unit's own stop job is dropped as redundant: PartOf=tars.target stops its timer.
+    assert box.timer_stops(CRASH) == stops + 1
     assert box.sd.unit_state(timer(CRASH)) == "inactive"
     assert box.sd.unit_state(SLEEP) == "inactive"
     assert box.show(timer(SLEEP), "ActiveEnterTimestampMonotonic") == "0"
