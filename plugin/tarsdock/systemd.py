@@ -169,7 +169,7 @@ def punish_service_rows() -> list[tuple[str, Rows]]:
     return [
         ("Unit", [("Description", Specifiers("Tars punish: start %i again"))]),
         ("Service", [("Type", "oneshot"),
-                     # A unit started or stopped since it failed is left alone.
+                     # A unit started by hand since it failed is left alone.
                      ("ExecCondition", Specifiers(only_if_failed)),
                      ("ExecStart", Specifiers(f"{SYSTEMCTL} reset-failed %i")),
                      ("ExecStart", Specifiers(f"{SYSTEMCTL} --no-block start %i"))]),
