@@ -176,12 +176,13 @@ def test_a_killed_docker_client_leaves_no_container_and_orphans_are_reaped(
     os.kill(docker_client_pid(runner), signal.SIGKILL)
     sup.wait_state("tars:E2e.Kill", "EXITED", 30)
     exited = time.monotonic()
-    assert container.id in {c.id for c in docker_engine.containers.list()}, \
-        "the container should outlive its killed client (else this test proves nothing)"
     wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": container.id}),
              "the leftover container to be removed", 60)
     print(f"leftover container removed {time.monotonic() - exited:.2f} s after EXITED")
-    assert "left by an ended run" in node.listener_text()
+    # The listener logs this only when it found and removed a container, so the container did
+    # outlive its killed client (checking `docker ps` after EXITED instead races the listener).
+    assert f"E2e.Kill: removing container {container.id[:12]} left by an ended run" \
+        in node.listener_text()
     assert sup.ctl("start", "tars:E2e.Kill").returncode == 0
     sup.wait_state("tars:E2e.Kill", "RUNNING", 60)
 
