@@ -57,6 +57,12 @@ def registry(tmp_path: Path, docker_engine: docker.DockerClient) -> Iterator[har
         yield reg.start()
     finally:
         reg.stop()
+        # the images tests pushed to or pulled from this registry carry its address: drop them,
+        # so runs do not pile up tags on the shared engine
+        for image in docker_engine.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"{reg.address}/"):
+                    docker_engine.images.remove(tag, force=True)
 
 
 @pytest.fixture
