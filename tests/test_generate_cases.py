@@ -27,9 +27,8 @@ from shared_templates import SHARED_TEMPLATES
 from unit_helpers import supervisor_program, systemd_environment, systemd_exec_argv, systemd_keys
 
 from tarsdock.errors import TarsdockError
-from tarsdock.generate import render, warnings
+from tarsdock.generate import load_and_render, warnings
 from tarsdock.output import Context
-from tarsdock.resolve import load_node
 
 CASES = Path(__file__).parent / "cases"
 SHARED = SHARED_TEMPLATES
@@ -144,10 +143,10 @@ def run_case(path: Path, tmp: Path) -> None:
     directory = config_dir(case, tmp)
     ctx = Context(directory, "/opt/tarsdock/bin", CTX_DOCKER)
     try:
-        node = load_node(directory)
-        services = list(node.services)
-        outputs = {fmt: render(fmt, services, node.manifest.node, ctx, tmp / "out")
-                   for fmt in case.formats}
+        rendered = {fmt: load_and_render(fmt, directory, ctx, tmp / "out")
+                    for fmt in case.formats}
+        services = next(iter(rendered.values()))[1]
+        outputs = {fmt: files for fmt, (_, _, files) in rendered.items()}
     except TarsdockError as error:
         assert failing, f"{path.name}: unexpected error:\n{error}"
         for negate, name, args in failing:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tarsdock.model import NodeSettings, Service
     from tarsdock.output import Change, Context, OutputFile
+    from tarsdock.resolve import ResolvedNode
 
 FORMATS = ("supervisord", "systemd")
 CONFIG_FORMAT = "tars-config"   # header tag of the service config files
@@ -82,21 +83,37 @@ def plan_all(fmt: str, files: list[OutputFile], out_dir: Path) -> list[Change]:
     return plan(units, out_dir, fmt) + plan(configs)
 
 
+def load_and_render(fmt: str, directory: Path, ctx: Context,
+                    out_dir: Path) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
+    """Load the config dir, read what each release says, render; input errors carry lines."""
+    from tarsdock.errors import InputError, InputErrors
+    from tarsdock.package import read_package_facts
+    from tarsdock.resolve import load_node
+
+    def attempt(lines: bool) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
+        node = load_node(directory, lines)
+        services = [replace(s, package=read_package_facts(Path(s.bin_dir)))
+                    for s in node.services]
+        return node, services, render(fmt, services, node.manifest.node, ctx, out_dir)
+
+    try:
+        return attempt(lines=False)
+    except (InputError, InputErrors):
+        # rendering found an input error after a load without line numbers: again, with them
+        return attempt(lines=True)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     """Load, render everything, then write (or show) the changes."""
     from tarsdock.cli import config_dir
     from tarsdock.output import Context, describe, diff, write
-    from tarsdock.package import read_package_facts
-    from tarsdock.resolve import load_node
 
     directory = config_dir(args)
-    node = load_node(directory)
-    services = [replace(s, package=read_package_facts(Path(s.bin_dir))) for s in node.services]
-    scripts = sysconfig.get_path("scripts")
-    ctx = Context(directory.absolute(), scripts, args.docker)
+    ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), args.docker)
     out_dir = args.out.absolute()
-    changes = plan_all(args.format, render(args.format, services, node.manifest.node, ctx,
-                                           out_dir), out_dir)
+
+    node, services, files = load_and_render(args.format, directory, ctx, out_dir)
+    changes = plan_all(args.format, files, out_dir)
     for note in (note for service in services for note in warnings(service)):
         print(f"warning: {note}", file=sys.stderr)
     if args.dry_run or args.diff:

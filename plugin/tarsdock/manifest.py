@@ -120,9 +120,10 @@ def _syntax_error(rel: str, text: str, error: tomllib.TOMLDecodeError) -> tuple[
 class ManifestReader:
     """Reads the files of one config dir, collecting every error."""
 
-    def __init__(self, config_dir: Path, errors: ErrorCollector) -> None:
+    def __init__(self, config_dir: Path, errors: ErrorCollector, lines: bool = True) -> None:
         self.config_dir = config_dir
         self.errors = errors
+        self.lines = lines
         self.endpoints: list[tuple[Endpoint, Origin, str, str]] = []   # ..., label, key
         self.broken_images: set[str] = set()   # ids already reported; services need not repeat
 
@@ -156,7 +157,7 @@ class ManifestReader:
         except tomllib.TOMLDecodeError as error:
             self.errors.add(*_syntax_error(rel, text, error))
             return None
-        return TomlDoc(rel, data, locate(text))
+        return TomlDoc(rel, data, locate(text) if self.lines else Located())
 
     def table(self, doc: TomlDoc, path: KeyPath, value: Any, rules: dict[str, KeyRule],
               what: str) -> dict[str, Any] | None:
@@ -317,10 +318,14 @@ def _service_files(config_dir: Path, errors: ErrorCollector) -> list[Path]:
     return sorted(folder.glob("*.toml"))
 
 
-def load_manifest(config_dir: Path) -> Manifest:
-    """Read node.toml and services.d/*.toml; raise InputErrors with every problem found."""
+def load_manifest(config_dir: Path, lines: bool = True) -> Manifest:
+    """Read node.toml and services.d/*.toml; raise InputErrors with every problem found.
+
+    With lines=False keys are not located (every origin is line 1): a fast first pass for callers
+    that read the files again with lines when anything is wrong.
+    """
     errors = ErrorCollector()
-    reader = ManifestReader(config_dir, errors)
+    reader = ManifestReader(config_dir, errors, lines)
     node_file = config_dir / "node.toml"
     node_doc = None
     if node_file.exists() or node_file.is_symlink():

@@ -124,12 +124,26 @@ def resolve_service(spec: ServiceSpec, node: NodeSettings, templates: TemplateSe
                    stop_timeout=stop_timeout)
 
 
-def load_node(config_dir: Path) -> ResolvedNode:
-    """Read and resolve a whole config dir; every error of the run is raised together."""
+def load_node(config_dir: Path, lines: bool = False) -> ResolvedNode:
+    """Read and resolve a whole config dir; every error of the run is raised together.
+
+    Locating every TOML key costs a third of a large node's load and only errors show lines, so
+    by default the first pass skips it and only a failing load is read again with lines. Callers
+    that find input errors of their own in the result (render) must load again with lines=True.
+    """
+    try:
+        return _load_node(config_dir, lines)
+    except (InputError, InputErrors):
+        if lines:
+            raise
+        return _load_node(config_dir, lines=True)
+
+
+def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
     errors = ErrorCollector()
     templates, broken = load_templates(config_dir, errors)
     try:
-        manifest = load_manifest(config_dir)
+        manifest = load_manifest(config_dir, lines)
     except (InputError, InputErrors) as problem:
         errors.extend(problem)
         errors.raise_if_any()
