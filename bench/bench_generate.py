@@ -9,6 +9,7 @@ Targets: generate <= 0.25 s, and per service >= 3x honcho's speed.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -89,20 +90,20 @@ def honcho_argv(procfile: Path, fmt: str, out: Path) -> list[str]:
             fmt, str(out)]
 
 
-def fresh(*dirs: Path) -> None:
-    for directory in dirs:
-        shutil.rmtree(directory, ignore_errors=True)
+def compare(root: Path, fmt: str, runs: int, services: int) -> None:
+    """Alternate generate and honcho export, each run in new dirs; print medians and the ratio.
 
-
-def compare(root: Path, config: Path, procfile: Path, fmt: str, runs: int,
-            services: int) -> None:
-    """Alternate generate and honcho export from clean dirs; print medians and the ratio."""
+    Every run gets directories of its own and nothing is deleted until the end: on this ext4
+    (mounted with discard) a large rmtree slows the metadata operations that follow it for
+    seconds, which would measure the disk's backlog instead of the tool.
+    """
     ours, peer = [], []
-    out, tars, honcho_out = root / "out", root / "tars", root / "honcho"
-    for _ in range(runs):
-        fresh(out, tars, honcho_out)
-        ours.append(timed(generate_argv(config, fmt, out)))
-        peer.append(timed(honcho_argv(procfile, fmt, honcho_out)))
+    for run in range(runs):
+        work = root / f"{fmt}-{run}"
+        config, procfile = make_config_dir(work, services), make_procfile(work, services)
+        os.sync()
+        ours.append(timed(generate_argv(config, fmt, work / "out")))
+        peer.append(timed(honcho_argv(procfile, fmt, work / "honcho")))
     ours_med, peer_med = statistics.median(ours), statistics.median(peer)
     print(f"{fmt}:")
     print(f"  tarsdock generate   median {ours_med:.3f} s  min {min(ours):.3f} s  "
@@ -111,6 +112,7 @@ def compare(root: Path, config: Path, procfile: Path, fmt: str, runs: int,
           f"per service {peer_med / services * 1e6:.0f} us")
     print(f"  speed ratio honcho/tarsdock per service: {peer_med / ours_med:.2f}x "
           "(target >= 3x)")
+    out, tars = work / "out", work / "tars"
     before = mtimes(out, tars)
     again = [timed(generate_argv(config, fmt, out)) for _ in range(runs)]
     after = mtimes(out, tars)
@@ -126,11 +128,9 @@ def main() -> None:
     options = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
         root = Path(tmp)
-        config = make_config_dir(root, options.services)
-        procfile = make_procfile(root, options.services)
         print(f"{options.services} services, {options.runs} runs each, alternated")
         for fmt in FORMATS:
-            compare(root, config, procfile, fmt, options.runs, options.services)
+            compare(root, fmt, options.runs, options.services)
 
 
 if __name__ == "__main__":
