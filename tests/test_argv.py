@@ -132,6 +132,21 @@ def test_generate_writes_units_configs_and_dirs(node_dir: Path, tmp_path: Path,
     assert capsys.readouterr().out == "0 written, 9 unchanged, 0 removed\n"
 
 
+def test_supervisord_warns_that_update_restarts_the_whole_group(
+        node_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    argv = ["--config-dir", str(node_dir), "generate", "--format", "supervisord", "--out", str(out)]
+    assert main(argv) == 0
+    assert "group tars changed" not in capsys.readouterr().err    # first generate: nothing runs
+    assert main(argv) == 0
+    assert "group tars changed" not in capsys.readouterr().err    # nothing changed
+    text = (node_dir / "node.toml").read_text()
+    (node_dir / "node.toml").write_text(text[:text.index('[services."Hello.NativeServer"]')])
+    assert main(argv) == 0
+    assert "warning: group tars changed: `supervisorctl update` will restart every program" \
+        in capsys.readouterr().err
+
+
 def test_removed_service_unit_is_removed(node_dir: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "out"

@@ -83,6 +83,16 @@ def plan_all(fmt: str, files: list[OutputFile], out_dir: Path) -> list[Change]:
     return plan(units, out_dir, fmt) + plan(configs)
 
 
+def group_restart_note(fmt: str, changes: list[Change], out_dir: Path) -> str | None:
+    """supervisord replaces a changed group whole: say so before an update restarts them all."""
+    programs = [c for c in changes if c.path.parent == out_dir]
+    existed = any(c.kind != "new" for c in programs)
+    if fmt != "supervisord" or not existed or all(c.kind == "unchanged" for c in programs):
+        return None
+    return ("group tars changed: `supervisorctl update` will restart every program of the "
+            "group, not only the changed ones (supervisord replaces a changed group whole)")
+
+
 def load_and_render(fmt: str, directory: Path, ctx: Context,
                     out_dir: Path) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
     """Load the config dir, read what each release says, render; input errors carry lines."""
@@ -114,7 +124,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     node, services, files = load_and_render(args.format, directory, ctx, out_dir)
     changes = plan_all(args.format, files, out_dir)
-    for note in (note for service in services for note in warnings(service)):
+    notes = [note for service in services for note in warnings(service)]
+    notes += filter(None, [group_restart_note(args.format, changes, out_dir)])
+    for note in notes:
         print(f"warning: {note}", file=sys.stderr)
     if args.dry_run or args.diff:
         sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
