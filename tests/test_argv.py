@@ -178,12 +178,18 @@ def test_a_failing_render_writes_nothing(node_dir: Path, tmp_path: Path,
     assert not (tmp_path / "out").exists() and not (tmp_path / "tars").exists()
 
 
-def test_systemd_analyze_verify_accepts_the_units(node_dir: Path, tmp_path: Path) -> None:
+def systemd_analyze() -> str:
+    """The systemd-analyze binary; missing, it fails the test under CI and skips it elsewhere."""
     tool = shutil.which("systemd-analyze")
     if tool is None:
         if os.environ.get("CI"):
             pytest.fail("systemd-analyze is missing (tests/env/setup.sh installs it)")
         pytest.skip("systemd-analyze is not installed")
+    return tool
+
+
+def test_systemd_analyze_verify_accepts_the_units(node_dir: Path, tmp_path: Path) -> None:
+    tool = systemd_analyze()
     out = tmp_path / "out"
     assert generate(node_dir, out) == 0
     units = sorted(str(p) for p in out.iterdir())
@@ -196,9 +202,7 @@ def test_systemd_analyze_verify_accepts_the_units(node_dir: Path, tmp_path: Path
 
 
 def test_unit_verify_catches_a_broken_unit(tmp_path: Path) -> None:
-    tool = shutil.which("systemd-analyze")
-    if tool is None:
-        pytest.skip("systemd-analyze is not installed")
+    tool = systemd_analyze()
     broken = tmp_path / "tars-broken.service"
     broken.write_text("[Service]\nExecStart=relative path\n")
     result = subprocess.run([tool, "verify", "--man=no", str(broken)], capture_output=True,
