@@ -81,9 +81,13 @@ def test_twenty_services_on_two_images_make_two_jobs() -> None:
     assert "App.S01" in jobs[0].services
 
 
-def test_native_services_and_services_without_image_pull_nothing() -> None:
-    specs = [spec("A.Native", image(CPP), run="native"), spec("A.Bare", None)]
-    assert plan(specs) == []
+def test_native_services_pull_their_image_and_services_without_one_nothing() -> None:
+    # a native service's image is pulled too (switching it to container needs only a restart),
+    # but a new digest never restarts it
+    specs = [spec("A.Native", image(CPP, restart=True), run="native"),
+             spec("A.Bare", None)]
+    [job] = plan(specs)
+    assert (job.ref, job.services, job.restart_on_update) == (CPP, ("A.Native",), ())
 
 
 def test_only_selects_by_image_id_reference_or_service() -> None:

@@ -79,10 +79,14 @@ class Reporter(Protocol):
 
 
 def plan(specs: Iterable[ServiceSpec], only: Collection[str] = ()) -> list[PullJob]:
-    """One job per image used by a container service; `only` keeps images by id, ref or service."""
+    """One job per image a service names; `only` keeps images by id, ref or service.
+
+    Native services with an image are included: switching one to container mode must need only a
+    restart, so its image is on the node before anyone asks.
+    """
     by_ref: dict[str, list[ServiceSpec]] = {}
     for spec in sorted(specs, key=lambda s: s.name):
-        if spec.image is None or spec.run != "container":
+        if spec.image is None:
             continue
         if only and not {spec.image.ref, spec.image.id, spec.name} & set(only):
             continue
@@ -95,7 +99,9 @@ def _job(ref: str, users: list[ServiceSpec]) -> PullJob:
     images = [s.image for s in users if s.image is not None]
     policy = max((i.pull for i in images), key=POLICY_STRENGTH.__getitem__)
     registry = next((i.registry for i in images if i.registry is not None), None)
-    restart = tuple(s.name for s in users if s.image is not None and s.image.restart_on_update)
+    # a native service does not run on the image: a new digest is no reason to restart it
+    restart = tuple(s.name for s in users if s.image is not None and s.image.restart_on_update
+                    and s.run == "container")
     return PullJob(ref, policy, registry, tuple(s.name for s in users), restart)
 
 
@@ -289,7 +295,7 @@ def cmd_images_sync(args: argparse.Namespace) -> int:
     manifest = load_manifest(config_dir(args))
     jobs = plan(manifest.services.values(), args.only or ())
     if args.only and not jobs:
-        raise TarsdockError(f"--only {' '.join(args.only)}: no container service uses that image")
+        raise TarsdockError(f"--only {' '.join(args.only)}: no service names that image")
     engine = DockerEngine(manifest.node.docker_socket, stall_timeout=args.stall_timeout)
     reporter = (TerminalReporter(sys.stderr) if sys.stderr.isatty() and not args.quiet
                 else LineReporter(lambda line: print(line, file=sys.stderr, flush=True)))
@@ -302,7 +308,7 @@ def cmd_images_sync(args: argparse.Namespace) -> int:
 
 def add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `images sync`."""
-    images = sub.add_parser("images", help="manage the base images of container services")
+    images = sub.add_parser("images", help="manage the base images of the node's services")
     actions = images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
     p = actions.add_parser("sync", help="pull every image the node's services use",
                            epilog="exit status: 0 every image present, 1 input error, "
