@@ -1,7 +1,8 @@
-"""Start-up cost of tarsdock-run (it runs on every container start): prints figures, no asserts.
+"""Start-up cost of tarsdock-run (it runs on every start of a program): prints figures, no asserts.
 
-Times `tarsdock-run NAME 2 /bin/true` (the wrapper around a client that exits at once) beside
-`/bin/true` alone, alternated, so the difference is the wrapper's own cost.
+Times `tarsdock-run NAME RUNFILE` with run files whose client exits at once (container mode with
+/bin/true as the docker CLI; native mode exec'ing /bin/true) beside `/bin/true` alone,
+alternated, so the difference is the wrapper's own cost, sourcing the run file included.
 """
 
 from __future__ import annotations
@@ -9,10 +10,16 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sysconfig
+import tempfile
 import time
 from pathlib import Path
 
 RUNS = 50
+RUN_FILES = {
+    "container": "mode=container\ntimeout=2\ndocker=/bin/true\n"
+                 "set -- run --rm --name Bench.Run img\n",
+    "native": "mode=native\nset -- /usr/bin/env -- LANG=C.UTF-8 /bin/true --config=x\n",
+}
 
 
 def timed(argv: list[str]) -> float:
@@ -23,14 +30,22 @@ def timed(argv: list[str]) -> float:
 
 def main() -> None:
     script = str(Path(sysconfig.get_path("scripts")) / "tarsdock-run")
-    wrapped, bare = [], []
-    for _ in range(RUNS):
-        wrapped.append(timed([script, "Bench.Run", "2", "/bin/true"]))
-        bare.append(timed(["/bin/true"]))
-    print(f"tarsdock-run around /bin/true: median {statistics.median(wrapped):.2f} ms, "
-          f"max {max(wrapped):.2f} ms over {RUNS} runs")
-    print(f"/bin/true alone: median {statistics.median(bare):.2f} ms; wrapper cost "
-          f"{statistics.median(wrapped) - statistics.median(bare):.2f} ms")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {mode: Path(tmp) / f"{mode}.run" for mode in RUN_FILES}
+        for mode, path in paths.items():
+            path.write_text(RUN_FILES[mode])
+        wrapped: dict[str, list[float]] = {mode: [] for mode in RUN_FILES}
+        bare = []
+        for _ in range(RUNS):
+            for mode, path in paths.items():
+                wrapped[mode].append(timed([script, "Bench.Run", str(path)]))
+            bare.append(timed(["/bin/true"]))
+    base = statistics.median(bare)
+    print(f"/bin/true alone: median {base:.2f} ms over {RUNS} runs")
+    for mode, times in wrapped.items():
+        median = statistics.median(times)
+        print(f"tarsdock-run, {mode} run file, around /bin/true: median {median:.2f} ms, "
+              f"max {max(times):.2f} ms; wrapper cost {median - base:.2f} ms")
 
 
 if __name__ == "__main__":

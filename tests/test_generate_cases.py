@@ -9,6 +9,7 @@ Directives (one per `## ` line; `!` before an assertion negates it):
   assert-env K=V                the service's environment holds K=V
   assert-key-is S K V           systemd: section S has key K with value V (raw)
   assert-program-key K V        supervisord: the program's key K is V (as supervisor reads it)
+  assert-run-var K V            supervisord: the run file sets variable K to V (as sh reads it)
   assert-warning TEXT           generate warns with TEXT
   assert-failed                 loading or rendering fails
   assert-error-contains TEXT    ... with an error containing TEXT
@@ -24,7 +25,13 @@ from pathlib import Path
 
 import pytest
 from shared_templates import SHARED_TEMPLATES
-from unit_helpers import supervisor_program, systemd_environment, systemd_exec_argv, systemd_keys
+from unit_helpers import (
+    read_run_file,
+    supervisor_program,
+    systemd_environment,
+    systemd_exec_argv,
+    systemd_keys,
+)
 
 from tarsdock.errors import TarsdockError
 from tarsdock.generate import load_and_render, warnings
@@ -33,6 +40,7 @@ from tarsdock.output import Context
 CASES = Path(__file__).parent / "cases"
 SHARED = SHARED_TEMPLATES
 CTX_DOCKER = "/usr/bin/docker"
+SCRIPTS = "/opt/tarsdock/bin"
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Result:
     env: list[str]
     keys: list[tuple[str, str, str]]
     program: dict[str, str]
+    run_vars: dict[str, str] = field(default_factory=dict)
 
 
 def config_dir(case: Case, tmp: Path) -> Path:
@@ -97,16 +106,23 @@ def _split_command(words: list[str]) -> tuple[list[str], list[str], list[str]]:
     return [], words, []
 
 
-def read_back(fmt: str, text: str, service: str, tmp: Path) -> Result:
+def read_back(fmt: str, files: dict[str, str], service: str, tmp: Path) -> Result:
     if fmt == "supervisord":
-        program = supervisor_program(text, tmp, service)
-        words = shlex.split(program["command"])
-        if words[:2] == ["/usr/bin/env", "--"]:
+        program = supervisor_program(files[f"{service}.conf"], tmp, service)
+        text = files[f"{service}.conf"] + files[f"{service}.run"]
+        run_file = tmp / f"{service}.run"
+        run_file.write_text(files[run_file.name], encoding="utf-8")
+        assert shlex.split(program["command"]) == [
+            f"{SCRIPTS}/tarsdock-run", service, str(tmp / "out" / run_file.name)]
+        variables, words = read_run_file(run_file)
+        if variables["mode"] == "native":
+            assert words[:2] == ["/usr/bin/env", "--"]
             rest = words[2:]
             env = [w for w in rest[:next(i for i, w in enumerate(rest) if "=" not in w)]]
-            return Result(text, [], rest[len(env):], env, [], program)
-        docker, command, env = _split_command(words[3:])   # tarsdock-run NAME TIMEOUT docker ...
-        return Result(text, docker, command, env, [], program)
+            return Result(text, [], rest[len(env):], env, [], program, variables)
+        docker, command, env = _split_command([variables["docker"], *words])
+        return Result(text, docker, command, env, [], program, variables)
+    text = files[f"tars-{service}.service"]
     keys = systemd_keys(text)
     docker, command, env = _split_command(
         systemd_exec_argv(next(v for _, k, v in keys if k == "ExecStart")))
@@ -116,7 +132,7 @@ def read_back(fmt: str, text: str, service: str, tmp: Path) -> Result:
 
 def check(negate: bool, name: str, args: list[str], result: Result, notes: list[str]) -> bool:
     if (name == "assert-key-is" and not result.keys) or \
-            (name == "assert-program-key" and not result.program):
+            (name in ("assert-program-key", "assert-run-var") and not result.program):
         return True   # the other format's key
     if name == "assert-docker-args":
         ok = all(arg in result.docker for arg in args)
@@ -130,6 +146,8 @@ def check(negate: bool, name: str, args: list[str], result: Result, notes: list[
         ok = (args[0], args[1], args[2]) in result.keys
     elif name == "assert-program-key":
         ok = result.program.get(args[0]) == args[1]
+    elif name == "assert-run-var":
+        ok = result.run_vars.get(args[0]) == args[1]
     elif name == "assert-warning":
         ok = any(args[0] in note for note in notes)
     else:
@@ -141,7 +159,7 @@ def run_case(path: Path, tmp: Path) -> None:
     case = read_case(path)
     failing = [a for a in case.asserts if a[1] in ("assert-failed", "assert-error-contains")]
     directory = config_dir(case, tmp)
-    ctx = Context(directory, "/opt/tarsdock/bin", CTX_DOCKER)
+    ctx = Context(directory, SCRIPTS, CTX_DOCKER)
     try:
         rendered = {fmt: load_and_render(fmt, directory, ctx, tmp / "out")
                     for fmt in case.formats}
@@ -158,9 +176,8 @@ def run_case(path: Path, tmp: Path) -> None:
     service = next(s for s in services if s.name == name)
     notes = warnings(service)
     for fmt, files in outputs.items():
-        suffix = f"{name}.conf" if fmt == "supervisord" else f"tars-{name}.service"
-        text = next(f.content for f in files if f.path.name == suffix)
-        result = read_back(fmt, text, name, tmp)
+        result = read_back(fmt, {f.path.name: f.content for f in files}, name, tmp)
+        text = result.text
         for negate, assertion, args in case.asserts:
             assert check(negate, assertion, args, result, notes), (
                 f"{path.name} [{fmt}]: {'!' if negate else ''}{assertion} {shlex.join(args)} "

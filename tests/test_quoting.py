@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from unit_helpers import (
     make_service,
+    read_run_file,
     supervisor_argv,
     systemd_environment,
     systemd_exec_argv,
@@ -39,13 +40,32 @@ def rendered(module: object, service: object) -> str:
     return files[0].content
 
 
+def run_file(service: object, tmp: Path) -> tuple[dict[str, str], list[str]]:
+    """The supervisord run file of the service, read back by sh."""
+    files = supervisord.render([service], service.node, CTX, Path("/out"))  # type: ignore[attr-defined]
+    path = tmp / "Hello.Quoted.run"
+    path.write_text(next(f.content for f in files if f.path.name == path.name), encoding="utf-8")
+    return read_run_file(path)
+
+
 @settings(max_examples=300, deadline=None)
 @given(ARGV)
 def test_supervisord_reads_back_the_argv(argv: list[str]) -> None:
-    text = rendered(supervisord, native(argv))
     with tempfile.TemporaryDirectory() as tmp:
-        words = supervisor_argv(text, Path(tmp), "Hello.Quoted")
+        variables, words = run_file(native(argv), Path(tmp))
+        program = supervisor_argv(rendered(supervisord, native(argv)), Path(tmp), "Hello.Quoted")
+    assert variables == {"mode": "native"}
     assert words == ["/usr/bin/env", "--", "/bin/prog", *argv]
+    assert program == ["/opt/tarsdock/bin/tarsdock-run", "Hello.Quoted", "/out/Hello.Quoted.run"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), WORD),
+                max_size=4))
+def test_supervisord_native_env_reads_back(env: list[tuple[str, str]]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        _, words = run_file(native([], tuple(env)), Path(tmp))
+    assert words == ["/usr/bin/env", "--", *(f"{k}={v}" for k, v in env), "/bin/prog"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -75,9 +95,9 @@ def test_container_command_reads_back_in_both_formats(env: list[tuple[str, str]]
     service = make_service("Hello.Quoted", type="not_tars", command=("/bin/prog", *argv),
                            env=tuple(env))
     with tempfile.TemporaryDirectory() as tmp:
-        words = supervisor_argv(rendered(supervisord, service), Path(tmp), "Hello.Quoted")
-    assert words[1:3] == ["Hello.Quoted", "3"]     # tarsdock-run NAME STOP_TIMEOUT docker ...
-    docker = words[3:]
+        variables, words = run_file(service, Path(tmp))
+    assert variables == {"mode": "container", "timeout": "3", "docker": "/usr/bin/docker"}
+    docker = [variables["docker"], *words]
     rows = systemd_keys(rendered(systemd, service))
     assert systemd_exec_argv(next(v for _, k, v in rows if k == "ExecStart")) == docker
     assert docker[-len(argv) - 1:] == ["/bin/prog", *argv]

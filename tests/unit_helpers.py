@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +211,23 @@ def supervisor_program(text: str, tmp_dir: Path, program: str) -> dict[str, str]
     config = options.processes_from_section(parser, section, program)[0]
     values["command"] = config.command
     return values
+
+
+# What tarsdock-run takes from a run file: these variables, then the positional parameters.
+RUN_VARS = ("mode", "timeout", "docker", "DOCKER_HOST")
+
+
+def read_run_file(path: Path) -> tuple[dict[str, str], list[str]]:
+    """The variables (RUN_VARS, set ones only) and argv a run file sets, as a real sh reads it."""
+    values = " ".join(f'"${{{name}-}}" "${{{name}+set}}"' for name in RUN_VARS)
+    script = f'. "$1"; printf "%s\\0" {values} "$@"'
+    out = subprocess.run(["/bin/sh", "-c", script, "sh", str(path)], check=True,
+                         capture_output=True, env={"PATH": "/usr/bin:/bin"}).stdout
+    words = out.decode("utf-8", "surrogateescape").split("\0")[:-1]
+    pairs = zip(words[0:2 * len(RUN_VARS):2], words[1:2 * len(RUN_VARS):2], strict=True)
+    variables = {name: value for name, (value, is_set) in zip(RUN_VARS, pairs, strict=True)
+                 if is_set}
+    return variables, words[2 * len(RUN_VARS):]
 
 
 def supervisor_argv(text: str, tmp_dir: Path, program: str) -> list[str]:

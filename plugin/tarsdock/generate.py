@@ -85,7 +85,9 @@ def plan_all(fmt: str, files: list[OutputFile], out_dir: Path) -> list[Change]:
 
 def group_restart_note(fmt: str, changes: list[Change], out_dir: Path) -> str | None:
     """supervisord replaces a changed group whole: say so before an update restarts them all."""
-    programs = [c for c in changes if c.path.parent == out_dir]
+    # Program files only (a service added or removed, or a section changed, as after an upgrade
+    # of tarsdock): a changed run file needs just `supervisorctl restart tars:App.Server`.
+    programs = [c for c in changes if c.path.parent == out_dir and c.path.suffix == ".conf"]
     existed = any(c.kind != "new" for c in programs)
     if fmt != "supervisord" or not existed or all(c.kind == "unchanged" for c in programs):
         return None

@@ -1,20 +1,32 @@
-"""supervisord output: one `[program:App.Server]` file per service, plus `tars.conf`."""
+"""supervisord output: per service a stable `[program:App.Server]` file and a run file.
+
+supervisord replaces a changed group whole, so a program section that changed would make
+`supervisorctl update` restart every program of group `tars`. Everything that may change with a
+service's config (run mode, image, argv, env, mounts, options) therefore lives in `App.Server.run`,
+which tarsdock-run sources at each start; the program section depends only on the service's name
+and paths, and a changed service needs only `supervisorctl restart tars:App.Server`.
+"""
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
 from tarsdock.argv import docker_run_argv, service_command, service_env
+from tarsdock.containerspec import STOP_WINDOW_SECONDS
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context, OutputFile, header, render_template
-from tarsdock.quoting import Value, supervisor
+from tarsdock.quoting import QuotingError, Value, check_text, supervisor
 
 FORMAT = "supervisord"
 GROUP = "tars"
-# supervisord waits this much longer than Docker's stop window, so `docker stop` always finishes
-# (and removes the container) before supervisord would SIGKILL the wrapper.
+RUN_SUFFIX = ".run"
+# supervisord waits this much longer than the largest Docker stop window, so `docker stop` always
+# finishes (and removes the container) before supervisord would SIGKILL the wrapper. One constant
+# for every service: a window that depended on the template would change the program section.
 STOP_MARGIN = 10
+STOP_WAIT = STOP_WINDOW_SECONDS[1] + STOP_MARGIN
 # Tars allows 10 starts in 60 s. supervisord gives up after startretries+1 failed starts, waiting
 # 1, 2, ... s between them: 10 starts take about 45 s.
 START_RETRIES = 9
@@ -29,32 +41,63 @@ def _sources(service: Service) -> list[str]:
     return [service.spec.origin.path, f"template {service.spec.template}"]
 
 
-def program_command(service: Service, ctx: Context) -> list[str]:
-    """The argv supervisord runs: tarsdock-run around `docker run`, or env(1) around the command."""
+def run_path(service: Service, out_dir: Path) -> Path:
+    """Where the service's run file goes: beside its program file."""
+    # Never in the service dir: the container mounts it read-write, and the host sources this.
+    return out_dir / f"{service.name}{RUN_SUFFIX}"
+
+
+def run_argv(service: Service, ctx: Context) -> list[str]:
+    """The positional parameters of the run file: `docker`'s arguments, or env(1) and the argv."""
     if service.spec.run == "container":
-        wrapper = [f"{ctx.scripts_dir}/tarsdock-run", service.name, str(service.stop_timeout)]
-        return wrapper + docker_run_argv(service, ctx.docker)
-    # env(1) instead of supervisord's environment=, whose quoting rules are its own.
+        return docker_run_argv(service, ctx.docker)[1:]
+    # env(1): the service's environment without a shell's quoting rules in between.
     assignments = [f"{key}={value}" for key, value in service_env(service)]
     return ["/usr/bin/env", "--", *assignments, *service_command(service)]
 
 
-def program_rows(service: Service, ctx: Context) -> Rows:
-    """The keys of `[program:App.Server]`, in file order."""
-    container = service.spec.run == "container"
-    stop_wait = service.stop_timeout + STOP_MARGIN if container else service.stop_timeout
-    docker_host = service.node.docker_host if container else None
-    environment: Rows = [("environment", f'DOCKER_HOST="{docker_host}"')] if docker_host else []
+def _sh(word: str, what: str) -> str:
+    return shlex.quote(check_text(word, what))
+
+
+def run_lines(service: Service, ctx: Context) -> list[str]:
+    """The sh lines of the run file: its variables, then `set -- ARGV`."""
+    what = f"{service.name}: command"
+    argv = run_argv(service, ctx)
+    if not argv:
+        raise QuotingError(f"{what}: empty command")
+    lines = [f"mode={_sh(service.spec.run, what)}"]
+    if service.spec.run == "container":
+        lines += [f"timeout={service.stop_timeout}", f"docker={_sh(ctx.docker, what)}"]
+        if service.node.docker_host:
+            lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
+    words = " ".join(_sh(word, what) for word in argv)
+    return [*lines, f"set -- {words}"]
+
+
+def render_run(service: Service, ctx: Context) -> str:
+    """`App.Server.run`: sourced by tarsdock-run at every start of the program."""
+    head = header(FORMAT, ctx.config_dir, _sources(service))
+    note = f"# Sourced by tarsdock-run for program {GROUP}:{service.name}; never executed.\n"
+    return head + note + "".join(line + "\n" for line in run_lines(service, ctx))
+
+
+def program_command(service: Service, ctx: Context, out_dir: Path) -> list[str]:
+    """The argv supervisord runs: tarsdock-run with the service's name and run file."""
+    return [f"{ctx.scripts_dir}/tarsdock-run", service.name, str(run_path(service, out_dir))]
+
+
+def program_rows(service: Service, ctx: Context, out_dir: Path) -> Rows:
+    """The keys of `[program:App.Server]`, in file order: nothing in them follows the config."""
     return [
-        ("command", program_command(service, ctx)),
-        *environment,
+        ("command", program_command(service, ctx, out_dir)),
         ("directory", str(service.bin_dir)),
         ("autostart", "true"),
         ("autorestart", "true"),
         ("startsecs", str(START_SECS)),
         ("startretries", str(START_RETRIES)),
         ("stopsignal", "TERM"),
-        ("stopwaitsecs", str(stop_wait)),
+        ("stopwaitsecs", str(STOP_WAIT)),
         # SIGTERM goes to the wrapper alone (it asks Docker to stop); SIGKILL, if it comes to
         # that, to the whole group so no docker client is left behind.
         ("stopasgroup", "false"),
@@ -97,10 +140,11 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
     """Every supervisord file for these services."""
     files = []
     for service in services:
-        sections = [(f"program:{service.name}", program_rows(service, ctx))]
+        sections = [(f"program:{service.name}", program_rows(service, ctx, out_dir))]
         head = header(FORMAT, ctx.config_dir, _sources(service))
         files.append(OutputFile(out_dir / f"{service.name}.conf",
                                 _render(sections, head, service.name)))
+        files.append(OutputFile(run_path(service, out_dir), render_run(service, ctx)))
     group: list[tuple[str, Rows]] = []
     if services:
         group = [(f"group:{GROUP}", [("programs", ",".join(s.name for s in services))])]

@@ -227,16 +227,30 @@ def test_leftover_container_does_not_block_start(node: Node) -> None:
     assert answer(node.ports["EchoServer"]).startswith(name)
 
 
+def _pid(node: Node, program: str) -> int:
+    pid: int = node.supervisor.rpc().supervisor.getProcessInfo(program)["pid"]
+    return pid
+
+
 def _switch(node: Node, mode: str) -> dict[str, object]:
-    """Edit the manifest, regenerate, `supervisorctl update`: the new start's record."""
+    """Edit the manifest, regenerate, restart the one program: the new start's record.
+
+    The program section does not change with the run mode (the run file does), so `reread` and
+    `update` find nothing to do and no other program of group tars restarts.
+    """
     name = f"{APP}.SwitchServer"
+    _wait_running(node, "EchoServer")
+    other = _pid(node, f"tars:{APP}.EchoServer")
     node.dir.set_run(name, mode)
     started = node.dir.started(name)
     started.unlink(missing_ok=True)
     node.generate()
-    ctl(node.supervisor, "update")
+    assert "No config updates to processes" in ctl(node.supervisor, "reread")
+    assert ctl(node.supervisor, "update").strip() == ""
+    ctl(node.supervisor, "restart", f"tars:{name}")
     facts = read_json_when_present(started, 60)
     node.supervisor.wait_state(f"tars:{name}", "RUNNING")
+    assert _pid(node, f"tars:{APP}.EchoServer") == other, "another program was restarted"
     return facts
 
 

@@ -1,0 +1,97 @@
+"""Program sections stay byte-identical when a service's config changes: only its run file does.
+
+supervisord replaces a changed group whole, so a changed `[program:...]` file would make
+`supervisorctl update` restart every program of group `tars`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from shared_templates import SHARED_TEMPLATES
+
+from tarsdock.cli import main
+
+SERVICE = "Hello.HelloServer"
+BASE = {"run": "container", "image": "tarsdock-test/busybox:1", "env": "LANG=C.UTF-8",
+        "volume": "/srv/a=/a", "timeout": "3000", "memory": "512m"}
+NODE_TOML = """\
+[node]
+name = "10.0.0.5"
+tars_path = "{tars}"
+locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"
+
+[services."{service}"]
+type = "tars_cpp"
+run = "{run}"
+image = "{image}"
+profile = \"\"\"
+<tars>
+  <application>
+    <server>
+      env = {env}
+      deactivating-timeout = {timeout}
+    </server>
+    <container>
+      memory = {memory}
+      <volumes>
+        {volume}
+      </volumes>
+    </container>
+  </application>
+</tars>
+\"\"\"
+
+[services."Hello.OtherServer"]
+type = "tars_cpp"
+image = "tarsdock-test/busybox:1"
+"""
+
+
+def generate(config: Path, out: Path, tars: Path, **settings: str) -> dict[str, bytes]:
+    """Write node.toml with BASE updated by settings, generate for supervisord; the out dir."""
+    values = {**BASE, **settings, "tars": str(tars), "service": SERVICE}
+    (config / "node.toml").write_text(NODE_TOML.format(**values))
+    argv = ["--config-dir", str(config), "generate", "--format", "supervisord", "--out", str(out),
+            "--docker", "/usr/bin/docker"]
+    assert main(argv) == 0
+    return {path.name: path.read_bytes() for path in out.iterdir()}
+
+
+@pytest.mark.parametrize("change", [
+    {"run": "native"}, {"image": "tarsdock-test/python:1"}, {"env": "LANG=C TZ=UTC"},
+    {"volume": "/srv/b=/b"}, {"timeout": "60000"}, {"memory": "1g"}])
+def test_program_files_stay_byte_identical_and_only_the_run_file_changes(
+        change: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, out, tars = tmp_path / "config", tmp_path / "out", tmp_path / "tars"
+    (config / "templates").mkdir(parents=True)
+    shutil.copy(SHARED_TEMPLATES / "tars.default", config / "templates" / "tars.default")
+    shutil.copy(SHARED_TEMPLATES / "tars.cpp.default", config / "templates" / "tars.cpp.default")
+    before = generate(config, out, tars)
+    capsys.readouterr()
+    after = generate(config, out, tars, **change)
+    assert sorted(before) == sorted(after)
+    changed = sorted(name for name in before if before[name] != after[name])
+    assert changed == [f"{SERVICE}.run"]
+    assert "group tars changed" not in capsys.readouterr().err
+
+
+def test_a_removed_service_loses_its_run_file_and_warns_of_the_group(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config, out, tars = tmp_path / "config", tmp_path / "out", tmp_path / "tars"
+    (config / "templates").mkdir(parents=True)
+    shutil.copy(SHARED_TEMPLATES / "tars.default", config / "templates" / "tars.default")
+    shutil.copy(SHARED_TEMPLATES / "tars.cpp.default", config / "templates" / "tars.cpp.default")
+    generate(config, out, tars, run="native")
+    assert "group tars changed" not in capsys.readouterr().err     # first generate
+    generate(config, out, tars)
+    assert "group tars changed" not in capsys.readouterr().err     # a run file alone changed
+    text = (config / "node.toml").read_text()
+    (config / "node.toml").write_text(text[:text.index('[services."Hello.OtherServer"]')])
+    assert main(["--config-dir", str(config), "generate", "--format", "supervisord",
+                 "--out", str(out)]) == 0
+    assert "warning: group tars changed" in capsys.readouterr().err
+    assert sorted(path.name for path in out.iterdir()) == [
+        f"{SERVICE}.conf", f"{SERVICE}.run", "tars.conf"]
