@@ -62,7 +62,7 @@ def generate(config: Path, out: Path, tars: Path, **settings: str) -> dict[str, 
 
 @pytest.mark.parametrize("change", [
     {"run": "native"}, {"image": "tarsdock-test/python:1"}, {"env": "LANG=C TZ=UTC"},
-    {"volume": "/srv/b=/b"}, {"timeout": "60000"}, {"memory": "1g"}])
+    {"volume": "/srv/b=/b"}, {"memory": "1g"}])
 def test_program_files_stay_byte_identical_and_only_the_run_file_changes(
         change: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config, out, tars = tmp_path / "config", tmp_path / "out", tmp_path / "tars"
@@ -76,6 +76,20 @@ def test_program_files_stay_byte_identical_and_only_the_run_file_changes(
     changed = sorted(name for name in before if before[name] != after[name])
     assert changed == [f"{SERVICE}.run"]
     assert "group tars changed" not in capsys.readouterr().err
+
+
+def test_a_new_stop_window_changes_the_program_and_warns_of_the_group(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # stopwaitsecs follows deactivating-timeout: supervisord must not SIGKILL before Tars would
+    config, out, tars = tmp_path / "config", tmp_path / "out", tmp_path / "tars"
+    (config / "templates").mkdir(parents=True)
+    shutil.copy(SHARED_TEMPLATES / "tars.default", config / "templates" / "tars.default")
+    shutil.copy(SHARED_TEMPLATES / "tars.cpp.default", config / "templates" / "tars.cpp.default")
+    generate(config, out, tars)
+    capsys.readouterr()
+    after = generate(config, out, tars, timeout="60000")
+    assert b"stopwaitsecs=70\n" in after[f"{SERVICE}.conf"]
+    assert "group tars changed" in capsys.readouterr().err
 
 
 def test_a_removed_service_loses_its_run_file_and_warns_of_the_group(

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tarsdock.argv import docker_run_argv, service_command, service_env
-from tarsdock.containerspec import STOP_WINDOW_SECONDS
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context, OutputFile, header, render_template
 from tarsdock.quoting import QuotingError, Value, check_text, supervisor
@@ -26,7 +25,6 @@ RUN_SUFFIX = ".run"
 # finishes (and removes the container) before supervisord would SIGKILL the wrapper. One constant
 # for every service: a window that depended on the template would change the program section.
 STOP_MARGIN = 10
-STOP_WAIT = STOP_WINDOW_SECONDS[1] + STOP_MARGIN
 # Tars allows 10 starts in 60 s. supervisord gives up after startretries+1 failed starts, waiting
 # 1, 2, ... s between them: 10 starts take about 45 s.
 START_RETRIES = 9
@@ -88,7 +86,7 @@ def program_command(service: Service, ctx: Context, out_dir: Path) -> list[str]:
 
 
 def program_rows(service: Service, ctx: Context, out_dir: Path) -> Rows:
-    """The keys of `[program:App.Server]`, in file order: nothing in them follows the config."""
+    """The keys of `[program:App.Server]`, in file order; of the config only the stop window."""
     return [
         ("command", program_command(service, ctx, out_dir)),
         ("directory", str(service.bin_dir)),
@@ -97,7 +95,9 @@ def program_rows(service: Service, ctx: Context, out_dir: Path) -> Rows:
         ("startsecs", str(START_SECS)),
         ("startretries", str(START_RETRIES)),
         ("stopsignal", "TERM"),
-        ("stopwaitsecs", str(STOP_WAIT)),
+        # the service's window (deactivating-timeout) + a margin, in both run modes: a hung
+        # native service is killed on Tars' time, and a mode switch leaves the section alone
+        ("stopwaitsecs", str(service.stop_timeout + STOP_MARGIN)),
         # SIGTERM goes to the wrapper alone (it asks Docker to stop); SIGKILL, if it comes to
         # that, to the whole group so no docker client is left behind.
         ("stopasgroup", "false"),
