@@ -178,6 +178,7 @@ def test_template_cycle_without_a_root(tmp_path: Path, capsys: pytest.CaptureFix
     assert code == 1
     assert "template cycle without a root: t.app -> t.other -> t.app" in err
     assert "node.toml:" in err
+    assert len(err.splitlines()) == len(set(err.splitlines())), err   # each error once
 
 
 def test_missing_template_and_parent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -119,34 +119,29 @@ def extract_first_word(text: str, i: int) -> tuple[str | None, int]:
     return "".join(word), i
 
 
-def _systemd_specifiers(word: str) -> str:
-    """Specifier expansion as far as our files may need it: only `%%`."""
+def _undouble(word: str, char: str, what: str) -> str:
+    """Turn `cc` into `c`; a lone `c` would start an expansion we never write."""
     out, i = [], 0
     while i < len(word):
-        if word[i] == "%":
-            if word[i + 1:i + 2] != "%":
-                raise ValueError(f"specifier %{word[i + 1:i + 2]} would be expanded")
-            out.append("%")
+        if word[i] == char:
+            if word[i + 1:i + 2] != char:
+                raise ValueError(f"{what} {word[i:i + 3]}... would be expanded")
+            out.append(char)
             i += 2
         else:
             out.append(word[i])
             i += 1
     return "".join(out)
+
+
+def _systemd_specifiers(word: str) -> str:
+    """Specifier expansion as far as our files may need it: only `%%`."""
+    return _undouble(word, "%", "specifier")
 
 
 def _systemd_env_expand(word: str) -> str:
     """replace_env() at exec time as far as our files may need it: only `$$`."""
-    out, i = [], 0
-    while i < len(word):
-        if word[i] == "$":
-            if word[i + 1:i + 2] != "$":
-                raise ValueError(f"${word[i + 1:i + 3]}... would be expanded")
-            out.append("$")
-            i += 2
-        else:
-            out.append(word[i])
-            i += 1
-    return "".join(out)
+    return _undouble(word, "$", "variable")
 
 
 def systemd_exec_argv(value: str) -> list[str]:

@@ -15,11 +15,11 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 
+from tarsdock.containerspec import SERVER_PATH
 from tarsdock.errors import InputError, TarsdockError
 from tarsdock.keys import CONTAINER_OPTIONS
 from tarsdock.model import Service
 
-SERVER = "/tars/application/server"
 # tarsnode: CommandLoad reads these keys for the interpreter, defaulting to the bare name.
 INTERPRETERS = {"tars_java": "java", "tars_nodejs": "nodejs", "tars_php": "php"}
 INTERPRETER_DEFAULTS = {"tars_java": "java", "tars_nodejs": "node", "tars_php": "php"}
@@ -28,7 +28,7 @@ LOCALTIME = "/etc/localtime"
 
 
 def _get(service: Service, key: str, default: str = "") -> str:
-    value = service.config.get(f"{SERVER}<{key}>")
+    value = service.config.get(f"{SERVER_PATH}<{key}>")
     return default if value is None else value
 
 

@@ -38,10 +38,13 @@ class InputError(TarsdockError):
 
 
 class InputErrors(TarsdockError):
-    """Several input errors reported together, sorted by where they occur."""
+    """Several input errors reported together, sorted by where they occur, each once."""
 
     def __init__(self, errors: Iterable[InputError]) -> None:
-        self.errors = sorted(errors, key=lambda e: (e.origin, e.key or "", e.message))
+        # the same error found twice (a broken template reached from a service and on its own)
+        # says nothing new: keep one
+        unique = {str(e): e for e in errors}
+        self.errors = sorted(unique.values(), key=lambda e: (e.origin, e.key or "", e.message))
         super().__init__("\n".join(str(e) for e in self.errors))
 
 

@@ -15,7 +15,6 @@ from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config, Param
 from tarsdock.templates import TemplateSet, load_templates, read_text
 
-SERVER_PATH = "/tars/application/server"
 ADAPTER_KEYS = ("endpoint", "allow", "maxconns", "threads", "queuecap", "queuetimeout",
                 "servant", "protocol")
 
@@ -167,8 +166,7 @@ def _check_templates(templates: TemplateSet, errors: ErrorCollector) -> None:
             try:
                 templates.resolve(name, template.origin)
             except InputError as problem:
-                if problem not in errors.errors:
-                    errors.extend(problem)
+                errors.extend(problem)
 
 
 def load_services(config_dir: Path) -> tuple[Service, ...]:
