@@ -134,6 +134,36 @@ def test_minimal_node(tmp_path: Path) -> None:
     manifest = load_manifest(tmp_path)
     assert (manifest.node.name, manifest.node.localip) == ("n1", "127.0.0.1")
     assert (manifest.services, manifest.images, manifest.registries) == ({}, {}, {})
+    assert (manifest.node.supervisor, manifest.node.supervisor_url) == (
+        "supervisord", "unix:///var/run/supervisor.sock")
+
+
+MINIMAL_NODE = ('[node]\nname = "n1"\ntars_path = "/t"\nlocator = "a.b.C@tcp -h 127.0.0.1 -p 1"\n')
+
+
+@pytest.mark.parametrize(("lines", "supervisor", "url"), [
+    ('supervisor = "systemd"\n', "systemd", "unix:///var/run/supervisor.sock"),
+    ('supervisor_url = "unix:///run/sv.sock"\n', "supervisord", "unix:///run/sv.sock"),
+    ('supervisor_url = "http://127.0.0.1:9001"\n', "supervisord", "http://127.0.0.1:9001"),
+])
+def test_supervisor_keys(tmp_path: Path, lines: str, supervisor: str, url: str) -> None:
+    (tmp_path / "node.toml").write_text(MINIMAL_NODE + lines)
+    node = load_manifest(tmp_path).node
+    assert (node.supervisor, node.supervisor_url) == (supervisor, url)
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ('supervisor = "upstart"', "key 'supervisor': \"upstart\" is not one of supervisord, systemd"),
+    ('supervisor_url = "unix://run/sv.sock"', "key 'supervisor_url': \"run/sv.sock\" is not an"),
+    ('supervisor_url = "ftp://x"', "key 'supervisor_url': \"ftp://x\" is not unix:///PATH"),
+])
+def test_supervisor_keys_refused(tmp_path: Path, line: str, problem: str) -> None:
+    from tarsdock.errors import InputErrors
+
+    (tmp_path / "node.toml").write_text(MINIMAL_NODE + line + "\n")
+    with pytest.raises(InputErrors) as caught:
+        load_manifest(tmp_path)
+    assert f"node.toml:5: {problem}" in str(caught.value)
 
 
 @pytest.mark.parametrize(("ref", "normal"), [

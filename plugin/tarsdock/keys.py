@@ -134,6 +134,15 @@ def file_path(value: str) -> str:
     return _path_problem(value) if value else f"{quote_value(value)} is an empty path"
 
 
+def supervisor_url(value: str) -> str:
+    """supervisord's XML-RPC URL as supervisorctl takes it: unix:///path or http://host[:port]."""
+    if value.startswith("unix://"):
+        return absolute_path(value.removeprefix("unix://"))
+    if re.match(r"https?://[A-Za-z0-9._-]+(:[0-9]{1,5})?/?\Z", value):
+        return ""
+    return f"{quote_value(value)} is not unix:///PATH or http://HOST[:PORT]"
+
+
 def image_ref(value: str) -> str:
     """A Docker image reference."""
     try:
@@ -177,6 +186,9 @@ NODE_KEYS: dict[str, KeyRule] = {
     "docker_socket": KeyRule("str", "/var/run/docker.sock", absolute_path),
     "host_path": KeyRule("str", "", absolute_path_or_empty),
     "network": KeyRule("str", "host", one_of("host", "bridge")),
+    # which supervisor runs the services: `status` asks it, `apply` reloads it
+    "supervisor": KeyRule("str", "supervisord", one_of("supervisord", "systemd")),
+    "supervisor_url": KeyRule("str", "unix:///var/run/supervisor.sock", supervisor_url),
 }
 REGISTRY_KEYS: dict[str, KeyRule] = {
     "url": KeyRule("str", "docker.io", matches(HOST_NAME, "a registry host[:port]")),

@@ -214,7 +214,8 @@ class ManifestReader:
         return NodeSettings(
             name=v["name"], localip=v["localip"] or v["name"], tars_path=v["tars_path"],
             locator=v["locator"], docker_socket=v["docker_socket"], host_path=v["host_path"],
-            network=v["network"], origin=doc.origin(("node",)),
+            network=v["network"], supervisor=v["supervisor"],
+            supervisor_url=v["supervisor_url"], origin=doc.origin(("node",)),
         )
 
     def private_file(self, file: str, origin: Origin, key: str) -> str:

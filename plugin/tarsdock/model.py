@@ -16,6 +16,7 @@ RunMode = Literal["container", "native"]
 ServerType = Literal["tars_cpp", "tars_go", "tars_java", "tars_nodejs", "tars_php", "not_tars"]
 PullPolicy = Literal["missing", "always", "never"]
 Network = Literal["host", "bridge"]
+SupervisorKind = Literal["supervisord", "systemd"]
 
 SERVER_TYPES: tuple[ServerType, ...] = (
     "tars_cpp", "tars_go", "tars_java", "tars_nodejs", "tars_php", "not_tars",
@@ -23,6 +24,7 @@ SERVER_TYPES: tuple[ServerType, ...] = (
 
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+DEFAULT_SUPERVISOR_URL = "unix:///var/run/supervisor.sock"
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class NodeSettings:
     docker_socket: str = DEFAULT_DOCKER_SOCKET
     host_path: str = ""
     network: Network = "host"
+    supervisor: SupervisorKind = "supervisord"
+    supervisor_url: str = DEFAULT_SUPERVISOR_URL   # supervisord's XML-RPC, as supervisorctl's -s
     origin: Origin = Origin("node.toml")
 
     @property
