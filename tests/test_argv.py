@@ -77,7 +77,7 @@ def test_labels_are_the_contract() -> None:
     argv = docker_run_argv(make_service())
     labels = [argv[i + 1] for i, word in enumerate(argv) if word == "--label"]
     assert labels == ["tarsdock.managed=true", "tarsdock.service=Hello.HelloServer",
-                      "tarsdock.node=10.0.0.5"]
+                      "tarsdock.node=10.0.0.5", f"tarsdock.instance={NODE.instance}"]
 
 
 # --- the command, on a config dir whose tars_path is a temp dir --------------------------------

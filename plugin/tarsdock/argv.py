@@ -23,7 +23,8 @@ from tarsdock.model import Service
 # tarsnode: CommandLoad reads these keys for the interpreter, defaulting to the bare name.
 INTERPRETERS = {"tars_java": "java", "tars_nodejs": "nodejs", "tars_php": "php"}
 INTERPRETER_DEFAULTS = {"tars_java": "java", "tars_nodejs": "node", "tars_php": "php"}
-LABELS = ("tarsdock.managed", "tarsdock.service", "tarsdock.node")
+# managed, service, node, instance: the last says which tarsdock owns it (NodeSettings.instance)
+LABELS = ("tarsdock.managed", "tarsdock.service", "tarsdock.node", "tarsdock.instance")
 LOCALTIME = "/etc/localtime"
 
 
@@ -150,7 +151,7 @@ def docker_run_argv(service: Service, docker: str = "docker") -> list[str]:
     if service.spec.image is None:
         raise InputError(service.spec.origin, "run = container needs an image", "image")
     name = service.name
-    labels = zip(LABELS, ("true", name, service.node.name), strict=True)
+    labels = zip(LABELS, ("true", name, service.node.name, service.node.instance), strict=True)
     argv = [docker, "run", "--rm", "--init", "--name", name]
     argv += [arg for key, value in labels for arg in ("--label", f"{key}={value}")]
     argv += _network_args(service)

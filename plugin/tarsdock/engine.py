@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 LABEL_MANAGED = "tarsdock.managed"
 LABEL_SERVICE = "tarsdock.service"
 LABEL_NODE = "tarsdock.node"
+LABEL_INSTANCE = "tarsdock.instance"   # NodeSettings.instance: which tarsdock owns the container
 
 Progress = Callable[[int, int], None]   # (bytes done, bytes total) over all layers so far
 
@@ -69,6 +70,7 @@ class Container:
     service: str
     node: str
     state: str
+    instance: str = ""            # its tarsdock.instance label ("" for containers from before it)
 
 
 class Engine(Protocol):
@@ -307,7 +309,7 @@ def _container(entry: dict[str, Any]) -> Container:
     names = entry.get("Names") or [""]
     return Container(id=entry["Id"], name=names[0].lstrip("/"),
                      service=labels.get(LABEL_SERVICE, ""), node=labels.get(LABEL_NODE, ""),
-                     state=entry.get("State", ""))
+                     state=entry.get("State", ""), instance=labels.get(LABEL_INSTANCE, ""))
 
 
 def parse_docker_time(text: str) -> float:

@@ -61,7 +61,7 @@ def render(fmt: str, services: list[Service], node: NodeSettings, ctx: Context,
 
 def service_dirs(services: list[Service], node: NodeSettings) -> list[Path]:
     """Directories a start needs: bin, conf, data, the log dir, and the listener's log dir."""
-    dirs = [Path(node.log_dir) / "tarsdock"]
+    dirs = [Path(node.log_dir) / "tarsdock", Path(node.state_dir)]
     for service in services:
         dirs += [Path(service.bin_dir), Path(service.conf_dir), Path(service.data_path),
                  Path(service.log_dir)]
@@ -135,6 +135,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
     for path in service_dirs(services, node.manifest.node):
         if not path.is_dir():
-            path.mkdir(parents=True)
+            path.mkdir(mode=0o755, parents=True)
     print(summary(write(changes)))
     return 0

@@ -57,6 +57,7 @@ KIND_NAMES: dict[TomlKind, str] = {
 SAFE_PATH = re.compile(r"[A-Za-z0-9._/-]+\Z")
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")        # [registries.X] and [images.X] ids
+INSTANCE = re.compile(r"\A\Z|[A-Za-z0-9][A-Za-z0-9._:@-]*\Z")   # a Docker label value
 TEMPLATE_NAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._-]+\Z")   # a file name in templates/
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*\Z")  # node name, IPs, registry host[:port]
 SET_DIVISION = re.compile(r"[A-Za-z0-9]+\.[A-Za-z0-9]+\.(?:[A-Za-z0-9]+|\*)\Z")
@@ -189,6 +190,7 @@ NODE_KEYS: dict[str, KeyRule] = {
     # which supervisor runs the services: `status` asks it, `apply` reloads it
     "supervisor": KeyRule("str", "supervisord", one_of("supervisord", "systemd")),
     "supervisor_url": KeyRule("str", "unix:///var/run/supervisor.sock", supervisor_url),
+    "instance": KeyRule("str", "", matches(INSTANCE, "an id of letters, digits, . _ : @ -")),
 }
 REGISTRY_KEYS: dict[str, KeyRule] = {
     "url": KeyRule("str", "docker.io", matches(HOST_NAME, "a registry host[:port]")),

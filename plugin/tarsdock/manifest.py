@@ -216,6 +216,7 @@ class ManifestReader:
             locator=v["locator"], docker_socket=v["docker_socket"], host_path=v["host_path"],
             network=v["network"], supervisor=v["supervisor"],
             supervisor_url=v["supervisor_url"], origin=doc.origin(("node",)),
+            instance_setting=v["instance"], config_dir=os.path.realpath(self.config_dir),
         )
 
     def private_file(self, file: str, origin: Origin, key: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Literal
@@ -41,6 +42,26 @@ class NodeSettings:
     supervisor: SupervisorKind = "supervisord"
     supervisor_url: str = DEFAULT_SUPERVISOR_URL   # supervisord's XML-RPC, as supervisorctl's -s
     origin: Origin = Origin("node.toml")
+    instance_setting: str = ""    # [node] instance as written; "" derives it (see `instance`)
+    config_dir: str = ""          # realpath of the config dir the manifest was read from
+
+    @functools.cached_property
+    def instance(self) -> str:
+        """This tarsdock instance's id: `[node] instance`, else `NAME@` + 8 hex of the config dir.
+
+        Every container tarsdock starts carries it as label `tarsdock.instance`; nothing of
+        tarsdock stops or removes a container with another value (DESIGN §11). Derived from the
+        config dir's real path, so two config dirs with the same node name on one engine differ.
+        """
+        if self.instance_setting:
+            return self.instance_setting
+        digest = hashlib.sha256(self.config_dir.encode()).hexdigest()[:8]
+        return f"{self.name}@{digest}"
+
+    @functools.cached_property
+    def state_dir(self) -> PurePosixPath:
+        """Where tarsdock-run keeps each service's failures and starts (see tarsdock.state)."""
+        return PurePosixPath(self.tars_path) / "tarsdock" / "state"
 
     @property
     def docker_host(self) -> str | None:

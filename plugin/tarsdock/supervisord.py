@@ -66,7 +66,10 @@ def run_lines(service: Service, ctx: Context) -> list[str]:
         raise QuotingError(f"{what}: empty command")
     lines = [f"mode={_sh(service.spec.run, what)}"]
     if service.spec.run == "container":
-        lines += [f"timeout={service.stop_timeout}", f"docker={_sh(ctx.docker, what)}"]
+        node = service.node
+        lines += [f"timeout={service.stop_timeout}", f"docker={_sh(ctx.docker, what)}",
+                  f"instance={_sh(node.instance, 'instance')}",
+                  f"state={_sh(str(node.state_dir), 'state dir')}"]
         if service.node.docker_host:
             lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
     words = " ".join(_sh(word, what) for word in argv)

@@ -1,0 +1,83 @@
+"""What tarsdock-run records about each service's starts and failures, and a reader for it.
+
+The contract between the wrapper (a POSIX sh script that runs at every start) and the commands
+that report on services (`tarsdock status`, the listener):
+
+- The state dir is `NodeSettings.state_dir`, `<tars_path>/tarsdock/state`, made by `generate`
+  with mode 0755. The run file names it to the wrapper (`state=DIR`).
+- `<state dir>/<App.Server>.failures`: one line per failed run, `EPOCH<TAB>CODE<TAB>TEXT`.
+  EPOCH is integer seconds since the epoch, CODE one of the `CODES` below, TEXT a human
+  sentence such as `killed for memory (limit 32m)`. The last `KEEP` lines are kept.
+- `<state dir>/<App.Server>.starts`: one line `EPOCH` per start, the last `KEEP` lines.
+- One writer per service (its own wrapper): a file is rewritten as temp file + rename, so a
+  reader sees the old or the new content, never a torn line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+KEEP = 100   # lines kept per file
+
+FAILURES_SUFFIX = ".failures"
+STARTS_SUFFIX = ".starts"
+
+EXIT = "exit"                              # the service exited with a non-zero status
+SIGNAL = "signal"                          # the service was killed by a signal
+OOM = "oom"                                # the kernel killed it for memory (Docker's oom event)
+IMAGE_MISSING = "image-missing"            # `docker run` found no such image (never pulls)
+DOCKER_UNREACHABLE = "docker-unreachable"  # the daemon did not answer
+NAME_OWNED = "name-owned"                  # a container of that name belongs to another instance
+HEARTBEAT = "heartbeat"                    # restarted for missing Tars heartbeats
+CODES = (EXIT, SIGNAL, OOM, IMAGE_MISSING, DOCKER_UNREACHABLE, NAME_OWNED, HEARTBEAT)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed run of a service: when (epoch seconds), why (a CODE), and the human text."""
+
+    when: int
+    code: str
+    text: str
+
+
+def failures_path(state_dir: Path, service: str) -> Path:
+    """The failures file of a service (App.Server)."""
+    return state_dir / f"{service}{FAILURES_SUFFIX}"
+
+
+def starts_path(state_dir: Path, service: str) -> Path:
+    """The starts file of a service (App.Server)."""
+    return state_dir / f"{service}{STARTS_SUFFIX}"
+
+
+def parse_failure(line: str) -> Failure | None:
+    """A failures line, or None for a line that does not follow the format."""
+    when, sep, rest = line.rstrip("\n").partition("\t")
+    code, sep2, text = rest.partition("\t")
+    if not (sep and sep2 and when.isdigit() and code):
+        return None
+    return Failure(int(when), code, text)
+
+
+def read_failures(path: Path) -> list[Failure]:
+    """A service's recorded failures, oldest first; a missing file means none.
+
+    Lines that do not follow the format (a file edited by hand) are skipped. Raises OSError
+    for a file that exists but cannot be read.
+    """
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return [f for line in text.splitlines() if (f := parse_failure(line)) is not None]
+
+
+def read_starts(path: Path) -> list[int]:
+    """A service's recorded start times (epoch seconds), oldest first; missing file: none."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return [int(line) for line in text.split() if line.isdigit()]

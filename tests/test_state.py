@@ -1,0 +1,58 @@
+"""The instance id and the state files tarsdock-run writes (the contract in tarsdock.state)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from tarsdock.manifest import load_manifest
+from tarsdock.state import Failure, failures_path, read_failures, read_starts, starts_path
+
+NODE_TOML = """[node]
+name = "10.0.0.5"
+tars_path = "/usr/local/app/tars"
+locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"
+"""
+
+
+def test_instance_derives_from_the_config_dirs_real_path(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "node.toml").write_text(NODE_TOML)
+    (tmp_path / "link").symlink_to(real)
+    digest = hashlib.sha256(os.path.realpath(real).encode()).hexdigest()[:8]
+    node = load_manifest(tmp_path / "link").node
+    assert node.instance == f"10.0.0.5@{digest}"
+    assert str(node.state_dir) == "/usr/local/app/tars/tarsdock/state"
+
+
+def test_two_config_dirs_with_one_node_name_differ(tmp_path: Path) -> None:
+    ids = set()
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "node.toml").write_text(NODE_TOML)
+        ids.add(load_manifest(tmp_path / name).node.instance)
+    assert len(ids) == 2
+
+
+def test_explicit_instance_wins(tmp_path: Path) -> None:
+    (tmp_path / "node.toml").write_text(NODE_TOML + 'instance = "demo-1"\n')
+    assert load_manifest(tmp_path).node.instance == "demo-1"
+
+
+def test_read_failures_skips_malformed_lines(tmp_path: Path) -> None:
+    path = failures_path(tmp_path, "Hello.HelloServer")
+    assert read_failures(path) == []
+    path.write_text("1700000000\toom\tkilled for memory (limit 32m)\n"
+                    "garbage\n"
+                    "1700000005\texit\texited with status 3\n")
+    assert read_failures(path) == [Failure(1700000000, "oom", "killed for memory (limit 32m)"),
+                                   Failure(1700000005, "exit", "exited with status 3")]
+
+
+def test_read_starts(tmp_path: Path) -> None:
+    path = starts_path(tmp_path, "Hello.HelloServer")
+    assert read_starts(path) == []
+    path.write_text("1700000000\n1700000009\n")
+    assert read_starts(path) == [1700000000, 1700000009]
