@@ -548,3 +548,113 @@ class SystemdContainer:
         run(["docker", "stop", "-t", str(timeout), self.name], check=False,
             timeout=timeout + 30)
         remove_containers(self.name)
+
+
+# ---- a private Docker Engine (for outages) ------------------------------------------------------
+
+class PrivateDockerd:
+    """A second dockerd of our own, to stop and start without touching the shared engine.
+
+    It has its own socket, data root, exec root (and so its own containerd), pid file,
+    containerd namespaces and its **own bridge**, created here with `ip link` and given with
+    `--bridge`. Never `--bridge=none`: Docker 20.10 then deletes the host's docker0 and breaks
+    every bridge-network container of the shared engine (DESIGN §11). No iptables rules: the
+    tests use host networking and loopback only. `stop()` then `start()` is an outage that keeps
+    images and data; `remove()` deletes everything it made.
+    """
+
+    def __init__(self, tag: str | None = None) -> None:
+        self.tag = tag or os.urandom(3).hex()
+        self.bridge = f"tdk{self.tag}"[:15]           # interface names: at most 15 bytes
+        self.rundir = short_tempdir("dkd-")            # socket, pid file, exec root: short paths
+        self.socket = self.rundir / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        # beside the shared engine's data root, whose filesystem its storage driver works on
+        self.data_root = Path(tempfile.mkdtemp(prefix="tarsdock-dockerd-", dir="/var/lib"))
+        self.log = self.data_root.parent / f"{self.data_root.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.bridge_made = False
+
+    def _free_subnet(self) -> str:
+        used = run(["ip", "-4", "-o", "addr"]).stdout + run(["ip", "-4", "route"]).stdout
+        for third in range(200, 255):
+            if f"10.213.{third}." not in used:
+                return f"10.213.{third}.1/24"
+        raise AssertionError("no free 10.213.x.0/24 subnet for a private bridge")
+
+    def _make_bridge(self) -> None:
+        require("ip", "iproute2 (`ip`) is needed for a private dockerd's bridge")
+        run(["ip", "link", "add", self.bridge, "type", "bridge"])
+        self.bridge_made = True
+        run(["ip", "addr", "add", self._free_subnet(), "dev", self.bridge])
+        run(["ip", "link", "set", self.bridge, "up"])
+
+    def argv(self) -> list[str]:
+        """The dockerd command line."""
+        driver = run(["docker", "info", "--format", "{{.Driver}}"]).stdout.strip() or "vfs"
+        return ["dockerd", "--host", self.host, "--data-root", str(self.data_root),
+                "--exec-root", str(self.rundir / "exec"), "--pidfile", str(self.rundir / "pid"),
+                "--bridge", self.bridge, "--iptables=false", "--ip-masq=false",
+                "--containerd-namespace", f"tdk-{self.tag}",
+                "--containerd-plugins-namespace", f"tdk-{self.tag}-plugins",
+                "--storage-driver", driver]
+
+    def start(self, timeout: float = 60.0) -> PrivateDockerd:
+        """Start (or start again after `stop`) and wait until it answers `docker info`."""
+        require("dockerd", f"dockerd is not installed; {SETUP_HINT}")
+        if not self.bridge_made:
+            self._make_bridge()
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        try:
+            wait_for(self.answers, f"private dockerd on {self.socket}", timeout, interval=0.2)
+        except TimeoutError as err:
+            raise AssertionError(f"{err}\n{tail(self.log)}") from err
+        return self
+
+    def answers(self) -> bool:
+        """Whether the daemon answers on its socket now."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"private dockerd exited {self.proc.returncode}\n"
+                                 f"{tail(self.log)}")
+        return self.docker("version", "--format", "{{.Server.Version}}",
+                           check=False).returncode == 0
+
+    def docker(self, *args: str, check: bool = True,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The docker CLI against this daemon."""
+        return run(["docker", "--host", self.host, *args], check=check, timeout=timeout)
+
+    def load_image(self, ref: str) -> None:
+        """Copy an image of the shared engine into this one (`docker save | docker load`)."""
+        with tempfile.TemporaryFile() as archive:
+            subprocess.run(["docker", "save", ref], stdout=archive, check=True, timeout=300)
+            archive.seek(0)
+            subprocess.run(["docker", "--host", self.host, "load", "-q"], stdin=archive,
+                           stdout=subprocess.DEVNULL, check=True, timeout=300)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM the daemon (it stops its containers) and wait until it is gone."""
+        if self.proc is not None:
+            stop_process(self.proc, timeout)
+            self.proc = None
+
+    def remove(self) -> None:
+        """Stop it and delete its bridge, data root, exec root and log."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+                self.docker("rm", "-f", *self.docker("ps", "-aq", check=False).stdout.split(),
+                            check=False)
+        self.stop()
+        if self.bridge_made:
+            run(["ip", "link", "delete", self.bridge], check=False)
+            self.bridge_made = False
+        # the exec root may hold mounts of a daemon killed the hard way: unmount before deleting
+        for root in (self.rundir, self.data_root):
+            mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                      if line.split()[1].startswith(str(root))]
+            for mount in sorted(mounts, reverse=True):
+                run(["umount", "-l", mount], check=False)
+            shutil.rmtree(root, ignore_errors=True)
+        self.log.unlink(missing_ok=True)

@@ -215,3 +215,23 @@ def test_test_server_in_python_image(
     assert state["ExitCode"] == 0
     assert state["OOMKilled"] is False
     assert harness.read_json_when_present(data_dir / "stopped.json")["signal"] == "SIGTERM"
+
+
+def test_private_dockerd_outage_and_cleanup() -> None:
+    """A private dockerd answers, stops (an outage), answers again with its images, and leaves
+    nothing behind; the shared engine's bridge is untouched."""
+    harness.docker_client()
+    engine = harness.PrivateDockerd()
+    try:
+        engine.start()
+        engine.load_image(harness.BUSYBOX_IMAGE)
+        engine.stop()
+        assert not engine.answers()
+        engine.start()
+        out = engine.docker("run", "--rm", "--net=host", harness.BUSYBOX_IMAGE, "echo", "hi").stdout
+        assert out.strip() == "hi"
+    finally:
+        engine.remove()
+    assert not Path(engine.data_root).exists()
+    assert engine.bridge not in harness.run(["ip", "-o", "link"]).stdout
+    assert "docker0" in harness.run(["ip", "-o", "link"]).stdout
