@@ -217,9 +217,12 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "command": KeyRule("strlist", (), name_list),
     "local_port": KeyRule("int", 0, at_least(1, 65535)),
     "set_division": KeyRule("str", "", matches(SET_DIVISION, "a set name.area.group")),
-    "async_thread": KeyRule("int", 3, at_least(1)),
+    # tarsregistry's default is 0 for tars_nodejs (CDbHandle::getServers), so 0 is a real value
+    "async_thread": KeyRule("int", 3, at_least(0)),
     "main_class": KeyRule("str", "", matches(WORD, "a class name without blanks")),
     "adapters": KeyRule("tables", ()),
+    # Tars setting_state: a disabled service is generated but not started with the others
+    "enabled": KeyRule("bool", True),
 }
 # TarsCpp treats any protocol other than "tars" as a raw one; Tars' web UI offers these two names
 ADAPTER_KEYS: dict[str, KeyRule] = {

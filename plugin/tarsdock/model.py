@@ -136,6 +136,7 @@ class ServiceSpec:
     async_thread: int = 3
     main_class: str = ""
     adapters: tuple[AdapterSpec, ...] = ()
+    enabled: bool = True          # false: not started by supervisord/tars.target (Tars inactive)
 
     @property
     def name(self) -> str:

@@ -52,8 +52,9 @@ def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
         "logpath": log_dir,
         "local": f"tcp -h 127.0.0.1 -p {spec.local_port} -t 10000" if spec.local_port else "",
         "mainclass": spec.main_class,
-        "setdivision": spec.set_division,
-        "enableset": "Y" if spec.set_division else "N",
+        # tarsnode CommandLoad::updateConfigFile: "NULL" and "n" without a set, lower-case "y"
+        "setdivision": spec.set_division or "NULL",
+        "enableset": "y" if spec.set_division else "n",
         "asyncthread": str(spec.async_thread),
         "baseimage": spec.image.ref if spec.image else "",
     }

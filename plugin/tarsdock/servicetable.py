@@ -83,7 +83,7 @@ class ServiceReader:
             origin=self.doc.origin(self.path), profile=profile, profile_origin=profile_origin,
             image=image, exe=v["exe"], command=tuple(v["command"]), local_port=v["local_port"],
             set_division=v["set_division"], async_thread=v["async_thread"],
-            main_class=v["main_class"], adapters=adapters,
+            main_class=v["main_class"], adapters=adapters, enabled=v["enabled"],
         )
 
     def image(self, text: str) -> Image | None:

@@ -93,7 +93,8 @@ def program_rows(service: Service, ctx: Context, out_dir: Path) -> Rows:
     return [
         ("command", program_command(service, ctx, out_dir)),
         ("directory", str(service.bin_dir)),
-        ("autostart", "true"),
+        # a disabled service (Tars setting_state inactive) starts only by hand
+        ("autostart", "true" if service.spec.enabled else "false"),
         ("autorestart", "true"),
         ("startsecs", str(START_SECS)),
         ("startretries", str(START_RETRIES)),

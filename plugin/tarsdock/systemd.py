@@ -106,6 +106,10 @@ def service_rows(service: Service, ctx: Context) -> list[tuple[str, Rows]]:
     """The sections of a service's unit, in file order."""
     body = _container_rows(service, ctx) if service.spec.run == "container" \
         else _native_rows(service)
+    # A disabled service (Tars setting_state inactive) has no [Install]: tars.target does not
+    # want it, so it starts only by `systemctl start`; PartOf= still stops it with the target.
+    install: list[tuple[str, Rows]] = [("Install", [("WantedBy", TARGET)])] \
+        if service.spec.enabled else []
     return [
         ("Unit", _unit_rows(service)),
         ("Service", [
@@ -120,7 +124,7 @@ def service_rows(service: Service, ctx: Context) -> list[tuple[str, Rows]]:
             ("RestartSec", str(RESTART_SEC)),
             ("SyslogIdentifier", service.name),
         ]),
-        ("Install", [("WantedBy", TARGET)]),
+        *install,
     ]
 
 
@@ -178,7 +182,8 @@ def punish_service_rows() -> list[tuple[str, Rows]]:
 
 def target_rows(services: Sequence[Service]) -> list[tuple[str, Rows]]:
     """tars.target: wants every service, so `systemctl start tars.target` starts them all."""
-    units = " ".join([f"{SYNC_UNIT}.timer", *(unit_name(service) for service in services)])
+    units = " ".join([f"{SYNC_UNIT}.timer",
+                      *(unit_name(service) for service in services if service.spec.enabled)])
     unit: Rows = [("Description", "Tars services managed by tarsdock"), ("Wants", units)]
     return [("Unit", unit), ("Install", [("WantedBy", "multi-user.target")])]
 
