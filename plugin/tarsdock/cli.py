@@ -1,138 +1,119 @@
-"""The command line: one boundary that turns errors into messages and exit codes."""
+"""The command line: the table of subcommands, and one boundary that turns errors into messages
+and exit codes.
+
+Adding a subcommand is one row in COMMANDS: its name, the `module:function` that adds its
+arguments to the parser made for it (and sets `func`), a help line, and what it reads and writes
+(shown by `tarsdock CMD --help`). Subcommand modules import tarsdock.options, never this module.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
+import importlib
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
+from tarsdock import __version__
 from tarsdock.errors import InputError, InputErrors, TarsdockError
-
-DEFAULT_CONFIG_DIR = "/etc/tarsdock"
-EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+from tarsdock.options import EXIT_INPUT, EXIT_OK, EXIT_USAGE, GLOBAL_OPTIONS, add_global_options
 
 Handler = Callable[[argparse.Namespace], int]
+Registrar = Callable[[argparse.ArgumentParser], None]
+CONFIG = "the config dir (node.toml, services.d/*.toml, templates/)"
 
 
-def config_dir(args: argparse.Namespace) -> Path:
-    """The config dir: --config-dir, else $TARSDOCK_CONFIG_DIR, else /etc/tarsdock."""
-    return Path(args.config_dir or os.environ.get("TARSDOCK_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: where its arguments are added, and what it reads and writes."""
+
+    name: str
+    registrar: str   # "module:function", imported only when the command is chosen
+    help: str
+    reads: str
+    writes: str
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
-    from tarsdock.resolve import load_services
-
-    services = load_services(config_dir(args))
-    print(f"ok: {len(services)} services in {config_dir(args)}")
-    return EXIT_OK
-
-
-def cmd_template_show(args: argparse.Namespace) -> int:
-    from tarsdock.resolve import show_template
-
-    sys.stdout.write(show_template(config_dir(args), args.name, args.profile))
-    return EXIT_OK
-
-
-def cmd_config(args: argparse.Namespace) -> int:
-    from tarsdock.errors import Origin, did_you_mean
-    from tarsdock.resolve import load_node
-
-    services = {service.name: service for service in load_node(config_dir(args)).services}
-    if args.service not in services:
-        raise InputError(Origin("command line"), f"no service '{args.service}' in the manifest"
-                         f"{did_you_mean(args.service, services)}")
-    sys.stdout.write(services[args.service].config_text)
-    return EXIT_OK
-
-
-# --- subcommand registration: one add_* per command; keep each small -----------------------
-
-
-def add_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("validate", help="check the config dir; report every error")
-    p.set_defaults(func=cmd_validate)
-
-
-def add_template(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("template", help="work with Tars templates")
-    show = p.add_subparsers(dest="template_command", required=True).add_parser(
-        "show", help="print a template's resolved chain (no macro substitution)")
-    show.add_argument("name")
-    show.add_argument("--profile", type=Path, help="a private profile to merge over it")
-    show.set_defaults(func=cmd_template_show)
-
-
-def add_config(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("config", help="print a service's final Tars config")
-    p.add_argument("service", metavar="App.Server")
-    p.set_defaults(func=cmd_config)
-
-
-def add_deploy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from tarsdock.deploy import add_arguments
-
-    add_arguments(sub.add_parser("deploy", help="unpack a Tars release package into bin/"))
-
-
-def add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from tarsdock.images import add_images as register
-
-    register(sub)
-
-
-def add_listener(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from tarsdock.listener import add_listener as register
-
-    register(sub)
-
-
-def add_generate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from tarsdock.generate import register
-
-    register(sub)
-
-
-# name -> (help, registrar). Only the chosen command's registrar runs, so `validate` does not pay
-# for importing the Docker adapter, the listener or the deploy code.
-Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
-COMMANDS: dict[str, tuple[str, Registrar]] = {
-    "validate": ("check the config dir; report every error", add_validate),
-    "template": ("work with Tars templates", add_template),
-    "config": ("print a service's final Tars config", add_config),
-    "generate": ("write supervisord programs or systemd units", add_generate),
-    "images": ("pre-pull the node's base images", add_images),
-    "listener": ("the supervisord event listener", add_listener),
-    "deploy": ("unpack a Tars release package into bin/", add_deploy),
-}
+COMMANDS: tuple[Command, ...] = (
+    Command("validate", "tarsdock.commands:register_validate",
+            "check the config dir; report every error", CONFIG, "nothing"),
+    Command("template", "tarsdock.commands:register_template", "work with Tars templates",
+            f"{CONFIG}, and the stock templates shipped with tarsdock", "nothing (stdout)"),
+    Command("config", "tarsdock.commands:register_config", "print a service's final Tars config",
+            f"{CONFIG}, and the release in the service's bin/", "nothing (stdout)"),
+    Command("generate", "tarsdock.generate:register",
+            "write supervisord programs or systemd units", f"{CONFIG}, and the release in each "
+            "service's bin/", "the units or programs (and run files) in --out; each service's "
+            "Tars config <tars_path>/tarsnode/data/App.Server/conf/App.Server.config.conf; the "
+            "service dirs (created when missing); --dry-run and --diff write nothing"),
+    Command("images", "tarsdock.images:register", "manage the base images of the node's services",
+            f"{CONFIG}; registry password files", "images pulled into the Docker Engine"),
+    Command("listener", "tarsdock.listener:register",
+            "the supervisord event listener (run by supervisord)", f"{CONFIG}; supervisord "
+            "events on stdin", "the event protocol on stdout, a log on stderr; images pulled, "
+            "containers removed, programs started via supervisord's XML-RPC"),
+    Command("deploy", "tarsdock.deploy:register", "unpack a Tars release package into bin/",
+            f"{CONFIG}; the package", "<tars_path>/tarsnode/data/App.Server/bin (a new release; "
+            "the previous one is kept for --rollback)"),
+    Command("completion", "tarsdock.completion:register",
+            "print a bash or zsh completion script", f"with --list, {CONFIG}",
+            "nothing (stdout)"),
+)
 
 
 def chosen_command(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv: the first word that is not an option or its value."""
+    takes_value = {option.flag for option in GLOBAL_OPTIONS}
     words = iter(argv)
     for word in words:
-        if word == "--config-dir":
+        if word in takes_value:
             next(words, None)
         elif not word.startswith("-"):
             return word
     return None
 
 
-def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+def _registrar(command: Command) -> Registrar:
+    module, function = command.registrar.split(":")
+    registrar: Registrar = getattr(importlib.import_module(module), function)
+    return registrar
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every parser below this one (nested subcommands like `images sync` included)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):   # aliases map to one parser
+                yield child
+                yield from _subparsers(child)
+
+
+def _finish(parser: argparse.ArgumentParser, command: Command) -> None:
+    """Global options, and what the command reads and writes, on a command's parsers."""
+    note = "\n".join(textwrap.fill(f"{label}: {text}", 78, subsequent_indent="  ")
+                     for label, text in (("reads", command.reads), ("writes", command.writes)))
+    for each in (parser, *_subparsers(parser)):
+        add_global_options(each, top=False)
+        each.epilog = f"{each.epilog}\n\n{note}" if each.epilog else note
+        each.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def build_parser(argv: Sequence[str] = (), full: bool = False) -> argparse.ArgumentParser:
+    """The parser; only the chosen command's module is imported unless `full` (man, completion)."""
     parser = argparse.ArgumentParser(
         prog="tarsdock", description="Run Tars services in Docker containers under supervisord "
         "or systemd.")
-    parser.add_argument("--config-dir", help="config dir (default: $TARSDOCK_CONFIG_DIR or "
-                        f"{DEFAULT_CONFIG_DIR})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_global_options(parser, top=True)
+    parser.set_defaults(full_parser=lambda: build_parser(full=True))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = chosen_command(argv)
-    for name, (help_text, register) in COMMANDS.items():
-        if name == chosen:
-            register(sub)
-        else:
-            sub.add_parser(name, help=help_text)
+    for command in COMMANDS:
+        child = sub.add_parser(command.name, help=command.help, description=command.help)
+        if full or command.name == chosen:
+            _registrar(command)(child)
+            _finish(child, command)
     return parser
 
 

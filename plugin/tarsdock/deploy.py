@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Literal
 
 from tarsdock.errors import InputError, Origin, TarsdockError, did_you_mean
+from tarsdock.options import EXIT_OK, EXIT_USAGE, complete_names, config_dir
 
 Supervisor = Literal["supervisord", "systemd"]
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
 
 RELEASES = "releases"
 UNPACK_PREFIX = ".unpack-"
-EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
@@ -305,7 +305,6 @@ def cmd_deploy(args: argparse.Namespace, runner: Runner = run_command) -> int:
     if bool(args.package) == bool(args.rollback):
         print("tarsdock deploy: error: give either PACKAGE or --rollback", file=sys.stderr)
         return EXIT_USAGE
-    from tarsdock.cli import config_dir
 
     server_type, dirs = _service_location(config_dir(args), args.service)
     now = datetime.now(UTC)
@@ -337,9 +336,9 @@ def _service_location(config_dir: Path, service: str) -> tuple[str, ReleaseDirs]
     return spec.type, ReleaseDirs(Path(str(manifest.node.data_dir / service)))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def register(parser: argparse.ArgumentParser) -> None:
     """The deploy subcommand's arguments."""
-    parser.add_argument("service", metavar="App.Server")
+    complete_names(parser.add_argument("service", metavar="App.Server"), "services")
     parser.add_argument("package", nargs="?", metavar="PACKAGE.tgz",
                         help="Tars release package: a tgz with a directory named after the server")
     parser.add_argument("--rollback", action="store_true",

@@ -20,9 +20,8 @@ FORMATS = ("supervisord", "systemd")
 CONFIG_FORMAT = "tars-config"   # header tag of the service config files
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `generate` to the CLI (imports stay light: the renderers load on use)."""
-    p = sub.add_parser("generate", help="write supervisord programs or systemd units")
+def register(p: argparse.ArgumentParser) -> None:
+    """The arguments of `generate` (imports stay light: the renderers load on use)."""
     p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument("--out", type=Path, required=True, help="directory for the units")
     p.add_argument("--docker", default=shutil.which("docker") or "/usr/bin/docker",
@@ -117,7 +116,7 @@ def load_and_render(fmt: str, directory: Path, ctx: Context,
 
 def cmd_generate(args: argparse.Namespace) -> int:
     """Load, render everything, then write (or show) the changes."""
-    from tarsdock.cli import config_dir
+    from tarsdock.options import config_dir
     from tarsdock.output import Context, describe, diff, write
 
     directory = config_dir(args)

@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
 from tarsdock.engine import Auth, Engine, PullError
 from tarsdock.errors import TarsdockError
+from tarsdock.options import EXIT_OK, config_dir
 
 if TYPE_CHECKING:
     from tarsdock.model import PullPolicy, Registry, ServiceSpec
 
-EXIT_OK, EXIT_MISSING = 0, 3
+EXIT_MISSING = 3
 POLICY_STRENGTH: dict[str, int] = {"never": 0, "missing": 1, "always": 2}
 DOCKER_HUB = {"docker.io": "https://index.docker.io/v1/"}   # the daemon's name for Hub logins
 
@@ -288,7 +289,6 @@ def _columns() -> int:
 
 def cmd_images_sync(args: argparse.Namespace) -> int:
     """Pull the node's images; exit 0 when every one is present, 3 otherwise."""
-    from tarsdock.cli import config_dir
     from tarsdock.engine import DockerEngine
     from tarsdock.manifest import load_manifest
 
@@ -306,9 +306,8 @@ def cmd_images_sync(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.ok for r in results) else EXIT_MISSING
 
 
-def add_images(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `images sync`."""
-    images = sub.add_parser("images", help="manage the base images of the node's services")
+def register(images: argparse.ArgumentParser) -> None:
+    """The actions of `images`: `images sync`."""
     actions = images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
     p = actions.add_parser("sync", help="pull every image the node's services use",
                            epilog="exit status: 0 every image present, 1 input error, "

@@ -342,9 +342,9 @@ def cmd_listener(args: argparse.Namespace) -> int:
 
     from supervisor import childutils
 
-    from tarsdock.cli import config_dir
     from tarsdock.engine import DockerEngine
     from tarsdock.manifest import load_manifest
+    from tarsdock.options import config_dir
 
     protocol_out = sys.stdout.buffer
     sys.stdout = sys.stderr   # a stray print must never corrupt the protocol
@@ -364,9 +364,8 @@ def cmd_listener(args: argparse.Namespace) -> int:
     return serve(sys.stdin.buffer, protocol_out, listener.handle)
 
 
-def add_listener(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `listener`."""
-    p = sub.add_parser("listener", help="supervisord event listener (run by supervisord)")
+def register(p: argparse.ArgumentParser) -> None:
+    """The options of `listener`."""
     defaults = Options()
     for flag, kind, help_ in (
         ("--punish-interval", float, "seconds before a FATAL program is tried again"),

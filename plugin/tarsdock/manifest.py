@@ -15,30 +15,20 @@ from __future__ import annotations
 import os
 import re
 import stat
-import tomllib
-from ast import literal_eval
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import rtoml
-
-from tarsdock.endpoint import Endpoint
 from tarsdock.errors import ErrorCollector, InputErrors, Origin, did_you_mean
 from tarsdock.imageref import parse_image_ref
 from tarsdock.keys import (
     ID,
     IMAGE_KEYS,
-    KIND_NAMES,
     NODE_FILE_TABLES,
     NODE_KEYS,
     REGISTRY_KEYS,
-    REQUIRED,
     SERVICES_FILE_TABLES,
     TEMPLATE_KEYS,
     TEMPLATE_NAME,
-    KeyRule,
-    TomlKind,
     quote_value,
 )
 from tarsdock.model import (
@@ -49,139 +39,14 @@ from tarsdock.model import (
     ServiceSpec,
 )
 from tarsdock.servicetable import ServiceReader, check_listeners, registry_for
-from tarsdock.tomlpos import KeyPath, Located, locate, toml_path
+from tarsdock.tomlpos import toml_path
+from tarsdock.tomlread import TableReader, TomlDoc
 
 SERVICE_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)\Z")
-SYNTAX_WHERE = re.compile(r" \(at (?:line (\d+), column \d+|end of document)\)\Z")
-TWICE = re.compile(r"Cannot declare (\(.*\)) twice")
 
 
-@dataclass(frozen=True)
-class TomlDoc:
-    """One parsed TOML file and where its keys are."""
-
-    rel: str            # the path as the user should see it: relative to the config dir
-    data: dict[str, Any]
-    where: Located
-
-    def origin(self, path: KeyPath) -> Origin:
-        return Origin(self.rel, self.where.line(path))
-
-
-def _kind_problem(kind: TomlKind, value: Any) -> str:
-    """Why a value is not of a TOML kind (and free of NUL and line breaks), or ""."""
-    def expected() -> str:   # built only on failure: this runs for every manifest value
-        return f"expected {KIND_NAMES[kind]}, got {quote_value(value)}"
-
-    if kind in ("str", "text"):
-        if not isinstance(value, str):
-            return expected()
-        if "\0" in value or (kind == "str" and ("\n" in value or "\r" in value)):
-            return f"{quote_value(value)} must not contain NUL or line breaks"
-        return ""
-    if kind == "int":
-        return "" if isinstance(value, int) and not isinstance(value, bool) else expected()
-    if kind == "bool":
-        return "" if isinstance(value, bool) else expected()
-    if kind == "strlist":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            return expected()
-        bad = [v for v in value if any(c in v for c in "\0\n\r")]
-        return f"{quote_value(bad[0])} must not contain NUL or line breaks" if bad else ""
-    ok = isinstance(value, list) and all(isinstance(v, dict) for v in value)
-    return "" if ok else expected()
-
-
-def load_toml(text: str) -> dict[str, Any]:
-    """Parse TOML with rtoml (ten times faster); tomllib names the line when the text is bad."""
-    try:
-        data: dict[str, Any] = rtoml.loads(text)
-    except rtoml.TomlParsingError:
-        data = tomllib.loads(text)   # raises TOMLDecodeError with a line and column
-    return data
-
-
-def _syntax_error(rel: str, text: str, error: tomllib.TOMLDecodeError) -> tuple[Origin, str]:
-    """A tomllib error at its line; a table declared twice also names the first declaration."""
-    message = str(error)
-    where = SYNTAX_WHERE.search(message)
-    line = int(where[1]) if where and where[1] else text.count("\n") + 1
-    message = message[:where.start()] if where else message
-    twice = TWICE.match(message)
-    if twice:
-        path = literal_eval(twice[1])
-        before = "\n".join(text.split("\n")[:line - 1])
-        first = locate(before).keys.get(path)
-        return Origin(rel, line), (f"[{toml_path(path)}] is declared twice"
-                                   + (f" (first at {Origin(rel, first)})" if first else ""))
-    return Origin(rel, line), f"TOML syntax error: {message[:1].lower()}{message[1:]}"
-
-
-class ManifestReader:
+class ManifestReader(TableReader):
     """Reads the files of one config dir, collecting every error."""
-
-    def __init__(self, config_dir: Path, errors: ErrorCollector, lines: bool = True) -> None:
-        self.config_dir = config_dir
-        self.errors = errors
-        self.lines = lines
-        self.endpoints: list[tuple[Endpoint, Origin, str, str]] = []   # ..., label, key
-        self.broken_images: set[str] = set()   # ids already reported; services need not repeat
-
-    def rel(self, file: Path) -> str:
-        try:
-            return file.relative_to(self.config_dir).as_posix()
-        except ValueError:
-            return str(file)
-
-    def read_text(self, file: Path, origin: Origin, key: str | None = None) -> str | None:
-        """A file's text; an unreadable file is an error at `origin`, bad UTF-8 at its line."""
-        try:
-            raw = file.read_bytes()
-        except OSError as error:
-            self.errors.add(origin, f"cannot read {self.rel(file)}: {error.strerror}", key)
-            return None
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            line = raw[:error.start].count(b"\n") + 1
-            self.errors.add(Origin(self.rel(file), line), "not valid UTF-8")
-            return None
-
-    def read_doc(self, file: Path) -> TomlDoc | None:
-        rel = self.rel(file)
-        text = self.read_text(file, Origin(rel))
-        if text is None:
-            return None
-        try:
-            data = load_toml(text)
-        except tomllib.TOMLDecodeError as error:
-            self.errors.add(*_syntax_error(rel, text, error))
-            return None
-        return TomlDoc(rel, data, locate(text) if self.lines else Located())
-
-    def table(self, doc: TomlDoc, path: KeyPath, value: Any, rules: dict[str, KeyRule],
-              what: str) -> dict[str, Any] | None:
-        """Check a table by its rules: values with defaults, None for a required key missing."""
-        if not isinstance(value, dict):
-            self.errors.add(doc.origin(path), f"{what} must be a table, got {quote_value(value)}")
-            return None
-        out: dict[str, Any] = {}
-        for key, given in value.items():
-            rule = rules.get(key)
-            if rule is None:
-                self.errors.add(doc.origin((*path, key)),
-                                f"unknown key in {what}{did_you_mean(key, rules)}", key)
-                continue
-            problem = _kind_problem(rule.kind, given) or (rule.check(given) if rule.check else "")
-            if problem:
-                self.errors.add(doc.origin((*path, key)), problem, key)
-            out[key] = None if problem else given
-        for key, rule in rules.items():
-            if key not in value and rule.default is REQUIRED:
-                self.errors.add(doc.origin(path), f"{what} needs this key", key)
-            if key not in value or (out[key] is None and rule.default is not REQUIRED):
-                out[key] = None if rule.default is REQUIRED else rule.default
-        return out
 
     def group(self, doc: TomlDoc, name: str, pattern: re.Pattern[str]) -> list[tuple[str, Any]]:
         """The (id, table) pairs of a top-level table of tables like [images]."""

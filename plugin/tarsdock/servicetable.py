@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tarsdock.endpoint import Endpoint, parse_endpoint
 from tarsdock.errors import ErrorCollector, Origin, did_you_mean
@@ -10,9 +10,7 @@ from tarsdock.imageref import looks_like_ref, parse_image_ref
 from tarsdock.keys import ADAPTER_KEYS, SERVICE_KEYS, quote_value
 from tarsdock.model import AdapterSpec, Image, Registry, RunMode, ServiceSpec
 from tarsdock.tomlpos import KeyPath, toml_path
-
-if TYPE_CHECKING:
-    from tarsdock.manifest import ManifestReader, TomlDoc
+from tarsdock.tomlread import TableReader, TomlDoc
 
 Listener = tuple[Endpoint, Origin, str, str]   # endpoint, where, what listens, manifest key
 
@@ -51,7 +49,7 @@ def clash(a: Endpoint, b: Endpoint) -> bool:
 class ServiceReader:
     """Reads one [services."App.Server"] table."""
 
-    def __init__(self, reader: ManifestReader, doc: TomlDoc, name: str, images: dict[str, Image],
+    def __init__(self, reader: TableReader, doc: TomlDoc, name: str, images: dict[str, Image],
                  registries: dict[str, Registry]) -> None:
         self.reader, self.errors, self.doc, self.name = reader, reader.errors, doc, name
         self.path: KeyPath = ("services", name)

@@ -15,7 +15,7 @@ MIRROR=${TARSDOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PYTHON=${PYTHON:-python3}
 # Packages of the Debian test image; changing this list changes the cache key, so it rebuilds.
 IMAGE_PACKAGES=python3,nodejs,systemd,systemd-sysv,dbus,procps,iproute2,ca-certificates
-HOST_PACKAGES=(docker.io debootstrap docker-registry apache2-utils busybox-static iproute2 systemd curl)
+HOST_PACKAGES=(docker.io debootstrap docker-registry apache2-utils busybox-static iproute2 systemd curl zsh)
 
 do_packages=1
 do_pip=1

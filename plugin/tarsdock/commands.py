@@ -1,0 +1,60 @@
+"""The small read-only subcommands: validate, template show, config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tarsdock.errors import InputError
+from tarsdock.options import EXIT_OK, complete_names, config_dir
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Load and resolve the whole config dir; print a one-line summary."""
+    from tarsdock.resolve import load_services
+
+    services = load_services(config_dir(args))
+    print(f"ok: {len(services)} services in {config_dir(args)}")
+    return EXIT_OK
+
+
+def cmd_template_show(args: argparse.Namespace) -> int:
+    """Print a template's resolved chain."""
+    from tarsdock.resolve import show_template
+
+    sys.stdout.write(show_template(config_dir(args), args.name, args.profile))
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Print one service's final Tars config."""
+    from tarsdock.errors import Origin, did_you_mean
+    from tarsdock.resolve import load_node
+
+    services = {service.name: service for service in load_node(config_dir(args)).services}
+    if args.service not in services:
+        raise InputError(Origin("command line"), f"no service '{args.service}' in the manifest"
+                         f"{did_you_mean(args.service, services)}")
+    sys.stdout.write(services[args.service].config_text)
+    return EXIT_OK
+
+
+def register_validate(parser: argparse.ArgumentParser) -> None:
+    """`validate`: no arguments of its own."""
+    parser.set_defaults(func=cmd_validate)
+
+
+def register_template(parser: argparse.ArgumentParser) -> None:
+    """`template show NAME [--profile FILE]`."""
+    show = parser.add_subparsers(dest="template_command", required=True, metavar="ACTION") \
+        .add_parser("show", help="print a template's resolved chain (no macro substitution)")
+    complete_names(show.add_argument("name", metavar="TEMPLATE"), "templates")
+    show.add_argument("--profile", type=Path, help="a private profile to merge over it")
+    show.set_defaults(func=cmd_template_show)
+
+
+def register_config(parser: argparse.ArgumentParser) -> None:
+    """`config App.Server`."""
+    complete_names(parser.add_argument("service", metavar="App.Server"), "services")
+    parser.set_defaults(func=cmd_config)

@@ -1,0 +1,89 @@
+"""What every subcommand shares: exit codes, the global options and the config dir they name.
+
+The CLI (cli.py) and the subcommand modules both import this module, never each other, so the
+import graph reads one way: cli -> subcommand modules -> options / load / resolve / render / write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_CONFIG_DIR = "/etc/tarsdock"
+EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class GlobalOption:
+    """An option every subcommand accepts, before or after its name."""
+
+    flag: str
+    dest: str
+    metavar: str
+    help: str
+
+
+# One row per global option. Each is added to the top parser (default None) and to every
+# subparser with default SUPPRESS, so a value given before the subcommand is not overwritten by a
+# subparser's default, and a value given after it wins.
+GLOBAL_OPTIONS: tuple[GlobalOption, ...] = (
+    GlobalOption("--config-dir", "config_dir", "DIR",
+                 f"config dir (default: $TARSDOCK_CONFIG_DIR or {DEFAULT_CONFIG_DIR})"),
+)
+
+
+def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    """Add the global options to a parser: the top one, or a subcommand's (see GLOBAL_OPTIONS)."""
+    group = parser.add_argument_group("global options")
+    for option in GLOBAL_OPTIONS:
+        group.add_argument(option.flag, dest=option.dest, metavar=option.metavar, help=option.help,
+                           default=None if top else argparse.SUPPRESS)
+
+
+def config_dir(args: argparse.Namespace) -> Path:
+    """The config dir: --config-dir, else $TARSDOCK_CONFIG_DIR, else /etc/tarsdock."""
+    given = getattr(args, "config_dir", None)
+    return Path(given or os.environ.get("TARSDOCK_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+
+
+NameKind = Literal["services", "templates"]
+
+# Shell functions that complete the node's service or template names by asking tarsdock itself
+# (`tarsdock completion --list KIND`), with the --config-dir already typed on the line.
+_BASH_NAMES = """
+_tarsdock_names() {  # $1: services|templates, $2: the word being completed
+  local i
+  local -a dir=()
+  for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
+    [[ ${COMP_WORDS[i]} == --config-dir ]] && dir=(--config-dir "${COMP_WORDS[i + 1]}")
+  done
+  compgen -W "$(tarsdock "${dir[@]}" completion --list "$1" 2>/dev/null)" -- "$2"
+}
+_tarsdock_services() { _tarsdock_names services "$1"; }
+_tarsdock_templates() { _tarsdock_names templates "$1"; }
+"""
+_ZSH_NAMES = """
+_tarsdock_names() {  # $1: services|templates
+  local i
+  local -a dir names
+  for ((i = 2; i < ${#words}; i++)); do
+    [[ ${words[i]} == --config-dir ]] && dir=(--config-dir "${words[i + 1]}")
+  done
+  names=(${(f)"$(tarsdock "${dir[@]}" completion --list "$1" 2>/dev/null)"})
+  compadd -a names
+}
+_tarsdock_services() { _tarsdock_names services; }
+_tarsdock_templates() { _tarsdock_names templates; }
+"""
+
+
+def complete_names(action: argparse.Action, kind: NameKind) -> argparse.Action:
+    """Mark an argument so shell completion offers the node's service or template names."""
+    function = f"_tarsdock_{kind}"
+    # the attribute shtab reads; argparse ignores it
+    action.complete = {  # type: ignore[attr-defined]
+        "bash": function, "zsh": function, "preamble": {"bash": _BASH_NAMES, "zsh": _ZSH_NAMES}}
+    return action

@@ -1,0 +1,244 @@
+"""CLI conventions: --version, global options before or after the subcommand, --help says what
+each command reads and writes, completion scripts, and an import graph without cycles."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tarsdock import cli
+from tarsdock.cli import COMMANDS, build_parser, main
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "node"
+PACKAGE = REPO / "plugin" / "tarsdock"
+BIN = Path(sys.executable).parent   # the venv's bin: tarsdock and tarsdock-run are here
+
+
+def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"tarsdock {importlib.metadata.version('tarsdock')}\n"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--config-dir", str(EXAMPLE), "validate"],
+    ["validate", "--config-dir", str(EXAMPLE)],
+    ["validate", f"--config-dir={EXAMPLE}"],
+    ["--config-dir", "/nonexistent", "validate", "--config-dir", str(EXAMPLE)],   # last wins
+])
+def test_config_dir_before_or_after_the_subcommand(argv: list[str],
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("TARSDOCK_CONFIG_DIR", raising=False)
+    assert main(argv) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out == f"ok: 3 services in {EXAMPLE}\n"
+
+
+@pytest.mark.parametrize("argv", [
+    ["--config-dir", "X", "images", "sync"],
+    ["images", "sync", "--config-dir", "X"],
+    ["template", "show", "tars.default", "--config-dir", "X"],
+    ["generate", "--format", "systemd", "--out", "o", "--config-dir", "X"],
+    ["--config-dir", "X", "generate", "--format", "systemd", "--out", "o"],
+])
+def test_a_value_before_is_not_overwritten_by_a_default_after(argv: list[str]) -> None:
+    args = build_parser(argv).parse_args(argv)
+    assert args.config_dir == "X"
+
+
+def test_no_config_dir_anywhere_leaves_it_unset() -> None:
+    argv = ["images", "sync"]
+    assert build_parser(argv).parse_args(argv).config_dir is None
+
+
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser, nested ones (`images sync`) by their full name."""
+    found: dict[str, argparse.ArgumentParser] = {}
+
+    def walk(parser: argparse.ArgumentParser, prefix: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    found[f"{prefix}{name}"] = child
+                    walk(child, f"{prefix}{name} ")
+
+    walk(build_parser(full=True), "")
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(subcommand_parsers()))
+def test_every_help_says_what_the_command_reads_and_writes(name: str) -> None:
+    text = subcommand_parsers()[name].format_help()
+    assert "\nreads: " in text and "\nwrites: " in text, text
+    assert "--config-dir" in text, text
+
+
+def test_generate_help_names_the_tars_configs_it_writes() -> None:
+    text = subcommand_parsers()["generate"].format_help()
+    assert "App.Server.config.conf" in " ".join(text.split()), text
+
+
+def test_every_command_row_is_complete() -> None:
+    names = [command.name for command in COMMANDS]
+    assert len(names) == len(set(names))
+    for command in COMMANDS:
+        assert command.help and command.reads and command.writes, command
+
+
+def test_only_the_chosen_command_module_is_registered() -> None:
+    parser = build_parser(["validate"])
+    parsers = subcommand_parsers()
+    assert set(parsers) >= {command.name for command in COMMANDS}
+    # the unchosen `generate` is a bare stub: no --format until it is chosen
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert "--format" not in sub.choices["generate"].format_help()
+    assert "--format" in parsers["generate"].format_help()
+
+
+def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--no-such-option"]) == 2
+    assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+# ---- the import graph ---------------------------------------------------------------------------
+
+def imports_of(path: Path) -> set[str]:
+    """The tarsdock modules a module imports anywhere in it (function-level imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tarsdock"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names
+                         if (PACKAGE / f"{a.name}.py").exists() and node.module == "tarsdock")
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("tarsdock"))
+    return {name for name in found if name != "tarsdock"}
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {f"tarsdock.{p.stem}": imports_of(p) for p in PACKAGE.glob("*.py")}
+    # the CLI imports the subcommand modules by name, from its table
+    graph["tarsdock.cli"] |= {c.registrar.split(":")[0] for c in COMMANDS}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    state: dict[str, int] = {}   # 1 on the current path, 2 done
+    path: list[str] = []
+
+    def visit(module: str) -> list[str]:
+        state[module] = 1
+        path.append(module)
+        for nxt in sorted(graph.get(module, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[module] = 2
+        return []
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return []
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    cycle = find_cycle(import_graph())
+    assert not cycle, ("import cycle: " + " -> ".join(cycle) + " (subcommand modules take "
+                       "config_dir and the exit codes from tarsdock.options, never tarsdock.cli)")
+
+
+def test_only_the_entry_point_imports_the_cli() -> None:
+    users = sorted(m for m, deps in import_graph().items() if "tarsdock.cli" in deps)
+    assert users == ["tarsdock.__main__"], users
+
+
+def test_the_cli_module_has_no_command_bodies() -> None:
+    # commands live in their modules; cli.py holds the table, the parser and the error boundary
+    assert not [name for name in vars(cli) if name.startswith("cmd_")]
+
+
+# ---- completion ---------------------------------------------------------------------------------
+
+def tool_env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def completion_script(shell: str) -> str:
+    return subprocess.run([BIN / "tarsdock", "completion", shell], capture_output=True,
+                          text=True, check=True, env=tool_env()).stdout
+
+
+BASH_COMPLETE = """
+source <(tarsdock completion bash)
+COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
+_shtab_tarsdock
+printf '%s\\n' "${COMPREPLY[@]}"
+"""
+
+
+def bash_complete(*words: str) -> list[str]:
+    proc = subprocess.run(["bash", "-c", BASH_COMPLETE, "bash", *words], capture_output=True,
+                          text=True, check=True, env=tool_env(), cwd=REPO)
+    return sorted(filter(None, proc.stdout.splitlines()))
+
+
+@pytest.mark.parametrize(("words", "expected"), [
+    (("tarsdock", "gen"), ["generate"]),
+    (("tarsdock", "--config-dir", str(EXAMPLE), "config", ""),
+     ["Demo.HelloServer", "Demo.NativeServer", "Demo.WebServer"]),
+    (("tarsdock", "deploy", "--config-dir", str(EXAMPLE), "Demo.H"), ["Demo.HelloServer"]),
+    (("tarsdock", "--config-dir", str(EXAMPLE), "template", "show", "demo"), ["demo.echo"]),
+    (("tarsdock", "generate", "--format", ""), ["supervisord", "systemd"]),
+])
+def test_bash_completion(words: tuple[str, ...], expected: list[str]) -> None:
+    assert bash_complete(*words) == expected
+
+
+ZSH_NAMES = """
+autoload -U compinit && compinit -u
+eval "$(tarsdock completion zsh)"
+disable compadd   # stand-in: print what would be offered
+compadd() { print -l -- "${(@P)2}"; }
+words=("$@")
+_tarsdock_$KIND
+"""
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("services", ["Demo.HelloServer", "Demo.NativeServer", "Demo.WebServer"]),
+    ("templates", ["demo.echo", "tars.cpp.default", "tars.default", "tars.go.default",
+                   "tars.nodejs.default", "tars.php.default", "tars.tarsjava.default"]),
+])
+def test_zsh_completion_offers_names(kind: str, expected: list[str]) -> None:
+    if not shutil.which("zsh"):
+        pytest.fail("zsh is missing: tests/env/setup.sh installs it")
+    proc = subprocess.run(["zsh", "-f", "-c", ZSH_NAMES, "zsh", "tarsdock", "--config-dir",
+                           str(EXAMPLE), "config", ""], capture_output=True, text=True,
+                          check=True, env={**tool_env(), "KIND": kind}, cwd=REPO)
+    assert sorted(filter(None, proc.stdout.splitlines())) == expected
+
+
+def test_zsh_script_parses_and_completes_names_where_they_are_arguments() -> None:
+    script = completion_script("zsh")
+    subprocess.run(["zsh", "-n", "-c", script], check=True)
+    assert script.startswith("#compdef tarsdock")
+    assert script.count(":App.Server:_tarsdock_services") >= 2   # config and deploy
+    assert ":TEMPLATE:_tarsdock_templates" in script
+
+
+def test_names_of_a_broken_config_dir_are_none(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "node.toml").write_text("[node\n")
+    assert main(["completion", "--list", "services", "--config-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == ""
