@@ -1,14 +1,27 @@
-"""Time `tarsdock generate` of 1,000 services beside `honcho export` of a 1,000-line Procfile.
+"""Time `tarsdock generate` of 1,000 services beside honcho and Podman Quadlet, in the same run.
 
-Whole processes, both output formats, alternated in the same run, several runs each; each
-generate starts from an empty output dir and tars_path. Then a second, unchanged generate: its
-time and how many files it touched (mtime changed; should be 0).
-Targets: generate <= 0.25 s, and per service >= 3x honcho's speed.
+Whole processes, alternated run by run, on a tmpfs and on disk:
+- systemd: `tarsdock generate --format systemd` against Quadlet (Debian 13's podman 5.4) on 1,000
+  equivalent `.container` files (same image, host network and IPC through PodmanArgs, RunInit,
+  the same volumes, env, labels, stop timeout and exec line) and `honcho export systemd`;
+- supervisord: `tarsdock generate --format supervisord` against `honcho export supervisord`.
+Each run starts from new, empty dirs (nothing is deleted until the end: on this discard-mounted
+ext4 a large rmtree slows the metadata operations that follow it for seconds). Then an unchanged
+re-run: its time and how many files it touched (mtime changed; should be 0).
+
+Quadlet runs inside the chroot that `sh bench/peers/quadlet.sh` builds (root; a few minutes
+once), with QUADLET_UNIT_DIRS. The work dirs live inside that chroot so all three tools write to
+the same filesystems; the tmpfs is mounted there for the run and unmounted after. Without the
+chroot (or without root) Quadlet is left out and the bench says so.
+
+Targets (issue 14): systemd <= Quadlet's time on tmpfs and disk; supervisord <= 1.5x honcho's;
+unchanged re-run <= 0.15 s with 0 files touched.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -16,9 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-FORMATS = ("supervisord", "systemd")
+FORMATS = ("systemd", "supervisord")
+PEERS_DIR = Path(os.environ.get("TARSDOCK_PEERS_DIR", "/var/tmp/tarsdock-peers"))
+QUADLET = "/usr/libexec/podman/quadlet"
+IMAGE = "registry.example.com:5000/tars/cppbase:3.0.15"
+STOP_SECONDS = 5          # deactivating-timeout 5000 ms below
 TEMPLATE = """<tars>
   <application>
     <server>
@@ -33,6 +51,34 @@ TEMPLATE = """<tars>
   </application>
 </tars>
 """
+CONTAINER = """[Unit]
+Description=Tars service {name} (container)
+PartOf=tars.target
+
+[Container]
+Image={image}
+ContainerName={name}
+Label=tarsdock.managed=true tarsdock.service={name} tarsdock.node=10.0.0.5
+PodmanArgs=--net=host --ipc=host
+RunInit=true
+StopTimeout={stop}
+Pull=never
+Volume={service_dir}:{service_dir}
+Volume={log_dir}:{log_dir}
+Volume=/etc/localtime:/etc/localtime:ro
+Volume=/srv/shared/{group}:/shared
+Environment=LANG=C.UTF-8 GROUP={group}
+WorkingDir={service_dir}/bin
+Exec={service_dir}/bin/{server} --config={service_dir}/conf/{name}.config.conf
+
+[Service]
+Restart=always
+RestartSec=3
+TimeoutStopSec={stop_window}
+
+[Install]
+WantedBy=tars.target
+"""
 
 
 def make_config_dir(root: Path, services: int) -> Path:
@@ -41,7 +87,7 @@ def make_config_dir(root: Path, services: int) -> Path:
     (config / "templates").mkdir(parents=True)
     lines = [f'[node]\nname = "10.0.0.5"\ntars_path = "{root / "tars"}"\n'
              'locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"\n'
-             '[images.base]\nref = "registry.example.com:5000/tars/cppbase:3.0.15"\n']
+             f'[images.base]\nref = "{IMAGE}"\n']
     for group in range(10):
         name = f"bench.group{group}"
         (config / "templates" / name).write_text(TEMPLATE.format(group=group))
@@ -67,10 +113,27 @@ def make_procfile(root: Path, services: int) -> Path:
     return path
 
 
-def timed(argv: list[str]) -> float:
+def make_containers(root: Path, services: int) -> Path:
+    """Quadlet `.container` files equivalent to the tarsdock node's units (paths as tarsdock's)."""
+    folder = root / "containers"
+    folder.mkdir()
+    tars = root / "tars"
+    for index in range(services):
+        name = f"Bench.Server{index}"
+        text = CONTAINER.format(
+            name=name, image=IMAGE, group=index % 10, server=f"Server{index}",
+            service_dir=tars / "tarsnode" / "data" / name,
+            log_dir=tars / "app_log" / "Bench" / f"Server{index}",
+            stop=STOP_SECONDS, stop_window=STOP_SECONDS + 10)
+        (folder / f"tars-{name}.container").write_text(text)
+    return folder
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
     """Wall seconds of one child process, which must succeed."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=env)
     return time.perf_counter() - start
 
 
@@ -79,46 +142,104 @@ def mtimes(*dirs: Path) -> dict[Path, int]:
     return {path: path.stat().st_mtime_ns for d in dirs for path in d.rglob("*") if path.is_file()}
 
 
+def tarsdock_cmd() -> list[str]:
+    """The console script a user runs, from this interpreter's environment."""
+    script = Path(sys.executable).parent / "tarsdock"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tarsdock"]
+
+
 def generate_argv(config: Path, fmt: str, out: Path) -> list[str]:
-    return [sys.executable, "-m", "tarsdock", "--config-dir", str(config), "generate",
-            "--format", fmt, "--out", str(out)]
+    return [*tarsdock_cmd(), "--config-dir", str(config), "generate", "--format", fmt,
+            "--out", str(out)]
 
 
 def honcho_argv(procfile: Path, fmt: str, out: Path) -> list[str]:
-    honcho = shutil.which("honcho") or "honcho"
+    honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
     return [honcho, "export", "-f", str(procfile), "-d", str(procfile.parent), "-a", "bench",
             fmt, str(out)]
 
 
-def compare(root: Path, fmt: str, runs: int, services: int) -> None:
-    """Alternate generate and honcho export, each run in new dirs; print medians and the ratio.
+def quadlet_argv(chroot: Path, containers: Path, out: Path) -> list[str]:
+    inside = "/" + str(containers.relative_to(chroot))
+    return ["chroot", str(chroot), "/usr/bin/env", f"QUADLET_UNIT_DIRS={inside}", QUADLET,
+            "/" + str(out.relative_to(chroot))]
 
-    Every run gets directories of its own and nothing is deleted until the end: on this ext4
-    (mounted with discard) a large rmtree slows the metadata operations that follow it for
-    seconds, which would measure the disk's backlog instead of the tool.
-    """
-    ours, peer = [], []
+
+def quadlet_chroot() -> Path | None:
+    """The chroot holding Quadlet, if built and usable (root)."""
+    chroot = PEERS_DIR / "trixie"
+    if os.geteuid() != 0 or not (chroot / QUADLET.lstrip("/")).exists():
+        return None
+    return chroot
+
+
+@contextlib.contextmanager
+def work_dirs(chroot: Path | None) -> Iterator[list[tuple[str, Path]]]:
+    """(label, dir) for a tmpfs and the disk: inside the chroot when there is one."""
+    base = Path(tempfile.mkdtemp(prefix="bench-generate-",
+                                 dir=str(chroot / "var/tmp") if chroot else None))
+    tmpfs = base / "tmpfs"
+    tmpfs.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2g", "bench-generate", str(tmpfs)]).returncode == 0
+    try:
+        places = [("tmpfs", tmpfs)] if mounted else []
+        disk = base / "disk"
+        disk.mkdir()
+        yield [*places, ("disk", disk)]
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(tmpfs)], check=True)
+        shutil.rmtree(base)
+
+
+def median_line(label: str, times: list[float], services: int) -> str:
+    med = statistics.median(times)
+    return (f"    {label:26} median {med:.3f} s  min {min(times):.3f} s  "
+            f"per service {med / services * 1e6:.0f} us")
+
+
+def ratio_line(ours: list[float], label: str, theirs: list[float], target: str) -> str:
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    return f"    ratio tarsdock/{label}: {ratio:.2f}  (target {target})"
+
+
+def compare(where: Path, fmt: str, runs: int, services: int, chroot: Path | None) -> None:
+    """Alternate tarsdock, honcho and (systemd, with a chroot) Quadlet; print medians, ratios."""
+    times: dict[str, list[float]] = {"tarsdock": [], "honcho": [], "quadlet": []}
     for run in range(runs):
-        work = root / f"{fmt}-{run}"
+        work = where / f"{fmt}-{run}"
         config, procfile = make_config_dir(work, services), make_procfile(work, services)
-        os.sync()
-        ours.append(timed(generate_argv(config, fmt, work / "out")))
-        peer.append(timed(honcho_argv(procfile, fmt, work / "honcho")))
-    ours_med, peer_med = statistics.median(ours), statistics.median(peer)
-    print(f"{fmt}:")
-    print(f"  tarsdock generate   median {ours_med:.3f} s  min {min(ours):.3f} s  "
-          f"per service {ours_med / services * 1e6:.0f} us  (target <= 0.25 s)")
-    print(f"  honcho export       median {peer_med:.3f} s  min {min(peer):.3f} s  "
-          f"per service {peer_med / services * 1e6:.0f} us")
-    print(f"  speed ratio honcho/tarsdock per service: {peer_med / ours_med:.2f}x "
-          "(target >= 3x)")
+        containers = make_containers(work, services) if chroot and fmt == "systemd" else None
+        steps = [("tarsdock", generate_argv(config, fmt, work / "out")),
+                 ("honcho", honcho_argv(procfile, fmt, work / "honcho"))]
+        if chroot and containers:
+            (work / "quadlet").mkdir()
+            steps.append(("quadlet", quadlet_argv(chroot, containers, work / "quadlet")))
+        # rotate the order so no tool always runs right after another's writes
+        for name, argv in steps[run % len(steps):] + steps[:run % len(steps)]:
+            os.sync()
+            times[name].append(timed(argv))
+    print(f"  {fmt}:")
+    print(median_line("tarsdock generate", times["tarsdock"], services))
+    print(median_line(f"honcho export {fmt}", times["honcho"], services))
+    if times["quadlet"]:
+        print(median_line("quadlet", times["quadlet"], services))
+        print(ratio_line(times["tarsdock"], "quadlet", times["quadlet"], "<= 1"))
+    target = "<= 1.5" if fmt == "supervisord" else "none"
+    print(ratio_line(times["tarsdock"], "honcho", times["honcho"], target))
+    rerun(work, config, fmt, runs)
+
+
+def rerun(work: Path, config: Path, fmt: str, runs: int) -> None:
+    """An unchanged second generate: time and files touched."""
     out, tars = work / "out", work / "tars"
     before = mtimes(out, tars)
     again = [timed(generate_argv(config, fmt, out)) for _ in range(runs)]
     after = mtimes(out, tars)
     touched = sum(1 for path, stamp in after.items() if before.get(path) != stamp)
-    print(f"  unchanged re-run    median {statistics.median(again):.3f} s  "
-          f"files touched {touched} of {len(after)} (target 0)")
+    print(f"    unchanged re-run           median {statistics.median(again):.3f} s  "
+          f"files touched {touched} of {len(after)}  (target <= 0.150 s, 0 touched)")
 
 
 def main() -> None:
@@ -126,11 +247,15 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     options = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
-        root = Path(tmp)
-        print(f"{options.services} services, {options.runs} runs each, alternated")
-        for fmt in FORMATS:
-            compare(root, fmt, options.runs, options.services)
+    chroot = quadlet_chroot()
+    if chroot is None:
+        print("quadlet: not available (run `sh bench/peers/quadlet.sh` as root); left out")
+    print(f"{options.services} services, {options.runs} runs each, alternated")
+    with work_dirs(chroot) as places:
+        for label, where in places:
+            print(f"{label} ({where}):")
+            for fmt in FORMATS:
+                compare(where, fmt, options.runs, options.services, chroot)
 
 
 if __name__ == "__main__":
