@@ -56,6 +56,12 @@ COMMANDS: tuple[Command, ...] = (
     Command("deploy", "tarsdock.deploy:register", "unpack a Tars release package into bin/",
             f"{CONFIG}; the package", "<tars_path>/tarsnode/data/App.Server/bin (a new release; "
             "the previous one is kept for --rollback)"),
+    Command("apply", "tarsdock.apply:register",
+            "converge: write, reload the supervisor, restart only what changed",
+            f"{CONFIG}; the files on disk; the supervisor's and Docker's state",
+            "what generate writes, into [node] output_dir; <tars_path>/tarsdock/"
+            "apply-pending.json; services started, restarted, stopped; removed services' "
+            "containers (data dirs kept); --check writes nothing"),
     Command("completion", "tarsdock.completion:register",
             "print a bash or zsh completion script", f"with --list, {CONFIG}",
             "nothing (stdout)"),

@@ -144,6 +144,24 @@ class DockerEngine:
         image_id: str = json.loads(body)["Id"]
         return image_id
 
+    def running_images(self, node: str, instance: str) -> dict[str, str]:
+        """Service -> image ID of the instance's running containers (standard library)."""
+        labels = [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}", f"{LABEL_INSTANCE}={instance}"]
+        query = urlencode({"filters": json.dumps({"label": labels, "status": ["running"]})})
+        conn = _UnixConnection(self.socket_path, self.api_timeout)
+        try:
+            conn.request("GET", f"/containers/json?{query}")
+            response = conn.getresponse()
+            body = response.read()
+        except OSError as error:
+            raise TarsdockError(f"docker engine at {self.socket_path}: {error}") from error
+        finally:
+            conn.close()
+        if response.status != 200:
+            raise TarsdockError(f"docker engine: list containers: HTTP {response.status}")
+        return {(entry.get("Labels") or {}).get(LABEL_SERVICE, ""): entry["ImageID"]
+                for entry in json.loads(body)}
+
     def pull(self, ref: str, auth: Auth | None, timeout: float, progress: Progress) -> str:
         import docker.errors
         import requests.exceptions

@@ -191,6 +191,8 @@ NODE_KEYS: dict[str, KeyRule] = {
     "supervisor": KeyRule("str", "supervisord", one_of("supervisord", "systemd")),
     "supervisor_url": KeyRule("str", "unix:///var/run/supervisor.sock", supervisor_url),
     "instance": KeyRule("str", "", matches(INSTANCE, "an id of letters, digits, . _ : @ -")),
+    # "": the supervisor's default (DEFAULT_OUTPUT_DIRS in model.py)
+    "output_dir": KeyRule("str", "", absolute_path_or_empty),
 }
 REGISTRY_KEYS: dict[str, KeyRule] = {
     "url": KeyRule("str", "docker.io", matches(HOST_NAME, "a registry host[:port]")),

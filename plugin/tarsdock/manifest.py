@@ -80,7 +80,8 @@ class ManifestReader(TableReader):
             name=v["name"], localip=v["localip"] or v["name"], tars_path=v["tars_path"],
             locator=v["locator"], docker_socket=v["docker_socket"], host_path=v["host_path"],
             network=v["network"], supervisor=v["supervisor"],
-            supervisor_url=v["supervisor_url"], origin=doc.origin(("node",)),
+            supervisor_url=v["supervisor_url"], output_dir=v["output_dir"],
+            origin=doc.origin(("node",)),
             instance_setting=v["instance"], config_dir=os.path.realpath(self.config_dir),
         )
 

@@ -26,6 +26,11 @@ SERVER_TYPES: tuple[ServerType, ...] = (
 
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 DEFAULT_SUPERVISOR_URL = "unix:///var/run/supervisor.sock"
+# where `apply` writes programs or units when [node] output_dir is not set
+DEFAULT_OUTPUT_DIRS: dict[str, str] = {
+    "supervisord": "/etc/supervisor/conf.d/tarsdock",
+    "systemd": "/etc/systemd/system",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class NodeSettings:
     network: Network = "host"
     supervisor: SupervisorKind = "supervisord"
     supervisor_url: str = DEFAULT_SUPERVISOR_URL   # supervisord's XML-RPC, as supervisorctl's -s
+    output_dir: str = ""          # "": DEFAULT_OUTPUT_DIRS[supervisor]
     origin: Origin = Origin("node.toml")
     instance_setting: str = ""    # [node] instance as written; "" derives it (see `instance`)
     config_dir: str = ""          # realpath of the config dir the manifest was read from
@@ -62,6 +68,11 @@ class NodeSettings:
     def state_dir(self) -> PurePosixPath:
         """Where tarsdock-run keeps each service's failures and starts (see tarsdock.state)."""
         return PurePosixPath(self.tars_path) / "tarsdock" / "state"
+
+    @property
+    def units_dir(self) -> str:
+        """Where `apply` writes the supervisor's files: output_dir, else its default."""
+        return self.output_dir or DEFAULT_OUTPUT_DIRS[self.supervisor]
 
     @property
     def docker_host(self) -> str | None:

@@ -1,0 +1,362 @@
+"""`tarsdock apply`: converge the node. Write what `generate` writes, make the supervisor read
+it, then start, restart or remove exactly the services whose files or image changed.
+
+What restarts a service (its reasons): its program section (supervisord) or unit (systemd), its
+run file (supervisord), its Tars config, or a running container whose image is no longer the one
+its reference names on the node (a new digest after `images sync`). Files shared by all services
+(tars.conf, tars.target, the sync and punish units) restart nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import sysconfig
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from tarsdock.errors import TarsdockError
+
+if TYPE_CHECKING:
+    from tarsdock.model import NodeSettings, Service
+    from tarsdock.output import Change, Context, OutputFile
+    from tarsdock.supervisors import Supervisor
+
+Action = Literal["start", "restart", "remove", "none"]
+EXIT_OK, EXIT_FAILED_START = 0, 4
+START_TIMEOUT = 60.0
+# reasons that replace the program or unit itself: supervisord can swap a program only while it
+# is stopped, so these services are stopped before the reload and started after it
+STOP_FIRST = frozenset({"program", "unit"})
+PENDING_FILE = "apply-pending.json"
+
+
+@dataclass(frozen=True)
+class ServiceAction:
+    """What apply does to one service, and why."""
+
+    name: str
+    action: Action
+    reasons: tuple[str, ...] = ()
+
+
+@dataclass
+class Report:
+    """The outcome of one apply, as --json prints it."""
+
+    changed: bool
+    check: bool
+    supervisor: str
+    output_dir: str
+    files: dict[str, int]
+    services: dict[str, dict[str, object]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+    diff: str | None = None
+
+
+class ImageProbe(Protocol):
+    """The part of the Docker adapter apply needs to see a new digest."""
+
+    def image_id(self, ref: str) -> str | None: ...
+    def running_images(self, node: str, instance: str) -> dict[str, str]: ...
+
+
+# ---- pure planning ------------------------------------------------------------------------------
+
+def file_owners(fmt: str, services: Iterable[Service],
+                out_dir: Path) -> dict[Path, tuple[str, str]]:
+    """Each per-service file -> (service, what it is to that service)."""
+    from tarsdock import supervisord, systemd
+
+    owners: dict[Path, tuple[str, str]] = {}
+    for service in services:
+        owners[Path(service.conf_path)] = (service.name, "config")
+        if fmt == "supervisord":
+            owners[out_dir / f"{service.name}.conf"] = (service.name, "program")
+            owners[supervisord.run_path(service, out_dir)] = (service.name, "run file")
+        else:
+            owners[out_dir / systemd.unit_name(service)] = (service.name, "unit")
+    return owners
+
+
+def removed_service(fmt: str, path: Path) -> str | None:
+    """The service whose stale program or unit file this is, or None for any other file."""
+    name = path.name
+    if fmt == "supervisord":
+        if name.endswith(".conf") and name != "tars.conf":
+            return name.removesuffix(".conf")
+        return None
+    if name.startswith("tars-") and name.endswith(".service"):
+        return name.removeprefix("tars-").removesuffix(".service")
+    return None
+
+
+def plan_actions(fmt: str, changes: Iterable[Change], owners: Mapping[Path, tuple[str, str]],
+                 image_changed: Collection[str] = (),
+                 pending: Mapping[str, ServiceAction] | None = None) -> list[ServiceAction]:
+    """One action per service, current or removed, sorted by name.
+
+    `pending` holds the actions an earlier apply planned but may not have finished (it stopped
+    after writing): they are done again, since the files no longer show the change.
+    """
+    reasons: dict[str, list[str]] = {name: [] for name, _ in owners.values()}
+    new: set[str] = set()
+    removed: set[str] = set()
+    for change in changes:
+        if change.kind == "stale":
+            name = removed_service(fmt, change.path)
+            if name is not None:
+                removed.add(name)
+        elif change.kind != "unchanged" and change.path in owners:
+            name, what = owners[change.path]
+            reasons[name].append(what)
+            if change.kind == "new" and what in STOP_FIRST:
+                new.add(name)
+    for name in image_changed:
+        if name in reasons and name not in new:
+            reasons[name].append("image")
+    for name, earlier in (pending or {}).items():
+        if earlier.action == "remove" and name not in reasons:
+            removed.add(name)
+        elif earlier.action in ("start", "restart") and name in reasons and name not in new \
+                and not reasons[name]:
+            reasons[name].append("unfinished apply")
+    actions = [ServiceAction(name, "remove") for name in removed if name not in reasons]
+    for name, why in reasons.items():
+        if name in new:
+            actions.append(ServiceAction(name, "start", ("new",)))
+        elif why:
+            actions.append(ServiceAction(name, "restart", tuple(dict.fromkeys(why))))
+        else:
+            actions.append(ServiceAction(name, "none"))
+    return sorted(actions, key=lambda a: a.name)
+
+
+def image_drift(services: Iterable[Service], probe: ImageProbe, node: NodeSettings) -> set[str]:
+    """Container services whose running container's image is not what their ref names now."""
+    running = probe.running_images(node.name, node.instance)
+    wanted: dict[str, str | None] = {}
+    drift = set()
+    for service in services:
+        image = service.spec.image
+        if service.spec.run != "container" or image is None or service.name not in running:
+            continue
+        if image.ref not in wanted:
+            wanted[image.ref] = probe.image_id(image.ref)
+        if wanted[image.ref] not in (None, running[service.name]):
+            drift.add(service.name)
+    return drift
+
+
+# ---- doing it -----------------------------------------------------------------------------------
+
+def execute(actions: Sequence[ServiceAction], control: Supervisor, write: Callable[[], None],
+            remove_containers: Callable[[Sequence[str]], None], reload: bool,
+            timeout: float) -> tuple[dict[str, str], set[str]]:
+    """Stop, write, reload, start/restart, wait; (name -> failure reason or '', replaced names).
+
+    Removed services, and services whose program or unit changes, stop before the files change
+    (a removed unit can no longer be stopped by name once systemd forgot it; supervisord swaps a
+    program only while it is stopped). Data dirs are never touched.
+    """
+    removed = [a.name for a in actions if a.action == "remove"]
+    swapped = [a.name for a in actions if a.action == "restart" and STOP_FIRST & set(a.reasons)]
+    restarted = [a.name for a in actions if a.action == "restart" and a.name not in swapped]
+    started = [a.name for a in actions if a.action == "start"]
+    control.stop([*removed, *swapped])
+    write()
+    replaced = control.reload() if reload else set()
+    if removed:
+        remove_containers(removed)
+    control.start([*started, *swapped])
+    control.restart(restarted)
+    waited = [*started, *swapped, *restarted, *sorted(replaced - set(removed))]
+    outcome = control.wait(list(dict.fromkeys(waited)), timeout) if waited else {}
+    return outcome, replaced
+
+
+def pending_path(node: NodeSettings) -> Path:
+    """Where an apply records what it is about to do, until it has done it."""
+    return Path(node.tars_path) / "tarsdock" / PENDING_FILE
+
+
+def read_pending(path: Path) -> dict[str, ServiceAction]:
+    """The actions an unfinished apply left; none if there is no (readable) record."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {name: ServiceAction(name, action) for name, action in data.items()
+            if action in ("start", "restart", "remove")}
+
+
+def write_pending(path: Path, actions: Iterable[ServiceAction]) -> None:
+    from tarsdock.output import OutputFile, write_atomic
+
+    record = {a.name: a.action for a in actions if a.action != "none"}
+    write_atomic([OutputFile(path, json.dumps(record, sort_keys=True) + "\n", 0o600)])
+
+
+def make_control(node: NodeSettings) -> Supervisor:
+    """The supervisor adapter the node's [node] supervisor names."""
+    from tarsdock import supervisors
+
+    if node.supervisor == "systemd":
+        return supervisors.Systemd()
+    return supervisors.Supervisord(supervisors.supervisord_proxy(node.supervisor_url))
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `apply` to the CLI."""
+    p = sub.add_parser(
+        "apply", help="converge: write, reload the supervisor, restart only what changed",
+        epilog="exit status: 0 converged (changed or not), 1 input or supervisor error, "
+               "2 usage, 4 a started service did not come up")
+    p.add_argument("--check", action="store_true", help="change nothing; say what would be done")
+    p.add_argument("--diff", action="store_true", help="show unified diffs of the files")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--timeout", type=float, default=START_TIMEOUT,
+                   help=f"seconds to wait for started services to run (default {START_TIMEOUT:g})")
+    p.add_argument("--docker", default="/usr/bin/docker", help="the docker CLI the units run")
+    p.set_defaults(func=cmd_apply)
+
+
+def _remover(node: NodeSettings) -> Callable[[Sequence[str]], None]:
+    def remove(names: Sequence[str]) -> None:
+        from tarsdock.engine import DockerEngine
+
+        engine = DockerEngine(node.docker_socket)
+        for name in names:
+            for container in engine.containers(node.name, name):
+                if container.instance == node.instance:   # never another instance's (DESIGN §11)
+                    engine.remove(container.id)
+    return remove
+
+
+def _drift(services: Sequence[Service], node: NodeSettings) -> set[str]:
+    if not any(s.spec.run == "container" for s in services):
+        return set()
+    from tarsdock.engine import DockerEngine
+
+    try:
+        return image_drift(services, DockerEngine(node.docker_socket), node)
+    except TarsdockError as error:
+        print(f"warning: images not compared: {error}", file=sys.stderr)
+        return set()
+
+
+def load(directory: Path, ctx: Context) -> tuple[NodeSettings, list[Service], list[OutputFile]]:
+    """Load once, then render for the supervisor and output dir that node.toml names."""
+    from tarsdock.errors import InputError, InputErrors
+    from tarsdock.generate import render
+    from tarsdock.package import read_package_facts
+    from tarsdock.resolve import load_node
+
+    def attempt(lines: bool) -> tuple[NodeSettings, list[Service], list[OutputFile]]:
+        resolved = load_node(directory, lines)
+        node = resolved.manifest.node
+        services = [replace(s, package=read_package_facts(Path(s.bin_dir)))
+                    for s in resolved.services]
+        return node, services, render(node.supervisor, services, node, ctx, Path(node.units_dir))
+
+    try:
+        return attempt(lines=False)
+    except (InputError, InputErrors):
+        # an input error found after a load without line numbers: again, with them
+        return attempt(lines=True)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Plan, then (unless --check) write, reload and act; report."""
+    from tarsdock.cli import config_dir
+    from tarsdock.generate import plan_all, service_dirs, warnings
+    from tarsdock.output import Context, diff, write
+
+    directory = config_dir(args)
+    ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), args.docker)
+    node, services, files = load(directory, ctx)
+    fmt, out_dir = node.supervisor, Path(node.units_dir)
+    changes = plan_all(fmt, files, out_dir)
+    pending = pending_path(node)
+    earlier = read_pending(pending)
+    actions = plan_actions(fmt, changes, file_owners(fmt, services, out_dir),
+                           _drift(services, node), earlier)
+    for note in (n for service in services for n in warnings(service)):
+        print(f"warning: {note}", file=sys.stderr)
+    written = any(c.kind != "unchanged" for c in changes)
+    acted: dict[str, dict[str, object]] = {
+        a.name: {"action": a.action, "reasons": list(a.reasons)}
+             for a in actions if a.action != "none"}
+    report = Report(changed=written or bool(acted), check=args.check, supervisor=fmt,
+                    output_dir=str(out_dir), files=_count(changes), services=acted,
+                    diff=diff(changes) if args.diff else None)
+    if args.check:
+        _print(report, args.json)
+        return EXIT_OK
+
+    def write_all() -> None:
+        for path in service_dirs(services, node):
+            if not path.is_dir():
+                path.mkdir(parents=True)
+        write(changes)
+
+    if report.changed:
+        write_pending(pending, actions)
+    # supervisord: reloadConfig on every apply is one cheap call, and it also catches files that
+    # were written but never loaded; systemd's daemon-reload is costly: only after a change
+    reload = written or bool(earlier) or fmt == "supervisord"
+    outcome, replaced = execute(actions, make_control(node), write_all, _remover(node),
+                                reload, args.timeout)
+    _record(report, outcome, replaced)
+    if report.changed or earlier:
+        pending.unlink(missing_ok=True)
+    _print(report, args.json)
+    return EXIT_FAILED_START if report.failed else EXIT_OK
+
+
+def _count(changes: Iterable[Change]) -> dict[str, int]:
+    counts = {"written": 0, "removed": 0, "unchanged": 0}
+    for change in changes:
+        key = {"new": "written", "changed": "written", "stale": "removed"}.get(change.kind,
+                                                                             "unchanged")
+        counts[key] += 1
+    return counts
+
+
+def _record(report: Report, outcome: Mapping[str, str], replaced: Collection[str]) -> None:
+    """Add the services a replaced group restarted, and each waited service's state."""
+    for name in sorted(replaced):
+        entry = report.services.setdefault(name, {"action": "restart", "reasons": []})
+        entry["reasons"] = [*entry["reasons"], "group replaced"]  # type: ignore[misc]
+        report.changed = True
+    for name, reason in sorted(outcome.items()):
+        entry = report.services[name]
+        entry["state"] = "failed" if reason else "running"
+        if reason:
+            entry["error"] = reason
+            report.failed.append(name)
+
+
+def _print(report: Report, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(asdict(report), sort_keys=True))
+        return
+    if report.diff:
+        sys.stdout.write(report.diff)
+    verb = "would " if report.check else ""
+    for name, entry in sorted(report.services.items()):
+        reasons = entry.get("reasons") or []
+        why = f" ({', '.join(map(str, reasons))})" if isinstance(reasons, list) and reasons else ""
+        print(f"{verb}{entry['action']:8} {name}{why}")
+    for name in report.failed:
+        print(f"error: {name} did not start: {report.services[name]['error']}", file=sys.stderr)
+    files = report.files
+    state = "changed" if report.changed else "no change"
+    print(f"{verb}{'apply' if report.check else 'applied'}: {state}; {len(report.services)} "
+          f"services acted on; {files['written']} files written, {files['removed']} removed, "
+          f"{files['unchanged']} unchanged")

@@ -1,0 +1,284 @@
+"""Adapters that make supervisord (over XML-RPC) or systemd (over systemctl) act on services.
+
+Both give `apply` the same verbs: stop, reload (read the written files), start, restart, and wait
+(for the started services to run, or say why they did not). They take an injected RPC proxy or
+command runner, so unit tests drive them with fakes.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import time
+import xmlrpc.client
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tarsdock.errors import TarsdockError
+
+GROUP = "tars"
+# supervisor.xmlrpc.Faults, without importing supervisor on every apply
+BAD_NAME, ALREADY_STARTED, NOT_RUNNING, UNKNOWN_METHOD = 10, 60, 70, 1
+RUNNING_STATES = ("RUNNING",)
+FAILED_STATES = ("BACKOFF", "FATAL", "EXITED")
+POLL = 0.2            # seconds between state checks while waiting
+# systemd: a started unit that is still active and has not restarted after this long has started
+# (as supervisord's startsecs = 3 for the generated programs)
+SETTLE = 3.0
+LOG_TAIL = 400        # bytes of a failed program's log quoted as its reason
+
+
+class ControlError(TarsdockError):
+    """The supervisor refused or could not be reached."""
+
+
+class Supervisor(Protocol):
+    """What `apply` asks of a process supervisor; names are service names (App.Server)."""
+
+    def stop(self, names: Sequence[str]) -> None: ...
+    def reload(self) -> set[str]: ...
+    def start(self, names: Sequence[str]) -> None: ...
+    def restart(self, names: Sequence[str]) -> None: ...
+    def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]: ...
+
+
+def telling_line(log: str) -> str:
+    """The line of a log tail that best says why a start failed: the last naming an error."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or [""])[-1]
+
+
+# ---- supervisord ------------------------------------------------------------------------------
+
+def supervisord_proxy(url: str) -> Any:
+    """An XML-RPC proxy for supervisord at `unix:///path.sock` or `http://host:port`."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(None, None, url)
+    return xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+
+
+@dataclass
+class Supervisord:
+    """supervisord over XML-RPC; programs are `tars:App.Server`."""
+
+    rpc: Any                                   # ServerProxy: .supervisor.*, .tarsdock.*, .system.*
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    # services restarted as a side effect of a group replaced whole (no tarsdock.updateGroup)
+    replaced: set[str] = field(default_factory=set)
+
+    def _call(self, what: str, fn: Callable[[], Any], ok: tuple[int, ...] = ()) -> Any:
+        try:
+            return fn()
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode in ok:
+                return None
+            raise ControlError(f"supervisord: {what}: {fault.faultString}") from None
+        except OSError as error:
+            raise ControlError(f"supervisord: {what}: {error}") from None
+
+    def _states(self) -> dict[str, dict[str, Any]]:
+        infos = self._call("getAllProcessInfo", self.rpc.supervisor.getAllProcessInfo)
+        return {info["name"]: info for info in infos if info["group"] == GROUP}
+
+    def stop(self, names: Sequence[str]) -> None:
+        """Stop programs (wait until stopped); programs unknown or not running are fine."""
+        for name in names:
+            program = f"{GROUP}:{name}"
+            self._call(f"stop {program}", functools.partial(
+                self.rpc.supervisor.stopProcess, program, True), ok=(BAD_NAME, NOT_RUNNING))
+
+    def start(self, names: Sequence[str]) -> None:
+        """Start programs without waiting; one already started (autostart) is fine."""
+        for name in names:
+            program = f"{GROUP}:{name}"
+            self._call(f"start {program}", functools.partial(
+                self.rpc.supervisor.startProcess, program, False), ok=(ALREADY_STARTED,))
+
+    def restart(self, names: Sequence[str]) -> None:
+        self.stop(names)
+        self.start(names)
+
+    def has_update_group(self) -> bool:
+        """Whether supervisord loaded tarsdock's RPC interface (tarsdock.updateGroup)."""
+        try:
+            self.rpc.tarsdock.getAPIVersion()
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == UNKNOWN_METHOD:
+                return False
+            raise ControlError(f"supervisord: tarsdock.getAPIVersion: {fault.faultString}") \
+                from None
+        return True
+
+    def reload(self) -> set[str]:
+        """reloadConfig, then add, update or remove each changed group; the names restarted.
+
+        Group `tars` is updated in place by tarsdock.updateGroup (the others keep running).
+        Without that interface, and for the listener's group, a changed group is replaced whole,
+        as `supervisorctl update` does: then every program of it restarts.
+        """
+        result = self._call("reloadConfig", self.rpc.supervisor.reloadConfig)
+        added, changed, removed = result[0]
+        for group in removed:
+            self._replace(group, add=False)
+        for group in changed:
+            if group == GROUP and self.has_update_group():
+                self._call(f"tarsdock.updateGroup {group}",
+                           functools.partial(self.rpc.tarsdock.updateGroup, group))
+            else:
+                self._replace(group, add=True)
+        for group in added:
+            self._call(f"addProcessGroup {group}",
+                       functools.partial(self.rpc.supervisor.addProcessGroup, group))
+        return set(self.replaced)
+
+    def _replace(self, group: str, add: bool) -> None:
+        if group == GROUP:
+            self.replaced |= {name for name, info in self._states().items()
+                              if info["statename"] in RUNNING_STATES}
+        self._call(f"stopProcessGroup {group}",
+                   lambda: self.rpc.supervisor.stopProcessGroup(group, True), ok=(BAD_NAME,))
+        self._call(f"removeProcessGroup {group}",
+                   lambda: self.rpc.supervisor.removeProcessGroup(group), ok=(BAD_NAME,))
+        if add:
+            self._call(f"addProcessGroup {group}",
+                       lambda: self.rpc.supervisor.addProcessGroup(group))
+
+    def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]:
+        """Wait until each program runs or fails; name -> reason ('' when it runs)."""
+        deadline = self.clock() + timeout
+        pending = set(names)
+        outcome: dict[str, str] = {}
+        while pending:
+            states = self._states()
+            for name in sorted(pending):
+                info = states.get(name)
+                if info is None:
+                    outcome[name] = "not known to supervisord"
+                elif info["statename"] in RUNNING_STATES:
+                    outcome[name] = ""
+                elif info["statename"] in FAILED_STATES:
+                    outcome[name] = self._reason(info)
+            pending -= set(outcome)
+            if pending and self.clock() >= deadline:
+                for name in pending:
+                    outcome[name] = f"still {states[name]['statename']} after {timeout:g} s" \
+                        if name in states else "not known to supervisord"
+                break
+            if pending:
+                self.sleep(POLL)
+        return outcome
+
+    def _reason(self, info: dict[str, Any]) -> str:
+        why = info.get("spawnerr") or info.get("description") or ""
+        name = f"{GROUP}:{info['name']}"
+        tail = self._call(f"tail {name}", lambda: self.rpc.supervisor.tailProcessStdoutLog(
+            name, 0, LOG_TAIL), ok=(BAD_NAME,))
+        line = telling_line(tail[0] if tail else "")
+        return f"{info['statename']}: {why}" + (f"; log: {line}" if line else "")
+
+
+# ---- systemd ------------------------------------------------------------------------------------
+
+Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+
+
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing its output (the default runner)."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False)
+
+
+def unit(name: str) -> str:
+    return f"tars-{name}.service"
+
+
+@dataclass
+class Systemd:
+    """systemd over systemctl; units are tars-App.Server.service."""
+
+    run: Runner = run_command
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    started: dict[str, tuple[float, int]] = field(default_factory=dict)   # name -> (at, restarts)
+
+    def _systemctl(self, *args: str, check: bool = True) -> str:
+        proc = self.run(["systemctl", "--no-pager", *args])
+        if check and proc.returncode != 0:
+            raise ControlError(f"systemctl {' '.join(args)}: {proc.stderr.strip() or proc.stdout}")
+        return proc.stdout
+
+    def stop(self, names: Sequence[str]) -> None:
+        if names:
+            self._systemctl("stop", *map(unit, names), check=False)
+
+    def reload(self) -> set[str]:
+        self._systemctl("daemon-reload")
+        return set()
+
+    def _begin(self, verb: str, names: Sequence[str]) -> None:
+        if not names:
+            return
+        # a start that fails at once is reported by wait(), with the unit's own reason
+        self._systemctl(verb, *map(unit, names), check=False)
+        now = self.clock()
+        # the count after the start: a manual start may reset it
+        after = self._show(names)
+        for name in names:
+            self.started[name] = (now, int(after.get(name, {}).get("NRestarts") or 0))
+
+    def start(self, names: Sequence[str]) -> None:
+        self._begin("start", names)
+
+    def restart(self, names: Sequence[str]) -> None:
+        self._begin("restart", names)
+
+    def _show(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        props = "Id,ActiveState,SubState,Result,NRestarts,ExecMainStatus"
+        text = self._systemctl("show", "-p", props, *map(unit, names), check=False)
+        found: dict[str, dict[str, str]] = {}
+        for block in text.strip().split("\n\n"):
+            values = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+            if values.get("Id", "").startswith("tars-"):
+                found[values["Id"].removeprefix("tars-").removesuffix(".service")] = values
+        return found
+
+    def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]:
+        """Wait until each started unit has stayed active SETTLE s, or failed; name -> reason."""
+        deadline = self.clock() + timeout
+        pending = set(names)
+        outcome: dict[str, str] = {}
+        while pending:
+            states = self._show(sorted(pending))
+            now = self.clock()
+            for name in sorted(pending):
+                at, restarts = self.started.get(name, (now, 0))
+                info = states.get(name, {})
+                if self._failed(info, restarts):
+                    outcome[name] = self._reason(name, info)
+                elif info.get("ActiveState") == "active" and now - at >= SETTLE:
+                    outcome[name] = ""
+            pending -= set(outcome)
+            if pending and now >= deadline:
+                for name in pending:
+                    outcome[name] = f"still {states.get(name, {}).get('ActiveState', 'unknown')} " \
+                                    f"after {timeout:g} s"
+                break
+            if pending:
+                self.sleep(POLL)
+        return outcome
+
+    @staticmethod
+    def _failed(info: dict[str, str], restarts: int) -> bool:
+        return (info.get("ActiveState") in ("failed", "inactive")
+                or info.get("SubState") == "auto-restart"
+                or int(info.get("NRestarts") or 0) > restarts)
+
+    def _reason(self, name: str, info: dict[str, str]) -> str:
+        journal = self.run(["journalctl", "--no-pager", "-o", "cat", "-n", "3", "-u", unit(name)])
+        line = telling_line(journal.stdout)
+        why = (f"{info.get('ActiveState', 'unknown')}/{info.get('SubState', '')}: result "
+               f"{info.get('Result', '')}, exit status {info.get('ExecMainStatus', '')}")
+        return why + (f"; journal: {line}" if line else "")

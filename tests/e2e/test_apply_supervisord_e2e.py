@@ -1,0 +1,208 @@
+"""`tarsdock apply` under a real supervisord and Docker Engine: it restarts exactly what changed.
+
+A service's identity across applies is its container's host pid (`docker inspect .State.Pid`) or,
+for a native service, its own pid: any restart changes it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import harness
+from .e2e_nodes import LOCATOR, NodeDir, answer, container, containers_named
+from .harness import PYTHON_IMAGE, free_port, read_json_when_present, remove_containers, run
+
+pytestmark = pytest.mark.e2e
+
+RPC_SECTION = """
+[rpcinterface:tarsdock]
+supervisor.rpcinterface_factory = tarsdock.supervisor_rpc:make_interface
+"""
+TEMPLATE = """<tars>
+  <application>
+    <server>
+      deactivating-timeout = 2000
+      {extra}
+    </server>
+  </application>
+</tars>
+"""
+
+
+class ApplyNode(NodeDir):
+    """A NodeDir with a node name of its own (the listener reaps by node name) and apply's keys."""
+
+    def __init__(self, root: Path, app: str, node_name: str, out: Path, socket: Path) -> None:
+        super().__init__(root, app)
+        self.node_name, self.out, self.socket = node_name, out, socket
+
+    def write(self) -> None:
+        head = (f'[node]\nname = "{self.node_name}"\nlocalip = "127.0.0.1"\n'
+                f'tars_path = "{self.tars_path}"\nlocator = "{LOCATOR}"\n'
+                f'supervisor = "supervisord"\nsupervisor_url = "unix://{self.socket}"\n'
+                f'output_dir = "{self.out}"\n')
+        (self.config_dir / "node.toml").write_text(head + "\n".join(self.services.values()))
+
+    def add(self, server: str, port: int, run_mode: str = "container",
+            template: str = "apply.base", image: str = PYTHON_IMAGE) -> str:
+        table = (f'type = "tars_cpp"\nrun = "{run_mode}"\nimage = "{image}"\n'
+                 f'template = "{template}"')
+        name = self.service(server, table, port)
+        self.install_server(name)
+        return name
+
+    def apply(self, *args: str, code: int = 0) -> dict[str, Any]:
+        proc = run([sys.executable, "-m", "tarsdock", "--config-dir", str(self.config_dir),
+                    "apply", "--json", "--timeout", "60", *args], check=False, timeout=300)
+        assert proc.returncode == code, f"apply exited {proc.returncode}\n{proc.stdout}" \
+                                        f"{proc.stderr}"
+        report: dict[str, Any] = json.loads(proc.stdout)
+        return report
+
+
+@dataclass
+class Node:
+    dir: ApplyNode
+    supervisor: harness.Supervisord
+    ports: dict[str, int]
+
+    def name(self, server: str) -> str:
+        return f"{self.dir.app}.{server}"
+
+    def identity(self, server: str) -> int:
+        """The host pid of the service's container, or of the native process."""
+        name = self.name(server)
+        info = container(name)
+        if info is not None and info["State"]["Running"]:
+            return int(info["State"]["Pid"])
+        facts = read_json_when_present(self.dir.started(name))
+        return int(facts["pid"])
+
+    def identities(self) -> dict[str, int]:
+        return {server: self.identity(server) for server in self.ports}
+
+    def answers(self, server: str) -> bool:
+        name = self.name(server)
+        return answer(self.ports[server]) == f"{name} {name}.{server}Adapter ok\n"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    harness.docker_client()
+    root = tmp_path_factory.mktemp("apply-sv")
+    app = f"Ap{uuid.uuid4().hex[:8]}"
+    out = root / "conf.d"
+    out.mkdir()
+    (root / "supervisord").mkdir()
+    supervisor = harness.Supervisord(out, root / "supervisord", extra_conf=RPC_SECTION)
+    nd = ApplyNode(root, app, f"apply-{app}", out, supervisor.socket)
+    nd.template("apply.base", TEMPLATE.format(extra=""))
+    nd.template("apply.other", TEMPLATE.format(extra=""))
+    ports = {"One": free_port(), "Two": free_port(), "Three": free_port(),
+             "Native": free_port()}
+    nd.add("One", ports["One"], template="apply.other")
+    nd.add("Two", ports["Two"])
+    nd.add("Three", ports["Three"])
+    nd.add("Native", ports["Native"], run_mode="native")
+    nd.write()
+    supervisor.start()
+    try:
+        yield Node(nd, supervisor, ports)
+    finally:
+        supervisor.stop()
+        remove_containers(*nd.services)
+
+
+def test_first_apply_starts_everything_and_a_second_changes_nothing(node: Node) -> None:
+    report = node.dir.apply()
+    assert report["changed"] is True and report["failed"] == []
+    assert {name: (e["action"], e["state"]) for name, e in report["services"].items()} == {
+        node.name(s): ("start", "running") for s in node.ports}
+    for server in node.ports:
+        harness.wait_for(lambda s=server: node.answers(s), f"{server} answering")
+    before = node.identities()
+
+    again = node.dir.apply()
+    assert again["changed"] is False and again["services"] == {}
+    assert node.identities() == before
+
+
+def test_a_template_change_restarts_only_its_services(node: Node) -> None:
+    before = node.identities()
+    node.dir.template("apply.other", TEMPLATE.format(extra="logLevel = DEBUG"))
+    check = node.dir.apply("--check", "--diff")
+    assert check["changed"] is True
+    assert check["services"] == {node.name("One"): {"action": "restart", "reasons": ["config"]}}
+    assert "+      logLevel=DEBUG" in check["diff"]
+    assert node.identities() == before
+
+    report = node.dir.apply()
+    assert report["services"] == {node.name("One"): {"action": "restart", "reasons": ["config"],
+                                                     "state": "running"}}
+    after = node.identities()
+    assert after["One"] != before["One"]
+    assert {s: p for s, p in after.items() if s != "One"} == \
+        {s: p for s, p in before.items() if s != "One"}
+    harness.wait_for(lambda: node.answers("One"), "One answering")
+
+
+def test_adding_and_removing_a_service_leaves_the_others_running(node: Node) -> None:
+    before = node.identities()
+    node.ports["Four"] = free_port()
+    node.dir.add("Four", node.ports["Four"])
+    node.dir.write()
+    report = node.dir.apply()
+    assert report["services"] == {node.name("Four"): {"action": "start", "reasons": ["new"],
+                                                      "state": "running"}}
+    harness.wait_for(lambda: node.answers("Four"), "Four answering")
+    assert {s: node.identity(s) for s in before} == before, \
+        "adding a service restarted others (group tars replaced?)"
+
+    before = node.identities()
+    del node.dir.services[node.name("Two")]
+    del node.ports["Two"]
+    node.dir.write()
+    report = node.dir.apply()
+    assert report["services"] == {node.name("Two"): {"action": "remove", "reasons": []}}
+    assert containers_named(node.name("Two")) == []
+    assert f"tars:{node.name('Two')}" not in node.supervisor.status()
+    assert not (node.dir.out / f"{node.name('Two')}.conf").exists()
+    assert node.dir.service_dir(node.name("Two")).is_dir(), "the data dir must be kept"
+    assert node.identities() == {s: p for s, p in before.items() if s != "Two"}
+
+
+def test_a_run_mode_switch_restarts_through_the_run_file(node: Node) -> None:
+    before = node.identities()
+    name = node.name("Three")
+    node.dir.set_run(name, "native")
+    report = node.dir.apply()
+    assert report["services"] == {name: {"action": "restart", "reasons": ["run file"],
+                                         "state": "running"}}
+    harness.wait_for(lambda: node.answers("Three"), "Three answering natively")
+    assert containers_named(name) == []
+    assert {s: node.identity(s) for s in before if s != "Three"} == \
+        {s: p for s, p in before.items() if s != "Three"}
+
+
+def test_a_service_that_cannot_start_fails_the_apply_with_its_reason(node: Node) -> None:
+    before = node.identities()
+    port = free_port()
+    name = node.dir.add("Broken", port, image="tarsdock-test/no-such-image:1")
+    node.dir.write()
+    report = node.dir.apply(code=4)
+    entry = report["services"][name]
+    assert report["failed"] == [name] and entry["state"] == "failed"
+    assert entry["error"].startswith("BACKOFF") or entry["error"].startswith("FATAL")
+    assert "no-such-image" in entry["error"] or "No such image" in entry["error"], entry["error"]
+    assert node.identities() == before
+    del node.dir.services[name]
+    node.dir.write()
+    assert node.dir.apply()["services"] == {name: {"action": "remove", "reasons": []}}

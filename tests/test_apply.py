@@ -1,0 +1,481 @@
+"""`tarsdock apply`: planning, the order of actions, and both supervisor adapters, with fakes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xmlrpc.client
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from unit_helpers import make_service
+
+from tarsdock import apply, supervisors
+from tarsdock.apply import ServiceAction, plan_actions
+from tarsdock.cli import main
+from tarsdock.output import Change, OutputFile
+
+OUT = Path("/out")
+A, B = make_service("Hello.A"), make_service("Hello.B")
+
+
+def owners(fmt: str = "supervisord") -> dict[Path, tuple[str, str]]:
+    return apply.file_owners(fmt, [A, B], OUT)
+
+
+def change(kind: str, path: Path) -> Change:
+    file = None if kind == "stale" else OutputFile(path, "x")
+    return Change(kind, path, file)  # type: ignore[arg-type]
+
+
+def actions_of(changes: list[Change], fmt: str = "supervisord", **kw: Any) -> dict[str, Any]:
+    return {a.name: (a.action, a.reasons)
+            for a in plan_actions(fmt, changes, owners(fmt), **kw)}
+
+
+# ---- planning -----------------------------------------------------------------------------------
+
+def test_unchanged_files_do_nothing() -> None:
+    changes = [change("unchanged", path) for path in owners()]
+    assert actions_of(changes) == {"Hello.A": ("none", ()), "Hello.B": ("none", ())}
+
+
+def test_a_new_program_starts_the_service() -> None:
+    changes = [change("new", OUT / "Hello.A.conf"), change("new", OUT / "Hello.A.run"),
+               change("new", Path(A.conf_path))]
+    assert actions_of(changes)["Hello.A"] == ("start", ("new",))
+    assert actions_of(changes)["Hello.B"] == ("none", ())
+
+
+@pytest.mark.parametrize(("path", "reason"), [
+    (OUT / "Hello.A.run", "run file"),
+    (Path(A.conf_path), "config"),
+    (OUT / "Hello.A.conf", "program"),
+])
+def test_each_file_of_a_service_restarts_it_alone(path: Path, reason: str) -> None:
+    assert actions_of([change("changed", path)]) == {
+        "Hello.A": ("restart", (reason,)), "Hello.B": ("none", ())}
+
+
+def test_systemd_unit_change_restarts_with_reason_unit() -> None:
+    unit = OUT / "tars-Hello.B.service"
+    assert actions_of([change("changed", unit)], "systemd")["Hello.B"] == ("restart", ("unit",))
+
+
+def test_a_new_config_of_an_existing_service_restarts_it() -> None:
+    # the config file is new (data dir wiped) but the program was there: a restart, not a start
+    assert actions_of([change("new", Path(A.conf_path))])["Hello.A"] == ("restart", ("config",))
+
+
+def test_shared_files_restart_nothing() -> None:
+    changes = [change("changed", OUT / "tars.conf"), change("changed", OUT / "tars.target")]
+    assert {a for a, _ in actions_of(changes).values()} == {"none"}
+
+
+@pytest.mark.parametrize(("fmt", "stale"), [
+    ("supervisord", ["Gone.C.conf", "Gone.C.run"]),
+    ("systemd", ["tars-Gone.C.service"]),
+])
+def test_a_stale_program_or_unit_removes_its_service(fmt: str, stale: list[str]) -> None:
+    changes = [change("stale", OUT / name) for name in stale]
+    assert actions_of(changes, fmt)["Gone.C"] == ("remove", ())
+
+
+def test_stale_shared_files_are_no_service() -> None:
+    changes = [change("stale", OUT / "tars-punish@.timer"), change("stale", OUT / "tars.conf")]
+    assert set(actions_of(changes, "systemd")) == {"Hello.A", "Hello.B"}
+    assert set(actions_of(changes)) == {"Hello.A", "Hello.B"}
+
+
+def test_a_new_image_digest_restarts_but_not_a_new_service() -> None:
+    changes = [change("new", OUT / "Hello.B.conf")]
+    got = actions_of(changes, image_changed={"Hello.A", "Hello.B"})
+    assert got == {"Hello.A": ("restart", ("image",)), "Hello.B": ("start", ("new",))}
+
+
+def test_reasons_are_listed_once_each_in_order() -> None:
+    changes = [change("changed", OUT / "Hello.A.run"), change("changed", Path(A.conf_path))]
+    assert actions_of(changes, image_changed={"Hello.A"})["Hello.A"] == \
+        ("restart", ("run file", "config", "image"))
+
+
+def test_an_unfinished_apply_is_finished() -> None:
+    pending = {"Hello.A": ServiceAction("Hello.A", "restart"),
+               "Gone.C": ServiceAction("Gone.C", "remove"),
+               "Hello.B": ServiceAction("Hello.B", "remove")}   # came back since: left alone
+    got = actions_of([], pending=pending)
+    assert got == {"Hello.A": ("restart", ("unfinished apply",)), "Gone.C": ("remove", ()),
+                   "Hello.B": ("none", ())}
+
+
+@dataclass
+class Probe:
+    running: dict[str, str]
+    images: dict[str, str]
+    asked: list[str] = field(default_factory=list)
+
+    def image_id(self, ref: str) -> str | None:
+        self.asked.append(ref)
+        return self.images.get(ref)
+
+    def running_images(self, node: str, instance: str) -> dict[str, str]:
+        return self.running
+
+
+def test_image_drift_compares_running_containers_with_the_ref_once_per_image() -> None:
+    native = make_service("Hello.N", run="native", image=None, exe="/bin/true")
+    c = make_service("Hello.C")
+    ref = "tarsdock-test/busybox:1"
+    probe = Probe({"Hello.A": "sha:old", "Hello.B": "sha:new", "Hello.C": "sha:old"},
+                  {ref: "sha:new"})
+    assert apply.image_drift([A, B, c, native], probe, A.node) == {"Hello.A", "Hello.C"}
+    assert probe.asked == [ref]
+
+
+def test_image_drift_ignores_an_image_not_on_the_node() -> None:
+    assert apply.image_drift([A], Probe({"Hello.A": "sha:1"}, {}), A.node) == set()
+
+
+# ---- the order of actions -----------------------------------------------------------------------
+
+@dataclass
+class FakeControl:
+    calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    failures: dict[str, str] = field(default_factory=dict)
+    replaced: set[str] = field(default_factory=set)
+
+    def stop(self, names: Sequence[str]) -> None:
+        self.calls.append(("stop", tuple(names)))
+
+    def reload(self) -> set[str]:
+        self.calls.append(("reload", ()))
+        return self.replaced
+
+    def start(self, names: Sequence[str]) -> None:
+        self.calls.append(("start", tuple(names)))
+
+    def restart(self, names: Sequence[str]) -> None:
+        self.calls.append(("restart", tuple(names)))
+
+    def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]:
+        self.calls.append(("wait", tuple(names)))
+        return {name: self.failures.get(name, "") for name in names}
+
+
+def test_execute_stops_before_writing_and_starts_after_reloading() -> None:
+    control = FakeControl(failures={"New.S": "FATAL: exited"})
+    actions = [ServiceAction("Gone.R", "remove"), ServiceAction("New.S", "start", ("new",)),
+               ServiceAction("Prog.P", "restart", ("program", "config")),
+               ServiceAction("Conf.C", "restart", ("config",)), ServiceAction("Same.N", "none")]
+    removed: list[Sequence[str]] = []
+    outcome, replaced = apply.execute(
+        actions, control, lambda: control.calls.append(("write", ())), removed.append,
+        reload=True, timeout=5)
+    assert control.calls == [
+        ("stop", ("Gone.R", "Prog.P")), ("write", ()), ("reload", ()),
+        ("start", ("New.S", "Prog.P")), ("restart", ("Conf.C",)),
+        ("wait", ("New.S", "Prog.P", "Conf.C"))]
+    assert removed == [["Gone.R"]]
+    assert outcome == {"New.S": "FATAL: exited", "Prog.P": "", "Conf.C": ""}
+    assert replaced == set()
+
+
+def test_execute_with_nothing_to_do_waits_for_nothing() -> None:
+    control = FakeControl()
+    apply.execute([ServiceAction("Same.N", "none")], control, lambda: None,
+                  lambda names: pytest.fail("nothing to remove"), reload=False, timeout=5)
+    assert control.calls == [("stop", ()), ("start", ()), ("restart", ())]
+
+
+def test_execute_waits_for_services_a_replaced_group_restarted() -> None:
+    control = FakeControl(replaced={"Same.N", "Gone.R"})
+    actions = [ServiceAction("Same.N", "none"), ServiceAction("Gone.R", "remove")]
+    outcome, replaced = apply.execute(actions, control, lambda: None, lambda names: None,
+                                      reload=True, timeout=5)
+    assert outcome == {"Same.N": ""}
+    assert replaced == {"Same.N", "Gone.R"}
+
+
+# ---- supervisord over XML-RPC -------------------------------------------------------------------
+
+class Namespace:
+    """Records calls as (method, args); answers from a table or raises a Fault."""
+
+    def __init__(self, prefix: str, log: list[tuple[str, tuple[Any, ...]]],
+                 answers: dict[str, Any]) -> None:
+        self.prefix, self.log, self.answers = prefix, log, answers
+
+    def __getattr__(self, method: str) -> Any:
+        name = f"{self.prefix}.{method}"
+
+        def call(*args: Any) -> Any:
+            self.log.append((name, args))
+            answer = self.answers.get(name)
+            if isinstance(answer, xmlrpc.client.Fault):
+                raise answer
+            return answer(*args) if callable(answer) else answer
+        return call
+
+
+class FakeRPC:
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.log: list[tuple[str, tuple[Any, ...]]] = []
+        self.supervisor = Namespace("supervisor", self.log, answers)
+        self.tarsdock = Namespace("tarsdock", self.log, answers)
+
+    def methods(self) -> list[str]:
+        return [name for name, _ in self.log]
+
+
+def info(name: str, state: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "group": "tars", "statename": state, "spawnerr": "",
+            "description": "", **extra}
+
+
+NO_UPDATE_GROUP = xmlrpc.client.Fault(1, "UNKNOWN_METHOD")
+
+
+def test_supervisord_updates_group_tars_in_place_when_tarsdock_rpc_is_loaded() -> None:
+    rpc = FakeRPC({"supervisor.reloadConfig": [[["tarsdock"], ["tars"], []]],
+                   "tarsdock.getAPIVersion": "1",
+                   "tarsdock.updateGroup": [["Hello.New"], [], []]})
+    replaced = supervisors.Supervisord(rpc).reload()
+    assert rpc.methods() == ["supervisor.reloadConfig", "tarsdock.getAPIVersion",
+                             "tarsdock.updateGroup", "supervisor.addProcessGroup"]
+    assert rpc.log[-1] == ("supervisor.addProcessGroup", ("tarsdock",))
+    assert replaced == set()
+
+
+def test_supervisord_without_tarsdock_rpc_replaces_the_group_and_says_who_restarted() -> None:
+    rpc = FakeRPC({"supervisor.reloadConfig": [[[], ["tars"], []]],
+                   "tarsdock.getAPIVersion": NO_UPDATE_GROUP,
+                   "supervisor.getAllProcessInfo": [info("Hello.A", "RUNNING"),
+                                                    info("Hello.B", "STOPPED")]})
+    replaced = supervisors.Supervisord(rpc).reload()
+    assert [m for m in rpc.methods() if "ProcessGroup" in m] == [
+        "supervisor.stopProcessGroup", "supervisor.removeProcessGroup",
+        "supervisor.addProcessGroup"]
+    assert replaced == {"Hello.A"}
+
+
+def test_supervisord_removes_a_group_that_is_gone() -> None:
+    rpc = FakeRPC({"supervisor.reloadConfig": [[[], [], ["tars"]]],
+                   "supervisor.getAllProcessInfo": []})
+    supervisors.Supervisord(rpc).reload()
+    assert rpc.methods()[-2:] == ["supervisor.stopProcessGroup", "supervisor.removeProcessGroup"]
+
+
+def test_supervisord_stop_and_start_tolerate_the_state_they_want() -> None:
+    rpc = FakeRPC({"supervisor.stopProcess": xmlrpc.client.Fault(70, "NOT_RUNNING"),
+                   "supervisor.startProcess": xmlrpc.client.Fault(60, "ALREADY_STARTED")})
+    control = supervisors.Supervisord(rpc)
+    control.restart(["Hello.A"])
+    assert rpc.log == [("supervisor.stopProcess", ("tars:Hello.A", True)),
+                       ("supervisor.startProcess", ("tars:Hello.A", False))]
+
+
+def test_supervisord_other_faults_are_errors_naming_the_program() -> None:
+    rpc = FakeRPC({"supervisor.startProcess": xmlrpc.client.Fault(50, "SPAWN_ERROR: x")})
+    with pytest.raises(supervisors.ControlError, match=r"start tars:Hello\.A: SPAWN_ERROR"):
+        supervisors.Supervisord(rpc).start(["Hello.A"])
+
+
+def test_supervisord_wait_reports_running_and_the_reason_of_a_failure() -> None:
+    rounds = iter([
+        [info("Hello.A", "STARTING"), info("Hello.B", "STARTING")],
+        [info("Hello.A", "RUNNING"),
+         info("Hello.B", "BACKOFF", spawnerr="Exited too quickly (process log may have details)")],
+    ])
+    rpc = FakeRPC({"supervisor.getAllProcessInfo": lambda: next(rounds),
+                   "supervisor.tailProcessStdoutLog": [
+                       "x\ndocker: Error response from daemon: No such image: y\n"
+                       "See 'docker run --help'.\n", 0, False]})
+    control = supervisors.Supervisord(rpc, clock=lambda: 0.0, sleep=lambda s: None)
+    outcome = control.wait(["Hello.A", "Hello.B"], timeout=10)
+    assert outcome == {"Hello.A": "", "Hello.B": "BACKOFF: Exited too quickly (process log may "
+                       "have details); log: docker: Error response from daemon: "
+                       "No such image: y"}
+
+
+def test_supervisord_wait_gives_up_at_the_timeout() -> None:
+    now = iter([0.0, 5.0, 11.0, 12.0])
+    rpc = FakeRPC({"supervisor.getAllProcessInfo": [info("Hello.A", "STARTING")]})
+    control = supervisors.Supervisord(rpc, clock=lambda: next(now), sleep=lambda s: None)
+    assert control.wait(["Hello.A"], timeout=10) == {"Hello.A": "still STARTING after 10 s"}
+
+
+# ---- systemd over systemctl ---------------------------------------------------------------------
+
+@dataclass
+class FakeSystemctl:
+    shows: list[str]
+    commands: list[list[str]] = field(default_factory=list)
+
+    def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        self.commands.append(list(argv))
+        out = ""
+        if "show" in argv:
+            out = self.shows.pop(0) if len(self.shows) > 1 else self.shows[0]
+        elif argv[0] == "journalctl":
+            out = "starting\ndocker: Error response from daemon: no such image\n"
+        return subprocess.CompletedProcess(argv, 0, out, "")
+
+
+def show(name: str, active: str, sub: str, restarts: int = 0, result: str = "success") -> str:
+    return (f"Id=tars-{name}.service\nActiveState={active}\nSubState={sub}\nResult={result}\n"
+            f"NRestarts={restarts}\nExecMainStatus=0\n")
+
+
+def test_systemd_verbs_are_systemctl_commands_on_the_units() -> None:
+    fake = FakeSystemctl([show("Hello.A", "active", "running")])
+    control = supervisors.Systemd(fake)
+    control.stop(["Hello.A", "Hello.B"])
+    control.reload()
+    control.restart(["Hello.A"])
+    verbs = [c[2:] for c in fake.commands if c[0] == "systemctl" and "show" not in c]
+    assert verbs == [["stop", "tars-Hello.A.service", "tars-Hello.B.service"],
+                     ["daemon-reload"], ["restart", "tars-Hello.A.service"]]
+
+
+def test_systemd_wait_needs_the_unit_to_stay_up_and_names_a_failure() -> None:
+    clock = iter([0.0, 0.0, 1.0, 4.0, 4.0, 4.0])
+    fake = FakeSystemctl([
+        show("Hello.A", "active", "running") + "\n" + show("Hello.B", "active", "running"),
+        show("Hello.A", "active", "running") + "\n" + show("Hello.B", "active", "running"),
+        show("Hello.A", "active", "running") + "\n"
+        + show("Hello.B", "activating", "auto-restart", restarts=1, result="exit-code"),
+    ])
+    control = supervisors.Systemd(fake, clock=lambda: next(clock), sleep=lambda s: None)
+    control.start(["Hello.A", "Hello.B"])
+    outcome = control.wait(["Hello.A", "Hello.B"], timeout=30)
+    assert outcome["Hello.A"] == ""
+    assert outcome["Hello.B"].startswith("activating/auto-restart: result exit-code")
+    assert outcome["Hello.B"].endswith("journal: docker: Error response from daemon: "
+                                       "no such image")
+
+
+# ---- the command, on a config dir with native services ------------------------------------------
+
+def write_node(root: Path, servers: Sequence[str], fmt: str = "supervisord",
+               argument: str = "1") -> Path:
+    cfg = root / "cfg"
+    cfg.mkdir(exist_ok=True)
+    text = (f'[node]\nname = "127.0.0.1"\ntars_path = "{root}/tars"\n'
+            'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"\n'
+            f'supervisor = "{fmt}"\noutput_dir = "{root}/out"\n')
+    for server in servers:
+        text += (f'[services."App.{server}"]\ntype = "not_tars"\nrun = "native"\n'
+                 f'command = ["/bin/sleep", "{argument}"]\n')
+    (cfg / "node.toml").write_text(text)
+    return cfg
+
+
+@pytest.fixture
+def control(monkeypatch: pytest.MonkeyPatch) -> FakeControl:
+    fake = FakeControl()
+    monkeypatch.setattr(apply, "make_control", lambda node: fake)
+    return fake
+
+
+def run_apply(cfg: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["--config-dir", str(cfg), "apply", "--json", *args])
+    return code, json.loads(out.getvalue())
+
+
+def test_apply_converges_and_a_second_run_changes_nothing(tmp_path: Path,
+                                                          control: FakeControl) -> None:
+    cfg = write_node(tmp_path, ["One", "Two"])
+    code, first = run_apply(cfg)
+    assert code == 0 and first["changed"] is True
+    assert first["services"] == {
+        "App.One": {"action": "start", "reasons": ["new"], "state": "running"},
+        "App.Two": {"action": "start", "reasons": ["new"], "state": "running"}}
+    assert (tmp_path / "out" / "App.One.run").is_file()
+    control.calls.clear()
+    code, second = run_apply(cfg)
+    assert code == 0 and second["changed"] is False and second["services"] == {}
+    # supervisord is still asked to reread (cheap; catches files written but never loaded)
+    assert control.calls == [("stop", ()), ("reload", ()), ("start", ()), ("restart", ())]
+    assert not (tmp_path / "tars" / "tarsdock" / apply.PENDING_FILE).exists()
+
+
+def test_apply_check_writes_and_restarts_nothing_and_diff_shows_the_change(
+        tmp_path: Path, control: FakeControl) -> None:
+    cfg = write_node(tmp_path, ["One", "Two"])
+    run_apply(cfg)
+    before = {p: p.read_text() for p in (tmp_path / "out").iterdir()}
+    write_node(tmp_path, ["One", "Two"], argument="2")
+    control.calls.clear()
+    code, report = run_apply(cfg, "--check", "--diff")
+    assert code == 0 and report["changed"] is True and report["check"] is True
+    assert report["services"]["App.One"] == {"action": "restart", "reasons": ["run file"]}
+    assert "-set -- /usr/bin/env -- /bin/sleep 1\n+set -- /usr/bin/env -- /bin/sleep 2" \
+        in report["diff"]
+    assert control.calls == []
+    assert {p: p.read_text() for p in (tmp_path / "out").iterdir()} == before
+
+
+def test_apply_removes_a_service_and_leaves_its_data_dir(tmp_path: Path,
+                                                         control: FakeControl) -> None:
+    cfg = write_node(tmp_path, ["One", "Two"])
+    run_apply(cfg)
+    write_node(tmp_path, ["One"])
+    removed: list[Sequence[str]] = []
+    apply_remover = apply._remover
+    try:
+        apply._remover = lambda node: removed.append   # type: ignore[assignment]
+        code, report = run_apply(cfg)
+    finally:
+        apply._remover = apply_remover   # type: ignore[assignment]
+    assert code == 0
+    assert report["services"] == {"App.Two": {"action": "remove", "reasons": []}}
+    assert removed == [["App.Two"]]
+    assert ("stop", ("App.Two",)) in control.calls
+    assert not (tmp_path / "out" / "App.Two.conf").exists()
+    assert (tmp_path / "tars" / "tarsnode" / "data" / "App.Two" / "conf").is_dir()
+
+
+def test_apply_exits_4_when_a_service_does_not_start(tmp_path: Path,
+                                                     control: FakeControl,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    control.failures["App.One"] = "FATAL: Exited too quickly"
+    cfg = write_node(tmp_path, ["One"])
+    assert main(["--config-dir", str(cfg), "apply"]) == apply.EXIT_FAILED_START
+    captured = capsys.readouterr()
+    assert "error: App.One did not start: FATAL: Exited too quickly" in captured.err
+    assert "start    App.One (new)" in captured.out
+
+
+def test_apply_input_error_writes_nothing(tmp_path: Path, control: FakeControl) -> None:
+    cfg = write_node(tmp_path, ["One"])
+    (cfg / "node.toml").write_text((cfg / "node.toml").read_text() + "bogus = 1\n")
+    assert main(["--config-dir", str(cfg), "apply"]) == 1
+    assert not (tmp_path / "out").exists() and control.calls == []
+
+
+def test_an_interrupted_apply_is_finished_by_the_next(tmp_path: Path,
+                                                      control: FakeControl) -> None:
+    cfg = write_node(tmp_path, ["One"])
+    run_apply(cfg)
+    write_node(tmp_path, ["One"], argument="2")
+
+    def crash(names: Sequence[str], timeout: float) -> dict[str, str]:
+        raise supervisors.ControlError("supervisord went away")
+    control.wait = crash   # type: ignore[method-assign]
+    assert main(["--config-dir", str(cfg), "apply"]) == 1
+    del control.wait
+    code, report = run_apply(cfg)
+    assert code == 0
+    assert report["services"] == {"App.One": {"action": "restart",
+                                              "reasons": ["unfinished apply"],
+                                              "state": "running"}}
+    code, report = run_apply(cfg)
+    assert code == 0 and report["changed"] is False
