@@ -211,12 +211,10 @@ def make_control(node: NodeSettings) -> Supervisor:
 
 # ---- the command --------------------------------------------------------------------------------
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `apply` to the CLI."""
-    p = sub.add_parser(
-        "apply", help="converge: write, reload the supervisor, restart only what changed",
-        epilog="exit status: 0 converged (changed or not), 1 input or supervisor error, "
-               "2 usage, 4 a started service did not come up")
+def register(p: argparse.ArgumentParser) -> None:
+    """The arguments of `apply`."""
+    p.epilog = ("exit status: 0 converged (changed or not), 1 input or supervisor error, "
+                "2 usage, 4 a started service did not come up")
     p.add_argument("--check", action="store_true", help="change nothing; say what would be done")
     p.add_argument("--diff", action="store_true", help="show unified diffs of the files")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -273,8 +271,8 @@ def load(directory: Path, ctx: Context) -> tuple[NodeSettings, list[Service], li
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Plan, then (unless --check) write, reload and act; report."""
-    from tarsdock.cli import config_dir
     from tarsdock.generate import plan_all, service_dirs, warnings
+    from tarsdock.options import config_dir
     from tarsdock.output import Context, diff, write
 
     directory = config_dir(args)
