@@ -85,6 +85,20 @@ install_python_package() {
     touch "$stamp"
 }
 
+install_node_modules() {
+    # tests/node: @tars/rpc and @tars/stream exactly as package-lock.json pins them (never vendored);
+    # redone only when the lockfile changed.
+    local stamp="$REPO/tests/node/node_modules/.lock-$(sha256sum "$REPO/tests/node/package-lock.json" | cut -c1-16)"
+    if [ -f "$stamp" ]; then
+        step "npm: tests/node/node_modules up to date"
+        return
+    fi
+    step "npm ci in tests/node"
+    (cd "$REPO/tests/node" && npm ci --no-audit --no-fund >"$CACHE/npm-ci.log" 2>&1) \
+        || { tail -20 "$CACHE/npm-ci.log" >&2; die "npm ci failed"; }
+    touch "$stamp"
+}
+
 storage_driver() {
     # overlay2 needs overlayfs on the filesystem under /var/lib/docker (not on overlay itself,
     # as inside another container); probe with a real mount and fall back to vfs.
@@ -209,7 +223,7 @@ EOF
 
 step "tarsdock test environment for $REPO"
 if [ $do_packages = 1 ]; then install_packages; fi
-if [ $do_pip = 1 ]; then install_python_package; fi
+if [ $do_pip = 1 ]; then install_python_package; install_node_modules; fi
 if [ $do_images = 1 ] || [ $do_packages = 1 ]; then start_dockerd; fi
 if [ $do_images = 1 ]; then
     build_busybox_image
