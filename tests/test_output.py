@@ -84,3 +84,56 @@ def test_diff_shows_new_changed_and_stale(tmp_path: Path) -> None:
     assert "-x=1\n+x=2\n" in text
     assert f"--- /dev/null\n+++ b{tmp_path}/b.service" in text
     assert f"--- a{tmp_path}/gone.service\n+++ /dev/null" in text
+
+
+def test_temp_files_are_synced_before_any_rename_and_renames_before_return(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarsdock.output as output
+
+    events: list[str] = []
+    real_replace, real_syncfs = os.replace, output.syncfs
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append("rename"),
+                                                         real_replace(src, dst))[1])
+    monkeypatch.setattr(output, "syncfs", lambda dirs: (events.append("syncfs"),
+                                                        real_syncfs(dirs))[1])
+    write(plan([unit(tmp_path, "a.service"), unit(tmp_path, "b.service")], tmp_path, "systemd"))
+    assert events == ["syncfs", "rename", "rename", "syncfs"]
+    events.clear()
+    write(plan([unit(tmp_path, "a.service"), unit(tmp_path, "b.service")], tmp_path, "systemd"))
+    assert events == []      # unchanged: nothing written, nothing to sync
+
+
+def test_dirs_are_made_parents_first_and_synced(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarsdock.output as output
+
+    synced: list[set[str]] = []
+    monkeypatch.setattr(output, "syncfs", lambda dirs: synced.append(set(dirs)) or 1)
+    deep = tmp_path / "a" / "b" / "c"
+    write([], [deep, tmp_path / "a" / "x", tmp_path / "a"])
+    assert deep.is_dir() and (tmp_path / "a" / "x").is_dir()
+    assert len(synced) == 1
+    write([], [deep])
+    assert len(synced) == 1   # nothing made: no sync
+
+
+def test_syncfs_once_per_filesystem(tmp_path: Path) -> None:
+    from tarsdock.output import syncfs
+
+    assert syncfs([tmp_path, tmp_path / ".", str(tmp_path)]) == 1
+
+
+def test_a_crashed_runs_temp_file_is_replaced(tmp_path: Path) -> None:
+    (tmp_path / f".a.service.{os.getpid()}.tmp").write_text("half")
+    write(plan([unit(tmp_path, "a.service", "new\n")], tmp_path, "systemd"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.service"]
+    assert (tmp_path / "a.service").read_text() == HEAD + "new\n"
+
+
+def test_mode_is_exact_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o077)
+    try:
+        write(plan([unit(tmp_path, "a.service")], tmp_path, "systemd"))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.service").stat().st_mode & 0o7777 == 0o644

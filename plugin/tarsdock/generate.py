@@ -58,12 +58,12 @@ def render(fmt: str, services: list[Service], node: NodeSettings, ctx: Context,
     return files
 
 
-def service_dirs(services: list[Service], node: NodeSettings) -> list[Path]:
+def service_dirs(services: list[Service], node: NodeSettings) -> list[str]:
     """Directories a start needs: bin, conf, data, the log dir, and the listener's log dir."""
-    dirs = [Path(node.log_dir) / "tarsdock", Path(node.state_dir)]
+    dirs = [f"{node.log_dir}/tarsdock", str(node.state_dir)]
     for service in services:
-        dirs += [Path(service.bin_dir), Path(service.conf_dir), Path(service.data_path),
-                 Path(service.log_dir)]
+        dirs += [str(service.bin_dir), str(service.conf_dir), str(service.data_path),
+                 str(service.log_dir)]
     return dirs
 
 
@@ -132,8 +132,5 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.dry_run or args.diff:
         sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
         return 0
-    for path in service_dirs(services, node.manifest.node):
-        if not path.is_dir():
-            path.mkdir(mode=0o755, parents=True)
-    print(summary(write(changes)))
+    print(summary(write(changes, service_dirs(services, node.manifest.node))))
     return 0
