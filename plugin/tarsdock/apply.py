@@ -298,10 +298,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     def write_all() -> None:
-        for path in service_dirs(services, node):
-            if not path.is_dir():
-                path.mkdir(parents=True)
-        write(changes)
+        write(changes, service_dirs(services, node))
 
     if report.changed:
         write_pending(pending, actions)
