@@ -81,7 +81,7 @@ def supervisor_value(value: str, what: str = "value") -> str:
 
 
 def supervisor(value: Value, what: str) -> str:
-    """Jinja2 filter: a supervisord row value, quoted by its type."""
+    """A supervisord row value, quoted by its type."""
     if isinstance(value, list):
         return supervisor_argv(value, f"{what}: command")
     if isinstance(value, EnvAssignment):
@@ -137,7 +137,7 @@ def systemd_value(value: str, what: str = "value") -> str:
 
 
 def systemd(value: Value, what: str) -> str:
-    """Jinja2 filter: a systemd row value, quoted by its type."""
+    """A systemd row value, quoted by its type."""
     if isinstance(value, list):
         return systemd_argv(value, f"{what}: command")
     if isinstance(value, EnvAssignment):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tarsdock.argv import docker_run_argv, service_command, service_env
 from tarsdock.model import NodeSettings, Service
-from tarsdock.output import Context, OutputFile, header, render_template
+from tarsdock.output import Context, OutputFile, header, ini_text
 from tarsdock.quoting import QuotingError, Value, check_text, supervisor
 
 FORMAT = "supervisord"
@@ -135,8 +135,7 @@ def listener_rows(node: NodeSettings, ctx: Context) -> Rows:
 
 
 def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
-    return render_template("supervisord/file.conf.j2", {"supervisor": supervisor},
-                           header=head, sections=sections, what=what)
+    return ini_text(head, sections, supervisor, what)
 
 
 def render(services: Sequence[Service], node: NodeSettings, ctx: Context,

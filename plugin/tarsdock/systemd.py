@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tarsdock.argv import docker_run_argv, service_command, service_env
 from tarsdock.model import NodeSettings, Service
-from tarsdock.output import Context, OutputFile, header, render_template
+from tarsdock.output import Context, OutputFile, header, ini_text
 from tarsdock.quoting import EnvAssignment, Value, check_text, systemd
 
 FORMAT = "systemd"
@@ -189,8 +189,7 @@ def target_rows(services: Sequence[Service]) -> list[tuple[str, Rows]]:
 
 
 def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
-    return render_template("systemd/unit.j2", {"systemd": _systemd_filter},
-                           header=head, sections=sections, what=what)
+    return ini_text(head, sections, _systemd_filter, what)
 
 
 def _systemd_filter(value: Value | IgnoreFailure | Specifiers, what: str) -> str:

@@ -11,7 +11,7 @@ from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did
 from tarsdock.tcconfig import Config
 
 ROOT_TEMPLATE = "tars.default"
-STOCK_DIR = Path(__file__).parent / "templates" / "tars"   # see output.TEMPLATE_DIR
+STOCK_DIR = Path(__file__).parent / "templates" / "tars"   # a link to templates/
 
 
 @dataclass(frozen=True)
