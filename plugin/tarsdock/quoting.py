@@ -99,21 +99,24 @@ def _systemd_quoted(word: str) -> str:
 
 
 def _systemd_word(word: str) -> str:
-    # A lone `;` separates commands; `\;` is special too: quoting takes care of both.
-    quoted = word if SYSTEMD_SAFE.fullmatch(word) else _systemd_quoted(word)
-    return quoted.replace("%", "%%").replace("$", "$$")
+    # A lone `;` separates commands; `\;` is special too: quoting takes care of both. A safe
+    # word holds no `%` or `$`: only a quoted one needs them doubled.
+    if SYSTEMD_SAFE.fullmatch(word):
+        return word
+    return _systemd_quoted(word).replace("%", "%%").replace("$", "$$")
 
 
 def systemd_argv(argv: Sequence[str], what: str = "command") -> str:
     """An `Exec*=` value that systemd splits back into argv, with no expansion left."""
     if not argv:
         raise QuotingError(f"{what}: empty command")
-    for word in argv:
-        check_text(word, what)
+    if FORBIDDEN.search("".join(argv)):     # one search per command line, not per word
+        for word in argv:
+            check_text(word, what)
     if argv[0][:1] in SYSTEMD_EXEC_PREFIXES or not argv[0]:
         raise QuotingError(f"{what}: executable {argv[0]!r} would be read as a systemd "
                            f"prefix ({SYSTEMD_EXEC_PREFIXES})")
-    return " ".join(_systemd_word(word) for word in argv)
+    return " ".join([_systemd_word(word) for word in argv])
 
 
 def systemd_env(name: str, value: str, what: str = "environment") -> str:
