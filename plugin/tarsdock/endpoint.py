@@ -6,6 +6,7 @@ would otherwise leave the port at 0.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -59,8 +60,10 @@ def _options(words: list[str]) -> dict[str, str]:
     return found
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_endpoint(text: str) -> Endpoint:
     """Parse one endpoint; raise EndpointError saying what is wrong."""
+    # cached: the manifest's key check and the adapter reader both parse every endpoint
     words = text.split()
     if not words:
         raise EndpointError("empty endpoint")

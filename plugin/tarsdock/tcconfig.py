@@ -254,8 +254,18 @@ def serialize(config: Config) -> str:
     return "".join(out)
 
 
+def _copy(domain: Config) -> Config:
+    """A deep copy of a domain: what merging it into nothing gives, without the lookups."""
+    return Config(domain.name, domain.origin, dict(domain.params),
+                  {name: _copy(sub) for name, sub in domain.domains.items()})
+
+
 def _merge_into(parent: Config, domain: Config) -> None:
-    target = parent.subdomain(domain.name, domain.origin)
+    target = parent.domains.get(domain.name)
+    if target is None:
+        # most of a template tree is on one side only: copy it whole
+        parent.domains[domain.name] = _copy(domain)
+        return
     if target.params:
         # keys of the higher side win and move to the end, as in set()
         kept = {k: p for k, p in target.params.items() if k not in domain.params}

@@ -26,6 +26,8 @@ class Located:
 
     def line(self, path: KeyPath) -> int:
         """The line of a path, or of its nearest located parent; 1 for the document itself."""
+        if not self.keys:        # a load without lines: every key is on line 1
+            return 1
         for end in range(len(path), 0, -1):
             found = self.keys.get(path[:end])
             if found:
