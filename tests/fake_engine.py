@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tarsdock.engine import Auth, Container, Progress, PullError
+from tarsdock.engine import Auth, Container, DockerUnreachable, Progress, PullError
 
 
 @dataclass
@@ -19,8 +19,18 @@ class FakeEngine:
     pulls: list[tuple[str, Auth | None]] = field(default_factory=list)
     stored: list[tuple[Container, float]] = field(default_factory=list)   # (container, created)
     removed: list[str] = field(default_factory=list)
+    answers: bool = True                       # False: every call raises DockerUnreachable
+    limits: dict[str, int] = field(default_factory=dict)   # container id -> HostConfig.Memory
+
+    def _check(self) -> None:
+        if not self.answers:
+            raise DockerUnreachable("/fake.sock", "No such file or directory")
+
+    def ping(self) -> None:
+        self._check()
 
     def image_id(self, ref: str) -> str | None:
+        self._check()
         return self.images.get(ref)
 
     def pull(self, ref: str, auth: Auth | None, timeout: float, progress: Progress) -> str:
@@ -34,20 +44,32 @@ class FakeEngine:
         return outcome
 
     def add_container(self, service: str, created: float, node: str = "10.0.0.5",
-                      cid: str = "") -> Container:
-        container = Container(cid or f"id-{service}-{created}", service, service, node, "running")
+                      cid: str = "", instance: str = "10.0.0.5@test") -> Container:
+        container = Container(cid or f"id-{service}-{created}", service, service, node, "running",
+                              instance)
         self.stored.append((container, created))
         return container
 
-    def containers(self, node: str, service: str | None = None) -> list[Container]:
+    def containers(self, node: str, service: str | None = None, *,
+                   instance: str | None = None) -> list[Container]:
+        self._check()
         return [c for c, _ in self.stored
-                if c.node == node and service in (None, c.service) and c.id not in self.removed]
+                if c.node == node and service in (None, c.service) and c.id not in self.removed
+                and instance in (None, c.instance)]
 
     def created(self, container_id: str) -> float | None:
+        self._check()
         return next((t for c, t in self.stored
                      if c.id == container_id and c.id not in self.removed), None)
 
+    def inspect(self, container_id: str) -> dict[str, Any] | None:
+        self._check()
+        if container_id not in self.limits:
+            return None
+        return {"Id": container_id, "HostConfig": {"Memory": self.limits[container_id]}}
+
     def remove(self, container_id: str) -> None:
+        self._check()
         self.removed.append(container_id)
 
 
@@ -59,10 +81,13 @@ class FakeSupervisor:
     starts: dict[str, float] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
 
+    exitstatus: dict[str, int] = field(default_factory=dict)
+
     def _info(self, program: str) -> dict[str, Any]:
         group, _, name = program.partition(":")
         return {"name": name, "group": group, "statename": self.states[program],
-                "start": self.starts.get(program, 0)}
+                "start": self.starts.get(program, 0), "spawnerr": "",
+                "exitstatus": self.exitstatus.get(program, 0)}
 
     def getProcessInfo(self, name: str) -> dict[str, Any]:
         if name not in self.states:

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import io
+import json
+import logging
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_engine import FakeEngine, FakeLane, FakeSupervisor
 
-from tarsdock.engine import PullError
+from tarsdock.dockerwatch import DockerWatch, FaultLog
+from tarsdock.engine import DockerUnreachable, PullError
 from tarsdock.errors import InputError, Origin
 from tarsdock.eventproto import Event, encode_event, read_event
 from tarsdock.listener import Lane, Listener, Options
 from tarsdock.model import Image, Manifest, NodeSettings, ServiceSpec
+from tarsdock.state import read_failures
 
 NODE = NodeSettings(name="10.0.0.5", localip="10.0.0.5", tars_path="/usr/local/app/tars",
-                    locator="")
+                    locator="", instance_setting="10.0.0.5@test")
 CPP = "127.0.0.1:5000/tars/cppbase:1"
 JAVA = "127.0.0.1:5000/tars/javabase:1"
 
@@ -80,7 +87,7 @@ def test_handle_only_queues_work() -> None:
     world.state("EXITED", "A.S", "expected:0 pid:1")
     assert world.engine.pulls == [] and world.rpc.calls == [] and world.loads == 0
     assert world.pull.keys() == ["sync"]
-    assert world.docker.keys() == ["reap", "cleanup tars:A.S"]
+    assert world.docker.keys() == ["reap", "seed", "persist", "cleanup tars:A.S", "why A.S"]
 
 
 def test_supervisord_running_pulls_each_image_once() -> None:
@@ -180,7 +187,7 @@ def test_cleanups_coalesce_during_a_storm() -> None:
     for _ in range(500):
         world.state("STOPPED", "A.S", "pid:1")
         world.state("EXITED", "A.S", "expected:1 pid:1")
-    assert world.docker.keys() == ["cleanup tars:A.S"]
+    assert world.docker.keys() == ["persist", "cleanup tars:A.S"]
 
 
 def test_fatal_programs_are_revived_after_the_punish_interval() -> None:
@@ -303,3 +310,198 @@ def test_event_program_name() -> None:
     event = Event({"eventname": "PROCESS_STATE_RUNNING"},
                   {"processname": "A.S", "groupname": "tars"})
     assert event.program == "tars:A.S"
+
+
+# --- issue 8: operator intent, recovery driven by Docker, reasons, one instance ------------
+
+
+def crash_loop(world: World, service: str) -> None:
+    for _ in range(11):
+        world.state("STARTING", service, "from_state:BACKOFF tries:1")
+        world.now += 1
+    world.run()
+
+
+def test_operator_start_and_stop_of_a_punished_program_cancels_its_revival() -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "RUNNING"},
+                  options=Options(punish_interval=30))
+    crash_loop(world, "A.S")
+    assert world.rpc.calls == [("stop", "tars:A.S")]
+    world.event("PROCESS_STATE_STOPPED", "processname:A.S groupname:tars from_state:STOPPING")
+    world.advance(5)
+    world.state("STARTING", "A.S", "from_state:STOPPED tries:0")   # the operator
+    world.event("PROCESS_STATE_RUNNING", "processname:A.S groupname:tars from_state:STARTING")
+    world.state("STOPPING", "A.S")
+    world.event("PROCESS_STATE_STOPPED", "processname:A.S groupname:tars from_state:STOPPING")
+    world.rpc.states["tars:A.S"] = "STOPPED"
+    world.advance(30)
+    world.advance(30)
+    assert world.rpc.calls == [("stop", "tars:A.S")]
+    assert world.listener.programs["A.S"].phase == "stopped"
+
+
+def test_a_punished_program_is_revived_with_one_line_naming_the_reason(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    world = World(spec("A.S", CPP), states={"tars:A.S": "RUNNING"},
+                  options=Options(punish_interval=30))
+    crash_loop(world, "A.S")
+    world.rpc.states["tars:A.S"] = "STOPPED"
+    world.advance(30)
+    assert world.rpc.calls == [("stop", "tars:A.S"), ("start", "tars:A.S")]
+    assert "tars:A.S: starting it: punish interval of 30 s over" in caplog.text
+
+
+def fatal(world: World, service: str) -> None:
+    world.rpc.states[f"tars:{service}"] = "FATAL"
+    world.state("FATAL", service, "from_state:BACKOFF")
+    world.run()
+
+
+def test_programs_that_failed_while_docker_was_away_start_when_it_answers() -> None:
+    world = World(spec("A.S", CPP), spec("A.T", CPP))
+    world.engine.images[CPP] = "sha256:cpp"
+    world.listener.docker_answered()
+    world.engine.answers = False
+    fatal(world, "A.S")
+    assert world.listener.programs["A.S"].phase == "waiting-docker"
+    world.engine.answers = True
+    world.listener.docker_answered()
+    world.run()
+    assert world.rpc.calls == [("start", "tars:A.S")]
+
+
+def test_a_fatal_program_whose_run_saw_docker_away_starts_at_once() -> None:
+    """Docker went away and came back before the FATAL: its cause is still Docker."""
+    world = World(spec("A.S", CPP))
+    world.engine.images[CPP] = "sha256:cpp"
+    world.rpc.starts["tars:A.S"] = world.now - 2
+    world.listener.docker_gone(DockerUnreachable("/s", "Connection refused"))
+    world.now += 1
+    world.listener.docker_answered()
+    fatal(world, "A.S")
+    assert world.rpc.calls == [("start", "tars:A.S")]
+
+
+def test_an_image_event_starts_the_programs_waiting_for_that_image() -> None:
+    world = World(spec("A.S", CPP), spec("B.S", JAVA))
+    fatal(world, "A.S")
+    fatal(world, "B.S")
+    assert world.listener.programs["A.S"].phase == "waiting-image"
+    world.engine.images[CPP] = "sha256:cpp"
+    world.listener.docker_event({"Type": "image", "Action": "tag",
+                                 "Actor": {"ID": "sha256:cpp", "Attributes": {"name": CPP}}})
+    world.run()
+    assert world.rpc.calls == [("start", "tars:A.S")]
+
+
+def test_an_oom_kill_is_reported_with_the_limit(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    world = World(spec("A.S", CPP))
+    world.listener.state_dir = tmp_path
+    world.engine.limits["c1"] = 32 << 20
+    labels = {"tarsdock.instance": NODE.instance, "tarsdock.service": "A.S"}
+    world.listener.docker_event({"Type": "container", "Action": "oom",
+                                 "Actor": {"ID": "c1", "Attributes": labels}})
+    other = {"tarsdock.instance": "10.0.0.5@other", "tarsdock.service": "A.S"}
+    world.listener.docker_event({"Type": "container", "Action": "oom",
+                                 "Actor": {"ID": "c2", "Attributes": other}})
+    assert caplog.text.count("A.S: killed for memory") == 1
+    assert "A.S: killed for memory (limit 32m)" in caplog.text
+    [failure] = read_failures(tmp_path / "A.S.failures")
+    assert (failure.code, failure.text) == ("oom", "killed for memory (limit 32m)")
+
+
+def test_only_this_instances_containers_are_reaped_or_cleaned() -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "EXITED"})
+    mine = world.engine.add_container("A.S", created=world.now - 30, cid="mine")
+    theirs = world.engine.add_container("A.S", created=world.now - 30, cid="theirs",
+                                        instance="10.0.0.5@elsewhere")
+    gone_theirs = world.engine.add_container("B.Gone", created=1, cid="gone-theirs",
+                                             instance="10.0.0.5@elsewhere")
+    world.state("EXITED", "A.S", "expected:0 pid:1")
+    world.event("TICK_60", "when:1")
+    world.run()
+    assert world.engine.removed == [mine.id]
+    assert {theirs.id, gone_theirs.id}.isdisjoint(world.engine.removed)
+
+
+def test_no_docker_means_a_few_lines_and_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "EXITED"})
+    world.engine.answers = False
+    world.event("SUPERVISOR_STATE_CHANGE_RUNNING")
+    for minute in range(10):
+        world.event("TICK_60", f"when:{minute}")
+        world.state("EXITED", "A.S", "expected:0 pid:1")
+        world.advance(60)
+    assert "Traceback" not in caplog.text
+    unreachable = [r for r in caplog.records if "Docker unreachable" in r.getMessage()]
+    assert 1 <= len(unreachable) <= 6    # at 0 s, then after 30, 60, 120, 240 s
+    assert "image missing" not in caplog.text
+
+
+def test_the_listener_file_says_who_is_punished_until_when(tmp_path: Path) -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "RUNNING"},
+                  options=Options(punish_interval=30))
+    world.listener.state_dir = tmp_path
+    crash_loop(world, "A.S")
+    document = json.loads((tmp_path / "listener.json").read_text())
+    assert document["instance"] == NODE.instance
+    program = document["programs"]["A.S"]
+    assert program["phase"] == "punished"
+    assert program["until"] == pytest.approx(world.now - 1 + 30)
+
+
+def test_a_failed_run_is_one_line_with_its_reason(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    world = World(spec("A.S", CPP), spec("B.S", CPP),
+                  states={"tars:A.S": "EXITED", "tars:B.S": "EXITED"})
+    world.listener.state_dir = tmp_path
+    world.rpc.starts["tars:A.S"] = world.now - 3
+    (tmp_path / "A.S.failures").write_text(
+        f"{int(world.now - 100)}\texit\tan old failure\n"
+        f"{int(world.now - 1)}\tsignal\tkilled by signal KILL\n")
+    world.rpc.exitstatus["tars:B.S"] = 3
+    world.state("EXITED", "A.S", "expected:0 pid:1")
+    world.state("EXITED", "B.S", "expected:0 pid:1")
+    world.run()
+    assert "A.S: killed by signal KILL" in caplog.text
+    assert "B.S: exited with status 3" in caplog.text
+    assert "old failure" not in caplog.text
+
+
+class FakeStream:
+    """Docker's event stream as a script: each round either refuses or yields then ends."""
+
+    def __init__(self, rounds: list[list[dict[str, Any]] | None]) -> None:
+        self.rounds = rounds
+
+    def events(self, filters: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+        round_ = self.rounds.pop(0)
+        if round_ is None:
+            raise DockerUnreachable("/s", "Connection refused")
+        return iter(round_)
+
+
+def test_the_watch_reconnects_with_back_off_and_resets_it() -> None:
+    calls: list[str] = []
+    sleeps: list[float] = []
+    stream = FakeStream([None, None, None, None, None, [{"Type": "image"}], None, None])
+    watch = DockerWatch(stream, answered=lambda: calls.append("up"),
+                        gone=lambda e: calls.append("gone"),
+                        event=lambda raw: calls.append("event"), retry_max=8,
+                        sleep=sleeps.append)
+    watch.follow(rounds=8)
+    assert sleeps == [1, 2, 4, 8, 8, 1, 2, 4]
+    assert calls == ["gone"] * 5 + ["up", "event", "gone", "gone", "gone"]
+
+
+def test_fault_log_bounds_repeated_lines(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    faults = FaultLog(lambda: now[0])
+    for _ in range(3600):   # one report a second for an hour
+        faults.report("docker", "Docker unreachable")
+        now[0] += 1
+    assert len(caplog.records) <= 10
+    assert faults.clear("docker") == pytest.approx(3600)
+    assert faults.clear("docker") is None

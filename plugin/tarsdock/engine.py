@@ -7,6 +7,7 @@ planner and the listener run against a fake in unit tests.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import http.client
 import json
@@ -14,7 +15,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -61,6 +62,16 @@ class PullError(TarsdockError):
         super().__init__(f"{ref}: {reason}")
 
 
+class DockerUnreachable(TarsdockError):
+    """The daemon does not answer (no socket, permission denied, restarting): an environmental
+    fault, reported as one line and never as a traceback."""
+
+    def __init__(self, socket_path: str, cause: str) -> None:
+        self.socket_path = socket_path
+        self.cause = cause
+        super().__init__(f"Docker unreachable at {socket_path}: {cause}")
+
+
 @dataclass(frozen=True)
 class Container:
     """A container that carries tarsdock's labels."""
@@ -82,11 +93,19 @@ class Engine(Protocol):
     def pull(self, ref: str, auth: Auth | None, timeout: float, progress: Progress) -> str:
         """Pull a reference and return its image ID; raise PullError."""
 
-    def containers(self, node: str, service: str | None = None) -> list[Container]:
-        """tarsdock's containers on this node, all states; only one service's if given."""
+    def containers(self, node: str, service: str | None = None, *,
+                   instance: str | None = None) -> list[Container]:
+        """tarsdock's containers on this node, all states; only one service's or one
+        instance's (NodeSettings.instance) if given."""
 
     def created(self, container_id: str) -> float | None:
         """A container's creation time (epoch seconds), or None if it is gone."""
+
+    def inspect(self, container_id: str) -> dict[str, Any] | None:
+        """A container's inspect document, or None if it is gone."""
+
+    def ping(self) -> None:
+        """Return if the daemon answers; raise DockerUnreachable if not."""
 
     def remove(self, container_id: str) -> None:
         """Remove a container, running or not; a container already gone is fine."""
@@ -134,7 +153,7 @@ class DockerEngine:
             response = conn.getresponse()
             body = response.read()
         except OSError as error:
-            raise TarsdockError(f"docker engine at {self.socket_path}: {error}") from error
+            raise DockerUnreachable(self.socket_path, _cause(error)) from None
         finally:
             conn.close()
         if response.status == 404:
@@ -168,7 +187,11 @@ class DockerEngine:
         import urllib3.exceptions
 
         deadline = time.monotonic() + timeout
-        api = self._api(min(self.stall_timeout, timeout))
+        try:
+            with self._answering():
+                api = self._api(min(self.stall_timeout, timeout))
+        except DockerUnreachable as error:
+            raise PullError(ref, str(error), permanent=False) from None
         try:
             stream = api.pull(ref, stream=True, decode=True,
                               auth_config=auth.config() if auth else None)
@@ -199,27 +222,78 @@ class DockerEngine:
             return PullError(ref, _refused(auth, ref), permanent=True)
         return PullError(ref, explanation, permanent=status in PERMANENT_STATUSES)
 
-    def containers(self, node: str, service: str | None = None) -> list[Container]:
+    def containers(self, node: str, service: str | None = None, *,
+                   instance: str | None = None) -> list[Container]:
         labels = [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]
         if service is not None:
             labels.append(f"{LABEL_SERVICE}={service}")
-        found = self._api().containers(all=True, filters={"label": labels})
+        if instance is not None:
+            labels.append(f"{LABEL_INSTANCE}={instance}")
+        with self._answering():
+            found = self._api().containers(all=True, filters={"label": labels})
         return [_container(entry) for entry in found]
 
     def created(self, container_id: str) -> float | None:
+        info = self.inspect(container_id)
+        return None if info is None else parse_docker_time(info["Created"])
+
+    def inspect(self, container_id: str) -> dict[str, Any] | None:
+        """A container's inspect document, or None if it is gone; raise DockerUnreachable."""
         import docker.errors
 
         try:
-            created: str = self._api().inspect_container(container_id)["Created"]
+            with self._answering():
+                info: dict[str, Any] = self._api().inspect_container(container_id)
         except docker.errors.NotFound:
             return None
-        return parse_docker_time(created)
+        return info
+
+    def ping(self) -> None:
+        """Return if the daemon answers; raise DockerUnreachable if not."""
+        with self._answering():
+            self._api().ping()
+
+    def events(self, filters: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+        """Docker's event stream (decoded), from now on, until the daemon closes it.
+
+        Raises DockerUnreachable when it cannot connect, and from the iteration when the
+        connection breaks.
+        """
+        with self._answering():
+            # a client of its own without a read timeout: the stream is quiet for hours
+            api = _client(self.socket_path, self.api_timeout)
+            stream = api.events(decode=True, filters=filters)
+        return self._follow_events(api, stream)
+
+    def _follow_events(self, api: docker.APIClient, stream: Any) -> Iterator[dict[str, Any]]:
+        try:
+            with self._answering():
+                yield from stream
+        finally:
+            api.close()
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        """Turn "the daemon did not answer" into DockerUnreachable; API errors pass."""
+        import docker.errors
+        import requests.exceptions
+        import urllib3.exceptions
+
+        try:
+            yield
+        except docker.errors.APIError:
+            raise
+        except (docker.errors.DockerException, requests.exceptions.RequestException,
+                urllib3.exceptions.HTTPError, OSError) as error:
+            self._local.api = None   # a fresh client (and API version check) next time
+            raise DockerUnreachable(self.socket_path, _cause(error)) from None
 
     def remove(self, container_id: str) -> None:
         import docker.errors
 
         try:
-            self._api().remove_container(container_id, force=True)
+            with self._answering():
+                self._api().remove_container(container_id, force=True)
         except docker.errors.NotFound:
             pass   # already gone: the goal is reached
         except docker.errors.APIError as error:
@@ -313,6 +387,25 @@ def _follow(ref: str, stream: Any, deadline: float, progress: Progress) -> None:
             progress(sum(c for c, _ in layers.values()), sum(t for _, t in layers.values()))
         if time.monotonic() > deadline:
             raise PullError(ref, "timed out", permanent=False)
+
+
+def _cause(error: BaseException) -> str:
+    """The root of a connection failure in a few words (`No such file or directory`)."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        pending += [a for a in current.args if isinstance(a, BaseException)]
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    text = str(error)
+    if "Connection refused" in text:
+        return "Connection refused"
+    return type(error).__name__
 
 
 def _refused(auth: Auth | None, ref: str) -> str:

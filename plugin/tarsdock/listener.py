@@ -11,29 +11,64 @@ from __future__ import annotations
 import argparse
 import heapq
 import itertools
+import json
 import logging
+import os
 import sys
 import threading
 import time
 import xmlrpc.client
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from tarsdock.engine import Engine
+from tarsdock.dockerwatch import (
+    DockerWatch,
+    FaultLog,
+    ImageEvent,
+    OomEvent,
+    append_failure,
+    classify,
+    oom_text,
+)
+from tarsdock.engine import DockerUnreachable, Engine
 from tarsdock.errors import TarsdockError
 from tarsdock.eventproto import OK, READY, Event, read_event, write
 from tarsdock.images import LineReporter, PullResult, RetryPolicy, Syncer, plan
 from tarsdock.model import Manifest
+from tarsdock.state import (
+    DOCKER_UNREACHABLE,
+    IMAGE_MISSING,
+    OOM,
+    Failure,
+    failures_path,
+    read_failures,
+)
+from tarsdock.supervision import (
+    LISTENER_FILE,
+    Action,
+    Diagnose,
+    Diagnosis,
+    DockerUp,
+    Due,
+    ImagePresent,
+    Input,
+    Note,
+    ProcessState,
+    ProgramState,
+    Restart,
+    Rules,
+    Start,
+    Stop,
+    decide,
+    snapshot,
+)
 
 GROUP = "tars"
 ENDED = {"PROCESS_STATE_STOPPED", "PROCESS_STATE_EXITED", "PROCESS_STATE_FATAL",
          "PROCESS_STATE_BACKOFF"}
 ACTIVE = {"STARTING", "RUNNING", "BACKOFF", "STOPPING"}
-# Starts supervisord makes on its own after an exit: only these count against Tars' start limit,
-# as only tarsnode's own keep-alive restarts do; an operator's start comes from STOPPED or FATAL.
-AUTOMATIC_START_FROM = {"EXITED", "BACKOFF"}
 BAD_NAME = 10   # supervisor.xmlrpc.Faults.BAD_NAME, without importing supervisor
 
 log = logging.getLogger("tarsdock.listener")
@@ -52,6 +87,7 @@ class Options:
     pull_timeout: float = 600.0
     pull_retries: int = 2
     jobs: int = 4
+    docker_retry_max: float = 8.0     # reconnects to Docker's event stream: 1 s doubling to this
 
 
 class Supervisor(Protocol):
@@ -124,6 +160,8 @@ class Lane:
             fn = self._next()
             try:
                 fn()
+            except TarsdockError as error:   # an environmental fault: one line, no traceback
+                log.error("%s", error)
             except Exception:   # the lane must outlive any one task; say what went wrong
                 log.exception("background task failed")
             finally:
@@ -132,24 +170,34 @@ class Lane:
 
 
 class Listener:
-    """Decides what each event needs and queues it; `handle` never blocks."""
+    """Feeds each program's decision (tarsdock.supervision) and carries its actions out.
+
+    `handle` runs on the main thread and never blocks: it decides under a lock (microseconds)
+    and queues the work. The Docker watch thread feeds Docker's side the same way.
+    """
 
     def __init__(self, load: Callable[[], Manifest], engine: Engine, rpc: Supervisor,
                  docker_lane: Scheduler, pull_lane: Scheduler, options: Options = Options(),
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time, state_dir: Path | None = None) -> None:
         self.load = load
         self.engine = engine
         self.rpc = rpc
         self.docker_lane = docker_lane
         self.pull_lane = pull_lane
         self.options = options
+        self.rules = Rules(options.punish_interval, options.max_starts, options.start_window)
         self.clock = clock
         self.wall = wall
-        self.starts: dict[str, deque[float]] = {}
+        self.state_dir = state_dir
         self.last_sync = float("-inf")
         self.backoff = options.retry_initial
         self.manifest: Manifest | None = None
+        self.programs: dict[str, ProgramState] = {}
+        self.lock = threading.Lock()
+        self.faults = FaultLog(clock)
+        self.docker_up: bool | None = None    # None: not known yet
+        self.docker_lost = float("-inf")      # wall time the daemon was last seen away
 
     # --- the event side: cheap decisions only ---------------------------------------------
 
@@ -158,6 +206,7 @@ class Listener:
         if event.name == "SUPERVISOR_STATE_CHANGE_RUNNING":
             self.request_sync()
             self.docker_lane.submit(self.reap, key="reap")
+            self.docker_lane.submit(self.seed, key="seed")
         elif event.name == "TICK_60":
             if self.clock() - self.last_sync >= self.options.sync_interval:
                 self.request_sync()
@@ -168,38 +217,105 @@ class Listener:
 
     def _process_state(self, event: Event) -> None:
         service = event.payload_headers.get("processname", "")
-        program = f"{GROUP}:{service}"
-        automatic = event.payload_headers.get("from_state") in AUTOMATIC_START_FROM
-        if event.name == "PROCESS_STATE_STARTING" and automatic and \
-                self._too_many_starts(program):
-            self.docker_lane.submit(lambda: self.punish(program), key=f"punish {program}")
+        state = event.name.removeprefix("PROCESS_STATE_")
+        self.feed(service, ProcessState(state, event.payload_headers.get("from_state", "")))
         if event.name in ENDED and not self._native(service):
-            self.docker_lane.submit(lambda: self.cleanup(service), key=f"cleanup {program}")
-        if event.name == "PROCESS_STATE_FATAL":
-            self.docker_lane.submit(lambda: self.revive(program), key=f"revive {program}",
-                                    delay=self.options.punish_interval)
+            self.docker_lane.submit(lambda: self.cleanup(service), key=f"cleanup {GROUP}:{service}")
+        failed = state == "BACKOFF" or (state == "EXITED"
+                                        and event.payload_headers.get("expected") == "0")
+        if failed:
+            self.docker_lane.submit(lambda: self.report_failure(service), key=f"why {service}")
+
+    def feed(self, service: str, given: Input) -> None:
+        """Decide for one program and carry the actions out (any thread)."""
+        now = self.wall()
+        with self.lock:
+            old = self.programs.get(service, ProgramState())
+            new, actions = decide(old, given, now, self.rules)
+            self.programs[service] = new
+        if new.until is not None:   # coalesced with a pending Due that comes sooner
+            self.docker_lane.submit(lambda: self.feed(service, Due()),
+                                    delay=max(0.0, new.until - now), key=f"due {service}")
+        if (new.phase, new.until, new.reason) != (old.phase, old.until, old.reason):
+            self.docker_lane.submit(self.persist, key="persist")
+        for action in actions:
+            self._act(service, action)
+
+    def _act(self, service: str, action: Action) -> None:
+        program = f"{GROUP}:{service}"
+        if isinstance(action, Note):
+            log.info("%s: %s", service, action.text)
+        elif isinstance(action, Start):
+            self.docker_lane.submit(lambda: self.start(program, action), key=f"start {service}")
+        elif isinstance(action, Stop):
+            log.warning("%s: stopping it: %s", service, action.reason)
+            self.docker_lane.submit(lambda: self.stop(program), key=f"stop {service}")
+        elif isinstance(action, Restart):
+            self.docker_lane.submit(lambda: self.restart(program, action.reason),
+                                    key=f"restart {service}")
+        elif isinstance(action, Diagnose):
+            self.docker_lane.submit(lambda: self.diagnose(service), key=f"diagnose {service}")
 
     def _native(self, service: str) -> bool:
         """True for a service known to run natively: it leaves no container to clean up."""
         spec = self.manifest.services.get(service) if self.manifest else None
         return spec is not None and spec.run == "native"
 
-    def _too_many_starts(self, program: str) -> bool:
-        """Record a start; True when it exceeds Tars' limit (10 starts within 60 s)."""
-        now = self.clock()
-        starts = self.starts.setdefault(program, deque())
-        starts.append(now)
-        while starts and starts[0] <= now - self.options.start_window:
-            starts.popleft()
-        if len(starts) > self.options.max_starts:
-            starts.clear()
-            return True
-        return False
-
     def request_sync(self, delay: float = 0.0) -> None:
         """Queue a pull of every image (coalesced with one already waiting)."""
         self.last_sync = self.clock()
         self.pull_lane.submit(self.sync, delay=delay, key="sync")
+
+    # --- Docker's side: called by the watch thread ----------------------------------------
+
+    def docker_answered(self) -> None:
+        """The daemon answers: start what waited for it, look for images, sync, clean up."""
+        was = self.docker_up
+        self.docker_up = True
+        lasted = self.faults.clear("docker")
+        if was is False or lasted is not None:
+            log.info("Docker answers again%s", f" after {lasted:.0f} s" if lasted else "")
+            with self.lock:
+                waiting = list(self.programs)
+            for service in waiting:
+                self.feed(service, DockerUp())
+            self.request_sync()
+            self.docker_lane.submit(self.reap, key="reap")
+        self.docker_lane.submit(self.check_images, key="check images")
+
+    def docker_gone(self, error: DockerUnreachable) -> None:
+        """The daemon does not answer: one line, then quiet (FaultLog)."""
+        self.docker_up = False
+        self.docker_lost = self.wall()
+        self.faults.report("docker", f"{error}; retrying")
+
+    def docker_event(self, raw: dict[str, Any]) -> None:
+        """One event from the stream (on the watch thread)."""
+        event = classify(raw, self.node().node.instance)
+        if isinstance(event, ImageEvent):
+            self.docker_lane.submit(self.check_images, key="check images")
+        elif isinstance(event, OomEvent) and event.service:
+            self.oom(event)
+
+    def oom(self, event: OomEvent) -> None:
+        """Say why: read the limit now, before `--rm` removes the container."""
+        try:
+            info = self.engine.inspect(event.container_id)
+        except DockerUnreachable:
+            info = None
+        memory = None if info is None else int((info.get("HostConfig") or {}).get("Memory") or 0)
+        text = oom_text(memory)
+        log.warning("%s: %s", event.service, text)
+        self._record(event.service, OOM, text)
+
+    def _record(self, service: str, code: str, text: str) -> None:
+        if self.state_dir is None:
+            return
+        try:
+            append_failure(self.state_dir, service, code, text, self.wall())
+        except OSError as error:
+            self.faults.report(f"state {service}", f"{service}: cannot record the failure: "
+                               f"{error}")
 
     # --- the work: runs on a lane ---------------------------------------------------------
 
@@ -216,6 +332,11 @@ class Listener:
         except TarsdockError as error:
             log.error("cannot read the config: %s; retrying in %g s", error, self.backoff)
             self._retry_sync()
+            return
+        try:
+            self.engine.ping()
+        except DockerUnreachable as error:
+            self.docker_gone(error)   # the sync runs again when the daemon answers
             return
         reporter = LineReporter(log.info)
         syncer = Syncer(self.engine, reporter,
@@ -235,22 +356,109 @@ class Listener:
         self.backoff = min(self.options.retry_max, self.backoff * 2)
 
     def after_sync(self, results: Sequence[PullResult]) -> None:
-        """Start FATAL programs whose image just arrived; restart those that asked for updates."""
+        """Feed arrived images; restart running programs that asked for new digests."""
         arrived = {s for r in results if r.outcome == "pulled" for s in r.job.services}
         updated = {s for r in results if r.outcome == "updated" for s in r.job.restart_on_update}
         if not arrived and not updated:
             return
+        for service in sorted(arrived):
+            self.feed(service, ImagePresent())
         for info in self.rpc.getAllProcessInfo():
             program = f"{info['group']}:{info['name']}"
             if info["group"] != GROUP:
                 continue
             if info["name"] in arrived and info["statename"] == "FATAL":
-                log.info("%s: image arrived, starting it", program)
-                self._start(program)
+                self.start(program, Start("its image arrived (pulled)", frozenset({"FATAL"})))
             elif info["name"] in updated and info["statename"] == "RUNNING":
-                log.info("%s: new image digest, restarting it", program)
+                log.info("%s: restarting it: new image digest", program)
                 self.rpc.stopProcess(program, True)
                 self._start(program)
+
+    def check_images(self) -> None:
+        """Feed ImagePresent to programs waiting for an image that is present now."""
+        with self.lock:
+            waiting = [s for s, p in self.programs.items() if p.phase == "waiting-image"]
+        services = self.node().services
+        for service in waiting:
+            spec = services.get(service)
+            if spec is None or spec.image is None:
+                continue
+            try:
+                present = self.engine.image_id(spec.image.ref) is not None
+            except DockerUnreachable as error:
+                self.docker_gone(error)
+                return
+            if present:
+                self.feed(service, ImagePresent())
+
+    def diagnose(self, service: str) -> None:
+        """Why did a FATAL program fail: Docker away (now, or since its last start)? no image?"""
+        spec = self.node().services.get(service)
+        if spec is None or spec.run == "native" or spec.image is None:
+            return
+        try:
+            present = self.engine.image_id(spec.image.ref) is not None
+        except DockerUnreachable as error:
+            self.docker_gone(error)
+            self.feed(service, Diagnosis(DOCKER_UNREACHABLE, docker_up=False))
+            return
+        started = float(self._info(service).get("start") or 0)
+        if self.docker_lost >= started - 1:
+            self.feed(service, Diagnosis(DOCKER_UNREACHABLE, docker_up=True))
+        elif not present:
+            self.feed(service, Diagnosis(IMAGE_MISSING))
+        else:
+            self.feed(service, Diagnosis(""))
+
+    def report_failure(self, service: str) -> None:
+        """One line per failed run: the wrapper's recorded reason, else supervisord's status."""
+        info = self._info(service)
+        started = float(info.get("start") or 0)
+        recorded = self._failures(service)
+        fresh = [f for f in recorded if f.when >= int(started)]
+        if fresh:
+            log.warning("%s: %s", service, fresh[-1].text)
+        elif info.get("spawnerr"):
+            log.warning("%s: could not be spawned: %s", service, info["spawnerr"])
+        else:
+            log.warning("%s: exited with status %s", service, info.get("exitstatus", "?"))
+
+    def _failures(self, service: str) -> list[Failure]:
+        if self.state_dir is None:
+            return []
+        try:
+            return read_failures(failures_path(self.state_dir, service))
+        except OSError:
+            return []
+
+    def _info(self, service: str) -> dict[str, Any]:
+        try:
+            return self.rpc.getProcessInfo(f"{GROUP}:{service}")
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode != BAD_NAME:
+                raise
+            return {}
+
+    def seed(self) -> None:
+        """Learn the programs that are FATAL already (a listener restarted after them)."""
+        for info in self.rpc.getAllProcessInfo():
+            if info["group"] == GROUP and info["statename"] == "FATAL":
+                with self.lock:
+                    known = info["name"] in self.programs
+                if not known:
+                    self.feed(info["name"], ProcessState("FATAL"))
+
+    def persist(self) -> None:
+        """Write `<state dir>/listener.json` for `tarsdock status` (temp file and rename)."""
+        if self.state_dir is None:
+            return
+        with self.lock:
+            programs = dict(self.programs)
+        document = snapshot(programs, self.node().node.instance, self.wall())
+        try:
+            write_snapshot(self.state_dir, document)
+        except OSError as error:
+            self.faults.report("listener.json", f"cannot write {self.state_dir}: {error}")
 
     def cleanup(self, service: str) -> None:
         """Remove containers a run of `service` left behind; never the current run's."""
@@ -264,36 +472,41 @@ class Listener:
         # a container created after this run started (or after now, when nothing runs) is
         # the new run's: supervisord may have restarted the program before this ran
         cutoff = float(info["start"]) if info["statename"] in ACTIVE else now
-        for container in self.engine.containers(self.node().node.name, service):
-            created = self.engine.created(container.id)
-            if created is not None and created < cutoff:
-                log.info("%s: removing container %s left by an ended run (%s)",
-                         service, container.id[:12], container.state)
-                self.engine.remove(container.id)
-
-    def revive(self, program: str) -> None:
-        """After the punish interval: start a program that is still FATAL."""
+        node = self.node().node
         try:
-            state = self.rpc.getProcessInfo(program)["statename"]
-        except xmlrpc.client.Fault as fault:
-            if fault.faultCode != BAD_NAME:
-                raise
-            return   # removed from supervisord meanwhile
-        if state == "FATAL":
-            log.info("%s: FATAL for %g s, trying again", program, self.options.punish_interval)
-            self._start(program)
+            for container in self.engine.containers(node.name, service, instance=node.instance):
+                created = self.engine.created(container.id)
+                if created is not None and created < cutoff:
+                    log.info("%s: removing container %s left by an ended run (%s)",
+                             service, container.id[:12], container.state)
+                    self.engine.remove(container.id)
+        except DockerUnreachable as error:
+            self.docker_gone(error)
 
-    def punish(self, program: str) -> None:
-        """Too many starts: stop the program and try again after the punish interval."""
-        log.warning("%s: more than %d starts within %g s; stopping it for %g s", program,
-                    self.options.max_starts, self.options.start_window,
-                    self.options.punish_interval)
+    def start(self, program: str, action: Start) -> None:
+        """Start a program still in a state the decision expects; one line with the reason."""
+        if action.expect:
+            state = self._info(program.removeprefix(f"{GROUP}:")).get("statename")
+            if state not in action.expect:
+                log.info("%s: not starting it (%s): it is %s now", program, action.reason,
+                         state or "gone")
+                return
+        log.info("%s: starting it: %s", program, action.reason)
+        self._start(program)
+
+    def stop(self, program: str) -> None:
         try:
             self.rpc.stopProcess(program, False)
         except xmlrpc.client.Fault as fault:
             log.info("%s: not stopped: %s", program, fault.faultString)
-        self.docker_lane.submit(lambda: self._start(program), key=f"revive {program}",
-                                delay=self.options.punish_interval)
+
+    def restart(self, program: str, reason: str) -> None:
+        log.warning("%s: restarting it: %s", program, reason)
+        try:
+            self.rpc.stopProcess(program, True)
+        except xmlrpc.client.Fault as fault:
+            log.info("%s: not stopped: %s", program, fault.faultString)
+        self._start(program)
 
     def _start(self, program: str) -> None:
         try:
@@ -302,27 +515,36 @@ class Listener:
             log.info("%s: not started: %s", program, fault.faultString)
 
     def reap(self) -> None:
-        """Remove containers of services gone from the manifest (unless supervisord runs them)."""
+        """Remove this instance's containers of services gone from the manifest (unless
+        supervisord still runs them); other instances' containers are never touched."""
         manifest = self.node(reload=True)
-        for container in self.engine.containers(manifest.node.name):
-            if container.service in manifest.services or self._running(container.service):
-                continue
-            log.info("%s: not in the manifest; removing its container %s", container.service,
-                     container.id[:12])
-            self.engine.remove(container.id)
+        try:
+            found = self.engine.containers(manifest.node.name, instance=manifest.node.instance)
+            for container in found:
+                if container.service in manifest.services or self._running(container.service):
+                    continue
+                log.info("%s: not in the manifest; removing its container %s",
+                         container.service, container.id[:12])
+                self.engine.remove(container.id)
+        except DockerUnreachable as error:
+            self.docker_gone(error)
 
     def _running(self, service: str) -> bool:
         """True if supervisord still runs a program for the service (not regenerated yet)."""
-        try:
-            state = self.rpc.getProcessInfo(f"{GROUP}:{service}")["statename"]
-        except xmlrpc.client.Fault as fault:
-            if fault.faultCode != BAD_NAME:
-                raise
-            return False
+        state = self._info(service).get("statename")
         if state in ACTIVE:
             log.warning("%s: not in the manifest but still run by supervisord; "
                         "run `tarsdock generate` and `supervisorctl update`", service)
         return state in ACTIVE
+
+
+def write_snapshot(state_dir: Path, document: dict[str, Any]) -> None:
+    """Write listener.json by temp file and rename; raises OSError."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / LISTENER_FILE
+    temp = path.with_name(f".{LISTENER_FILE}.{os.getpid()}.tmp")
+    temp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(temp, path)
 
 
 def serve(stdin: BinaryIO, stdout: BinaryIO, handle: Callable[[Event], None]) -> int:
@@ -338,8 +560,6 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, handle: Callable[[Event], None]) ->
 
 def cmd_listener(args: argparse.Namespace) -> int:
     """Run as supervisord's [eventlistener:tarsdock]."""
-    import os
-
     from supervisor import childutils
 
     from tarsdock.engine import DockerEngine
@@ -354,13 +574,16 @@ def cmd_listener(args: argparse.Namespace) -> int:
     manifest = load_manifest(directory)
     options = Options(args.punish_interval, args.max_starts, args.start_window,
                       args.sync_interval, args.retry_initial, args.retry_max, args.pull_timeout,
-                      args.pull_retries, args.jobs)
+                      args.pull_retries, args.jobs, args.docker_retry_max)
     engine = DockerEngine(manifest.node.docker_socket, stall_timeout=args.stall_timeout)
     rpc = childutils.getRPCInterface(os.environ).supervisor
     listener = Listener(lambda: load_manifest(directory), engine, rpc, Lane("docker"),
-                        Lane("pull"), options)
+                        Lane("pull"), options, state_dir=Path(manifest.node.state_dir))
     listener.manifest = manifest
-    log.info("listening for %s (config %s)", manifest.node.name, directory)
+    log.info("listening for %s, instance %s (config %s)", manifest.node.name,
+             manifest.node.instance, directory)
+    DockerWatch(engine, answered=listener.docker_answered, gone=listener.docker_gone,
+                event=listener.docker_event, retry_max=options.docker_retry_max).start()
     return serve(sys.stdin.buffer, protocol_out, listener.handle)
 
 
@@ -377,6 +600,8 @@ def register(p: argparse.ArgumentParser) -> None:
         ("--pull-timeout", float, "seconds for one sync, retries included"),
         ("--pull-retries", int, "quick retries of a pull within one sync"),
         ("--jobs", int, "pulls at once"),
+        ("--docker-retry-max", float, "longest wait between reconnects to Docker (from 1 s, "
+         "doubling)"),
     ):
         dest = flag[2:].replace("-", "_")
         default = getattr(defaults, dest)
