@@ -68,6 +68,10 @@ class FakeEngine:
             return None
         return {"Id": container_id, "HostConfig": {"Memory": self.limits[container_id]}}
 
+    def repo_digests(self, image_id: str) -> list[str]:
+        self._check()
+        return []
+
     def remove(self, container_id: str) -> None:
         self._check()
         self.removed.append(container_id)

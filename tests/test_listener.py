@@ -426,6 +426,17 @@ def test_only_this_instances_containers_are_reaped_or_cleaned() -> None:
     assert {theirs.id, gone_theirs.id}.isdisjoint(world.engine.removed)
 
 
+def test_another_instance_with_this_node_name_is_reported_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    world = World(spec("A.S", CPP))
+    world.engine.add_container("B.T", created=1, instance="10.0.0.5@elsewhere")
+    for minute in range(3):
+        world.event("TICK_60", f"when:{minute}")
+        world.advance(60)
+    assert caplog.text.count("node name 10.0.0.5 is also used by instance 10.0.0.5@elsewhere "
+                             "on this engine (containers of B.T); leaving them alone") == 1
+
+
 def test_no_docker_means_a_few_lines_and_no_traceback(caplog: pytest.LogCaptureFixture) -> None:
     world = World(spec("A.S", CPP), states={"tars:A.S": "EXITED"})
     world.engine.answers = False

@@ -62,6 +62,10 @@ COMMANDS: tuple[Command, ...] = (
             "what generate writes, into [node] output_dir; <tars_path>/tarsdock/"
             "apply-pending.json; services started, restarted, stopped; removed services' "
             "containers (data dirs kept); --check writes nothing"),
+    Command("status", "tarsdock.status:register",
+            "one row per service: state, container, image, uptime, restarts, last failure",
+            f"{CONFIG}; the supervisor (supervisord XML-RPC or systemctl), Docker, "
+            "<tars_path>/tarsdock/state", "nothing (stdout)"),
     Command("completion", "tarsdock.completion:register",
             "print a bash or zsh completion script", f"with --list, {CONFIG}",
             "nothing (stdout)"),

@@ -82,6 +82,8 @@ class Container:
     node: str
     state: str
     instance: str = ""            # its tarsdock.instance label ("" for containers from before it)
+    image: str = ""               # the reference it was run with
+    image_id: str = ""            # sha256:... of that image
 
 
 class Engine(Protocol):
@@ -247,6 +249,17 @@ class DockerEngine:
         except docker.errors.NotFound:
             return None
         return info
+
+    def repo_digests(self, image_id: str) -> list[str]:
+        """An image's registry digests (`repo@sha256:...`); none for a local-only image."""
+        import docker.errors
+
+        try:
+            with self._answering():
+                digests: list[str] = self._api().inspect_image(image_id).get("RepoDigests") or []
+        except docker.errors.NotFound:
+            return []
+        return digests
 
     def ping(self) -> None:
         """Return if the daemon answers; raise DockerUnreachable if not."""
@@ -420,7 +433,8 @@ def _container(entry: dict[str, Any]) -> Container:
     names = entry.get("Names") or [""]
     return Container(id=entry["Id"], name=names[0].lstrip("/"),
                      service=labels.get(LABEL_SERVICE, ""), node=labels.get(LABEL_NODE, ""),
-                     state=entry.get("State", ""), instance=labels.get(LABEL_INSTANCE, ""))
+                     state=entry.get("State", ""), instance=labels.get(LABEL_INSTANCE, ""),
+                     image=entry.get("Image", ""), image_id=entry.get("ImageID", ""))
 
 
 def parse_docker_time(text: str) -> float:

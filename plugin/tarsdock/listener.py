@@ -32,7 +32,7 @@ from tarsdock.dockerwatch import (
     classify,
     oom_text,
 )
-from tarsdock.engine import DockerUnreachable, Engine
+from tarsdock.engine import Container, DockerUnreachable, Engine
 from tarsdock.errors import TarsdockError
 from tarsdock.eventproto import OK, READY, Event, read_event, write
 from tarsdock.images import LineReporter, PullResult, RetryPolicy, Syncer, plan
@@ -198,6 +198,7 @@ class Listener:
         self.faults = FaultLog(clock)
         self.docker_up: bool | None = None    # None: not known yet
         self.docker_lost = float("-inf")      # wall time the daemon was last seen away
+        self.clashes: set[str] = set()        # other instances with this node name, reported
 
     # --- the event side: cheap decisions only ---------------------------------------------
 
@@ -518,9 +519,13 @@ class Listener:
         """Remove this instance's containers of services gone from the manifest (unless
         supervisord still runs them); other instances' containers are never touched."""
         manifest = self.node(reload=True)
+        node = manifest.node
         try:
-            found = self.engine.containers(manifest.node.name, instance=manifest.node.instance)
+            found = self.engine.containers(node.name)
+            self._report_clash(node.name, node.instance, found)
             for container in found:
+                if container.instance != node.instance:
+                    continue   # another instance's (or from before instances): never ours
                 if container.service in manifest.services or self._running(container.service):
                     continue
                 log.info("%s: not in the manifest; removing its container %s",
@@ -528,6 +533,15 @@ class Listener:
                 self.engine.remove(container.id)
         except DockerUnreachable as error:
             self.docker_gone(error)
+
+    def _report_clash(self, name: str, instance: str, found: Sequence[Container]) -> None:
+        """Say once per other instance that shares this node name on the engine."""
+        for other in sorted({c.instance for c in found} - {instance} - self.clashes):
+            services = sorted({c.service for c in found if c.instance == other})
+            owner = f"instance {other}" if other else "a tarsdock from before instance labels"
+            log.warning("node name %s is also used by %s on this engine (containers of %s); "
+                        "leaving them alone", name, owner, ", ".join(services))
+            self.clashes.add(other)
 
     def _running(self, service: str) -> bool:
         """True if supervisord still runs a program for the service (not regenerated yet)."""

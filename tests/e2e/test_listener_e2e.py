@@ -69,6 +69,13 @@ class Node:
             conf.write_text(text)
 
     @property
+    def instance(self) -> str:
+        """This config dir's tarsdock instance id (the label its containers carry)."""
+        from tarsdock.manifest import load_manifest
+
+        return load_manifest(self.config).node.instance
+
+    @property
     def listener_log(self) -> Path:
         return self.tars / "app_log" / "tarsdock" / "listener.log"
 
@@ -162,13 +169,21 @@ def test_a_killed_docker_client_leaves_no_container_and_orphans_are_reaped(
         supervisord_factory: Callable[..., Supervisord]) -> None:
     node.service("E2e.Kill", BUSYBOX_IMAGE, ["sleep", "100000"])
     node.generate(FAST, {"autorestart": "false", "startsecs": "1"})
+    labels = {"tarsdock.managed": "true", "tarsdock.service": "E2e.Gone",
+              "tarsdock.node": node.name, "tarsdock.instance": node.instance}
     orphan = docker_engine.containers.run(
         BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"E2e.Gone-{node.name}",
-        labels={"tarsdock.managed": "true", "tarsdock.service": "E2e.Gone",
-                "tarsdock.node": node.name})
+        labels=labels)
+    # the same node name, another config dir: not this listener's to reap
+    foreign = docker_engine.containers.run(
+        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"E2e.Foreign-{node.name}",
+        labels={**labels, "tarsdock.service": "E2e.Foreign",
+                "tarsdock.instance": f"{node.name}@elsewhere"})
     sup = supervisord_factory(node.out)
     wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": orphan.id}),
              "the orphan container to be reaped", 60)
+    assert f"also used by instance {node.name}@elsewhere" in node.listener_text()
+    assert docker_engine.containers.get(foreign.id).status == "running"
     sup.wait_state("tars:E2e.Kill", "RUNNING", 60)
     container = wait_for(lambda: docker_engine.containers.list(filters={"name": "^/E2e.Kill$"}),
                          "the container E2e.Kill", 30)[0]

@@ -1,0 +1,393 @@
+"""`tarsdock status`: one row per service, from the supervisor, Docker and the state dir.
+
+    manifest ─┐
+    supervisor (supervisord XML-RPC | systemctl show) ─┤
+    Docker (this instance's containers) ─┼─ rows() ─▶ table (people) | JSON (scripts)
+    state dir (.starts, .failures, listener.json) ─┘
+
+Every source is read through an adapter (`SupervisorSource`, the Engine, `read_state`); `rows`
+and the renderers are pure. To add a column (a heartbeat helper: "last heartbeat age", "Tars
+version"): add a field to `Row`, fill it in `rows`, and add one line to `COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import xmlrpc.client
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tarsdock.engine import Container, DockerUnreachable
+from tarsdock.errors import TarsdockError
+from tarsdock.model import Manifest
+from tarsdock.state import OOM, Failure, failures_path, read_failures, read_starts, starts_path
+from tarsdock.supervision import LISTENER_FILE
+
+EXIT_ALL_RUNNING, EXIT_NOT_ALL_RUNNING = 0, 3
+GROUP = "tars"
+HOUR = 3600.0
+OOM_NEAR = 10   # seconds: an OOM line this close to the last failure explains it
+Runner = Callable[[Sequence[str]], str]   # argv -> stdout; raises TarsdockError
+
+
+@dataclass(frozen=True)
+class Supervised:
+    """What the supervisor says of one service."""
+
+    state: str                     # its own words: RUNNING, FATAL, ... / active/running, ...
+    running: bool
+    pid: int | None = None
+    started: float | None = None   # epoch of the current (or last) run's start
+    restarts: int | None = None    # the supervisor's own counter, if it keeps one
+    retry_at: float | None = None  # when the supervisor itself tries it again (systemd timer)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One service's line; times are epoch seconds, None when unknown."""
+
+    service: str
+    state: str
+    running: bool
+    run: str
+    pid: int | None = None
+    container: str = ""
+    image: str = ""
+    digest: str = ""
+    started: float | None = None
+    uptime: float | None = None
+    restarts_1h: int | None = None
+    last_failure: dict[str, Any] | None = None   # {"when", "code", "text"}
+    punished_until: float | None = None
+    listener: str = ""             # the listener's phase (punished, waiting-docker, ...)
+    notes: list[str] = field(default_factory=list)
+
+
+# (Row field, header) in table order. A heartbeat helper adds e.g.
+#     ("heartbeat_age", "HEARTBEAT"), ("tars_version", "VERSION")
+COLUMNS: list[tuple[str, str]] = [
+    ("service", "SERVICE"), ("state", "STATE"), ("run", "RUN"), ("container", "CONTAINER"),
+    ("image", "IMAGE"), ("digest", "DIGEST"), ("uptime", "UPTIME"),
+    ("restarts_1h", "RESTARTS/1H"), ("last_failure", "LAST FAILURE"),
+    ("punished_until", "PUNISHED UNTIL"),
+]
+
+
+class SupervisorSource(Protocol):
+    """Reads the state of the node's services from its supervisor."""
+
+    def read(self, services: Sequence[str]) -> dict[str, Supervised]: ...
+
+
+# --- supervisord ---------------------------------------------------------------------------
+
+
+class Supervisord:
+    """supervisord's XML-RPC interface (as supervisorctl reaches it: unix:// or http://)."""
+
+    def __init__(self, url: str, proxy: Any = None) -> None:
+        self.url = url
+        self.proxy = proxy
+
+    def _rpc(self) -> Any:
+        if self.proxy is None:
+            from tarsdock.supervisors import supervisord_proxy
+
+            self.proxy = supervisord_proxy(self.url)
+        return self.proxy.supervisor
+
+    def read(self, services: Sequence[str]) -> dict[str, Supervised]:
+        try:
+            infos = self._rpc().getAllProcessInfo()
+        except (OSError, xmlrpc.client.Error) as error:
+            raise TarsdockError(f"supervisord at {self.url} does not answer: {error} "
+                                "(--supervisor-url, $SUPERVISOR_SERVER_URL or [node] "
+                                "supervisor_url)") from None
+        found = {}
+        for info in infos:
+            if info["group"] != GROUP:
+                continue
+            running = info["statename"] == "RUNNING"
+            found[info["name"]] = Supervised(
+                info["statename"], running, info["pid"] or None,
+                float(info["start"]) if info["start"] else None)
+        return found
+
+
+# --- systemd -------------------------------------------------------------------------------
+
+SYSTEMD_PROPERTIES = ("Id", "ActiveState", "SubState", "MainPID", "NRestarts",
+                      "ExecMainStartTimestamp", "NextElapseUSecRealtime")
+
+
+def systemctl(argv: Sequence[str]) -> str:
+    """Run systemctl; its stdout. Raises TarsdockError."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise TarsdockError(f"{argv[0]}: {error}") from None
+    if done.returncode != 0:
+        raise TarsdockError(f"{' '.join(argv[:3])}: {done.stderr.strip()}")
+    return done.stdout
+
+
+class Systemd:
+    """`systemctl show` of each tars-App.Server.service and its punish timer, in one call."""
+
+    def __init__(self, runner: Runner = systemctl) -> None:
+        self.runner = runner
+
+    def read(self, services: Sequence[str]) -> dict[str, Supervised]:
+        if not services:
+            return {}
+        units = [f"tars-{s}.service" for s in services]
+        timers = [f"tars-punish@{u}.timer" for u in units]
+        out = self.runner(["systemctl", "show", "--timestamp=unix",
+                           "-p", ",".join(SYSTEMD_PROPERTIES), *units, *timers])
+        blocks = {b.get("Id", ""): b for b in parse_show(out)}
+        found = {}
+        for service, unit, timer in zip(services, units, timers, strict=True):
+            block = blocks.get(unit, {})
+            active, sub = block.get("ActiveState", "unknown"), block.get("SubState", "unknown")
+            pid = int(block.get("MainPID") or 0)
+            found[service] = Supervised(
+                f"{active}/{sub}", (active, sub) == ("active", "running"), pid or None,
+                unix_time(block.get("ExecMainStartTimestamp", "")),
+                int(block["NRestarts"]) if block.get("NRestarts", "").isdigit() else None,
+                unix_time(blocks.get(timer, {}).get("NextElapseUSecRealtime", "")))
+        return found
+
+
+def parse_show(text: str) -> list[dict[str, str]]:
+    """`systemctl show` output of several units: one dict per blank-line separated block."""
+    blocks: list[dict[str, str]] = [{}]
+    for line in text.splitlines():
+        if not line.strip():
+            if blocks[-1]:
+                blocks.append({})
+            continue
+        key, _, value = line.partition("=")
+        blocks[-1][key] = value
+    return [b for b in blocks if b]
+
+
+def unix_time(value: str) -> float | None:
+    """A `--timestamp=unix` value (`@1700000000`) as epoch seconds; empty or n/a: None."""
+    value = value.strip()
+    if value.startswith("@") and value[1:].replace(".", "", 1).isdigit():
+        stamp = float(value[1:])
+        return stamp or None
+    return None
+
+
+# --- the state dir -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the wrapper and the listener recorded for one service."""
+
+    starts: list[int] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    listener: Mapping[str, Any] = field(default_factory=dict)
+
+
+def read_state(state_dir: Path, services: Sequence[str]) -> dict[str, Recorded]:
+    """The state dir's records per service; unreadable files count as empty."""
+    try:
+        document = json.loads((state_dir / LISTENER_FILE).read_text(encoding="utf-8"))
+        programs = document.get("programs", {}) if isinstance(document, dict) else {}
+    except (OSError, ValueError):
+        programs = {}
+    found = {}
+    for service in services:
+        try:
+            starts = read_starts(starts_path(state_dir, service))
+            failures = read_failures(failures_path(state_dir, service))
+        except OSError:
+            starts, failures = [], []
+        found[service] = Recorded(starts, failures, programs.get(service) or {})
+    return found
+
+
+def restarts_within(starts: Sequence[int], now: float, window: float = HOUR) -> int:
+    """Starts within the window that followed an earlier start (a first start is none)."""
+    return sum(1 for i, t in enumerate(starts) if i > 0 and t > now - window)
+
+
+def last_failure(failures: Sequence[Failure]) -> Failure | None:
+    """The latest failure; an OOM recorded within OOM_NEAR s of it is the better reason."""
+    if not failures:
+        return None
+    last = failures[-1]
+    near = [f for f in failures if f.code == OOM and abs(f.when - last.when) <= OOM_NEAR]
+    return near[-1] if near else last
+
+
+# --- the pure part -------------------------------------------------------------------------
+
+
+def rows(manifest: Manifest, supervised: Mapping[str, Supervised],
+         containers: Mapping[str, Container] | None, digests: Mapping[str, str],
+         recorded: Mapping[str, Recorded], now: float) -> list[Row]:
+    """One row per service in the manifest, sorted by name; `containers` None: Docker away."""
+    out = []
+    for name in sorted(manifest.services):
+        spec = manifest.services[name]
+        sup = supervised.get(name, Supervised("not loaded", False))
+        rec = recorded.get(name, Recorded())
+        container = (containers or {}).get(name)
+        failure = last_failure(rec.failures)
+        phase = str(rec.listener.get("phase", ""))
+        until = rec.listener.get("until") if phase == "punished" else sup.retry_at
+        restarts = (restarts_within(rec.starts, now) if rec.starts else sup.restarts)
+        out.append(Row(
+            service=name, state=sup.state, running=sup.running, run=spec.run, pid=sup.pid,
+            container=container.id[:12] if container else ("?" if containers is None else ""),
+            image=container.image if container else (spec.image.ref if spec.image else ""),
+            digest=digests.get(container.image_id, "") if container else "",
+            started=sup.started,
+            uptime=now - sup.started if sup.running and sup.started else None,
+            restarts_1h=restarts,
+            last_failure=asdict(failure) if failure else None,
+            punished_until=float(until) if isinstance(until, int | float) else None,
+            listener=phase))
+    return out
+
+
+def ago(seconds: float) -> str:
+    """A duration in its two largest units: 3d4h, 5m12s, 9s."""
+    left = int(max(0, seconds))
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    return "".join(parts[:2])
+
+
+def clock_time(epoch: float, now: float) -> str:
+    """A local time; with the date when it is not within the next or last 12 hours."""
+    layout = "%H:%M:%S" if abs(epoch - now) < 12 * HOUR else "%Y-%m-%d %H:%M"
+    return time.strftime(layout, time.localtime(epoch))
+
+
+def cell(row: Row, key: str, now: float) -> str:
+    """A row's column as table text."""
+    value = getattr(row, key)
+    if key == "uptime":
+        return ago(value) if value is not None else "-"
+    if key == "last_failure":
+        return f"{value['text']} ({ago(now - value['when'])} ago)" if value else "-"
+    if key == "punished_until":
+        return clock_time(value, now) if value else "-"
+    if key == "digest":
+        return value.rpartition("@")[2].removeprefix("sha256:")[:12] if value else "-"
+    if key == "restarts_1h":
+        return "-" if value is None else str(value)
+    return str(value) if value not in ("", None) else "-"
+
+
+COLOURS = {"good": "\033[32m", "bad": "\033[31m", "other": "\033[33m"}
+RESET = "\033[0m"
+
+
+def state_colour(row: Row) -> str:
+    if row.running:
+        return COLOURS["good"]
+    stopped = row.state in ("STOPPED", "inactive/dead") and not row.last_failure
+    return COLOURS["other"] if stopped else COLOURS["bad"]
+
+
+def table(found: Sequence[Row], now: float, colour: bool = False) -> str:
+    """Aligned columns for people; the state coloured when `colour`."""
+    grid = [[header for _, header in COLUMNS]]
+    grid += [[cell(row, key, now) for key, _ in COLUMNS] for row in found]
+    widths = [max(len(line[i]) for line in grid) for i in range(len(COLUMNS))]
+    state_col = [key for key, _ in COLUMNS].index("state")
+    lines = []
+    for r, line in enumerate(grid):
+        cells = [text.ljust(widths[i]) for i, text in enumerate(line)]
+        if colour and r > 0:
+            cells[state_col] = state_colour(found[r - 1]) + cells[state_col] + RESET
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def document(manifest: Manifest, supervisor: str, found: Sequence[Row],
+             now: float) -> dict[str, Any]:
+    """The --json document."""
+    return {"node": manifest.node.name, "instance": manifest.node.instance,
+            "supervisor": supervisor, "time": round(now, 3),
+            "services": [asdict(row) for row in found]}
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+def collect(manifest: Manifest, source: SupervisorSource, engine: Any,
+            now: float) -> tuple[list[Row], list[str]]:
+    """Read every source; the rows and warnings (Docker away). Raises TarsdockError."""
+    names = sorted(manifest.services)
+    supervised = source.read(names)
+    warnings = []
+    containers: dict[str, Container] | None
+    digests: dict[str, str] = {}
+    try:
+        found = engine.containers(manifest.node.name, instance=manifest.node.instance)
+        containers = {c.service: c for c in found if c.state == "running"}
+        for c in found:
+            containers.setdefault(c.service, c)
+        for image_id in {c.image_id for c in containers.values() if c.image_id}:
+            repo = engine.repo_digests(image_id)
+            digests[image_id] = repo[0] if repo else image_id
+    except DockerUnreachable as error:
+        containers = None
+        warnings.append(f"{error}: containers and images unknown")
+    recorded = read_state(Path(manifest.node.state_dir), names)
+    return rows(manifest, supervised, containers, digests, recorded, now), warnings
+
+
+def supervisor_url(args: argparse.Namespace, manifest: Manifest) -> str:
+    """--supervisor-url, else $SUPERVISOR_SERVER_URL (as supervisorctl), else the manifest's."""
+    return (args.supervisor_url or os.environ.get("SUPERVISOR_SERVER_URL")
+            or manifest.node.supervisor_url)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print one row per service; 0 if all run, 3 if some do not."""
+    from tarsdock.engine import DockerEngine
+    from tarsdock.manifest import load_manifest
+    from tarsdock.options import config_dir
+
+    manifest = load_manifest(config_dir(args))
+    kind = manifest.node.supervisor
+    source: SupervisorSource = (Systemd() if kind == "systemd"
+                                else Supervisord(supervisor_url(args, manifest)))
+    now = time.time()
+    found, warnings = collect(manifest, source, DockerEngine(manifest.node.docker_socket), now)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.json:
+        json.dump(document(manifest, kind, found, now), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        sys.stdout.write(table(found, now, colour))
+    return EXIT_ALL_RUNNING if all(r.running for r in found) else EXIT_NOT_ALL_RUNNING
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    """The options of `status`."""
+    p.add_argument("--json", action="store_true", help="a JSON document for scripts")
+    p.add_argument("--supervisor-url", help="supervisord's XML-RPC URL (default: "
+                   "$SUPERVISOR_SERVER_URL, else [node] supervisor_url)")
+    p.set_defaults(func=cmd_status)

@@ -1,0 +1,207 @@
+"""`tarsdock status` with a fake supervisor, a fake engine and a real state dir."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_engine import FakeEngine
+
+from tarsdock.engine import Container
+from tarsdock.errors import Origin
+from tarsdock.model import Image, Manifest, NodeSettings, ServiceSpec
+from tarsdock.state import Failure
+from tarsdock.status import (
+    COLUMNS,
+    Supervised,
+    Supervisord,
+    Systemd,
+    collect,
+    document,
+    last_failure,
+    parse_show,
+    restarts_within,
+    supervisor_url,
+    table,
+    unix_time,
+)
+
+NOW = 1_800_000_000.0
+CPP = "127.0.0.1:5000/tars/cppbase:1"
+
+
+def node(tmp_path: Path) -> NodeSettings:
+    return NodeSettings(name="n1", localip="127.0.0.1", tars_path=str(tmp_path), locator="",
+                        instance_setting="n1@test")
+
+
+def spec(name: str, run: str = "container") -> ServiceSpec:
+    app, server = name.split(".")
+    return ServiceSpec(app=app, server=server, type="tars_cpp", template="tars.default",
+                       run=run, origin=Origin("node.toml", 1),  # type: ignore[arg-type]
+                       image=Image(CPP) if run == "container" else None)
+
+
+class FakeSource:
+    def __init__(self, states: dict[str, Supervised]) -> None:
+        self.states = states
+
+    def read(self, services: Any) -> dict[str, Supervised]:
+        return self.states
+
+
+def world(tmp_path: Path) -> tuple[Manifest, FakeSource, FakeEngine]:
+    manifest = Manifest(node=node(tmp_path), services={
+        s.name: s for s in (spec("A.Run"), spec("A.Stopped"), spec("A.Punished"),
+                            spec("A.Oom"), spec("A.Native", "native"))})
+    state = Path(manifest.node.state_dir)
+    state.mkdir(parents=True)
+    (state / "A.Run.starts").write_text(f"{int(NOW - 7200)}\n{int(NOW - 600)}\n"
+                                        f"{int(NOW - 300)}\n")
+    (state / "A.Oom.failures").write_text(
+        f"{int(NOW - 60)}\toom\tkilled for memory (limit 32m)\n"
+        f"{int(NOW - 59)}\tsignal\tkilled by signal KILL\n")
+    (state / "listener.json").write_text(json.dumps({"programs": {
+        "A.Punished": {"phase": "punished", "until": NOW + 500, "reason": "x"}}}))
+    source = FakeSource({
+        "A.Run": Supervised("RUNNING", True, 42, NOW - 300),
+        "A.Stopped": Supervised("STOPPED", False),
+        "A.Punished": Supervised("STOPPED", False, None, NOW - 100),
+        "A.Oom": Supervised("FATAL", False, None, NOW - 60),
+        "A.Native": Supervised("RUNNING", True, 43, NOW - 5),
+    })
+    engine = FakeEngine()
+    engine.stored.append((Container("c" * 64, "A.Run", "A.Run", "n1", "running", "n1@test",
+                                    CPP, "sha256:" + "d" * 64), 1.0))
+    engine.stored.append((Container("e" * 64, "A.Stopped", "A.Stopped", "n1", "running",
+                                    "n1@other", CPP, "sha256:" + "d" * 64), 1.0))
+    return manifest, source, engine
+
+
+def test_rows_say_state_container_image_restarts_failure_and_punishment(
+        tmp_path: Path) -> None:
+    manifest, source, engine = world(tmp_path)
+    found, warnings = collect(manifest, source, engine, NOW)
+    by = {row.service: row for row in found}
+    assert warnings == []
+    assert [r.service for r in found] == ["A.Native", "A.Oom", "A.Punished", "A.Run",
+                                          "A.Stopped"]
+    run = by["A.Run"]
+    assert (run.state, run.container, run.image, run.uptime, run.restarts_1h) == (
+        "RUNNING", "c" * 12, CPP, 300, 2)
+    assert run.digest == "sha256:" + "d" * 64          # a local image: its ID
+    assert by["A.Stopped"].container == ""             # another instance's is not ours
+    assert by["A.Punished"].punished_until == NOW + 500
+    assert by["A.Oom"].last_failure == {"when": int(NOW - 60), "code": "oom",
+                                        "text": "killed for memory (limit 32m)"}
+    assert (by["A.Native"].run, by["A.Native"].image) == ("native", "")
+
+
+def test_table_is_plain_unless_coloured(tmp_path: Path) -> None:
+    manifest, source, engine = world(tmp_path)
+    found, _ = collect(manifest, source, engine, NOW)
+    plain = table(found, NOW)
+    assert "\033[" not in plain
+    lines = plain.splitlines()
+    assert lines[0].split()[:3] == ["SERVICE", "STATE", "RUN"]
+    oom = next(line for line in lines if line.startswith("A.Oom"))
+    assert "killed for memory (limit 32m) (1m ago)" in oom
+    assert "\033[31mFATAL" in table(found, NOW, colour=True)
+
+
+def test_json_has_every_column(tmp_path: Path) -> None:
+    manifest, source, engine = world(tmp_path)
+    found, _ = collect(manifest, source, engine, NOW)
+    doc = json.loads(json.dumps(document(manifest, "supervisord", found, NOW)))
+    assert doc["instance"] == "n1@test"
+    assert {key for key, _ in COLUMNS} <= set(doc["services"][0])
+
+
+def test_docker_away_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    manifest, source, engine = world(tmp_path)
+    engine.answers = False
+    found, warnings = collect(manifest, source, engine, NOW)
+    assert warnings and "Docker unreachable" in warnings[0]
+    assert {row.container for row in found if row.run == "container"} == {"?"}
+
+
+def test_supervisord_source_reads_the_tars_group() -> None:
+    class Proxy:
+        class supervisor:   # the XML-RPC namespace
+            @staticmethod
+            def getAllProcessInfo() -> list[dict[str, Any]]:
+                return [{"group": "tars", "name": "A.S", "statename": "RUNNING", "pid": 7,
+                         "start": NOW},
+                        {"group": "tarsdock", "name": "tarsdock", "statename": "RUNNING",
+                         "pid": 8, "start": NOW}]
+
+    found = Supervisord("unix:///x.sock", Proxy()).read(["A.S"])
+    assert found == {"A.S": Supervised("RUNNING", True, 7, NOW)}
+
+
+def test_supervisord_that_does_not_answer_names_the_url(tmp_path: Path) -> None:
+    from tarsdock.errors import TarsdockError
+
+    with pytest.raises(TarsdockError, match=r"supervisord at unix://.*/none\.sock"):
+        Supervisord(f"unix://{tmp_path}/none.sock").read(["A.S"])
+
+
+SHOW = """Id=tars-A.S.service
+ActiveState=active
+SubState=running
+MainPID=99
+NRestarts=2
+ExecMainStartTimestamp=@1799999000
+
+Id=tars-B.S.service
+ActiveState=failed
+SubState=failed
+MainPID=0
+NRestarts=10
+ExecMainStartTimestamp=
+
+Id=tars-punish@tars-A.S.service.timer
+NextElapseUSecRealtime=
+
+Id=tars-punish@tars-B.S.service.timer
+NextElapseUSecRealtime=@1800000500
+"""
+
+
+def test_systemd_source_reads_units_and_punish_timers() -> None:
+    calls: list[list[str]] = []
+
+    def runner(argv: Any) -> str:
+        calls.append(list(argv))
+        return SHOW
+
+    found = Systemd(runner).read(["A.S", "B.S"])
+    assert calls[0][:3] == ["systemctl", "show", "--timestamp=unix"]
+    assert calls[0][-2:] == ["tars-punish@tars-A.S.service.timer",
+                             "tars-punish@tars-B.S.service.timer"]
+    assert found["A.S"] == Supervised("active/running", True, 99, 1799999000.0, 2, None)
+    assert found["B.S"] == Supervised("failed/failed", False, None, None, 10, 1800000500.0)
+
+
+def test_helpers() -> None:
+    assert restarts_within([100, 4000, 5000], 5100) == 2
+    assert restarts_within([5000], 5100) == 0
+    assert unix_time("@1700000000") == 1700000000 and unix_time("n/a") is None
+    assert len(parse_show("A=1\n\n\nB=2\n")) == 2
+    assert last_failure([Failure(1, "exit", "a"), Failure(50, "oom", "m"),
+                         Failure(52, "signal", "KILL")]) == Failure(50, "oom", "m")
+    assert last_failure([Failure(1, "oom", "m"), Failure(50, "exit", "e")]).code == "exit"
+
+
+def test_supervisor_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    manifest = Manifest(node=node(tmp_path))
+    args = argparse.Namespace(supervisor_url=None)
+    monkeypatch.delenv("SUPERVISOR_SERVER_URL", raising=False)
+    assert supervisor_url(args, manifest) == "unix:///var/run/supervisor.sock"
+    monkeypatch.setenv("SUPERVISOR_SERVER_URL", "http://127.0.0.1:9001")
+    assert supervisor_url(args, manifest) == "http://127.0.0.1:9001"
+    args.supervisor_url = "unix:///run/s.sock"
+    assert supervisor_url(args, manifest) == "unix:///run/s.sock"
