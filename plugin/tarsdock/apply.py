@@ -14,7 +14,7 @@ import json
 import sys
 import sysconfig
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -252,14 +252,13 @@ def load(directory: Path, ctx: Context) -> tuple[NodeSettings, list[Service], li
     """Load once, then render for the supervisor and output dir that node.toml names."""
     from tarsdock.errors import InputError, InputErrors
     from tarsdock.generate import render
-    from tarsdock.package import read_package_facts
+    from tarsdock.package import with_package_facts
     from tarsdock.resolve import load_node
 
     def attempt(lines: bool) -> tuple[NodeSettings, list[Service], list[OutputFile]]:
         resolved = load_node(directory, lines)
         node = resolved.manifest.node
-        services = [replace(s, package=read_package_facts(Path(s.bin_dir)))
-                    for s in resolved.services]
+        services = with_package_facts(resolved.services)
         return node, services, render(node.supervisor, services, node, ctx, Path(node.units_dir))
 
     try:

@@ -7,7 +7,6 @@ import shutil
 import sys
 import sysconfig
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,13 +97,12 @@ def load_and_render(fmt: str, directory: Path, ctx: Context,
                     out_dir: Path) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
     """Load the config dir, read what each release says, render; input errors carry lines."""
     from tarsdock.errors import InputError, InputErrors
-    from tarsdock.package import read_package_facts
+    from tarsdock.package import with_package_facts
     from tarsdock.resolve import load_node
 
     def attempt(lines: bool) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
         node = load_node(directory, lines)
-        services = [replace(s, package=read_package_facts(Path(s.bin_dir)))
-                    for s in node.services]
+        services = with_package_facts(node.services)
         return node, services, render(fmt, services, node.manifest.node, ctx, out_dir)
 
     try:

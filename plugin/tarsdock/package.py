@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import posixpath
 import shlex
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 from tarsdock.errors import InputError, Origin
-from tarsdock.model import PackageFacts
+from tarsdock.model import PackageFacts, Service
 
 NODE_AGENT_DIR = ("tars_nodejs", "node-agent")
 # @tars/deploy puts the application in bin/src/; a hand-made package may have it at bin/ itself.
@@ -17,6 +19,13 @@ APP_DIRS = ("", APP_DIR)
 # node-agent's last resort when package.json names no entry point (its README, "Entry point").
 FALLBACK_ENTRIES = ("server.js", "app.js", "start.js", "index.js")
 DEFAULT_ENTRY = "index.js"
+
+
+def with_package_facts(services: Iterable[Service]) -> list[Service]:
+    """The services, each tars_nodejs one with the facts of its deployed release."""
+    # only tars_nodejs starts depend on them: no bin dir reads for the other 1,000 services
+    return [replace(s, package=read_package_facts(Path(s.bin_dir)))
+            if s.spec.type == "tars_nodejs" else s for s in services]
 
 
 def read_package_facts(bin_dir: Path) -> PackageFacts:
