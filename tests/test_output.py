@@ -137,3 +137,21 @@ def test_mode_is_exact_whatever_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert (tmp_path / "a.service").stat().st_mode & 0o7777 == 0o644
+
+
+def test_gc_paused_restores_the_collector() -> None:
+    import gc
+
+    from tarsdock.bulk import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()      # left as the caller had it
+    finally:
+        gc.enable()

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tarsdock.bulk import gc_paused
+
 if TYPE_CHECKING:
     from tarsdock.model import NodeSettings, Service
     from tarsdock.output import Change, Context, OutputFile
@@ -42,6 +44,7 @@ def warnings(service: Service) -> list[str]:
     return notes
 
 
+@gc_paused()
 def render(fmt: str, services: list[Service], node: NodeSettings, ctx: Context,
            out_dir: Path) -> list[OutputFile]:
     """The units of the chosen format and every service's config file, all in memory."""

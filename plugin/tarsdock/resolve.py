@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tarsdock import tcconfig
+from tarsdock.bulk import gc_paused
 from tarsdock.containerspec import read_container, read_env, read_stop_timeout
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
 from tarsdock.manifest import load_manifest
@@ -124,6 +125,7 @@ def resolve_service(spec: ServiceSpec, node: NodeSettings, templates: TemplateSe
                    stop_timeout=stop_timeout)
 
 
+@gc_paused()
 def load_node(config_dir: Path, lines: bool = False) -> ResolvedNode:
     """Read and resolve a whole config dir; every error of the run is raised together.
 
