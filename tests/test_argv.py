@@ -22,13 +22,14 @@ from tarsdock.output import Context
 SHARED = SHARED_TEMPLATES
 BIN = "/usr/local/app/tars/tarsnode/data/Hello.NodeServer/bin"
 CONF = "/usr/local/app/tars/tarsnode/data/Hello.NodeServer/conf/Hello.NodeServer.config.conf"
+LIBS = ("LD_LIBRARY_PATH", f"{BIN}/:/usr/local/app/tars/tarsnode/data/lib/")
 
 
 def test_nodejs_without_node_agent_runs_the_entry_with_tars_config() -> None:
     service = make_service("Hello.NodeServer", type="tars_nodejs",
                            package=PackageFacts(node_agent=False, entry="src/server.js"))
     assert service_command(service) == ["node", f"{BIN}/src/server.js"]
-    assert service_env(service) == [("TARS_CONFIG", CONF)]
+    assert service_env(service) == [LIBS, ("TARS_CONFIG", CONF)]
 
 
 def test_nodejs_node_agent_with_an_app_dir() -> None:
@@ -40,7 +41,32 @@ def test_nodejs_node_agent_with_an_app_dir() -> None:
 
 def test_a_template_env_tars_config_wins() -> None:
     service = make_service("Hello.NodeServer", type="tars_nodejs", env=(("TARS_CONFIG", "/x"),))
-    assert service_env(service) == [("TARS_CONFIG", "/x")]
+    assert service_env(service) == [("TARS_CONFIG", "/x"), LIBS]
+
+
+def test_ld_library_path_is_bin_then_lib_after_the_templates_own() -> None:
+    # tarsnode: export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:<exe path>:<data dir>/lib/, after the
+    # template's exports (CommandStart::prepareScript; lib path from CommandLoad::execute)
+    service = make_service("Hello.NodeServer", type="tars_cpp",
+                           env=(("LD_LIBRARY_PATH", "/opt/x"), ("A", "1")))
+    assert service_env(service) == [("LD_LIBRARY_PATH", f"/opt/x:{LIBS[1]}"), ("A", "1")]
+
+
+def test_ld_library_path_follows_an_exe_path_outside_bin() -> None:
+    service = make_service("Hello.NodeServer", type="tars_go", exe="/opt/go/srv")
+    assert service_env(service) == [
+        ("LD_LIBRARY_PATH", "/opt/go/:/usr/local/app/tars/tarsnode/data/lib/")]
+
+
+def test_not_tars_gets_no_ld_library_path_nor_lib_mount() -> None:
+    service = make_service("Hello.NodeServer", type="not_tars", command=("/bin/true",))
+    assert service_env(service) == []
+    assert all("/data/lib" not in source for source, _, _ in mounts(service))
+
+
+def test_the_lib_dir_is_mounted_read_only() -> None:
+    lib = "/usr/local/app/tars/tarsnode/data/lib"
+    assert (lib, lib, "ro") in mounts(make_service("Hello.NodeServer"))
 
 
 def test_absolute_exe_is_used_as_is() -> None:

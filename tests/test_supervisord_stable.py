@@ -61,7 +61,7 @@ def generate(config: Path, out: Path, tars: Path, **settings: str) -> dict[str, 
 
 
 @pytest.mark.parametrize("change", [
-    {"run": "native"}, {"image": "tarsdock-test/python:1"}, {"env": "LANG=C TZ=UTC"},
+    {"run": "native"}, {"image": "tarsdock-test/python:1"}, {"env": "LANG=C;TZ=UTC"},
     {"volume": "/srv/b=/b"}, {"memory": "1g"}])
 def test_program_files_stay_byte_identical_and_only_the_run_file_changes(
         change: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

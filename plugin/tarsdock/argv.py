@@ -3,11 +3,16 @@
 The service command follows tarsnode's CommandLoad::execute (which binary) and
 CommandStart::prepareScript (which arguments), TarsFramework NodeServer/. Differences, on purpose:
 - tarsnode writes a `tars_start.sh` and runs it with `sh`; we exec the argv itself, so the
-  service is PID 1's child (docker --init) and gets SIGTERM directly.
+  service is PID 1's child (docker --init) and gets SIGTERM directly. The texts sh would read
+  (env items, java, jvmparams, classpath, mainclass, php's entrance) get sh's word rules here
+  (shwords); what needs a shell at run time is refused at its line.
 - tarsnode reads `server<nodejs>`/`server<php>` with parseFile(profile text), which always fails and
   falls back to `node`/`php`; we read those keys from the final config as intended.
-- tarsnode adds `LD_LIBRARY_PATH=$LD_LIBRARY_PATH:<bin>:<lib>` through the shell; we pass only the
-  template's `server<env>` (plus TARS_CONFIG for tars_nodejs).
+- tarsnode adds `export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:<exe path>:<lib path>` after the
+  template's env (CommandStart::prepareScript), the lib path being `<data dir>/lib/`
+  (CommandLoad::execute). We set the same, after the template's own LD_LIBRARY_PATH when it has
+  one, in both run modes, and mount the lib dir read-only into containers (tarsnode does not).
+  What tarsnode's or the image's environment held before is not prepended: no shell runs.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 
+from tarsdock import shwords
 from tarsdock.containerspec import SERVER_PATH
 from tarsdock.errors import InputError, TarsdockError
 from tarsdock.keys import CONTAINER_OPTIONS
@@ -38,6 +44,47 @@ def _words(text: str) -> list[str]:
     return text.replace("\t", " ").split()
 
 
+# The keys whose text tarsnode writes into tars_start.sh's command line, per server type; the
+# ones marked True must stay one word (an executable or a file, not a list of arguments).
+SH_KEYS: dict[str, tuple[tuple[str, bool], ...]] = {
+    "tars_java": (("java", True), ("jvmparams", False), ("classpath", False),
+                  ("mainclass", False)),
+    "tars_nodejs": (("nodejs", True),),
+    "tars_php": (("php", True), ("entrance", True)),
+}
+
+
+def _sh_error(service: Service, key: str, value: str, reason: str) -> InputError:
+    param = service.config.param(f"{SERVER_PATH}<{key}>")
+    origin = param.origin if param is not None else service.spec.origin
+    return InputError(origin, f"{value!r}: {reason}", key)
+
+
+def _sh_word(service: Service, key: str, default: str) -> str:
+    """A one-word key (an interpreter, a file) as sh reads it; InputError at its line."""
+    value = _get(service, key, default)
+    try:
+        return shwords.one_word(value) or default
+    except shwords.ShellNeeded as reason:
+        raise _sh_error(service, key, value, str(reason)) from None
+
+
+def start_problems(service: Service) -> list[InputError]:
+    """Every problem of the texts sh would read to start the service, each at its line."""
+    problems = []
+    for key, single in SH_KEYS.get(service.spec.type, ()):
+        value = _get(service, key)
+        reason = shwords.problem(value, one_word=single)
+        if reason:
+            problems.append(_sh_error(service, key, value, reason))
+    if service.spec.type == "tars_java" and not _get(service, "mainclass").strip():
+        problems.append(InputError(
+            service.spec.origin, "a tars_java service needs server<mainclass> (a class, or "
+            "`-jar PATH` with packageFormat=jar) from its template chain or profile, or "
+            "main_class for ${mainclass}: without it java starts with no class", "mainclass"))
+    return problems
+
+
 def executable(service: Service) -> str:
     """The binary tarsnode starts: exe_path when set, else the server binary or interpreter."""
     exe = service.spec.exe
@@ -45,9 +92,20 @@ def executable(service: Service) -> str:
         return exe if posixpath.isabs(exe) else posixpath.normpath(f"{service.bin_dir}/{exe}")
     kind = service.spec.type
     if kind in INTERPRETERS:
-        return _get(service, INTERPRETERS[kind], INTERPRETER_DEFAULTS[kind]) or \
-            INTERPRETER_DEFAULTS[kind]
+        return _sh_word(service, INTERPRETERS[kind], INTERPRETER_DEFAULTS[kind])
     return str(service.bin_dir / service.spec.server)
+
+
+def exe_dir(service: Service) -> str:
+    """tarsnode's exe path (CommandLoad::execute): bin/, or the directory of exe_path."""
+    if service.spec.exe and service.spec.type != "tars_java":
+        return posixpath.dirname(executable(service)) + "/"
+    return f"{service.bin_dir}/"
+
+
+def lib_dir(service: Service) -> str:
+    """tarsnode's lib path, shared by the node's services: `<data dir>/lib` (CommandLoad)."""
+    return f"{service.node.data_dir}/lib"
 
 
 def _java_args(service: Service, conf: str) -> list[str]:
@@ -57,7 +115,12 @@ def _java_args(service: Service, conf: str) -> list[str]:
         rest = f"{jvm} {main}"
     else:
         rest = f"{jvm} -cp {_get(service, 'classpath')}/* {main}"
-    return [f"-Dconfig={conf}", *_words(rest)]
+    # tarsnode splits at blanks, joins with one blank and writes the line for sh to read
+    try:
+        words = shwords.split(" ".join(_words(rest)))
+    except shwords.ShellNeeded as reason:
+        raise _sh_error(service, "jvmparams", rest, str(reason)) from None
+    return [f"-Dconfig={conf}", *words]
 
 
 def _nodejs_args(service: Service, conf: str) -> list[str]:
@@ -81,7 +144,7 @@ def service_command(service: Service) -> list[str]:
     elif kind == "tars_nodejs":
         args = _nodejs_args(service, conf)
     elif kind == "tars_php":
-        entrance = _get(service, "entrance", f"{service.bin_dir}/src/index.php")
+        entrance = _sh_word(service, "entrance", f"{service.bin_dir}/src/index.php")
         args = [entrance, f"--config={conf}"]
     else:
         args = [f"--config={conf}"]
@@ -89,8 +152,18 @@ def service_command(service: Service) -> list[str]:
 
 
 def service_env(service: Service) -> list[tuple[str, str]]:
-    """The environment: the template's server<env>, TARS_CONFIG for tars_nodejs."""
+    """The environment: the template's server<env>, LD_LIBRARY_PATH as tarsnode sets it, and
+    TARS_CONFIG for tars_nodejs."""
     env = list(service.env)
+    if service.spec.type == "not_tars":
+        return env   # tarsnode runs a not_tars service's own start script, adding nothing
+    libraries = f"{exe_dir(service)}:{lib_dir(service)}/"
+    given = [i for i, (key, _) in enumerate(env) if key == "LD_LIBRARY_PATH"]
+    if given:
+        # tarsnode exports the template's value, then LD_LIBRARY_PATH=$LD_LIBRARY_PATH:...
+        env[given[-1]] = ("LD_LIBRARY_PATH", f"{env[given[-1]][1]}:{libraries}")
+    else:
+        env.append(("LD_LIBRARY_PATH", libraries))
     if service.spec.type == "tars_nodejs" and "TARS_CONFIG" not in dict(env):
         env.append(("TARS_CONFIG", str(service.conf_path)))
     return env
@@ -108,7 +181,9 @@ def _host_source(service: Service, path: str) -> str:
 def mounts(service: Service) -> list[tuple[str, str, str]]:
     """(source, target, options) for every bind mount, in order; targets must be distinct."""
     own = [(str(service.service_dir), ""), (str(service.log_dir), "")]
-    entries = [(path, path, opts) for path, opts in own] + [(LOCALTIME, LOCALTIME, "ro")]
+    if service.spec.type != "not_tars":
+        own.append((lib_dir(service), "ro"))   # LD_LIBRARY_PATH points at it
+    entries = [(path, path, opts) for path, opts in [*own, (LOCALTIME, "ro")]]
     seen = {target: "a tarsdock mount" for _, target, _ in entries}
     for volume in service.container.volumes:
         if volume.container in seen:

@@ -8,6 +8,7 @@ import posixpath
 import re
 from typing import Literal
 
+from tarsdock import shwords
 from tarsdock.errors import ErrorCollector, did_you_mean
 from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS, ValueKind
 from tarsdock.model import ContainerOptions, PortMapping, Volume
@@ -115,16 +116,26 @@ def read_container(config: Config, errors: ErrorCollector) -> ContainerOptions:
 
 
 def read_env(config: Config, errors: ErrorCollector) -> tuple[tuple[str, str], ...]:
-    """server<env>: NAME=VALUE items separated by ';' or '|'."""
+    """server<env>: items separated by ';' or '|', each read as sh reads `export ITEM`.
+
+    tarsnode splits the value with TC_Common::sepstr(env, ";|") and writes `export ITEM` lines
+    into tars_start.sh (CommandStart::prepareScript), so quotes are removed and what needs a
+    shell at run time is refused here (shwords).
+    """
     param = config.param(f"{SERVER_PATH}<env>")
     if param is None:
         return ()
     pairs: list[tuple[str, str]] = []
     for item in filter(None, (part.strip() for part in re.split(r"[;|]", param.value))):
-        name, sep, value = item.partition("=")
-        if not sep or not ENV_NAME.fullmatch(name) or "\n" in value or "\0" in value:
-            errors.add(param.origin, f"bad environment item '{item}': expected NAME=VALUE, "
-                       "NAME of letters, digits and _, no newline in VALUE", "env")
+        try:
+            word = shwords.one_word(item)
+        except shwords.ShellNeeded as reason:
+            errors.add(param.origin, f"environment item {item!r}: {reason}", "env")
+            continue
+        name, sep, value = word.partition("=")
+        if not sep or not ENV_NAME.fullmatch(name):
+            errors.add(param.origin, f"bad environment item {item!r}: expected NAME=VALUE, "
+                       "NAME of letters, digits and _", "env")
         else:
             pairs.append((name, value))
     return tuple(pairs)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tarsdock import tcconfig
+from tarsdock.argv import start_problems
 from tarsdock.bulk import gc_paused
 from tarsdock.containerspec import read_container, read_env, read_stop_timeout
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
@@ -120,9 +121,12 @@ def resolve_service(spec: ServiceSpec, node: NodeSettings, templates: TemplateSe
     container = read_container(config, errors)
     env = read_env(config, errors)
     stop_timeout = read_stop_timeout(config, errors)
+    service = Service(spec=spec, node=node, config=config, env=env, container=container,
+                      stop_timeout=stop_timeout)
+    for problem in start_problems(service):
+        errors.extend(problem)
     errors.raise_if_any()
-    return Service(spec=spec, node=node, config=config, env=env, container=container,
-                   stop_timeout=stop_timeout)
+    return service
 
 
 @gc_paused()

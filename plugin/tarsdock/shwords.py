@@ -1,0 +1,110 @@
+"""POSIX sh word rules for the texts tarsnode writes into a service's `tars_start.sh`.
+
+tarsnode (TarsFramework NodeServer/CommandStart.cpp, `CommandStart::prepareScript`) writes each
+`server<env>` item as a line `export ITEM` and the service's command as one line of text
+(`_exeFile + " " + TC_Common::tostr(vOptions)`), and runs that script with sh: on the host
+(`startNormal`) or as the container's entrypoint (`startContainer`). So sh's rules apply to those
+texts: quote removal, word splitting and every expansion. tarsdock runs no shell: it applies the
+rules that give the same words every time (quotes and backslashes, as `shlex` in POSIX mode does)
+and refuses what only a shell at run time could decide, with the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+# `$` starts an expansion when a name, a digit, a special parameter, `{` or `(` follows it.
+EXPANSION = re.compile(r"\$[A-Za-z_0-9{(@*#?$!-]")
+OPERATORS = set(";&|()<>")
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+class ShellNeeded(ValueError):
+    """A text whose meaning only a shell at run time could give; the message says why."""
+
+
+def _expansion_reason(text: str, at: int) -> str:
+    found = EXPANSION.match(text, at)
+    if found is None:
+        return ""
+    word = re.match(r"\$(\{[^}]*\}?|\([^)]*\)?|[A-Za-z_][A-Za-z0-9_]*|.)", text[at:])
+    shown = word.group(0) if word else "$"
+    if shown.startswith("$("):
+        return f"'{shown}' is a command substitution: sh would run it when the service starts"
+    return (f"'{shown}' is expanded by sh when the service starts, to whatever that variable is "
+            "in tarsnode's environment (or the image's, in a container); tarsdock runs no "
+            "shell, so write the value out in full")
+
+
+def problem(text: str, one_word: bool = False) -> str:
+    """Why sh would need to run to know what `text` means ("" when quote removal suffices).
+
+    With one_word, an unquoted blank is a problem too: sh would split the text there.
+    """
+    control = CONTROL.search(text)
+    if control:
+        return (f"control character U+{ord(control.group(0)):04X} (from a \\n or \\r escape?): "
+                "sh would end the command there, and no unit file can carry it")
+    quote = ""          # the open quote character, or ""
+    word_start = True
+    escaped = False
+    for at, char in enumerate(text):
+        if escaped:
+            escaped, word_start = False, False
+            continue
+        if quote == "'":
+            quote = "" if char == "'" else quote
+            continue
+        if char == "\\":
+            if quote and text[at + 1:at + 2] in ("$", "`"):
+                # sh drops this backslash inside double quotes, shlex keeps it: say so, not guess
+                return "'\\$' or '\\`' inside double quotes: write the character in single quotes"
+            escaped = True
+            continue
+        if char == "`":
+            return "'`' starts a command substitution: sh would run it when the service starts"
+        if char == "$" and (reason := _expansion_reason(text, at)):
+            return reason
+        if quote == '"':
+            quote = "" if char == '"' else quote
+            continue
+        if char in "'\"":
+            quote, word_start = char, False
+            continue
+        if char in " \t":
+            if one_word:
+                return ("an unquoted blank: sh would split the value there (tarsnode writes "
+                        "`export ITEM`, so the rest becomes a second export); quote the value, "
+                        "e.g. NAME=\"a b\"")
+            word_start = True
+            continue
+        if char in OPERATORS:
+            return f"an unquoted '{char}' is a sh operator: sh would not pass it on as text"
+        if word_start and char == "#":
+            return "an unquoted '#' starting a word begins a sh comment: the rest would be lost"
+        if word_start and char == "~":
+            return "an unquoted '~' starting a word is expanded by sh to a home directory"
+        word_start = False
+    if escaped:
+        return "a trailing backslash escapes nothing"
+    if quote:
+        return f"unterminated {quote} quote"
+    return ""
+
+
+def split(text: str) -> list[str]:
+    """The words sh makes of `text` (quote removal, splitting at blanks); raise ShellNeeded."""
+    reason = problem(text)
+    if reason:
+        raise ShellNeeded(reason)
+    return shlex.split(text, comments=False, posix=True)
+
+
+def one_word(text: str) -> str:
+    """The single word sh makes of `text` (an `export` item); raise ShellNeeded."""
+    reason = problem(text, one_word=True)
+    if reason:
+        raise ShellNeeded(reason)
+    words = shlex.split(text, comments=False, posix=True)
+    return words[0] if words else ""

@@ -1,0 +1,86 @@
+"""sh word rules: tarsdock's words are the words /bin/sh makes of the same text (tarsnode runs
+its tars_start.sh with sh), and what needs a shell at run time is refused with the reason."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tarsdock import shwords
+
+
+def sh_words(text: str) -> list[str]:
+    """The words the system's sh makes of `text` (globbing off: tarsdock passes `*` literally)."""
+    script = f"set -f; set -- {text}\nfor w; do printf '%s\\0' \"$w\"; done"
+    out = subprocess.run(["sh", "-c", script], capture_output=True, check=True).stdout
+    return out.decode().split("\0")[:-1]
+
+
+SAME_AS_SH = [
+    "LANG=C.UTF-8",
+    'LANG="C.UTF-8"',
+    "LANG='C.UTF-8'",
+    '-XX:OnOutOfMemoryError="kill -9 %p" -Xmx1g',
+    "-Dname='a b' -Dx=1",
+    r"-Da=b\ c",
+    '"a"b\'c\'d',
+    '""',
+    "a  \t b",
+    r'"a\"b" "c\\d" "e\x"',
+    "x#y",
+    "a=~",
+    "-cp /a:/b/*",
+    "cost=5$",
+    "a$ b",
+    "'$HOME' '`x`'",
+]
+
+
+@pytest.mark.parametrize("text", SAME_AS_SH)
+def test_words_are_those_of_sh(text: str) -> None:
+    assert shwords.problem(text) == ""
+    assert shwords.split(text) == sh_words(text)
+
+
+@given(st.text(alphabet="ab =-'\"\\\t$#~*:/", max_size=14))
+@settings(max_examples=150, deadline=None)
+def test_any_accepted_text_splits_as_sh_does(text: str) -> None:
+    if shwords.problem(text) == "":
+        assert shwords.split(text) == sh_words(text)
+
+
+REFUSED = [
+    ("PATH=$PATH:/x", "'$PATH' is expanded by sh"),
+    ("HOME=${HOME}/x", "'${HOME}' is expanded by sh"),
+    ('A="$1"', "'$1' is expanded"),
+    ("A=$(hostname)", "'$(hostname)' is a command substitution"),
+    ("A=`hostname`", "'`' starts a command substitution"),
+    ('A="x`id`"', "'`' starts a command substitution"),
+    ("a && b", "unquoted '&' is a sh operator"),
+    ("a (b)", "unquoted '(' is a sh operator"),
+    ("-Xmx1g #comment", "begins a sh comment"),
+    ("~/gc.log", "'~' starting a word"),
+    ("'open", "unterminated ' quote"),
+    ('"open', 'unterminated " quote'),
+    ("end\\", "trailing backslash"),
+    ("a\rb", "control character U+000D"),
+    ("a\nb", "control character U+000A"),
+    ('"a\\$b"', "inside double quotes"),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), REFUSED)
+def test_what_needs_a_shell_is_refused(text: str, reason: str) -> None:
+    assert reason in shwords.problem(text)
+    with pytest.raises(shwords.ShellNeeded) as refused:
+        shwords.split(text)
+    assert reason in str(refused.value)
+
+
+def test_an_unquoted_blank_in_an_export_item_is_refused() -> None:
+    assert shwords.one_word('A="x y"') == "A=x y"
+    with pytest.raises(shwords.ShellNeeded, match="second export"):
+        shwords.one_word("A=x y")
