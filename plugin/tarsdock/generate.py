@@ -61,8 +61,10 @@ def render(fmt: str, services: list[Service], node: NodeSettings, ctx: Context,
 
 
 def service_dirs(services: list[Service], node: NodeSettings) -> list[str]:
-    """Directories a start needs: bin, conf, data, the log dir, and the listener's log dir."""
-    dirs = [f"{node.log_dir}/tarsdock", str(node.state_dir)]
+    """Directories a start needs: bin, conf, data, the log dir, the node's lib dir (mounted
+    read-only into containers), the listener's log dir and the state dir."""
+    dirs = [f"{node.log_dir}/tarsdock", str(node.state_dir),
+            f"{node.data_dir}/lib"]   # lib: LD_LIBRARY_PATH points at it
     for service in services:
         dirs += [str(service.bin_dir), str(service.conf_dir), str(service.data_path),
                  str(service.log_dir)]
