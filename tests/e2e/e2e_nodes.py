@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -16,13 +17,7 @@ from .harness import TEST_SERVER, run
 
 LOCATOR = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"
 
-# server<env> of the hostile template, as written in TC_Config (\\ is one backslash, \= is =),
-# and the environment the service must receive from it.
-HOSTILE_ENV_LINE = (
-    "env = QUOTES=it's \"double\" and 'single';PCT=100% %(ENV_HOME)s %% %n"
-    ";DOLLAR=$HOME ${HOME} $$ $(id) `id`;BACKSLASH=a\\\\b\\\\\\\\c\\\\n\\\\"
-    ";SPACES=two  spaces   inside;UNI=ünïcødé ☃ 中文;EQ=a\\=b=c|HASH=x # not a comment"
-)
+# The environment the service must receive from the hostile template's server<env>.
 HOSTILE_ENV = {
     "QUOTES": "it's \"double\" and 'single'",
     "PCT": "100% %(ENV_HOME)s %% %n",
@@ -33,6 +28,11 @@ HOSTILE_ENV = {
     "EQ": "a=b=c",
     "HASH": "x # not a comment",
 }
+# ... as written in TC_Config: tarsnode exports each item with sh (`export ITEM`), so each value
+# is sh-quoted; then TC_Config escapes each backslash (\\ is one backslash). Items are separated
+# by ';' and, for the last, '|', both of which tarsnode splits at.
+_ITEMS = [f"{key}={shlex.quote(value)}" for key, value in HOSTILE_ENV.items()]
+HOSTILE_ENV_LINE = "env = " + (";".join(_ITEMS[:-1]) + "|" + _ITEMS[-1]).replace("\\", "\\\\")
 # Arguments of a not_tars command that every layer of quoting must pass through unchanged.
 HOSTILE_ARGS = [
     "it's \"double\" and 'single'", "100% %(ENV_HOME)s %% %n", "$HOME ${HOME} $$ $(id) `id`",
