@@ -27,6 +27,10 @@ ADAPTER = """\
 servant = "Hello.Server.HelloObj"
 endpoint = "tcp -h 10.0.0.5 -p 20001"
 """
+REGISTRY = """\
+[registries.main]
+url = "localhost:5000"
+"""
 IMAGES = """\
 [images.cppbase]
 ref = "localhost:5000/tars/cppbase"
@@ -143,23 +147,30 @@ CASES: list[tuple[str, dict[str, Content], str]] = [
     ("misspelt pull policy", {"node.toml": NODE + IMAGES + 'pull = "alway"\n'},
      "node.toml:7: key 'pull': \"alway\" is not one of missing, always, never, "
      "did you mean 'always'?"),
-    ("unknown registry", {"node.toml": NODE + '[registries.main]\n' + IMAGES
+    ("unknown registry", {"node.toml": NODE + REGISTRY + IMAGES
                           + 'registry = "mian"\n'},
-     "node.toml:8: key 'registry': no [registries.mian] table, did you mean 'main'?"),
-    ("username without password", {"node.toml": NODE + '[registries.main]\nusername = "u"\n'},
-     "node.toml:6: key 'username': needs password_file as well"),
+     "node.toml:9: key 'registry': no [registries.mian] table, did you mean 'main'?"),
+    ("username without password", {"node.toml": NODE + REGISTRY + 'username = "u"\n'},
+     "node.toml:7: key 'username': needs password_file as well"),
     ("password file mode 0644",
-     {"node.toml": NODE + '[registries.main]\nusername = "u"\npassword_file = "pw"\n',
+     {"node.toml": NODE + REGISTRY + 'username = "u"\npassword_file = "pw"\n',
       "pw": ("secret\n", 0o644)},
-     "node.toml:7: key 'password_file': password file '{dir}/pw' has mode 0644; it must be "
+     "node.toml:8: key 'password_file': password file '{dir}/pw' has mode 0644; it must be "
      "0600 or stricter"),
     ("password file missing",
-     {"node.toml": NODE + '[registries.main]\nusername = "u"\npassword_file = "pw"\n'},
-     "node.toml:7: key 'password_file': password file '{dir}/pw': No such file or directory"),
+     {"node.toml": NODE + REGISTRY + 'username = "u"\npassword_file = "pw"\n'},
+     "node.toml:8: key 'password_file': password file '{dir}/pw': No such file or directory"),
     ("password file a directory",
-     {"node.toml": NODE + '[registries.main]\nusername = "u"\npassword_file = "pw"\n',
+     {"node.toml": NODE + REGISTRY + 'username = "u"\npassword_file = "pw"\n',
       "pw/x": "x"},
-     "node.toml:7: key 'password_file': password file '{dir}/pw' is not a regular file"),
+     "node.toml:8: key 'password_file': password file '{dir}/pw' is not a regular file"),
+    ("registry without url", {"node.toml": NODE + '[registries.harbor]\nusername = "u"\n'
+                              'password_file = "pw"\n', "pw": ("secret\n", 0o600)},
+     "node.toml:5: key 'url': [registries.harbor] needs this key"),
+    ("registry of another host", {"node.toml": NODE + REGISTRY + '[images.hub]\n'
+                                  'ref = "busybox:1"\nregistry = "main"\n'},
+     "node.toml:9: key 'registry': [registries.main] is for localhost:5000, but this image is "
+     "pulled from docker.io"),
     ("relative tars_path", {"node.toml": NODE.replace('"/usr/local', '"usr/local')},
      "node.toml:3: key 'tars_path': \"usr/local/app/tars\" is not an absolute path"),
     ("tars_path with ..", {"node.toml": NODE.replace("/app/tars", "/../tars")},

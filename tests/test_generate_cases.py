@@ -34,7 +34,7 @@ from unit_helpers import (
 )
 
 from tarsdock.errors import TarsdockError
-from tarsdock.generate import load_and_render, warnings
+from tarsdock.generate import load_and_render_all
 from tarsdock.output import Context
 
 CASES = Path(__file__).parent / "cases"
@@ -161,10 +161,8 @@ def run_case(path: Path, tmp: Path) -> None:
     directory = config_dir(case, tmp)
     ctx = Context(directory, SCRIPTS, CTX_DOCKER)
     try:
-        rendered = {fmt: load_and_render(fmt, directory, ctx, tmp / "out")
-                    for fmt in case.formats}
-        services = next(iter(rendered.values()))[1]
-        outputs = {fmt: files for fmt, (_, _, files) in rendered.items()}
+        done = load_and_render_all(case.formats, directory, ctx, tmp / "out")
+        services, outputs = done.services, done.files
     except TarsdockError as error:
         assert failing, f"{path.name}: unexpected error:\n{error}"
         for negate, name, args in failing:
@@ -173,8 +171,7 @@ def run_case(path: Path, tmp: Path) -> None:
         return
     assert not failing, f"{path.name}: expected a failure, generated fine"
     name = case.service or services[0].name
-    service = next(s for s in services if s.name == name)
-    notes = warnings(service)
+    notes = [str(note) for note in done.warnings]
     for fmt, files in outputs.items():
         result = read_back(fmt, {f.path.name: f.content for f in files}, name, tmp)
         text = result.text

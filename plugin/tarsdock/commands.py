@@ -9,13 +9,25 @@ from pathlib import Path
 from tarsdock.errors import InputError
 from tarsdock.options import EXIT_OK, complete_names, config_dir
 
+VALIDATE_OUT = Path("/nonexistent/tarsdock-validate")
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Load and resolve the whole config dir; print a one-line summary."""
-    from tarsdock.resolve import load_services
+    """Load, resolve and render every format in memory, as generate does; print its warnings
+    and a one-line summary (input errors are raised, all together)."""
+    import shutil
+    import sysconfig
 
-    services = load_services(config_dir(args))
-    print(f"ok: {len(services)} services in {config_dir(args)}")
+    from tarsdock.generate import FORMATS, load_and_render_all, print_warnings
+    from tarsdock.output import Context
+
+    directory = config_dir(args)
+    docker = shutil.which("docker") or "/usr/bin/docker"
+    ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), docker)
+    # the output dir only names files in the rendered text; nothing is written
+    done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT)
+    print_warnings(done.warnings)
+    print(f"ok: {len(done.services)} services in {directory}")
     return EXIT_OK
 
 

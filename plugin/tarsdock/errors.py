@@ -48,6 +48,24 @@ class InputErrors(TarsdockError):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
+class InputWarning(NamedTuple):
+    """Something in the input the operator should know about, located like an InputError."""
+
+    origin: Origin
+    message: str
+    key: str | None = None
+
+    def __str__(self) -> str:
+        what = f"key '{self.key}': " if self.key is not None else ""
+        return f"{self.origin}: {what}{self.message}"
+
+
+def sorted_warnings(warnings: Iterable[InputWarning]) -> list[InputWarning]:
+    """Warnings by where they occur, each once (a template line shared by services warns once)."""
+    unique = {str(w): w for w in warnings}
+    return sorted(unique.values(), key=lambda w: (w.origin, w.key or "", w.message))
+
+
 class ErrorCollector:
     """Gathers input errors so a run can report all of them at once."""
 

@@ -6,13 +6,15 @@ import argparse
 import shutil
 import sys
 import sysconfig
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tarsdock.bulk import gc_paused
 
 if TYPE_CHECKING:
+    from tarsdock.errors import InputWarning
     from tarsdock.model import NodeSettings, Service
     from tarsdock.output import Change, Context, OutputFile
     from tarsdock.resolve import ResolvedNode
@@ -31,17 +33,6 @@ def register(p: argparse.ArgumentParser) -> None:
     show.add_argument("--dry-run", action="store_true", help="print what would change")
     show.add_argument("--diff", action="store_true", help="print unified diffs of the changes")
     p.set_defaults(func=cmd_generate)
-
-
-def warnings(service: Service) -> list[str]:
-    """What the operator should know about a service's container settings."""
-    notes = []
-    if service.spec.run == "container" and service.container.privileged:
-        notes.append(f"{service.name}: privileged=true: the container runs with --privileged")
-    if service.container.ports and service.node.network == "host":
-        notes.append(f"{service.name}: <ports> ignored with network = \"host\" "
-                     "(every port is the host's already)")
-    return notes
 
 
 @gc_paused()
@@ -98,23 +89,53 @@ def group_restart_note(fmt: str, changes: list[Change], out_dir: Path) -> str | 
             "group, not only the changed ones (supervisord replaces a changed group whole)")
 
 
-def load_and_render(fmt: str, directory: Path, ctx: Context,
-                    out_dir: Path) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
-    """Load the config dir, read what each release says, render; input errors carry lines."""
+@dataclass(frozen=True)
+class Rendered:
+    """A config dir loaded and rendered in memory: what validate checks and generate writes."""
+
+    node: ResolvedNode
+    services: list[Service]
+    files: dict[str, list[OutputFile]]   # by format
+    warnings: list[InputWarning]
+
+
+def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
+                        out_dir: Path) -> Rendered:
+    """Load the config dir, read what each release says, render every format, gather warnings.
+
+    The one pipeline of validate and generate: both report the same errors and warnings, with
+    lines. A first pass skips locating TOML keys (slow on big nodes); an error or a warning found
+    after it makes a second pass with lines, so every report points at its line.
+    """
+    from tarsdock.checks import input_warnings
     from tarsdock.errors import InputError, InputErrors
     from tarsdock.package import with_package_facts
     from tarsdock.resolve import load_node
 
-    def attempt(lines: bool) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
+    def attempt(lines: bool) -> Rendered:
         node = load_node(directory, lines)
         services = with_package_facts(node.services)
-        return node, services, render(fmt, services, node.manifest.node, ctx, out_dir)
+        files = {fmt: render(fmt, services, node.manifest.node, ctx, out_dir) for fmt in formats}
+        return Rendered(node, services, files, input_warnings(node.manifest, services))
 
     try:
-        return attempt(lines=False)
+        first = attempt(lines=False)
     except (InputError, InputErrors):
-        # rendering found an input error after a load without line numbers: again, with them
         return attempt(lines=True)
+    return attempt(lines=True) if first.warnings else first
+
+
+def load_and_render(fmt: str, directory: Path, ctx: Context,
+                    out_dir: Path) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
+    """load_and_render_all for one format."""
+    done = load_and_render_all((fmt,), directory, ctx, out_dir)
+    return done.node, done.services, done.files[fmt]
+
+
+def print_warnings(warnings: Iterable[object]) -> None:
+    """`warning: ...` lines on stderr, in the order given."""
+    for note in warnings:
+        print(f"warning: {note}", file=sys.stderr)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -126,12 +147,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), args.docker)
     out_dir = args.out.absolute()
 
-    node, services, files = load_and_render(args.format, directory, ctx, out_dir)
+    done = load_and_render_all((args.format,), directory, ctx, out_dir)
+    node, services, files = done.node, done.services, done.files[args.format]
     changes = plan_all(args.format, files, out_dir)
-    notes = [note for service in services for note in warnings(service)]
-    notes += filter(None, [group_restart_note(args.format, changes, out_dir)])
-    for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
+    print_warnings([*done.warnings, *filter(None, [group_restart_note(args.format, changes,
+                                                                       out_dir)])])
     if args.dry_run or args.diff:
         sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
         return 0

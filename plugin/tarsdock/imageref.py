@@ -58,3 +58,8 @@ def normalize_image_ref(text: str) -> str:
 def looks_like_ref(text: str) -> bool:
     """Whether a service's `image` is meant as a literal reference rather than an [images] id."""
     return any(char in text for char in "/:@")
+
+
+def registry_host(ref: str) -> str:
+    """The registry host[:port] a reference is pulled from: its domain, or docker.io."""
+    return parse_image_ref(ref).domain or "docker.io"

@@ -195,7 +195,8 @@ NODE_KEYS: dict[str, KeyRule] = {
     "output_dir": KeyRule("str", "", absolute_path_or_empty),
 }
 REGISTRY_KEYS: dict[str, KeyRule] = {
-    "url": KeyRule("str", "docker.io", matches(HOST_NAME, "a registry host[:port]")),
+    # required: a [registries."harbor.example.com"] without url silently meant Docker Hub
+    "url": KeyRule("str", REQUIRED, matches(HOST_NAME, "a registry host[:port]")),
     "username": KeyRule("str", "", matches(WORD, "a user name without blanks")),
     "password_file": KeyRule("str", "", file_path),
 }

@@ -108,7 +108,8 @@ class ManifestReader(TableReader):
         for rid, raw in self.group(doc, "registries", ID):
             path = ("registries", rid)
             v = self.table(doc, path, raw, REGISTRY_KEYS, f"[{toml_path(path)}]")
-            if v is None:
+            if v is None or v["url"] is None:
+                self.broken_registries.add(rid)   # reported; images naming it need not repeat
                 continue
             password = v["password_file"]
             if password:
@@ -133,10 +134,19 @@ class ManifestReader(TableReader):
             registry = registry_for(ref.domain, registries)
             if v["registry"]:
                 registry = registries.get(v["registry"])
-                if registry is None:
+                where = doc.origin((*path, "registry"))
+                if registry is None and v["registry"] in self.broken_registries:
+                    pass
+                elif registry is None:
                     hint = did_you_mean(v["registry"], registries)
-                    self.errors.add(doc.origin((*path, "registry")),
-                                    f"no [registries.{v['registry']}] table{hint}", "registry")
+                    self.errors.add(where, f"no [registries.{v['registry']}] table{hint}",
+                                    "registry")
+                elif registry.url != (ref.domain or "docker.io"):
+                    # credentials go only to the host they are for
+                    self.errors.add(where, f"[registries.{registry.id}] is for "
+                                    f"{registry.url}, but this image is pulled from "
+                                    f"{ref.domain or 'docker.io'}", "registry")
+                    registry = None
             found[iid] = Image(ref.normalized(), iid, registry, v["pull"],
                                v["restart_on_update"], doc.origin(path))
         return found

@@ -92,6 +92,7 @@ class TableReader:
         self.lines = lines
         self.endpoints: list[tuple[Endpoint, Origin, str, str]] = []   # ..., label, key
         self.broken_images: set[str] = set()   # ids already reported; services need not repeat
+        self.broken_registries: set[str] = set()
 
     def rel(self, file: Path) -> str:
         try:

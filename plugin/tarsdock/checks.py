@@ -1,0 +1,83 @@
+"""Warnings about the input: what validate and generate both report, each at its file:line.
+
+Errors stop a run and come from the steps that find them (manifest, templates, resolve, argv);
+warnings let it go on, so they are gathered here from the resolved node, in one place, and both
+commands print the same list (DESIGN §6: validate finds everything generate finds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from tarsdock.containerspec import CONTAINER_PATH
+from tarsdock.errors import InputWarning, did_you_mean, sorted_warnings
+from tarsdock.imageref import registry_host
+from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
+from tarsdock.model import Manifest, Service
+from tarsdock.tcconfig import Config
+
+# Where a container key most likely belongs when it is found somewhere else.
+CONTAINER_HINT = "did you mean <tars><application><container>?"
+
+
+def _container_keys_elsewhere(config: Config, path: str = "") -> Iterator[InputWarning]:
+    """<volumes>, <ports>, <container> or a container option outside /tars/application/container."""
+    for name, sub in config.domains.items():
+        here = f"{path}/{name}"
+        if here == CONTAINER_PATH:
+            continue
+        if name in (*CONTAINER_DOMAINS, "container"):
+            yield InputWarning(sub.origin, f"<{name}> at {here or '/'} is not read by tarsdock "
+                               f"(only {CONTAINER_PATH} is); {CONTAINER_HINT}")
+        yield from _container_keys_elsewhere(sub, here)
+    if path in ("/tars", "/tars/application", "/tars/application/server"):
+        for key, param in config.params.items():
+            if key in CONTAINER_OPTIONS:
+                yield InputWarning(param.origin, f"a container option at {path} is not read by "
+                                   f"tarsdock; {CONTAINER_HINT}", key)
+
+
+def service_warnings(service: Service) -> list[InputWarning]:
+    """What the operator should know about one service's container settings."""
+    notes = list(_container_keys_elsewhere(service.config))
+    privileged = service.config.param(f"{CONTAINER_PATH}<privileged>")
+    if service.spec.run == "container" and service.container.privileged and privileged:
+        notes.append(InputWarning(privileged.origin, "privileged=true: the container of "
+                                  f"{service.name} runs with --privileged", "privileged"))
+    if service.container.ports and service.node.network == "host":
+        first = service.container.ports[0]
+        notes.append(InputWarning(first.origin, f"<ports> ignored for {service.name} with "
+                                  "network = \"host\" (every port is the host's already)"))
+    return notes
+
+
+def registry_warnings(manifest: Manifest, services: Iterable[Service]) -> list[InputWarning]:
+    """A registry no image uses; an image whose registry host has credentials nowhere."""
+    notes: list[InputWarning] = []
+    images = {s.spec.image.ref: s.spec.image for s in services if s.spec.image is not None}
+    images |= {image.ref: image for image in manifest.images.values()}
+    used = {image.registry.id for image in images.values() if image.registry is not None}
+    for rid, registry in sorted(manifest.registries.items()):
+        if rid not in used:
+            hosts = sorted({registry_host(ref) for ref in images})
+            notes.append(InputWarning(registry.origin, f"no image is pulled from {registry.url} "
+                                      f"(image hosts: {', '.join(hosts) or 'none'}), so these "
+                                      "credentials are never used", "url"))
+    with_credentials = {r.url for r in manifest.registries.values() if r.username}
+    if manifest.registries:
+        for ref, image in sorted(images.items()):
+            host = registry_host(ref)
+            if image.registry is None and host not in with_credentials:
+                hint = did_you_mean(host, with_credentials)
+                notes.append(InputWarning(image.origin, f"{ref}: no [registries] table has "
+                                          f"url = \"{host}\", so it is pulled anonymously{hint}",
+                                          "image" if not image.id else "ref"))
+    return notes
+
+
+def input_warnings(manifest: Manifest, services: Iterable[Service]) -> list[InputWarning]:
+    """Every warning about the config dir, sorted by file and line, each once."""
+    services = list(services)
+    notes = [note for service in services for note in service_warnings(service)]
+    return sorted_warnings([*notes, *registry_warnings(manifest, services)])
+
