@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from tarsdock.errors import TarsdockError
 
 if TYPE_CHECKING:
+    from tarsdock.errors import InputWarning
     from tarsdock.model import NodeSettings, Service
     from tarsdock.output import Change, Context, OutputFile
     from tarsdock.supervisors import Supervisor
@@ -248,43 +249,48 @@ def _drift(services: Sequence[Service], node: NodeSettings) -> set[str]:
         return set()
 
 
-def load(directory: Path, ctx: Context) -> tuple[NodeSettings, list[Service], list[OutputFile]]:
-    """Load once, then render for the supervisor and output dir that node.toml names."""
+def load(directory: Path, ctx: Context) -> tuple[NodeSettings, list[Service], list[OutputFile],
+                                                list[InputWarning]]:
+    """Load once, then render for the supervisor and output dir that node.toml names; the
+    input's warnings as validate and generate report them (with lines)."""
+    from tarsdock.checks import input_warnings
     from tarsdock.errors import InputError, InputErrors
     from tarsdock.generate import render
     from tarsdock.package import with_package_facts
     from tarsdock.resolve import load_node
 
-    def attempt(lines: bool) -> tuple[NodeSettings, list[Service], list[OutputFile]]:
+    def attempt(lines: bool) -> tuple[NodeSettings, list[Service], list[OutputFile],
+                                      list[InputWarning]]:
         resolved = load_node(directory, lines)
         node = resolved.manifest.node
         services = with_package_facts(resolved.services)
-        return node, services, render(node.supervisor, services, node, ctx, Path(node.units_dir))
+        files = render(node.supervisor, services, node, ctx, Path(node.units_dir))
+        return node, services, files, input_warnings(resolved.manifest, services)
 
     try:
-        return attempt(lines=False)
+        first = attempt(lines=False)
     except (InputError, InputErrors):
         # an input error found after a load without line numbers: again, with them
         return attempt(lines=True)
+    return attempt(lines=True) if first[3] else first
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Plan, then (unless --check) write, reload and act; report."""
-    from tarsdock.generate import plan_all, service_dirs, warnings
+    from tarsdock.generate import plan_all, print_warnings, service_dirs
     from tarsdock.options import config_dir
     from tarsdock.output import Context, diff, write
 
     directory = config_dir(args)
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), args.docker)
-    node, services, files = load(directory, ctx)
+    node, services, files, warnings = load(directory, ctx)
     fmt, out_dir = node.supervisor, Path(node.units_dir)
     changes = plan_all(fmt, files, out_dir)
     pending = pending_path(node)
     earlier = read_pending(pending)
     actions = plan_actions(fmt, changes, file_owners(fmt, services, out_dir),
                            _drift(services, node), earlier)
-    for note in (n for service in services for n in warnings(service)):
-        print(f"warning: {note}", file=sys.stderr)
+    print_warnings(warnings)
     written = any(c.kind != "unchanged" for c in changes)
     acted: dict[str, dict[str, object]] = {
         a.name: {"action": a.action, "reasons": list(a.reasons)}
