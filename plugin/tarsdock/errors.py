@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -91,5 +90,8 @@ class ErrorCollector:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """Return ', did you mean 'X'?' for a near miss, or an empty string."""
+    # imported here: only a run with errors pays for it
+    import difflib
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f", did you mean '{close[0]}'?" if close else ""

@@ -28,7 +28,6 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -269,6 +268,9 @@ def describe(changes: Iterable[Change]) -> str:
 
 def diff(changes: Iterable[Change]) -> str:
     """Unified diffs of every file that would change, for --diff."""
+    # imported here: only --diff pays for it
+    import difflib
+
     out: list[str] = []
     for change in changes:
         if change.kind == "unchanged":
