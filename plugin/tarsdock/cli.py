@@ -66,6 +66,12 @@ COMMANDS: tuple[Command, ...] = (
             "one row per service: state, container, image, uptime, restarts, last failure",
             f"{CONFIG}; the supervisor (supervisord XML-RPC or systemctl), Docker, "
             "<tars_path>/tarsdock/state", "nothing (stdout)"),
+    Command("import", "tarsdock.importcmd:register",
+            "write a config dir from a TarsFramework database (db_tars)",
+            "the Tars registry database (--tars-db); --password-file; --out's services.d (the "
+            "admin ports a former import gave)", "the config dir --out: node.toml, services.d/"
+            "App.Server.toml, templates/NAME, secrets/registry-ID (0600); only changed files; "
+            "services.d files of services gone removed; --dry-run and --diff write nothing"),
     Command("completion", "tarsdock.completion:register",
             "print a bash or zsh completion script", f"with --list, {CONFIG}",
             "nothing (stdout)"),

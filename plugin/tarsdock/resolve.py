@@ -17,8 +17,10 @@ from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config, Param
 from tarsdock.templates import TemplateSet, load_templates, read_text
 
-ADAPTER_KEYS = ("endpoint", "allow", "maxconns", "threads", "queuecap", "queuetimeout",
-                "servant", "protocol")
+# In name order, as tarsnode writes them: CommandLoad::updateConfigFile passes a std::map to
+# TC_Config::insertDomainParam, and TC_ConfigDomain::insertParamValue adds keys in map order.
+ADAPTER_KEYS = ("allow", "endpoint", "maxconns", "protocol", "queuecap", "queuetimeout",
+                "servant", "threads")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,9 @@ PYTHON=${PYTHON:-python3}
 # Packages of the Debian test image; changing this list changes the cache key, so it rebuilds.
 IMAGE_PACKAGES=python3,nodejs,systemd,systemd-sysv,dbus,procps,iproute2,ca-certificates
 HOST_PACKAGES=(docker.io debootstrap docker-registry apache2-utils busybox-static iproute2 systemd curl zsh)
+# The import tests start a private MariaDB (mariadb-install-db, mariadbd, the mariadb client): the
+# -core packages hold exactly those, without the system service mariadb-server would start.
+HOST_PACKAGES+=(mariadb-server-core mariadb-client-core)
 
 do_packages=1
 do_pip=1

@@ -1,0 +1,295 @@
+"""t_server_conf and t_adapter_conf rows as services, and the whole import as one ImportedNode."""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Callable
+from typing import Any
+
+from tarsdock import tcconfig
+from tarsdock.endpoint import EndpointError, check_servant, parse_endpoint
+from tarsdock.importer import (
+    ImportedAdapter,
+    ImportedNode,
+    ImportedService,
+    Mapper,
+    Row,
+    RowRef,
+    image_id,
+    text,
+    where,
+)
+from tarsdock.keys import NAME, WORD, exe_path
+from tarsdock.model import SERVER_TYPES
+from tarsdock.tarsdb import TarsRows
+
+LOCAL_PORTS = range(30000, 45000)   # tarsnode's admin ports (CommandLoad::updateConfigFile)
+APP_OR_SERVER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+SET_PARTS = {"set_name": re.compile(r"[A-Za-z0-9]+\Z"), "set_area": re.compile(r"[A-Za-z0-9]+\Z"),
+             "set_group": re.compile(r"(?:[A-Za-z0-9]+|\*)\Z")}
+LEADING_INT = re.compile(r"\s*([+-]?[0-9]+)")
+RUN_TYPES = {"": "native", "native": "native", "container": "container"}
+MAINCLASS_MACRO = "${mainclass}"
+
+# Columns tarsnode uses that tarsdock does not honour: column -> (is it set?, what is lost).
+# start_script_path is mapped for not_tars (its command) and listed here for the other types.
+UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "base_path": (bool, "tarsnode uses it as the service dir; tarsdock always uses "
+                  "<data dir>/App.Server"),
+    "start_script_path": (bool, "tarsnode starts the service with this script; tarsdock runs "
+                          "the Tars command line (start scripts are not supported)"),
+    "stop_script_path": (bool, "tarsdock does not run stop scripts"),
+    "monitor_script_path": (bool, "tarsdock does not run monitor scripts"),
+    "config_center_port": (bool, "the ${config-center-port} macro is not supported"),
+}
+
+
+def exe_dir(service_dir: str, exe: str, kind: str) -> str:
+    """tarsnode's exe path (CommandLoad::execute): the bin dir, or the dir of exe_path."""
+    if not exe:
+        return f"{service_dir}/bin"
+    if not exe.startswith("/"):
+        return posixpath.dirname(posixpath.normpath(f"{service_dir}/bin/{exe}"))
+    return f"{service_dir}/bin" if kind == "tars_java" else posixpath.dirname(exe)
+
+
+def strto_int(value: str) -> int:
+    """TC_Common::strto<int>: the leading integer, or 0."""
+    match = LEADING_INT.match(value)
+    return int(match[1]) if match else 0
+
+
+class ServerMapper:
+    """Maps one node's t_server_conf rows (with their adapters) to services."""
+
+    def __init__(self, mapper: Mapper, tars_path: str, templates: dict[str, tuple[str, str]]):
+        self.m = mapper
+        self.tars_path = tars_path
+        self.templates = templates
+        self.image_rows = {row.get("id") for row in mapper.rows.images}
+
+    def service(self, row: Row, adapters: list[Row]) -> ImportedService | None:
+        app, server = text(row, "application"), text(row, "server_name")
+        name = f"{app}.{server}"
+        at = where("t_server_conf", row, name)
+        ok = True
+        for column, value in (("application", app), ("server_name", server)):
+            if not APP_OR_SERVER.match(value):
+                self.m.error(at, column, f"'{value}' is not a letter followed by letters, "
+                             "digits or _")
+                ok = False
+        kind = text(row, "server_type")
+        if kind not in SERVER_TYPES:
+            self.m.error(at, "server_type", f"'{kind}' is not one of {', '.join(SERVER_TYPES)}")
+            ok = False
+        template = text(row, "template_name")
+        if not template:
+            self.m.error(at, "template_name", "empty: every Tars service has a template")
+            ok = False
+        profile = text(row, "profile")
+        ok = self.m.profile_ok(at, profile) and ok
+        exe = self.m.check(at, row, "exe_path", exe_path)
+        run, image = self.run_and_image(at, row)
+        set_division = self.set_division(at, row)
+        adapter_specs = self.adapters(name, adapters)
+        command = self.command(at, row, name, kind, exe or "")
+        self.unsupported(at, row, kind, name, exe or "")
+        if not ok or None in (exe, run, image, set_division, adapter_specs, command):
+            return None
+        assert exe is not None and run is not None and image is not None
+        assert set_division is not None and adapter_specs is not None and command is not None
+        return ImportedService(
+            name=name, type=kind, template=template, run=run,
+            enabled=text(row, "setting_state") == "active",   # ServerObject::setServerDescriptor
+            image=image, exe=exe, command=command, set_division=set_division,
+            async_thread=self.async_thread(row, kind, profile),
+            main_class=self.main_class(app, server, template, profile), profile=profile,
+            adapters=adapter_specs, source=str(where("t_server_conf", row)))
+
+    def run_and_image(self, at: RowRef, row: Row) -> tuple[str | None, str | None]:
+        """run_type "container" or not (ServerObject::setServerDescriptor); the base image id."""
+        run = RUN_TYPES.get(text(row, "run_type"))
+        if run is None:
+            self.m.error(at, "run_type", f"'{text(row, 'run_type')}' is not empty, 'native' or "
+                         "'container'")
+        base = row.get("base_image_id") or 0
+        if base and base not in self.image_rows:
+            self.m.error(at, "base_image_id", f"no t_base_image row with id {base}")
+            return run, None
+        if run == "container" and not base:
+            self.m.error(at, "base_image_id", "run_type 'container' needs a base image")
+            return run, None
+        return run, image_id(base) if base else ""
+
+    def set_division(self, at: RowRef, row: Row) -> str | None:
+        """NAME.AREA.GROUP when enable_set is y (CDbHandle::getServers), else empty."""
+        flag = text(row, "enable_set").lower()
+        if flag not in ("y", "n"):
+            self.m.error(at, "enable_set", f"'{text(row, 'enable_set')}' is not Y or N")
+            return None
+        if flag == "n":
+            return ""
+        parts = []
+        for column, pattern in SET_PARTS.items():
+            value = text(row, column)
+            if not pattern.match(value):
+                self.m.error(at, column, f"'{value}' is not a set part (letters and digits"
+                             + (", or *)" if column == "set_group" else ")"))
+                return None
+            parts.append(value)
+        return ".".join(parts)
+
+    def async_thread(self, row: Row, kind: str, profile: str) -> int:
+        """tarsregistry's rule (CDbHandle::getServers): the larger of the column and 3 (0 for
+        tars_nodejs), unless the profile's <client> asyncthread says otherwise."""
+        default = 0 if kind == "tars_nodejs" else 3
+        configured = row.get("async_thread_num")
+        value = max(configured if isinstance(configured, int) else 0, default)
+        given = tcconfig.parse(profile, "profile").get("/tars/application/client<asyncthread>")
+        return value if given is None else max(strto_int(given), 0)
+
+    def main_class(self, app: str, server: str, template: str, profile: str) -> str:
+        """tarsnode's ${mainclass} (CommandLoad::updateConfigFile), written only when used."""
+        texts, name = [profile], template
+        while name in self.templates and len(texts) <= len(self.templates):  # chains are checked
+            parent, body = self.templates[name]
+            texts.append(body)
+            if parent == name:
+                break
+            name = parent
+        if not any(MAINCLASS_MACRO in body for body in texts):
+            return ""
+        return f"com.qq.{app.lower()}.{server.lower()}.{server}"
+
+    def command(self, at: RowRef, row: Row, name: str, kind: str,
+                exe: str) -> tuple[str, ...] | None:
+        """not_tars: tarsnode runs start_script_path (CommandStart::startByScript)."""
+        if kind != "not_tars":
+            return ()
+        script = text(row, "start_script_path").strip()
+        if not script:
+            self.m.error(at, "start_script_path", "a not_tars service needs a start script "
+                         "(tarsnode runs it to start the service)")
+            return None
+        service_dir = f"{self.tars_path}/tarsnode/data/{name}"
+        if not script.startswith("/"):
+            script = posixpath.normpath(f"{exe_dir(service_dir, exe, kind)}/{script}")
+        return (script,)
+
+    def unsupported(self, at: RowRef, row: Row, kind: str, name: str, exe: str) -> None:
+        for column, (is_set, lost) in UNSUPPORTED.items():
+            if column == "start_script_path" and kind == "not_tars":
+                continue
+            if is_set(row.get(column)):
+                self.m.warn(at, column, f"{row.get(column)!r} is ignored: {lost}")
+        service_dir = f"{self.tars_path}/tarsnode/data/{name}"
+        basepath = exe_dir(service_dir, exe, kind)
+        if kind != "not_tars" and basepath != f"{service_dir}/bin":
+            self.m.warn(at, "exe_path", f"tarsnode's ${{basepath}} would be {basepath}/; "
+                        f"tarsdock's is {service_dir}/bin/")
+
+    def adapters(self, name: str, rows: list[Row]) -> tuple[ImportedAdapter, ...] | None:
+        """The service's adapters, by adapter_name descending: tarsnode inserts its <server>
+        domains from the last name to the first (CommandLoad::updateConfigFile, rbegin)."""
+        found = [self.adapter(name, row) for row in rows]
+        if None in found:
+            return None
+        ordered = sorted((a for a in found if a is not None), key=lambda a: a.name, reverse=True)
+        return tuple(ordered)
+
+    def adapter(self, name: str, row: Row) -> ImportedAdapter | None:
+        at = where("t_adapter_conf", row, name)
+        m, prefix = self.m, f"{name}."
+        full = text(row, "adapter_name")
+        short = full[len(prefix):] if full.startswith(prefix) else ""
+        ok = bool(NAME.match(short))
+        if not ok:
+            m.error(at, "adapter_name", f"'{full}' is not {prefix}NAME (NAME a letter followed "
+                    "by letters, digits or _)")
+        endpoint = ""
+        try:
+            endpoint = parse_endpoint(text(row, "endpoint")).format()
+        except EndpointError as problem:
+            m.error(at, "endpoint", f"'{text(row, 'endpoint')}': {problem}")
+            ok = False
+        servant = text(row, "servant")
+        try:
+            check_servant(servant)
+            if not servant.startswith(prefix):
+                raise EndpointError(f"'{servant}' does not start with '{prefix}'")
+        except EndpointError as problem:
+            m.error(at, "servant", str(problem))
+            ok = False
+        protocol = text(row, "protocol") or "tars"       # CommandLoad: empty means tars
+        if protocol not in ("tars", "not_tars"):
+            m.error(at, "protocol", f"'{protocol}' is not tars or not_tars")
+            ok = False
+        allow = m.check(at, row, "allow_ip", lambda v: "" if not v or WORD.match(v)
+                        else f"'{v}' must not contain blanks")
+        if text(row, "handlegroup"):
+            m.warn(at, "handlegroup", f"'{text(row, 'handlegroup')}' is ignored: handle groups "
+                   "are not supported")
+        numbers = (m.integer(at, row, "thread_num", 1, 1),
+                   m.integer(at, row, "max_connections", 1, 10000),
+                   m.integer(at, row, "queuecap", 1, 10000),
+                   m.integer(at, row, "queuetimeout", 0, 60000))
+        if not ok or allow is None:
+            return None
+        return ImportedAdapter(short, servant, endpoint, *numbers, protocol, allow)
+
+
+def allocate_ports(services: list[ImportedService], taken: set[int],
+                   kept: dict[str, int]) -> list[ImportedService]:
+    """Give every service an admin port: its former one if still free, else the lowest free one
+    in tarsnode's range (tarsnode picks at random and keeps it in the config file)."""
+    from dataclasses import replace
+
+    used = set(taken)
+    ports: dict[str, int] = {}
+    for service in services:
+        port = kept.get(service.name, 0)
+        if port and port not in used:
+            ports[service.name] = port
+            used.add(port)
+    free = (port for port in LOCAL_PORTS if port not in used)
+    return [replace(s, local_port=ports.get(s.name) or next(free, 0)) for s in services]
+
+
+def node_ports(rows: list[Row]) -> set[int]:
+    ports = set()
+    for row in rows:
+        try:
+            ports.add(parse_endpoint(text(row, "endpoint")).port)
+        except EndpointError:
+            continue   # reported with its row
+    return ports
+
+
+def import_node(rows: TarsRows, locator: str = "",
+                kept_ports: dict[str, int] | None = None) -> ImportedNode:
+    """Map one node's rows; raise InputErrors with every bad row, or return the node."""
+    mapper = Mapper(rows, locator, kept_ports or {})
+    localip, tars_path, locator = mapper.node_settings()
+    used = {text(row, "template_name"): where("t_server_conf", row,
+                                                f"{text(row, 'application')}."
+                                                f"{text(row, 'server_name')}")
+            for row in rows.servers if text(row, "template_name")}
+    templates = mapper.templates(used)
+    servers = ServerMapper(mapper, tars_path or "/", templates)
+    adapters: dict[tuple[str, str], list[Row]] = {}
+    for row in rows.adapters:
+        key = (text(row, "application"), text(row, "server_name"))
+        adapters.setdefault(key, []).append(row)
+    services = []
+    for row in rows.servers:
+        key = (text(row, "application"), text(row, "server_name"))
+        service = servers.service(row, adapters.get(key, []))
+        if service is not None:
+            services.append(service)
+    images, registries = mapper.images({row.get("base_image_id") or 0 for row in rows.servers})
+    mapper.errors.raise_if_any()
+    services = allocate_ports(sorted(services, key=lambda s: s.name), node_ports(rows.adapters),
+                              mapper.kept_ports)
+    return ImportedNode(rows.node, localip, tars_path, locator, registries, images, templates,
+                        tuple(services), tuple(mapper.warnings))

@@ -1,0 +1,119 @@
+"""An ImportedNode as config-dir files: node.toml, services.d/*.toml, templates/*, secrets/*."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from tarsdock.importer import ImportedAdapter, ImportedNode, ImportedService
+from tarsdock.output import MARK, OutputFile
+
+KIND = "import"                 # the generator tag in the header (output.generated_kind)
+SERVICES_DIR = "services.d"
+TEMPLATES_DIR = "templates"
+SECRETS_DIR = "secrets"
+SECRET_MODE = 0o600
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string: JSON's escapes are TOML's, except that DEL must be escaped too."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def toml_text(value: str) -> str:
+    """A multi-line literal string when the text allows one (readable in a diff), else basic."""
+    plain = all(c in "\n\t" or (c >= " " and c != "\x7f") for c in value)
+    if plain and value and "'''" not in value and not value.endswith("'"):
+        return "'''\n" + value + "'''"    # the newline right after ''' is not part of the value
+    return toml_string(value)
+
+
+def key(name: str) -> str:
+    """A bare key when TOML allows one, else a quoted key."""
+    bare = name.replace("_", "").replace("-", "").isalnum() and name.isascii()
+    return name if bare else toml_string(name)
+
+
+def header(source: str, what: Iterable[str]) -> str:
+    return (f"{MARK} ({KIND}) from {source}: {', '.join(what)}.\n"
+            "# `tarsdock import` rewrites this file: change the Tars database, or stop importing "
+            "and edit it.\n")
+
+
+def assignments(pairs: Iterable[tuple[str, object]]) -> list[str]:
+    lines = []
+    for name, value in pairs:
+        if isinstance(value, bool):
+            rendered = "true" if value else "false"
+        elif isinstance(value, int):
+            rendered = str(value)
+        elif isinstance(value, (list, tuple)):
+            rendered = "[" + ", ".join(toml_string(str(v)) for v in value) + "]"
+        else:
+            rendered = toml_string(str(value))
+        lines.append(f"{name} = {rendered}")
+    return lines
+
+
+def node_toml(node: ImportedNode, source: str) -> str:
+    tables = ["t_node_info", "t_docker_registry", "t_base_image", "t_profile_template"]
+    out = [header(source, tables), "[node]"]
+    out += assignments([("name", node.name), ("localip", node.localip),
+                        ("tars_path", node.tars_path), ("locator", node.locator)])
+    for rid, (url, user, _) in sorted(node.registries.items()):
+        out += ["", f"[registries.{key(rid)}]"]
+        # issue 9: url is always written, also for Docker Hub
+        rows: list[tuple[str, object]] = [("url", url)]
+        if user:
+            rows += [("username", user), ("password_file", f"{SECRETS_DIR}/{rid}")]
+        out += assignments(rows)
+    for iid, (ref, registry) in sorted(node.images.items()):
+        out += ["", f"[images.{key(iid)}]"]
+        out += assignments([("ref", ref), *([("registry", registry)] if registry else [])])
+    for name, (parent, _) in sorted(node.templates.items()):
+        out += ["", f"[templates.{key(name)}]", *assignments([("parent", parent)])]
+    return "\n".join(out) + "\n"
+
+
+def adapter_lines(table: str, adapter: ImportedAdapter) -> list[str]:
+    lines = ["", f"[[{table}.adapters]]"]
+    lines += assignments([
+        ("name", adapter.name), ("servant", adapter.servant), ("endpoint", adapter.endpoint),
+        ("threads", adapter.threads), ("maxconns", adapter.maxconns),
+        ("queuecap", adapter.queuecap), ("queuetimeout", adapter.queuetimeout),
+        ("protocol", adapter.protocol), *([("allow", adapter.allow)] if adapter.allow else []),
+    ])
+    return lines
+
+
+def service_toml(service: ImportedService, source: str) -> str:
+    table = f"services.{toml_string(service.name)}"
+    optional: list[tuple[str, object]] = [
+        (name, value) for name, value in (
+            ("image", service.image), ("exe", service.exe), ("command", service.command),
+            ("set_division", service.set_division), ("main_class", service.main_class),
+            ("local_port", service.local_port)) if value]
+    out = [header(source, [service.source]), f"[{table}]"]
+    out += assignments([("type", service.type), ("template", service.template),
+                        ("run", service.run), *optional,
+                        ("async_thread", service.async_thread), ("enabled", service.enabled)])
+    if service.profile:
+        out.append(f"profile = {toml_text(service.profile)}")
+    for adapter in service.adapters:
+        out += adapter_lines(table, adapter)
+    return "\n".join(out) + "\n"
+
+
+def render(node: ImportedNode, source: str, out_dir: Path) -> list[OutputFile]:
+    """Every file of the imported config dir, in memory."""
+    files = [OutputFile(out_dir / "node.toml", node_toml(node, source))]
+    for service in node.services:
+        files.append(OutputFile(out_dir / SERVICES_DIR / f"{service.name}.toml",
+                                service_toml(service, source)))
+    for name, (_, text) in sorted(node.templates.items()):
+        files.append(OutputFile(out_dir / TEMPLATES_DIR / name, text))
+    for rid, (_, user, password) in sorted(node.registries.items()):
+        if user:
+            files.append(OutputFile(out_dir / SECRETS_DIR / rid, password, SECRET_MODE))
+    return files

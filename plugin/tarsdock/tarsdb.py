@@ -1,0 +1,144 @@
+"""The Tars registry database (`db_tars`): the rows `tarsdock import` needs, read with PyMySQL.
+
+The only module that talks to MySQL. It returns plain rows (column -> value, NULL as None), sorted
+by id; what they mean is decided in importer.py. The queries follow what tarsregistry itself reads:
+CDbHandle::getServers (t_server_conf left join t_adapter_conf by application, server_name and
+node_name), CDbHandle::getProfileTemplate (t_profile_template by name, then its parents_name) and
+CDbHandle::loadDockerInfo (t_docker_registry, t_base_image); TarsFramework
+RegistryServer/DbHandle.cpp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from tarsdock.errors import TarsdockError
+
+Row = dict[str, Any]
+DEFAULT_PORT = 3306
+CONNECT_TIMEOUT = 10   # seconds
+# tarsnode's locator points at the registry's QueryObj (tars_servers.sql: tarsregistry adapters)
+LOCATOR_SERVANT = "tars.tarsregistry.QueryObj"
+
+
+class DatabaseError(TarsdockError):
+    """The database cannot be reached or read."""
+
+
+@dataclass(frozen=True)
+class DbUrl:
+    """`mysql://USER@HOST[:PORT]/DB`; the password never comes from the URL."""
+
+    user: str
+    host: str
+    port: int
+    database: str
+
+    def __str__(self) -> str:
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+
+@dataclass(frozen=True)
+class TarsRows:
+    """Everything `import` reads for one node, as rows sorted by id."""
+
+    node: str
+    servers: list[Row] = field(default_factory=list)      # t_server_conf of the node
+    adapters: list[Row] = field(default_factory=list)     # t_adapter_conf of the node
+    node_info: list[Row] = field(default_factory=list)    # t_node_info of the node (0 or 1)
+    templates: list[Row] = field(default_factory=list)    # all of t_profile_template
+    images: list[Row] = field(default_factory=list)       # all of t_base_image
+    registries: list[Row] = field(default_factory=list)   # all of t_docker_registry
+    locators: list[Row] = field(default_factory=list)     # the registry's QueryObj adapters
+
+
+def parse_url(text: str) -> DbUrl:
+    """Parse `mysql://USER@HOST[:PORT]/DB`; raise DatabaseError for anything else."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("mysql", "mariadb"):
+        raise DatabaseError(f"--tars-db {text!r}: expected mysql://USER@HOST[:PORT]/db_tars")
+    if parts.password is not None:
+        raise DatabaseError("--tars-db: put the password in --password-file, not in the URL "
+                            "(a command line is visible to every user of the host)")
+    database = parts.path.lstrip("/")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise DatabaseError(f"--tars-db {text!r}: the port is not a number") from None
+    if not parts.username or not parts.hostname or not database or "/" in database \
+            or parts.query or parts.fragment:
+        raise DatabaseError(f"--tars-db {text!r}: expected mysql://USER@HOST[:PORT]/db_tars")
+    return DbUrl(unquote(parts.username), parts.hostname, port, database)
+
+
+def read_password(path: Path | None) -> str | None:
+    """The password from its file (one line; the line break is not part of it), or None."""
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as error:
+        raise DatabaseError(f"--password-file {path}: cannot read: {error}") from None
+
+
+QUERIES: dict[str, str] = {
+    "servers": "select * from t_server_conf where node_name = %s order by id",
+    "adapters": "select * from t_adapter_conf where node_name = %s order by id",
+    "node_info": "select * from t_node_info where node_name = %s order by id",
+    "templates": "select * from t_profile_template order by id",
+    "images": "select * from t_base_image order by id",
+    "registries": "select * from t_docker_registry order by id",
+    "locators": "select * from t_adapter_conf where servant = %s order by id",
+}
+PARAMS: dict[str, str] = {"locators": LOCATOR_SERVANT}
+
+Query = Callable[[str, tuple[Any, ...]], list[Row]]
+
+
+def fetch(query: Query, node: str) -> TarsRows:
+    """Read every table through `query(sql, args)` (injected: tests pass fakes)."""
+    found: dict[str, list[Row]] = {}
+    for name, sql in QUERIES.items():
+        args = (PARAMS.get(name, node),) if "%s" in sql else ()
+        found[name] = query(sql, args)
+    return TarsRows(node, **found)
+
+
+def read_tars_db(url: DbUrl, password: str | None, node: str) -> TarsRows:
+    """Connect with PyMySQL, read the node's rows in one transaction, close."""
+    import pymysql
+    import pymysql.cursors
+
+    try:
+        connection = pymysql.connect(
+            host=url.host, port=url.port, user=url.user, password=password or "",
+            database=url.database, charset="utf8mb4", connect_timeout=CONNECT_TIMEOUT,
+            cursorclass=pymysql.cursors.DictCursor)
+    except pymysql.MySQLError as error:
+        raise DatabaseError(f"cannot connect to {url}: {_reason(error)}") from None
+    try:
+        with connection.cursor() as cursor:
+            # one consistent snapshot: TarsWeb may be writing while we read
+            cursor.execute("start transaction with consistent snapshot, read only")
+
+            def query(sql: str, args: tuple[Any, ...]) -> list[Row]:
+                cursor.execute(sql, args)
+                return list(cursor.fetchall())
+
+            rows = fetch(query, node)
+            cursor.execute("commit")
+            return rows
+    except pymysql.MySQLError as error:
+        raise DatabaseError(f"reading {url}: {_reason(error)}") from None
+    finally:
+        connection.close()
+
+
+def _reason(error: Exception) -> str:
+    # PyMySQL errors carry (code, message); the message alone reads better
+    args: tuple[object, ...] = error.args
+    return str(args[1]) if len(args) > 1 else str(error)

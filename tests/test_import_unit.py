@@ -1,0 +1,147 @@
+"""`tarsdock import` without a database: URL parsing, the mapping rules, the TOML it writes."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from unit_helpers import make_service
+
+from tarsdock import systemd
+from tarsdock.errors import InputErrors
+from tarsdock.importmap import allocate_ports, exe_dir, import_node, strto_int
+from tarsdock.importtoml import toml_string, toml_text
+from tarsdock.tarsdb import DatabaseError, DbUrl, TarsRows, fetch, parse_url
+
+NODE = "10.0.0.5"
+NODE_INFO = {"id": 1, "node_name": NODE, "endpoint_ip": NODE,
+             "data_dir": "/usr/local/app/tars/tarsnode/data"}
+LOCATOR = {"id": 1, "servant": "tars.tarsregistry.QueryObj",
+           "endpoint": "tcp -h 10.0.0.1 -t 60000 -p 17890"}
+DEFAULT = {"id": 1, "template_name": "tars.default", "parents_name": "",
+           "profile": "<tars>\n</tars>\n"}
+
+
+def server(id: int = 1, name: str = "Hello.HelloServer", **columns: Any) -> dict[str, Any]:
+    app, srv = name.split(".")
+    return {"id": id, "application": app, "server_name": srv, "node_name": NODE,
+            "server_type": "tars_cpp", "template_name": "tars.default", "profile": None,
+            "exe_path": "", "run_type": "", "base_image_id": 0, "enable_set": "N",
+            "set_name": None, "set_area": None, "set_group": None, "async_thread_num": 3,
+            "setting_state": "active", "start_script_path": None, "stop_script_path": None,
+            "monitor_script_path": None, "base_path": "", "config_center_port": 0, **columns}
+
+
+def rows(*servers: dict[str, Any], **tables: Any) -> TarsRows:
+    base: dict[str, Any] = {"node_info": [NODE_INFO], "templates": [DEFAULT],
+                            "locators": [LOCATOR]}
+    return TarsRows(NODE, servers=list(servers), **{**base, **tables})
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("mysql://tars@db.example.com:3307/db_tars", DbUrl("tars", "db.example.com", 3307, "db_tars")),
+    ("mysql://tars@127.0.0.1/db_tars", DbUrl("tars", "127.0.0.1", 3306, "db_tars")),
+    ("mariadb://a%40b@h/db", DbUrl("a@b", "h", 3306, "db")),
+])
+def test_url(url: str, expected: DbUrl) -> None:
+    assert parse_url(url) == expected
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("mysql://tars:secret@h/db_tars", "put the password in --password-file"),
+    ("postgres://tars@h/db_tars", "expected mysql://"),
+    ("mysql://h/db_tars", "expected mysql://"),
+    ("mysql://tars@h/", "expected mysql://"),
+    ("mysql://tars@h:port/db", "the port is not a number"),
+])
+def test_bad_url(url: str, problem: str) -> None:
+    with pytest.raises(DatabaseError, match=problem):
+        parse_url(url)
+
+
+def test_fetch_asks_for_the_node_and_the_registry_servant() -> None:
+    asked: list[tuple[str, tuple[Any, ...]]] = []
+
+    def query(sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        asked.append((sql, args))
+        return []
+
+    fetch(query, NODE)
+    assert ("select * from t_server_conf where node_name = %s order by id", (NODE,)) in asked
+    assert any(args == ("tars.tarsregistry.QueryObj",) for _, args in asked)
+    assert ("select * from t_profile_template order by id", ()) in asked
+
+
+@pytest.mark.parametrize(("kind", "column", "profile", "expected"), [
+    ("tars_cpp", 1, None, 3),           # max(column, 3)
+    ("tars_cpp", 7, None, 7),
+    ("tars_nodejs", 0, None, 0),        # tars_nodejs defaults to 0
+    ("tars_nodejs", None, None, 0),     # NULL reads as 0
+    ("tars_cpp", 7, "<tars>\n<application>\n<client>\nasyncthread=2\n</client>\n"
+     "</application>\n</tars>\n", 2),   # the profile wins
+])
+def test_async_thread(kind: str, column: int | None, profile: str | None, expected: int) -> None:
+    node = import_node(rows(server(server_type=kind, async_thread_num=column, profile=profile)))
+    assert node.services[0].async_thread == expected
+
+
+def test_strto_int_is_tarscpps() -> None:
+    assert [strto_int(v) for v in ("12", " 7x", "x", "-3", "")] == [12, 7, 0, -3, 0]
+
+
+def test_exe_dir_as_tarsnode() -> None:
+    d = "/t/tarsnode/data/A.B"
+    assert exe_dir(d, "", "tars_cpp") == f"{d}/bin"
+    assert exe_dir(d, "sub/B", "tars_cpp") == f"{d}/bin/sub"
+    assert exe_dir(d, "/opt/x/B", "tars_cpp") == "/opt/x"
+    assert exe_dir(d, "/opt/java/bin/java", "tars_java") == f"{d}/bin"
+
+
+def test_local_ports_avoid_adapters_and_keep_former_ones() -> None:
+    services = [import_node(rows(server(name=n))).services[0] for n in ("A.A", "B.B", "C.C")]
+    given = allocate_ports(services, taken={30000, 30002}, kept={"C.C": 30001})
+    assert [s.local_port for s in given] == [30003, 30004, 30001]
+
+
+def test_locator_from_registry_adapters_or_option() -> None:
+    assert import_node(rows(server())).locator == \
+        "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890 -t 60000"
+    assert import_node(rows(server()), locator="X.Y.Z@tcp -h 1.2.3.4 -p 1").locator == \
+        "X.Y.Z@tcp -h 1.2.3.4 -p 1"
+    with pytest.raises(InputErrors, match="give the node's locator with --locator"):
+        import_node(rows(server(), locators=[]))
+
+
+def test_registry_password_without_user_is_a_warning() -> None:
+    node = import_node(rows(server(base_image_id=4),
+                            images=[{"id": 4, "image": "busybox", "registryId": 2}],
+                            registries=[{"id": 2, "registry": "docker.io", "username": "",
+                                         "password": "x"}]))
+    assert node.registries == {"registry-2": ("docker.io", "", "")}
+    assert node.images == {"image-4": ("busybox", "registry-2")}
+    assert any("t_docker_registry id 2: column 'password'" in w for w in node.warnings)
+
+
+def test_errors_sort_by_table_then_numeric_id() -> None:
+    bad = [server(id=i, name=f"A.S{i}", server_type="") for i in (10, 9, 2)]
+    with pytest.raises(InputErrors) as caught:
+        import_node(rows(*bad))
+    assert [line.split(":")[0] for line in str(caught.value).splitlines()] == [
+        "t_server_conf id 2 (A.S2)", "t_server_conf id 9 (A.S9)", "t_server_conf id 10 (A.S10)"]
+
+
+@given(st.text(alphabet=st.characters(exclude_categories=("Cs",))))
+def test_toml_text_round_trips(value: str) -> None:
+    assert tomllib.loads(f"v = {toml_text(value)}\n")["v"] == value
+    assert tomllib.loads(f"v = {toml_string(value)}\n")["v"] == value
+
+
+def test_disabled_service_not_wanted_by_tars_target() -> None:
+    on, off = make_service("A.On"), make_service("A.Off")
+    off = replace(off, spec=replace(off.spec, enabled=False))
+    wants = dict(systemd.target_rows([on, off])[0][1])["Wants"]
+    assert "tars-A.On.service" in str(wants) and "tars-A.Off.service" not in str(wants)
