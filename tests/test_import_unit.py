@@ -145,3 +145,26 @@ def test_disabled_service_not_wanted_by_tars_target() -> None:
     off = replace(off, spec=replace(off.spec, enabled=False))
     wants = dict(systemd.target_rows([on, off])[0][1])["Wants"]
     assert "tars-A.On.service" in str(wants) and "tars-A.Off.service" not in str(wants)
+
+
+@pytest.mark.parametrize(("registry", "image", "url"), [
+    ("https://index.docker.io/v1/", "tarscloud/tars.cppbase:v3", "docker.io"),
+    ("hub.docker.com", "busybox", "docker.io"),
+    ("http://127.0.0.1:5000/", "127.0.0.1:5000/base:1", "127.0.0.1:5000"),
+])
+def test_registry_urls(registry: str, image: str, url: str) -> None:
+    node = import_node(rows(server(base_image_id=4),
+                            images=[{"id": 4, "image": image, "registryId": 2}],
+                            registries=[{"id": 2, "registry": registry, "username": "u",
+                                         "password": "p"}]))
+    assert node.registries == {"registry-2": (url, "u", "p")}
+
+
+def test_registry_for_another_host_is_an_error() -> None:
+    with pytest.raises(InputErrors, match=r"t_base_image id 4: column 'registryId': "
+                       r"t_docker_registry id 2 is for r.example.com, but this image is pulled "
+                       r"from docker.io"):
+        import_node(rows(server(base_image_id=4),
+                         images=[{"id": 4, "image": "busybox", "registryId": 2}],
+                         registries=[{"id": 2, "registry": "r.example.com", "username": "u",
+                                      "password": "p"}]))

@@ -25,6 +25,8 @@ from tarsdock.tarsdb import TarsRows
 Row = dict[str, Any]
 NODE_DATA = "/tarsnode/data"        # tarsdock derives <tars_path>/tarsnode/data
 SCHEME = re.compile(r"\Ahttps?://", re.IGNORECASE)
+# what Tars users write for Docker Hub; tarsdock's registry url for it is docker.io
+DOCKER_HUB_HOSTS = ("docker.io", "index.docker.io", "registry-1.docker.io", "hub.docker.com")
 
 
 class RowRef(NamedTuple):
@@ -270,7 +272,12 @@ class Mapper:
             elif rid:
                 registry = registry_id(rid)
                 entry = self.registry(registries[rid])
-                if entry is not None:
+                host = (parse_image_ref(ref).domain or "docker.io") if ref else ""
+                if entry is not None and ref is not None and entry[0] != host:
+                    # tarsdock sends credentials only to the host they are for (manifest.py)
+                    self.error(at, "registryId", f"t_docker_registry id {rid} is for "
+                               f"{entry[0]}, but this image is pulled from {host}")
+                elif entry is not None:
                     wanted[registry] = entry
             if ref is not None:
                 images[image_id(row.get("id"))] = (ref, registry)
@@ -286,7 +293,7 @@ class Mapper:
                       "and it is not imported")
         if url is None or user is None:
             return None
-        return SCHEME.sub("", url).rstrip("/"), user, password if user else ""
+        return registry_host(url), user, password if user else ""
 
 
 def _host_or_empty(value: str) -> str:
@@ -305,7 +312,15 @@ def _image_problem(value: str) -> str:
     return ""
 
 
+def registry_host(value: str) -> str:
+    """The host[:port] of a t_docker_registry.registry (a URL, or a bare host; Hub as docker.io)."""
+    host = SCHEME.sub("", value).split("/")[0]
+    return "docker.io" if host in DOCKER_HUB_HOSTS else host
+
+
 def _registry_problem(value: str) -> str:
-    host = SCHEME.sub("", value).rstrip("/")
-    return "" if HOST_NAME.match(host) else f"'{value}' is not a registry host[:port]"
+    path = SCHEME.sub("", value).partition("/")[2].strip("/")
+    if HOST_NAME.match(registry_host(value)) and path in ("", "v1", "v2"):
+        return ""
+    return f"'{value}' is not a registry host[:port] (or its URL)"
 
