@@ -3,6 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/env/setup.sh
+# tarsdock, supervisord and python3 from the checkout's .venv (setup.sh made it), never the
+# machine's global interpreter
+PATH="$PWD/${TARSDOCK_VENV:-.venv}/bin:$PATH"
 node=examples/node
 echo "== tarsdock validate"; tarsdock --config-dir "$node" validate
 for service in Demo.HelloServer Demo.NativeServer Demo.WebServer; do

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def remove_this_runs_containers() -> Iterator[None]:
+    """After the last e2e test, however the tests ended: remove every container of this run
+    (harness.RUN_ID in its name or node label), so a failed run leaves none behind."""
+    yield
+    if shutil.which("docker"):
+        left = harness.remove_run_leftovers()
+        if left:
+            print(f"\nremoved containers this run left behind: {' '.join(left)}")
 
 
 @pytest.fixture(scope="session")

@@ -103,7 +103,8 @@ class NodeDir:
 
     def write(self) -> None:
         """Write node.toml with every service."""
-        head = (f'[node]\nname = "127.0.0.1"\ntars_path = "{self.tars_path}"\n'
+        head = (f'[node]\nname = "{harness.NODE_NAME}"\nlocalip = "127.0.0.1"\n'
+                f'tars_path = "{self.tars_path}"\n'
                 f'locator = "{LOCATOR}"\n{self.node_extra}\n')
         (self.config_dir / "node.toml").write_text(head + "\n".join(self.services.values()))
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
+import itertools
 import json
 import os
 import re
@@ -33,8 +36,7 @@ NODE_IMAGE = "tarsdock-test/node:1"
 SYSTEMD_IMAGE = "tarsdock-test/systemd:1"
 TEST_IMAGES = (BUSYBOX_IMAGE, PYTHON_IMAGE, NODE_IMAGE, SYSTEMD_IMAGE)
 SETUP_HINT = f"run `bash {SETUP_SCRIPT.relative_to(REPO_ROOT)}` first"
-# On every container the harness starts: `docker ps -a --filter label=...` finds leftovers. Not
-# removed automatically, as another test run on this engine may be using them.
+# On every container the harness starts: `docker ps -a --filter label=...` finds leftovers.
 HARNESS_LABEL = "tarsdock-test.harness=1"
 
 T = TypeVar("T")
@@ -52,12 +54,92 @@ def require(condition: object, why: str) -> None:
     pytest.skip(why)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on `host` that nothing listens on right now."""
+# ---- this run's identity ------------------------------------------------------------------------
+# Every name a test run gives the shared machine derives from RUN_ID: app names (so container
+# names, which are App.Server), node names, systemd and helper container names. Two runs from two
+# clones, or a run beside the demo, never meet; `remove_run_leftovers` finds what a run made.
+
+RUN_ID = os.environ.get("TARSDOCK_TEST_RUN_ID") or f"r{os.urandom(4).hex()}"
+if not re.fullmatch(r"[a-z][a-z0-9]{1,15}", RUN_ID):
+    raise ValueError(f"TARSDOCK_TEST_RUN_ID={RUN_ID!r}: want a lowercase letter, then 1-15 "
+                     "lowercase letters or digits")
+NODE_NAME = f"e2e-{RUN_ID}"   # [node] name of the test nodes: labels tarsdock.node with the run
+
+
+def app_name(base: str) -> str:
+    """A Tars application name of this run: `base_RUNID` (container names are App.Server)."""
+    return f"{base}_{RUN_ID}"
+
+
+def run_name(base: str) -> str:
+    """A container (or other) name of this run: `base-RUNID`."""
+    return f"{base}-{RUN_ID}"
+
+
+# Claims across runs: a file per claimed value under CLAIMS/KIND/, holding "RUN_ID PID". A claim
+# whose process is gone is taken over; this run's claims are dropped when it exits.
+CLAIMS = Path(tempfile.gettempdir()) / "tarsdock-test-claims"
+_claimed: list[Path] = []
+
+
+def _owner_alive(path: Path) -> bool:
+    try:
+        pid = int(path.read_text().split()[1])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return False
+    return True
+
+
+def claim(kind: str, value: str) -> bool:
+    """Claim `value` of `kind` (a port, a subnet) for this run; False if another run holds it."""
+    folder = CLAIMS / kind
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / value
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if _owner_alive(path):
+                return False
+            path.unlink(missing_ok=True)   # its run died: take it over
+            continue
+        with os.fdopen(fd, "w") as out:
+            out.write(f"{RUN_ID} {os.getpid()}\n")
+        _claimed.append(path)
+        return True
+    return False
+
+
+@atexit.register
+def _release_claims() -> None:
+    for path in _claimed:
+        path.unlink(missing_ok=True)
+
+
+# Test ports: below the kernel's ephemeral range (32768 and up here), so no outgoing connection
+# of anything on the machine holds one, and away from the demo's fixed ports (19401-19421).
+# Each run starts at an offset of its own in the range and claims each port it hands out.
+PORTS = range(21000, 32000)
+_next_port = itertools.count(int(hashlib.sha256(RUN_ID.encode()).hexdigest(), 16) % len(PORTS))
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that nothing listens on and no other test run has claimed."""
+    for _ in range(len(PORTS)):
+        port = PORTS[next(_next_port) % len(PORTS)]
+        if _bindable(host, port) and claim("ports", str(port)):
+            return port
+    raise AssertionError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 def wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:
@@ -127,7 +209,47 @@ def docker_client() -> docker.DockerClient:
         raise
     missing = [tag for tag in TEST_IMAGES if not image_exists(client, tag)]
     require(not missing, f"test images missing: {', '.join(missing)}; {SETUP_HINT}")
+    check_default_bridge()
     return client
+
+
+_bridge_checked: list[bool] = []
+
+
+def check_default_bridge() -> None:
+    """Once per run: the engine can start a container on its default bridge network, else fail
+    with what is wrong with the engine (a dockerd once started with --bridge=none deletes
+    docker0, and from then on every bridge-network container fails to start)."""
+    if _bridge_checked:
+        return
+    name = run_name("tarsdock-bridge-check")
+    proc = run(["docker", "run", "--rm", "--name", name, "--label", HARNESS_LABEL,
+                "--network", "bridge", BUSYBOX_IMAGE, "true"], check=False, timeout=120)
+    if proc.returncode != 0:
+        remove_containers(name)
+        links = run(["ip", "-o", "link", "show", "docker0"], check=False)
+        network = run(["docker", "network", "inspect", "bridge", "--format",
+                       "{{json .Options}} {{json .IPAM.Config}}"], check=False)
+        pytest.fail(
+            "the Docker Engine cannot start a container on its default bridge network: "
+            f"`docker run --network bridge {BUSYBOX_IMAGE} true` said: {proc.stderr.strip()}\n"
+            f"docker0: {(links.stdout + links.stderr).strip() or 'missing'}\n"
+            f"bridge network: {(network.stdout + network.stderr).strip()}\n"
+            "A dockerd started with --bridge=none (or one whose docker0 was deleted) does this; "
+            "restart dockerd without --bridge=none so it makes docker0 again.", pytrace=False)
+    _bridge_checked.append(True)
+
+
+def remove_run_leftovers() -> list[str]:
+    """Remove every container of this run (its RUN_ID in the name or in the tarsdock.node label),
+    whatever ended the tests; returns their names."""
+    out = run(["docker", "ps", "-a", "--format",
+               '{{.ID}}\t{{.Names}}\t{{.Label "tarsdock.node"}}'], check=False).stdout
+    found = [line.split("\t") for line in out.splitlines()]
+    mine = {cid: name for cid, name, *node in found if RUN_ID in name or RUN_ID in "".join(node)}
+    if mine:
+        run(["docker", "rm", "-f", *mine], check=False)
+    return sorted(mine.values())
 
 
 def image_exists(client: docker.DockerClient, ref: str) -> bool:
@@ -444,7 +566,7 @@ class SystemdContainer:
     def __init__(self, name: str, shared_dirs: Sequence[Path] = (), image: str = SYSTEMD_IMAGE,
                  docker_socket: str = "/var/run/docker.sock", with_tarsdock: bool = False,
                  extra_args: Sequence[str] = ()) -> None:
-        self.name = name
+        self.name = name if RUN_ID in name else run_name(name)   # found by remove_run_leftovers
         self.shared_dirs = tuple(shared_dirs)
         self.image = image
         self.docker_socket = docker_socket
@@ -465,6 +587,7 @@ class SystemdContainer:
         """The `docker run` argv that boots the container."""
         args = [
             "docker", "run", "-d", "--name", self.name, "--label", HARNESS_LABEL,
+            "--label", f"tarsdock-test.run={RUN_ID}",
             "--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined",
             "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup",
             "--tmpfs", "/run", "--tmpfs", "/run/lock", "-e", "container=docker",
@@ -578,7 +701,8 @@ class PrivateDockerd:
     def _free_subnet(self) -> str:
         used = run(["ip", "-4", "-o", "addr"]).stdout + run(["ip", "-4", "route"]).stdout
         for third in range(200, 255):
-            if f"10.213.{third}." not in used:
+            # claimed too: two runs making bridges at once must not pick the same subnet
+            if f"10.213.{third}." not in used and claim("subnets", f"10.213.{third}.0"):
                 return f"10.213.{third}.1/24"
         raise AssertionError("no free 10.213.x.0/24 subnet for a private bridge")
 

@@ -29,10 +29,55 @@ def test_require_fails_under_ci_and_skips_outside(monkeypatch: pytest.MonkeyPatc
     harness.require("sh", "sh is on PATH")
 
 
-def test_free_port_can_be_bound() -> None:
+def test_free_port_is_claimed_for_this_run_and_outside_the_ephemeral_range() -> None:
     port = harness.free_port()
+    low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    assert port in harness.PORTS and port < low
+    claim = harness.CLAIMS / "ports" / str(port)
+    assert claim.read_text().split() == [harness.RUN_ID, str(os.getpid())]
+    assert not harness.claim("ports", str(port))   # held (by us): nobody else gets it
+    assert harness.free_port() != port
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_a_claim_of_a_dead_run_is_taken_over(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    value = f"test-{harness.RUN_ID}"
+    path = harness.CLAIMS / "misc" / value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"rother {dead.pid}\n")
+    assert harness.claim("misc", value)
+    assert path.read_text().split() == [harness.RUN_ID, str(os.getpid())]
+    path.write_text(f"rother {os.getppid()}\n")   # a live process: not taken
+    assert not harness.claim("misc", value)
+    path.unlink()
+
+
+def test_run_names_carry_the_run_id() -> None:
+    assert harness.RUN_ID in harness.app_name("E2e") and harness.RUN_ID in harness.NODE_NAME
+    assert harness.SystemdContainer("box").name == harness.run_name("box")
+
+
+def test_leftovers_of_this_run_are_removed_and_others_kept(
+        docker_engine: docker.DockerClient) -> None:
+    mine = harness.run_name("tarsdock-leftover")
+    other = f"tarsdock-leftover-{os.urandom(4).hex()}"   # stands for another run's container
+    labelled = f"tarsdock-labelled-{os.urandom(4).hex()}"
+    try:
+        for name, labels in ((mine, {}), (other, {}),
+                             (labelled, {"tarsdock.node": harness.NODE_NAME})):
+            docker_engine.containers.create(harness.BUSYBOX_IMAGE, "true", name=name,
+                                            labels={**labels, "tarsdock-test.harness": "1"})
+        removed = harness.remove_run_leftovers()
+        assert mine in removed and labelled in removed and other not in removed
+        exists = {name: bool(docker_engine.containers.list(all=True,
+                                                             filters={"name": f"^/{name}$"}))
+                  for name in (mine, other)}
+        assert exists == {mine: False, other: True}
+    finally:
+        harness.remove_containers(mine, other, labelled)
 
 
 def test_test_images_run(docker_engine: docker.DockerClient) -> None:
@@ -192,7 +237,7 @@ def test_test_server_in_python_image(
     conf.write_text(harness.server_config_text(
         "Hello", "HelloServer", {"HelloObjAdapter": f"tcp -h 127.0.0.1 -p {port} -t 60000"},
         logpath=tmp_path / "log", datapath=data_dir))
-    name = f"tarsdock-harness-server-{os.getpid()}"
+    name = harness.run_name(f"tarsdock-harness-server-{os.getpid()}")
     harness.remove_containers(name)
     harness.run([
         "docker", "run", "-d", "--name", name, "--label", harness.HARNESS_LABEL, "--net=host",

@@ -10,7 +10,9 @@ from pathlib import Path
 import docker
 import pytest
 
-from .harness import BUSYBOX_IMAGE, Registry, run
+from .harness import BUSYBOX_IMAGE, NODE_NAME, RUN_ID, Registry, app_name, run
+
+APP = app_name("E2e")
 
 # the smallest template chain: these services' configs do not matter here
 MINIMAL_TEMPLATE = "<tars>\n<application>\n<server>\n</server>\n</application>\n</tars>\n"
@@ -18,7 +20,7 @@ MINIMAL_TEMPLATE = "<tars>\n<application>\n<server>\n</server>\n</application>\n
 
 def unique_image(client: docker.DockerClient, registry: Registry, repo: str) -> str:
     """Push a new image (its own ID) as REGISTRY/repo:1, then remove it locally."""
-    local = f"tarsdock-e2e/{repo.replace('/', '-')}:{uuid.uuid4().hex[:12]}"
+    local = f"tarsdock-e2e/{repo.replace('/', '-')}:{RUN_ID}-{uuid.uuid4().hex[:12]}"
     container = client.containers.create(BUSYBOX_IMAGE, "true")
     try:
         name, tag = local.split(":")
@@ -37,7 +39,8 @@ def write_config(root: Path, registry: Registry, refs: dict[str, str], services:
     (config / "templates").mkdir(parents=True, exist_ok=True)
     (config / "templates" / "tars.default").write_text(MINIMAL_TEMPLATE)
     lines = [
-        '[node]', 'name = "127.0.0.1"', f'tars_path = "{root / "tars"}"',
+        '[node]', f'name = "{NODE_NAME}"', 'localip = "127.0.0.1"',
+        f'tars_path = "{root / "tars"}"',
         'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"', '',
         '[registries.main]', f'url = "{registry.address}"', f'username = "{registry.username}"',
         f'password_file = "{password_file}"', '',
@@ -46,7 +49,7 @@ def write_config(root: Path, registry: Registry, refs: dict[str, str], services:
         lines += [f'[images.{image_id}]', f'ref = "{ref}"', 'registry = "main"', '']
     ids = sorted(refs)
     for i in range(services):
-        lines += [f'[services."E2e.S{i:02d}"]', 'type = "not_tars"',
+        lines += [f'[services."{APP}.S{i:02d}"]', 'type = "not_tars"',
                   'template = "tars.default"', f'image = "{ids[i % len(ids)]}"',
                   'command = ["sleep", "100000"]', '']
     (config / "node.toml").write_text("\n".join(lines))

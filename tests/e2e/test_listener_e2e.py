@@ -17,9 +17,19 @@ from pathlib import Path
 import docker
 import pytest
 
-from .harness import BUSYBOX_IMAGE, Registry, Supervisord, run, tail, wait_for
+from .harness import (
+    BUSYBOX_IMAGE,
+    NODE_NAME,
+    Registry,
+    Supervisord,
+    app_name,
+    run,
+    tail,
+    wait_for,
+)
 from .test_images_e2e import MINIMAL_TEMPLATE, unique_image
 
+APP = app_name("E2e")
 FAST = ["--punish-interval", "3", "--retry-initial", "1", "--retry-max", "4"]
 
 
@@ -28,7 +38,7 @@ class Node:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.name = f"h5-e2e-{uuid.uuid4().hex[:8]}"
+        self.name = f"{NODE_NAME}-{uuid.uuid4().hex[:8]}"
         self.config = root / "cfg"
         self.out = root / "supervisord.d"
         self.tars = root / "tars"
@@ -121,7 +131,7 @@ def test_twenty_programs_on_two_missing_images_pull_twice_and_all_run(
     refs = {"cppbase": unique_image(docker_engine, registry, "e2e/cppbase"),
             "javabase": unique_image(docker_engine, registry, "e2e/javabase")}
     node.registry(registry, refs)
-    names = [f"E2e.S{i:02d}" for i in range(20)]
+    names = [f"{APP}.S{i:02d}" for i in range(20)]
     for i, name in enumerate(names):
         node.service(name, "cppbase" if i % 2 else "javabase", ["sleep", "100000"])
     node.generate(FAST, {"startretries": "2", "startsecs": "1"})
@@ -136,7 +146,7 @@ def test_a_stopped_registry_is_survived_and_fatal_programs_come_back(
         supervisord_factory: Callable[..., Supervisord]) -> None:
     refs = {"cppbase": unique_image(docker_engine, registry, "e2e/cppbase")}
     node.registry(registry, refs)
-    names = ["E2e.Alpha", "E2e.Beta"]
+    names = [f"{APP}.Alpha", f"{APP}.Beta"]
     for name in names:
         node.service(name, "cppbase", ["sleep", "100000"])
     node.generate(FAST, {"startretries": "0", "startsecs": "1"})
@@ -167,39 +177,40 @@ def docker_client_pid(runner_pid: int) -> int:
 def test_a_killed_docker_client_leaves_no_container_and_orphans_are_reaped(
         node: Node, docker_engine: docker.DockerClient,
         supervisord_factory: Callable[..., Supervisord]) -> None:
-    node.service("E2e.Kill", BUSYBOX_IMAGE, ["sleep", "100000"])
+    kill = f"{APP}.Kill"
+    node.service(kill, BUSYBOX_IMAGE, ["sleep", "100000"])
     node.generate(FAST, {"autorestart": "false", "startsecs": "1"})
-    labels = {"tarsdock.managed": "true", "tarsdock.service": "E2e.Gone",
+    labels = {"tarsdock.managed": "true", "tarsdock.service": f"{APP}.Gone",
               "tarsdock.node": node.name, "tarsdock.instance": node.instance}
     orphan = docker_engine.containers.run(
-        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"E2e.Gone-{node.name}",
+        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"{APP}.Gone-{node.name}",
         labels=labels)
     # the same node name, another config dir: not this listener's to reap
     foreign = docker_engine.containers.run(
-        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"E2e.Foreign-{node.name}",
-        labels={**labels, "tarsdock.service": "E2e.Foreign",
+        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"{APP}.Foreign-{node.name}",
+        labels={**labels, "tarsdock.service": f"{APP}.Foreign",
                 "tarsdock.instance": f"{node.name}@elsewhere"})
     sup = supervisord_factory(node.out)
     wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": orphan.id}),
              "the orphan container to be reaped", 60)
     assert f"also used by instance {node.name}@elsewhere" in node.listener_text()
     assert docker_engine.containers.get(foreign.id).status == "running"
-    sup.wait_state("tars:E2e.Kill", "RUNNING", 60)
-    container = wait_for(lambda: docker_engine.containers.list(filters={"name": "^/E2e.Kill$"}),
-                         "the container E2e.Kill", 30)[0]
-    runner = sup.rpc().supervisor.getProcessInfo("tars:E2e.Kill")["pid"]
+    sup.wait_state(f"tars:{kill}", "RUNNING", 60)
+    container = wait_for(lambda: docker_engine.containers.list(filters={"name": f"^/{kill}$"}),
+                         f"the container {kill}", 30)[0]
+    runner = sup.rpc().supervisor.getProcessInfo(f"tars:{kill}")["pid"]
     os.kill(docker_client_pid(runner), signal.SIGKILL)
-    sup.wait_state("tars:E2e.Kill", "EXITED", 30)
+    sup.wait_state(f"tars:{kill}", "EXITED", 30)
     exited = time.monotonic()
     wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": container.id}),
              "the leftover container to be removed", 60)
     print(f"leftover container removed {time.monotonic() - exited:.2f} s after EXITED")
     # The listener logs this only when it found and removed a container, so the container did
     # outlive its killed client (checking `docker ps` after EXITED instead races the listener).
-    assert f"E2e.Kill: removing container {container.id[:12]} left by an ended run" \
+    assert f"{kill}: removing container {container.id[:12]} left by an ended run" \
         in node.listener_text()
-    assert sup.ctl("start", "tars:E2e.Kill").returncode == 0
-    sup.wait_state("tars:E2e.Kill", "RUNNING", 60)
+    assert sup.ctl("start", f"tars:{kill}").returncode == 0
+    sup.wait_state(f"tars:{kill}", "RUNNING", 60)
 
 
 def test_a_storm_of_restarts_overflows_no_event_buffer(

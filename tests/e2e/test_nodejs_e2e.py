@@ -5,7 +5,6 @@ release and its rollback. Nothing is mocked."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -27,7 +26,7 @@ from . import harness
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = SHARED_TEMPLATES
-SERVICE = "TARS.NodeTarsServer"
+SERVICE = f"{harness.app_name('TARS')}.NodeTarsServer"   # the app: this run's own
 SERVANT = f"{SERVICE}.NodeTarsObj"
 UNIT = f"tars-{SERVICE}.service"
 PROGRAM = f"tars:{SERVICE}"
@@ -52,7 +51,7 @@ class NodeConfig:
     def __init__(self, root: Path, port: int) -> None:
         # Containers carry the node name, and a listener removes its node's containers that
         # its manifest does not know: a name of our own keeps other tests' listeners off ours.
-        self.node_name = f"nodejs-e2e-{os.getpid()}-{root.name[-8:]}"
+        self.node_name = f"{harness.NODE_NAME}-nodejs-{root.name[-8:]}"
         self.config_dir = root / "cfg"
         self.tars_path = root / "tars"
         self.port = port
@@ -135,7 +134,7 @@ def test_nodejs_release_under_supervisord(
     harness.remove_containers(SERVICE)
     node = NodeConfig(tmp_path, harness.free_port())
     units = tmp_path / "units"
-    ask = client_on_host(make_client(tmp_path / "client", node.port))
+    ask = client_on_host(make_client(tmp_path / "client", node.port, servant=SERVANT))
     node.write("native")
     node.tarsdock("deploy", SERVICE, str(first))
     node.generate("native", "supervisord", units)
@@ -198,7 +197,7 @@ def test_nodejs_release_under_systemd(
     harness.remove_containers(SERVICE)
     node = NodeConfig(tmp_path, harness.free_port())
     units = tmp_path / "units"
-    client = make_client(tmp_path / "client", node.port)
+    client = make_client(tmp_path / "client", node.port, servant=SERVANT)
     node.write("native")
     node.tarsdock("deploy", SERVICE, str(first))
     node.generate("native", "systemd", units, "--docker", "/usr/bin/docker")

@@ -25,7 +25,9 @@ from .e2e_nodes import (
 )
 from .harness import (
     BUSYBOX_IMAGE,
+    NODE_NAME,
     PYTHON_IMAGE,
+    app_name,
     free_port,
     read_json_when_present,
     remove_containers,
@@ -35,7 +37,7 @@ from .harness import (
 
 pytestmark = pytest.mark.e2e
 
-APP = "E2eSv"
+APP = app_name("E2eSv")
 TEMPLATE = """<tars>
   <application>
     <server>
@@ -149,7 +151,7 @@ def test_container_start_stop_start(node: Node) -> None:
     labels = info["Config"]["Labels"]
     assert labels["tarsdock.managed"] == "true"
     assert labels["tarsdock.service"] == name
-    assert labels["tarsdock.node"] == "127.0.0.1"
+    assert labels["tarsdock.node"] == NODE_NAME
     assert answer(port) == f"{name} {name}.EchoServerAdapter ok\n"
 
     ctl(node.supervisor, "stop", f"tars:{name}")

@@ -22,11 +22,18 @@ from .e2e_nodes import (
     containers_named,
     toml_str,
 )
-from .harness import BUSYBOX_IMAGE, PYTHON_IMAGE, free_port, remove_containers, run
+from .harness import (
+    BUSYBOX_IMAGE,
+    PYTHON_IMAGE,
+    app_name,
+    free_port,
+    remove_containers,
+    run,
+)
 
 pytestmark = pytest.mark.e2e
 
-APP = "E2eSd"
+APP = app_name("E2eSd")
 BOX = "tarsdock-e2e-systemd"
 TEMPLATE = f"""<tars>
   <application>

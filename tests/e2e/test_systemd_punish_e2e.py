@@ -16,11 +16,11 @@ import pytest
 
 from . import harness
 from .e2e_nodes import NodeDir
-from .harness import BUSYBOX_IMAGE, remove_containers
+from .harness import BUSYBOX_IMAGE, app_name, remove_containers
 
 pytestmark = pytest.mark.e2e
 
-APP = "E2ePun"
+APP = app_name("E2ePun")
 BOX = "tarsdock-e2e-punish"
 CRASH = f"tars-{APP}.Crash.service"      # its command exits 1 at once, every time
 SLEEP = f"tars-{APP}.Sleep.service"      # runs until stopped

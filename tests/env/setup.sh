@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Prepares a Debian bookworm machine (as root) for tarsdock's tests: Debian packages, the package in
-# editable mode, a running dockerd and the local test images. Idempotent; fast when all is in place.
+# Prepares a Debian bookworm machine (as root) for tarsdock's tests: Debian packages, a running
+# dockerd and the local test images (machine-wide, one setup.sh at a time), and the checkout's own
+# virtual environment .venv with tarsdock in editable mode (never the machine's global Python).
+# Idempotent; fast when all is in place. Two clones may run it at the same time.
 #
 #   bash tests/env/setup.sh [--images-only] [--no-images] [--rebuild-images]
 #
@@ -12,10 +14,13 @@ REPO=$(cd "$HERE/../.." && pwd)
 CACHE=/var/cache/tarsdock-test
 DOCKERD_LOG=/var/log/tarsdock-dockerd.log
 MIRROR=${TARSDOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-python3}                 # makes the venv
+VENV=${TARSDOCK_VENV:-$REPO/.venv}
+MACHINE_LOCK=/var/lock/tarsdock-setup.lock   # packages, dockerd, images: one setup.sh at a time
 # Packages of the Debian test image; changing this list changes the cache key, so it rebuilds.
 IMAGE_PACKAGES=python3,nodejs,systemd,systemd-sysv,dbus,procps,iproute2,ca-certificates
-HOST_PACKAGES=(docker.io debootstrap docker-registry apache2-utils busybox-static iproute2 systemd curl zsh)
+HOST_PACKAGES=(docker.io debootstrap docker-registry apache2-utils busybox-static iproute2 systemd curl zsh
+               python3-venv)
 # The import tests start a private MariaDB (mariadb-install-db, mariadbd, the mariadb client): the
 # -core packages hold exactly those, without the system service mariadb-server would start.
 HOST_PACKAGES+=(mariadb-server-core mariadb-client-core)
@@ -73,19 +78,37 @@ install_packages() {
 }
 
 install_python_package() {
-    # Reinstall only when pyproject.toml, the checkout path or the interpreter changed.
-    local key stamp
-    key=$( { cat "$REPO/pyproject.toml"; echo "$REPO"; command -v "$PYTHON"; } | sha256sum | cut -c1-16)
-    stamp="$CACHE/pip-$key.stamp"
-    if [ -f "$stamp" ] && "$PYTHON" -c 'import tarsdock, pytest, supervisor' 2>/dev/null; then
-        step "pip: tarsdock[test] already installed from $REPO"
+    # Into the checkout's own venv; reinstall only when pyproject.toml or the checkout moved.
+    local key stamp="$VENV/.tarsdock-setup.stamp"
+    key=$( { cat "$REPO/pyproject.toml"; echo "$REPO"; } | sha256sum | cut -c1-16)
+    if [ ! -x "$VENV/bin/python" ]; then
+        step "python3 -m venv $VENV"
+        "$PYTHON" -m venv "$VENV" || die "cannot make a venv (apt-get install python3-venv)"
+    fi
+    if [ "$(cat "$stamp" 2>/dev/null)" = "$key" ] \
+        && "$VENV/bin/python" -c 'import tarsdock, pytest, supervisor' 2>/dev/null; then
+        step "pip: tarsdock[test] already installed in $VENV"
         return
     fi
-    step "pip install -e '${REPO}[test]'"
-    "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore -e "${REPO}[test]" \
+    step "$VENV/bin/pip install -e '${REPO}[test]'"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${REPO}[test]" \
         || die "pip install failed"
-    rm -f "$CACHE"/pip-*.stamp
-    touch "$stamp"
+    echo "$key" >"$stamp"
+}
+
+check_default_bridge() {
+    # A dockerd once started with --bridge=none deletes docker0; then no container starts on the
+    # default bridge, and every test that needs one would fail with a puzzling message.
+    local out
+    if out=$(docker run --rm --network bridge --label tarsdock-test.harness=1 \
+            tarsdock-test/busybox:1 true 2>&1); then
+        step "dockerd: a container starts on the default bridge"
+        return
+    fi
+    echo "$out" >&2
+    ip -o link show docker0 >&2 || echo "docker0: missing" >&2
+    die "the Docker Engine cannot start a container on its default bridge network (a dockerd \
+started with --bridge=none deletes docker0): restart dockerd without --bridge=none"
 }
 
 install_node_modules() {
@@ -225,12 +248,21 @@ EOF
 }
 
 step "tarsdock test environment for $REPO"
-if [ $do_packages = 1 ]; then install_packages; fi
+(
+    # The machine-wide part: a second setup.sh (another clone) waits here, then finds all done.
+    exec 9>"$MACHINE_LOCK"
+    if ! flock -n 9; then
+        step "waiting for another setup.sh (lock $MACHINE_LOCK)"
+        flock 9
+    fi
+    if [ $do_packages = 1 ]; then install_packages; fi
+    if [ $do_images = 1 ] || [ $do_packages = 1 ]; then start_dockerd; fi
+    if [ $do_images = 1 ]; then
+        build_busybox_image
+        build_debian_images
+        step "images: $(docker images --format '{{.Repository}}:{{.Tag}}' 'tarsdock-test/*' | sort | tr '\n' ' ')"
+        check_default_bridge
+    fi
+)
 if [ $do_pip = 1 ]; then install_python_package; install_node_modules; fi
-if [ $do_images = 1 ] || [ $do_packages = 1 ]; then start_dockerd; fi
-if [ $do_images = 1 ]; then
-    build_busybox_image
-    build_debian_images
-    step "images: $(docker images --format '{{.Repository}}:{{.Tag}}' 'tarsdock-test/*' | sort | tr '\n' ' ')"
-fi
 step "done in ${SECONDS}s"

@@ -41,14 +41,15 @@ def load_make_release() -> ModuleType:
     return module
 
 
-def make_client(dest: Path, port: int, host: str = "127.0.0.1") -> Path:
-    """client.node.proxy with its config pointed at our endpoint and its own node_modules."""
+def make_client(dest: Path, port: int, host: str = "127.0.0.1", servant: str = SERVANT) -> Path:
+    """client.node.proxy with its config pointed at our endpoint (and servant, when the test
+    service runs under another application name) and its own node_modules."""
     packer = load_make_release()
     packer.ensure_node_modules()
     client: Path = packer.example_sources("client.node.proxy", dest)
     conf = client / "config.conf"
     text = re.sub(r"(?m)^(\s*LocalServer\s*=).*$",
-                  rf"\1 {SERVANT}@tcp -h {host} -p {port} -t 10000", conf.read_text())
+                  rf"\1 {servant}@tcp -h {host} -p {port} -t 10000", conf.read_text())
     # A refused call then fails in seconds and is tried again, instead of after a minute.
     conf.write_text(text.replace("async-invoke-timeout=60000", "async-invoke-timeout=5000"))
     shutil.copytree(NODE_DIR / "node_modules", client / "node_modules", symlinks=True)
