@@ -18,7 +18,14 @@ import pytest
 
 from . import harness
 from .e2e_nodes import LOCATOR, NodeDir, answer, container, containers_named
-from .harness import PYTHON_IMAGE, free_port, read_json_when_present, remove_containers, run
+from .harness import (
+    PYTHON_IMAGE,
+    app_name,
+    free_port,
+    read_json_when_present,
+    remove_containers,
+    run,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -98,7 +105,7 @@ class Node:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     harness.docker_client()
     root = tmp_path_factory.mktemp("apply-sv")
-    app = f"Ap{uuid.uuid4().hex[:8]}"
+    app = app_name(f"Ap{uuid.uuid4().hex[:6]}")   # this run's: swept after the session
     out = root / "conf.d"
     out.mkdir()
     (root / "supervisord").mkdir()
