@@ -249,9 +249,9 @@ def _drift(services: Sequence[Service], node: NodeSettings) -> set[str]:
         return set()
 
 
-def load(directory: Path, ctx: Context) -> tuple[NodeSettings, list[Service], list[OutputFile],
-                                                list[InputWarning]]:
-    """Load once, then render for the supervisor and output dir that node.toml names; the
+def load(directory: Path, ctx: Context, fmt: str | None = None, out_dir: Path | None = None,
+         ) -> tuple[NodeSettings, list[Service], list[OutputFile], list[InputWarning]]:
+    """Load once, then render for the supervisor and output dir node.toml names (or these); the
     input's warnings as validate and generate report them (with lines)."""
     from tarsdock.checks import input_warnings
     from tarsdock.errors import InputError, InputErrors
@@ -264,7 +264,8 @@ def load(directory: Path, ctx: Context) -> tuple[NodeSettings, list[Service], li
         resolved = load_node(directory, lines)
         node = resolved.manifest.node
         services = with_package_facts(resolved.services)
-        files = render(node.supervisor, services, node, ctx, Path(node.units_dir))
+        files = render(fmt or node.supervisor, services, node, ctx,
+                       out_dir or Path(node.units_dir))
         return node, services, files, input_warnings(resolved.manifest, services)
 
     try:

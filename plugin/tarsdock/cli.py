@@ -72,6 +72,12 @@ COMMANDS: tuple[Command, ...] = (
             "admin ports a former import gave)", "the config dir --out: node.toml, services.d/"
             "App.Server.toml, templates/NAME, secrets/registry-ID (0600); only changed files; "
             "services.d files of services gone removed; --dry-run and --diff write nothing"),
+    Command("install-generator", "tarsdock.generator:register",
+            "install the systemd generator (units made at boot and daemon-reload)",
+            "nothing (the generator reads the config dir when systemd runs it)",
+            "/etc/systemd/system-generators/tarsdock (--dir to change it); the generator writes "
+            "units into systemd's generator dir, Tars configs, and the last good units in "
+            "/var/lib/tarsdock/generator"),
     Command("completion", "tarsdock.completion:register",
             "print a bash or zsh completion script", f"with --list, {CONFIG}",
             "nothing (stdout)"),
