@@ -479,3 +479,20 @@ def test_an_interrupted_apply_is_finished_by_the_next(tmp_path: Path,
                                               "state": "running"}}
     code, report = run_apply(cfg)
     assert code == 0 and report["changed"] is False
+
+
+def test_a_failure_recorded_during_the_apply_is_the_reason_given(
+        tmp_path: Path, control: FakeControl, capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    control.failures["App.One"] = "BACKOFF: Exited too quickly"
+    cfg = write_node(tmp_path, ["One"])
+    state = tmp_path / "tars" / "tarsdock" / "state"
+    state.mkdir(parents=True)
+    old, now = int(time.time()) - 3600, int(time.time()) + 1
+    (state / "App.One.failures").write_text(f"{old}\texit\told news\n"
+                                            f"{now}\timage-missing\timage x:1 is not on the node\n")
+    code, report = run_apply(cfg)
+    assert code == apply.EXIT_FAILED_START
+    assert report["services"]["App.One"]["error"] == \
+        "image x:1 is not on the node (BACKOFF: Exited too quickly)"

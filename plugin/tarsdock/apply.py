@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import sysconfig
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -306,6 +307,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     def write_all() -> None:
         write(changes, service_dirs(services, node))
 
+    started_at = time.time()
     if report.changed:
         write_pending(pending, actions)
     # supervisord: reloadConfig on every apply is one cheap call, and it also catches files that
@@ -314,6 +316,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     outcome, replaced = execute(actions, make_control(node), write_all, _remover(node),
                                 reload, args.timeout)
     _record(report, outcome, replaced)
+    _explain(report, node, started_at)
     if report.changed or earlier:
         pending.unlink(missing_ok=True)
     _print(report, args.json)
@@ -341,6 +344,22 @@ def _record(report: Report, outcome: Mapping[str, str], replaced: Collection[str
         if reason:
             entry["error"] = reason
             report.failed.append(name)
+
+
+def _explain(report: Report, node: NodeSettings, since: float) -> None:
+    """Put the failure tarsdock-run recorded during this apply (as `status` shows it) first."""
+    from tarsdock.state import failures_path, read_failures
+    from tarsdock.status import last_failure
+
+    for name in report.failed:
+        try:
+            failures = read_failures(failures_path(Path(node.state_dir), name))
+        except OSError:
+            continue
+        failure = last_failure([f for f in failures if f.when >= int(since)])
+        if failure is not None:
+            entry = report.services[name]
+            entry["error"] = f"{failure.text} ({entry['error']})"
 
 
 def _print(report: Report, as_json: bool) -> None:
