@@ -1,0 +1,101 @@
+"""docs/node-toml.md against the key tables: every key documented, with its type and default.
+
+A table of keys anywhere in tarsdock (a module-level dict of KeyRule, or the <container> tables)
+needs a `<!-- keys: NAME -->` marker in docs/node-toml.md followed by a Markdown table with one row
+per key; a failure prints the exact row to add.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from typing import Any
+
+import pytest
+
+import tarsdock
+from tarsdock import keys
+from tarsdock.keys import REQUIRED, KeyRule
+
+from docs_reference import DOC, doc_tables
+
+TYPE_NAMES = {"str": "string", "text": "string (multi-line)", "int": "integer", "bool": "boolean",
+              "strlist": "array of strings", "tables": "array of tables"}
+CONTAINER_TYPE_NAMES = {"bool": "boolean", "str": "word", "int": "integer", "float": "number",
+                        "size": "size", "words": "words"}
+
+
+def default_text(value: Any) -> str:
+    """A default as the reference writes it (TOML spelling in backticks, or `required`)."""
+    if value is REQUIRED:
+        return "required"
+    if isinstance(value, bool):
+        return f"`{'true' if value else 'false'}`"
+    if isinstance(value, str):
+        return f'`"{value}"`'
+    if isinstance(value, tuple | list):
+        return "`[]`" if not value else f"`{list(value)}`"
+    return f"`{value}`"
+
+
+def key_tables() -> dict[str, dict[str, KeyRule]]:
+    """Every module-level table of KeyRule in the tarsdock package, by its variable name."""
+    found: dict[str, dict[str, KeyRule]] = {}
+    for info in pkgutil.iter_modules(tarsdock.__path__):
+        if info.name == "__main__":   # runs the CLI when imported
+            continue
+        module = importlib.import_module(f"tarsdock.{info.name}")
+        for name, value in vars(module).items():
+            if (isinstance(value, dict) and value
+                    and all(isinstance(rule, KeyRule) for rule in value.values())):
+                found.setdefault(name, value)
+    return found
+
+
+def row_hint(table: str, key: str, cells: list[str]) -> str:
+    return (f"{DOC}: key '{key}' of {table} is not documented; add this row to the table after "
+            f"`<!-- keys: {table} -->` (fill in example, what tarsdock does, what tarsnode "
+            f"does):\n| `{key}` | " + " | ".join(cells) + " | EXAMPLE | WHAT | TARSNODE |")
+
+
+@pytest.mark.parametrize("table", sorted(key_tables()))
+def test_every_manifest_key_is_documented_with_its_type_and_default(table: str) -> None:
+    rules = key_tables()[table]
+    documented = doc_tables()
+    assert table in documented, (f"{DOC} has no table for {table}: add a section with "
+                                 f"`<!-- keys: {table} -->` and a row per key")
+    rows = documented[table]
+    for key, rule in rules.items():
+        want = [TYPE_NAMES[rule.kind], default_text(rule.default)]
+        assert key in rows, row_hint(table, key, want)
+        assert rows[key][:2] == want, (f"{DOC}: {table} key '{key}': the row says type "
+                                       f"{rows[key][0]!r}, default {rows[key][1]!r}; the code "
+                                       f"says {want[0]!r}, {want[1]!r}")
+    extra = sorted(set(rows) - set(rules))
+    assert not extra, f"{DOC}: {table} documents keys the code does not read: {extra}"
+
+
+def test_every_container_option_is_documented_with_its_flag() -> None:
+    rows = doc_tables()["CONTAINER_OPTIONS"]
+    for key, (flag, kind) in keys.CONTAINER_OPTIONS.items():
+        want = [CONTAINER_TYPE_NAMES[kind], f"`{flag}`"]
+        assert key in rows, row_hint("CONTAINER_OPTIONS", key, want)
+        assert rows[key][:2] == want, f"{DOC}: <container> key '{key}': {rows[key][:2]} != {want}"
+    assert sorted(rows) == sorted(keys.CONTAINER_OPTIONS)
+
+
+def test_every_container_domain_is_documented() -> None:
+    assert sorted(doc_tables()["CONTAINER_DOMAINS"]) == sorted(keys.CONTAINER_DOMAINS)
+
+
+def test_every_marker_names_a_table_of_the_code() -> None:
+    known = set(key_tables()) | {"CONTAINER_OPTIONS", "CONTAINER_DOMAINS"}
+    assert sorted(set(doc_tables()) - known) == []
+
+
+def test_the_design_keys_the_issue_named_are_documented() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    for key in ("network", "host_path", "docker_socket", "pull", "registry", "url",
+                "restart_on_update", "profile_file", "exe", "set_division"):
+        assert re.search(rf"^\| `{key}` \|", text, re.M), key
