@@ -13,12 +13,11 @@ import re
 from typing import Any
 
 import pytest
+from docs_reference import DOC, doc_tables
 
 import tarsdock
 from tarsdock import keys
 from tarsdock.keys import REQUIRED, KeyRule
-
-from docs_reference import DOC, doc_tables
 
 TYPE_NAMES = {"str": "string", "text": "string (multi-line)", "int": "integer", "bool": "boolean",
               "strlist": "array of strings", "tables": "array of tables"}
