@@ -18,11 +18,13 @@ CommandStart::prepareScript (which arguments), TarsFramework NodeServer/. Differ
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterator
 
 from tarsdock import shwords
 from tarsdock.containerspec import SERVER_PATH
-from tarsdock.errors import InputError, TarsdockError
+from tarsdock.endpoint import EndpointError, parse_endpoint
+from tarsdock.errors import InputError
 from tarsdock.keys import CONTAINER_OPTIONS
 from tarsdock.model import Service
 
@@ -32,6 +34,7 @@ INTERPRETER_DEFAULTS = {"tars_java": "java", "tars_nodejs": "node", "tars_php": 
 # managed, service, node, instance: the last says which tarsdock owns it (NodeSettings.instance)
 LABELS = ("tarsdock.managed", "tarsdock.service", "tarsdock.node", "tarsdock.instance")
 LOCALTIME = "/etc/localtime"
+IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)")
 
 
 def _get(service: Service, key: str, default: str = "") -> str:
@@ -178,26 +181,46 @@ def _host_source(service: Service, path: str) -> str:
     return path
 
 
-def mounts(service: Service) -> list[tuple[str, str, str]]:
-    """(source, target, options) for every bind mount, in order; targets must be distinct."""
+Mount = tuple[str, str, str]   # source (as the Docker daemon sees it), target, options
+
+
+def _mount_plan(service: Service) -> tuple[list[Mount], list[InputError]]:
+    """Every bind mount, in order, and the <volumes> lines that cannot be honoured."""
     own = [(str(service.service_dir), ""), (str(service.log_dir), "")]
     if service.spec.type != "not_tars":
         own.append((lib_dir(service), "ro"))   # LD_LIBRARY_PATH points at it
     entries = [(path, path, opts) for path, opts in [*own, (LOCALTIME, "ro")]]
-    seen = {target: "a tarsdock mount" for _, target, _ in entries}
+    owner = {target: (source, "a tarsdock mount") for source, target, _ in entries}
+    problems = []
     for volume in service.container.volumes:
-        if volume.container in seen:
-            raise InputError(volume.origin, f"container path '{volume.container}' is already "
-                             f"{seen[volume.container]}", volume.host)
-        seen[volume.container] = f"the target of '{volume.host}'"
-        entries.append((volume.host, volume.container, ""))
-    result = []
-    for source, target, opts in entries:
-        host = _host_source(service, source)
+        known = owner.get(volume.container)
+        if known is not None and known[0] == volume.host:
+            continue   # the same mount written twice (/etc/localtime=/etc/localtime): one is enough
+        if known is not None:
+            problems.append(InputError(
+                volume.origin, f"container path '{volume.container}' is already {known[1]} "
+                f"from '{known[0]}'; two sources cannot share one target", volume.host))
+            continue
+        owner[volume.container] = (volume.host, f"the target of the line at {volume.origin}")
+        entries.append((volume.host, volume.container, volume.mode))
+    result = [(_host_source(service, source), target, opts) for source, target, opts in entries]
+    for host, target, _ in result:
         if ":" in host or ":" in target or "," in host:
-            raise TarsdockError(f"{service.name}: mount '{host}:{target}' has ':' or ',', "
-                                "which docker -v cannot express")
-        result.append((host, target, opts))
+            problems.append(InputError(service.node.origin, f"mount '{host}:{target}' has ':' "
+                                       "or ',', which docker -v cannot express", "host_path"))
+    return result, problems
+
+
+def mount_problems(service: Service) -> list[InputError]:
+    """The <volumes> lines of a service that cannot be mounted, each at its line."""
+    return _mount_plan(service)[1]
+
+
+def mounts(service: Service) -> list[Mount]:
+    """(source, target, options) for every bind mount, in order; raises the first problem."""
+    result, problems = _mount_plan(service)
+    if problems:
+        raise problems[0]
     return result
 
 
@@ -214,11 +237,55 @@ def _option_args(service: Service) -> Iterator[str]:
             yield from (flag, value)
 
 
+def _endpoint_port(text: str) -> tuple[str, int, str]:
+    endpoint = parse_endpoint(text)
+    return endpoint.host, endpoint.port, "udp" if endpoint.transport == "udp" else "tcp"
+
+
+def _published(service: Service) -> tuple[list[str], list[InputError]]:
+    """`-p HOST:PORT:PORT/PROTO` for every adapter endpoint (on the endpoint's host) and the
+    admin `local` endpoint (on 127.0.0.1), template <ports> lines overriding the same container
+    port; as tarsnode's bridge build adds one port per adapter plus local
+    (CommandLoad::updateConfigFile, `addPort`)."""
+    ports: dict[tuple[int, str], tuple[str, int]] = {}
+    problems: list[InputError] = []
+    for adapter in service.spec.adapters:
+        host, port, proto = _endpoint_port(adapter.endpoint)
+        host = "0.0.0.0" if host == "*" else host
+        if not IPV4.fullmatch(host):
+            problems.append(InputError(adapter.origin, f"with network = \"bridge\" the endpoint "
+                                       f"is published on its host, and '{host}' is not an IPv4 "
+                                       "address", "endpoint"))
+        ports[(port, proto)] = (host, port)
+    local = service.config.param(f"{SERVER_PATH}<local>")
+    if local is not None and local.value.strip():
+        try:
+            _, port, proto = _endpoint_port(local.value)
+        except EndpointError as error:
+            problems.append(InputError(local.origin, f"{local.value!r}: {error}", "local"))
+        else:
+            ports[(port, proto)] = ("127.0.0.1", port)
+    for mapping in service.container.ports:
+        ports[(mapping.port, mapping.proto)] = (mapping.host_ip, mapping.host_port)
+    published = [f"{ip}:{host_port}:{port}/{proto}"
+                 for (port, proto), (ip, host_port) in ports.items()]
+    return published, problems
+
+
+def port_problems(service: Service) -> list[InputError]:
+    """What keeps a bridge-networked container's endpoints from being published."""
+    if service.node.network != "bridge":
+        return []
+    return _published(service)[1]
+
+
 def _network_args(service: Service) -> list[str]:
     if service.node.network == "host":
         return ["--net=host", "--ipc=host"]
-    ports = [f"{p.host_ip}:{p.host_port}:{p.port}/{p.proto}" for p in service.container.ports]
-    return ["--ipc=host", *(arg for port in ports for arg in ("-p", port))]
+    published, problems = _published(service)
+    if problems:
+        raise problems[0]
+    return ["--ipc=host", *(arg for port in published for arg in ("-p", port))]
 
 
 def docker_run_argv(service: Service, docker: str = "docker") -> list[str]:

@@ -27,13 +27,13 @@ def _container_keys_elsewhere(config: Config, path: str = "") -> Iterator[InputW
         if here == CONTAINER_PATH:
             continue
         if name in (*CONTAINER_DOMAINS, "container"):
-            yield InputWarning(sub.origin, f"<{name}> at {here or '/'} is not read by tarsdock "
+            yield InputWarning(sub.origin, f"<{name}> in {path or '/'} is not read by tarsdock "
                                f"(only {CONTAINER_PATH} is); {CONTAINER_HINT}")
         yield from _container_keys_elsewhere(sub, here)
     if path in ("/tars", "/tars/application", "/tars/application/server"):
         for key, param in config.params.items():
             if key in CONTAINER_OPTIONS:
-                yield InputWarning(param.origin, f"a container option at {path} is not read by "
+                yield InputWarning(param.origin, f"a container option in {path} is not read by "
                                    f"tarsdock; {CONTAINER_HINT}", key)
 
 

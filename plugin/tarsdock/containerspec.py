@@ -49,15 +49,27 @@ def _check_path(errors: ErrorCollector, param: Param, key: str, path: str, what:
     return True
 
 
+MOUNT_MODES = ("ro", "rw")
+
+
 def _volumes(domain: Config | None, errors: ErrorCollector) -> tuple[Volume, ...]:
+    """<volumes> lines host=container[:ro|:rw]; tarsnode hands the line to Docker's binds, where
+    the suffix works, so it works here too."""
     volumes: list[Volume] = []
     for host, param in (domain.params.items() if domain else ()):
         if not param.value:
             errors.add(param.origin, "a <volumes> line must be host=container", host)
             continue
+        target, colon, mode = param.value.rpartition(":")
+        if not colon:
+            target, mode = param.value, ""
+        elif mode not in MOUNT_MODES:
+            errors.add(param.origin, f"unknown mount option ':{mode}' in '{param.value}': "
+                       "only :ro and :rw", host)
+            continue
         if _check_path(errors, param, host, host, "host path") and \
-                _check_path(errors, param, host, param.value, "container path"):
-            volumes.append(Volume(host, param.value, param.origin))
+                _check_path(errors, param, host, target, "container path"):
+            volumes.append(Volume(host, target, param.origin, mode))
     return tuple(volumes)
 
 

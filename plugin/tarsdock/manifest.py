@@ -208,6 +208,8 @@ def load_manifest(config_dir: Path, lines: bool = True) -> Manifest:
     node_doc = None
     if node_file.exists() or node_file.is_symlink():
         node_doc = reader.read_doc(node_file)
+        # its [images] are unknown then: an image id in services.d is no error of its own
+        reader.images_unknown = node_doc is None
     else:
         errors.add(Origin("node.toml"), f"missing: {config_dir} has no node.toml")
     extra_docs = [doc for f in _service_files(config_dir, errors) if (doc := reader.read_doc(f))]

@@ -167,11 +167,12 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Volume:
-    """A <volumes> line host=container, both absolute."""
+    """A <volumes> line host=container[:ro|:rw], both absolute."""
 
     host: str
     container: str
     origin: Origin
+    mode: str = ""                # "ro", "rw" or "" (Docker's default, rw)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tarsdock import tcconfig
-from tarsdock.argv import start_problems
+from tarsdock.argv import mount_problems, port_problems, start_problems
 from tarsdock.bulk import gc_paused
-from tarsdock.containerspec import read_container, read_env, read_stop_timeout
+from tarsdock.containerspec import SERVER_PATH, read_container, read_env, read_stop_timeout
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
 from tarsdock.manifest import load_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config, Param
-from tarsdock.templates import TemplateSet, load_templates, read_text
+from tarsdock.templates import BrokenTemplate, TemplateSet, load_templates, read_text
 
 # In name order, as tarsnode writes them: CommandLoad::updateConfigFile passes a std::map to
 # TC_Config::insertDomainParam, and TC_ConfigDomain::insertParamValue adds keys in map order.
@@ -113,6 +113,13 @@ def final_config(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) 
         config = tcconfig.merge(config, profile)
     # merge() built a fresh tree, so substituting in place touches nothing shared
     substitute(config, macros(spec, node))
+    local = config.param(f"{SERVER_PATH}<local>")
+    if local is not None and local.value.strip():
+        # published on the host's 127.0.0.1, so it must listen on the container's own address
+        server = config.domain(SERVER_PATH)
+        assert server is not None
+        # assigned in place: set() would move the key to the end
+        server.params["local"] = Param(_endpoint(spec, node, local.value), local.origin)
     return config
 
 
@@ -125,7 +132,7 @@ def resolve_service(spec: ServiceSpec, node: NodeSettings, templates: TemplateSe
     stop_timeout = read_stop_timeout(config, errors)
     service = Service(spec=spec, node=node, config=config, env=env, container=container,
                       stop_timeout=stop_timeout)
-    for problem in start_problems(service):
+    for problem in [*start_problems(service), *mount_problems(service), *port_problems(service)]:
         errors.extend(problem)
     errors.raise_if_any()
     return service
@@ -161,6 +168,8 @@ def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
     for name in sorted(manifest.services):
         try:
             services.append(resolve_service(manifest.services[name], manifest.node, template_set))
+        except BrokenTemplate:
+            pass   # a follow-on: the template's own errors are reported at their lines
         except (InputError, InputErrors) as problem:
             errors.extend(problem)
     _check_templates(template_set, errors)
@@ -174,6 +183,8 @@ def _check_templates(templates: TemplateSet, errors: ErrorCollector) -> None:
         if template.origin.path.startswith("templates/"):
             try:
                 templates.resolve(name, template.origin)
+            except BrokenTemplate:
+                pass   # its parent's own errors are reported
             except InputError as problem:
                 errors.extend(problem)
 

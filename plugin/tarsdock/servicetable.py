@@ -89,6 +89,8 @@ class ServiceReader:
         if text in self.images or text in self.reader.broken_images:
             return self.images.get(text)
         origin = self.origin("image")
+        if not looks_like_ref(text) and self.reader.images_unknown:
+            return None   # node.toml's own error is the one to fix first
         if not looks_like_ref(text):
             self.errors.add(origin, f"no image id {quote_value(text)}"
                             f"{did_you_mean(text, self.images) or ' in [images]'}"

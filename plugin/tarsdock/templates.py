@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tarsdock import tcconfig
+from tarsdock import tcconfig, textfile
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did_you_mean
 from tarsdock.tcconfig import Config
 
@@ -24,18 +24,13 @@ class Template:
 
 
 def read_text(path: Path, shown: str) -> str:
-    """Read a UTF-8 text file, turning every failure into an error that names it."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as problem:
-        raise InputError(Origin(shown), f"not UTF-8 text ({problem.reason} at byte "
-                         f"{problem.start})") from None
-    except OSError as problem:
-        raise InputError(Origin(shown), f"cannot read: {problem.strerror}") from None
+    """Read a UTF-8 text file, turning every failure into an error that names it (and the line
+    of a bad byte, or the byte-order mark: see textfile)."""
+    return textfile.read(path, shown)
 
 
 def _load_dir(directory: Path, shown_prefix: str, errors: ErrorCollector,
-              broken: set[str]) -> dict[str, Template]:
+              broken: dict[str, Origin]) -> dict[str, Template]:
     templates: dict[str, Template] = {}
     if not directory.is_dir():
         return templates
@@ -47,28 +42,35 @@ def _load_dir(directory: Path, shown_prefix: str, errors: ErrorCollector,
             config = tcconfig.parse(read_text(path, shown), shown)
         except (InputError, InputErrors) as problem:
             errors.extend(problem)
-            broken.add(path.name)
+            first = problem.errors[0] if isinstance(problem, InputErrors) else problem
+            broken[path.name] = first.origin
             continue
         templates[path.name] = Template(path.name, config, Origin(shown))
     return templates
 
 
 def load_templates(config_dir: Path,
-                   errors: ErrorCollector) -> tuple[dict[str, Template], set[str]]:
-    """The config dir's templates/ over the stock ones shipped with tarsdock, and broken names."""
-    broken: set[str] = set()
+                   errors: ErrorCollector) -> tuple[dict[str, Template], dict[str, Origin]]:
+    """The config dir's templates/ over the stock ones shipped with tarsdock, and the broken
+    ones with the line of their first error."""
+    broken: dict[str, Origin] = {}
     stock = _load_dir(STOCK_DIR, f"{STOCK_DIR}/", errors, broken)
     return stock | _load_dir(config_dir / "templates", "templates/", errors, broken), broken
+
+
+class BrokenTemplate(InputError):
+    """A template chain reaches a template whose own errors are reported where they are."""
 
 
 class TemplateSet:
     """Templates plus their parents; resolves chains once per template name."""
 
     def __init__(self, templates: Mapping[str, Template],
-                 parents: Mapping[str, tuple[str, Origin]], broken: set[str] | None = None) -> None:
+                 parents: Mapping[str, tuple[str, Origin]],
+                 broken: Mapping[str, Origin] | None = None) -> None:
         self.templates = templates
         self.parents = parents
-        self.broken = broken or set()
+        self.broken = broken or {}
         self._resolved: dict[str, Config] = {}
 
     def parent_of(self, name: str) -> str:
@@ -81,7 +83,8 @@ class TemplateSet:
         current, referrer = name, used_at
         while current not in seen:
             if current in self.broken:
-                raise InputError(referrer, f"template '{current}' has errors (reported above)")
+                raise BrokenTemplate(referrer, f"template '{current}' has errors (see "
+                                     f"{self.broken[current]})")
             if current not in self.templates:
                 raise InputError(referrer, f"template '{current}' does not exist"
                                  f"{did_you_mean(current, self.templates)}")

@@ -12,8 +12,9 @@ from typing import Any
 
 import rtoml
 
+from tarsdock import textfile
 from tarsdock.endpoint import Endpoint
-from tarsdock.errors import ErrorCollector, Origin, did_you_mean
+from tarsdock.errors import ErrorCollector, InputError, Origin, did_you_mean
 from tarsdock.keys import KIND_NAMES, REQUIRED, KeyRule, TomlKind, quote_value
 from tarsdock.tomlpos import KeyPath, Located, locate, toml_path
 
@@ -93,6 +94,7 @@ class TableReader:
         self.endpoints: list[tuple[Endpoint, Origin, str, str]] = []   # ..., label, key
         self.broken_images: set[str] = set()   # ids already reported; services need not repeat
         self.broken_registries: set[str] = set()
+        self.images_unknown = False   # node.toml could not be read: its [images] are unknown
 
     def rel(self, file: Path) -> str:
         try:
@@ -103,15 +105,9 @@ class TableReader:
     def read_text(self, file: Path, origin: Origin, key: str | None = None) -> str | None:
         """A file's text; an unreadable file is an error at `origin`, bad UTF-8 at its line."""
         try:
-            raw = file.read_bytes()
-        except OSError as error:
-            self.errors.add(origin, f"cannot read {self.rel(file)}: {error.strerror}", key)
-            return None
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            line = raw[:error.start].count(b"\n") + 1
-            self.errors.add(Origin(self.rel(file), line), "not valid UTF-8")
+            return textfile.read(file, self.rel(file), origin, key)
+        except InputError as problem:
+            self.errors.extend(problem)
             return None
 
     def read_doc(self, file: Path) -> TomlDoc | None:

@@ -1,0 +1,44 @@
+"""Input text files (templates, TOML, profiles): UTF-8 without a byte-order mark, or an error at
+the line that is not.
+
+A leading UTF-8 byte-order mark (EF BB BF, which Windows Notepad writes) is an **error**, not
+skipped: TarsCpp's TC_Config would read it as part of the first line (its trim() knows only
+blanks, tabs and line ends), so the same template would mean something else under Tars; and a
+TOML reader sees an invisible character in the first key. Saving the file without the mark is a
+one-step fix that leaves no doubt.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tarsdock.errors import InputError, Origin
+
+BOM = "\ufeff"
+
+
+def decode(raw: bytes, shown: str) -> str:
+    """The text of a file's bytes; InputError at the line of the first bad byte or at the BOM."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        line = raw[:problem.start].count(b"\n") + 1
+        column = problem.start - (raw.rfind(b"\n", 0, problem.start) + 1) + 1
+        raise InputError(Origin(shown, line), f"not UTF-8 text: byte 0x{raw[problem.start]:02x} "
+                         f"at column {column} ({problem.reason})") from None
+    if text.startswith(BOM):
+        raise InputError(Origin(shown, 1), "the file starts with a UTF-8 byte-order mark "
+                         "(U+FEFF, as Windows Notepad writes); TarsCpp would read it as part "
+                         "of the first line: save the file as UTF-8 without BOM") from None
+    return text
+
+
+def read(path: Path, shown: str, origin: Origin | None = None, key: str | None = None) -> str:
+    """Read and decode a file; a file that cannot be read is an error at `origin` (default: the
+    file itself), naming the file and the cause."""
+    try:
+        raw = path.read_bytes()
+    except OSError as problem:
+        raise InputError(origin or Origin(shown), f"cannot read {shown}: {problem.strerror}",
+                         key) from None
+    return decode(raw, shown)

@@ -1,0 +1,106 @@
+"""Bad input that is not a manifest key: bytes, follow-on errors, mounts, ports, registries.
+
+Each row is a config dir and a message that validate must report (error or warning), at its
+file:line; test_one_pipeline checks that generate reports the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_bad_manifests import NODE, SVC, Content, write_config
+
+from tarsdock.cli import main
+
+BOM = b"\xef\xbb\xbf"
+TEMPLATE = "<tars>\n  <application>\n  </application>\n</tars>\n"
+USES_T = SVC + 'template = "t"\n'          # lines 5-7
+ADAPTER_AT = """\
+[[services."Hello.Server".adapters]]
+servant = "Hello.Server.HelloObj"
+endpoint = "tcp -h {host} -p 20001"
+"""
+REGISTRY = """\
+[registries.harbor]
+url = "harbor.example.com"
+username = "deploy"
+password_file = "pw"
+"""
+SECRET = ("secret\n", 0o600)
+
+# (id, files, message, kind): kind "error" (exit 1) or "warning" (exit 0)
+BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
+    ("BOM in node.toml", {"node.toml": BOM + NODE.encode()},
+     "node.toml:1: the file starts with a UTF-8 byte-order mark (U+FEFF", "error"),
+    ("BOM in a services.d file", {"node.toml": NODE, "services.d/a.toml": BOM + SVC.encode()},
+     "services.d/a.toml:1: the file starts with a UTF-8 byte-order mark", "error"),
+    ("BOM in a template", {"node.toml": NODE + USES_T, "templates/t": BOM + TEMPLATE.encode()},
+     "templates/t:1: the file starts with a UTF-8 byte-order mark", "error"),
+    ("BOM in a profile file", {"node.toml": NODE + SVC + 'profile_file = "p.conf"\n',
+                               "p.conf": BOM + TEMPLATE.encode()},
+     "p.conf:1: the file starts with a UTF-8 byte-order mark", "error"),
+    ("bad byte in a template", {"node.toml": NODE + USES_T,
+                                "templates/t": b"<tars>\n  <app\xe9>\n</tars>\n"},
+     "templates/t:2: not UTF-8 text: byte 0xe9 at column 7", "error"),
+    ("bad byte in node.toml", {"node.toml": NODE.encode() + b'# caf\xe9\n'},
+     "node.toml:5: not UTF-8 text: byte 0xe9 at column 6", "error"),
+    ("bridge endpoint on a host name",
+     {"node.toml": NODE + 'network = "bridge"\n' + SVC + 'image = "busybox:1"\n'
+      + ADAPTER_AT.format(host="localhost")},
+     "node.toml:9: key 'endpoint': with network = \"bridge\" the endpoint is published on its "
+     "host, and 'localhost' is not an IPv4 address", "error"),
+    ("registry no image uses",
+     {"node.toml": NODE + REGISTRY + SVC + 'image = "busybox:1"\n', "pw": SECRET},
+     "node.toml:5: key 'url': no image is pulled from harbor.example.com (image hosts: "
+     "docker.io), so these credentials are never used", "warning"),
+    ("image whose host has no credentials",
+     {"node.toml": NODE + REGISTRY + SVC + 'image = "harbor.example.org/t/a:1"\n', "pw": SECRET},
+     "node.toml:11: key 'image': harbor.example.org/t/a:1: no [registries] table has url = "
+     "\"harbor.example.org\", so it is pulled anonymously, did you mean 'harbor.example.com'?",
+     "warning"),
+]
+
+
+def validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = main(["--config-dir", str(tmp_path), "validate"])
+    return code, capsys.readouterr().err.splitlines()
+
+
+@pytest.mark.parametrize(("files", "message", "kind"), [r[1:] for r in BAD_INPUTS],
+                         ids=[r[0] for r in BAD_INPUTS])
+def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, Content],
+                   message: str, kind: str) -> None:
+    write_config(tmp_path, files)
+    code, lines = validate(tmp_path, capsys)
+    assert code == (1 if kind == "error" else 0), lines
+    assert any(line.startswith(f"{kind}: {message}") for line in lines), "\n".join(lines)
+
+
+def test_a_toml_syntax_error_makes_no_errors_in_other_files(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # node.toml cannot be read, so its [images] are unknown: the services.d file's image id is
+    # not an error of its own
+    write_config(tmp_path, {"node.toml": NODE + "x = \n[images.base]\nref = \"busybox:1\"\n",
+                            "services.d/a.toml": SVC + 'image = "base"\n'})
+    code, lines = validate(tmp_path, capsys)
+    assert (code, lines) == (1, ["error: node.toml:5: TOML syntax error: invalid value"])
+
+
+def test_a_broken_template_is_reported_where_it_is_broken_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(tmp_path, {"node.toml": NODE + USES_T + '[templates.child]\nparent = "t"\n',
+                            "templates/t": "<tars>\n", "templates/child": TEMPLATE})
+    code, lines = validate(tmp_path, capsys)
+    assert (code, lines) == (1, ["error: templates/t:1: <tars> is never closed"])
+
+
+def test_errors_come_in_file_and_line_order(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(tmp_path, {"node.toml": NODE + USES_T + 'exe = 5\n',
+                            "services.d/b.toml": '[services."B.C"]\ntype = "tars_go"\nexe = 6\n',
+                            "templates/t": b"<tars>\n\xff\n"})
+    code, lines = validate(tmp_path, capsys)
+    assert code == 1
+    assert [line.split(":")[1:3] for line in lines] == [
+        [" node.toml", "8"], [" services.d/b.toml", "3"], [" templates/t", "2"]], lines
