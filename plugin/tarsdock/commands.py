@@ -39,6 +39,14 @@ def cmd_template_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_template_list(args: argparse.Namespace) -> int:
+    """Print every template: name, parent, where it comes from."""
+    from tarsdock.resolve import list_templates
+
+    sys.stdout.write(list_templates(config_dir(args)))
+    return EXIT_OK
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """Print one service's final Tars config."""
     from tarsdock.errors import Origin, did_you_mean
@@ -58,12 +66,15 @@ def register_validate(parser: argparse.ArgumentParser) -> None:
 
 
 def register_template(parser: argparse.ArgumentParser) -> None:
-    """`template show NAME [--profile FILE]`."""
-    show = parser.add_subparsers(dest="template_command", required=True, metavar="ACTION") \
-        .add_parser("show", help="print a template's resolved chain (no macro substitution)")
+    """`template show NAME [--profile FILE]`, `template list`."""
+    actions = parser.add_subparsers(dest="template_command", required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="print a template's resolved chain (no macro "
+                              "substitution)")
     complete_names(show.add_argument("name", metavar="TEMPLATE"), "templates")
     show.add_argument("--profile", type=Path, help="a private profile to merge over it")
     show.set_defaults(func=cmd_template_show)
+    listing = actions.add_parser("list", help="every template: name, parent, where it comes from")
+    listing.set_defaults(func=cmd_template_list)
 
 
 def register_config(parser: argparse.ArgumentParser) -> None:

@@ -194,16 +194,31 @@ def load_services(config_dir: Path) -> tuple[Service, ...]:
     return load_node(config_dir).services
 
 
-def show_template(config_dir: Path, name: str, profile_path: Path | None) -> str:
-    """The resolved chain of a template, a profile merged over it, without macro substitution."""
+def template_set(config_dir: Path) -> TemplateSet:
+    """The config dir's templates over the stock ones, with node.toml's parents when it exists."""
     errors = ErrorCollector()
     templates, broken = load_templates(config_dir, errors)
     parents: dict[str, tuple[str, Origin]] = {}
     if (config_dir / "node.toml").exists():
-        parents = load_manifest(config_dir).template_parents
+        try:
+            parents = load_manifest(config_dir).template_parents
+        except (InputError, InputErrors) as problem:
+            errors.extend(problem)
     errors.raise_if_any()
-    config = TemplateSet(templates, parents, broken).resolve(name, Origin("command line"))
+    return TemplateSet(templates, parents, broken)
+
+
+def show_template(config_dir: Path, name: str, profile_path: Path | None) -> str:
+    """The resolved chain of a template, a profile merged over it, without macro substitution."""
+    config = template_set(config_dir).resolve(name, Origin("command line"))
     if profile_path is not None:
         shown = str(profile_path)
         config = tcconfig.merge(config, tcconfig.parse(read_text(profile_path, shown), shown))
     return tcconfig.serialize(config)
+
+
+def list_templates(config_dir: Path) -> str:
+    """One line per template: name, parent, and where it comes from, in aligned columns."""
+    rows = [("NAME", "PARENT", "FROM"), *template_set(config_dir).listing()]
+    widths = [max(len(row[i]) for row in rows) for i in (0, 1)]
+    return "".join(f"{n:{widths[0]}}  {p:{widths[1]}}  {w}\n" for n, p, w in rows)

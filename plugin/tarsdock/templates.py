@@ -11,6 +11,9 @@ from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did
 from tarsdock.tcconfig import Config
 
 ROOT_TEMPLATE = "tars.default"
+# Parents of the stock templates (as in a Tars install's template table); a [templates] table of
+# node.toml overrides them. Any other template's parent defaults to tars.default.
+STOCK_PARENTS = {"tars.springboot": "tars.tarsjava.default"}
 STOCK_DIR = Path(__file__).parent / "templates" / "tars"   # a link to templates/
 
 
@@ -21,6 +24,7 @@ class Template:
     name: str
     config: Config
     origin: Origin
+    stock: bool = False           # shipped with tarsdock, not from the config dir
 
 
 def read_text(path: Path, shown: str) -> str:
@@ -30,7 +34,7 @@ def read_text(path: Path, shown: str) -> str:
 
 
 def _load_dir(directory: Path, shown_prefix: str, errors: ErrorCollector,
-              broken: dict[str, Origin]) -> dict[str, Template]:
+              broken: dict[str, Origin], stock: bool = False) -> dict[str, Template]:
     templates: dict[str, Template] = {}
     if not directory.is_dir():
         return templates
@@ -45,7 +49,7 @@ def _load_dir(directory: Path, shown_prefix: str, errors: ErrorCollector,
             first = problem.errors[0] if isinstance(problem, InputErrors) else problem
             broken[path.name] = first.origin
             continue
-        templates[path.name] = Template(path.name, config, Origin(shown))
+        templates[path.name] = Template(path.name, config, Origin(shown), stock)
     return templates
 
 
@@ -54,7 +58,7 @@ def load_templates(config_dir: Path,
     """The config dir's templates/ over the stock ones shipped with tarsdock, and the broken
     ones with the line of their first error."""
     broken: dict[str, Origin] = {}
-    stock = _load_dir(STOCK_DIR, f"{STOCK_DIR}/", errors, broken)
+    stock = _load_dir(STOCK_DIR, f"{STOCK_DIR}/", errors, broken, stock=True)
     return stock | _load_dir(config_dir / "templates", "templates/", errors, broken), broken
 
 
@@ -74,7 +78,21 @@ class TemplateSet:
         self._resolved: dict[str, Config] = {}
 
     def parent_of(self, name: str) -> str:
-        return self.parents[name][0] if name in self.parents else ROOT_TEMPLATE
+        if name in self.parents:
+            return self.parents[name][0]
+        template = self.templates.get(name)
+        return STOCK_PARENTS.get(name, ROOT_TEMPLATE) if template and template.stock \
+            else ROOT_TEMPLATE
+
+    def listing(self) -> list[tuple[str, str, str]]:
+        """(name, parent, where it comes from) of every template, by name."""
+        rows = []
+        for name, template in sorted(self.templates.items()):
+            where = f"stock ({template.origin})" if template.stock else str(template.origin)
+            if name in self.parents:
+                where += f", parent from {self.parents[name][1]}"
+            rows.append((name, self.parent_of(name), where))
+        return rows
 
     def chain(self, name: str, used_at: Origin) -> list[Template]:
         """The template and its ancestors, child first; a cycle not ending at a root is an error."""
