@@ -16,8 +16,21 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from tarsdock import __version__
-from tarsdock.errors import InputError, InputErrors, TarsdockError
-from tarsdock.options import EXIT_INPUT, EXIT_OK, EXIT_USAGE, GLOBAL_OPTIONS, add_global_options
+from tarsdock.errors import (
+    EnvironmentFault,
+    InputError,
+    InputErrors,
+    TarsdockError,
+    UnreadableInput,
+)
+from tarsdock.options import (
+    EXIT_ENVIRONMENT,
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_USAGE,
+    GLOBAL_OPTIONS,
+    add_global_options,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 Registrar = Callable[[argparse.ArgumentParser], None]
@@ -140,7 +153,8 @@ def build_parser(argv: Sequence[str] = (), full: bool = False) -> argparse.Argum
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run tarsdock; return 0 on success, 1 on errors in the input, 2 on usage errors."""
+    """Run tarsdock; return 0 on success, 1 on errors in the input, 2 on usage errors, 5 when
+    the environment stops it (commands add their own: see README, exit statuses)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
     try:
@@ -153,10 +167,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, InputErrors) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
-        return EXIT_INPUT
+        return EXIT_ENVIRONMENT if _unreadable(error) else EXIT_INPUT
+    except EnvironmentFault as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except TarsdockError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_INPUT
+    except OSError as error:
+        # a fault of the environment no step foresaw: one line, never a traceback
+        print(f"error: {EnvironmentFault.of(error)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+
+
+def _unreadable(error: InputError | InputErrors) -> bool:
+    """Whether the environment kept an input file from being read (exit 5, not 1)."""
+    found = error.errors if isinstance(error, InputErrors) else [error]
+    return any(isinstance(each, UnreadableInput) for each in found)
 
 
 def entry() -> None:

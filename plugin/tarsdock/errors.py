@@ -36,6 +36,26 @@ class InputError(TarsdockError):
         return f"{where}{what}{self.message}"
 
 
+class UnreadableInput(InputError):
+    """An input file the environment keeps from being read (permission denied, ...): reported
+    with the other input errors, but the run exits with the environment's status."""
+
+
+class EnvironmentFault(TarsdockError):
+    """The environment, not the input, stops the run: a path and the cause, in one line."""
+
+    def __init__(self, path: str, cause: str) -> None:
+        self.path = path
+        self.cause = cause
+        super().__init__(f"{path}: {cause}")
+
+    @classmethod
+    def of(cls, error: OSError, path: object = None) -> EnvironmentFault:
+        """From an OSError: its file name (or `path`) and its message."""
+        where = error.filename if error.filename is not None else path
+        return cls(str(where if where is not None else "?"), error.strerror or str(error))
+
+
 class InputErrors(TarsdockError):
     """Several input errors reported together, sorted by where they occur, each once."""
 

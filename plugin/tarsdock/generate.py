@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import sysconfig
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tarsdock.bulk import gc_paused
+from tarsdock.errors import EnvironmentFault
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
@@ -146,6 +148,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     directory = config_dir(args)
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), args.docker)
     out_dir = args.out.absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EnvironmentFault(str(out_dir), "--out is not a directory")
 
     done = load_and_render_all((args.format,), directory, ctx, out_dir)
     node, services, files = done.node, done.services, done.files[args.format]
@@ -155,5 +159,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.dry_run or args.diff:
         sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
         return 0
-    print(summary(write(changes, service_dirs(services, node.manifest.node))))
+    try:
+        counts = write(changes, service_dirs(services, node.manifest.node))
+    except OSError as error:
+        # the writer replaces files only once all are staged: nothing existing has changed
+        raise write_fault(error) from None
+    print(summary(counts))
     return 0
+
+
+def write_fault(error: OSError) -> EnvironmentFault:
+    """A failed write as one line: the file, or the directory a temp file was to be made in."""
+    name = os.fspath(error.filename) if error.filename is not None else "?"
+    if os.path.basename(name).startswith(".") and name.endswith(".tmp"):
+        name = os.path.dirname(name)
+    return EnvironmentFault(name, error.strerror or str(error))

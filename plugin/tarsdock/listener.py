@@ -576,6 +576,14 @@ def cmd_listener(args: argparse.Namespace) -> int:
     """Run as supervisord's [eventlistener:tarsdock]."""
     from supervisor import childutils
 
+    from tarsdock.errors import EnvironmentFault
+
+    if "SUPERVISOR_SERVER_URL" not in os.environ:
+        # supervisord sets it for its event listeners; by hand there is no one to talk to
+        raise EnvironmentFault("listener", "not run by supervisord (SUPERVISOR_SERVER_URL is "
+                               "unset): it is started by [eventlistener:tarsdock], see "
+                               "units/tarsdock-supervisord.conf")
+
     from tarsdock.engine import DockerEngine
     from tarsdock.manifest import load_manifest
     from tarsdock.options import config_dir

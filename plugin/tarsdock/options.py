@@ -14,6 +14,9 @@ from typing import Literal
 
 DEFAULT_CONFIG_DIR = "/etc/tarsdock"
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
+# The environment stopped the run (an unwritable or full --out, a permission denied, the listener
+# outside supervisord): 3 and 4 are taken by `images sync`/`status` and `apply`.
+EXIT_ENVIRONMENT = 5
 
 
 @dataclass(frozen=True)

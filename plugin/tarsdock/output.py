@@ -177,9 +177,11 @@ def _stage(file: OutputFile, umask: int) -> str:
             data = data[os.write(fd, data):]
         if file.mode & umask:     # the umask took bits the file must have
             os.fchmod(fd, file.mode)
-    except BaseException:
+    except BaseException as error:
         os.close(fd)
         os.unlink(temp)
+        if isinstance(error, OSError) and error.filename is None:
+            error.filename = path   # a full disk names no file: say which one
         raise
     os.close(fd)
     return temp

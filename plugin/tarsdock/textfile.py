@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tarsdock.errors import InputError, Origin
+from tarsdock.errors import InputError, Origin, UnreadableInput
 
 BOM = "\ufeff"
 
@@ -39,6 +39,6 @@ def read(path: Path, shown: str, origin: Origin | None = None, key: str | None =
     try:
         raw = path.read_bytes()
     except OSError as problem:
-        raise InputError(origin or Origin(shown), f"cannot read {shown}: {problem.strerror}",
-                         key) from None
+        raise UnreadableInput(origin or Origin(shown), f"cannot read {shown}: "
+                              f"{problem.strerror}", key) from None
     return decode(raw, shown)
