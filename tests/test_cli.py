@@ -218,7 +218,8 @@ _tarsdock_$KIND
 @pytest.mark.parametrize(("kind", "expected"), [
     ("services", ["Demo.HelloServer", "Demo.NativeServer", "Demo.WebServer"]),
     ("templates", ["demo.echo", "tars.cpp.default", "tars.default", "tars.go.default",
-                   "tars.nodejs.default", "tars.php.default", "tars.tarsjava.default"]),
+                   "tars.nodejs.default", "tars.php.default", "tars.springboot",
+                   "tars.tarsjava.default"]),
 ])
 def test_zsh_completion_offers_names(kind: str, expected: list[str]) -> None:
     if not shutil.which("zsh"):
