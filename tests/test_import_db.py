@@ -417,3 +417,35 @@ def test_database_errors_are_clear(tars_db: MariaDB, tmp_path: Path,
 def test_mariadb_listens_on_loopback_only(tars_db: MariaDB) -> None:
     assert tars_db.sql("select @@bind_address as a", database=None)[0]["a"] == "127.0.0.1"
     assert os.path.exists(tars_db.socket)
+
+
+def test_adapters_on_one_port_are_row_errors(tars_db: MariaDB, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    node, out = "10.0.4.1", tmp_path / "conf"
+    add_node(tars_db, node)
+    add_server(tars_db, node, "Clash.AServer")
+    add_server(tars_db, node, "Clash.BServer")
+    first = add_adapter(tars_db, node, "Clash.AServer", "AObjAdapter", "tcp -h 0.0.0.0 -p 20960")
+    second = add_adapter(tars_db, node, "Clash.BServer", "BObjAdapter",
+                         "tcp -h 10.0.4.1 -p 20960")
+    code, _, stderr = run(tars_db, node, out, capsys=capsys)
+    assert code == 1
+    assert (f"t_adapter_conf id {second} (Clash.BServer): column 'endpoint': 10.0.4.1:20960 is "
+            f"already used by t_adapter_conf id {first} (Clash.AServer.AObjAdapter)") in stderr
+    assert not out.exists()
+
+
+def test_config_that_does_not_validate_writes_nothing(tars_db: MariaDB, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    node, out = "10.0.4.2", tmp_path / "conf"
+    add_node(tars_db, node)
+    add_template(tars_db, "bad.container", "tars.default",
+                 "<tars>\n<application>\n<container>\nmemroy=1g\n</container>\n</application>\n"
+                 "</tars>\n")
+    add_server(tars_db, node, "Invalid.OneServer", template_name="bad.container")
+    code, _, stderr = run(tars_db, node, out, capsys=capsys)
+    assert code == 1
+    assert f"the config import would write to {out} does not validate; nothing was written" \
+        in stderr
+    assert "templates/bad.container:4: key 'memroy'" in stderr
+    assert not out.exists()

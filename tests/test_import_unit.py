@@ -71,9 +71,10 @@ def test_fetch_asks_for_the_node_and_the_registry_servant() -> None:
         return []
 
     fetch(query, NODE)
-    assert ("select * from t_server_conf where node_name = %s order by id", (NODE,)) in asked
+    assert any("from t_server_conf where node_name = %s" in sql and args == (NODE,)
+               for sql, args in asked)
     assert any(args == ("tars.tarsregistry.QueryObj",) for _, args in asked)
-    assert ("select * from t_profile_template order by id", ()) in asked
+    assert any("from t_profile_template order by id" in sql and not args for sql, args in asked)
 
 
 @pytest.mark.parametrize(("kind", "column", "profile", "expected"), [

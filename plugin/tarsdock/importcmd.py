@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import tomllib
@@ -44,17 +45,29 @@ def kept_ports(services_dir: Path) -> dict[str, int]:
 
 
 def validate(files: list[OutputFile], out_dir: Path) -> int:
-    """Load the files as a config dir of their own; raise InputErrors if it does not validate."""
+    """Load the files as a config dir of their own; raise InputErrors if it does not validate.
+
+    What only the whole config can show (a template's <container> keys, a profile merged over
+    its chain) is found here; the errors then name the files import would have written.
+    """
+    from tarsdock.errors import InputError, InputErrors
     from tarsdock.resolve import load_node
 
-    with tempfile.TemporaryDirectory(prefix="tarsdock-import.") as temp:
+    # on tmpfs when there is one: these files are read once and thrown away
+    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="tarsdock-import.", dir=shm) as temp:
         root = Path(temp)
         for file in files:
             path = root / file.path.relative_to(out_dir)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(file.content, encoding="utf-8")
             path.chmod(file.mode)
-        return len(load_node(root).services)
+        try:
+            return len(load_node(root).services)
+        except (InputError, InputErrors):
+            print(f"error: the config import would write to {out_dir} does not validate; "
+                  "nothing was written:", file=sys.stderr)
+            raise
 
 
 def plan_files(files: list[OutputFile], out_dir: Path) -> list[Change]:
@@ -64,7 +77,8 @@ def plan_files(files: list[OutputFile], out_dir: Path) -> list[Change]:
 
     services_dir = out_dir / SERVICES_DIR
     services = [f for f in files if f.path.parent == services_dir]
-    return plan(services, services_dir, KIND) + plan([f for f in files if f not in services])
+    others = [f for f in files if f.path.parent != services_dir]
+    return plan(services, services_dir, KIND) + plan(others)
 
 
 def show(changes: list[Change], as_diff: bool) -> str:

@@ -239,18 +239,18 @@ class Mapper:
         if not TEMPLATE_NAME.match(parent):
             self.error(at, "parents_name", f"'{parent}' is not a template name")
             ok = False
-        return self.profile_ok(at, text(row, "profile")) and ok
+        return self.profile(at, text(row, "profile")) is not None and ok
 
-    def profile_ok(self, at: RowRef, profile: str) -> bool:
+    def profile(self, at: RowRef, profile: str) -> tcconfig.Config | None:
+        """The parsed profile, or None after reporting each of its errors at its line."""
         try:
-            tcconfig.parse(profile, "profile")
+            return tcconfig.parse(profile, "profile")
         except (InputError, InputErrors) as problem:
             errors = problem.errors if isinstance(problem, InputErrors) else [problem]
             for error in errors:
                 line = f"line {error.origin.line}: " if error.origin.line else ""
                 self.error(at, "profile", f"{line}{error.message}")
-            return False
-        return True
+            return None
 
     # --- images and registries ------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tarsdock import tcconfig
-from tarsdock.endpoint import EndpointError, check_servant, parse_endpoint
+from tarsdock.endpoint import Endpoint, EndpointError, check_servant, parse_endpoint
 from tarsdock.importer import (
     ImportedAdapter,
     ImportedNode,
@@ -22,6 +22,7 @@ from tarsdock.importer import (
 )
 from tarsdock.keys import NAME, WORD, exe_path
 from tarsdock.model import SERVER_TYPES
+from tarsdock.servicetable import clash, family
 from tarsdock.tarsdb import TarsRows
 
 LOCAL_PORTS = range(30000, 45000)   # tarsnode's admin ports (CommandLoad::updateConfigFile)
@@ -88,14 +89,15 @@ class ServerMapper:
             self.m.error(at, "template_name", "empty: every Tars service has a template")
             ok = False
         profile = text(row, "profile")
-        ok = self.m.profile_ok(at, profile) and ok
+        parsed = self.m.profile(at, profile)
         exe = self.m.check(at, row, "exe_path", exe_path)
         run, image = self.run_and_image(at, row)
         set_division = self.set_division(at, row)
         adapter_specs = self.adapters(name, adapters)
         command = self.command(at, row, name, kind, exe or "")
         self.unsupported(at, row, kind, name, exe or "")
-        if not ok or None in (exe, run, image, set_division, adapter_specs, command):
+        if not ok or parsed is None or None in (exe, run, image, set_division, adapter_specs,
+                                                command):
             return None
         assert exe is not None and run is not None and image is not None
         assert set_division is not None and adapter_specs is not None and command is not None
@@ -103,7 +105,7 @@ class ServerMapper:
             name=name, type=kind, template=template, run=run,
             enabled=text(row, "setting_state") == "active",   # ServerObject::setServerDescriptor
             image=image, exe=exe, command=command, set_division=set_division,
-            async_thread=self.async_thread(row, kind, profile),
+            async_thread=self.async_thread(row, kind, parsed),
             main_class=self.main_class(app, server, template, profile), profile=profile,
             adapters=adapter_specs, source=str(where("t_server_conf", row)))
 
@@ -140,13 +142,13 @@ class ServerMapper:
             parts.append(value)
         return ".".join(parts)
 
-    def async_thread(self, row: Row, kind: str, profile: str) -> int:
+    def async_thread(self, row: Row, kind: str, profile: tcconfig.Config) -> int:
         """tarsregistry's rule (CDbHandle::getServers): the larger of the column and 3 (0 for
         tars_nodejs), unless the profile's <client> asyncthread says otherwise."""
         default = 0 if kind == "tars_nodejs" else 3
         configured = row.get("async_thread_num")
         value = max(configured if isinstance(configured, int) else 0, default)
-        given = tcconfig.parse(profile, "profile").get("/tars/application/client<asyncthread>")
+        given = profile.get("/tars/application/client<asyncthread>")
         return value if given is None else max(strto_int(given), 0)
 
     def main_class(self, app: str, server: str, template: str, profile: str) -> str:
@@ -256,6 +258,25 @@ def allocate_ports(services: list[ImportedService], taken: set[int],
     return [replace(s, local_port=ports.get(s.name) or next(free, 0)) for s in services]
 
 
+def check_clashes(mapper: Mapper, rows: list[Row]) -> None:
+    """Two adapters of the node on one port of one address (or a wildcard) cannot both bind."""
+    by_port: dict[tuple[str, int], list[tuple[Endpoint, Row]]] = {}
+    for row in rows:
+        try:
+            here = parse_endpoint(text(row, "endpoint"))
+        except EndpointError:
+            continue   # reported with its row
+        bucket = by_port.setdefault((family(here), here.port), [])
+        for there, first in bucket:
+            if clash(here, there):
+                mapper.error(where("t_adapter_conf", row, f"{text(row, 'application')}."
+                                   f"{text(row, 'server_name')}"), "endpoint",
+                             f"{here.host}:{here.port} is already used by "
+                             f"t_adapter_conf id {first.get('id')} ({text(first, 'adapter_name')})")
+                break
+        bucket.append((here, row))
+
+
 def node_ports(rows: list[Row]) -> set[int]:
     ports = set()
     for row in rows:
@@ -288,6 +309,9 @@ def import_node(rows: TarsRows, locator: str = "",
         if service is not None:
             services.append(service)
     images, registries = mapper.images({row.get("base_image_id") or 0 for row in rows.servers})
+    served = {(text(row, "application"), text(row, "server_name")) for row in rows.servers}
+    check_clashes(mapper, [row for row in rows.adapters if (
+        text(row, "application"), text(row, "server_name")) in served])
     mapper.errors.raise_if_any()
     services = allocate_ports(sorted(services, key=lambda s: s.name), node_ports(rows.adapters),
                               mapper.kept_ports)

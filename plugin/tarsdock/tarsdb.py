@@ -10,6 +10,7 @@ RegistryServer/DbHandle.cpp.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,19 +81,33 @@ def read_password(path: Path | None) -> str | None:
     if path is None:
         return None
     try:
+        if path.stat().st_mode & 0o077:
+            print(f"warning: --password-file {path} is readable by others; chmod 600 it",
+                  file=sys.stderr)
         return path.read_text(encoding="utf-8").rstrip("\r\n")
     except (OSError, UnicodeDecodeError) as error:
         raise DatabaseError(f"--password-file {path}: cannot read: {error}") from None
 
 
+# The columns import reads (tarsregistry's getServers reads these and a few state columns);
+# naming them keeps the rows small: PyMySQL decodes every column of every row in Python.
+SERVER_COLUMNS = ("id, application, server_name, node_name, server_type, template_name, profile, "
+                  "exe_path, run_type, base_image_id, setting_state, enable_set, set_name, "
+                  "set_area, set_group, async_thread_num, base_path, start_script_path, "
+                  "stop_script_path, monitor_script_path, config_center_port")
+ADAPTER_COLUMNS = ("id, application, server_name, node_name, adapter_name, endpoint, servant, "
+                   "thread_num, max_connections, queuecap, queuetimeout, protocol, allow_ip, "
+                   "handlegroup")
 QUERIES: dict[str, str] = {
-    "servers": "select * from t_server_conf where node_name = %s order by id",
-    "adapters": "select * from t_adapter_conf where node_name = %s order by id",
-    "node_info": "select * from t_node_info where node_name = %s order by id",
-    "templates": "select * from t_profile_template order by id",
-    "images": "select * from t_base_image order by id",
-    "registries": "select * from t_docker_registry order by id",
-    "locators": "select * from t_adapter_conf where servant = %s order by id",
+    "servers": f"select {SERVER_COLUMNS} from t_server_conf where node_name = %s order by id",
+    "adapters": f"select {ADAPTER_COLUMNS} from t_adapter_conf where node_name = %s order by id",
+    "node_info": "select id, node_name, endpoint_ip, data_dir from t_node_info "
+                 "where node_name = %s order by id",
+    "templates": "select id, template_name, parents_name, profile from t_profile_template "
+                 "order by id",
+    "images": "select id, image, registryId from t_base_image order by id",
+    "registries": "select id, registry, username, password from t_docker_registry order by id",
+    "locators": "select id, servant, endpoint from t_adapter_conf where servant = %s order by id",
 }
 PARAMS: dict[str, str] = {"locators": LOCATOR_SERVANT}
 
