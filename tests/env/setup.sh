@@ -20,7 +20,7 @@ MACHINE_LOCK=/var/lock/tarsdock-setup.lock   # packages, dockerd, images: one se
 # Packages of the Debian test image; changing this list changes the cache key, so it rebuilds.
 IMAGE_PACKAGES=python3,nodejs,systemd,systemd-sysv,dbus,procps,iproute2,ca-certificates
 HOST_PACKAGES=(docker.io debootstrap docker-registry apache2-utils busybox-static iproute2 systemd curl zsh
-               python3-venv)
+               python3-venv man-db)
 # The import tests start a private MariaDB (mariadb-install-db, mariadbd, the mariadb client): the
 # -core packages hold exactly those, without the system service mariadb-server would start.
 HOST_PACKAGES+=(mariadb-server-core mariadb-client-core)
