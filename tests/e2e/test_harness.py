@@ -280,3 +280,25 @@ def test_private_dockerd_outage_and_cleanup() -> None:
     assert not Path(engine.data_root).exists()
     assert engine.bridge not in harness.run(["ip", "-o", "link"]).stdout
     assert "docker0" in harness.run(["ip", "-o", "link"]).stdout
+
+
+def test_a_broken_default_bridge_fails_with_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = {
+        "run": (125, "", "docker: Error response from daemon: network bridge not found."),
+        "ip": (1, "", 'Device "docker0" does not exist.'),
+        "network": (1, "", "Error: No such network: bridge"),
+    }
+
+    def fake_run(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        key = "ip" if cmd[0] == "ip" else cmd[1]
+        code, out, err = answers.get(key, (0, "", ""))
+        return subprocess.CompletedProcess(cmd, code, out, err)
+
+    monkeypatch.setattr(harness, "run", fake_run)
+    monkeypatch.setattr(harness, "_bridge_checked", [])
+    with pytest.raises(pytest.fail.Exception) as failed:
+        harness.check_default_bridge()
+    message = str(failed.value)
+    assert "cannot start a container on its default bridge network" in message
+    assert "network bridge not found" in message and 'Device "docker0" does not exist' in message
+    assert "restart dockerd without --bridge=none" in message
