@@ -449,3 +449,38 @@ def test_config_that_does_not_validate_writes_nothing(tars_db: MariaDB, tmp_path
         in stderr
     assert "templates/bad.container:4: key 'memroy'" in stderr
     assert not out.exists()
+
+
+def test_framework_rows_of_tars_servers_sql(tars_db: MariaDB, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The installer's own rows (node localip.tars.com): five C++ services, absolute exe paths."""
+    # the installer's parent of tars.tarsregistry is tars.framework-db (DB credentials; not in
+    # ../shared): tars.default stands in
+    add_template(tars_db, "tars.tarsregistry", "tars.default",
+                 (SHARED_TEMPLATES / "tars.tarsregistry").read_text())
+    for name in ("tars.tarsqueryproperty", "tars.tarsconfig", "tars.tarsnotify",
+                 "tars.tarsquerystat"):
+        add_template(tars_db, name, "", "<tars>\n</tars>\n")   # no parent: a root of its own
+    out = tmp_path / "conf"
+    code, stdout, stderr = run(tars_db, "localip.tars.com", out, capsys=capsys)
+    assert code == 0, stderr
+    assert "imported 5 services" in stdout
+    assert (f"t_server_conf id 1 (tars.tarsregistry): column 'exe_path': tarsnode's "
+            f"${{basepath}} would be {TARS}/tarsregistry/bin/") in stderr
+    text = config_of(out, "tars.tarsregistry", capsys)
+    # adapters from the last name to the first, as tarsnode inserts them
+    assert text.index("<tars.tarsregistry.RegistryObjAdapter>") < \
+        text.index("<tars.tarsregistry.QueryObjAdapter>")
+    assert "endpoint=tcp -h localip.tars.com -p 17890 -t 60000\n" in text
+    assert "<container>\n    socket=/var/run/docker.sock\n    timeout=300\n  </container>" in text
+    assert tomllib.loads((out / "node.toml").read_text())["templates"]["tars.tarsconfig"] == \
+        {"parent": "tars.tarsconfig"}
+    # an empty parents_name makes a root (tarsregistry's getProfileTemplate): no tars.default
+    assert config_of(out, "tars.tarsconfig", capsys) == "\n".join([
+        "<tars>", "  <application>", "    <server>",
+        *(f"      {line}" for line in adapter(
+            "tars.tarsconfig.ConfigObjAdapter", allow="",
+            endpoint="tcp -h localip.tars.com -p 18193 -t 60000", maxconns="200000",
+            protocol="tars", queuecap="100000", queuetimeout="60000",
+            servant="tars.tarsconfig.ConfigObj", threads="10")),
+        "    </server>", "  </application>", "</tars>", ""])
