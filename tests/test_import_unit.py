@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from unit_helpers import make_service
 
 from tarsdock import systemd
 from tarsdock.errors import InputErrors
+from tarsdock.importcmd import validate
 from tarsdock.importmap import allocate_ports, exe_dir, import_node, strto_int
-from tarsdock.importtoml import toml_string, toml_text
+from tarsdock.importtoml import render, toml_string, toml_text
 from tarsdock.tarsdb import DatabaseError, DbUrl, TarsRows, fetch, parse_url
 
 NODE = "10.0.0.5"
@@ -169,3 +171,48 @@ def test_registry_for_another_host_is_an_error() -> None:
                          images=[{"id": 4, "image": "busybox", "registryId": 2}],
                          registries=[{"id": 2, "registry": "r.example.com", "username": "u",
                                       "password": "p"}]))
+
+
+WORDS = st.sampled_from([
+    "", "x", "a b", "a.b", "*", "1", "-1", "/abs/path", "rel/p", "..", "\n", "é", "'''", "a'",
+    "tars", "not_tars", "container", "native", "Y", "n", "inactive", "tars_java", "tars_nodejs",
+    "tars_go", "not_tars", "tars.default", "tcp -h 1.2.3.4 -p 80 -t 10", "udp -h x -p 9",
+    "<tars>\n</tars>", "k=\\q", "<tars>\n<application>\n<client>\nasyncthread=x\n</client>\n"
+    "</application>\n</tars>", "A.B.C", "Hello.HelloServer.Obj", "Hello.HelloServer.XAdapter"])
+INTS = st.one_of(st.none(), st.integers(-2, 70000))
+
+
+def column(default: str) -> st.SearchStrategy[str]:
+    """Mostly the valid default, else a word that is often wrong for the column."""
+    return st.one_of(st.just(default), WORDS)
+
+
+SERVER_COLUMNS = {"server_type": "tars_cpp", "template_name": "tars.default", "profile": "",
+                  "exe_path": "", "run_type": "", "enable_set": "N", "set_name": "sz",
+                  "set_area": "a", "set_group": "1", "start_script_path": "",
+                  "setting_state": "active"}
+ADAPTER_COLUMNS = {"endpoint": "tcp -h 10.0.0.5 -p 20000", "servant": "Hello.HelloServer.Obj",
+                   "adapter_name": "Hello.HelloServer.ObjAdapter", "protocol": "tars",
+                   "allow_ip": "", "handlegroup": ""}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.fixed_dictionaries({k: column(v) for k, v in SERVER_COLUMNS.items()}),
+       st.fixed_dictionaries({k: column(v) for k, v in ADAPTER_COLUMNS.items()}),
+       st.fixed_dictionaries({k: INTS for k in ("thread_num", "max_connections", "queuecap",
+                                                "queuetimeout", "async_thread_num")}))
+def test_rows_either_fail_by_row_or_validate(server_columns: dict[str, str],
+                                             adapter_columns: dict[str, str],
+                                             numbers: dict[str, int | None]) -> None:
+    """Whatever the rows hold: row errors, or a config dir that validates (never a crash)."""
+    adapter = {"id": 5, "application": "Hello", "server_name": "HelloServer", "node_name": NODE,
+               **adapter_columns, **{k: v for k, v in numbers.items() if k != "async_thread_num"}}
+    try:
+        node = import_node(rows(server(**server_columns,
+                                       async_thread_num=numbers["async_thread_num"]),
+                                adapters=[adapter]))
+    except InputErrors as errors:
+        assert all(str(e).startswith("t_") for e in errors.errors)
+        return
+    out = Path("/nonexistent/out")
+    assert validate(render(node, "test", out), out) == 1
