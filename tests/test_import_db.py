@@ -395,7 +395,8 @@ def test_unsupported_columns_warn_naming_the_row(tars_db: MariaDB, tmp_path: Pat
     assert f"{at} 'base_path': '/opt/warn' is ignored" in stderr
     at = f"warning: t_adapter_conf id {adapter_row} (Warn.ScriptServer): column"
     assert f"{at} 'handlegroup': 'g1' is ignored" in stderr
-    assert f"{at} 'queuecap': NULL (tarsnode would write 0)" in stderr
+    assert f"{at} 'queuecap': NULL (tarsnode would write 0 or nothing); tarsdock's default " \
+        "10000 is used" in stderr
 
 
 def test_database_errors_are_clear(tars_db: MariaDB, tmp_path: Path,

@@ -153,8 +153,8 @@ class Mapper:
         """An int column; NULL gives tarsdock's default with a warning, below `low` an error."""
         value = row.get(column)
         if value is None:
-            self.warn(at, column, f"NULL (tarsnode would write 0); tarsdock's default {default} "
-                      "is used")
+            self.warn(at, column, f"NULL (tarsnode would write 0 or nothing); tarsdock's "
+                      f"default {default} is used")
             return default
         if not isinstance(value, int) or value < low:
             self.error(at, column, f"{value!r} is not an integer >= {low}")

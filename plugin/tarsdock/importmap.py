@@ -5,6 +5,7 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from tarsdock import tcconfig
@@ -96,11 +97,9 @@ class ServerMapper:
         adapter_specs = self.adapters(name, adapters)
         command = self.command(at, row, name, kind, exe or "")
         self.unsupported(at, row, kind, name, exe or "")
-        if not ok or parsed is None or None in (exe, run, image, set_division, adapter_specs,
-                                                command):
-            return None
-        assert exe is not None and run is not None and image is not None
-        assert set_division is not None and adapter_specs is not None and command is not None
+        if (not ok or parsed is None or exe is None or run is None or image is None
+                or set_division is None or adapter_specs is None or command is None):
+            return None   # every problem is reported
         return ImportedService(
             name=name, type=kind, template=template, run=run,
             enabled=text(row, "setting_state") == "active",   # ServerObject::setServerDescriptor
@@ -245,8 +244,6 @@ def allocate_ports(services: list[ImportedService], taken: set[int],
                    kept: dict[str, int]) -> list[ImportedService]:
     """Give every service an admin port: its former one if still free, else the lowest free one
     in tarsnode's range (tarsnode picks at random and keeps it in the config file)."""
-    from dataclasses import replace
-
     used = set(taken)
     ports: dict[str, int] = {}
     for service in services:
