@@ -485,3 +485,23 @@ def test_framework_rows_of_tars_servers_sql(tars_db: MariaDB, tmp_path: Path,
             protocol="tars", queuecap="100000", queuetimeout="60000",
             servant="tars.tarsconfig.ConfigObj", threads="10")),
         "    </server>", "  </application>", "</tars>", ""])
+
+
+def test_reimport_keeps_node_settings_the_database_does_not_hold(
+        tars_db: MariaDB, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node, out = "10.0.5.1", tmp_path / "conf"
+    add_node(tars_db, node)
+    image = insert(tars_db, "t_base_image", image="busybox:1")
+    add_server(tars_db, node, "Keep.OneServer", run_type="container", base_image_id=image)
+    assert run(tars_db, node, out, capsys=capsys)[0] == 0
+    text = (out / "node.toml").read_text()
+    text = text.replace('locator = ', 'supervisor = "systemd"\nnetwork = "bridge"\nlocator = ')
+    text = text.replace('ref = "busybox:1"', 'ref = "busybox:1"\npull = "always"')
+    (out / "node.toml").write_text(text)
+    tars_db.sql("update t_node_info set endpoint_ip = '10.0.5.9' where node_name = %s", (node,))
+    code, _, stderr = run(tars_db, node, out, capsys=capsys)
+    assert code == 0, stderr
+    settings = tomllib.loads((out / "node.toml").read_text())
+    assert settings["node"]["localip"] == "10.0.5.9"     # the database's, updated
+    assert (settings["node"]["supervisor"], settings["node"]["network"]) == ("systemd", "bridge")
+    assert settings["images"][f"image-{image}"] == {"ref": "busybox:1", "pull": "always"}

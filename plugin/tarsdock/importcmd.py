@@ -29,6 +29,15 @@ def register(p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=cmd_import)
 
 
+def former_node(out_dir: Path) -> dict[str, object]:
+    """The node.toml already in --out, parsed; empty when there is none (or it does not parse:
+    then there is nothing to keep, and --diff shows what the import replaces)."""
+    try:
+        return tomllib.loads((out_dir / "node.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
 def kept_ports(services_dir: Path) -> dict[str, int]:
     """The admin ports a former import gave (kept, as tarsnode keeps `local` in the config)."""
     ports: dict[str, int] = {}
@@ -97,7 +106,7 @@ def show(changes: list[Change], as_diff: bool) -> str:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from tarsdock.importmap import import_node
-    from tarsdock.importtoml import SECRETS_DIR, SERVICES_DIR, render
+    from tarsdock.importtoml import SECRETS_DIR, SERVICES_DIR, local_settings, render
     from tarsdock.output import write
     from tarsdock.tarsdb import parse_url, read_password, read_tars_db
 
@@ -105,7 +114,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     rows = read_tars_db(url, read_password(args.password_file), args.node)
     out_dir = args.out.absolute()
     node = import_node(rows, args.locator, kept_ports(out_dir / SERVICES_DIR))
-    files = render(node, f"{url}, node {args.node}", out_dir)
+    files = render(node, f"{url}, node {args.node}", out_dir,
+                   local_settings(former_node(out_dir)))
     count = validate(files, out_dir)
     changes = plan_files(files, out_dir)
     for warning in node.warnings:

@@ -14,6 +14,8 @@ SERVICES_DIR = "services.d"
 TEMPLATES_DIR = "templates"
 SECRETS_DIR = "secrets"
 SECRET_MODE = 0o600
+NODE_OWN = ("name", "localip", "tars_path", "locator")   # the keys import writes from the DB
+IMAGE_OWN = ("ref", "registry")
 
 
 def toml_string(value: str) -> str:
@@ -56,11 +58,31 @@ def assignments(pairs: Iterable[tuple[str, object]]) -> list[str]:
     return lines
 
 
-def node_toml(node: ImportedNode, source: str) -> str:
+Local = dict[str, dict[str, object]]   # table ("node", "images.ID") -> key -> value
+
+
+def local_settings(former: dict[str, object]) -> Local:
+    """Settings of a former node.toml that the database does not hold, to be kept: [node] keys
+    other than import's own (supervisor, output_dir, network, ...) and [images.ID] keys other than
+    ref and registry (pull, restart_on_update). Only plain values: strings, integers, booleans."""
+    def plain(table: object, own: tuple[str, ...]) -> dict[str, object]:
+        items = table.items() if isinstance(table, dict) else []
+        return {k: v for k, v in items if k not in own and isinstance(v, (str, int, bool))}
+
+    kept: Local = {"node": plain(former.get("node"), NODE_OWN)}
+    images = former.get("images")
+    for iid, table in images.items() if isinstance(images, dict) else []:
+        kept[f"images.{iid}"] = plain(table, IMAGE_OWN)
+    return kept
+
+
+def node_toml(node: ImportedNode, source: str, local: Local | None = None) -> str:
+    local = local or {}
     tables = ["t_node_info", "t_docker_registry", "t_base_image", "t_profile_template"]
     out = [header(source, tables), "[node]"]
     out += assignments([("name", node.name), ("localip", node.localip),
-                        ("tars_path", node.tars_path), ("locator", node.locator)])
+                        ("tars_path", node.tars_path), ("locator", node.locator),
+                        *sorted(local.get("node", {}).items())])
     for rid, (url, user, _) in sorted(node.registries.items()):
         out += ["", f"[registries.{key(rid)}]"]
         # issue 9: url is always written, also for Docker Hub
@@ -70,7 +92,8 @@ def node_toml(node: ImportedNode, source: str) -> str:
         out += assignments(rows)
     for iid, (ref, registry) in sorted(node.images.items()):
         out += ["", f"[images.{key(iid)}]"]
-        out += assignments([("ref", ref), *([("registry", registry)] if registry else [])])
+        out += assignments([("ref", ref), *([("registry", registry)] if registry else []),
+                            *sorted(local.get(f"images.{iid}", {}).items())])
     for name, (parent, _) in sorted(node.templates.items()):
         out += ["", f"[templates.{key(name)}]", *assignments([("parent", parent)])]
     return "\n".join(out) + "\n"
@@ -105,9 +128,10 @@ def service_toml(service: ImportedService, source: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def render(node: ImportedNode, source: str, out_dir: Path) -> list[OutputFile]:
-    """Every file of the imported config dir, in memory."""
-    files = [OutputFile(out_dir / "node.toml", node_toml(node, source))]
+def render(node: ImportedNode, source: str, out_dir: Path,
+           local: Local | None = None) -> list[OutputFile]:
+    """Every file of the imported config dir, in memory; `local`: settings kept from before."""
+    files = [OutputFile(out_dir / "node.toml", node_toml(node, source, local))]
     for service in node.services:
         files.append(OutputFile(out_dir / SERVICES_DIR / f"{service.name}.toml",
                                 service_toml(service, source)))
