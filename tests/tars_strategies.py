@@ -86,8 +86,9 @@ def plain_values(data: Any) -> st.SearchStrategy[Any]:
     if "list" in data:
         return st.lists(plain_values(data["list"]), max_size=4)
     if "map" in data:
-        # no empty string keys: @tars/stream 2.0.3 writes the key '' as "undefined"
-        keys = plain_values(data["map"][0]).filter(lambda k: k != "")
+        # no empty string keys: @tars/stream 2.0.3 writes the key '' as "undefined"; no
+        # '__proto__': its maps are plain JS objects, where that key sets the prototype
+        keys = plain_values(data["map"][0]).filter(lambda k: k not in ("", "__proto__"))
         return st.dictionaries(keys, plain_values(data["map"][1]),
                                max_size=4).map(lambda d: [list(kv) for kv in d.items()])
     return st.tuples(*(plain_values(s) for _, s in data["struct"])).map(list)
