@@ -7,9 +7,11 @@ the Tars installer loads them.
 
 from __future__ import annotations
 
+import ctypes
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -24,6 +26,7 @@ from shared_templates import SHARED_TEMPLATES
 SHARED_DB = SHARED_TEMPLATES.parent / "tars-db"
 START_TIMEOUT = 60.0   # seconds; a cold start on a busy 2-core machine takes a few
 TOOLS = ("mariadb-install-db", "mariadbd", "mariadb")
+PR_SET_PDEATHSIG = 1
 
 
 def tools_missing() -> list[str]:
@@ -87,6 +90,13 @@ class MariaDB:
             self.process.wait()
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, even by SIGKILL or a
+    timeout, so no mariadbd outlives its run (Linux prctl PR_SET_PDEATHSIG)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start(root: Path) -> MariaDB:
     """Install a data dir under `root` and start mariadbd on a free port of 127.0.0.1."""
     user = getpass.getuser()   # mariadbd wants --user even when that user is root
@@ -101,7 +111,7 @@ def start(root: Path) -> MariaDB:
          f"--port={port}", "--bind-address=127.0.0.1", f"--user={user}", "--skip-log-bin",
          f"--pid-file={root}/mariadbd.pid", "--skip-name-resolve",
          "--innodb-buffer-pool-size=32M", "--character-set-server=utf8mb4"],
-        stdout=log, stderr=subprocess.STDOUT)
+        stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     server = MariaDB(root, port, process)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
