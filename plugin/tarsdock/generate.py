@@ -7,11 +7,13 @@ import os
 import shutil
 import sys
 import sysconfig
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tarsdock import stamp
 from tarsdock.bulk import gc_paused
 from tarsdock.errors import EnvironmentFault
 
@@ -150,22 +152,47 @@ def cmd_generate(args: argparse.Namespace) -> int:
     out_dir = args.out.absolute()
     if out_dir.exists() and not out_dir.is_dir():
         raise EnvironmentFault(str(out_dir), "--out is not a directory")
+    showing = args.dry_run or args.diff
+    started = time.time_ns()
+    stamp_file = stamp.stamp_path(str(out_dir), args.format)
+    key = stamp.make_key(args.format, str(out_dir), ctx.docker, ctx.scripts_dir,
+                         str(ctx.config_dir))
+    replay = None if showing else stamp.check(stamp_file, key)
+    if replay is not None:       # nothing read or written has changed since the last run
+        print_warnings(replay.warnings)
+        print(summary(replay.counts))
+        return 0
 
     done = load_and_render_all((args.format,), directory, ctx, out_dir)
     node, services, files = done.node, done.services, done.files[args.format]
     changes = plan_all(args.format, files, out_dir)
-    print_warnings([*done.warnings, *filter(None, [group_restart_note(args.format, changes,
-                                                                       out_dir)])])
-    if args.dry_run or args.diff:
+    notes = [str(note) for note in [*done.warnings, *filter(None, [
+        group_restart_note(args.format, changes, out_dir)])]]
+    print_warnings(notes)
+    if showing:
         sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
         return 0
+    dirs = service_dirs(services, node.manifest.node)
+    stamp.forget(stamp_file)
     try:
-        counts = write(changes, service_dirs(services, node.manifest.node))
+        counts = write(changes, dirs)
     except OSError as error:
         # the writer replaces files only once all are staged: nothing existing has changed
         raise write_fault(error) from None
+    if all(s.spec.type != "tars_nodejs" for s in services):
+        # only the warnings every unchanged run prints again (not the one about this update)
+        stamp.record(stamp_file, key, str(ctx.config_dir), str(out_dir), outside_inputs(node),
+                     [str(f.path) for f in files], dirs, [str(w) for w in done.warnings],
+                     len(files), started)
     print(summary(counts))
     return 0
+
+
+def outside_inputs(node: ResolvedNode) -> list[str]:
+    """Files the manifest names outside the config dir: password files, profile files."""
+    paths = [r.password_file for r in node.manifest.registries.values() if r.password_file]
+    paths += [s.spec.profile_origin.path for s in node.services]
+    return sorted({path for path in paths if os.path.isabs(path)})
 
 
 def write_fault(error: OSError) -> EnvironmentFault:
