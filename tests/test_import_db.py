@@ -10,10 +10,11 @@ configs are written out by hand from tarsnode's rules, not from tarsdock's outpu
   writes them; the templates are merged over those; macros: enableset y/n, setdivision or NULL,
   basepath <data>/App.Server/bin/, datapath .../data/, logpath the node's app_log.
 - Merge (TC_Config::joinConfig): a key the higher side repeats moves to the end.
-Three differences are tarsdock's on purpose (README): no `node=` line (there is no tarsnode to
-report to); `local` is a port import allocates (30000 and up, kept on re-import) where tarsnode
-picks one at random; container endpoints keep their host on host networking (tarsnode writes
-0.0.0.0, needed only with a bridge).
+- tarsnode puts `node=tars.tarsnode.ServerObj@<its ServerAdapter>` first in <server>; tarsdock's
+  node object listens on 127.0.0.1:19386, and only Tars services get the line (not not_tars).
+Two differences are tarsdock's on purpose (README): `local` is a port import allocates (30000 and
+up, kept on re-import) where tarsnode picks one at random; container endpoints keep their host on
+host networking (tarsnode writes 0.0.0.0, needed only with a bridge).
 """
 
 from __future__ import annotations
@@ -110,9 +111,14 @@ def config_of(out: Path, service: str, capsys: pytest.CaptureFixture[str]) -> st
     return capsys.readouterr().out
 
 
-def default_server(name: str, port: int) -> list[str]:
-    """tars.default's <server> keys with tarsnode's macros, in the template's order."""
-    return [f"app={name.split('.')[0]}", f"server={name.split('.')[1]}", "nodename=10.0.0.5",
+NODE_LINE = "node=tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p 19386 -t 60000"
+
+
+def default_server(name: str, port: int, tars: bool = True) -> list[str]:
+    """tars.default's <server> keys with tarsnode's macros, in the template's order (after
+    `node`, which tarsnode inserts before merging the templates)."""
+    return [NODE_LINE] * tars + [
+            f"app={name.split('.')[0]}", f"server={name.split('.')[1]}", "nodename=10.0.0.5",
             "localip=10.0.0.5", f"local=tcp -h 127.0.0.1 -p {port} -t 10000",
             f"basepath={DATA}/{name}/bin/", f"datapath={DATA}/{name}/data/",
             f"logpath={TARS}/app_log", "logsize=10M", "lognum=10", "logLevel=DEBUG",
@@ -217,7 +223,8 @@ def test_java_three_level_chain_is_tarsnodes_config(imported: Path,
     bin_dir = f"{DATA}/Hello.JavaServer/bin/"
     # tars.tarsjava.default over tars.default: the keys it repeats move to the end, in its order;
     # tars.springboot adds packageFormat and moves mainclass to the end
-    server = ["nodename=10.0.0.5", "lognum=10", "logLevel=DEBUG", "deactivating-timeout=3000",
+    server = [NODE_LINE, "nodename=10.0.0.5", "lognum=10", "logLevel=DEBUG",
+              "deactivating-timeout=3000",
               "activating-timeout=60000", "app=Hello", "server=JavaServer", "localip=10.0.0.5",
               "local=tcp -h 127.0.0.1 -p 30001 -t 10000", f"basepath={bin_dir}",
               f"datapath={DATA}/Hello.JavaServer/data/", f"logpath={TARS}/app_log",
@@ -251,7 +258,7 @@ def test_nodejs_and_not_tars_are_tarsnodes_config(imported: Path,
                       default_client("Hello.NodeServer", 0))
     assert config_of(imported, "Hello.NodeServer", capsys) == expected
     expected = config(["enableset=n", "setdivision=NULL"],
-                      default_server("Hello.ScriptServer", 30003),
+                      default_server("Hello.ScriptServer", 30003, tars=False),
                       default_client("Hello.ScriptServer", 3))
     assert config_of(imported, "Hello.ScriptServer", capsys) == expected
 

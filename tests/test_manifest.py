@@ -76,7 +76,7 @@ def test_container_service(full: tuple[Path, Manifest]) -> None:
         "Hello", "HelloServer", "tars_cpp", "container")
     assert hello.image is full[1].images["cppbase"]
     assert (hello.template, hello.exe, hello.local_port) == ("tars.cpp.default", "HelloServer",
-                                                             19386)
+                                                             19387)
     assert (hello.set_division, hello.async_thread, hello.command) == ("sz.a.1", 6, ())
     assert hello.origin == Origin("node.toml", 30)
     assert hello.profile.startswith("<tars>\n  <application>\n")

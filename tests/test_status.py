@@ -64,6 +64,12 @@ def world(tmp_path: Path) -> tuple[Manifest, FakeSource, FakeEngine]:
     (state / "A.Oom.failures").write_text(
         f"{int(NOW - 60)}\toom\tkilled for memory (limit 32m)\n"
         f"{int(NOW - 59)}\tsignal\tkilled by signal KILL\n")
+    # the node object's record (tarsdock.nodeserver): epoch milliseconds
+    (state / "A.Run.heartbeat").write_text(json.dumps({
+        "pid": 42, "first": int((NOW - 290) * 1000), "last": int((NOW - 4) * 1000),
+        "adapters": {}, "activing": 0, "version": "3.0.15"}))
+    (state / "A.Oom.heartbeat").write_text(json.dumps({"pid": 0, "first": 0, "last": 0,
+                                                       "version": "3.0.14"}))
     (state / "listener.json").write_text(json.dumps({"programs": {
         "A.Punished": {"phase": "punished", "until": NOW + 500, "reason": "x"}}}))
     source = FakeSource({
@@ -98,6 +104,10 @@ def test_rows_say_state_container_image_restarts_failure_and_punishment(
     assert by["A.Oom"].last_failure == {"when": int(NOW - 60), "code": "oom",
                                         "text": "killed for memory (limit 32m)"}
     assert (by["A.Native"].run, by["A.Native"].image) == ("native", "")
+    assert (run.heartbeat, run.tars_version) == (NOW - 4, "3.0.15")
+    # restarted, no keepAlive of the new run yet: no heartbeat, the version it reported
+    assert (by["A.Oom"].heartbeat, by["A.Oom"].tars_version) == (None, "3.0.14")
+    assert (by["A.Native"].heartbeat, by["A.Native"].tars_version) == (None, "")
 
 
 def test_table_is_plain_unless_coloured(tmp_path: Path) -> None:
@@ -109,6 +119,9 @@ def test_table_is_plain_unless_coloured(tmp_path: Path) -> None:
     assert lines[0].split()[:3] == ["SERVICE", "STATE", "RUN"]
     oom = next(line for line in lines if line.startswith("A.Oom"))
     assert "killed for memory (limit 32m) (1m ago)" in oom
+    assert lines[0].split()[8:10] == ["HEARTBEAT", "VERSION"]
+    run = next(line for line in lines if line.startswith("A.Run")).split()
+    assert run[8:11] == ["4s", "ago", "3.0.15"]
     assert "\033[31mFATAL" in table(found, NOW, colour=True)
 
 

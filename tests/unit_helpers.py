@@ -209,7 +209,7 @@ def supervisor_program(text: str, tmp_dir: Path, program: str) -> dict[str, str]
 
 
 # What tarsdock-run takes from a run file: these variables, then the positional parameters.
-RUN_VARS = ("mode", "timeout", "docker", "DOCKER_HOST")
+RUN_VARS = ("mode", "timeout", "docker", "DOCKER_HOST", "admin", "tarsdock")
 
 
 def read_run_file(path: Path) -> tuple[dict[str, str], list[str]]:

@@ -92,6 +92,15 @@ COMMANDS: tuple[Command, ...] = (
             "/etc/systemd/system-generators/tarsdock (--dir to change it); the generator writes "
             "units into systemd's generator dir, Tars configs, and the last good units in "
             "/var/lib/tarsdock/generator"),
+    Command("notify", "tarsdock.notify:register",
+            "send a Tars admin command (AdminF.notify) to a service, or --shutdown",
+            f"{CONFIG} (not with --port); each service's Tars config (its local endpoint)",
+            "nothing (stdout); the service acts on the command"),
+    Command("node-server", "tarsdock.nodeserver:register",
+            "serve the Tars node object (heartbeats; run by supervisord or systemd)",
+            f"{CONFIG} ([node] only); each service's Tars config; keepAlive calls on "
+            "127.0.0.1:[node] node_port", "<tars_path>/tarsdock/state/App.Server.heartbeat and "
+            "heartbeat failures; restarts hung services via the supervisor; a log on stderr"),
     Command("completion", "tarsdock.completion:register",
             "print a bash or zsh completion script", f"with --list, {CONFIG}",
             "nothing (stdout)"),

@@ -193,6 +193,11 @@ NODE_KEYS: dict[str, KeyRule] = {
     "instance": KeyRule("str", "", matches(INSTANCE, "an id of letters, digits, . _ : @ -")),
     # "": the supervisor's default (DEFAULT_OUTPUT_DIRS in model.py)
     "output_dir": KeyRule("str", "", absolute_path_or_empty),
+    # tarsdock's node object on 127.0.0.1 (ServerF: keepAlive, reportVersion); tarsnode's port
+    "node_port": KeyRule("int", 19386, at_least(1, 65535)),
+    # milliseconds without keepAlive before a service is restarted, unless its config's
+    # <server> hearttimeout says otherwise (tarsnode's default 45000, but in ms, see README)
+    "heartbeat_timeout": KeyRule("int", 45000, at_least(1000)),
 }
 REGISTRY_KEYS: dict[str, KeyRule] = {
     # required: a [registries."harbor.example.com"] without url silently meant Docker Hub

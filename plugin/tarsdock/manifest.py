@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from tarsdock.endpoint import Endpoint
 from tarsdock.errors import ErrorCollector, InputErrors, Origin, did_you_mean
 from tarsdock.imageref import parse_image_ref
 from tarsdock.keys import (
@@ -83,7 +84,15 @@ class ManifestReader(TableReader):
             supervisor_url=v["supervisor_url"], output_dir=v["output_dir"],
             origin=doc.origin(("node",)),
             instance_setting=v["instance"], config_dir=os.path.realpath(self.config_dir),
+            node_port=self.node_port(v["node_port"], doc), heartbeat_timeout=v["heartbeat_timeout"],
         )
+
+    def node_port(self, port: int, doc: TomlDoc) -> int:
+        """The node object's port, a listener of the node like any endpoint."""
+        self.endpoints.append((Endpoint("tcp", "127.0.0.1", port),
+                               doc.origin(("node", "node_port")), "tarsdock's node object",
+                               "node_port"))
+        return port
 
     def private_file(self, file: str, origin: Origin, key: str) -> str:
         """The absolute path of a password file, checked to be a file only we can read."""

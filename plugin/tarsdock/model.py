@@ -50,6 +50,8 @@ class NodeSettings:
     origin: Origin = Origin("node.toml")
     instance_setting: str = ""    # [node] instance as written; "" derives it (see `instance`)
     config_dir: str = ""          # realpath of the config dir the manifest was read from
+    node_port: int = 19386        # tarsdock's node object (ServerF), as tarsnode's ServerAdapter
+    heartbeat_timeout: int = 45000   # ms: a service's default <server> hearttimeout (tarsnode's)
 
     @functools.cached_property
     def instance(self) -> str:
@@ -63,6 +65,11 @@ class NodeSettings:
             return self.instance_setting
         digest = hashlib.sha256(self.config_dir.encode()).hexdigest()[:8]
         return f"{self.name}@{digest}"
+
+    @property
+    def node_object(self) -> str:
+        """The proxy every Tars service's config names as `node` (its heartbeats go there)."""
+        return f"tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p {self.node_port} -t 60000"
 
     @functools.cached_property
     def state_dir(self) -> PurePosixPath:

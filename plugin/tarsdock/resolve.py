@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tarsdock import tcconfig
@@ -54,7 +54,9 @@ def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
         "basepath": f"{service_dir}/bin/",
         "datapath": f"{service_dir}/data/",
         "logpath": log_dir,
-        "local": f"tcp -h 127.0.0.1 -p {spec.local_port} -t 10000" if spec.local_port else "",
+        # tarsnode CommandLoad::updateConfigFile: host 0.0.0.0 in a container of its own network
+        "local": (_endpoint(spec, node, f"tcp -h 127.0.0.1 -p {spec.local_port} -t 10000")
+                  if spec.local_port else ""),
         "mainclass": spec.main_class,
         # tarsnode CommandLoad::updateConfigFile: "NULL" and "n" without a set, lower-case "y"
         "setdivision": spec.set_division or "NULL",
@@ -75,10 +77,13 @@ def _endpoint(spec: ServiceSpec, node: NodeSettings, endpoint: str) -> str:
 
 
 def adapter_config(spec: ServiceSpec, node: NodeSettings) -> Config:
-    """The adapter domains tarsnode puts under <tars><application><server>."""
+    """What tarsnode puts under <tars><application><server>: `node`, then a domain per adapter."""
     root = Config("", spec.origin)
     server = root.subdomain("tars", spec.origin).subdomain("application", spec.origin)
     server = server.subdomain("server", spec.origin)
+    if spec.type != "not_tars":
+        # CommandLoad::updateConfigFile: the runtime sends keepAlive/reportVersion there
+        server.set("node", Param(node.node_object, node.origin))
     for adapter in spec.adapters:
         domain = server.subdomain(f"{spec.name}.{adapter.name}", adapter.origin)
         values = {"endpoint": _endpoint(spec, node, adapter.endpoint), "allow": adapter.allow,
@@ -164,10 +169,11 @@ def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
         errors.raise_if_any()
         raise
     template_set = TemplateSet(templates, manifest.template_parents, broken)
+    specs = with_local_ports(manifest)
     services: list[Service] = []
-    for name in sorted(manifest.services):
+    for name in sorted(specs):
         try:
-            services.append(resolve_service(manifest.services[name], manifest.node, template_set))
+            services.append(resolve_service(specs[name], manifest.node, template_set))
         except BrokenTemplate:
             pass   # a follow-on: the template's own errors are reported at their lines
         except (InputError, InputErrors) as problem:
@@ -175,6 +181,19 @@ def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
     _check_templates(template_set, errors)
     errors.raise_if_any()
     return ResolvedNode(manifest, tuple(services), template_set)
+
+
+def with_local_ports(manifest: Manifest) -> dict[str, ServiceSpec]:
+    """The manifest's services, each Tars one with its admin port (see tarsdock.localports).
+
+    Reads the existing config files and probes 127.0.0.1 for ports not yet given out, so the
+    same load in validate, config and generate shows the port generate writes.
+    """
+    from tarsdock import localports
+
+    ports = localports.allocate(manifest, localports.read_back(manifest), localports.listening)
+    return {name: replace(spec, local_port=ports.get(name, 0))
+            for name, spec in manifest.services.items()}
 
 
 def _check_templates(templates: TemplateSet, errors: ErrorCollector) -> None:

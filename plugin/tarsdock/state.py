@@ -9,6 +9,9 @@ that report on services (`tarsdock status`, the listener):
   EPOCH is integer seconds since the epoch, CODE one of the `CODES` below, TEXT a human
   sentence such as `killed for memory (limit 32m)`. The last `KEEP` lines are kept.
 - `<state dir>/<App.Server>.starts`: one line `EPOCH` per start, the last `KEEP` lines.
+- `<state dir>/<App.Server>.heartbeat`: JSON written by `tarsdock node-server` (pid, first and
+  last keepAlive, each adapter's last keepAlive, last keepActiving, all epoch milliseconds, and
+  the reported version); the node server also appends `heartbeat` lines to the failures file.
 - One writer per service (its own wrapper): a file is rewritten as temp file + rename, so a
   reader sees the old or the new content, never a torn line.
 """
@@ -22,6 +25,7 @@ KEEP = 100   # lines kept per file
 
 FAILURES_SUFFIX = ".failures"
 STARTS_SUFFIX = ".starts"
+HEARTBEAT_SUFFIX = ".heartbeat"   # JSON written by `tarsdock node-server` (tarsdock.nodeserver)
 
 EXIT = "exit"                              # the service exited with a non-zero status
 SIGNAL = "signal"                          # the service was killed by a signal
@@ -45,6 +49,11 @@ class Failure:
 def failures_path(state_dir: Path, service: str) -> Path:
     """The failures file of a service (App.Server)."""
     return state_dir / f"{service}{FAILURES_SUFFIX}"
+
+
+def heartbeat_path(state_dir: Path, service: str) -> Path:
+    """A service's last heartbeats and reported version, as the node object saw them."""
+    return state_dir / f"{service}{HEARTBEAT_SUFFIX}"
 
 
 def starts_path(state_dir: Path, service: str) -> Path:

@@ -27,7 +27,15 @@ from typing import Any, Protocol
 from tarsdock.engine import Container, DockerUnreachable
 from tarsdock.errors import TarsdockError
 from tarsdock.model import Manifest
-from tarsdock.state import OOM, Failure, failures_path, read_failures, read_starts, starts_path
+from tarsdock.state import (
+    OOM,
+    Failure,
+    failures_path,
+    heartbeat_path,
+    read_failures,
+    read_starts,
+    starts_path,
+)
 from tarsdock.supervision import LISTENER_FILE
 
 EXIT_ALL_RUNNING, EXIT_NOT_ALL_RUNNING = 0, 3
@@ -67,16 +75,17 @@ class Row:
     last_failure: dict[str, Any] | None = None   # {"when", "code", "text"}
     punished_until: float | None = None
     listener: str = ""             # the listener's phase (punished, waiting-docker, ...)
+    heartbeat: float | None = None  # the last keepAlive of the current run (node object)
+    tars_version: str = ""         # what the service's runtime sent in reportVersion
     notes: list[str] = field(default_factory=list)
 
 
-# (Row field, header) in table order. A heartbeat helper adds e.g.
-#     ("heartbeat_age", "HEARTBEAT"), ("tars_version", "VERSION")
+# (Row field, header) in table order
 COLUMNS: list[tuple[str, str]] = [
     ("service", "SERVICE"), ("state", "STATE"), ("run", "RUN"), ("container", "CONTAINER"),
     ("image", "IMAGE"), ("digest", "DIGEST"), ("uptime", "UPTIME"),
-    ("restarts_1h", "RESTARTS/1H"), ("last_failure", "LAST FAILURE"),
-    ("punished_until", "PUNISHED UNTIL"),
+    ("restarts_1h", "RESTARTS/1H"), ("heartbeat", "HEARTBEAT"), ("tars_version", "VERSION"),
+    ("last_failure", "LAST FAILURE"), ("punished_until", "PUNISHED UNTIL"),
 ]
 
 
@@ -198,6 +207,16 @@ class Recorded:
     starts: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     listener: Mapping[str, Any] = field(default_factory=dict)
+    heartbeat: Mapping[str, Any] = field(default_factory=dict)   # node-server's JSON record
+
+
+def read_heartbeat(path: Path) -> dict[str, Any]:
+    """The node object's record of a service (tarsdock.nodeserver); {} when none or unreadable."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def read_state(state_dir: Path, services: Sequence[str]) -> dict[str, Recorded]:
@@ -214,7 +233,8 @@ def read_state(state_dir: Path, services: Sequence[str]) -> dict[str, Recorded]:
             failures = read_failures(failures_path(state_dir, service))
         except OSError:
             starts, failures = [], []
-        found[service] = Recorded(starts, failures, programs.get(service) or {})
+        found[service] = Recorded(starts, failures, programs.get(service) or {},
+                                  read_heartbeat(heartbeat_path(state_dir, service)))
     return found
 
 
@@ -259,8 +279,15 @@ def rows(manifest: Manifest, supervised: Mapping[str, Supervised],
             restarts_1h=restarts,
             last_failure=asdict(failure) if failure else None,
             punished_until=float(until) if isinstance(until, int | float) else None,
-            listener=phase))
+            listener=phase, heartbeat=_last_beat(rec.heartbeat),
+            tars_version=str(rec.heartbeat.get("version", ""))))
     return out
+
+
+def _last_beat(record: Mapping[str, Any]) -> float | None:
+    # epoch milliseconds in the record; 0 after a restart, until the new run's first keepAlive
+    last = record.get("last")
+    return last / 1000 if isinstance(last, int | float) and last > 0 else None
 
 
 def ago(seconds: float) -> str:
@@ -285,6 +312,8 @@ def cell(row: Row, key: str, now: float) -> str:
     value = getattr(row, key)
     if key == "uptime":
         return ago(value) if value is not None else "-"
+    if key == "heartbeat":
+        return f"{ago(now - value)} ago" if value else "-"
     if key == "last_failure":
         return f"{value['text']} ({ago(now - value['when'])} ago)" if value else "-"
     if key == "punished_until":

@@ -54,6 +54,11 @@ def run_argv(service: Service, ctx: Context) -> list[str]:
     return ["/usr/bin/env", "--", *assignments, *service_command(service)]
 
 
+def speaks_admin(service: Service) -> bool:
+    """A Tars service with an admin endpoint: it can be asked to shut down (AdminF.shutdown)."""
+    return service.spec.type != "not_tars" and bool(service.spec.local_port)
+
+
 def _sh(word: str, what: str) -> str:
     return shlex.quote(check_text(word, what))
 
@@ -72,6 +77,10 @@ def run_lines(service: Service, ctx: Context) -> list[str]:
                   f"state={_sh(str(node.state_dir), 'state dir')}"]
         if service.node.docker_host:
             lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
+        if speaks_admin(service):
+            # graceful stop as tarsnode: AdminF.shutdown on the admin port first (tarsdock-run)
+            lines += [f"admin={service.spec.local_port}",
+                      f"tarsdock={_sh(f'{ctx.scripts_dir}/tarsdock', what)}"]
     words = " ".join(_sh(word, what) for word in argv)
     return [*lines, f"set -- {words}"]
 
@@ -134,6 +143,26 @@ def listener_rows(node: NodeSettings, ctx: Context) -> Rows:
     ]
 
 
+def node_rows(node: NodeSettings, ctx: Context) -> Rows:
+    """The keys of `[program:tarsdock-node]`: the Tars node object (tarsdock.nodeserver).
+
+    A group of its own, not in `tars`: adding it or changing it restarts none of the services.
+    """
+    command = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "node-server"]
+    return [
+        ("command", command),
+        # before the services (999), so their first keepAlive finds it
+        ("priority", "500"),
+        ("autostart", "true"),
+        ("autorestart", "true"),
+        ("startsecs", "1"),
+        ("stdout_logfile", "NONE"),
+        ("stderr_logfile", str(listener_log_dir(node) / "node.log")),
+        ("stderr_logfile_maxbytes", "10MB"),
+        ("stderr_logfile_backups", "5"),
+    ]
+
+
 def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
     return ini_text(head, sections, supervisor, what)
 
@@ -151,7 +180,8 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
     group: list[tuple[str, Rows]] = []
     if services:
         group = [(f"group:{GROUP}", [("programs", ",".join(s.name for s in services))])]
-    sections = [*group, ("eventlistener:tarsdock", listener_rows(node, ctx))]
+    sections = [*group, ("eventlistener:tarsdock", listener_rows(node, ctx)),
+                ("program:tarsdock-node", node_rows(node, ctx))]
     head = header(FORMAT, ctx.config_dir, ["node.toml", f"{len(services)} services"])
     files.append(OutputFile(out_dir / "tars.conf", _render(sections, head, "tars.conf")))
     return files

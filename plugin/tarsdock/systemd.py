@@ -33,6 +33,10 @@ SIGTERM_EXIT = 143
 # never pulls (--pull=never), so a start never waits on a registry longer than this.
 PULL_TIMEOUT = 60
 SYNC_UNIT = "tarsdock-images-sync"
+NODE_UNIT = "tarsdock-node"
+# seconds AdminF.shutdown may take to answer: a hung service (restarted for its heartbeats) must
+# not hold its stop up for long
+SHUTDOWN_ANSWER = 1     # the node object (heartbeats): tarsdock.nodeserver
 SYNC_TIMEOUT = 1800
 
 
@@ -89,23 +93,47 @@ def _container_rows(service: Service, ctx: Context) -> Rows:
         ("ExecStartPre", IgnoreFailure(pull)),
         ("ExecStartPre", IgnoreFailure([ctx.docker, "rm", "-f", name])),
         ("ExecStart", docker_run_argv(service, ctx.docker)),
-        ("ExecStop", [ctx.docker, "stop", "-t", str(timeout), name]),
+        *_shutdown_rows(service, ctx),
+        # `-`: after AdminF.shutdown the container may be gone already (--rm)
+        ("ExecStop", IgnoreFailure([ctx.docker, "stop", "-t", str(timeout), name])),
         ("ExecStopPost", IgnoreFailure([ctx.docker, "rm", "-f", name])),
         ("TimeoutStartSec", str(PULL_TIMEOUT + STOP_MARGIN)),
-        ("TimeoutStopSec", str(timeout + STOP_MARGIN)),
+        ("TimeoutStopSec", str(_stop_windows(service) * timeout + STOP_MARGIN)),
     ]
 
 
-def _native_rows(service: Service) -> Rows:
+def _speaks_admin(service: Service) -> bool:
+    return service.spec.type != "not_tars" and bool(service.spec.local_port)
+
+
+def _stop_windows(service: Service) -> int:
+    """Stop windows a stop may take: AdminF.shutdown's wait, then Docker's or systemd's own."""
+    return 2 if _speaks_admin(service) else 1
+
+
+def _shutdown_rows(service: Service, ctx: Context) -> Rows:
+    """Graceful stop as tarsnode's CommandStop: AdminF.shutdown first, then wait the window.
+
+    Failure is ignored (`-`): a service that does not answer is stopped the usual way next.
+    """
+    if not _speaks_admin(service):
+        return []
+    return [("ExecStop", IgnoreFailure([
+        f"{ctx.scripts_dir}/tarsdock", "notify", "--shutdown", service.name,
+        "--port", str(service.spec.local_port), "--wait", str(service.stop_timeout),
+        "--timeout", str(SHUTDOWN_ANSWER)]))]
+
+
+def _native_rows(service: Service, ctx: Context) -> Rows:
     env: Rows = [("Environment", EnvAssignment(k, v)) for k, v in service_env(service)]
-    return [("ExecStart", service_command(service)), *env,
+    return [("ExecStart", service_command(service)), *env, *_shutdown_rows(service, ctx),
             ("TimeoutStopSec", str(service.stop_timeout))]
 
 
 def service_rows(service: Service, ctx: Context) -> list[tuple[str, Rows]]:
     """The sections of a service's unit, in file order."""
     body = _container_rows(service, ctx) if service.spec.run == "container" \
-        else _native_rows(service)
+        else _native_rows(service, ctx)
     # A disabled service (Tars setting_state inactive) has no [Install]: tars.target does not
     # want it, so it starts only by `systemctl start`; PartOf= still stops it with the target.
     install: list[tuple[str, Rows]] = [("Install", [("WantedBy", TARGET)])] \
@@ -180,9 +208,30 @@ def punish_service_rows() -> list[tuple[str, Rows]]:
     ]
 
 
+def node_socket_rows(node: NodeSettings) -> list[tuple[str, Rows]]:
+    """tarsdock-node.socket: the node object's port, open before any service starts."""
+    return [
+        ("Unit", [("Description", "tarsdock: Tars node object (heartbeats), socket"),
+                  ("PartOf", TARGET)]),
+        ("Socket", [("ListenStream", f"127.0.0.1:{node.node_port}")]),
+        ("Install", [("WantedBy", "sockets.target")]),
+    ]
+
+
+def node_service_rows(ctx: Context) -> list[tuple[str, Rows]]:
+    """tarsdock-node.service: started by its socket; restarts services whose heartbeats stop."""
+    command = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "node-server"]
+    return [
+        ("Unit", [("Description", "tarsdock: Tars node object (heartbeats)"),
+                  ("Requires", f"{NODE_UNIT}.socket"), ("After", f"{NODE_UNIT}.socket")]),
+        ("Service", [("Type", "simple"), ("ExecStart", command), ("Restart", "always"),
+                     ("RestartSec", "1")]),
+    ]
+
+
 def target_rows(services: Sequence[Service]) -> list[tuple[str, Rows]]:
     """tars.target: wants every service, so `systemctl start tars.target` starts them all."""
-    units = " ".join([f"{SYNC_UNIT}.timer",
+    units = " ".join([f"{SYNC_UNIT}.timer", f"{NODE_UNIT}.socket",
                       *(unit_name(service) for service in services if service.spec.enabled)])
     unit: Rows = [("Description", "Tars services managed by tarsdock"), ("Wants", units)]
     return [("Unit", unit), ("Install", [("WantedBy", "multi-user.target")])]
@@ -215,6 +264,8 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
     for name, sections in ((f"{SYNC_UNIT}.service", sync_rows(ctx)),
                            (f"{SYNC_UNIT}.timer", timer_rows()),
                            (f"{PUNISH}@.timer", punish_timer_rows()),
-                           (f"{PUNISH}@.service", punish_service_rows())):
+                           (f"{PUNISH}@.service", punish_service_rows()),
+                           (f"{NODE_UNIT}.socket", node_socket_rows(node)),
+                           (f"{NODE_UNIT}.service", node_service_rows(ctx))):
         files.append(OutputFile(out_dir / name, _render(sections, head, name)))
     return files

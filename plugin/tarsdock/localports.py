@@ -1,0 +1,124 @@
+"""The `local` admin endpoint of every Tars service: a port chosen as tarsnode does, kept for good.
+
+tarsnode (TarsFramework NodeServer/CommandLoad.cpp, CommandLoad::updateConfigFile) reads
+`/tars/application/server<local>` back from the service's existing config file and keeps that
+port; only when there is none it draws ports in 30000..44999 until one is neither used by another
+endpoint of the node nor answered by anything on 127.0.0.1. tarsdock does the same, with two
+differences: the draw is a stable walk from a hash of the service name instead of rand() (the
+same inputs give the same choice, so `validate` and `config` show what `generate` writes), and a
+port read back that now clashes with another endpoint of the node is drawn again.
+
+`allocate` is pure; `read_back` reads config files and `listening` probes the network. Both run
+wherever a node is loaded (validate, config, generate), so each reports what generate would
+write; none of them writes anything.
+"""
+
+from __future__ import annotations
+
+import socket
+import zlib
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from tarsdock.endpoint import EndpointError, parse_endpoint
+from tarsdock.errors import InputError
+from tarsdock.model import Manifest, ServiceSpec
+
+FIRST, LAST = 30000, 44999            # CommandLoad::updateConfigFile: 30000 + rand() % 15000
+SERVER_DOMAIN = ("tars", "application", "server")
+
+Probe = Callable[[int], bool]          # port -> something answers on 127.0.0.1:port
+
+
+def wants_local(spec: ServiceSpec) -> bool:
+    """Tars services get an admin endpoint; not_tars ones only when the manifest pins one."""
+    return spec.type != "not_tars" or bool(spec.local_port)
+
+
+def listening(port: int) -> bool:
+    """True when a TCP connect to 127.0.0.1:port succeeds (as tarsnode's connectNoThrow)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def local_endpoint_in(config_text: str) -> str:
+    """The value of `<tars><application><server> local=...` in a written config, or ""."""
+    path: list[str] = []
+    for raw in config_text.splitlines():
+        line = raw.strip()
+        if line.startswith("</"):
+            path = path[:-1]
+        elif line.startswith("<") and ">" in line:
+            path.append(line[1:line.index(">")])
+        elif tuple(path) == SERVER_DOMAIN and line.partition("=")[0].strip() == "local":
+            return line.partition("=")[2].strip()
+    return ""
+
+
+def local_port_in(config_text: str) -> int:
+    """The port of the admin endpoint a written config names, or 0."""
+    try:
+        return parse_endpoint(local_endpoint_in(config_text)).port
+    except EndpointError:
+        return 0
+
+
+def read_back(manifest: Manifest) -> dict[str, int]:
+    """Each service's local port as its existing config file says (services without one: absent)."""
+    found = {}
+    for name in manifest.services:
+        path = Path(manifest.node.data_dir) / name / "conf" / f"{name}.config.conf"
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if port := local_port_in(text):
+            found[name] = port
+    return found
+
+
+def taken_ports(manifest: Manifest) -> set[int]:
+    """Ports the manifest itself gives out: adapters, pinned admin ports, the node object."""
+    ports = {manifest.node.node_port}
+    for spec in manifest.services.values():
+        ports |= {parse_endpoint(a.endpoint).port for a in spec.adapters}
+        if spec.local_port:
+            ports.add(spec.local_port)
+    return ports
+
+
+def _walk(name: str) -> Iterable[int]:
+    span = LAST - FIRST + 1
+    start = zlib.crc32(name.encode()) % span
+    return (FIRST + (start + i) % span for i in range(span))
+
+
+def allocate(manifest: Manifest, existing: Mapping[str, int], in_use: Probe) -> dict[str, int]:
+    """The local port of every service that wants one: pinned, else read back, else drawn.
+
+    Services are taken in name order, so two that read back the same port keep it for the
+    first only. Raises InputError when the whole range is taken (15,000 ports).
+    """
+    taken = taken_ports(manifest)
+    chosen: dict[str, int] = {}
+    for name, spec in sorted(manifest.services.items()):
+        if spec.local_port:
+            chosen[name] = spec.local_port
+    for name, spec in sorted(manifest.services.items()):
+        if spec.local_port or not wants_local(spec):
+            continue
+        old = existing.get(name, 0)
+        if old and old not in taken:
+            chosen[name] = old
+            taken.add(old)
+    for name, spec in sorted(manifest.services.items()):
+        if name in chosen or not wants_local(spec):
+            continue
+        port = next((p for p in _walk(name) if p not in taken and not in_use(p)), 0)
+        if not port:
+            raise InputError(spec.origin, f"no free port in {FIRST}..{LAST} for the admin "
+                             "endpoint (set local_port)")
+        chosen[name] = port
+        taken.add(port)
+    return chosen

@@ -1,0 +1,338 @@
+"""`tarsdock node-server`: the node object (ServerF) every Tars service sends its heartbeats to.
+
+Serves `tars.tarsnode.ServerObj` on 127.0.0.1:[node] node_port (or on the socket systemd passes,
+LISTEN_FDS) with asyncio: keepAlive, keepActiving, reportVersion, getLatestKeepAliveTime (TarsCpp
+servant/NodeF.tars; tarsnode's NodeServer/ServerImp.cpp answers 0, and TNOW for the last). Each
+service's heartbeats are kept in memory, written to `<state dir>/App.Server.heartbeat` (JSON, at
+most once a second) for `tarsdock status`, and judged every second by tarsdock.heartbeat. A hung
+service is restarted through its supervisor, only if the supervisor says it is running (a service
+the operator stopped is left alone); the reason goes to the node server's log (stderr), the
+service's failures file (code `heartbeat`) and, under supervisord, the program's own log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from tarsdock import heartbeat as hb
+from tarsdock import tarsproto as tp
+from tarsdock.errors import TarsdockError
+from tarsdock.tcconfig import Config
+
+CHECK_INTERVAL = 1.0       # seconds between judgements and state file writes
+SERVER_DOMAIN = ("tars", "application", "server")
+LISTEN_FDS_START = 3       # sd_listen_fds(3)
+
+
+@dataclass
+class ServerInfo(tp.TarsStruct):
+    """TarsCpp servant/NodeF.tars ServerInfo."""
+
+    application: str = ""
+    serverName: str = ""
+    pid: int = 0
+    adapter: str = ""
+
+    FIELDS = (tp.Field(0, "application", tp.STRING), tp.Field(1, "serverName", tp.STRING),
+              tp.Field(2, "pid", tp.INT32), tp.Field(3, "adapter", tp.STRING, required=False))
+
+
+SERVER_INFO = tp.StructOf(ServerInfo)
+
+
+def rules_from_config(config: Config, default_timeout: int) -> hb.Rules:
+    """A service's heartbeat rules from its final config (tarsnode CommandLoad::updateConfigFile
+    reads `hearttimeout` and `activating-timeout` from <server>; its adapters are the sub-domains
+    with an endpoint, plus AdminAdapter when `local` is set, as TarsCpp's Application makes them).
+    """
+    server = config
+    for name in SERVER_DOMAIN:
+        server = server.domains.get(name) or Config(name, config.origin)
+    values = {k: p.value for k, p in server.params.items()}
+
+    def millis(key: str, default: int) -> int:
+        text = values.get(key, "").strip()
+        return int(text) if text.isdigit() and int(text) > 0 else default
+
+    adapters = [name for name, domain in server.domains.items() if "endpoint" in domain.params]
+    if values.get("local", "").strip():
+        adapters.append(hb.ADMIN_ADAPTER)
+    return hb.Rules(timeout=millis("hearttimeout", default_timeout),
+                    grace=millis("activating-timeout", 0), adapters=tuple(adapters))
+
+
+@dataclass
+class RulesCache:
+    """Each service's rules, read from its config file again when the file changes."""
+
+    data_dir: Path
+    default_timeout: int
+    cache: dict[str, tuple[float, hb.Rules]] = field(default_factory=dict)
+
+    def __call__(self, name: str) -> hb.Rules | None:
+        from tarsdock import tcconfig
+
+        path = self.data_dir / name / "conf" / f"{name}.config.conf"
+        try:
+            mtime = path.stat().st_mtime
+            if name in self.cache and self.cache[name][0] == mtime:
+                return self.cache[name][1]
+            config = tcconfig.parse(path.read_text(encoding="utf-8", errors="replace"), str(path))
+        except (OSError, ValueError):
+            return None   # not a service of this node (or a config being rewritten): not judged
+        rules = rules_from_config(config, self.default_timeout)
+        self.cache[name] = (mtime, rules)
+        return rules
+
+
+@dataclass
+class NodeObject:
+    """ServerF: the calls of a request packet applied to each service's Run (no I/O)."""
+
+    rules_for: Callable[[str], hb.Rules | None]
+    clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    runs: dict[str, hb.Run] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
+
+    def handle(self, request: tp.RequestPacket) -> tp.ResponsePacket | None:
+        """The response to one request (None for a one-way call)."""
+        ret, result = tp.SERVER_SUCCESS, b""
+        try:
+            result = self.call(request.sFuncName, request.sBuffer)
+        except KeyError:
+            ret = tp.SERVER_NO_FUNC_ERR
+        except (tp.DecodeError, ValueError):
+            ret = tp.SERVER_UNKNOWN_ERR
+        if request.cPacketType == tp.ONEWAY:
+            return None
+        return tp.ResponsePacket(iRequestId=request.iRequestId,
+                                 iMessageType=request.iMessageType, iRet=ret, sBuffer=result)
+
+    def call(self, function: str, args: bytes) -> bytes:
+        """Run one ServerF function; KeyError for an unknown one, DecodeError for bad args."""
+        now = self.clock_ms()
+        if function in ("keepAlive", "keepActiving"):
+            info = tp.decode_params(args, {1: SERVER_INFO})[1]
+            self.beat(function, info, now)
+        elif function == "reportVersion":
+            app, server, version = tp.decode_params(args, {1: tp.STRING, 2: tp.STRING,
+                                                           3: tp.STRING}).values()
+            name = f"{app}.{server}"
+            self.runs[name] = hb.report_version(self.runs.get(name, hb.Run()), version)
+            self.dirty.add(name)
+        elif function == "getLatestKeepAliveTime":
+            return tp.encode_params([(tp.UINT32, now // 1000)], first_tag=0)
+        elif function != "tars_ping":
+            raise KeyError(function)
+        return tp.encode_params([(tp.INT32, 0)], first_tag=0)
+
+    def beat(self, function: str, info: ServerInfo, now: int) -> None:
+        if info.pid <= 0:          # tarsnode ServerObject::keepAlive ignores these too
+            return
+        name = f"{info.application}.{info.serverName}"
+        run = self.runs.get(name, hb.Run())
+        if function == "keepActiving":
+            self.runs[name] = hb.keep_activing(run, info.pid, now)
+        else:
+            rules = self.rules_for(name) or hb.Rules(timeout=0, grace=0)
+            self.runs[name] = hb.keep_alive(run, rules, info.pid, info.adapter, now)
+        self.dirty.add(name)
+
+    def hung(self) -> list[tuple[str, str]]:
+        """(service, reason) for each service whose heartbeats stopped too long ago."""
+        now = self.clock_ms()
+        found = []
+        for name, run in sorted(self.runs.items()):
+            rules = self.rules_for(name)
+            if rules is None:
+                continue
+            verdict, reason = hb.judge(run, rules, now)
+            if verdict == "hung":
+                found.append((name, reason))
+        return found
+
+    def forget_run(self, name: str) -> None:
+        """After a restart (or a stop): judge again only from the next run's first keepAlive."""
+        self.runs[name] = hb.Run(version=self.runs.get(name, hb.Run()).version)
+        self.dirty.add(name)
+
+
+# --- the supervisor side ----------------------------------------------------------------------
+
+
+class Restarter(Protocol):
+    """What the node object asks of the supervisor."""
+
+    def running(self, name: str) -> bool: ...
+    def restart(self, name: str, reason: str) -> None: ...
+
+
+@dataclass
+class SupervisordRestarter:
+    """supervisord over XML-RPC: program tars:App.Server."""
+
+    rpc: Any
+
+    def running(self, name: str) -> bool:
+        import xmlrpc.client
+
+        try:
+            info = self.rpc.supervisor.getProcessInfo(f"tars:{name}")
+        except (xmlrpc.client.Fault, OSError):
+            return False
+        return bool(info.get("statename") == "RUNNING")
+
+    def restart(self, name: str, reason: str) -> None:
+        from tarsdock.supervisors import Supervisord
+
+        self.note(name, reason)
+        Supervisord(self.rpc).restart([name])
+
+    def note(self, name: str, reason: str) -> None:
+        """The reason in the program's own log, where `supervisorctl tail` shows it."""
+        import xmlrpc.client
+
+        try:
+            log = self.rpc.supervisor.getProcessInfo(f"tars:{name}").get("stdout_logfile", "")
+        except (xmlrpc.client.Fault, OSError):
+            return
+        if log and os.path.isabs(log):
+            with contextlib.suppress(OSError), open(log, "a", encoding="utf-8") as out:
+                out.write(f"tarsdock node: restarting {name}: {reason}\n")
+
+
+@dataclass
+class SystemdRestarter:
+    """systemd through systemctl, with an injected runner."""
+
+    run: Callable[[list[str]], Any]
+
+    def running(self, name: str) -> bool:
+        proc = self.run(["systemctl", "is-active", f"tars-{name}.service"])
+        return bool(proc.stdout.strip() == "active")
+
+    def restart(self, name: str, reason: str) -> None:
+        self.run(["systemctl", "restart", "--no-block", f"tars-{name}.service"])
+
+
+# --- the asyncio server -------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(f"tarsdock node: {message}", file=sys.stderr, flush=True)
+
+
+async def serve_client(node: NodeObject, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+    """Answer the requests of one connection until it closes or sends garbage."""
+    buffer = bytearray()
+    try:
+        while chunk := await reader.read(65536):
+            buffer += chunk
+            for body in tp.split_frames(buffer):
+                response = node.handle(tp.decode_packet(tp.RequestPacket, body))
+                if response is not None:
+                    writer.write(tp.encode_packet(response))
+            await writer.drain()
+    except (tp.DecodeError, ValueError) as error:
+        log(f"dropped a connection that sent a bad packet: {error}")
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+def write_state(state_dir: Path, name: str, run: hb.Run) -> None:
+    """<state dir>/App.Server.heartbeat as JSON (temp file + rename: never a torn read)."""
+    from tarsdock.state import heartbeat_path
+
+    path = heartbeat_path(state_dir, name)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(asdict(run) | {"adapters": dict(run.adapters)}, sort_keys=True))
+    temp.replace(path)
+
+
+def record_failure(state_dir: Path, name: str, reason: str) -> None:
+    """A `heartbeat` line in the service's failures file (tarsdock.state's format)."""
+    from tarsdock import state
+
+    path = state.failures_path(state_dir, name)
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as out:
+        out.write(f"{int(time.time())}\t{state.HEARTBEAT}\t{reason}\n")
+
+
+async def check_once(node: NodeObject, restarter: Restarter, state_dir: Path) -> None:
+    """Restart the hung services that their supervisor runs; write changed state files."""
+    for name, reason in node.hung():
+        node.forget_run(name)
+        if await asyncio.to_thread(restarter.running, name):
+            log(f"restarting {name}: {reason}")
+            record_failure(state_dir, name, reason)
+            try:
+                await asyncio.to_thread(restarter.restart, name, reason)
+            except (TarsdockError, OSError) as error:   # the supervisor said no: go on
+                log(f"restart of {name} failed: {error}")
+    for name in sorted(node.dirty):
+        with contextlib.suppress(OSError):
+            write_state(state_dir, name, node.runs[name])
+    node.dirty.clear()
+
+
+async def watch(node: NodeObject, restarter: Restarter, state_dir: Path) -> None:
+    """check_once every CHECK_INTERVAL, for ever."""
+    while True:
+        await asyncio.sleep(CHECK_INTERVAL)
+        await check_once(node, restarter, state_dir)
+
+
+def listening_socket(port: int) -> socket.socket:
+    """The socket systemd passed (LISTEN_FDS), else a new one on 127.0.0.1:port."""
+    if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
+        return socket.socket(fileno=LISTEN_FDS_START)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+async def run_node(node: NodeObject, restarter: Restarter, state_dir: Path,
+                   sock: socket.socket) -> None:
+    server = await asyncio.start_server(
+        lambda r, w: serve_client(node, r, w), sock=sock)
+    log(f"serving tars.tarsnode.ServerObj on {sock.getsockname()}")
+    async with server:
+        await asyncio.gather(server.serve_forever(), watch(node, restarter, state_dir))
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    """The options of `node-server`."""
+    p.set_defaults(func=cmd_node_server)
+
+
+def cmd_node_server(args: argparse.Namespace) -> int:
+    """Load the node's settings and serve until killed."""
+    from tarsdock.manifest import load_manifest
+    from tarsdock.options import config_dir
+    from tarsdock.supervisors import run_command, supervisord_proxy
+
+    node = load_manifest(config_dir(args), lines=False).node
+    state_dir = Path(node.state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    restarter: Restarter = (SupervisordRestarter(supervisord_proxy(node.supervisor_url))
+                            if node.supervisor == "supervisord"
+                            else SystemdRestarter(run_command))
+    objects = NodeObject(RulesCache(Path(node.data_dir), node.heartbeat_timeout))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_node(objects, restarter, state_dir, listening_socket(node.node_port)))
+    return 0

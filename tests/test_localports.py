@@ -1,0 +1,141 @@
+"""The local admin port: pinned, read back from the existing config, else drawn (tarsnode's way)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from tarsdock import localports
+from tarsdock.errors import InputError, Origin
+from tarsdock.model import AdapterSpec, Manifest, NodeSettings, ServiceSpec
+from tarsdock.resolve import load_node
+
+REAL_PROBE = localports.listening     # tests/conftest.py replaces it for unit tests
+NODE = NodeSettings(name="n", localip="127.0.0.1", tars_path="/srv/tars",
+                    locator="tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890")
+
+
+def spec(name: str, type: str = "tars_cpp", local_port: int = 0,
+         adapter_port: int = 0) -> ServiceSpec:
+    app, server = name.split(".")
+    adapters = (AdapterSpec("A", f"{name}.Obj", f"tcp -h 127.0.0.1 -p {adapter_port}"),) \
+        if adapter_port else ()
+    return ServiceSpec(app=app, server=server, type=type, template="tars.default",  # type: ignore[arg-type]
+                       run="native", origin=Origin("node.toml", 1), local_port=local_port,
+                       adapters=adapters)
+
+
+def manifest(*specs: ServiceSpec) -> Manifest:
+    return Manifest(NODE, services={s.name: s for s in specs})
+
+
+def never(port: int) -> bool:
+    return False
+
+
+def first_draw(name: str) -> int:
+    return next(iter(localports._walk(name)))
+
+
+@pytest.mark.parametrize(("specs", "existing", "busy", "expected"), [
+    # a pinned port is kept; not_tars gets none unless pinned
+    ([spec("A.B", local_port=20000), spec("A.C", type="not_tars")], {}, set(),
+     {"A.B": 20000}),
+    # read back from the existing config
+    ([spec("A.B")], {"A.B": 31000}, set(), {"A.B": 31000}),
+    # read back, but now another service's adapter listens there: drawn again
+    ([spec("A.B"), spec("A.C", adapter_port=31000)], {"A.B": 31000}, set(),
+     {"A.B": first_draw("A.B"), "A.C": first_draw("A.C")}),
+    # two services read back the same port (a copied config): the first by name keeps it
+    ([spec("A.B"), spec("A.C")], {"A.B": 31000, "A.C": 31000}, set(),
+     {"A.B": 31000, "A.C": first_draw("A.C")}),
+    # something listens on the first candidate: the next one
+    ([spec("A.B")], {}, {first_draw("A.B")}, {"A.B": first_draw("A.B") + 1}),
+    # the node object's port is never drawn (it is 19386, outside the range, but pinned ones
+    # and adapters inside the range are skipped too)
+    ([spec("A.B"), spec("A.C", adapter_port=first_draw("A.B"))], {}, set(),
+     {"A.B": first_draw("A.B") + 1, "A.C": first_draw("A.C")}),
+])
+def test_allocate(specs: list[ServiceSpec], existing: dict[str, int], busy: set[int],
+                  expected: dict[str, int]) -> None:
+    assert localports.allocate(manifest(*specs), existing, busy.__contains__) == expected
+
+
+def test_draws_stay_in_tarsnodes_range_and_differ_per_service() -> None:
+    names = [f"App.S{i}" for i in range(200)]
+    got = localports.allocate(manifest(*(spec(n) for n in names)), {}, never)
+    assert all(30000 <= p <= 44999 for p in got.values())
+    assert len(set(got.values())) == len(names)
+
+
+def test_range_exhausted_is_an_input_error() -> None:
+    with pytest.raises(InputError, match=r"no free port in 30000\.\.44999"):
+        localports.allocate(manifest(spec("A.B")), {}, lambda port: True)
+
+
+def test_local_port_read_from_server_domain_only() -> None:
+    text = ("<tars>\n  <application>\n    <client>\n      local=tcp -h 127.0.0.1 -p 1 -t 1\n"
+            "    </client>\n    <server>\n      local=tcp -h 127.0.0.1 -p 31234 -t 10000\n"
+            "    </server>\n  </application>\n</tars>\n")
+    assert localports.local_port_in(text) == 31234
+    assert localports.local_port_in(text.replace("-p 31234", "-p x")) == 0
+    assert localports.local_port_in("<tars>\n</tars>\n") == 0
+
+
+def test_listening_probe_sees_a_listener() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert REAL_PROBE(port)
+    assert not REAL_PROBE(port)
+
+
+NODE_TOML = """[node]
+name = "n"
+tars_path = "{tars}"
+locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"
+
+[services."Hello.Cpp"]
+type = "tars_cpp"
+
+[services."Hello.Pinned"]
+type = "tars_cpp"
+local_port = 20001
+
+[services."Hello.Plain"]
+type = "not_tars"
+command = ["/bin/true"]
+"""
+
+
+def test_a_written_config_keeps_its_port_on_the_next_load(tmp_path: Path) -> None:
+    (tmp_path / "node.toml").write_text(NODE_TOML.format(tars=tmp_path / "tars"))
+    first = {s.name: s for s in load_node(tmp_path).services}
+    port = first["Hello.Cpp"].spec.local_port
+    assert port == first_draw("Hello.Cpp")
+    assert f"local=tcp -h 127.0.0.1 -p {port} -t 10000" in first["Hello.Cpp"].config_text
+    assert "node=tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p 19386 -t 60000" \
+        in first["Hello.Cpp"].config_text
+    assert first["Hello.Pinned"].spec.local_port == 20001
+    assert first["Hello.Plain"].spec.local_port == 0
+    assert "node=" not in first["Hello.Plain"].config_text
+    # as generate would leave it, with a port the walk would not choose
+    conf = Path(first["Hello.Cpp"].conf_path)
+    conf.parent.mkdir(parents=True)
+    conf.write_text(first["Hello.Cpp"].config_text.replace(f"-p {port} ", "-p 44444 "))
+    again = {s.name: s for s in load_node(tmp_path).services}
+    assert again["Hello.Cpp"].spec.local_port == 44444
+
+
+def test_node_port_clashing_with_an_adapter_is_an_input_error(tmp_path: Path) -> None:
+    (tmp_path / "node.toml").write_text(NODE_TOML.format(tars=tmp_path) + """
+[[services."Hello.Cpp".adapters]]
+name = "Obj"
+servant = "Hello.Cpp.Obj"
+endpoint = "tcp -h 127.0.0.1 -p 19386"
+""")
+    with pytest.raises(Exception, match="already used by tarsdock's node object"):
+        load_node(tmp_path)

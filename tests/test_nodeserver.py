@@ -1,0 +1,180 @@
+"""The node object: ServerF calls in real Tars packets, judgement, restarts through a fake."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tarsdock import heartbeat as hb
+from tarsdock import nodeserver as ns
+from tarsdock import tarsproto as tp
+from tarsdock import tcconfig
+from tarsdock.state import HEARTBEAT, failures_path, heartbeat_path, read_failures
+
+CONFIG = """<tars>
+  <application>
+    <server>
+      node=tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p 19386 -t 60000
+      local=tcp -h 127.0.0.1 -p 31000 -t 10000
+      hearttimeout=3000
+      activating-timeout=1000
+      <Hello.S.ObjAdapter>
+        endpoint=tcp -h 127.0.0.1 -p 20000 -t 60000
+      </Hello.S.ObjAdapter>
+      <notAnAdapter>
+        x=1
+      </notAnAdapter>
+    </server>
+  </application>
+</tars>
+"""
+RULES = hb.Rules(timeout=3000, grace=1000, adapters=("Hello.S.ObjAdapter", "AdminAdapter"))
+
+
+def test_rules_come_from_the_service_config() -> None:
+    assert ns.rules_from_config(tcconfig.parse(CONFIG, "c"), 45000) == RULES
+    bare = tcconfig.parse("<tars>\n<application>\n<server>\n</server>\n</application>\n</tars>\n",
+                          "c")
+    assert ns.rules_from_config(bare, 45000) == hb.Rules(timeout=45000, grace=0)
+
+
+def test_rules_cache_reads_the_config_file(tmp_path: Path) -> None:
+    conf = tmp_path / "Hello.S" / "conf" / "Hello.S.config.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text(CONFIG)
+    cache = ns.RulesCache(tmp_path, 45000)
+    assert cache("Hello.S") == RULES
+    assert cache("Other.S") is None
+
+
+@dataclass
+class Clock:
+    now: int = 1_700_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def request(function: str, args: bytes, packet_type: int = tp.NORMAL) -> tp.RequestPacket:
+    return tp.RequestPacket(iRequestId=5, sServantName="tars.tarsnode.ServerObj",
+                            sFuncName=function, sBuffer=args, cPacketType=packet_type)
+
+
+def keep_alive(adapter: str = "", pid: int = 42, function: str = "keepAlive") -> tp.RequestPacket:
+    info = ns.ServerInfo("Hello", "S", pid, adapter)
+    return request(function, tp.encode_params([(ns.SERVER_INFO, info)]))
+
+
+def node_object(clock: Clock) -> ns.NodeObject:
+    return ns.NodeObject(lambda name: RULES if name == "Hello.S" else None, clock)
+
+
+def test_server_f_calls() -> None:
+    clock = Clock()
+    node = node_object(clock)
+    answer = node.handle(keep_alive())
+    assert answer is not None
+    assert (answer.iRequestId, answer.iRet) == (5, 0)
+    assert tp.decode_params(answer.sBuffer, {0: tp.INT32}) == {0: 0}
+    node.handle(request("reportVersion", tp.encode_params(
+        [(tp.STRING, "Hello"), (tp.STRING, "S"), (tp.STRING, "3.0.15")])))
+    run = node.runs["Hello.S"]
+    assert (run.pid, run.first, run.version) == (42, clock.now, "3.0.15")
+    assert run.adapters == {"Hello.S.ObjAdapter": clock.now, "AdminAdapter": clock.now}
+    latest = node.handle(request("getLatestKeepAliveTime", b""))
+    assert latest is not None
+    assert tp.decode_params(latest.sBuffer, {0: tp.UINT32}) == {0: clock.now // 1000}
+    unknown = node.handle(request("patchPro", b""))
+    assert unknown is not None and unknown.iRet == tp.SERVER_NO_FUNC_ERR
+    garbage = node.handle(request("keepAlive", b"\x1a\x06"))
+    assert garbage is not None and garbage.iRet == tp.SERVER_UNKNOWN_ERR
+    assert node.handle(request("keepAlive", keep_alive().sBuffer, tp.ONEWAY)) is None
+    assert node.dirty == {"Hello.S"}
+
+
+def test_pid_zero_is_ignored_as_tarsnode_does() -> None:
+    node = node_object(Clock())
+    node.handle(keep_alive(pid=0))
+    assert node.runs == {}
+
+
+@dataclass
+class FakeRestarter:
+    is_running: bool
+    restarted: list[tuple[str, str]] = field(default_factory=list)
+
+    def running(self, name: str) -> bool:
+        return self.is_running
+
+    def restart(self, name: str, reason: str) -> None:
+        self.restarted.append((name, reason))
+
+
+def test_a_hung_running_service_is_restarted_once(tmp_path: Path) -> None:
+    clock = Clock()
+    node = node_object(clock)
+    node.handle(keep_alive())
+    restarter = FakeRestarter(is_running=True)
+    clock.now += 3001
+    asyncio.run(ns.check_once(node, restarter, tmp_path))
+    reason = "no keepAlive for 3 s (hearttimeout 3000 ms)"
+    assert restarter.restarted == [("Hello.S", reason)]
+    failure = read_failures(failures_path(tmp_path, "Hello.S"))[-1]
+    assert (failure.code, failure.text) == (HEARTBEAT, reason)
+    saved = json.loads(heartbeat_path(tmp_path, "Hello.S").read_text())
+    assert saved["first"] == 0          # judged again only from the next run's first keepAlive
+    clock.now += 10000
+    asyncio.run(ns.check_once(node, restarter, tmp_path))
+    assert len(restarter.restarted) == 1
+
+
+def test_a_hung_service_the_operator_stopped_is_left_alone(tmp_path: Path) -> None:
+    clock = Clock()
+    node = node_object(clock)
+    node.handle(keep_alive())
+    restarter = FakeRestarter(is_running=False)
+    clock.now += 60000
+    asyncio.run(ns.check_once(node, restarter, tmp_path))
+    assert restarter.restarted == []
+    assert read_failures(failures_path(tmp_path, "Hello.S")) == []
+
+
+def test_serves_framed_requests_over_tcp(tmp_path: Path) -> None:
+    clock = Clock()
+    node = node_object(clock)
+
+    async def exchange() -> list[tp.ResponsePacket]:
+        sock = ns.listening_socket(0)
+        server = await asyncio.start_server(lambda r, w: ns.serve_client(node, r, w), sock=sock)
+        port = sock.getsockname()[1]
+        async with server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            # two requests in one write, the second split: framing must cope with both
+            data = tp.encode_packet(keep_alive()) + tp.encode_packet(keep_alive("AdminAdapter"))
+            writer.write(data[:-3])
+            await writer.drain()
+            writer.write(data[-3:])
+            await writer.drain()
+            buffer = bytearray()
+            bodies: list[bytes] = []
+            while len(bodies) < 2:
+                buffer += await reader.read(4096)
+                bodies += tp.split_frames(buffer)
+            writer.close()
+            return [tp.decode_packet(tp.ResponsePacket, b) for b in bodies]
+
+    answers = asyncio.run(exchange())
+    assert [a.iRet for a in answers] == [0, 0]
+    assert node.runs["Hello.S"].pid == 42
+
+
+def test_listening_socket_is_on_loopback() -> None:
+    sock = ns.listening_socket(0)
+    try:
+        assert sock.getsockname()[0] == "127.0.0.1"
+        assert sock.type == socket.SOCK_STREAM
+    finally:
+        sock.close()
