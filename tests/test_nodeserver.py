@@ -8,6 +8,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tarsdock import heartbeat as hb
 from tarsdock import nodeserver as ns
 from tarsdock import tarsproto as tp
@@ -178,3 +180,12 @@ def test_listening_socket_is_on_loopback() -> None:
         assert sock.type == socket.SOCK_STREAM
     finally:
         sock.close()
+
+
+def test_a_taken_node_port_is_a_clear_error() -> None:
+    from tarsdock.errors import TarsdockError
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(TarsdockError, match=rf"cannot listen on 127\.0\.0\.1:{port}"):
+            ns.listening_socket(port)

@@ -297,12 +297,20 @@ async def watch(node: NodeObject, restarter: Restarter, state_dir: Path) -> None
 
 
 def listening_socket(port: int) -> socket.socket:
-    """The socket systemd passed (LISTEN_FDS), else a new one on 127.0.0.1:port."""
+    """The socket systemd passed (LISTEN_FDS), else a new one on 127.0.0.1:port.
+
+    Raises TarsdockError when the port is taken (another node object, or a service on it).
+    """
     if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
         return socket.socket(fileno=LISTEN_FDS_START)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError as error:
+        sock.close()
+        raise TarsdockError(f"node object: cannot listen on 127.0.0.1:{port} ([node] "
+                            f"node_port): {error.strerror}") from None
     return sock
 
 
