@@ -485,7 +485,7 @@ def test_framework_rows_of_tars_servers_sql(tars_db: MariaDB, tmp_path: Path,
         {"parent": "tars.tarsconfig"}
     # an empty parents_name makes a root (tarsregistry's getProfileTemplate): no tars.default
     assert config_of(out, "tars.tarsconfig", capsys) == "\n".join([
-        "<tars>", "  <application>", "    <server>",
+        "<tars>", "  <application>", "    <server>", f"      {NODE_LINE}",
         *(f"      {line}" for line in adapter(
             "tars.tarsconfig.ConfigObjAdapter", allow="",
             endpoint="tcp -h localip.tars.com -p 18193 -t 60000", maxconns="200000",
