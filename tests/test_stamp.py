@@ -64,7 +64,7 @@ def test_unchanged_rerun_loads_nothing_and_says_the_same(
     assert run(node, out) == 0
     assert loads == [1]
     assert capsys.readouterr().out.splitlines() == [
-        "7 written, 0 unchanged, 0 removed", "0 written, 7 unchanged, 0 removed"]
+        "9 written, 0 unchanged, 0 removed", "0 written, 9 unchanged, 0 removed"]
 
 
 CHANGES: dict[str, Callable[[Path, Path], None]] = {
