@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tarsdock.localports import local_port_in
+
 from . import harness
 from .e2e_nodes import (
     HOSTILE_ARGS,
@@ -333,7 +335,10 @@ def test_bridge_network_publishes_ports(tmp_path: Path) -> None:
         assert info["HostConfig"]["NetworkMode"] != "host"
         assert info["HostConfig"]["IpcMode"] == "host"
         bindings = info["HostConfig"]["PortBindings"]
-        assert bindings == {f"{port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(published)}]}
+        # and the admin endpoint tarsdock gave it, on the host's loopback only
+        admin = local_port_in(nd.conf(name).read_text())
+        assert bindings == {f"{port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(published)}],
+                            f"{admin}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(admin)}]}
         assert [f"{name}.BridgeServerAdapter", "tcp", "0.0.0.0", port] in facts["endpoints"]
         wait_for(lambda: answer(published), f"{name} on 127.0.0.1:{published}")
         assert answer(published).startswith(name)
