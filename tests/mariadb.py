@@ -101,9 +101,12 @@ def start(root: Path) -> MariaDB:
     """Install a data dir under `root` and start mariadbd on a free port of 127.0.0.1."""
     user = getpass.getuser()   # mariadbd wants --user even when that user is root
     data = root / "data"
-    subprocess.run([_tool("mariadb-install-db"), "--no-defaults", f"--datadir={data}",
-                    f"--user={user}", "--auth-root-authentication-method=normal",
-                    "--skip-test-db"], check=True, capture_output=True)
+    install = subprocess.run([_tool("mariadb-install-db"), "--no-defaults", f"--datadir={data}",
+                              f"--user={user}", "--auth-root-authentication-method=normal",
+                              "--skip-test-db"], capture_output=True, text=True, check=False)
+    if install.returncode != 0:   # say why: its output is the only clue
+        raise AssertionError(f"mariadb-install-db exited {install.returncode}\n--- stdout\n"
+                             f"{install.stdout[-3000:]}--- stderr\n{install.stderr[-3000:]}")
     port = _free_port()
     log = (root / "mariadbd.log").open("wb")
     process = subprocess.Popen(

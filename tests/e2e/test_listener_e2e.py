@@ -5,6 +5,7 @@ Each test uses its own node name, so its listener never reaps another test's con
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -97,9 +98,11 @@ class Node:
 def node(tmp_path: Path, docker_engine: docker.DockerClient) -> Iterator[Node]:
     made = Node(tmp_path)
     yield made
+    # the listener may still be removing some: neither listing nor removing races it
     for container in docker_engine.containers.list(
-            all=True, filters={"label": f"tarsdock.node={made.name}"}):
-        container.remove(force=True)
+            all=True, filters={"label": f"tarsdock.node={made.name}"}, ignore_removed=True):
+        with contextlib.suppress(docker.errors.NotFound):
+            container.remove(force=True)
 
 
 def running_containers(node: Node) -> set[str]:
@@ -191,18 +194,21 @@ def test_a_killed_docker_client_leaves_no_container_and_orphans_are_reaped(
         labels={**labels, "tarsdock.service": f"{APP}.Foreign",
                 "tarsdock.instance": f"{node.name}@elsewhere"})
     sup = supervisord_factory(node.out)
-    wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": orphan.id}),
+    wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": orphan.id},
+                                                        ignore_removed=True),
              "the orphan container to be reaped", 60)
     assert f"also used by instance {node.name}@elsewhere" in node.listener_text()
     assert docker_engine.containers.get(foreign.id).status == "running"
     sup.wait_state(f"tars:{kill}", "RUNNING", 60)
-    container = wait_for(lambda: docker_engine.containers.list(filters={"name": f"^/{kill}$"}),
+    container = wait_for(lambda: docker_engine.containers.list(filters={"name": f"^/{kill}$"},
+                                                           ignore_removed=True),
                          f"the container {kill}", 30)[0]
     runner = sup.rpc().supervisor.getProcessInfo(f"tars:{kill}")["pid"]
     os.kill(docker_client_pid(runner), signal.SIGKILL)
     sup.wait_state(f"tars:{kill}", "EXITED", 30)
     exited = time.monotonic()
-    wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": container.id}),
+    wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": container.id},
+                                                        ignore_removed=True),
              "the leftover container to be removed", 60)
     print(f"leftover container removed {time.monotonic() - exited:.2f} s after EXITED")
     # The listener logs this only when it found and removed a container, so the container did
