@@ -216,3 +216,18 @@ def test_rows_either_fail_by_row_or_validate(server_columns: dict[str, str],
         return
     out = Path("/nonexistent/out")
     assert validate(render(node, "test", out), out) == 1
+
+
+def test_only_files_import_wrote_become_stale(tmp_path: Path) -> None:
+    from tarsdock.importcmd import plan_files
+
+    services = tmp_path / "services.d"
+    services.mkdir()
+    node = import_node(rows(server(name="Now.HereServer")))
+    gone = import_node(rows(server(name="Gone.AwayServer")))
+    (services / "Gone.AwayServer.toml").write_text(render(gone, "t", tmp_path)[1].content)
+    (services / "Mine.OwnServer.toml").write_text('[services."Mine.OwnServer"]\n')
+    kinds = {c.path.name: c.kind for c in plan_files(render(node, "t", tmp_path), tmp_path)}
+    assert kinds["Gone.AwayServer.toml"] == "stale"
+    assert kinds["Now.HereServer.toml"] == "new"
+    assert "Mine.OwnServer.toml" not in kinds
