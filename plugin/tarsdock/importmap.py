@@ -33,6 +33,7 @@ SET_PARTS = {"set_name": re.compile(r"[A-Za-z0-9]+\Z"), "set_area": re.compile(r
 LEADING_INT = re.compile(r"\s*([+-]?[0-9]+)")
 RUN_TYPES = {"": "native", "native": "native", "container": "container"}
 MAINCLASS_MACRO = "${mainclass}"
+JAVA_MAIN = "/tars/application/server<mainclass>"
 
 # Columns tarsnode uses that tarsdock does not honour: column -> (is it set?, what is lost).
 # start_script_path is mapped for not_tars (its command) and listed here for the other types.
@@ -70,6 +71,7 @@ class ServerMapper:
         self.tars_path = tars_path
         self.templates = templates
         self.image_rows = {row.get("id") for row in mapper.rows.images}
+        self.parsed: dict[str, tcconfig.Config] = {}   # templates, parsed once
 
     def service(self, row: Row, adapters: list[Row]) -> ImportedService | None:
         app, server = text(row, "application"), text(row, "server_name")
@@ -97,6 +99,8 @@ class ServerMapper:
         adapter_specs = self.adapters(name, adapters)
         command = self.command(at, row, name, kind, exe or "")
         self.unsupported(at, row, kind, name, exe or "")
+        if parsed is not None and ok:
+            ok = self.java_main(at, kind, template, parsed)
         if (not ok or parsed is None or exe is None or run is None or image is None
                 or set_division is None or adapter_specs is None or command is None):
             return None   # every problem is reported
@@ -150,18 +154,43 @@ class ServerMapper:
         given = profile.get("/tars/application/client<asyncthread>")
         return value if given is None else max(strto_int(given), 0)
 
-    def main_class(self, app: str, server: str, template: str, profile: str) -> str:
-        """tarsnode's ${mainclass} (CommandLoad::updateConfigFile), written only when used."""
-        texts, name = [profile], template
-        while name in self.templates and len(texts) <= len(self.templates):  # chains are checked
-            parent, body = self.templates[name]
-            texts.append(body)
+    def chain(self, template: str) -> list[str]:
+        """The template and its parents, child first (chains are checked: no cycles here)."""
+        names, name = [], template
+        while name in self.templates and name not in names:
+            names.append(name)
+            parent = self.templates[name][0]
             if parent == name:
                 break
             name = parent
+        return names
+
+    def template_config(self, name: str) -> tcconfig.Config:
+        if name not in self.parsed:
+            self.parsed[name] = tcconfig.parse(self.templates[name][1], name)
+        return self.parsed[name]
+
+    def main_class(self, app: str, server: str, template: str, profile: str) -> str:
+        """tarsnode's ${mainclass} (CommandLoad::updateConfigFile), written only when used."""
+        texts = [profile, *(self.templates[name][1] for name in self.chain(template))]
         if not any(MAINCLASS_MACRO in body for body in texts):
             return ""
         return f"com.qq.{app.lower()}.{server.lower()}.{server}"
+
+    def java_main(self, at: RowRef, kind: str, template: str, profile: tcconfig.Config) -> bool:
+        """A tars_java row needs server<mainclass> from its chain or profile: tarsnode would
+        start java with no class (CommandStart::startNormal reads only that key)."""
+        if kind != "tars_java" or template not in self.templates:
+            return True   # a missing template is reported already
+        configs = [*(self.template_config(n) for n in reversed(self.chain(template))), profile]
+        values = [c.get(JAVA_MAIN) for c in configs]
+        main = next((v for v in reversed(values) if v is not None), "")
+        if main.strip():
+            return True
+        self.m.error(at, "template_name", f"a tars_java service needs server<mainclass> from "
+                     f"template '{template}' (or its parents) or the profile: tarsnode would "
+                     "start java with no class")
+        return False
 
     def command(self, at: RowRef, row: Row, name: str, kind: str,
                 exe: str) -> tuple[str, ...] | None:
