@@ -34,7 +34,8 @@ def leaf_values(name: str) -> st.SearchStrategy[Any]:
         return st.floats(allow_nan=False, allow_infinity=False)
     # long values cheaply (repeats) to reach STRING4 without slow generation
     if name == "string":
-        return st.text(max_size=20) | st.builds(str.__mul__, st.characters(), st.integers(250, 300))
+        return st.text(max_size=20) | st.builds(
+            str.__mul__, st.characters(blacklist_categories=("Cs",)), st.integers(250, 300))
     return st.binary(max_size=20) | st.builds(bytes.__mul__, st.binary(min_size=1, max_size=2),
                                               st.integers(130, 150))
 
