@@ -12,14 +12,16 @@ configs are written out by hand from tarsnode's rules, not from tarsdock's outpu
 - Merge (TC_Config::joinConfig): a key the higher side repeats moves to the end.
 - tarsnode puts `node=tars.tarsnode.ServerObj@<its ServerAdapter>` first in <server>; tarsdock's
   node object listens on 127.0.0.1:19386, and only Tars services get the line (not not_tars).
-Two differences are tarsdock's on purpose (README): `local` is a port import allocates (30000 and
-up, kept on re-import) where tarsnode picks one at random; container endpoints keep their host on
-host networking (tarsnode writes 0.0.0.0, needed only with a bridge).
+Differences that are tarsdock's on purpose (README): `local` is a port in tarsnode's range
+30000..44999 that tarsdock picks (read here from the config: tarsnode's is random too), and a
+not_tars service gets none; container endpoints keep their host on host networking (tarsnode
+writes 0.0.0.0, needed only with a bridge).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Iterator
@@ -114,12 +116,23 @@ def config_of(out: Path, service: str, capsys: pytest.CaptureFixture[str]) -> st
 NODE_LINE = "node=tars.tarsnode.ServerObj@tcp -h 127.0.0.1 -p 19386 -t 60000"
 
 
-def default_server(name: str, port: int, tars: bool = True) -> list[str]:
+def local_line(port: int | None) -> str:
+    return f"local=tcp -h 127.0.0.1 -p {port} -t 10000" if port else "local"
+
+
+def local_port_of(text: str) -> int:
+    """The admin port tarsdock chose, checked to be in tarsnode's range."""
+    match = re.search(r"^      local=tcp -h 127\.0\.0\.1 -p (\d+) -t 10000$", text, re.M)
+    assert match and 30000 <= int(match[1]) <= 44999, text
+    return int(match[1])
+
+
+def default_server(name: str, port: int | None, tars: bool = True) -> list[str]:
     """tars.default's <server> keys with tarsnode's macros, in the template's order (after
     `node`, which tarsnode inserts before merging the templates)."""
     return [NODE_LINE] * tars + [
             f"app={name.split('.')[0]}", f"server={name.split('.')[1]}", "nodename=10.0.0.5",
-            "localip=10.0.0.5", f"local=tcp -h 127.0.0.1 -p {port} -t 10000",
+            "localip=10.0.0.5", local_line(port),
             f"basepath={DATA}/{name}/bin/", f"datapath={DATA}/{name}/data/",
             f"logpath={TARS}/app_log", "logsize=10M", "lognum=10", "logLevel=DEBUG",
             "config=tars.tarsconfig.ConfigObj", "notify=tars.tarsnotify.NotifyObj",
@@ -201,7 +214,8 @@ def imported(tars_db: MariaDB, node_rows: dict[str, int], tmp_path: Path,
 
 def test_cpp_container_with_set_is_tarsnodes_config(imported: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    server = default_server("Hello.CppServer", 30000)
+    text = config_of(imported, "Hello.CppServer", capsys)
+    server = default_server("Hello.CppServer", local_port_of(text))
     server.remove("logLevel=DEBUG")   # the private profile's logLevel moves to the end
     server += ["opencoroutine=0", "coroutinememsize=1G", "coroutinestack=128K", "closecout=0",
                "netthread=1", "logLevel=INFO"]
@@ -215,18 +229,19 @@ def test_cpp_container_with_set_is_tarsnodes_config(imported: Path,
         servant="Hello.CppServer.AObj", threads="5")
     expected = config(["enableset=y", "setdivision=sz.a.1"], server,
                       default_client("Hello.CppServer", 5))
-    assert config_of(imported, "Hello.CppServer", capsys) == expected
+    assert text == expected
 
 
 def test_java_three_level_chain_is_tarsnodes_config(imported: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     bin_dir = f"{DATA}/Hello.JavaServer/bin/"
+    text = config_of(imported, "Hello.JavaServer", capsys)
     # tars.tarsjava.default over tars.default: the keys it repeats move to the end, in its order;
     # tars.springboot adds packageFormat and moves mainclass to the end
     server = [NODE_LINE, "nodename=10.0.0.5", "lognum=10", "logLevel=DEBUG",
               "deactivating-timeout=3000",
               "activating-timeout=60000", "app=Hello", "server=JavaServer", "localip=10.0.0.5",
-              "local=tcp -h 127.0.0.1 -p 30001 -t 10000", f"basepath={bin_dir}",
+              local_line(local_port_of(text)), f"basepath={bin_dir}",
               f"datapath={DATA}/Hello.JavaServer/data/", f"logpath={TARS}/app_log",
               "loglevel=DEBUG", "logsize=15M", "log=tars.tarslog.LogObj",
               "config=tars.tarsconfig.ConfigObj", "notify=tars.tarsnotify.NotifyObj",
@@ -243,12 +258,13 @@ def test_java_three_level_chain_is_tarsnodes_config(imported: Path,
               "property=tars.tarsproperty.PropertyObj", "report-interval=60000",
               "modulename=Hello.JavaServer", "asyncthread=8"]
     expected = config(["enableset=n", "setdivision=NULL"], server, client)
-    assert config_of(imported, "Hello.JavaServer", capsys) == expected
+    assert text == expected
 
 
 def test_nodejs_and_not_tars_are_tarsnodes_config(imported: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    server = default_server("Hello.NodeServer", 30002)
+    text = config_of(imported, "Hello.NodeServer", capsys)
+    server = default_server("Hello.NodeServer", local_port_of(text))
     server += adapter(
         "Hello.NodeServer.NObjAdapter", allow="", endpoint="tcp -h 10.0.0.5 -p 20004 -t 60000",
         maxconns="1000", protocol="tars", queuecap="10000", queuetimeout="60000",
@@ -256,9 +272,9 @@ def test_nodejs_and_not_tars_are_tarsnodes_config(imported: Path,
     # tars_nodejs: tarsregistry's default asyncthread is 0, and the column says 0
     expected = config(["enableset=n", "setdivision=NULL"], server,
                       default_client("Hello.NodeServer", 0))
-    assert config_of(imported, "Hello.NodeServer", capsys) == expected
+    assert text == expected
     expected = config(["enableset=n", "setdivision=NULL"],
-                      default_server("Hello.ScriptServer", 30003, tars=False),
+                      default_server("Hello.ScriptServer", None, tars=False),
                       default_client("Hello.ScriptServer", 3))
     assert config_of(imported, "Hello.ScriptServer", capsys) == expected
 
@@ -323,17 +339,20 @@ def test_second_import_writes_nothing_and_diff_shows_changes(
     assert not (out / "services.d" / "Idem.TwoServer.toml").exists()
 
 
-def test_local_port_kept_on_reimport(tars_db: MariaDB, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
-    node, out = "10.0.1.2", tmp_path / "conf"
-    add_node(tars_db, node)
-    add_server(tars_db, node, "Port.BServer")
+def test_admin_port_tarsnode_gave_is_kept(tars_db: MariaDB, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Moving a node on the same host: the `local` port in tarsnode's config file stays."""
+    node, out, data = "10.0.1.2", tmp_path / "conf", tmp_path / "tars" / "tarsnode" / "data"
+    add_node(tars_db, node, data_dir=str(data))
+    add_server(tars_db, node, "Port.AServer")
+    conf = data / "Port.AServer" / "conf" / "Port.AServer.config.conf"
+    conf.parent.mkdir(parents=True)
+    conf.write_text("<tars>\n<application>\n<server>\nlocal=tcp -h 127.0.0.1 -p 31234 -t 10000\n"
+                    "</server>\n</application>\n</tars>\n")
     assert run(tars_db, node, out, capsys=capsys)[0] == 0
-    add_server(tars_db, node, "Port.AServer")   # sorts first: would take 30000 if not kept
-    assert run(tars_db, node, out, capsys=capsys)[0] == 0
-    ports = {name: tomllib.loads((out / "services.d" / f"{name}.toml").read_text())
-             ["services"][name]["local_port"] for name in ("Port.AServer", "Port.BServer")}
-    assert ports == {"Port.BServer": 30000, "Port.AServer": 30001}
+    table = tomllib.loads((out / "services.d" / "Port.AServer.toml").read_text())
+    assert "local_port" not in table["services"]["Port.AServer"]
+    assert "local=tcp -h 127.0.0.1 -p 31234 -t 10000\n" in config_of(out, "Port.AServer", capsys)
 
 
 def test_bad_rows_reported_together_and_nothing_written(

@@ -15,7 +15,7 @@ from unit_helpers import make_service
 from tarsdock import systemd
 from tarsdock.errors import InputErrors
 from tarsdock.importcmd import validate
-from tarsdock.importmap import allocate_ports, exe_dir, import_node, strto_int
+from tarsdock.importmap import exe_dir, import_node, strto_int
 from tarsdock.importtoml import render, toml_string, toml_text
 from tarsdock.tarsdb import DatabaseError, DbUrl, TarsRows, fetch, parse_url
 
@@ -102,12 +102,6 @@ def test_exe_dir_as_tarsnode() -> None:
     assert exe_dir(d, "sub/B", "tars_cpp") == f"{d}/bin/sub"
     assert exe_dir(d, "/opt/x/B", "tars_cpp") == "/opt/x"
     assert exe_dir(d, "/opt/java/bin/java", "tars_java") == f"{d}/bin"
-
-
-def test_local_ports_avoid_adapters_and_keep_former_ones() -> None:
-    services = [import_node(rows(server(name=n))).services[0] for n in ("A.A", "B.B", "C.C")]
-    given = allocate_ports(services, taken={30000, 30002}, kept={"C.C": 30001})
-    assert [s.local_port for s in given] == [30003, 30004, 30001]
 
 
 def test_locator_from_registry_adapters_or_option() -> None:

@@ -82,10 +82,10 @@ COMMANDS: tuple[Command, ...] = (
     Command("import", "tarsdock.importcmd:register",
             "write a config dir from a TarsFramework database (db_tars)",
             "the Tars registry database (--tars-db); --password-file; --out's node.toml (the "
-            "settings the database does not hold, kept) and services.d (the admin ports a "
-            "former import gave)", "the config dir --out: node.toml, services.d/"
-            "App.Server.toml, templates/NAME, secrets/registry-ID (0600); only changed files; "
-            "services.d files of services gone removed; --dry-run and --diff write nothing"),
+            "settings the database does not hold, kept)",
+            "the config dir --out: node.toml, services.d/App.Server.toml, templates/NAME, "
+            "secrets/registry-ID (0600); only changed files; services.d files of services gone "
+            "removed; --dry-run and --diff write nothing"),
     Command("install-generator", "tarsdock.generator:register",
             "install the systemd generator (units made at boot and daemon-reload)",
             "nothing (the generator reads the config dir when systemd runs it)",

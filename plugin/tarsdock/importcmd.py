@@ -38,21 +38,6 @@ def former_node(out_dir: Path) -> dict[str, object]:
         return {}
 
 
-def kept_ports(services_dir: Path) -> dict[str, int]:
-    """The admin ports a former import gave (kept, as tarsnode keeps `local` in the config)."""
-    ports: dict[str, int] = {}
-    for path in sorted(services_dir.glob("*.toml")) if services_dir.is_dir() else []:
-        try:
-            tables = tomllib.loads(path.read_text(encoding="utf-8")).get("services", {})
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            continue   # not ours to judge here; validate reports it
-        for name, table in tables.items() if isinstance(tables, dict) else []:
-            port = table.get("local_port") if isinstance(table, dict) else None
-            if isinstance(port, int) and not isinstance(port, bool):
-                ports[name] = port
-    return ports
-
-
 def validate(files: list[OutputFile], out_dir: Path) -> int:
     """Load the files as a config dir of their own; raise InputErrors if it does not validate.
 
@@ -106,14 +91,14 @@ def show(changes: list[Change], as_diff: bool) -> str:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from tarsdock.importmap import import_node
-    from tarsdock.importtoml import SECRETS_DIR, SERVICES_DIR, local_settings, render
+    from tarsdock.importtoml import SECRETS_DIR, local_settings, render
     from tarsdock.output import write
     from tarsdock.tarsdb import parse_url, read_password, read_tars_db
 
     url = parse_url(args.tars_db)
     rows = read_tars_db(url, read_password(args.password_file), args.node)
     out_dir = args.out.absolute()
-    node = import_node(rows, args.locator, kept_ports(out_dir / SERVICES_DIR))
+    node = import_node(rows, args.locator)
     files = render(node, f"{url}, node {args.node}", out_dir,
                    local_settings(former_node(out_dir)))
     count = validate(files, out_dir)

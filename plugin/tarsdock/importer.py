@@ -83,7 +83,6 @@ class ImportedService:
     set_division: str = ""
     async_thread: int = 3
     main_class: str = ""
-    local_port: int = 0
     profile: str = ""
     adapters: tuple[ImportedAdapter, ...] = ()
     source: str = ""     # "t_server_conf id N", for the file header
@@ -129,7 +128,6 @@ class Mapper:
 
     rows: TarsRows
     locator: str = ""                              # --locator, else from the registry's adapters
-    kept_ports: dict[str, int] = field(default_factory=dict)   # local ports of a former import
     errors: ErrorCollector = field(default_factory=ErrorCollector)
     warnings: list[str] = field(default_factory=list)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from tarsdock import tcconfig
@@ -26,7 +25,6 @@ from tarsdock.model import SERVER_TYPES
 from tarsdock.servicetable import clash, family
 from tarsdock.tarsdb import TarsRows
 
-LOCAL_PORTS = range(30000, 45000)   # tarsnode's admin ports (CommandLoad::updateConfigFile)
 APP_OR_SERVER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 SET_PARTS = {"set_name": re.compile(r"[A-Za-z0-9]+\Z"), "set_area": re.compile(r"[A-Za-z0-9]+\Z"),
              "set_group": re.compile(r"(?:[A-Za-z0-9]+|\*)\Z")}
@@ -269,21 +267,6 @@ class ServerMapper:
         return ImportedAdapter(short, servant, endpoint, *numbers, protocol, allow)
 
 
-def allocate_ports(services: list[ImportedService], taken: set[int],
-                   kept: dict[str, int]) -> list[ImportedService]:
-    """Give every service an admin port: its former one if still free, else the lowest free one
-    in tarsnode's range (tarsnode picks at random and keeps it in the config file)."""
-    used = set(taken)
-    ports: dict[str, int] = {}
-    for service in services:
-        port = kept.get(service.name, 0)
-        if port and port not in used:
-            ports[service.name] = port
-            used.add(port)
-    free = (port for port in LOCAL_PORTS if port not in used)
-    return [replace(s, local_port=ports.get(s.name) or next(free, 0)) for s in services]
-
-
 def check_clashes(mapper: Mapper, rows: list[Row]) -> None:
     """Two adapters of the node on one port of one address (or a wildcard) cannot both bind."""
     by_port: dict[tuple[str, int], list[tuple[Endpoint, Row]]] = {}
@@ -303,20 +286,13 @@ def check_clashes(mapper: Mapper, rows: list[Row]) -> None:
         bucket.append((here, row))
 
 
-def node_ports(rows: list[Row]) -> set[int]:
-    ports = set()
-    for row in rows:
-        try:
-            ports.add(parse_endpoint(text(row, "endpoint")).port)
-        except EndpointError:
-            continue   # reported with its row
-    return ports
+def import_node(rows: TarsRows, locator: str = "") -> ImportedNode:
+    """Map one node's rows; raise InputErrors with every bad row, or return the node.
 
-
-def import_node(rows: TarsRows, locator: str = "",
-                kept_ports: dict[str, int] | None = None) -> ImportedNode:
-    """Map one node's rows; raise InputErrors with every bad row, or return the node."""
-    mapper = Mapper(rows, locator, kept_ports or {})
+    No admin port (`local_port`) is pinned: tarsdock keeps the one the service's existing config
+    file names, as tarsnode does (localports.py), so a node moved on the same host keeps
+    tarsnode's ports."""
+    mapper = Mapper(rows, locator)
     localip, tars_path, locator = mapper.node_settings()
     used = {text(row, "template_name"): where("t_server_conf", row,
                                                 f"{text(row, 'application')}."
@@ -339,7 +315,6 @@ def import_node(rows: TarsRows, locator: str = "",
     check_clashes(mapper, [row for row in rows.adapters if (
         text(row, "application"), text(row, "server_name")) in served])
     mapper.errors.raise_if_any()
-    services = allocate_ports(sorted(services, key=lambda s: s.name), node_ports(rows.adapters),
-                              mapper.kept_ports)
+    services.sort(key=lambda s: s.name)
     return ImportedNode(rows.node, localip, tars_path, locator, registries, images, templates,
                         tuple(services), tuple(mapper.warnings))

@@ -115,8 +115,8 @@ def service_toml(service: ImportedService, source: str) -> str:
     optional: list[tuple[str, object]] = [
         (name, value) for name, value in (
             ("image", service.image), ("exe", service.exe), ("command", service.command),
-            ("set_division", service.set_division), ("main_class", service.main_class),
-            ("local_port", service.local_port)) if value]
+            ("set_division", service.set_division), ("main_class", service.main_class))
+        if value]
     out = [header(source, [service.source]), f"[{table}]"]
     out += assignments([("type", service.type), ("template", service.template),
                         ("run", service.run), *optional,
