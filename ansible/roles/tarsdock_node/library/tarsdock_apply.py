@@ -1,0 +1,96 @@
+#!/usr/bin/python
+"""Ansible module: run `tarsdock apply --json` on the node; changed only when it changed."""
+
+from __future__ import annotations
+
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+module: tarsdock_apply
+short_description: Converge a Tars node with tarsdock apply
+description:
+  - Runs C(tarsdock apply --json) (with C(--check) in check mode, C(--diff) in diff mode) and
+    reports C(changed) exactly as tarsdock does, per service the action and reason, and the
+    file diffs. Fails when tarsdock reports an input error or a service that did not start.
+options:
+  config_dir:
+    description: The tarsdock config dir.
+    type: path
+    default: /etc/tarsdock
+  executable:
+    description: The tarsdock command (found on PATH when not absolute).
+    type: str
+    default: tarsdock
+  timeout:
+    description: Seconds tarsdock waits for started services to run.
+    type: int
+    default: 60
+"""
+
+RETURN = r"""
+services:
+  description: Per service acted on, its action (start, restart, remove), reasons, state, error.
+  type: dict
+  returned: always
+files:
+  description: Files written, removed and unchanged.
+  type: dict
+  returned: always
+failed_services:
+  description: Services that did not start, with their reasons in C(services).
+  type: list
+  returned: always
+"""
+
+EXIT_FAILED_START = 4
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "config_dir": {"type": "path", "default": "/etc/tarsdock"},
+            "executable": {"type": "str", "default": "tarsdock"},
+            "timeout": {"type": "int", "default": 60},
+        },
+        supports_check_mode=True,
+    )
+    executable = module.params["executable"]
+    if "/" not in executable:
+        executable = module.get_bin_path(executable, required=True)
+    argv = [executable, "--config-dir", module.params["config_dir"], "apply", "--json",
+            "--timeout", str(module.params["timeout"])]
+    if module.check_mode:
+        argv.append("--check")
+    if module._diff:
+        argv.append("--diff")
+    code, out, err = module.run_command(argv)
+    try:
+        report = json.loads(out)
+    except ValueError:
+        module.fail_json(msg=f"tarsdock apply exited {code}: {err.strip() or out.strip()}",
+                         rc=code, stderr=err, cmd=argv)
+    result = {
+        "changed": bool(report["changed"]),
+        "services": report["services"],
+        "files": report["files"],
+        "failed_services": report["failed"],
+        "supervisor": report["supervisor"],
+        "output_dir": report["output_dir"],
+        "stderr": err,
+        "rc": code,
+    }
+    if module._diff and report.get("diff"):
+        result["diff"] = {"prepared": report["diff"]}
+    if code == EXIT_FAILED_START or report["failed"]:
+        reasons = "; ".join(f"{name}: {report['services'][name].get('error', '')}"
+                            for name in report["failed"])
+        module.fail_json(msg=f"services did not start: {reasons}", **result)
+    if code != 0:
+        module.fail_json(msg=f"tarsdock apply exited {code}: {err.strip()}", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

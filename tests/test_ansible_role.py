@@ -1,0 +1,55 @@
+"""The tarsdock_node role's pieces that run without a node: the TOML filter and the inventory."""
+
+from __future__ import annotations
+
+import importlib.util
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tarsdock.cli import main
+
+ROLE = Path(__file__).resolve().parents[1] / "ansible" / "roles" / "tarsdock_node"
+
+
+def load_filter() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "tarsdock_toml", ROLE / "filter_plugins" / "tarsdock_toml.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+to_toml = load_filter().to_toml
+keys = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
+scalars = st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1),
+                    st.text(st.characters(blacklist_categories=("Cs",))))
+
+
+@given(st.dictionaries(keys, st.dictionaries(keys, st.one_of(
+    scalars, st.lists(st.text(st.characters(blacklist_categories=("Cs",)))),
+    st.lists(st.dictionaries(keys, scalars, min_size=1), min_size=1)))))
+def test_toml_filter_round_trips(data: dict[str, Any]) -> None:
+    assert tomllib.loads(to_toml(data)) == data
+
+
+def test_inventory_data_becomes_a_node_toml_tarsdock_accepts(tmp_path: Path) -> None:
+    data = {
+        "node": {"name": "10.0.0.5", "tars_path": str(tmp_path / "tars"), "supervisor": "systemd",
+                 "locator": "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"},
+        "registries": {}, "images": {"base": {"ref": "tarsdock-test/busybox:1"}},
+        "templates": {"hello.server": {"parent": "tars.cpp.default"}},
+        "services": {"Hello.HelloServer": {
+            "type": "tars_cpp", "template": "hello.server", "image": "base",
+            "adapters": [{"name": "HelloObjAdapter", "servant": "Hello.HelloServer.HelloObj",
+                          "endpoint": "tcp -h 10.0.0.5 -p 20001 -t 60000", "threads": 5}]}},
+    }
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "hello.server").write_text("<tars>\n</tars>\n")
+    (tmp_path / "node.toml").write_text(to_toml(data))
+    assert main(["--config-dir", str(tmp_path), "validate"]) == 0
