@@ -102,6 +102,16 @@ def test_reasons_are_listed_once_each_in_order() -> None:
         ("restart", ("run file", "config", "image"))
 
 
+def test_a_disabled_service_is_never_started_only_stopped_to_swap_its_program() -> None:
+    changes = [change("new", OUT / "Hello.A.conf"), change("changed", OUT / "Hello.B.conf")]
+    assert actions_of(changes, disabled={"Hello.A", "Hello.B"}) == {
+        "Hello.A": ("none", ("new", "disabled")),
+        "Hello.B": ("stop", ("program", "disabled"))}
+    changes = [change("changed", Path(A.conf_path))]
+    assert actions_of(changes, disabled={"Hello.A"})["Hello.A"] == \
+        ("none", ("config", "disabled"))
+
+
 def test_an_unfinished_apply_is_finished() -> None:
     pending = {"Hello.A": ServiceAction("Hello.A", "restart"),
                "Gone.C": ServiceAction("Gone.C", "remove"),
@@ -168,6 +178,7 @@ class FakeControl:
 def test_execute_stops_before_writing_and_starts_after_reloading() -> None:
     control = FakeControl(failures={"New.S": "FATAL: exited"})
     actions = [ServiceAction("Gone.R", "remove"), ServiceAction("New.S", "start", ("new",)),
+               ServiceAction("Off.D", "stop", ("program", "disabled")),
                ServiceAction("Prog.P", "restart", ("program", "config")),
                ServiceAction("Conf.C", "restart", ("config",)), ServiceAction("Same.N", "none")]
     removed: list[Sequence[str]] = []
@@ -175,7 +186,7 @@ def test_execute_stops_before_writing_and_starts_after_reloading() -> None:
         actions, control, lambda: control.calls.append(("write", ())), removed.append,
         reload=True, timeout=5)
     assert control.calls == [
-        ("stop", ("Gone.R", "Prog.P")), ("write", ()), ("reload", ()),
+        ("stop", ("Gone.R", "Off.D", "Prog.P")), ("write", ()), ("reload", ()),
         ("start", ("New.S", "Prog.P")), ("restart", ("Conf.C",)),
         ("wait", ("New.S", "Prog.P", "Conf.C"))]
     assert removed == [["Gone.R"]]
@@ -402,9 +413,21 @@ def test_apply_converges_and_a_second_run_changes_nothing(tmp_path: Path,
     control.calls.clear()
     code, second = run_apply(cfg)
     assert code == 0 and second["changed"] is False and second["services"] == {}
-    # supervisord is still asked to reread (cheap; catches files written but never loaded)
-    assert control.calls == [("stop", ()), ("reload", ()), ("start", ()), ("restart", ())]
+    assert control.calls == [], "a no-change apply must not even ask the supervisor"
     assert not (tmp_path / "tars" / "tarsdock" / apply.PENDING_FILE).exists()
+
+
+def test_files_the_supervisor_has_not_loaded_through_apply_are_reloaded(
+        tmp_path: Path, control: FakeControl) -> None:
+    cfg = write_node(tmp_path, ["One"])
+    assert main(["--config-dir", str(cfg), "generate", "--format", "supervisord", "--out",
+                 str(tmp_path / "out")]) == 0
+    code, report = run_apply(cfg)
+    assert code == 0 and report["changed"] is False
+    assert ("reload", ()) in control.calls
+    control.calls.clear()
+    run_apply(cfg)
+    assert control.calls == []
 
 
 def test_apply_check_writes_and_restarts_nothing_and_diff_shows_the_change(
