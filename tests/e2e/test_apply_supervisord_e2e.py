@@ -213,3 +213,43 @@ def test_a_service_that_cannot_start_fails_the_apply_with_its_reason(node: Node)
     del node.dir.services[name]
     node.dir.write()
     assert node.dir.apply()["services"] == {name: {"action": "remove", "reasons": []}}
+
+
+@pytest.fixture
+def plain_node(tmp_path: Path) -> Iterator[Node]:
+    """A supervisord without tarsdock's RPC interface: supervisord's own group semantics."""
+    harness.docker_client()
+    app = f"Pl{uuid.uuid4().hex[:8]}"
+    out = tmp_path / "conf.d"
+    out.mkdir()
+    (tmp_path / "supervisord").mkdir()
+    supervisor = harness.Supervisord(out, tmp_path / "supervisord")
+    nd = ApplyNode(tmp_path, app, f"apply-{app}", out, supervisor.socket)
+    nd.template("apply.base", TEMPLATE.format(extra=""))
+    ports = {"One": free_port(), "Two": free_port()}
+    for server, port in ports.items():
+        nd.add(server, port)
+    nd.write()
+    supervisor.start()
+    try:
+        yield Node(nd, supervisor, ports)
+    finally:
+        supervisor.stop()
+        remove_containers(*nd.services)
+
+
+def test_without_the_rpc_interface_a_new_service_restarts_the_group_and_says_so(
+        plain_node: Node) -> None:
+    node = plain_node
+    assert node.dir.apply()["failed"] == []
+    before = node.identities()
+    node.ports["Three"] = free_port()
+    node.dir.add("Three", node.ports["Three"])
+    node.dir.write()
+    report = node.dir.apply()
+    assert report["services"] == {
+        node.name("One"): {"action": "restart", "reasons": ["group replaced"], "state": "running"},
+        node.name("Two"): {"action": "restart", "reasons": ["group replaced"], "state": "running"},
+        node.name("Three"): {"action": "start", "reasons": ["new"], "state": "running"}}
+    after = node.identities()
+    assert after["One"] != before["One"] and after["Two"] != before["Two"]
