@@ -281,11 +281,31 @@ def test_supervisord_removes_a_group_that_is_gone() -> None:
 
 def test_supervisord_stop_and_start_tolerate_the_state_they_want() -> None:
     rpc = FakeRPC({"supervisor.stopProcess": xmlrpc.client.Fault(70, "NOT_RUNNING"),
-                   "supervisor.startProcess": xmlrpc.client.Fault(60, "ALREADY_STARTED")})
+                   "supervisor.startProcess": xmlrpc.client.Fault(60, "ALREADY_STARTED"),
+                   "supervisor.getAllProcessInfo": [info("Hello.A", "STOPPED")]})
     control = supervisors.Supervisord(rpc)
     control.restart(["Hello.A"])
-    assert rpc.log == [("supervisor.stopProcess", ("tars:Hello.A", True)),
+    assert rpc.log == [("supervisor.stopProcess", ("tars:Hello.A", False)),
+                       ("supervisor.getAllProcessInfo", ()),
                        ("supervisor.startProcess", ("tars:Hello.A", False))]
+
+
+def test_supervisord_stops_all_at_once_then_waits_for_each() -> None:
+    rounds = iter([[info("Hello.A", "STOPPING"), info("Hello.B", "STOPPED")],
+                   [info("Hello.A", "STOPPED"), info("Hello.B", "STOPPED")]])
+    rpc = FakeRPC({"supervisor.getAllProcessInfo": lambda: next(rounds)})
+    supervisors.Supervisord(rpc, clock=lambda: 0.0, sleep=lambda s: None).stop(
+        ["Hello.A", "Hello.B"])
+    assert rpc.methods() == ["supervisor.stopProcess", "supervisor.stopProcess",
+                             "supervisor.getAllProcessInfo", "supervisor.getAllProcessInfo"]
+
+
+def test_supervisord_stop_that_never_ends_is_an_error() -> None:
+    now = iter([0.0, 50.0, 100.0])
+    rpc = FakeRPC({"supervisor.getAllProcessInfo": [info("Hello.A", "STOPPING")]})
+    control = supervisors.Supervisord(rpc, clock=lambda: next(now), sleep=lambda s: None)
+    with pytest.raises(supervisors.ControlError, match=r"still stopping after 90 s: Hello\.A"):
+        control.stop(["Hello.A"])
 
 
 def test_supervisord_other_faults_are_errors_naming_the_program() -> None:

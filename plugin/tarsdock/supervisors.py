@@ -26,6 +26,8 @@ POLL = 0.2            # seconds between state checks while waiting
 # systemd: a started unit that is still active and has not restarted after this long has started
 # (as supervisord's startsecs = 3 for the generated programs)
 SETTLE = 3.0
+# longer than any program's stopwaitsecs (a 60 s window + 10 s), after which supervisord kills
+STOP_TIMEOUT = 90.0
 LOG_TAIL = 400        # bytes of a failed program's log quoted as its reason
 
 
@@ -85,11 +87,22 @@ class Supervisord:
         return {info["name"]: info for info in infos if info["group"] == GROUP}
 
     def stop(self, names: Sequence[str]) -> None:
-        """Stop programs (wait until stopped); programs unknown or not running are fine."""
+        """Stop programs, all at once, and wait until none is stopping; programs unknown or not
+        running are fine. Raises ControlError if one is still stopping after STOP_TIMEOUT s."""
         for name in names:
             program = f"{GROUP}:{name}"
             self._call(f"stop {program}", functools.partial(
-                self.rpc.supervisor.stopProcess, program, True), ok=(BAD_NAME, NOT_RUNNING))
+                self.rpc.supervisor.stopProcess, program, False), ok=(BAD_NAME, NOT_RUNNING))
+        deadline = self.clock() + STOP_TIMEOUT
+        while names:
+            states = self._states()
+            busy = [n for n in names if states.get(n, {}).get("statename") == "STOPPING"]
+            if not busy:
+                return
+            if self.clock() >= deadline:
+                raise ControlError(f"supervisord: still stopping after {STOP_TIMEOUT:g} s: "
+                                   f"{', '.join(busy)}")
+            self.sleep(POLL)
 
     def start(self, names: Sequence[str]) -> None:
         """Start programs without waiting; one already started (autostart) is fine."""
