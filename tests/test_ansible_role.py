@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tarsdock.cli import main
@@ -31,6 +31,7 @@ scalars = st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1),
                     st.text(st.characters(blacklist_categories=("Cs",))))
 
 
+@settings(max_examples=60, deadline=None)
 @given(st.dictionaries(keys, st.dictionaries(keys, st.one_of(
     scalars, st.lists(st.text(st.characters(blacklist_categories=("Cs",)))),
     st.lists(st.dictionaries(keys, scalars, min_size=1), min_size=1)))))
@@ -53,3 +54,15 @@ def test_inventory_data_becomes_a_node_toml_tarsdock_accepts(tmp_path: Path) -> 
     (tmp_path / "templates" / "hello.server").write_text("<tars>\n</tars>\n")
     (tmp_path / "node.toml").write_text(to_toml(data))
     assert main(["--config-dir", str(tmp_path), "validate"]) == 0
+
+
+def test_the_cloud_init_example_writes_a_config_dir_that_validates(tmp_path: Path) -> None:
+    import yaml
+
+    cloud = yaml.safe_load((ROLE.parents[2] / "examples" / "fleet" / "cloud-init.yml").read_text())
+    for entry in cloud["write_files"]:
+        target = tmp_path / Path(entry["path"]).relative_to("/etc/tarsdock")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(entry["content"])
+    assert main(["--config-dir", str(tmp_path), "validate"]) == 0
+    assert ["/opt/tarsdock/bin/tarsdock", "apply"] in cloud["runcmd"]
