@@ -9,7 +9,7 @@ import sys
 import sysconfig
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,8 +108,10 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     """Load the config dir, read what each release says, render every format, gather warnings.
 
     The one pipeline of validate and generate: both report the same errors and warnings, with
-    lines. A first pass skips locating TOML keys (slow on big nodes); an error or a warning found
-    after it makes a second pass with lines, so every report points at its line.
+    lines. A first pass skips locating TOML keys (slow on big nodes); an error found after it
+    makes a second pass with lines, so every report points at its line. Warnings need only the
+    node loaded again with lines: the files rendered first stay (no line reaches a file), so a
+    node with a warning does not pay for rendering twice.
     """
     from tarsdock.checks import input_warnings
     from tarsdock.errors import InputError, InputErrors
@@ -126,7 +128,11 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
         first = attempt(lines=False)
     except (InputError, InputErrors):
         return attempt(lines=True)
-    return attempt(lines=True) if first.warnings else first
+    if not first.warnings:
+        return first
+    located = load_node(directory, lines=True)
+    return replace(first, warnings=input_warnings(located.manifest,
+                                                  with_package_facts(located.services)))
 
 
 def load_and_render(fmt: str, directory: Path, ctx: Context,
