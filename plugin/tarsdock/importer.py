@@ -124,7 +124,8 @@ def image_id(db_id: Any) -> str:
 
 @dataclass
 class Mapper:
-    """Maps the rows, collecting errors and warnings; `node()` gives the result or raises."""
+    """Maps the node, template, image and registry rows, collecting errors and warnings
+    (importmap.import_node drives it and raises the errors together)."""
 
     rows: TarsRows
     locator: str = ""                              # --locator, else from the registry's adapters
