@@ -189,3 +189,33 @@ def test_a_taken_node_port_is_a_clear_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(TarsdockError, match=rf"cannot listen on 127\.0\.0\.1:{port}"):
             ns.listening_socket(port)
+
+
+def test_systemd_restart_notes_the_reason_in_the_units_journal(tmp_path: Path) -> None:
+    calls: list[list[str]] = []
+    entries: list[dict[str, str]] = []
+
+    @dataclass
+    class Done:
+        stdout: str = "active\n"
+
+    def run(argv: list[str]) -> Done:
+        calls.append(argv)
+        return Done()
+
+    restarter = ns.SystemdRestarter(run, entries.append)
+    assert restarter.running("Hello.S")
+    restarter.restart("Hello.S", "no keepAlive for 6 s")
+    assert calls[-1] == ["systemctl", "restart", "--no-block", "tars-Hello.S.service"]
+    assert entries == [{"MESSAGE": "tarsdock node: restarting Hello.S: no keepAlive for 6 s",
+                        "PRIORITY": "4", "SYSLOG_IDENTIFIER": "tarsdock-node",
+                        "OBJECT_SYSTEMD_UNIT": "tars-Hello.S.service"}]
+
+
+def test_journal_send_writes_the_native_protocol(tmp_path: Path) -> None:
+    path = str(tmp_path / "journal.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(path)
+        ns.journal_send({"MESSAGE": "hello", "PRIORITY": "4"}, path)
+        assert server.recv(4096) == b"MESSAGE=hello\nPRIORITY=4\n"
+    ns.journal_send({"MESSAGE": "nobody listens"}, path)   # no journal: nothing raised

@@ -212,18 +212,34 @@ class SupervisordRestarter:
                 out.write(f"tarsdock node: restarting {name}: {reason}\n")
 
 
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+def journal_send(fields: dict[str, str], path: str = JOURNAL_SOCKET) -> None:
+    """One entry in the journal (its native protocol: KEY=VALUE lines in a datagram)."""
+    payload = "".join(f"{key}={value}\n" for key, value in fields.items()).encode()
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(payload, path)
+
+
 @dataclass
 class SystemdRestarter:
-    """systemd through systemctl, with an injected runner."""
+    """systemd through systemctl, with an injected runner and journal sender."""
 
     run: Callable[[list[str]], Any]
+    journal: Callable[[dict[str, str]], None] = journal_send
 
     def running(self, name: str) -> bool:
         proc = self.run(["systemctl", "is-active", f"tars-{name}.service"])
         return bool(proc.stdout.strip() == "active")
 
     def restart(self, name: str, reason: str) -> None:
-        self.run(["systemctl", "restart", "--no-block", f"tars-{name}.service"])
+        unit = f"tars-{name}.service"
+        # OBJECT_SYSTEMD_UNIT (from root): `journalctl -u UNIT` shows it beside the unit's own
+        self.journal({"MESSAGE": f"tarsdock node: restarting {name}: {reason}",
+                      "PRIORITY": "4", "SYSLOG_IDENTIFIER": "tarsdock-node",
+                      "OBJECT_SYSTEMD_UNIT": unit})
+        self.run(["systemctl", "restart", "--no-block", unit])
 
 
 # --- the asyncio server -------------------------------------------------------------------------

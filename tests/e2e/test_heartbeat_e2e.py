@@ -286,6 +286,8 @@ def test_heartbeats_under_systemd(tmp_path: Path, docker_engine: docker.DockerCl
         print(f"restarted {took:.1f} s after SIGSTOP (hearttimeout {HEARTTIMEOUT_MS} ms)")
         assert_reason_recorded(node)
         assert f"restarting {HUNG}: no keepAlive" in box.journal("tarsdock-node.service")
+        assert f"tarsdock node: restarting {HUNG}: no keepAlive" in \
+            box.journal(f"tars-{HUNG}.service")
 
         assert started(f"tars-{SILENT}.service") == silent_start
         box.systemctl("stop", f"tars-{SILENT}.service", check=True)
