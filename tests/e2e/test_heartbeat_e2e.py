@@ -211,6 +211,10 @@ def test_heartbeats_under_supervisord(tmp_path: Path, docker_engine: docker.Dock
             sup.wait_state(program, "RUNNING")
         wait_beating(node)
         silent_start = sup.rpc().supervisor.getProcessInfo(f"tars:{SILENT}")["start"]
+        shown = json.loads(node.tarsdock("status", "--json", check=False).stdout)
+        rows = {row["service"]: row for row in shown["services"]}
+        assert rows[HUNG]["tars_version"] == VERSION and rows[HUNG]["heartbeat"], rows[HUNG]
+        assert (rows[SILENT]["tars_version"], rows[SILENT]["heartbeat"]) == ("", None)
 
         answer = node.tarsdock("notify", HUNG, "tars.setloglevel INFO").stdout
         assert answer == f"TARSDOCK-TEST {HUNG} tars.setloglevel INFO\n"
