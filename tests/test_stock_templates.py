@@ -74,3 +74,14 @@ def test_template_show_springboot_works_as_the_readme_says(
     assert "packageFormat=jar" in out
     assert "mainclass=-jar ${basepath}${app}.${server}.jar" in out
     assert "jvmparams=" in out   # from tars.tarsjava.default
+
+
+def test_bridge_binds_local_inside_the_container_on_every_address(tmp_path: Path) -> None:
+    # tarsnode's bridge build sets local's host to 0.0.0.0 (CommandLoad::updateConfigFile): the
+    # port is published on the host's 127.0.0.1, so the service must listen on the container's
+    (tmp_path / "node.toml").write_text(
+        NODE + 'network = "bridge"\n[services."Hello.BServer"]\ntype = "tars_cpp"\n'
+        'image = "busybox:1"\nlocal_port = 19390\n')
+    service = load_node(tmp_path).services[0]
+    assert service.config.get("/tars/application/server<local>") == \
+        "tcp -h 0.0.0.0 -p 19390 -t 10000"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
 from tarsdock.engine import Auth, Engine, PullError
 from tarsdock.errors import TarsdockError
+from tarsdock.imageref import registry_host
 from tarsdock.options import EXIT_OK, config_dir
 
 if TYPE_CHECKING:
@@ -169,7 +170,9 @@ class Syncer:
     def _pull(self, job: PullJob, deadline: float) -> PullResult:
         """Pull until it works, a permanent error, the last attempt or the deadline."""
         try:
-            auth = read_auth(job.registry)
+            # credentials only for the host they are for (the manifest checks it too)
+            same_host = job.registry is not None and job.registry.url == registry_host(job.ref)
+            auth = read_auth(job.registry) if same_host else None
         except TarsdockError as error:
             return PullResult(job, "failed", error=str(error), permanent=True)
         attempt = 0
