@@ -100,7 +100,7 @@ def _node(root: Path, app: str, box: harness.SystemdContainer, servers: list[str
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     harness.docker_client()
     root = tmp_path_factory.mktemp("apply-sd")
-    app = f"Sd{uuid.uuid4().hex[:8]}"
+    app = harness.app_name(f"Sd{uuid.uuid4().hex[:6]}")   # swept with the run
     box = harness.SystemdContainer(f"tarsdock-e2e-{app.lower()}", shared_dirs=[root],
                                    with_tarsdock=True)
     result = _node(root, app, box, ["One", "Two", "Three"])
@@ -182,7 +182,7 @@ def test_a_unit_that_cannot_start_fails_the_apply(node: Node) -> None:
 def gen_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     harness.docker_client()
     root = tmp_path_factory.mktemp("gen-sd")
-    app = f"Gn{uuid.uuid4().hex[:8]}"
+    app = harness.app_name(f"Gn{uuid.uuid4().hex[:6]}")   # swept with the run
     box = harness.SystemdContainer(f"tarsdock-e2e-{app.lower()}", shared_dirs=[root],
                                    with_tarsdock=True)
     result = _node(root, app, box, ["One", "Two"])

@@ -32,7 +32,9 @@ from tarsdock.state import read_failures
 from . import harness
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
-HUNG, SILENT = "Beat.Hung", "Beat.Silent"
+# this run's application: container names are App.Server, and another run may be beside us
+APP = harness.app_name("Beat")
+HUNG, SILENT = f"{APP}.Hung", f"{APP}.Silent"
 HEARTTIMEOUT_MS = 5000
 VERSION = "tarsdock-e2e-1.0"           # what tars_heartbeat_server.js reports
 
@@ -73,7 +75,7 @@ servant = "{name}.Obj"
 endpoint = "tcp -h 127.0.0.1 -p {harness.free_port()} -t 60000"
 ''' for name, env in ((HUNG, "BEAT_MS=1000"), (SILENT, "NO_HEARTBEAT=1")))
         (self.config_dir / "node.toml").write_text(f'''[node]
-name = "beat-e2e-{os.getpid()}-{root.name[-8:]}"
+name = "{harness.NODE_NAME}-beat-{root.name[-8:]}"
 localip = "127.0.0.1"
 tars_path = "{self.tars_path}"
 locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"
@@ -232,7 +234,7 @@ def test_heartbeats_under_supervisord(tmp_path: Path, docker_engine: docker.Dock
         assert_reason_recorded(node)
         node_log = (node.tars_path / "app_log" / "tarsdock" / "node.log").read_text()
         assert f"restarting {HUNG}: no keepAlive" in node_log
-        program_log = node.tars_path / "app_log" / "Beat" / "Hung" / f"{HUNG}.stdout.log"
+        program_log = node.tars_path / "app_log" / APP / "Hung" / f"{HUNG}.stdout.log"
         assert f"tarsdock node: restarting {HUNG}: no keepAlive" in program_log.read_text()
         # the new run beats again
         harness.wait_for(lambda: node.heartbeat(HUNG).get("first", 0) > 0, "new keepAlives", 60)
@@ -241,7 +243,7 @@ def test_heartbeats_under_supervisord(tmp_path: Path, docker_engine: docker.Dock
         assert sup.rpc().supervisor.getProcessInfo(f"tars:{SILENT}")["start"] == silent_start
         # a stop asks AdminF.shutdown first; the service exits on its own
         assert sup.ctl("stop", f"tars:{SILENT}").returncode == 0
-        silent_log = node.tars_path / "app_log" / "Beat" / "Silent" / f"{SILENT}.stdout.log"
+        silent_log = node.tars_path / "app_log" / APP / "Silent" / f"{SILENT}.stdout.log"
         assert "shutdown by AdminF" in silent_log.read_text()
         assert "SIGTERM" not in silent_log.read_text()
     finally:
