@@ -78,9 +78,11 @@ install_packages() {
 }
 
 install_python_package() {
-    # Into the checkout's own venv; reinstall only when pyproject.toml or the checkout moved.
+    # Into the checkout's own venv; reinstall only when pyproject.toml, tarsdock-run (pip copies
+    # script files into the venv, even for an editable install) or the checkout moved.
     local key stamp="$VENV/.tarsdock-setup.stamp"
-    key=$( { cat "$REPO/pyproject.toml"; echo "$REPO"; } | sha256sum | cut -c1-16)
+    key=$( { cat "$REPO/pyproject.toml" "$REPO/plugin/tarsdock/tarsdock-run"; echo "$REPO"; } \
+        | sha256sum | cut -c1-16)
     if [ ! -x "$VENV/bin/python" ]; then
         step "python3 -m venv $VENV"
         "$PYTHON" -m venv "$VENV" || die "cannot make a venv (apt-get install python3-venv)"
