@@ -142,7 +142,9 @@ def read_env(config: Config, errors: ErrorCollector) -> tuple[tuple[str, str], .
         try:
             word = shwords.one_word(item)
         except shwords.ShellNeeded as reason:
-            errors.add(param.origin, f"environment item {item!r}: {reason}", "env")
+            meant = shwords.under_tarsnode(item)
+            said = f"; tarsnode would have exported {meant}" if meant else ""
+            errors.add(param.origin, f"environment item {item!r}: {reason}{said}", "env")
             continue
         name, sep, value = word.partition("=")
         if not sep or not ENV_NAME.fullmatch(name):

@@ -93,6 +93,18 @@ def problem(text: str, one_word: bool = False) -> str:
     return ""
 
 
+VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def under_tarsnode(text: str) -> str:
+    """What sh would make of `text`'s variables, said in words: `PATH=$PATH:/x` becomes
+    `PATH=<PATH of tarsnode's environment or the image's>:/x` ("" when it has none)."""
+    if not VARIABLE.search(text):
+        return ""
+    return VARIABLE.sub(lambda m: f"<{m.group(1) or m.group(2)} of tarsnode's environment or "
+                        "the image's>", text)
+
+
 def split(text: str) -> list[str]:
     """The words sh makes of `text` (quote removal, splitting at blanks); raise ShellNeeded."""
     reason = problem(text)
