@@ -28,6 +28,8 @@ username = "deploy"
 password_file = "pw"
 """
 SECRET = ("secret\n", 0o600)
+VOLUME = "<tars>\n<application>\n<container>\n<volumes>\n{line}\n</volumes>\n</container>\n" \
+    "</application>\n</tars>\n"
 
 # (id, files, message, kind): kind "error" (exit 1) or "warning" (exit 0)
 BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
@@ -50,6 +52,18 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
       + ADAPTER_AT.format(host="localhost")},
      "node.toml:9: key 'endpoint': with network = \"bridge\" the endpoint is published on its "
      "host, and 'localhost' is not an IPv4 address", "error"),
+    ("comma in a mount path",
+     {"node.toml": NODE + USES_T, "templates/t": VOLUME.format(line="/srv/a,b=/data")},
+     "templates/t:5: key '/srv/a,b': host path '/srv/a,b' must be an absolute, normalized path",
+     "error"),
+    ("colon in a mount target", {"node.toml": NODE + USES_T,
+                                 "templates/t": VOLUME.format(line="/srv/a=/da:ta")},
+     "templates/t:5: key '/srv/a': unknown mount option ':ta' in '/da:ta': only :ro and :rw",
+     "error"),
+    ("a volume target given twice", {"node.toml": NODE + USES_T, "templates/t": VOLUME.format(
+        line="/srv/a=/data\n/srv/b=/data")},
+     "templates/t:6: key '/srv/b': container path '/data' is already the target of the line "
+     "at templates/t:5", "error"),
     ("registry no image uses",
      {"node.toml": NODE + REGISTRY + SVC + 'image = "busybox:1"\n', "pw": SECRET},
      "node.toml:5: key 'url': no image is pulled from harbor.example.com (image hosts: "
