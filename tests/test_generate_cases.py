@@ -9,7 +9,8 @@ Directives (one per `## ` line; `!` before an assertion negates it):
   assert-env K=V                the service's environment holds K=V
   assert-key-is S K V           systemd: section S has key K with value V (raw)
   assert-program-key K V        supervisord: the program's key K is V (as supervisor reads it)
-  assert-run-var K V            supervisord: the run file sets variable K to V (as sh reads it)
+  assert-run-var K V            tarsdock-run gets setting K = V (supervisord: as sh reads the run
+                                file; systemd: from the unit's inline settings)
   assert-warning TEXT           generate warns with TEXT
   assert-failed                 loading or rendering fails
   assert-error-contains TEXT    ... with an error containing TEXT
@@ -31,6 +32,7 @@ from unit_helpers import (
     systemd_environment,
     systemd_exec_argv,
     systemd_keys,
+    wrapper_settings_argv,
 )
 
 from tarsdock.errors import TarsdockError
@@ -124,15 +126,24 @@ def read_back(fmt: str, files: dict[str, str], service: str, tmp: Path) -> Resul
         return Result(text, docker, command, env, [], program, variables)
     text = files[f"tars-{service}.service"]
     keys = systemd_keys(text)
-    docker, command, env = _split_command(
-        systemd_exec_argv(next(v for _, k, v in keys if k == "ExecStart")))
+    argv = systemd_exec_argv(next(v for _, k, v in keys if k == "ExecStart"))
+    settings: dict[str, str] = {}
+    wrapped = wrapper_settings_argv(argv)
+    if wrapped is not None:   # a container: tarsdock-run NAME - K=V... -- run ...
+        settings, args = wrapped
+        argv = [settings["docker"], *args]
+    docker, command, env = _split_command(argv)
     env += ["=".join(systemd_environment(v)) for _, k, v in keys if k == "Environment"]
-    return Result(text, docker, command, env, keys, {})
+    env_vars = dict(systemd_environment(v) for _, k, v in keys if k == "Environment")
+    if "DOCKER_HOST" in env_vars and wrapped is not None:
+        settings["DOCKER_HOST"] = env_vars["DOCKER_HOST"]
+    return Result(text, docker, command, env, keys, {}, settings)
 
 
 def check(negate: bool, name: str, args: list[str], result: Result, notes: list[str]) -> bool:
     if (name == "assert-key-is" and not result.keys) or \
-            (name in ("assert-program-key", "assert-run-var") and not result.program):
+            (name == "assert-program-key" and not result.program) or \
+            (name == "assert-run-var" and not result.run_vars):
         return True   # the other format's key
     if name == "assert-docker-args":
         ok = all(arg in result.docker for arg in args)

@@ -9,12 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from unit_helpers import (
+    NODE,
     make_service,
     read_run_file,
     supervisor_argv,
     systemd_environment,
     systemd_exec_argv,
     systemd_keys,
+    wrapper_settings_argv,
 )
 
 from tarsdock import supervisord, systemd
@@ -54,7 +56,7 @@ def test_supervisord_reads_back_the_argv(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         variables, words = run_file(native(argv), Path(tmp))
         program = supervisor_argv(rendered(supervisord, native(argv)), Path(tmp), "Hello.Quoted")
-    assert variables == {"mode": "native"}
+    assert variables == {"mode": "native", "state": "/usr/local/app/tars/tarsdock/state"}
     assert words == ["/usr/bin/env", "--", "/bin/prog", *argv]
     assert program == ["/opt/tarsdock/bin/tarsdock-run", "Hello.Quoted", "/out/Hello.Quoted.run"]
 
@@ -96,10 +98,17 @@ def test_container_command_reads_back_in_both_formats(env: list[tuple[str, str]]
                            env=tuple(env))
     with tempfile.TemporaryDirectory() as tmp:
         variables, words = run_file(service, Path(tmp))
-    assert variables == {"mode": "container", "timeout": "3", "docker": "/usr/bin/docker"}
+    assert variables == {"mode": "container", "timeout": "3", "docker": "/usr/bin/docker",
+                         "instance": NODE.instance, "state": "/usr/local/app/tars/tarsdock/state",
+                         "image": "tarsdock-test/busybox:1", "signals": "forward"}
     docker = [variables["docker"], *words]
     rows = systemd_keys(rendered(systemd, service))
-    assert systemd_exec_argv(next(v for _, k, v in rows if k == "ExecStart")) == docker
+    wrapped = wrapper_settings_argv(systemd_exec_argv(
+        next(v for _, k, v in rows if k == "ExecStart")))
+    assert wrapped is not None
+    settings, args = wrapped
+    assert settings == {**variables, "signals": "cgroup"}
+    assert [settings["docker"], *args] == docker
     assert docker[-len(argv) - 1:] == ["/bin/prog", *argv]
     pairs = [docker[i + 1] for i, word in enumerate(docker) if word == "--env"]
     assert pairs == [f"{k}={v}" for k, v in env]

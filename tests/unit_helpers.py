@@ -209,7 +209,8 @@ def supervisor_program(text: str, tmp_dir: Path, program: str) -> dict[str, str]
 
 
 # What tarsdock-run takes from a run file: these variables, then the positional parameters.
-RUN_VARS = ("mode", "timeout", "docker", "DOCKER_HOST", "admin", "tarsdock")
+RUN_VARS = ("mode", "timeout", "docker", "instance", "state", "image", "memory", "admin",
+            "tarsdock", "signals", "DOCKER_HOST")
 
 
 def read_run_file(path: Path) -> tuple[dict[str, str], list[str]]:
@@ -228,3 +229,13 @@ def read_run_file(path: Path) -> tuple[dict[str, str], list[str]]:
 def supervisor_argv(text: str, tmp_dir: Path, program: str) -> list[str]:
     """The argv supervisord would exec for a program (process.py get_execv_args)."""
     return shlex.split(supervisor_program(text, tmp_dir, program)["command"])
+
+
+def wrapper_settings_argv(argv: list[str]) -> tuple[dict[str, str], list[str]] | None:
+    """(settings, ARGs) of a unit's `tarsdock-run NAME - K=V... -- ARG...`, else None."""
+    if not argv or not argv[0].endswith("/tarsdock-run") or argv[2:3] != ["-"]:
+        return None
+    rest = argv[3:]
+    end = rest.index("--") if "--" in rest else len(rest)
+    settings = dict(word.split("=", 1) for word in rest[:end])
+    return settings, rest[end + 1:]

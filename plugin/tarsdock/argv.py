@@ -304,3 +304,31 @@ def docker_run_argv(service: Service, docker: str = "docker") -> list[str]:
     argv += [arg for key, value in service_env(service) for arg in ("--env", f"{key}={value}")]
     argv += ["--workdir", str(service.bin_dir), service.spec.image.ref]
     return argv + service_command(service)
+
+
+def speaks_admin(service: Service) -> bool:
+    """A Tars service with an admin endpoint: it can be asked to shut down (AdminF.shutdown)."""
+    return service.spec.type != "not_tars" and bool(service.spec.local_port)
+
+
+def wrapper_settings(service: Service, docker: str, signals: str,
+                     tarsdock: str) -> list[tuple[str, str]]:
+    """What tarsdock-run needs besides the argv to run a container service, in file order.
+
+    `signals` says who delivers HUP, USR1, ...: "forward" (the wrapper, with `docker kill`:
+    supervisord signals only it) or "cgroup" (the docker client's own proxy: systemd signals
+    every process of the unit). `memory` names the limit in an OOM kill's reason. `admin` and
+    `tarsdock` (the CLI) make a stop ask the service to leave through AdminF.shutdown first.
+    """
+    node = service.node
+    settings = [("mode", "container"), ("timeout", str(service.stop_timeout)),
+                ("docker", docker), ("instance", node.instance), ("state", str(node.state_dir))]
+    if service.spec.image is not None:
+        settings.append(("image", service.spec.image.ref))
+    memory = dict(service.container.options).get("memory")
+    if memory:
+        settings.append(("memory", memory))
+    if speaks_admin(service):
+        # graceful stop as tarsnode's CommandStop: AdminF.shutdown on the admin port first
+        settings += [("admin", str(service.spec.local_port)), ("tarsdock", tarsdock)]
+    return [*settings, ("signals", signals)]

@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from tarsdock.argv import docker_run_argv, service_command, service_env
+from tarsdock.argv import docker_run_argv, service_command, service_env, wrapper_settings
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context, OutputFile, header, ini_text
 from tarsdock.quoting import QuotingError, Value, check_text, supervisor
@@ -54,11 +54,6 @@ def run_argv(service: Service, ctx: Context) -> list[str]:
     return ["/usr/bin/env", "--", *assignments, *service_command(service)]
 
 
-def speaks_admin(service: Service) -> bool:
-    """A Tars service with an admin endpoint: it can be asked to shut down (AdminF.shutdown)."""
-    return service.spec.type != "not_tars" and bool(service.spec.local_port)
-
-
 def _sh(word: str, what: str) -> str:
     return shlex.quote(check_text(word, what))
 
@@ -69,18 +64,13 @@ def run_lines(service: Service, ctx: Context) -> list[str]:
     argv = run_argv(service, ctx)
     if not argv:
         raise QuotingError(f"{what}: empty command")
-    lines = [f"mode={_sh(service.spec.run, what)}"]
     if service.spec.run == "container":
-        node = service.node
-        lines += [f"timeout={service.stop_timeout}", f"docker={_sh(ctx.docker, what)}",
-                  f"instance={_sh(node.instance, 'instance')}",
-                  f"state={_sh(str(node.state_dir), 'state dir')}"]
-        if service.node.docker_host:
-            lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
-        if speaks_admin(service):
-            # graceful stop as tarsnode: AdminF.shutdown on the admin port first (tarsdock-run)
-            lines += [f"admin={service.spec.local_port}",
-                      f"tarsdock={_sh(f'{ctx.scripts_dir}/tarsdock', what)}"]
+        settings = wrapper_settings(service, ctx.docker, "forward", f"{ctx.scripts_dir}/tarsdock")
+    else:
+        settings = [("mode", "native"), ("state", str(service.node.state_dir))]
+    lines = [f"{key}={_sh(value, f'{what}: {key}')}" for key, value in settings]
+    if service.spec.run == "container" and service.node.docker_host:
+        lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
     words = " ".join(_sh(word, what) for word in argv)
     return [*lines, f"set -- {words}"]
 

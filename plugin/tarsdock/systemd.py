@@ -7,7 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tarsdock.argv import docker_run_argv, service_command, service_env
+from tarsdock.argv import (
+    docker_run_argv,
+    service_command,
+    service_env,
+    speaks_admin,
+    wrapper_settings,
+)
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context, OutputFile, header, ini_text
 from tarsdock.quoting import EnvAssignment, Value, check_text, systemd
@@ -32,6 +38,9 @@ SIGTERM_EXIT = 143
 # A start pulls its image first if it is missing, for at most this long; `docker run` itself
 # never pulls (--pull=never), so a start never waits on a registry longer than this.
 PULL_TIMEOUT = 60
+# A start waits this long for an absent Docker daemon before it fails (and Restart= tries
+# again): at most one start a minute during an outage, never the 10 in 60 s of the start limit.
+DOCKER_WAIT = 60
 SYNC_UNIT = "tarsdock-images-sync"
 NODE_UNIT = "tarsdock-node"
 # seconds AdminF.shutdown may take to answer: a hung service (restarted for its heartbeats) must
@@ -81,29 +90,47 @@ def _unit_rows(service: Service) -> Rows:
     return rows
 
 
+def wrapper_argv(service: Service, ctx: Context, settings: list[tuple[str, str]],
+                 args: list[str] | None = None) -> list[str]:
+    """tarsdock-run with its settings inline (`NAME - K=V... [-- ARG...]`), as a unit runs it."""
+    argv = [f"{ctx.scripts_dir}/tarsdock-run", service.name, "-",
+            *(f"{key}={value}" for key, value in settings)]
+    return argv if args is None else [*argv, "--", *args]
+
+
 def _container_rows(service: Service, ctx: Context) -> Rows:
-    name, timeout = service.name, service.stop_timeout
+    name, node = service.name, service.node
     pull = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "images", "sync",
             "--only", name, "--timeout", str(PULL_TIMEOUT), "--quiet"]
-    docker_host = service.node.docker_host
-    environment: Rows = [("Environment", EnvAssignment("DOCKER_HOST", docker_host))] \
-        if docker_host else []
+    environment: Rows = [("Environment", EnvAssignment("DOCKER_HOST", node.docker_host))] \
+        if node.docker_host else []
+    # signals=cgroup: `systemctl kill -s HUP` signals every process of the unit, the docker
+    # client too, whose own proxy then delivers it; the wrapper must not deliver it again.
+    settings = wrapper_settings(service, ctx.docker, "cgroup", f"{ctx.scripts_dir}/tarsdock")
+    run = wrapper_argv(service, ctx, settings, docker_run_argv(service, ctx.docker)[1:])
+    wait = wrapper_argv(service, ctx, [("mode", "wait"), ("docker", ctx.docker),
+                                       ("wait", str(DOCKER_WAIT))])
+    reap = wrapper_argv(service, ctx, [("mode", "reap"), ("docker", ctx.docker),
+                                       ("instance", node.instance)])
     return [
         *environment,
+        # A Docker outage is waited out here, in one start that stays "activating", instead
+        # of failing starts that burn the start limit into the punish timer (README).
+        ("ExecStartPre", IgnoreFailure(wait)),
         ("ExecStartPre", IgnoreFailure(pull)),
-        ("ExecStartPre", IgnoreFailure([ctx.docker, "rm", "-f", name])),
-        ("ExecStart", docker_run_argv(service, ctx.docker)),
-        *_shutdown_rows(service, ctx),
-        # `-`: after AdminF.shutdown the container may be gone already (--rm)
-        ("ExecStop", IgnoreFailure([ctx.docker, "stop", "-t", str(timeout), name])),
-        ("ExecStopPost", IgnoreFailure([ctx.docker, "rm", "-f", name])),
-        ("TimeoutStartSec", str(PULL_TIMEOUT + STOP_MARGIN)),
-        ("TimeoutStopSec", str(_stop_windows(service) * timeout + STOP_MARGIN)),
+        # tarsdock-run removes a leftover of this instance itself and stops the container on
+        # SIGTERM (KillMode=mixed sends it to the wrapper alone), after AdminF.shutdown for a
+        # service with an admin port: no ExecStop=, no `docker rm` by name that could hit
+        # another instance's container.
+        ("ExecStart", run),
+        ("ExecStopPost", IgnoreFailure(reap)),
+        ("TimeoutStartSec", str(DOCKER_WAIT + PULL_TIMEOUT + STOP_MARGIN)),
+        ("TimeoutStopSec", str(_stop_windows(service) * service.stop_timeout + STOP_MARGIN)),
     ]
 
 
 def _speaks_admin(service: Service) -> bool:
-    return service.spec.type != "not_tars" and bool(service.spec.local_port)
+    return speaks_admin(service)
 
 
 def _stop_windows(service: Service) -> int:
@@ -144,8 +171,8 @@ def service_rows(service: Service, ctx: Context) -> list[tuple[str, Rows]]:
             ("Type", "simple"),
             *body,
             ("WorkingDirectory", str(service.bin_dir)),
-            # SIGTERM to the main process only (the service, or the docker client after
-            # `docker stop`), SIGKILL to whatever is left once the window is over.
+            # SIGTERM to the main process only (the service, or tarsdock-run, which asks
+            # Docker to stop the container), SIGKILL to whatever is left after the window.
             ("KillMode", "mixed"),
             ("SuccessExitStatus", str(SIGTERM_EXIT)),
             ("Restart", "always"),

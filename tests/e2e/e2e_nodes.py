@@ -135,6 +135,26 @@ class NodeDir:
     def started(self, name: str, under: Path | None = None) -> Path:
         return (under or self.service_dir(name)) / "data" / "started.json"
 
+    @property
+    def instance(self) -> str:
+        """This node's instance id (label tarsdock.instance), as tarsdock derives it."""
+        from tarsdock.manifest import load_manifest
+
+        return load_manifest(self.config_dir).node.instance
+
+    def failures(self, name: str) -> list[Any]:
+        """The failures tarsdock-run recorded for a service (tarsdock.state.Failure)."""
+        from tarsdock.state import failures_path, read_failures
+
+        return read_failures(failures_path(self.tars_path / "tarsdock" / "state", name))
+
+
+def leftover(name: str, instance: str) -> str:
+    """A running busybox container named `name` that says it is `instance`'s; its id."""
+    return run(["docker", "run", "-d", "--name", name, "--label", harness.HARNESS_LABEL,
+                "--label", f"tarsdock.instance={instance}", harness.BUSYBOX_IMAGE,
+                "sleep", "1000"]).stdout.strip()
+
 
 def container(name: str) -> dict[str, Any] | None:
     """`docker inspect` of a container by exact name, or None."""

@@ -22,11 +22,11 @@ from .e2e_nodes import (
     containers_named,
     ctl,
     host_process,
+    leftover,
     mounts,
     toml_str,
 )
 from .harness import (
-    BUSYBOX_IMAGE,
     NODE_NAME,
     PYTHON_IMAGE,
     app_name,
@@ -222,7 +222,7 @@ def test_native_argv_and_env_are_exact(node: Node, server: str) -> None:
 def test_leftover_container_does_not_block_start(node: Node) -> None:
     name = f"{APP}.EchoServer"
     ctl(node.supervisor, "stop", f"tars:{name}")
-    run(["docker", "run", "-d", "--name", name, BUSYBOX_IMAGE, "sleep", "1000"])
+    leftover(name, node.dir.instance)
     node.dir.started(name).unlink(missing_ok=True)
     ctl(node.supervisor, "start", f"tars:{name}")
     read_json_when_present(node.dir.started(name))

@@ -20,10 +20,10 @@ from .e2e_nodes import (
     assert_env,
     container,
     containers_named,
+    leftover,
     toml_str,
 )
 from .harness import (
-    BUSYBOX_IMAGE,
     PYTHON_IMAGE,
     app_name,
     free_port,
@@ -110,7 +110,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     nd = _node_dir(root, ports)
     units = root / "units"
     nd.generate("systemd", units)
-    box = harness.SystemdContainer(BOX, shared_dirs=[root])
+    box = harness.SystemdContainer(BOX, shared_dirs=[root], with_tarsdock=True)
     box.start()
     try:
         box.install_units(units)
@@ -178,7 +178,7 @@ def test_native_argv_and_env_are_exact(node: Node) -> None:
 def test_leftover_container_does_not_block_start(node: Node) -> None:
     name, unit = node.name("EchoServer"), node.unit("EchoServer")
     node.systemctl("stop", unit)
-    run(["docker", "run", "-d", "--name", name, BUSYBOX_IMAGE, "sleep", "1000"])
+    leftover(name, node.dir.instance)
     node.dir.started(name).unlink(missing_ok=True)
     node.systemctl("start", unit)
     node.started("EchoServer")

@@ -98,7 +98,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     nd.service("Sleep", box_ + 'command = ["/bin/sleep", "1000"]')
     units = root / "units"
     nd.generate("systemd", units)
-    sd = harness.SystemdContainer(BOX, shared_dirs=[root])
+    sd = harness.SystemdContainer(BOX, shared_dirs=[root], with_tarsdock=True)
     sd.start()
     try:
         for path, text in DROP_INS.items():
