@@ -1,7 +1,8 @@
 """Every test run keeps generate's stamps (tarsdock/stamp.py) in a temp dir of its own.
 
 Unit tests see every admin port as free: their output must not depend on this machine's ports.
-End-to-end tests (marked e2e) probe for real; tests of the probe itself call it directly.
+End-to-end tests (marked e2e) probe for real; tests of the probe itself call it directly. Unit
+tests see no other tarsdock instance on the Docker Engine either (validate and generate ask it).
 """
 
 from __future__ import annotations
@@ -22,3 +23,12 @@ def _stamp_cache(tmp_path_factory: pytest.TempPathFactory,
 def no_port_in_use(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.node.get_closest_marker("e2e") is None:
         monkeypatch.setattr(localports, "listening", lambda port: False)
+
+
+@pytest.fixture(autouse=True)
+def _no_engine_identity_lookup(request: pytest.FixtureRequest,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate and generate ask the Docker Engine for other instances' containers; unit tests
+    must not depend on what else runs on this machine's engine (e2e tests use the real one)."""
+    if request.node.get_closest_marker("e2e") is None:
+        monkeypatch.setattr("tarsdock.engine.other_instances", lambda *_args, **_kw: {})

@@ -56,3 +56,27 @@ def test_read_starts(tmp_path: Path) -> None:
     assert read_starts(path) == []
     path.write_text("1700000000\n1700000009\n")
     assert read_starts(path) == [1700000000, 1700000009]
+
+
+def test_instance_warnings_name_the_other_instance() -> None:
+    from tarsdock.checks import instance_warnings
+    from tarsdock.errors import TarsdockError
+    from tarsdock.model import NodeSettings
+
+    node = NodeSettings(name="10.0.0.5", localip="10.0.0.5", tars_path="/t", locator="x",
+                        instance_setting="me")
+    asked = []
+
+    def lookup(socket: str, name: str, instance: str) -> dict[str, list[str]]:
+        asked.append((socket, name, instance))
+        return {"demo@1": [f"A.S{n}" for n in range(7)]}
+
+    [note] = instance_warnings(node, lookup)
+    assert asked == [("/var/run/docker.sock", "10.0.0.5", "me")]
+    assert "7 container(s) of node 10.0.0.5" in note and "'demo@1'" in note
+    assert "A.S0, A.S1, A.S2, A.S3, A.S4, ..." in note and "'me'" in note
+
+    def unreachable(*_args: str) -> dict[str, list[str]]:
+        raise TarsdockError("docker engine at /var/run/docker.sock: refused")
+
+    assert instance_warnings(node, unreachable) == []

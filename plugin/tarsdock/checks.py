@@ -7,13 +7,13 @@ commands print the same list (DESIGN §6: validate finds everything generate fin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from tarsdock.containerspec import CONTAINER_PATH
-from tarsdock.errors import InputWarning, did_you_mean, sorted_warnings
+from tarsdock.errors import InputWarning, TarsdockError, did_you_mean, sorted_warnings
 from tarsdock.imageref import registry_host
 from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
-from tarsdock.model import Manifest, Service
+from tarsdock.model import Manifest, NodeSettings, Service
 from tarsdock.tcconfig import Config
 
 # Where a container key most likely belongs when it is found somewhere else.
@@ -81,3 +81,27 @@ def input_warnings(manifest: Manifest, services: Iterable[Service]) -> list[Inpu
     notes = [note for service in services for note in service_warnings(service)]
     return sorted_warnings([*notes, *registry_warnings(manifest, services)])
 
+
+# (socket, node name, instance) -> {other instance: container names}; engine.other_instances
+InstanceLookup = Callable[[str, str, str], dict[str, list[str]]]
+NAMES_SHOWN = 5
+
+
+def instance_warnings(node: NodeSettings, lookup: InstanceLookup) -> list[str]:
+    """Containers the engine runs for this node name but another tarsdock instance (DESIGN §11).
+
+    Not an input warning (no file:line): a fact about the engine, asked through `lookup`; an
+    engine that does not answer gives none.
+    """
+    try:
+        others = lookup(node.docker_socket, node.name, node.instance)
+    except TarsdockError:
+        return []
+    notes = []
+    for owner, names in others.items():
+        shown = ", ".join(names[:NAMES_SHOWN]) + (", ..." if len(names) > NAMES_SHOWN else "")
+        notes.append(f"the engine at {node.docker_socket} runs {len(names)} container(s) of node "
+                     f"{node.name} for another tarsdock instance '{owner or 'none'}' ({shown}); "
+                     f"this instance is '{node.instance}': it leaves them alone, and a service "
+                     "whose name one of them holds will not start (name-owned)")
+    return notes

@@ -18,7 +18,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     import shutil
     import sysconfig
 
-    from tarsdock.generate import FORMATS, load_and_render_all, print_warnings
+    from tarsdock.generate import FORMATS, engine_warnings, load_and_render_all, print_warnings
     from tarsdock.output import Context
 
     directory = config_dir(args)
@@ -26,7 +26,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), docker)
     # the output dir only names files in the rendered text; nothing is written
     done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT)
-    print_warnings(done.warnings)
+    print_warnings([*done.warnings, *engine_warnings(done.node.manifest.node)])
     print(f"ok: {len(done.services)} services in {directory}")
     return EXIT_OK
 

@@ -314,6 +314,33 @@ class DockerEngine:
                 raise
 
 
+def other_instances(socket_path: str, node: str, instance: str,
+                    timeout: float = 2.0) -> dict[str, list[str]]:
+    """Running containers labelled with node name `node` but another instance: instance -> names.
+
+    The standard library over the socket, not the SDK: `validate` calls it on every run.
+    Raises TarsdockError when the engine does not answer.
+    """
+    filters = json.dumps({"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]})
+    conn = _UnixConnection(socket_path, timeout)
+    try:
+        conn.request("GET", "/containers/json?" + urlencode({"filters": filters}))
+        response = conn.getresponse()
+        body = response.read()
+    except OSError as error:
+        raise TarsdockError(f"docker engine at {socket_path}: {error}") from error
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise TarsdockError(f"docker engine: list containers: HTTP {response.status}")
+    found: dict[str, list[str]] = {}
+    for entry in json.loads(body):
+        container = _container(entry)
+        if container.instance != instance:
+            found.setdefault(container.instance, []).append(container.name)
+    return {owner: sorted(names) for owner, names in sorted(found.items())}
+
+
 def registry_status(ref: str, auth: Auth | None, timeout: float) -> int | None:
     """The HTTP status a registry gives these credentials for pulling `ref` (None: no answer).
 

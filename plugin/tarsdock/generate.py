@@ -142,6 +142,14 @@ def load_and_render(fmt: str, directory: Path, ctx: Context,
     return done.node, done.services, done.files[fmt]
 
 
+def engine_warnings(node: NodeSettings) -> list[str]:
+    """What the Docker Engine says about this node's identity (nothing when it does not answer)."""
+    from tarsdock.checks import instance_warnings
+    from tarsdock.engine import other_instances
+
+    return instance_warnings(node, other_instances)
+
+
 def print_warnings(warnings: Iterable[object]) -> None:
     """`warning: ...` lines on stderr, in the order given."""
     for note in warnings:
@@ -175,6 +183,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     notes = [str(note) for note in [*done.warnings, *filter(None, [
         group_restart_note(args.format, changes, out_dir)])]]
     print_warnings(notes)
+    # about the engine, not the input: never replayed from the stamp
+    print_warnings(engine_warnings(node.manifest.node))
     if showing:
         sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
         return 0

@@ -197,3 +197,58 @@ def assert_env(facts: Mapping[str, Any], expected: Mapping[str, str]) -> None:
     wrong = {key: env.get(key) for key, value in expected.items() if env.get(key) != value}
     assert not wrong, f"environment differs: got {wrong}, want {dict(expected)}"
 
+
+# A service whose handlers append "SIGNAL PID" to the log file named by its argument, once per
+# signal; it starts with "START PID". TERM is left to its default: it stops the service.
+SIGNAL_SCRIPT = """log=$1
+for sig in HUP USR1 USR2 QUIT WINCH INT; do trap "echo $sig \\$\\$ >> $log" $sig; done
+echo START $$ >> "$log"
+while :; do sleep 1 & wait $!; done
+"""
+# Holds ~200 MB in a shell variable: killed under memory=32m.
+MEMORY_HOG = ["/bin/sh", "-c", "sleep 1; x=$(head -c 200000000 /dev/zero | tr '\\0' a); sleep 100"]
+OOM_TEMPLATE = """<tars>
+  <application>
+    <container>
+      memory = 32m
+    </container>
+  </application>
+</tars>
+"""
+
+
+def signal_service(nd: NodeDir, server: str) -> str:
+    """A busybox not_tars service running SIGNAL_SCRIPT; its log is signals_log(nd, name)."""
+    name = f"{nd.app}.{server}"
+    script, log = nd.service_dir(name) / "bin" / "sig.sh", signals_log(nd, name)
+    command = ["/bin/sh", str(script), str(log)]
+    return nd.service(server, f'type = "not_tars"\nimage = "{harness.BUSYBOX_IMAGE}"\n'
+                      f'run = "container"\ncommand = {json.dumps(command)}')
+
+
+def install_signal_script(nd: NodeDir, name: str) -> None:
+    """Write SIGNAL_SCRIPT into the service's bin dir (after generate made it)."""
+    script = nd.service_dir(name) / "bin" / "sig.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(SIGNAL_SCRIPT)
+
+
+def signals_log(nd: NodeDir, name: str) -> Path:
+    return nd.service_dir(name) / "data" / "signals.log"
+
+
+def signal_lines(nd: NodeDir, name: str) -> list[tuple[str, str]]:
+    """(what, pid) per line of the service's signal log."""
+    path = signals_log(nd, name)
+    if not path.exists():
+        return []
+    return [(line.split()[0], line.split()[1]) for line in path.read_text().splitlines()
+            if len(line.split()) == 2]
+
+
+def oom_service(nd: NodeDir, server: str) -> str:
+    """A busybox service that outgrows memory=32m (template e2e.oom) a second after its start."""
+    nd.template("e2e.oom", OOM_TEMPLATE)
+    return nd.service(server, f'type = "not_tars"\nimage = "{harness.BUSYBOX_IMAGE}"\n'
+                      f'run = "container"\ntemplate = "e2e.oom"\n'
+                      f"command = {json.dumps(MEMORY_HOG)}")

@@ -690,7 +690,11 @@ class PrivateDockerd:
         self.tag = tag or os.urandom(3).hex()
         self.bridge = f"tdk{self.tag}"[:15]           # interface names: at most 15 bytes
         self.rundir = short_tempdir("dkd-")            # socket, pid file, exec root: short paths
-        self.socket = self.rundir / "docker.sock"
+        # the socket alone in a dir: a container mounts that dir, which outlives a restart of
+        # the daemon (a mounted socket file would keep the old, dead inode)
+        self.socket_dir = self.rundir / "sock"
+        self.socket_dir.mkdir()
+        self.socket = self.socket_dir / "docker.sock"
         self.host = f"unix://{self.socket}"
         # beside the shared engine's data root, whose filesystem its storage driver works on
         self.data_root = Path(tempfile.mkdtemp(prefix="tarsdock-dockerd-", dir="/var/lib"))

@@ -1,0 +1,91 @@
+"""tarsdock-run under real systemd (PID 1 in a container, driving the host's Docker Engine):
+`systemctl kill -s SIG` reaches the service once, and an OOM kill says so in the journal."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from . import harness
+from .e2e_nodes import (
+    NodeDir,
+    containers_named,
+    install_signal_script,
+    oom_service,
+    signal_lines,
+    signal_service,
+)
+from .harness import remove_containers, wait_for
+
+pytestmark = pytest.mark.e2e
+
+APP = "E2eWs"
+BOX = "tarsdock-e2e-wrapper-systemd"
+
+
+@dataclass
+class Node:
+    dir: NodeDir
+    box: harness.SystemdContainer
+
+    def unit(self, server: str) -> str:
+        return f"tars-{APP}.{server}.service"
+
+    def show(self, server: str, prop: str) -> str:
+        return self.box.systemctl("show", "-P", prop, self.unit(server)).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    harness.docker_client()
+    root = tmp_path_factory.mktemp("ws")
+    nd = NodeDir(root, APP)
+    signal_service(nd, "Sig")
+    oom_service(nd, "Oom")
+    units = root / "units"
+    nd.generate("systemd", units)
+    install_signal_script(nd, f"{APP}.Sig")
+    box = harness.SystemdContainer(BOX, shared_dirs=[root], with_tarsdock=True)
+    box.start()
+    try:
+        box.install_units(units)
+        yield Node(nd, box)
+    finally:
+        box.stop()
+        remove_containers(*nd.services)
+
+
+@pytest.mark.parametrize("sig", ["HUP", "USR1"])
+def test_systemctl_kill_reaches_the_service_once(node: Node, sig: str) -> None:
+    name, unit = f"{APP}.Sig", node.unit("Sig")
+    if node.box.unit_state(unit) != "active":
+        node.box.systemctl("start", unit, check=True)
+    wait_for(lambda: signal_lines(node.dir, name), "the service's start line", 60)
+    main_pid, restarts = node.show("Sig", "MainPID"), node.show("Sig", "NRestarts")
+    [container] = containers_named(name)
+    before = signal_lines(node.dir, name)
+    node.box.systemctl("kill", "-s", sig, unit, check=True)   # every process of the unit
+    wait_for(lambda: len(signal_lines(node.dir, name)) > len(before), f"the {sig} line", 30)
+    time.sleep(2)   # a second delivery, if there were one, would be in by now
+    after = signal_lines(node.dir, name)
+    assert after[len(before):] == [(sig, before[-1][1])], after
+    assert node.show("Sig", "MainPID") == main_pid
+    assert node.show("Sig", "NRestarts") == restarts
+    assert containers_named(name) == [container]
+    assert node.box.unit_state(unit) == "active"
+
+
+def test_an_oom_kill_says_so_in_the_journal(node: Node) -> None:
+    name, unit = f"{APP}.Oom", node.unit("Oom")
+    line = f"tarsdock-run: {name}: oom: killed for memory (limit 32m)"
+    node.box.systemctl("start", unit, check=True)
+    try:
+        wait_for(lambda: line in node.box.journal(unit), "the OOM line in the journal", 90)
+        failures = node.dir.failures(name)
+        assert failures and (failures[0].code, failures[0].text) == (
+            "oom", "killed for memory (limit 32m)")
+    finally:
+        node.box.systemctl("stop", unit)
