@@ -15,11 +15,11 @@ import pytest
 
 from . import harness
 from .e2e_nodes import NodeDir
-from .harness import BUSYBOX_IMAGE, wait_for
+from .harness import BUSYBOX_IMAGE, app_name, wait_for
 
 pytestmark = pytest.mark.e2e
 
-APP = "E2eOut"
+APP = app_name("E2eOut")
 BOX = "tarsdock-e2e-outage"
 SERVERS = ("One", "Two", "Three")
 OUTAGE = 70

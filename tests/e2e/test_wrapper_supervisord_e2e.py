@@ -24,11 +24,11 @@ from .e2e_nodes import (
     signal_service,
     tarsdock,
 )
-from .harness import BUSYBOX_IMAGE, remove_containers, run, wait_for
+from .harness import BUSYBOX_IMAGE, NODE_NAME, app_name, remove_containers, run, wait_for
 
 pytestmark = pytest.mark.e2e
 
-APP = "E2eWr"
+APP = app_name("E2eWr")
 SLEEPER = f'type = "not_tars"\nimage = "{BUSYBOX_IMAGE}"\nrun = "container"\n' \
           'command = ["/bin/sleep", "100000"]'
 
@@ -139,7 +139,7 @@ def test_an_oom_kill_says_so_with_the_limit(node: Node) -> None:
         node.supervisor.ctl("stop", program)
 
 
-@pytest.mark.parametrize("node_name", ["127.0.0.1", "127.0.0.2"],
+@pytest.mark.parametrize("node_name", [NODE_NAME, f"{NODE_NAME}-other"],
                          ids=["same-node-name", "shared-service-name"])
 def test_another_instances_container_is_left_alone(node: Node, tmp_path: Path,
                                                    node_name: str) -> None:
@@ -150,12 +150,12 @@ def test_another_instances_container_is_left_alone(node: Node, tmp_path: Path,
     other.service("Clash", SLEEPER)
     other.write()
     text = (other.config_dir / "node.toml").read_text()
-    (other.config_dir / "node.toml").write_text(text.replace('"127.0.0.1"', f'"{node_name}"', 1))
+    (other.config_dir / "node.toml").write_text(text.replace(f'"{NODE_NAME}"', f'"{node_name}"', 1))
     out = tmp_path / "conf.d"
     generated = tarsdock("--config-dir", str(other.config_dir), "generate", "--format",
                          "supervisord", "--out", str(out))
     warned = f"for another tarsdock instance '{node.dir.instance}'" in generated.stderr
-    assert warned == (node_name == "127.0.0.1"), generated.stderr
+    assert warned == (node_name == NODE_NAME), generated.stderr
     runner = harness.venv_tool("tarsdock-run")
     assert runner is not None
     proc = run([runner, name, str(out / f"{name}.run")], check=False, timeout=60)

@@ -17,11 +17,11 @@ from .e2e_nodes import (
     signal_lines,
     signal_service,
 )
-from .harness import remove_containers, wait_for
+from .harness import app_name, remove_containers, wait_for
 
 pytestmark = pytest.mark.e2e
 
-APP = "E2eWs"
+APP = app_name("E2eWs")
 BOX = "tarsdock-e2e-wrapper-systemd"
 
 
