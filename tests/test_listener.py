@@ -401,8 +401,9 @@ def test_an_oom_kill_is_reported_with_the_limit(tmp_path: Path,
     world.listener.state_dir = tmp_path
     world.engine.limits["c1"] = 32 << 20
     labels = {"tarsdock.instance": NODE.instance, "tarsdock.service": "A.S"}
-    world.listener.docker_event({"Type": "container", "Action": "oom",
-                                 "Actor": {"ID": "c1", "Attributes": labels}})
+    for _ in range(2):   # the second is a replay after a reconnect
+        world.listener.docker_event({"Type": "container", "Action": "oom",
+                                     "Actor": {"ID": "c1", "Attributes": labels}})
     other = {"tarsdock.instance": "10.0.0.5@other", "tarsdock.service": "A.S"}
     world.listener.docker_event({"Type": "container", "Action": "oom",
                                  "Actor": {"ID": "c2", "Attributes": other}})
@@ -486,8 +487,11 @@ class FakeStream:
 
     def __init__(self, rounds: list[list[dict[str, Any]] | None]) -> None:
         self.rounds = rounds
+        self.since: list[float | None] = []
 
-    def events(self, filters: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
+    def events(self, filters: dict[str, list[str]],
+               since: float | None = None) -> Iterator[dict[str, Any]]:
+        self.since.append(since)
         round_ = self.rounds.pop(0)
         if round_ is None:
             raise DockerUnreachable("/s", "Connection refused")
@@ -497,14 +501,16 @@ class FakeStream:
 def test_the_watch_reconnects_with_back_off_and_resets_it() -> None:
     calls: list[str] = []
     sleeps: list[float] = []
-    stream = FakeStream([None, None, None, None, None, [{"Type": "image"}], None, None])
+    stream = FakeStream([None, None, None, None, None, [{"Type": "image", "time": 1234}],
+                         None, None])
     watch = DockerWatch(stream, answered=lambda: calls.append("up"),
                         gone=lambda e: calls.append("gone"),
                         event=lambda raw: calls.append("event"), retry_max=8,
-                        sleep=sleeps.append)
+                        sleep=sleeps.append, since=1000)
     watch.follow(rounds=8)
     assert sleeps == [1, 2, 4, 8, 8, 1, 2, 4]
     assert calls == ["gone"] * 5 + ["up", "event", "gone", "gone", "gone"]
+    assert stream.since == [1000] * 6 + [1234] * 2   # replay what a lost connection missed
 
 
 def test_fault_log_bounds_repeated_lines(caplog: pytest.LogCaptureFixture) -> None:

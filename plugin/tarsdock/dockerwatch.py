@@ -31,7 +31,8 @@ EVENT_FILTERS: dict[str, list[str]] = {"type": ["image", "container"],
 class EventSource(Protocol):
     """The part of the Docker adapter the watch uses."""
 
-    def events(self, filters: dict[str, list[str]]) -> Iterator[dict[str, Any]]: ...
+    def events(self, filters: dict[str, list[str]],
+               since: float | None = None) -> Iterator[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,12 @@ class DockerWatch:
     def __init__(self, engine: EventSource, *, answered: Callable[[], None],
                  gone: Callable[[DockerUnreachable], None],
                  event: Callable[[dict[str, Any]], None], retry_initial: float = 1.0,
-                 retry_max: float = 8.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 retry_max: float = 8.0, sleep: Callable[[float], None] = time.sleep,
+                 since: float | None = None) -> None:
         self.engine = engine
+        # replayed on connect: what happened since the listener started, or since the last
+        # event seen before a lost connection (Docker keeps recent events in memory)
+        self.since = since
         self.answered = answered
         self.gone = gone
         self.event = event
@@ -164,13 +169,15 @@ class DockerWatch:
     def _once(self) -> bool:
         """One connection: True if the daemon answered before the stream ended."""
         try:
-            stream = self.engine.events(EVENT_FILTERS)
+            stream = self.engine.events(EVENT_FILTERS, self.since)
         except DockerUnreachable as error:
             self.gone(error)
             return False
         self.answered()
         try:
             for raw in stream:
+                if raw.get("time"):
+                    self.since = float(raw["time"])
                 self.event(raw)
         except DockerUnreachable as error:
             self.gone(error)

@@ -266,8 +266,10 @@ class DockerEngine:
         with self._answering():
             self._api().ping()
 
-    def events(self, filters: dict[str, list[str]]) -> Iterator[dict[str, Any]]:
-        """Docker's event stream (decoded), from now on, until the daemon closes it.
+    def events(self, filters: dict[str, list[str]],
+               since: float | None = None) -> Iterator[dict[str, Any]]:
+        """Docker's event stream (decoded), from `since` (epoch seconds) or now, until the
+        daemon closes it.
 
         Raises DockerUnreachable when it cannot connect, and from the iteration when the
         connection breaks.
@@ -275,7 +277,8 @@ class DockerEngine:
         with self._answering():
             # a client of its own without a read timeout: the stream is quiet for hours
             api = _client(self.socket_path, self.api_timeout)
-            stream = api.events(decode=True, filters=filters)
+            stream = api.events(decode=True, filters=filters,
+                                since=None if since is None else int(since))
         return self._follow_events(api, stream)
 
     def _follow_events(self, api: docker.APIClient, stream: Any) -> Iterator[dict[str, Any]]:

@@ -199,6 +199,7 @@ class Listener:
         self.docker_up: bool | None = None    # None: not known yet
         self.docker_lost = float("-inf")      # wall time the daemon was last seen away
         self.clashes: set[str] = set()        # other instances with this node name, reported
+        self.ooms: set[str] = set()           # containers whose OOM kill was reported
 
     # --- the event side: cheap decisions only ---------------------------------------------
 
@@ -273,6 +274,8 @@ class Listener:
         """The daemon answers: start what waited for it, look for images, sync, clean up."""
         was = self.docker_up
         self.docker_up = True
+        if was is None:
+            log.info("following Docker's events at %s", self.node().node.docker_socket)
         lasted = self.faults.clear("docker")
         if was is False or lasted is not None:
             log.info("Docker answers again%s", f" after {lasted:.0f} s" if lasted else "")
@@ -300,6 +303,9 @@ class Listener:
 
     def oom(self, event: OomEvent) -> None:
         """Say why: read the limit now, before `--rm` removes the container."""
+        if event.container_id in self.ooms:
+            return   # replayed after a reconnect
+        self.ooms.add(event.container_id)
         try:
             info = self.engine.inspect(event.container_id)
         except DockerUnreachable:
@@ -419,10 +425,9 @@ class Listener:
         fresh = [f for f in recorded if f.when >= int(started)]
         if fresh:
             log.warning("%s: %s", service, fresh[-1].text)
-        elif info.get("spawnerr"):
-            log.warning("%s: could not be spawned: %s", service, info["spawnerr"])
         else:
-            log.warning("%s: exited with status %s", service, info.get("exitstatus", "?"))
+            why = f" ({info['spawnerr']})" if info.get("spawnerr") else ""
+            log.warning("%s: exited with status %s%s", service, info.get("exitstatus", "?"), why)
 
     def _failures(self, service: str) -> list[Failure]:
         if self.state_dir is None:
@@ -605,7 +610,8 @@ def cmd_listener(args: argparse.Namespace) -> int:
     log.info("listening for %s, instance %s (config %s)", manifest.node.name,
              manifest.node.instance, directory)
     DockerWatch(engine, answered=listener.docker_answered, gone=listener.docker_gone,
-                event=listener.docker_event, retry_max=options.docker_retry_max).start()
+                event=listener.docker_event, retry_max=options.docker_retry_max,
+                since=listener.wall() - 1).start()
     return serve(sys.stdin.buffer, protocol_out, listener.handle)
 
 
