@@ -15,10 +15,10 @@ write; none of them writes anything.
 
 from __future__ import annotations
 
+import os
 import socket
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 
 from tarsdock.endpoint import EndpointError, parse_endpoint
 from tarsdock.errors import InputError
@@ -66,11 +66,15 @@ def local_port_in(config_text: str) -> int:
 
 def read_back(manifest: Manifest) -> dict[str, int]:
     """Each service's local port as its existing config file says (services without one: absent)."""
+    data_dir = str(manifest.node.data_dir)
+    if not os.path.isdir(data_dir):     # nothing generated yet: no file to look for
+        return {}
     found = {}
     for name in manifest.services:
-        path = Path(manifest.node.data_dir) / name / "conf" / f"{name}.config.conf"
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            with open(f"{data_dir}/{name}/conf/{name}.config.conf", encoding="utf-8",
+                      errors="replace") as config:
+                text = config.read()
         except OSError:
             continue
         if port := local_port_in(text):
