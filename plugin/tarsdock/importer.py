@@ -21,6 +21,7 @@ from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
 from tarsdock.imageref import parse_image_ref
 from tarsdock.keys import HOST_NAME, TEMPLATE_NAME, WORD
 from tarsdock.tarsdb import TarsRows
+from tarsdock.textfile import BOM
 
 Row = dict[str, Any]
 NODE_DATA = "/tarsnode/data"        # tarsdock derives <tars_path>/tarsnode/data
@@ -242,6 +243,11 @@ class Mapper:
 
     def profile(self, at: RowRef, profile: str) -> tcconfig.Config | None:
         """The parsed profile, or None after reporting each of its errors at its line."""
+        if profile.startswith(BOM):   # not the parse errors it causes: they hide the cause
+            self.error(at, "profile", "line 1: starts with a UTF-8 byte-order mark (U+FEFF); "
+                       "TarsCpp's TC_Config reads it as part of the first line and cannot "
+                       "parse the profile: remove it")
+            return None
         try:
             return tcconfig.parse(profile, "profile")
         except (InputError, InputErrors) as problem:
