@@ -240,3 +240,62 @@ def test_java_without_mainclass_is_a_row_error() -> None:
                        r"'template_name': a tars_java service needs server<mainclass>"):
         import_node(rows(server(server_type="tars_java", template_name="java.base",
                                 profile=unset), templates=[DEFAULT, java]))
+
+
+def test_profile_with_a_byte_order_mark_is_one_row_error() -> None:
+    """TC_Config::parse (TarsCpp util/src/tc_config.cpp) trims only blanks and line ends: a BOM
+    turns `<tars>` into a parameter line and the closing tag then throws. One error that says so,
+    not the two parse errors it causes."""
+    bom = {"id": 2, "template_name": "my.base", "parents_name": "tars.default",
+           "profile": "\ufeff<tars>\n<application>\n</application>\n</tars>\n"}
+    with pytest.raises(InputErrors) as raised:
+        import_node(rows(server(template_name="my.base"), templates=[DEFAULT, bom]))
+    assert [str(e) for e in raised.value.errors] == [
+        "t_profile_template id 2 (my.base): column 'profile': line 1: starts with a UTF-8 "
+        "byte-order mark (U+FEFF); TarsCpp's TC_Config reads it as part of the first line and "
+        "cannot parse the profile: remove it"]
+
+
+@pytest.mark.parametrize(("text", "line", "problem"), [
+    (b'[node]\nname = "a"\nname = "b"\n', 3, "TOML syntax error"),
+    (b"\xef\xbb\xbf[node]\n", 1, "byte-order mark"),
+    (b'[node]\nname = "\xff"\n', 2, "not UTF-8"),
+])
+def test_former_node_toml_that_does_not_parse_is_an_error(tmp_path: Path, text: bytes, line: int,
+                                                         problem: str) -> None:
+    """Its settings the database does not hold (supervisor, network, ...) would be dropped."""
+    from tarsdock.errors import InputError
+    from tarsdock.importcmd import former_node
+
+    assert former_node(tmp_path) == {}   # no node.toml yet: nothing to keep
+    (tmp_path / "node.toml").write_bytes(text)
+    with pytest.raises(InputError) as raised:
+        former_node(tmp_path)
+    assert raised.value.origin == (str(tmp_path / "node.toml"), line)
+    assert problem in raised.value.message and "nothing was written" in raised.value.message
+
+
+def test_own_services_files_are_never_replaced_or_duplicated(tmp_path: Path) -> None:
+    from tarsdock.importcmd import check_out_dir
+
+    node = import_node(rows(server(name="Hello.HelloServer"), server(id=2, name="Own.Server"),
+                            server(id=3, name="Twice.Server")))
+    services = tmp_path / "services.d"
+    services.mkdir()
+    for file in render(node, "t", tmp_path)[1:]:   # files import wrote before: its own to replace
+        if file.path.parent == services:
+            file.path.write_text(file.content)
+    (services / "Own.Server.toml").write_text('[services."Own.Server"]\ntype = "tars_cpp"\n')
+    (services / "mine.toml").write_text('[services."Twice.Server"]\n[services."Mine.Other"]\n')
+    (tmp_path / "node.toml").write_text("[node\n")
+    with pytest.raises(InputErrors) as raised:
+        check_out_dir(node, tmp_path)
+    assert [(e.origin, e.message.split(",")[0].split(":")[0]) for e in raised.value.errors] == [
+        ((str(tmp_path / "node.toml"), 1), "TOML syntax error"),
+        ((str(services / "Own.Server.toml"), 0), "import did not write this file"),
+        ((str(services / "mine.toml"), 0), "declares service 'Twice.Server'"),   # only it
+    ]
+    (tmp_path / "node.toml").unlink()
+    (services / "Own.Server.toml").unlink()
+    (services / "mine.toml").unlink()
+    assert check_out_dir(node, tmp_path) == {}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tarsdock.importer import ImportedNode
     from tarsdock.output import Change, OutputFile
 
 
@@ -30,12 +31,87 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def former_node(out_dir: Path) -> dict[str, object]:
-    """The node.toml already in --out, parsed; empty when there is none (or it does not parse:
-    then there is nothing to keep, and --diff shows what the import replaces)."""
+    """The node.toml already in --out, parsed; empty when there is none.
+
+    Raises InputError at its line when it is there but cannot be read or parsed: import keeps the
+    settings the database does not hold from it (supervisor, network, pull, ...), and rewriting it
+    without them would change the node without a word.
+    """
+    from tarsdock import textfile
+    from tarsdock.errors import InputError, Origin
+    from tarsdock.tomlread import syntax_error
+
+    path = out_dir / "node.toml"
+    keep = ("import keeps its settings that the database does not hold: fix it or move it "
+            "away; nothing was written")
     try:
-        return tomllib.loads((out_dir / "node.toml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        raw = path.read_bytes()
+    except FileNotFoundError:
         return {}
+    except OSError as error:
+        raise InputError(Origin(str(path)), f"cannot read it ({error.strerror}); {keep}") from None
+    try:
+        text = textfile.decode(raw, str(path))
+        return tomllib.loads(text)
+    except InputError as error:
+        raise InputError(error.origin, f"{error.message}; {keep}") from None
+    except tomllib.TOMLDecodeError as error:
+        origin, message = syntax_error(str(path), text, error)
+        raise InputError(origin, f"{message}; {keep}") from None
+
+
+def check_own_services(node: ImportedNode, out_dir: Path) -> None:
+    """Raise InputErrors when an imported service would replace a services.d file that import did
+    not write, or would be declared a second time by one: files of the user's own are never
+    touched, and the config dir must still validate after the import."""
+    from tarsdock.errors import ErrorCollector, Origin
+    from tarsdock.importtoml import KIND, SERVICES_DIR
+    from tarsdock.output import generated_kind
+
+    rows = {service.name: service.source for service in node.services}
+    folder = out_dir / SERVICES_DIR
+    errors = ErrorCollector()
+    for path in sorted(folder.glob("*.toml")) if folder.is_dir() else []:
+        if generated_kind(path) == KIND:
+            continue
+        shown = str(path)
+        if path.stem in rows:
+            errors.add(Origin(shown), f"import did not write this file, and would replace it "
+                       f"with {rows[path.stem]} ({path.stem}): move it away, or remove the "
+                       "row; nothing was written")
+        for name in sorted(set(_declared(path)) & set(rows) - {path.stem}):
+            errors.add(Origin(shown), f"declares service '{name}', which import writes to "
+                       f"{SERVICES_DIR}/{name}.toml from {rows[name]}: remove one; nothing "
+                       "was written")
+    errors.raise_if_any()
+
+
+def _declared(path: Path) -> list[str]:
+    """The services a TOML file declares; none when it does not parse (validate says why)."""
+    try:
+        services = tomllib.loads(path.read_text(encoding="utf-8")).get("services")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    return list(services) if isinstance(services, dict) else []
+
+
+def check_out_dir(node: ImportedNode, out_dir: Path) -> dict[str, object]:
+    """The former node.toml (former_node) after checking --out (check_own_services); raise
+    InputErrors with the problems of both."""
+    from tarsdock.errors import ErrorCollector, InputError, InputErrors
+
+    errors = ErrorCollector()
+    former: dict[str, object] = {}
+    try:
+        former = former_node(out_dir)
+    except InputError as error:
+        errors.extend(error)
+    try:
+        check_own_services(node, out_dir)
+    except InputErrors as error:
+        errors.extend(error)
+    errors.raise_if_any()
+    return former
 
 
 def validate(files: list[OutputFile], out_dir: Path) -> int:
@@ -100,7 +176,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     out_dir = args.out.absolute()
     node = import_node(rows, args.locator)
     files = render(node, f"{url}, node {args.node}", out_dir,
-                   local_settings(former_node(out_dir)))
+                   local_settings(check_out_dir(node, out_dir)))
     count = validate(files, out_dir)
     changes = plan_files(files, out_dir)
     for warning in node.warnings:
