@@ -299,3 +299,24 @@ def test_own_services_files_are_never_replaced_or_duplicated(tmp_path: Path) -> 
     (services / "Own.Server.toml").unlink()
     (services / "mine.toml").unlink()
     assert check_out_dir(node, tmp_path) == {}
+
+
+def test_names_match_as_mysql_compares_them() -> None:
+    """tarsregistry joins t_adapter_conf to t_server_conf and finds templates in SQL, where
+    db_tars's utf8_general_ci ignores case and trailing blanks (CDbHandle::getServers,
+    getProfileTemplate): tarsnode gets this adapter and these templates, so import does too."""
+    leaf = {"id": 2, "template_name": "my.leaf", "parents_name": "TARS.default ",
+            "profile": "<tars>\n</tars>\n"}
+    adapter = {"id": 5, "application": "hello", "server_name": "HELLOSERVER ",
+               "node_name": NODE, "adapter_name": "Hello.HelloServer.ObjAdapter",
+               "endpoint": "tcp -h 10.0.0.5 -p 20001 -t 60000", "servant": "Hello.HelloServer.Obj",
+               "thread_num": 1, "max_connections": 10, "queuecap": 1, "queuetimeout": 1,
+               "protocol": "tars", "allow_ip": "", "handlegroup": ""}
+    node = import_node(rows(server(template_name="My.Leaf "), adapters=[adapter],
+                            templates=[DEFAULT, leaf]))
+    service = node.services[0]
+    assert (service.template, [a.name for a in service.adapters]) == ("my.leaf", ["ObjAdapter"])
+    assert node.templates["my.leaf"][0] == "tars.default"
+    assert set(node.templates) == {"my.leaf", "tars.default"}
+    out = Path("/nonexistent/out")
+    assert validate(render(node, "test", out), out) == 1

@@ -115,6 +115,14 @@ def text(row: Row, column: str) -> str:
     return "" if value is None else str(value)
 
 
+def sql_key(value: str) -> str:
+    """A name as db_tars compares it (utf8_general_ci, PAD SPACE: case and trailing blanks do
+    not count). tarsregistry joins adapters to servers and finds templates in SQL
+    (CDbHandle::getServers, getProfileTemplate), so tarsnode gets the adapters of application
+    `hello` for service Hello.X, and template tars.default for `Tars.Default `."""
+    return value.rstrip(" ").casefold()
+
+
 def registry_id(db_id: Any) -> str:
     return f"registry-{db_id}"
 
@@ -197,9 +205,19 @@ class Mapper:
 
     # --- templates ------------------------------------------------------------------------
 
+    def template_rows(self) -> dict[str, Row]:
+        """t_profile_template rows by sql_key of their name (tarsregistry looks names up in SQL)."""
+        return {sql_key(text(row, "template_name")): row for row in self.rows.templates}
+
+    def template_name(self, name: str, by_name: dict[str, Row]) -> str:
+        """The name as its row spells it (`Tars.Default ` finds tars.default), else as given."""
+        row = by_name.get(sql_key(name))
+        return name if row is None else text(row, "template_name")
+
     def templates(self, used: dict[str, RowRef]) -> dict[str, tuple[str, str]]:
-        """The templates `used` names (name -> who uses it) and all their parents."""
-        by_name = {text(row, "template_name"): row for row in self.rows.templates}
+        """The templates `used` names (name -> who uses it) and all their parents, by the names
+        their rows hold."""
+        by_name = self.template_rows()
         found: dict[str, tuple[str, str]] = {}
         for name, user in sorted(used.items()):
             self.chain(name, user, by_name, found)
@@ -211,18 +229,22 @@ class Mapper:
         add the chain to `found` only when all of it is good."""
         chain: dict[str, tuple[str, str]] = {}
         referrer, column, good = user, "template_name", True
-        while name not in found:
-            row = by_name.get(name)
+        while True:
+            row = by_name.get(sql_key(name))
             if row is None:
                 self.error(referrer, column, f"template '{name}' is not in t_profile_template")
                 return
+            name = text(row, "template_name")
+            if name in found:
+                break
             at = where("t_profile_template", row, name)
             if name in chain:
                 loop = " -> ".join([*list(chain)[list(chain).index(name):], name])
                 self.error(at, "parents_name", f"template cycle: {loop} (a root template has "
                            "no parent, or itself)")
                 return
-            parent = text(row, "parents_name") or name    # tarsregistry: empty means no parent
+            # tarsregistry: empty means no parent
+            parent = self.template_name(text(row, "parents_name") or name, by_name)
             good = self.template_row(at, row, name, parent) and good
             chain[name] = (parent, text(row, "profile"))
             if parent == name:

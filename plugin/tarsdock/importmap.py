@@ -17,6 +17,7 @@ from tarsdock.importer import (
     Row,
     RowRef,
     image_id,
+    sql_key,
     text,
     where,
 )
@@ -69,6 +70,7 @@ class ServerMapper:
         self.tars_path = tars_path
         self.templates = templates
         self.image_rows = {row.get("id") for row in mapper.rows.images}
+        self.template_rows = mapper.template_rows()
         self.parsed: dict[str, tcconfig.Config] = {}   # templates, parsed once
 
     def service(self, row: Row, adapters: list[Row]) -> ImportedService | None:
@@ -85,7 +87,7 @@ class ServerMapper:
         if kind not in SERVER_TYPES:
             self.m.error(at, "server_type", f"'{kind}' is not one of {', '.join(SERVER_TYPES)}")
             ok = False
-        template = text(row, "template_name")
+        template = self.m.template_name(text(row, "template_name"), self.template_rows)
         if not template:
             self.m.error(at, "template_name", "empty: every Tars service has a template")
             ok = False
@@ -286,6 +288,11 @@ def check_clashes(mapper: Mapper, rows: list[Row]) -> None:
         bucket.append((here, row))
 
 
+def server_key(row: Row) -> tuple[str, str]:
+    """application and server_name as tarsregistry's SQL join compares them (sql_key)."""
+    return sql_key(text(row, "application")), sql_key(text(row, "server_name"))
+
+
 def import_node(rows: TarsRows, locator: str = "") -> ImportedNode:
     """Map one node's rows; raise InputErrors with every bad row, or return the node.
 
@@ -302,18 +309,15 @@ def import_node(rows: TarsRows, locator: str = "") -> ImportedNode:
     servers = ServerMapper(mapper, tars_path or "/", templates)
     adapters: dict[tuple[str, str], list[Row]] = {}
     for row in rows.adapters:
-        key = (text(row, "application"), text(row, "server_name"))
-        adapters.setdefault(key, []).append(row)
+        adapters.setdefault(server_key(row), []).append(row)
     services = []
     for row in rows.servers:
-        key = (text(row, "application"), text(row, "server_name"))
-        service = servers.service(row, adapters.get(key, []))
+        service = servers.service(row, adapters.get(server_key(row), []))
         if service is not None:
             services.append(service)
     images, registries = mapper.images({row.get("base_image_id") or 0 for row in rows.servers})
-    served = {(text(row, "application"), text(row, "server_name")) for row in rows.servers}
-    check_clashes(mapper, [row for row in rows.adapters if (
-        text(row, "application"), text(row, "server_name")) in served])
+    served = {server_key(row) for row in rows.servers}
+    check_clashes(mapper, [row for row in rows.adapters if server_key(row) in served])
     mapper.errors.raise_if_any()
     services.sort(key=lambda s: s.name)
     return ImportedNode(rows.node, localip, tars_path, locator, registries, images, templates,
