@@ -136,7 +136,7 @@ class Fleet:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     harness.docker_client()
     root = tmp_path_factory.mktemp("fleet")
-    run_id = uuid.uuid4().hex[:6]
+    run_id = f"{harness.RUN_ID}{uuid.uuid4().hex[:4]}"   # in every name: swept with the run
     nodes = []
     for i in (1, 2, 3):
         app = f"Fl{run_id}N{i}"
