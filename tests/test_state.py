@@ -6,6 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
+import pytest
+
 from tarsdock.manifest import load_manifest
 from tarsdock.state import Failure, failures_path, read_failures, read_starts, starts_path
 
@@ -80,3 +82,18 @@ def test_instance_warnings_name_the_other_instance() -> None:
         raise TarsdockError("docker engine at /var/run/docker.sock: refused")
 
     assert instance_warnings(node, unreachable) == []
+
+
+def test_validate_and_generate_warn_about_another_instance(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tarsdock.cli import main
+
+    (tmp_path / "node.toml").write_text(NODE_TOML)
+    monkeypatch.setattr("tarsdock.engine.other_instances",
+                        lambda socket, node, instance: {"demo@1": ["Hello.HelloServer"]})
+    assert main(["--config-dir", str(tmp_path), "validate"]) == 0
+    assert "another tarsdock instance 'demo@1' (Hello.HelloServer)" in capsys.readouterr().err
+    assert main(["--config-dir", str(tmp_path), "generate", "--format", "systemd",
+                 "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert "another tarsdock instance 'demo@1'" in capsys.readouterr().err
