@@ -320,3 +320,20 @@ def test_names_match_as_mysql_compares_them() -> None:
     assert set(node.templates) == {"my.leaf", "tars.default"}
     out = Path("/nonexistent/out")
     assert validate(render(node, "test", out), out) == 1
+
+
+@pytest.mark.parametrize("password", ["pw\n", "pw\r\n", "pw\r"])
+def test_registry_password_ending_in_a_line_break_is_a_row_error(password: str) -> None:
+    """The password file is read without its last line break (images.read_auth): this password
+    would reach the registry changed."""
+    with pytest.raises(InputErrors, match=r"^t_docker_registry id 2: column 'password': ends "
+                       r"with a line break"):
+        import_node(rows(server(base_image_id=4),
+                         images=[{"id": 4, "image": "busybox", "registryId": 2}],
+                         registries=[{"id": 2, "registry": "docker.io", "username": "u",
+                                      "password": password}]))
+    inner = import_node(rows(server(base_image_id=4),
+                             images=[{"id": 4, "image": "busybox", "registryId": 2}],
+                             registries=[{"id": 2, "registry": "docker.io", "username": "u",
+                                          "password": "p\nw"}]))
+    assert inner.registries == {"registry-2": ("docker.io", "u", "p\nw")}

@@ -318,6 +318,11 @@ class Mapper:
         if password and not user:
             self.warn(at, "password", "set without a username: tarsnode never logs in with it, "
                       "and it is not imported")
+        elif password != password.rstrip("\r\n"):
+            # images.read_auth reads the password file without its last line break
+            self.error(at, "password", "ends with a line break, which the password file "
+                       "cannot keep (it is read without its last line break)")
+            return None
         if url is None or user is None:
             return None
         return registry_host(url), user, password if user else ""
