@@ -337,3 +337,36 @@ def test_registry_password_ending_in_a_line_break_is_a_row_error(password: str) 
                              registries=[{"id": 2, "registry": "docker.io", "username": "u",
                                           "password": "p\nw"}]))
     assert inner.registries == {"registry-2": ("docker.io", "u", "p\nw")}
+
+
+def test_validate_sees_what_import_keeps_of_the_out_dir(tmp_path: Path) -> None:
+    """The config dir after the import: the user's own service (with its own template and
+    profile_file) validates beside the imported ones, and an imported adapter that now takes the
+    user's port is refused before anything is written."""
+    from tarsdock.importcmd import kept_files
+
+    adapter = {"id": 5, "application": "Hello", "server_name": "HelloServer", "node_name": NODE,
+               "adapter_name": "Hello.HelloServer.ObjAdapter", "endpoint":
+               "tcp -h 10.0.0.5 -p 20001 -t 60000", "servant": "Hello.HelloServer.Obj",
+               "thread_num": 1, "max_connections": 10, "queuecap": 1, "queuetimeout": 1,
+               "protocol": "tars", "allow_ip": "", "handlegroup": ""}
+    before = import_node(rows(server(), server(id=2, name="Gone.Server")))
+    for file in render(before, "t", tmp_path):
+        file.path.parent.mkdir(parents=True, exist_ok=True)
+        file.path.write_text(file.content)
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "p").write_text("<tars>\n</tars>\n")
+    (tmp_path / "templates" / "my.own").write_text("<tars>\n</tars>\n")
+    own = ('[services."My.Own"]\ntype = "tars_cpp"\ntemplate = "my.own"\nprofile_file = '
+           '"profiles/p"\n\n[[services."My.Own".adapters]]\nname = "ObjAdapter"\nservant = '
+           '"My.Own.Obj"\nendpoint = "tcp -h 10.0.0.5 -p 20001 -t 60000"\n')
+    (tmp_path / "services.d" / "mine.toml").write_text(own)
+    files = render(import_node(rows(server())), "t", tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in kept_files(files, tmp_path)] == [
+        "profiles", "services.d/mine.toml", "templates/my.own"]   # not Gone.Server's file
+    assert validate(files, tmp_path) == 2
+    clash = render(import_node(rows(server(), adapters=[adapter])), "t", tmp_path)
+    with pytest.raises(InputErrors, match=r"services.d/mine.toml:9: key 'endpoint': My.Own "
+                       r"adapter ObjAdapter listens on 10.0.0.5:20001, already used by "
+                       r"Hello.HelloServer"):
+        validate(clash, tmp_path)

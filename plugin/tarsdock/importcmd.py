@@ -114,11 +114,32 @@ def check_out_dir(node: ImportedNode, out_dir: Path) -> dict[str, object]:
     return former
 
 
+def kept_files(files: list[OutputFile], out_dir: Path) -> list[Path]:
+    """What of --out the import leaves as it is and the config dir reads: services.d files of the
+    user's own, templates import does not write, every other entry but node.toml and secrets
+    (a profile_file's dir, ...). Stale files import wrote are not kept: it removes them."""
+    from tarsdock.importtoml import KIND, SECRETS_DIR, SERVICES_DIR, TEMPLATES_DIR
+    from tarsdock.output import generated_kind
+
+    written = {file.path for file in files}
+    kept: list[Path] = []
+    for entry in sorted(out_dir.iterdir()) if out_dir.is_dir() else []:
+        if entry.name in (SERVICES_DIR, TEMPLATES_DIR) and entry.is_dir():
+            kept += [path for path in sorted(entry.iterdir()) if path not in written
+                     and not (entry.name == SERVICES_DIR and generated_kind(path) == KIND)]
+        elif entry.name not in ("node.toml", SECRETS_DIR) and entry not in written:
+            kept.append(entry)
+    return kept
+
+
 def validate(files: list[OutputFile], out_dir: Path) -> int:
-    """Load the files as a config dir of their own; raise InputErrors if it does not validate.
+    """Load the config dir the import would leave (its files, and what it keeps of --out: kept
+    files, linked) on its own; return how many services it has; raise InputErrors if it does not
+    validate.
 
     What only the whole config can show (a template's <container> keys, a profile merged over
-    its chain) is found here; the errors then name the files import would have written.
+    its chain, a user's own service on a port an imported one now takes) is found here; the
+    errors then name the files import would have written or kept.
     """
     from tarsdock.errors import InputError, InputErrors
     from tarsdock.resolve import load_node
@@ -132,6 +153,10 @@ def validate(files: list[OutputFile], out_dir: Path) -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(file.content, encoding="utf-8")
             path.chmod(file.mode)
+        for kept in kept_files(files, out_dir):
+            link = root / kept.relative_to(out_dir)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(kept)
         try:
             return len(load_node(root).services)
         except (InputError, InputErrors):
@@ -177,7 +202,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     node = import_node(rows, args.locator)
     files = render(node, f"{url}, node {args.node}", out_dir,
                    local_settings(check_out_dir(node, out_dir)))
-    count = validate(files, out_dir)
+    validate(files, out_dir)
+    count = len(node.services)
     changes = plan_files(files, out_dir)
     for warning in node.warnings:
         print(f"warning: {warning}", file=sys.stderr)
