@@ -268,6 +268,8 @@ def test_former_node_toml_that_does_not_parse_is_an_error(tmp_path: Path, text: 
     from tarsdock.importcmd import former_node
 
     assert former_node(tmp_path) == {}   # no node.toml yet: nothing to keep
+    (tmp_path / "file").write_text("")
+    assert former_node(tmp_path / "file") == {}   # --out a file: writing will say so
     (tmp_path / "node.toml").write_bytes(text)
     with pytest.raises(InputError) as raised:
         former_node(tmp_path)
@@ -370,3 +372,15 @@ def test_validate_sees_what_import_keeps_of_the_out_dir(tmp_path: Path) -> None:
                        r"adapter ObjAdapter listens on 10.0.0.5:20001, already used by "
                        r"Hello.HelloServer"):
         validate(clash, tmp_path)
+
+
+def test_node_is_named_as_its_row() -> None:
+    """--node finds t_node_info and t_server_conf rows as MySQL compares names (case and trailing
+    blanks ignored); the node keeps the name tarsnode registered with, the row's."""
+    info = {**NODE_INFO, "node_name": "Node-A.example", "endpoint_ip": "10.0.0.5"}
+    node = import_node(TarsRows("node-a.example ", servers=[server()], node_info=[info],
+                                templates=[DEFAULT], locators=[LOCATOR]))
+    assert node.name == "Node-A.example"
+    out = Path("/nonexistent/out")
+    assert 'name = "Node-A.example"' in render(node, "t", out)[0].content
+    assert validate(render(node, "t", out), out) == 1

@@ -46,7 +46,7 @@ def former_node(out_dir: Path) -> dict[str, object]:
             "away; nothing was written")
     try:
         raw = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):   # writing says what is wrong with --out
         return {}
     except OSError as error:
         raise InputError(Origin(str(path)), f"cannot read it ({error.strerror}); {keep}") from None

@@ -320,5 +320,8 @@ def import_node(rows: TarsRows, locator: str = "") -> ImportedNode:
     check_clashes(mapper, [row for row in rows.adapters if server_key(row) in served])
     mapper.errors.raise_if_any()
     services.sort(key=lambda s: s.name)
-    return ImportedNode(rows.node, localip, tars_path, locator, registries, images, templates,
+    # --node finds its rows as MySQL compares names (sql_key); the node is named as its row is,
+    # the name tarsnode registered with (CDbHandle::registerNode)
+    name = next((text(row, "node_name") for row in rows.node_info[:1]), "") or rows.node
+    return ImportedNode(name, localip, tars_path, locator, registries, images, templates,
                         tuple(services), tuple(mapper.warnings))
