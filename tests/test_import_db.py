@@ -305,7 +305,7 @@ def test_manifest_run_modes_images_and_secrets(imported: Path, node_rows: dict[s
     assert services["Hello.NodeServer"]["async_thread"] == 0
     script = services["Hello.ScriptServer"]
     assert (script["enabled"], script["command"]) == \
-        (False, [f"{DATA}/Hello.ScriptServer/bin/start.sh"])
+        (False, [f"{DATA}/Hello.ScriptServer/bin/start.sh", "Hello.ScriptServer"])
     assert all(s["enabled"] for n, s in services.items() if n != "Hello.ScriptServer")
     for name in SHARED_CHAIN:   # every template exactly as stored
         assert (imported / "templates" / name).read_text() == \

@@ -384,3 +384,17 @@ def test_node_is_named_as_its_row() -> None:
     out = Path("/nonexistent/out")
     assert 'name = "Node-A.example"' in render(node, "t", out)[0].content
     assert validate(render(node, "t", out), out) == 1
+
+
+def test_not_tars_script_gets_the_server_id_and_a_warning() -> None:
+    """Activator::doScript (TarsFramework NodeServer/Activator.cpp) runs
+    `sh -c "SCRIPT App.Server &"`: the id is the script's argument; tarsdock runs it in the
+    foreground as the service, which the warning says."""
+    node = import_node(rows(server(server_type="not_tars", start_script_path="run.sh")))
+    script = "/usr/local/app/tars/tarsnode/data/Hello.HelloServer/bin/run.sh"
+    assert node.services[0].command == (script, "Hello.HelloServer")
+    assert node.warnings == (
+        "t_server_conf id 1 (Hello.HelloServer): column 'start_script_path': tarsnode runs "
+        f"'{script} Hello.HelloServer &' and looks for the process it leaves; tarsdock runs the "
+        "script as the service itself: it must be executable and stay in the foreground (exec "
+        "the program)",)

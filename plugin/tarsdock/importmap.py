@@ -205,7 +205,12 @@ class ServerMapper:
         service_dir = f"{self.tars_path}/tarsnode/data/{name}"
         if not script.startswith("/"):
             script = posixpath.normpath(f"{exe_dir(service_dir, exe, kind)}/{script}")
-        return (script,)
+        # Activator::doScript runs `sh -c "SCRIPT App.Server &"`: the server id is its argument,
+        # and tarsnode then looks for the process the script left behind
+        self.m.warn(at, "start_script_path", f"tarsnode runs '{script} {name} &' and looks for "
+                    "the process it leaves; tarsdock runs the script as the service itself: it "
+                    "must be executable and stay in the foreground (exec the program)")
+        return (script, name)
 
     def unsupported(self, at: RowRef, row: Row, kind: str, name: str, exe: str) -> None:
         for column, (is_set, lost) in UNSUPPORTED.items():
