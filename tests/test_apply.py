@@ -539,3 +539,23 @@ def test_a_failure_recorded_during_the_apply_is_the_reason_given(
     assert code == apply.EXIT_FAILED_START
     assert report["services"]["App.One"]["error"] == \
         "image x:1 is not on the node (BACKOFF: Exited too quickly)"
+
+
+def test_check_of_a_staged_copy_plans_as_the_real_config_dir(tmp_path: Path,
+                                                             control: FakeControl) -> None:
+    import shutil
+
+    cfg = write_node(tmp_path, ["One", "Two"])
+    run_apply(cfg)
+    staged = tmp_path / "staged"
+    shutil.copytree(cfg, staged)
+    code, same = run_apply(staged, "--check", "--as-config-dir", str(cfg))
+    assert code == 0 and same["changed"] is False, "the copy must render byte for byte the same"
+    text = (staged / "node.toml").read_text().replace('"/bin/sleep", "1"]', '"/bin/sleep", "3"]', 1)
+    (staged / "node.toml").write_text(text)
+    code, report = run_apply(staged, "--check", "--as-config-dir", str(cfg))
+    assert report["services"] == {"App.One": {"action": "restart", "reasons": ["run file"]}}
+    code, plain = run_apply(staged, "--check")
+    assert plain["changed"] is True and len(plain["services"]) == 2, \
+        "without --as-config-dir the copy is another node (another instance)"
+    assert main(["--config-dir", str(staged), "apply", "--as-config-dir", str(cfg)]) == 2

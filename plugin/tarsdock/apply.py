@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shutil
 import sys
 import sysconfig
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from tarsdock.supervisors import Supervisor
 
 Action = Literal["start", "restart", "stop", "remove", "none"]
-EXIT_OK, EXIT_FAILED_START = 0, 4
+EXIT_OK, EXIT_USAGE, EXIT_FAILED_START = 0, 2, 4
 START_TIMEOUT = 60.0
 # reasons that replace the program or unit itself: supervisord can swap a program only while it
 # is stopped, so these services are stopped before the reload and started after it
@@ -241,6 +242,9 @@ def register(p: argparse.ArgumentParser) -> None:
                    help=f"seconds to wait for started services to run (default {START_TIMEOUT:g})")
     p.add_argument("--docker", default=shutil.which("docker") or "/usr/bin/docker",
                    help="the docker CLI the units run (default: from PATH)")
+    p.add_argument("--as-config-dir", type=Path, metavar="DIR",
+                   help="with --check: read the config dir given (a staged copy) but plan as if "
+                        "it were DIR, the node's real one (the Ansible role's check mode)")
     p.set_defaults(func=cmd_apply)
 
 
@@ -269,9 +273,12 @@ def _drift(services: Sequence[Service], node: NodeSettings) -> set[str]:
 
 
 def load(directory: Path, ctx: Context, fmt: str | None = None, out_dir: Path | None = None,
+         as_dir: Path | None = None,
          ) -> tuple[NodeSettings, list[Service], list[OutputFile], list[InputWarning]]:
     """Load once, then render for the supervisor and output dir node.toml names (or these); the
-    input's warnings as validate and generate report them (with lines)."""
+    input's warnings as validate and generate report them (with lines). With `as_dir`, the
+    node is the one `directory` describes but placed at `as_dir` (its instance id derives from
+    the config dir's path): a staged copy renders what the real config dir would."""
     from tarsdock.checks import input_warnings
     from tarsdock.errors import InputError, InputErrors
     from tarsdock.generate import render
@@ -283,6 +290,9 @@ def load(directory: Path, ctx: Context, fmt: str | None = None, out_dir: Path | 
         resolved = load_node(directory, lines)
         node = resolved.manifest.node
         services = with_package_facts(resolved.services)
+        if as_dir is not None:
+            node = replace(node, config_dir=os.path.realpath(as_dir))
+            services = [replace(s, node=node) for s in services]
         files = render(fmt or node.supervisor, services, node, ctx,
                        out_dir or Path(node.units_dir))
         return node, services, files, input_warnings(resolved.manifest, services)
@@ -302,8 +312,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from tarsdock.output import Context, diff, write
 
     directory = config_dir(args)
-    ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), args.docker)
-    node, services, files, warnings = load(directory, ctx)
+    if args.as_config_dir is not None and not args.check:
+        print("error: --as-config-dir needs --check", file=sys.stderr)
+        return EXIT_USAGE
+    real = args.as_config_dir or directory
+    ctx = Context(real.absolute(), sysconfig.get_path("scripts"), args.docker)
+    node, services, files, warnings = load(directory, ctx, as_dir=args.as_config_dir)
     fmt, out_dir = node.supervisor, Path(node.units_dir)
     changes = plan_all(fmt, files, out_dir)
     pending = pending_path(node)

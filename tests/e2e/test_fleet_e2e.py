@@ -176,8 +176,12 @@ def test_fleet(fleet: Fleet) -> None:
     for node in fleet.nodes[:2]:
         node.templates["fleet.web"] = TEMPLATE.format(extra="logLevel = DEBUG")
     changed, out = fleet.play("--check", "--diff")
-    assert "+      logLevel = DEBUG" in out
-    assert changed == {"n1": 1, "n2": 1, "n3": 0}
+    assert "+      logLevel = DEBUG" in out          # the template file's diff
+    assert "+      logLevel=DEBUG" in out            # apply's prediction: the Tars config's diff
+    for node in fleet.nodes[:2]:
+        assert f"# would restart {node.name('WebServer')} (config)" in out
+    assert "DbServer (config)" not in out
+    assert changed == {"n1": 2, "n2": 2, "n3": 0}   # the template task and the apply task
     assert fleet.identities() == first
     for node in fleet.nodes[:2]:
         text = node.box.exec("cat", "/etc/tarsdock/templates/fleet.web").stdout

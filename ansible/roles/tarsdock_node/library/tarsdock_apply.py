@@ -27,6 +27,11 @@ options:
     description: Seconds tarsdock waits for started services to run.
     type: int
     default: 60
+  staged_dir:
+    description:
+      - In check mode, a staged copy of the config dir with this play's changes; apply then
+        predicts from it as if it were I(config_dir). Ignored outside check mode.
+    type: path
 """
 
 RETURN = r"""
@@ -47,22 +52,37 @@ failed_services:
 EXIT_FAILED_START = 4
 
 
+def summary(report: dict) -> str:
+    """One line per service acted on, as `tarsdock apply` prints them, above the file diffs."""
+    verb = "would " if report["check"] else ""
+    lines = []
+    for name, entry in sorted(report["services"].items()):
+        why = ", ".join(entry.get("reasons") or [])
+        lines.append(f"# {verb}{entry['action']} {name}" + (f" ({why})" if why else "") + "\n")
+    return "".join(lines)
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
             "config_dir": {"type": "path", "default": "/etc/tarsdock"},
             "executable": {"type": "str", "default": "tarsdock"},
             "timeout": {"type": "int", "default": 60},
+            "staged_dir": {"type": "path"},
         },
         supports_check_mode=True,
     )
     executable = module.params["executable"]
     if "/" not in executable:
         executable = module.get_bin_path(executable, required=True)
-    argv = [executable, "--config-dir", module.params["config_dir"], "apply", "--json",
+    config_dir, staged = module.params["config_dir"], module.params["staged_dir"]
+    argv = [executable, "--config-dir", config_dir, "apply", "--json",
             "--timeout", str(module.params["timeout"])]
     if module.check_mode:
         argv.append("--check")
+        if staged:
+            argv[2] = staged
+            argv += ["--as-config-dir", config_dir]
     if module._diff:
         argv.append("--diff")
     code, out, err = module.run_command(argv)
@@ -81,8 +101,8 @@ def main() -> None:
         "stderr": err,
         "rc": code,
     }
-    if module._diff and report.get("diff"):
-        result["diff"] = {"prepared": report["diff"]}
+    if module._diff and (report.get("diff") or report["services"]):
+        result["diff"] = {"prepared": summary(report) + (report.get("diff") or "")}
     if code == EXIT_FAILED_START or report["failed"]:
         reasons = "; ".join(f"{name}: {report['services'][name].get('error', '')}"
                             for name in report["failed"])
