@@ -278,29 +278,36 @@ def test_former_node_toml_that_does_not_parse_is_an_error(tmp_path: Path, text: 
 
 
 def test_own_services_files_are_never_replaced_or_duplicated(tmp_path: Path) -> None:
-    from tarsdock.importcmd import check_out_dir
+    """And the problems of --out come with those of the rows, all together."""
+    from tarsdock.importcmd import import_into
 
-    node = import_node(rows(server(name="Hello.HelloServer"), server(id=2, name="Own.Server"),
-                            server(id=3, name="Twice.Server")))
+    good = rows(server(name="Hello.HelloServer"), server(id=2, name="Own.Server"),
+                server(id=3, name="Twice.Server"))
     services = tmp_path / "services.d"
     services.mkdir()
-    for file in render(node, "t", tmp_path)[1:]:   # files import wrote before: its own to replace
+    for file in render(import_node(good), "t", tmp_path)[1:]:   # import's own: to replace
         if file.path.parent == services:
             file.path.write_text(file.content)
     (services / "Own.Server.toml").write_text('[services."Own.Server"]\ntype = "tars_cpp"\n')
     (services / "mine.toml").write_text('[services."Twice.Server"]\n[services."Mine.Other"]\n')
     (tmp_path / "node.toml").write_text("[node\n")
     with pytest.raises(InputErrors) as raised:
-        check_out_dir(node, tmp_path)
+        import_into(good, "", tmp_path)
     assert [(e.origin, e.message.split(",")[0].split(":")[0]) for e in raised.value.errors] == [
         ((str(tmp_path / "node.toml"), 1), "TOML syntax error"),
         ((str(services / "Own.Server.toml"), 0), "import did not write this file"),
         ((str(services / "mine.toml"), 0), "declares service 'Twice.Server'"),   # only it
     ]
+    bad = rows(server(name="Hello.HelloServer", server_type="tars_x"))
+    with pytest.raises(InputErrors) as raised:
+        import_into(bad, "", tmp_path)
+    assert [e.origin.path for e in raised.value.errors] == [
+        str(tmp_path / "node.toml"), "t_server_conf"]   # the row's error too
     (tmp_path / "node.toml").unlink()
     (services / "Own.Server.toml").unlink()
     (services / "mine.toml").unlink()
-    assert check_out_dir(node, tmp_path) == {}
+    node, former = import_into(good, "", tmp_path)
+    assert (len(node.services), former) == (3, {})
 
 
 def test_names_match_as_mysql_compares_them() -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from tarsdock.importer import ImportedNode
     from tarsdock.output import Change, OutputFile
+    from tarsdock.tarsdb import TarsRows
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -95,23 +96,33 @@ def _declared(path: Path) -> list[str]:
     return list(services) if isinstance(services, dict) else []
 
 
-def check_out_dir(node: ImportedNode, out_dir: Path) -> dict[str, object]:
-    """The former node.toml (former_node) after checking --out (check_own_services); raise
-    InputErrors with the problems of both."""
+def import_into(rows: TarsRows, locator: str,
+                out_dir: Path) -> tuple[ImportedNode, dict[str, object]]:
+    """The imported node (importmap.import_node) and the former node.toml (former_node), after
+    checking --out (check_own_services); raise InputErrors with the problems of the rows and of
+    --out together."""
     from tarsdock.errors import ErrorCollector, InputError, InputErrors
+    from tarsdock.importmap import import_node
 
     errors = ErrorCollector()
+    node: ImportedNode | None = None
     former: dict[str, object] = {}
+    try:
+        node = import_node(rows, locator)
+    except InputErrors as error:
+        errors.extend(error)
     try:
         former = former_node(out_dir)
     except InputError as error:
         errors.extend(error)
-    try:
-        check_own_services(node, out_dir)
-    except InputErrors as error:
-        errors.extend(error)
+    if node is not None:
+        try:
+            check_own_services(node, out_dir)
+        except InputErrors as error:
+            errors.extend(error)
     errors.raise_if_any()
-    return former
+    assert node is not None   # import_node raised, or it returned a node
+    return node, former
 
 
 def kept_files(files: list[OutputFile], out_dir: Path) -> list[Path]:
@@ -191,7 +202,6 @@ def show(changes: list[Change], as_diff: bool) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from tarsdock.importmap import import_node
     from tarsdock.importtoml import SECRETS_DIR, local_settings, render
     from tarsdock.output import write
     from tarsdock.tarsdb import parse_url, read_password, read_tars_db
@@ -199,9 +209,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     url = parse_url(args.tars_db)
     rows = read_tars_db(url, read_password(args.password_file), args.node)
     out_dir = args.out.absolute()
-    node = import_node(rows, args.locator)
-    files = render(node, f"{url}, node {args.node}", out_dir,
-                   local_settings(check_out_dir(node, out_dir)))
+    node, former = import_into(rows, args.locator, out_dir)
+    files = render(node, f"{url}, node {args.node}", out_dir, local_settings(former))
     validate(files, out_dir)
     count = len(node.services)
     changes = plan_files(files, out_dir)
