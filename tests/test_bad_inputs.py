@@ -60,6 +60,9 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
                                  "templates/t": VOLUME.format(line="/srv/a=/da:ta")},
      "templates/t:5: key '/srv/a': unknown mount option ':ta' in '/da:ta': only :ro and :rw",
      "error"),
+    ("a volume onto the container's root", {"node.toml": NODE + USES_T,
+                                             "templates/t": VOLUME.format(line="/srv/a=/")},
+     "templates/t:5: key '/srv/a': container path '/' is the container's root", "error"),
     ("a volume target given twice", {"node.toml": NODE + USES_T, "templates/t": VOLUME.format(
         line="/srv/a=/data\n/srv/b=/data")},
      "templates/t:6: key '/srv/b': container path '/data' is already the target of the line "

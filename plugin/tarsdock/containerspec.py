@@ -67,6 +67,11 @@ def _volumes(domain: Config | None, errors: ErrorCollector) -> tuple[Volume, ...
             errors.add(param.origin, f"unknown mount option ':{mode}' in '{param.value}': "
                        "only :ro and :rw", host)
             continue
+        if target == "/":
+            # Docker refuses the container at creation ("destination can't be '/'"): say so here.
+            errors.add(param.origin, "container path '/' is the container's root: Docker cannot "
+                       "mount onto it", host)
+            continue
         if _check_path(errors, param, host, host, "host path") and \
                 _check_path(errors, param, host, target, "container path"):
             volumes.append(Volume(host, target, param.origin, mode))
