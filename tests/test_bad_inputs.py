@@ -28,6 +28,9 @@ username = "deploy"
 password_file = "pw"
 """
 SECRET = ("secret\n", 0o600)
+PORTS = "<tars>\n<application>\n<container>\n<ports>\n{lines}\n</ports>\n</container>\n" \
+    "</application>\n</tars>\n"
+BRIDGE_T = NODE + 'network = "bridge"\n' + USES_T + ADAPTER_AT.format(host="127.0.0.1")
 VOLUME = "<tars>\n<application>\n<container>\n<volumes>\n{line}\n</volumes>\n</container>\n" \
     "</application>\n</tars>\n"
 
@@ -60,6 +63,19 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
                                  "templates/t": VOLUME.format(line="/srv/a=/da:ta")},
      "templates/t:5: key '/srv/a': unknown mount option ':ta' in '/da:ta': only :ro and :rw",
      "error"),
+    # Docker creates such a container and then fails to start it ("port is already allocated")
+    ("two <ports> lines on one host port", {"node.toml": BRIDGE_T, "templates/t": PORTS.format(
+        lines="80/tcp=127.0.0.1:30000\n81/tcp=127.0.0.1:30000")},
+     "templates/t:6: key '81/tcp': publishes 127.0.0.1:30000/tcp, already published by the "
+     "line at templates/t:5", "error"),
+    ("a <ports> line on an adapter's published port", {"node.toml": BRIDGE_T,
+                                                       "templates/t": PORTS.format(
+                                                           lines="80/tcp=127.0.0.1:20001")},
+     "templates/t:5: key '80/tcp': publishes 127.0.0.1:20001/tcp, already published by the "
+     "line at node.toml:", "error"),
+    ("a <ports> line beside a 0.0.0.0 one", {"node.toml": BRIDGE_T, "templates/t": PORTS.format(
+        lines="80/tcp=0.0.0.0:30000\n81/tcp=127.0.0.1:30000")},
+     "templates/t:6: key '81/tcp': publishes 127.0.0.1:30000/tcp", "error"),
     ("a volume onto the container's root", {"node.toml": NODE + USES_T,
                                              "templates/t": VOLUME.format(line="/srv/a=/")},
      "templates/t:5: key '/srv/a': container path '/' is the container's root", "error"),

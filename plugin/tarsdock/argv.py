@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from tarsdock import shwords
 from tarsdock.containerspec import SERVER_PATH
 from tarsdock.endpoint import EndpointError, parse_endpoint
-from tarsdock.errors import InputError
+from tarsdock.errors import InputError, Origin
 from tarsdock.keys import CONTAINER_OPTIONS
 from tarsdock.model import Service
 
@@ -242,12 +242,31 @@ def _endpoint_port(text: str) -> tuple[str, int, str]:
     return endpoint.host, endpoint.port, "udp" if endpoint.transport == "udp" else "tcp"
 
 
+Published = tuple[str, int, Origin, str]   # host ip, host port, where it is said, key
+
+
+def _host_clashes(ports: dict[tuple[int, str], Published]) -> list[InputError]:
+    """Two published ports on one host address and port: Docker creates the container, then
+    fails to start it ("port is already allocated", or "address already in use" beside a
+    0.0.0.0 binding)."""
+    problems: list[InputError] = []
+    seen: dict[tuple[int, str], list[tuple[str, Origin]]] = {}
+    for (_, proto), (ip, host_port, origin, key) in ports.items():
+        earlier = seen.setdefault((host_port, proto), [])
+        other = next((o for i, o in earlier if "0.0.0.0" in (i, ip) or i == ip), None)
+        if other is not None:
+            problems.append(InputError(origin, f"publishes {ip}:{host_port}/{proto}, already "
+                                       f"published by the line at {other}", key))
+        earlier.append((ip, origin))
+    return problems
+
+
 def _published(service: Service) -> tuple[list[str], list[InputError]]:
     """`-p HOST:PORT:PORT/PROTO` for every adapter endpoint (on the endpoint's host) and the
     admin `local` endpoint (on 127.0.0.1), template <ports> lines overriding the same container
     port; as tarsnode's bridge build adds one port per adapter plus local
     (CommandLoad::updateConfigFile, `addPort`)."""
-    ports: dict[tuple[int, str], tuple[str, int]] = {}
+    ports: dict[tuple[int, str], Published] = {}
     problems: list[InputError] = []
     for adapter in service.spec.adapters:
         host, port, proto = _endpoint_port(adapter.endpoint)
@@ -256,7 +275,7 @@ def _published(service: Service) -> tuple[list[str], list[InputError]]:
             problems.append(InputError(adapter.origin, f"with network = \"bridge\" the endpoint "
                                        f"is published on its host, and '{host}' is not an IPv4 "
                                        "address", "endpoint"))
-        ports[(port, proto)] = (host, port)
+        ports[(port, proto)] = (host, port, adapter.origin, "endpoint")
     local = service.config.param(f"{SERVER_PATH}<local>")
     if local is not None and local.value.strip():
         try:
@@ -264,12 +283,13 @@ def _published(service: Service) -> tuple[list[str], list[InputError]]:
         except EndpointError as error:
             problems.append(InputError(local.origin, f"{local.value!r}: {error}", "local"))
         else:
-            ports[(port, proto)] = ("127.0.0.1", port)
+            ports[(port, proto)] = ("127.0.0.1", port, local.origin, "local")
     for mapping in service.container.ports:
-        ports[(mapping.port, mapping.proto)] = (mapping.host_ip, mapping.host_port)
+        ports[(mapping.port, mapping.proto)] = (mapping.host_ip, mapping.host_port,
+                                                mapping.origin, f"{mapping.port}/{mapping.proto}")
     published = [f"{ip}:{host_port}:{port}/{proto}"
-                 for (port, proto), (ip, host_port) in ports.items()]
-    return published, problems
+                 for (port, proto), (ip, host_port, _, _) in ports.items()]
+    return published, problems + _host_clashes(ports)
 
 
 def port_problems(service: Service) -> list[InputError]:
