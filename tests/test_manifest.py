@@ -329,3 +329,24 @@ def test_locator_handles_dotted_and_quoted_keys_and_inline_tables() -> None:
     assert located.keys[("t", 1, "u")] == 9
     assert located.keys[("t", 1, "u", "v")] == 10
     assert ("w",) not in located.keys
+
+
+@pytest.mark.parametrize(("url", "ref"), [
+    ("docker.io", "index.docker.io/library/busybox:1"),
+    ("index.docker.io", "busybox:1"),
+    ("index.docker.io", "index.docker.io/library/busybox:1"),
+])
+def test_docker_hubs_legacy_name_is_docker_hub(tmp_path: Path, url: str, ref: str) -> None:
+    # Docker's reference package rewrites index.docker.io to docker.io (distribution/reference,
+    # normalize.go, splitDockerDomain): one registry, so its credentials go to the image
+    (tmp_path / "pw").write_text("secret")
+    os.chmod(tmp_path / "pw", 0o600)
+    (tmp_path / "node.toml").write_text(
+        '[node]\nname = "10.0.0.5"\ntars_path = "/usr/local/app/tars"\n'
+        'locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"\n'
+        f'[registries.hub]\nurl = "{url}"\nusername = "u"\npassword_file = "pw"\n'
+        f'[images.a]\nref = "{ref}"\n[images.b]\nref = "{ref}"\nregistry = "hub"\n')
+    manifest = load_manifest(tmp_path)
+    assert manifest.registries["hub"].url == "docker.io"
+    assert manifest.images["a"].registry is manifest.images["b"].registry is \
+        manifest.registries["hub"]

@@ -60,6 +60,17 @@ def looks_like_ref(text: str) -> bool:
     return any(char in text for char in "/:@")
 
 
+# Docker's reference package rewrites the legacy Hub name to docker.io (distribution/reference,
+# normalize.go, splitDockerDomain): `index.docker.io/library/x` is Docker Hub's `x`.
+LEGACY_HUB = "index.docker.io"
+
+
+def hub_or_host(domain: str) -> str:
+    """The registry a reference's domain (or a registry url) means: docker.io for none or for
+    Docker's legacy Hub name, else the host[:port] itself."""
+    return "docker.io" if domain in ("", LEGACY_HUB) else domain
+
+
 def registry_host(ref: str) -> str:
     """The registry host[:port] a reference is pulled from: its domain, or docker.io."""
-    return parse_image_ref(ref).domain or "docker.io"
+    return hub_or_host(parse_image_ref(ref).domain)

@@ -20,7 +20,7 @@ from typing import Any
 
 from tarsdock.endpoint import Endpoint
 from tarsdock.errors import ErrorCollector, InputErrors, Origin, did_you_mean
-from tarsdock.imageref import parse_image_ref
+from tarsdock.imageref import hub_or_host, parse_image_ref
 from tarsdock.keys import (
     ID,
     IMAGE_KEYS,
@@ -128,7 +128,8 @@ class ManifestReader(TableReader):
                 given = "username" if v["username"] else "password_file"
                 missing = "password_file" if v["username"] else "username"
                 self.errors.add(doc.origin((*path, given)), f"needs {missing} as well", given)
-            found[rid] = Registry(rid, v["url"], v["username"], password, doc.origin(path))
+            found[rid] = Registry(rid, hub_or_host(v["url"]), v["username"], password,
+                                  doc.origin(path))
         return found
 
     def images(self, doc: TomlDoc, registries: dict[str, Registry]) -> dict[str, Image]:
@@ -150,11 +151,11 @@ class ManifestReader(TableReader):
                     hint = did_you_mean(v["registry"], registries)
                     self.errors.add(where, f"no [registries.{v['registry']}] table{hint}",
                                     "registry")
-                elif registry.url != (ref.domain or "docker.io"):
+                elif registry.url != hub_or_host(ref.domain):
                     # credentials go only to the host they are for
                     self.errors.add(where, f"[registries.{registry.id}] is for "
                                     f"{registry.url}, but this image is pulled from "
-                                    f"{ref.domain or 'docker.io'}", "registry")
+                                    f"{hub_or_host(ref.domain)}", "registry")
                     registry = None
             found[iid] = Image(ref.normalized(), iid, registry, v["pull"],
                                v["restart_on_update"], doc.origin(path))

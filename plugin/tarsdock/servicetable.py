@@ -6,7 +6,7 @@ from typing import Any
 
 from tarsdock.endpoint import Endpoint, parse_endpoint
 from tarsdock.errors import ErrorCollector, Origin, did_you_mean
-from tarsdock.imageref import looks_like_ref, parse_image_ref
+from tarsdock.imageref import hub_or_host, looks_like_ref, parse_image_ref
 from tarsdock.keys import ADAPTER_KEYS, SERVICE_KEYS, quote_value
 from tarsdock.model import AdapterSpec, Image, Registry, RunMode, ServiceSpec
 from tarsdock.tomlpos import KeyPath, toml_path
@@ -31,7 +31,7 @@ def check_listeners(listeners: list[Listener], errors: ErrorCollector) -> None:
 
 def registry_for(domain: str, registries: dict[str, Registry]) -> Registry | None:
     """The registry whose url is the reference's host (docker.io for none)."""
-    host = domain or "docker.io"
+    host = hub_or_host(domain)
     return next((r for _, r in sorted(registries.items()) if r.url == host), None)
 
 
