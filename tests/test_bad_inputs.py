@@ -76,6 +76,20 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
     ("a <ports> line beside a 0.0.0.0 one", {"node.toml": BRIDGE_T, "templates/t": PORTS.format(
         lines="80/tcp=0.0.0.0:30000\n81/tcp=127.0.0.1:30000")},
      "templates/t:6: key '81/tcp': publishes 127.0.0.1:30000/tcp", "error"),
+    # the registry would get these as part of the password: validate reads it as a pull does
+    ("BOM in a password file", {"node.toml": NODE + REGISTRY + SVC
+                                + 'image = "harbor.example.com/t/a:1"\n',
+                                "pw": ("\ufeffsecret\r\n", 0o600)},
+     "node.toml:8: key 'password_file': password file '{dir}/pw' starts with a UTF-8 "
+     "byte-order mark", "error"),
+    ("a password file of two lines", {"node.toml": NODE + REGISTRY + SVC
+                                      + 'image = "harbor.example.com/t/a:1"\n',
+                                      "pw": ("secret\nmore\n", 0o600)},
+     "node.toml:8: key 'password_file': password file '{dir}/pw' holds the control character "
+     "U+000A", "error"),
+    ("an empty password file", {"node.toml": NODE + REGISTRY + SVC
+                                + 'image = "harbor.example.com/t/a:1"\n', "pw": ("\n", 0o600)},
+     "node.toml:8: key 'password_file': password file '{dir}/pw' is empty", "error"),
     ("a volume onto the container's root", {"node.toml": NODE + USES_T,
                                              "templates/t": VOLUME.format(line="/srv/a=/")},
      "templates/t:5: key '/srv/a': container path '/' is the container's root", "error"),
@@ -107,6 +121,7 @@ def test_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], files: di
     write_config(tmp_path, files)
     code, lines = validate(tmp_path, capsys)
     assert code == (1 if kind == "error" else 0), lines
+    message = message.replace("{dir}", str(tmp_path))
     assert any(line.startswith(f"{kind}: {message}") for line in lines), "\n".join(lines)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from pathlib import Path
 
 import pytest
 from fake_engine import FakeEngine
 
 from tarsdock.engine import PullError
-from tarsdock.errors import Origin
+from tarsdock.errors import Origin, TarsdockError
 from tarsdock.images import (
     LineReporter,
     PullResult,
@@ -281,3 +282,25 @@ def test_cli_registers_images_sync() -> None:
     args = build_parser(argv).parse_args(argv)
     assert args.jobs == 2 and args.only == ["cppbase"]
     assert os.path.basename(args.func.__module__) == "tarsdock.images"
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    (b"\xffsecret\n", "not UTF-8 text: byte 0xff at offset 0"),
+    (b"\xef\xbb\xbfsecret\n", "starts with a UTF-8 byte-order mark"),
+    (b"secret\x00\n", "holds the control character U+0000"),
+])
+def test_a_password_the_registry_would_get_mangled_is_one_line_no_traceback(
+        tmp_path: Path, raw: bytes, problem: str) -> None:
+    # a pull reads the password as validate does; a bad byte was a UnicodeDecodeError traceback
+    (tmp_path / "pw").write_bytes(raw)
+    os.chmod(tmp_path / "pw", 0o600)
+    registry = Registry("r", "harbor.example.com", "u", str(tmp_path / "pw"))
+    with pytest.raises(TarsdockError, match=re.escape(f"password_file {tmp_path}/pw {problem}")):
+        read_auth(registry)
+
+
+def test_a_password_loses_only_its_line_break(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_bytes(b"s3 cr\xc3\xa9t\r\n")
+    os.chmod(tmp_path / "pw", 0o600)
+    auth = read_auth(Registry("r", "harbor.example.com", "u", str(tmp_path / "pw")))
+    assert auth is not None and auth.password == "s3 cr\u00e9t"

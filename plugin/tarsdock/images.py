@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
+from tarsdock import textfile
 from tarsdock.engine import Auth, Engine, PullError
 from tarsdock.errors import TarsdockError
 from tarsdock.imageref import registry_host
@@ -117,10 +118,12 @@ def read_auth(registry: Registry | None) -> Auth | None:
     path = Path(registry.password_file)
     try:
         mode = path.stat().st_mode
-        password = path.read_text(encoding="utf-8").rstrip("\r\n")
+        password = textfile.password(path.read_bytes())
     except OSError as error:
         raise TarsdockError(f"{where}: cannot read password_file {path}: "
                             f"{error.strerror}") from None
+    except ValueError as error:
+        raise TarsdockError(f"{where}: password_file {path} {error}") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         print(f"warning: {where}: password_file {path} is readable by others; chmod 600 it",
               file=sys.stderr)

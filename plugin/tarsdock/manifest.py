@@ -18,6 +18,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from tarsdock import textfile
 from tarsdock.endpoint import Endpoint
 from tarsdock.errors import ErrorCollector, InputErrors, Origin, did_you_mean
 from tarsdock.imageref import hub_or_host, parse_image_ref
@@ -110,7 +111,18 @@ class ManifestReader(TableReader):
         elif mode & 0o077:
             self.errors.add(origin, f"password file '{full}' has mode {mode:04o}; it must be 0600 "
                             f"or stricter (chmod 600 {full})", key)
+        else:
+            self._check_password(full, origin, key)
         return full
+
+    def _check_password(self, full: str, origin: Origin, key: str) -> None:
+        """What a pull would send: validate finds the password a pull would refuse or mangle."""
+        try:
+            textfile.password(Path(full).read_bytes())
+        except OSError as error:
+            self.errors.add(origin, f"password file '{full}': {error.strerror}", key)
+        except ValueError as error:
+            self.errors.add(origin, f"password file '{full}' {error}", key)
 
     def registries(self, doc: TomlDoc) -> dict[str, Registry]:
         found: dict[str, Registry] = {}

@@ -42,3 +42,28 @@ def read(path: Path, shown: str, origin: Origin | None = None, key: str | None =
         raise UnreadableInput(origin or Origin(shown), f"cannot read {shown}: "
                               f"{problem.strerror}", key) from None
     return decode(raw, shown)
+
+
+def password(raw: bytes) -> str:
+    """The password in a password_file's bytes: UTF-8 text without its final line break.
+
+    Raises ValueError naming what would reach the registry as part of the password otherwise: a
+    byte-order mark, a byte that is not UTF-8, a control character (a second line, a NUL).
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        raise ValueError(f"not UTF-8 text: byte 0x{raw[problem.start]:02x} at offset "
+                         f"{problem.start}") from None
+    if text.startswith(BOM):
+        raise ValueError("starts with a UTF-8 byte-order mark (U+FEFF, as Windows Notepad "
+                         "writes), which the registry would get as part of the password: save "
+                         "it as UTF-8 without BOM")
+    text = text.rstrip("\r\n")
+    bad = next((char for char in text if ord(char) < 0x20 or ord(char) == 0x7f), None)
+    if bad is not None:
+        raise ValueError(f"holds the control character U+{ord(bad):04X} (a second line?), which "
+                         "the registry would get as part of the password")
+    if not text:
+        raise ValueError("is empty")
+    return text
