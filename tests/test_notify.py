@@ -147,3 +147,14 @@ def test_cli_usage_errors() -> None:
     assert main(["notify"]) == 2
     assert main(["notify", "--all"]) == 2
     assert main(["notify", "--shutdown", "--all"]) == 2
+
+
+@pytest.mark.parametrize("option", [["--timeout", "0"], ["--timeout", "-1"], ["--timeout", "nan"],
+                                    ["--timeout", "x"], ["--wait", "-1"], ["--port", "70000"],
+                                    ["--port", "0"]])
+def test_cli_out_of_range_options_are_usage_errors(option: list[str],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # --timeout 0 made the socket non-blocking ("Operation now in progress"), -1 a traceback,
+    # --port 70000 "not running": each is a usage error naming the option
+    assert main(["notify", "Hello.S", "x", "--port", "19999", *option]) == 2
+    assert option[0] in capsys.readouterr().err

@@ -148,6 +148,27 @@ def admin_endpoints(config_dir: Path) -> dict[str, AdminEndpoint | None]:
     return found
 
 
+def _number(kind: type[float] | type[int], low: float, high: float, what: str
+            ) -> Callable[[str], float]:
+    """An argparse type: a number in low..high, else a usage error naming the range."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:   # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+    return parse
+
+
+# a socket timeout of 0 means non-blocking (the connect fails with EINPROGRESS) and a negative one
+# is refused by Python with a traceback: both are usage errors, as is a port past 65535
+_SECONDS = _number(float, 0.001, 86400.0, "in 0.001..86400 seconds")
+_WAIT = _number(float, 0.0, 86400.0, "in 0..86400 seconds")
+_PORT = _number(int, 1, 65535, "a port in 1..65535")
+
+
 def register(p: argparse.ArgumentParser) -> None:
     """The options of `notify`."""
     p.add_argument("service", metavar="App.Server", nargs="?",
@@ -156,11 +177,11 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="every running Tars service of the node")
     p.add_argument("--shutdown", action="store_true",
                    help="call AdminF.shutdown and wait for the service to leave (graceful stop)")
-    p.add_argument("--wait", type=float, default=3.0,
+    p.add_argument("--wait", type=_WAIT, default=3.0,
                    help="--shutdown: seconds to wait for the service to leave (its stop window)")
-    p.add_argument("--port", type=int, default=0,
+    p.add_argument("--port", type=_PORT, default=0,
                    help="the admin port on 127.0.0.1 (no config dir read)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+    p.add_argument("--timeout", type=_SECONDS, default=DEFAULT_TIMEOUT,
                    help="seconds to wait for an answer")
     p.set_defaults(func=cmd_notify)
 
