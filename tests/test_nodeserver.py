@@ -71,7 +71,7 @@ def keep_alive(adapter: str = "", pid: int = 42, function: str = "keepAlive") ->
 
 
 def node_object(clock: Clock) -> ns.NodeObject:
-    return ns.NodeObject(lambda name: RULES if name == "Hello.S" else None, clock)
+    return ns.NodeObject(lambda name: RULES if name == "Hello.S" else None, clock, clock)
 
 
 def test_server_f_calls() -> None:
@@ -142,6 +142,27 @@ def test_a_hung_service_the_operator_stopped_is_left_alone(tmp_path: Path) -> No
     asyncio.run(ns.check_once(node, restarter, tmp_path))
     assert restarter.restarted == []
     assert read_failures(failures_path(tmp_path, "Hello.S")) == []
+
+
+def test_a_step_of_the_wall_clock_restarts_nothing(tmp_path: Path) -> None:
+    # heartbeats are timed on a monotonic clock: an NTP step or a resumed VM moving the wall
+    # clock an hour on must not make every beating service look hung at once
+    steady, wall = Clock(now=5_000), Clock()
+    node = ns.NodeObject(lambda name: RULES if name == "Hello.S" else None, steady, wall)
+    node.handle(keep_alive())
+    steady.now += 2000
+    wall.now += 3_600_000
+    restarter = FakeRestarter(is_running=True)
+    asyncio.run(ns.check_once(node, restarter, tmp_path))
+    assert restarter.restarted == []
+    # what leaves the process is in epoch time: the state file and getLatestKeepAliveTime
+    saved = json.loads(heartbeat_path(tmp_path, "Hello.S").read_text())
+    assert saved["last"] == wall.now - 2000
+    assert saved["adapters"] == {"Hello.S.ObjAdapter": wall.now - 2000,
+                                 "AdminAdapter": wall.now - 2000}
+    latest = node.handle(request("getLatestKeepAliveTime", b""))
+    assert latest is not None
+    assert tp.decode_params(latest.sBuffer, {0: tp.UINT32}) == {0: wall.now // 1000}
 
 
 def test_serves_framed_requests_over_tcp(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -96,12 +96,28 @@ class RulesCache:
         return rules
 
 
+def monotonic_ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+def epoch_ms() -> int:
+    return int(time.time() * 1000)
+
+
 @dataclass
 class NodeObject:
-    """ServerF: the calls of a request packet applied to each service's Run (no I/O)."""
+    """ServerF: the calls of a request packet applied to each service's Run (no I/O).
+
+    Heartbeats are timed and judged by `clock_ms`, a monotonic clock: a step of the wall clock
+    (NTP, a resumed VM) must not make every service look hung at once — with timeouts in
+    milliseconds rather than tarsnode's effective 12.5 hours it would restart the whole node.
+    `wall_ms` (epoch) is only for what leaves the process: getLatestKeepAliveTime and the
+    state files.
+    """
 
     rules_for: Callable[[str], hb.Rules | None]
-    clock_ms: Callable[[], int] = lambda: int(time.time() * 1000)
+    clock_ms: Callable[[], int] = monotonic_ms
+    wall_ms: Callable[[], int] = epoch_ms
     runs: dict[str, hb.Run] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)
 
@@ -131,8 +147,8 @@ class NodeObject:
             name = f"{app}.{server}"
             self.runs[name] = hb.report_version(self.runs.get(name, hb.Run()), version)
             self.dirty.add(name)
-        elif function == "getLatestKeepAliveTime":
-            return tp.encode_params([(tp.UINT32, now // 1000)], first_tag=0)
+        elif function == "getLatestKeepAliveTime":   # tarsnode answers TNOW: epoch seconds
+            return tp.encode_params([(tp.UINT32, self.wall_ms() // 1000)], first_tag=0)
         elif function != "tars_ping":
             raise KeyError(function)
         return tp.encode_params([(tp.INT32, 0)], first_tag=0)
@@ -161,6 +177,16 @@ class NodeObject:
             if verdict == "hung":
                 found.append((name, reason))
         return found
+
+    def in_epoch(self, name: str) -> hb.Run:
+        """The service's Run with its times moved from clock_ms to epoch milliseconds."""
+        run = self.runs[name]
+        shift = self.wall_ms() - self.clock_ms()
+
+        def at(moment: int) -> int:
+            return moment + shift if moment else 0
+        return replace(run, first=at(run.first), last=at(run.last), activing=at(run.activing),
+                       adapters={name: at(when) for name, when in run.adapters.items()})
 
     def forget_run(self, name: str) -> None:
         """After a restart (or a stop): judge again only from the next run's first keepAlive."""
@@ -301,7 +327,7 @@ async def check_once(node: NodeObject, restarter: Restarter, state_dir: Path) ->
                 log(f"restart of {name} failed: {error}")
     for name in sorted(node.dirty):
         with contextlib.suppress(OSError):
-            write_state(state_dir, name, node.runs[name])
+            write_state(state_dir, name, node.in_epoch(name))
     node.dirty.clear()
 
 
