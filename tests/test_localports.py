@@ -139,3 +139,64 @@ endpoint = "tcp -h 127.0.0.1 -p 19386"
 """)
     with pytest.raises(Exception, match="already used by tarsdock's node object"):
         load_node(tmp_path)
+
+
+PROFILE_ADAPTER = '''
+profile = """
+<tars>
+  <application>
+    <server>
+      <Hello.Other.FooAdapter>
+        endpoint = tcp -h 127.0.0.1 -p {port} -t 60000
+        servant = Hello.Other.FooObj
+      </Hello.Other.FooAdapter>
+    </server>
+  </application>
+</tars>
+"""
+'''
+
+
+def test_an_endpoint_only_a_profile_names_is_never_given_out(tmp_path: Path) -> None:
+    # the adapter is not in the manifest's tables: the first allocation gave its port to
+    # Hello.Cpp's admin endpoint and validate said ok; now the node is allocated around it
+    taken = first_draw("Hello.Cpp")
+    (tmp_path / "node.toml").write_text(NODE_TOML.format(tars=tmp_path / "tars") + f'''
+[services."Hello.Other"]
+type = "tars_cpp"
+local_port = 20002
+{PROFILE_ADAPTER.format(port=taken)}''')
+    services = {s.name: s for s in load_node(tmp_path).services}
+    assert services["Hello.Cpp"].spec.local_port == taken + 1
+    # a port read back that such an endpoint now takes is drawn again, as for manifest adapters
+    conf = Path(services["Hello.Cpp"].conf_path)
+    conf.parent.mkdir(parents=True)
+    conf.write_text(services["Hello.Cpp"].config_text.replace(f"-p {taken + 1} ", f"-p {taken} "))
+    again = {s.name: s for s in load_node(tmp_path).services}
+    assert again["Hello.Cpp"].spec.local_port == taken + 1
+
+
+def test_a_bridge_published_host_port_is_never_given_out(tmp_path: Path) -> None:
+    # with bridge networking a <ports> line publishes its host port; the admin endpoint of
+    # another service was drawn on it and both containers asked Docker for 127.0.0.1:PORT
+    taken = first_draw("Hello.Cpp")
+    (tmp_path / "node.toml").write_text(NODE_TOML.format(tars=tmp_path / "tars").replace(
+        'locator =', 'network = "bridge"\nlocator =') + f'''
+[services."Hello.Web"]
+type = "tars_cpp"
+run = "container"
+image = "busybox:1"
+profile = """
+<tars>
+  <application>
+    <container>
+      <ports>
+        9000/tcp=127.0.0.1:{taken}
+      </ports>
+    </container>
+  </application>
+</tars>
+"""
+''')
+    services = {s.name: s for s in load_node(tmp_path).services}
+    assert services["Hello.Cpp"].spec.local_port == taken + 1

@@ -98,13 +98,16 @@ def _walk(name: str) -> Iterable[int]:
     return (FIRST + (start + i) % span for i in range(span))
 
 
-def allocate(manifest: Manifest, existing: Mapping[str, int], in_use: Probe) -> dict[str, int]:
+def allocate(manifest: Manifest, existing: Mapping[str, int], in_use: Probe,
+             reserved: Iterable[int] = ()) -> dict[str, int]:
     """The local port of every service that wants one: pinned, else read back, else drawn.
 
-    Services are taken in name order, so two that read back the same port keep it for the
-    first only. Raises InputError when the whole range is taken (15,000 ports).
+    `reserved`: more ports of the node's endpoints, never read back nor drawn (those only a
+    resolved config shows, tarsdock.resolve.ports_in_use). Services are taken in name order,
+    so two that read back the same port keep it for the first only. Raises InputError when
+    the whole range is taken (15,000 ports).
     """
-    taken = taken_ports(manifest)
+    taken = taken_ports(manifest) | set(reserved)
     chosen: dict[str, int] = {}
     for name, spec in sorted(manifest.services.items()):
         if spec.local_port:

@@ -170,28 +170,71 @@ def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
         raise
     template_set = TemplateSet(templates, manifest.template_parents, broken)
     specs = with_local_ports(manifest)
-    services: list[Service] = []
-    for name in sorted(specs):
-        try:
-            services.append(resolve_service(specs[name], manifest.node, template_set))
-        except BrokenTemplate:
-            pass   # a follow-on: the template's own errors are reported at their lines
-        except (InputError, InputErrors) as problem:
-            errors.extend(problem)
+    services, problems = _resolve_all(specs, manifest.node, template_set)
+    reserved = ports_in_use(services, manifest)
+    if any(spec.local_port in reserved for name, spec in specs.items()
+           if not manifest.services[name].local_port):
+        # an admin port given out by tarsdock is taken by an endpoint only a resolved config
+        # names: allocate again around those ports (rare: only then is the node resolved twice)
+        specs = with_local_ports(manifest, reserved)
+        services, problems = _resolve_all(specs, manifest.node, template_set)
+    for found in problems:
+        errors.extend(found)
     _check_templates(template_set, errors)
     errors.raise_if_any()
     return ResolvedNode(manifest, tuple(services), template_set)
 
 
-def with_local_ports(manifest: Manifest) -> dict[str, ServiceSpec]:
-    """The manifest's services, each Tars one with its admin port (see tarsdock.localports).
+def _resolve_all(specs: dict[str, ServiceSpec], node: NodeSettings, templates: TemplateSet
+                 ) -> tuple[list[Service], list[InputError | InputErrors]]:
+    services: list[Service] = []
+    problems: list[InputError | InputErrors] = []
+    for name in sorted(specs):
+        try:
+            services.append(resolve_service(specs[name], node, templates))
+        except BrokenTemplate:
+            pass   # a follow-on: the template's own errors are reported at their lines
+        except (InputError, InputErrors) as problem:
+            problems.append(problem)
+    return services, problems
+
+
+def ports_in_use(services: list[Service], manifest: Manifest) -> frozenset[int]:
+    """TCP ports the node's services take that the manifest's tables do not show: endpoints of
+    adapters a template or profile declares (a <server> sub-domain with `endpoint`) and, with
+    bridge networking, the host ports of <ports> lines (Docker publishes them on the host)."""
+    from tarsdock.endpoint import EndpointError, parse_endpoint
+
+    ports: set[int] = set()
+    for service in services:
+        server = service.config
+        for part in ("tars", "application", "server"):
+            server = server.domains.get(part) or Config(part, server.origin)
+        for domain in server.domains.values():
+            param = domain.params.get("endpoint")
+            try:
+                endpoint = parse_endpoint(param.value) if param else None
+            except EndpointError:
+                continue        # reported where the endpoint is checked
+            if endpoint is not None and endpoint.transport != "udp":
+                ports.add(endpoint.port)
+        if manifest.node.network == "bridge":
+            ports |= {m.host_port for m in service.container.ports if m.proto == "tcp"}
+    return frozenset(ports)
+
+
+def with_local_ports(manifest: Manifest, reserved: frozenset[int] = frozenset()
+                     ) -> dict[str, ServiceSpec]:
+    """The manifest's services, each Tars one with its admin port (see tarsdock.localports),
+    none given out of `reserved` unless pinned.
 
     Reads the existing config files and probes 127.0.0.1 for ports not yet given out, so the
     same load in validate, config and generate shows the port generate writes.
     """
     from tarsdock import localports
 
-    ports = localports.allocate(manifest, localports.read_back(manifest), localports.listening)
+    ports = localports.allocate(manifest, localports.read_back(manifest), localports.listening,
+                                reserved)
     return {name: replace(spec, local_port=ports.get(name, 0))
             for name, spec in manifest.services.items()}
 
