@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
+from tarsdock.cli import main
 from tarsdock.errors import InputErrors
 from tarsdock.manifest import load_manifest
 
@@ -294,3 +296,22 @@ def test_a_broken_image_is_reported_once(tmp_path: Path) -> None:
     assert errors_of(tmp_path) == [
         "node.toml:6: key 'ref': 'Bad Ref' is not a valid image reference "
         "([host[:port]/]path[:tag][@sha256:digest], path in lowercase)"]
+
+
+
+@pytest.mark.parametrize("name", ["services.d/f.toml", "templates/f", "p.conf"])
+def test_a_fifo_is_refused_not_read(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    name: str) -> None:
+    # opening a FIFO blocks until a writer comes: validate hung for ever on one in services.d
+    write_config(tmp_path, {"node.toml": NODE + SVC + 'profile_file = "p.conf"\n',
+                            "p.conf": "<tars>\n</tars>\n", "templates/t": "<tars>\n</tars>\n"})
+    (tmp_path / name).unlink(missing_ok=True)
+    (tmp_path / name).parent.mkdir(exist_ok=True)
+    os.mkfifo(tmp_path / name)
+    writer = threading.Timer(20, (tmp_path / name).write_text, [""])   # ends a regression's hang
+    writer.start()
+    try:
+        assert main(["--config-dir", str(tmp_path), "validate"]) == 5
+    finally:
+        writer.cancel()
+    assert f"cannot read {name}: not a regular file" in capsys.readouterr().err

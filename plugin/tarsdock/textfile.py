@@ -10,6 +10,7 @@ one-step fix that leaves no doubt.
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from tarsdock.errors import InputError, Origin, UnreadableInput
@@ -37,6 +38,10 @@ def read(path: Path, shown: str, origin: Origin | None = None, key: str | None =
     """Read and decode a file; a file that cannot be read is an error at `origin` (default: the
     file itself), naming the file and the cause."""
     try:
+        # a FIFO (or a device) would block the read for ever: only regular files are read
+        if not stat.S_ISREG(path.stat().st_mode) and not path.is_dir():
+            raise UnreadableInput(origin or Origin(shown), f"cannot read {shown}: not a regular "
+                                  "file", key)
         raw = path.read_bytes()
     except OSError as problem:
         raise UnreadableInput(origin or Origin(shown), f"cannot read {shown}: "
