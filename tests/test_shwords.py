@@ -84,3 +84,17 @@ def test_an_unquoted_blank_in_an_export_item_is_refused() -> None:
     assert shwords.one_word('A="x y"') == "A=x y"
     with pytest.raises(shwords.ShellNeeded, match="second export"):
         shwords.one_word("A=x y")
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("PATH=$PATH:/x", "PATH=<PATH of tarsnode's environment or the image's>:/x"),
+    ("A=${B}c", "A=<B of tarsnode's environment or the image's>c"),
+    # sh expands nothing in single quotes, `\$` in double quotes is a `$`, and a blank makes a
+    # second export: the substitution would say something sh does not do, so nothing is said
+    ("A='$X' y", ""),
+    ('B="\\${X}"', ""),
+    ("A=\\$X", ""),
+    ("PATH=$PATH:/x y", ""),
+])
+def test_what_tarsnode_would_have_exported_is_said_only_when_certain(text: str, said: str) -> None:
+    assert shwords.under_tarsnode(text) == said

@@ -98,8 +98,9 @@ VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]
 
 def under_tarsnode(text: str) -> str:
     """What sh would make of `text`'s variables, said in words: `PATH=$PATH:/x` becomes
-    `PATH=<PATH of tarsnode's environment or the image's>:/x` ("" when it has none)."""
-    if not VARIABLE.search(text):
+    `PATH=<PATH of tarsnode's environment or the image's>:/x` ("" when it has none, or when
+    quotes, backslashes or blanks decide what sh expands and how it splits: nothing is guessed)."""
+    if not VARIABLE.search(text) or re.search(r"[\s'\"\\]", text):
         return ""
     return VARIABLE.sub(lambda m: f"<{m.group(1) or m.group(2)} of tarsnode's environment or "
                         "the image's>", text)
