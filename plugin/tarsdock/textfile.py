@@ -10,12 +10,15 @@ one-step fix that leaves no doubt.
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
 from tarsdock.errors import InputError, Origin, UnreadableInput
 
 BOM = "\ufeff"
+# what no template or TOML file holds as text: C0 controls but tab and line ends, and DEL
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def decode(raw: bytes, shown: str) -> str:
@@ -31,6 +34,15 @@ def decode(raw: bytes, shown: str) -> str:
         raise InputError(Origin(shown, 1), "the file starts with a UTF-8 byte-order mark "
                          "(U+FEFF, as Windows Notepad writes); TarsCpp would read it as part "
                          "of the first line: save the file as UTF-8 without BOM") from None
+    control = CONTROL.search(text)
+    if control:
+        # TarsCpp would keep it in a key or value (and write it into the service's config);
+        # NULs between letters are a UTF-16 file, which is valid UTF-8 byte for byte
+        at = control.start()
+        line, column = text.count("\n", 0, at) + 1, at - (text.rfind("\n", 0, at) + 1) + 1
+        hint = " (a UTF-16 file? save it as UTF-8)" if control.group() == "\0" else ""
+        raise InputError(Origin(shown, line), f"control character U+{ord(control.group()):04X} "
+                         f"at column {column}{hint}: not text")
     return text
 
 
