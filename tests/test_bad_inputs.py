@@ -104,6 +104,11 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
     ("an empty password file", {"node.toml": NODE + REGISTRY + SVC
                                 + 'image = "harbor.example.com/t/a:1"\n', "pw": ("\n", 0o600)},
      "node.toml:8: key 'password_file': password file '{dir}/pw' is empty", "error"),
+    ("<Container> spelt with a capital", {
+        "node.toml": NODE + USES_T,
+        "templates/t": "<tars>\n<application>\n<Container>\nmemory = 1g\n</Container>\n"
+                       "</application>\n</tars>\n"},
+     "templates/t:3: <Container> in /tars/application is not read by tarsdock", "warning"),
     ("a volume onto the container's root", {"node.toml": NODE + USES_T,
                                              "templates/t": VOLUME.format(line="/srv/a=/")},
      "templates/t:5: key '/srv/a': container path '/' is the container's root", "error"),

@@ -26,7 +26,8 @@ def _container_keys_elsewhere(config: Config, path: str = "") -> Iterator[InputW
         here = f"{path}/{name}"
         if here == CONTAINER_PATH:
             continue
-        if name in (*CONTAINER_DOMAINS, "container"):
+        # TC_Config's domain names are case-sensitive: <Container> is not read either
+        if name.lower() in (*CONTAINER_DOMAINS, "container"):
             yield InputWarning(sub.origin, f"<{name}> in {path or '/'} is not read by tarsdock "
                                f"(only {CONTAINER_PATH} is); {CONTAINER_HINT}")
         yield from _container_keys_elsewhere(sub, here)
