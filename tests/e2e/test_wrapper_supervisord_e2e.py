@@ -22,7 +22,9 @@ from .e2e_nodes import (
     oom_service,
     signal_lines,
     signal_service,
+    systemd_boxes,
     tarsdock,
+    wait_until_oom_events_flow,
 )
 from .harness import BUSYBOX_IMAGE, NODE_NAME, app_name, remove_containers, run, wait_for
 
@@ -130,13 +132,19 @@ def test_supervisorctl_signal_reaches_the_service_once(node: Node, sig: str) -> 
 def test_an_oom_kill_says_so_with_the_limit(node: Node) -> None:
     name, program = f"{APP}.Oom", node.program("Oom")
     line = f"tarsdock-run: {name}: oom: killed for memory (limit 32m)"
+    wait_until_oom_events_flow()
+    # unchecked: it dies before startsecs, so `start` reports a spawn error; the log has why
+    node.supervisor.ctl("start", program)
     try:
         wait_for(lambda: line in node.log("Oom"), "the OOM line in the program log", 90)
-        failures = node.dir.failures(name)
-        assert failures and failures[0].code == "oom", failures
-        assert failures[0].text == "killed for memory (limit 32m)"
+    except TimeoutError as err:
+        raise AssertionError(f"{err}; systemd boxes now: {systemd_boxes()}\n"
+                             f"{node.log('Oom')[-2000:]}") from err
     finally:
         node.supervisor.ctl("stop", program)
+    failures = node.dir.failures(name)
+    assert failures and failures[0].code == "oom", failures
+    assert failures[0].text == "killed for memory (limit 32m)"
 
 
 @pytest.mark.parametrize("node_name", [NODE_NAME, f"{NODE_NAME}-other"],
