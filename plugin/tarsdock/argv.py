@@ -78,6 +78,11 @@ def start_problems(service: Service) -> list[InputError]:
     for key, single in SH_KEYS.get(service.spec.type, ()):
         value = _get(service, key)
         reason = shwords.problem(value, one_word=single)
+        if reason == shwords.BLANK:
+            # tarsnode writes it as one program or file name: the rest would be arguments,
+            # and its exe check (CommandStart::canExecute) looks for a file of the whole text
+            reason += (f", and {key} names one program or file; quote it if the blank is part "
+                       "of the path")
         if reason:
             problems.append(_sh_error(service, key, value, reason))
     if service.spec.type == "tars_java" and not _get(service, "mainclass").strip():

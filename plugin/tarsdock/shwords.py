@@ -37,6 +37,9 @@ def _expansion_reason(text: str, at: int) -> str:
             "shell, so write the value out in full")
 
 
+BLANK = "an unquoted blank: sh would split the text there into two words"
+
+
 def problem(text: str, one_word: bool = False) -> str:
     """Why sh would need to run to know what `text` means ("" when quote removal suffices).
 
@@ -74,9 +77,7 @@ def problem(text: str, one_word: bool = False) -> str:
             continue
         if char in " \t":
             if one_word:
-                return ("an unquoted blank: sh would split the value there (tarsnode writes "
-                        "`export ITEM`, so the rest becomes a second export); quote the value, "
-                        "e.g. NAME=\"a b\"")
+                return BLANK
             word_start = True
             continue
         if char in OPERATORS:
