@@ -106,10 +106,11 @@ def test_pid_zero_is_ignored_as_tarsnode_does() -> None:
 @dataclass
 class FakeRestarter:
     is_running: bool
+    since: float = 1.0               # epoch s the running process started
     restarted: list[tuple[str, str]] = field(default_factory=list)
 
-    def running(self, name: str) -> bool:
-        return self.is_running
+    def started(self, name: str) -> float | None:
+        return self.since if self.is_running else None
 
     def restart(self, name: str, reason: str) -> None:
         self.restarted.append((name, reason))
@@ -142,6 +143,25 @@ def test_a_hung_service_the_operator_stopped_is_left_alone(tmp_path: Path) -> No
     asyncio.run(ns.check_once(node, restarter, tmp_path))
     assert restarter.restarted == []
     assert read_failures(failures_path(tmp_path, "Hello.S")) == []
+
+
+def test_a_process_started_after_the_last_keepalive_is_not_hung(tmp_path: Path) -> None:
+    # the service crashed (or the operator restarted it) and its supervisor started it again;
+    # the new process is still starting when the old run's heartbeats time out. tarsnode
+    # never judges a starting (Activating) service by heartbeats; here it was restarted again
+    clock = Clock()
+    node = node_object(clock)
+    node.handle(keep_alive())
+    restarter = FakeRestarter(is_running=True, since=clock.now / 1000 + 1)
+    clock.now += 3001
+    asyncio.run(ns.check_once(node, restarter, tmp_path))
+    assert restarter.restarted == []
+    assert read_failures(failures_path(tmp_path, "Hello.S")) == []
+    # judged again from the new process's first keepAlive: hung then, restarted
+    node.handle(keep_alive(pid=43))
+    clock.now += 3001
+    asyncio.run(ns.check_once(node, restarter, tmp_path))
+    assert [name for name, _ in restarter.restarted] == ["Hello.S"]
 
 
 def test_a_step_of_the_wall_clock_restarts_nothing(tmp_path: Path) -> None:
@@ -218,14 +238,16 @@ def test_systemd_restart_notes_the_reason_in_the_units_journal(tmp_path: Path) -
 
     @dataclass
     class Done:
-        stdout: str = "active\n"
+        stdout: str = "ActiveState=active\nExecMainStartTimestamp=@1700000000\n"
 
     def run(argv: list[str]) -> Done:
         calls.append(argv)
         return Done()
 
     restarter = ns.SystemdRestarter(run, entries.append)
-    assert restarter.running("Hello.S")
+    assert restarter.started("Hello.S") == 1_700_000_000
+    assert calls[-1] == ["systemctl", "show", "--timestamp=unix", "-p",
+                         "ActiveState,ExecMainStartTimestamp", "tars-Hello.S.service"]
     restarter.restart("Hello.S", "no keepAlive for 6 s")
     assert calls[-1] == ["systemctl", "restart", "--no-block", "tars-Hello.S.service"]
     assert entries == [{"MESSAGE": "tarsdock node: restarting Hello.S: no keepAlive for 6 s",
@@ -240,3 +262,33 @@ def test_journal_send_writes_the_native_protocol(tmp_path: Path) -> None:
         ns.journal_send({"MESSAGE": "hello", "PRIORITY": "4"}, path)
         assert server.recv(4096) == b"MESSAGE=hello\nPRIORITY=4\n"
     ns.journal_send({"MESSAGE": "nobody listens"}, path)   # no journal: nothing raised
+
+
+def test_supervisord_started_is_the_running_programs_start() -> None:
+    import xmlrpc.client
+
+    infos = {"tars:Hello.S": {"statename": "RUNNING", "start": 1_700_000_000},
+             "tars:Hello.Stopped": {"statename": "STOPPED", "start": 1_600_000_000}}
+
+    class Supervisor:
+        def getProcessInfo(self, name: str) -> dict[str, object]:
+            if name not in infos:
+                raise xmlrpc.client.Fault(10, "BAD_NAME")
+            return infos[name]
+
+    @dataclass
+    class Rpc:
+        supervisor: Supervisor = field(default_factory=Supervisor)
+
+    restarter = ns.SupervisordRestarter(Rpc())
+    assert restarter.started("Hello.S") == 1_700_000_000
+    assert restarter.started("Hello.Stopped") is None
+    assert restarter.started("Hello.Nope") is None
+
+
+def test_systemd_started_is_none_unless_active() -> None:
+    @dataclass
+    class Done:
+        stdout: str = "ActiveState=activating\nExecMainStartTimestamp=@1700000000\n"
+
+    assert ns.SystemdRestarter(lambda argv: Done()).started("Hello.S") is None

@@ -200,7 +200,8 @@ class NodeObject:
 class Restarter(Protocol):
     """What the node object asks of the supervisor."""
 
-    def running(self, name: str) -> bool: ...
+    def started(self, name: str) -> float | None:
+        """Epoch seconds its current process started (0: unknown); None: not running."""
     def restart(self, name: str, reason: str) -> None: ...
 
 
@@ -210,14 +211,16 @@ class SupervisordRestarter:
 
     rpc: Any
 
-    def running(self, name: str) -> bool:
+    def started(self, name: str) -> float | None:
         import xmlrpc.client
 
         try:
             info = self.rpc.supervisor.getProcessInfo(f"tars:{name}")
         except (xmlrpc.client.Fault, OSError):
-            return False
-        return bool(info.get("statename") == "RUNNING")
+            return None
+        if info.get("statename") != "RUNNING":
+            return None
+        return float(info.get("start") or 0)
 
     def restart(self, name: str, reason: str) -> None:
         from tarsdock.supervisors import Supervisord
@@ -255,9 +258,15 @@ class SystemdRestarter:
     run: Callable[[list[str]], Any]
     journal: Callable[[dict[str, str]], None] = journal_send
 
-    def running(self, name: str) -> bool:
-        proc = self.run(["systemctl", "is-active", f"tars-{name}.service"])
-        return bool(proc.stdout.strip() == "active")
+    def started(self, name: str) -> float | None:
+        from tarsdock.status import parse_show, unix_time
+
+        proc = self.run(["systemctl", "show", "--timestamp=unix", "-p",
+                         "ActiveState,ExecMainStartTimestamp", f"tars-{name}.service"])
+        shown = (parse_show(proc.stdout) or [{}])[0]
+        if shown.get("ActiveState") != "active":
+            return None
+        return unix_time(shown.get("ExecMainStartTimestamp", "")) or 0.0
 
     def restart(self, name: str, reason: str) -> None:
         unit = f"tars-{name}.service"
@@ -317,8 +326,16 @@ def record_failure(state_dir: Path, name: str, reason: str) -> None:
 async def check_once(node: NodeObject, restarter: Restarter, state_dir: Path) -> None:
     """Restart the hung services that their supervisor runs; write changed state files."""
     for name, reason in node.hung():
+        last = node.in_epoch(name).last / 1000
         node.forget_run(name)
-        if await asyncio.to_thread(restarter.running, name):
+        started = await asyncio.to_thread(restarter.started, name)
+        if started is not None and started > last:
+            # the supervisor started a new process since the last keepAlive (a crash, an
+            # operator's restart): it is starting, not hung, as tarsnode's Activating state
+            # is never judged by heartbeats (ServerObject::checkServer)
+            log(f"{name}: not judged: its process started after its last keepAlive; "
+                "judged again from its next one")
+        elif started is not None:
             log(f"restarting {name}: {reason}")
             record_failure(state_dir, name, reason)
             try:
