@@ -292,3 +292,21 @@ def test_systemd_started_is_none_unless_active() -> None:
         stdout: str = "ActiveState=activating\nExecMainStartTimestamp=@1700000000\n"
 
     assert ns.SystemdRestarter(lambda argv: Done()).started("Hello.S") is None
+
+
+def test_a_new_node_server_keeps_the_reported_versions(tmp_path: Path) -> None:
+    # reportVersion comes once, at the service's start: a node server restarted later (an
+    # upgrade, supervisorctl update) showed no version until the service itself restarted
+    clock = Clock()
+    node = node_object(clock)
+    node.handle(keep_alive())
+    node.handle(request("reportVersion", tp.encode_params(
+        [(tp.STRING, "Hello"), (tp.STRING, "S"), (tp.STRING, "3.0.15")])))
+    asyncio.run(ns.check_once(node, FakeRestarter(is_running=True), tmp_path))
+    heartbeat_path(tmp_path, "Hello.Torn").write_text("{not json")
+    runs = ns.reported_versions(tmp_path)
+    assert runs == {"Hello.S": hb.Run(pid=42, version="3.0.15")}
+    again = ns.NodeObject(node.rules_for, clock, clock, runs=runs)
+    again.handle(keep_alive())
+    assert again.runs["Hello.S"].version == "3.0.15"
+    assert again.runs["Hello.S"].first == clock.now      # judged from this server's first beat

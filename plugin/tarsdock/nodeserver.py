@@ -314,6 +314,25 @@ def write_state(state_dir: Path, name: str, run: hb.Run) -> None:
     temp.replace(path)
 
 
+def reported_versions(state_dir: Path) -> dict[str, hb.Run]:
+    """The pid and reported version of each service as the last node server recorded them.
+
+    A Tars runtime reports its version once, at start: a node server started after the service
+    (an upgrade, a crash, `supervisorctl update`) would otherwise show no version for it until
+    its next restart. Nothing is judged from these (no keepAlive of this node server yet).
+    """
+    from tarsdock.state import HEARTBEAT_SUFFIX
+    from tarsdock.status import read_heartbeat
+
+    runs = {}
+    for path in sorted(state_dir.glob(f"*{HEARTBEAT_SUFFIX}")):
+        record = read_heartbeat(path)
+        version, pid = record.get("version"), record.get("pid")
+        if isinstance(version, str) and version and isinstance(pid, int):
+            runs[path.name.removesuffix(HEARTBEAT_SUFFIX)] = hb.Run(pid=pid, version=version)
+    return runs
+
+
 def record_failure(state_dir: Path, name: str, reason: str) -> None:
     """A `heartbeat` line in the service's failures file (tarsdock.state's format)."""
     from tarsdock import state
@@ -399,7 +418,8 @@ def cmd_node_server(args: argparse.Namespace) -> int:
     restarter: Restarter = (SupervisordRestarter(supervisord_proxy(node.supervisor_url))
                             if node.supervisor == "supervisord"
                             else SystemdRestarter(run_command))
-    objects = NodeObject(RulesCache(Path(node.data_dir), node.heartbeat_timeout))
+    objects = NodeObject(RulesCache(Path(node.data_dir), node.heartbeat_timeout),
+                         runs=reported_versions(state_dir))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_node(objects, restarter, state_dir, listening_socket(node.node_port)))
     return 0
