@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 
 from tarsdock import deploy as dp
 from tarsdock.cli import main
-from tarsdock.errors import InputError, Origin, TarsdockError
+from tarsdock.errors import EnvironmentFault, InputError, Origin, TarsdockError
 from tarsdock.model import PackageFacts
 from tarsdock.package import read_package_facts
 
@@ -225,6 +226,22 @@ def test_failed_unpack_never_touches_bin(tmp_path: Path, dirs: dp.ReleaseDirs,
 
     monkeypatch.setattr(dp, "_extract", half_then_fail)
     with pytest.raises(InputError, match="disk full"):
+        deploy(release(tmp_path, "v2.tgz", "v2"), dirs, NOW + timedelta(seconds=1))
+    assert snapshot(dirs) == before
+
+
+def test_a_full_disk_while_unpacking_is_the_environment_not_the_package(
+        tmp_path: Path, dirs: dp.ReleaseDirs, monkeypatch: pytest.MonkeyPatch) -> None:
+    # it was "cannot unpack: [Errno 28] ..." with exit status 1, which says the package is bad
+    deploy(release(tmp_path, "v1.tgz", "v1"), dirs)
+    before = snapshot(dirs)
+
+    def full(self: tarfile.TarFile, path: Path, **_: object) -> None:
+        (Path(path) / "HelloServer").mkdir()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", full)
+    with pytest.raises(EnvironmentFault, match="No space left on device"):
         deploy(release(tmp_path, "v2.tgz", "v2"), dirs, NOW + timedelta(seconds=1))
     assert snapshot(dirs) == before
 

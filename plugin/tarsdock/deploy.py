@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from tarsdock.errors import InputError, Origin, TarsdockError, did_you_mean
+from tarsdock.errors import EnvironmentFault, InputError, Origin, TarsdockError, did_you_mean
 from tarsdock.options import EXIT_OK, EXIT_USAGE, complete_names, config_dir
 
 Supervisor = Literal["supervisord", "systemd"]
@@ -192,7 +192,12 @@ def _extract(archive: tarfile.TarFile, dest: Path, origin: Origin) -> None:
     except tarfile.FilterError as error:
         name = error.tarinfo.name if error.tarinfo else "?"
         raise InputError(origin, f"member '{name}' refused: {error}; package refused") from error
-    except (OSError, EOFError, tarfile.TarError) as error:
+    except OSError as error:
+        if error.errno is not None:
+            # the disk, not the package (full, read-only, permission denied): exit status 5
+            raise EnvironmentFault.of(error, dest) from error
+        raise InputError(origin, f"cannot unpack: {error}") from error
+    except (EOFError, tarfile.TarError) as error:
         raise InputError(origin, f"cannot unpack: {error}") from error
 
 
