@@ -504,6 +504,23 @@ def test_apply_input_error_writes_nothing(tmp_path: Path, control: FakeControl) 
     assert not (tmp_path / "out").exists() and control.calls == []
 
 
+def test_apply_when_supervisord_does_not_answer_exits_5_and_writes_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_node(tmp_path, ["One"])
+    socket = tmp_path / "gone.sock"          # no supervisord listens here
+    toml = cfg / "node.toml"
+    toml.write_text(toml.read_text().replace(
+        'supervisor = "supervisord"\n',
+        f'supervisor = "supervisord"\nsupervisor_url = "unix://{socket}"\n'))
+    assert main(["--config-dir", str(cfg), "apply"]) == 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: unix://{socket}: supervisord does not answer (")
+    assert err.rstrip().endswith("is it running?")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "tars" / "tarsnode" / "data").exists()
+    assert not (tmp_path / "tars" / "tarsdock" / apply.PENDING_FILE).exists()
+
+
 def test_an_interrupted_apply_is_finished_by_the_next(tmp_path: Path,
                                                       control: FakeControl) -> None:
     cfg = write_node(tmp_path, ["One"])

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from tarsdock.errors import TarsdockError
+from tarsdock.errors import EnvironmentFault, TarsdockError
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
@@ -221,20 +221,31 @@ def write_pending(path: Path, actions: Iterable[ServiceAction]) -> None:
 
 
 def make_control(node: NodeSettings) -> Supervisor:
-    """The supervisor adapter the node's [node] supervisor names."""
+    """The supervisor adapter the node's [node] supervisor names; supervisord must answer.
+
+    Raises EnvironmentFault (exit 5) when supervisord's socket or port does not answer."""
     from tarsdock import supervisors
 
     if node.supervisor == "systemd":
         return supervisors.Systemd()
-    return supervisors.Supervisord(supervisors.supervisord_proxy(node.supervisor_url))
+    proxy = supervisors.supervisord_proxy(node.supervisor_url)
+    try:
+        # asked before anything is written: a supervisord that is not running must not leave
+        # files written and their restarts pending (found by an operator stopping it)
+        proxy.supervisor.getState()
+    except OSError as error:
+        raise EnvironmentFault(node.supervisor_url, f"supervisord does not answer "
+                               f"({error.strerror or error}); is it running?") from None
+    return supervisors.Supervisord(proxy)
 
 
 # ---- the command --------------------------------------------------------------------------------
 
 def register(p: argparse.ArgumentParser) -> None:
     """The arguments of `apply`."""
-    p.epilog = ("exit status: 0 converged (changed or not), 1 input or supervisor error, "
-                "2 usage, 4 a started service did not come up")
+    p.epilog = ("exit status: 0 converged (changed or not), 1 input error or the supervisor "
+                "refused, 2 usage, 4 a started service did not come up, 5 the supervisor "
+                "does not answer")
     p.add_argument("--check", action="store_true", help="change nothing; say what would be done")
     p.add_argument("--diff", action="store_true", help="show unified diffs of the files")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -349,9 +360,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
     # 200 services, the largest part of a no-change apply)
     reload = written or bool(earlier) or _read_text(loaded) != digest
     if reload or acted:
+        control = make_control(node)
         if report.changed:
             write_pending(pending, actions)
-        outcome, replaced = execute(actions, make_control(node), write_all, _remover(node),
+        outcome, replaced = execute(actions, control, write_all, _remover(node),
                                     reload, args.timeout)
         _record(report, outcome, replaced)
         _explain(report, node, started_at)
