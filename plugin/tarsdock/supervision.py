@@ -13,6 +13,8 @@ listener's own look at Docker after a FATAL (`Diagnosis`) and the clock (`Due`).
     any but punished/hung  STOPPING, STOPPED                stopped by the operator (no revival)
     any but punished/hung  RUNNING, BACKOFF; EXITED         running; exited
     any but punished  FATAL                                 Diagnose; fatal until now+P
+    punished        STARTING from EXITED/BACKOFF            Stop again (the first met it between
+                                                            an exit and supervisord's restart)
     punished, hung  anything else from supervisord          unchanged (echoes of our own Stop)
     fatal           Diagnosis docker-unreachable, Docker up Start
     fatal           Diagnosis docker-unreachable, Docker down  waiting-docker (same until)
@@ -174,6 +176,9 @@ def _supervisor(state: ProgramState, event: ProcessState, now: float,
     if event.state == "STARTING":
         if event.from_state not in AUTOMATIC_START_FROM:
             return ProgramState("running", starts=state.starts), []
+        if state.phase == "punished":
+            # our stop missed (the program was between exit and restart): stop it again
+            return state, [Stop(state.reason)]
         if state.phase in OWN_STOP:
             return state, []
         starts = (*(t for t in state.starts if t > now - rules.start_window), now)
