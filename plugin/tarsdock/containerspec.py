@@ -149,6 +149,9 @@ def read_env(config: Config, errors: ErrorCollector) -> tuple[tuple[str, str], .
         except shwords.ShellNeeded as reason:
             meant = shwords.under_tarsnode(item)
             said = f"; tarsnode would have exported {meant}" if meant else ""
+            if str(reason).startswith("unterminated") and re.search(r"[;|]", param.value):
+                # CommandStart::prepareScript splits at every ';' and '|', quoted or not
+                said += "; tarsnode splits env at every ';' and '|', even inside quotes"
             if str(reason) == shwords.BLANK:
                 said += (" (tarsnode writes `export ITEM`, so the rest becomes a second export); "
                          "quote the value, e.g. NAME=\"a b\"")
