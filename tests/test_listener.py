@@ -413,6 +413,22 @@ def test_an_oom_kill_is_reported_with_the_limit(tmp_path: Path,
     assert (failure.code, failure.text) == ("oom", "killed for memory (limit 32m)")
 
 
+def test_an_oom_kill_of_a_removed_container_leaves_its_runs_reason_alone(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # `--rm` removed the container before the listener could read its limit: the wrapper's
+    # line, which names the configured limit, must stay the service's last failure
+    caplog.set_level(logging.INFO)
+    world = World(spec("A.S", CPP))
+    world.listener.state_dir = tmp_path
+    (tmp_path / "A.S.failures").write_text("100\toom\tkilled for memory (limit 32m)\n")
+    labels = {"tarsdock.instance": NODE.instance, "tarsdock.service": "A.S"}
+    world.listener.docker_event({"Type": "container", "Action": "oom",
+                                 "Actor": {"ID": "gone", "Attributes": labels}})
+    assert "A.S: killed for memory; its container is gone" in caplog.text
+    [failure] = read_failures(tmp_path / "A.S.failures")
+    assert (failure.code, failure.text) == ("oom", "killed for memory (limit 32m)")
+
+
 def test_only_this_instances_containers_are_reaped_or_cleaned() -> None:
     world = World(spec("A.S", CPP), states={"tars:A.S": "EXITED"})
     mine = world.engine.add_container("A.S", created=world.now - 30, cid="mine")

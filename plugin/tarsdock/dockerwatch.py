@@ -72,10 +72,8 @@ def size_text(size: int) -> str:
     return f"{size}b"
 
 
-def oom_text(memory: int | None) -> str:
+def oom_text(memory: int) -> str:
     """The reason line of an OOM kill, with the container's memory limit (HostConfig.Memory)."""
-    if memory is None:
-        return "killed for memory (limit unknown: the container is gone)"
     if memory == 0:
         return "killed for memory (no container limit: the host ran out)"
     return f"killed for memory (limit {size_text(memory)})"

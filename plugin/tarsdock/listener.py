@@ -310,8 +310,15 @@ class Listener:
             info = self.engine.inspect(event.container_id)
         except DockerUnreachable:
             info = None
-        memory = None if info is None else int((info.get("HostConfig") or {}).get("Memory") or 0)
-        text = oom_text(memory)
+        if info is None:
+            # Gone (`--rm`): the kill ended its run, and the run's wrapper records the reason
+            # with the configured limit, which report_failure logs. A "limit unknown" line
+            # recorded here could land after the wrapper's and hide it (a loaded machine,
+            # where the removal beats this inspect).
+            log.info("%s: killed for memory; its container is gone, its run names the limit",
+                     event.service)
+            return
+        text = oom_text(int((info.get("HostConfig") or {}).get("Memory") or 0))
         log.warning("%s: %s", event.service, text)
         self._record(event.service, OOM, text)
 
