@@ -217,7 +217,7 @@ def test_a_killed_docker_client_leaves_no_container_and_orphans_are_reaped(
     from tarsdock.manifest import load_manifest
     from tarsdock.state import failures_path, read_failures
 
-    state_dir = load_manifest(node.config).node.state_dir
+    state_dir = Path(load_manifest(node.config).node.state_dir)
     last = read_failures(failures_path(state_dir, kill))[-1]
     assert (last.code, last.text) == (
         "exit", "the docker client ended with status 137 while the container ran; "

@@ -179,8 +179,11 @@ def test_an_oom_kill_is_named_with_its_limit_in_the_listener_log_and_status(
     node.service("Mem.Eater", PYTHON_IMAGE, EAT_256M)
     node.services[-1] = node.services[-1].replace('template = "tars.default"',
                                                   'template = "oom"')
+    # startsecs: the OOM kill must come before supervisord counts the start as a success, or
+    # the program ends EXITED, not FATAL. The container's start and Python's 256 MB take more
+    # than 1 s on a loaded machine; a minute bounds them on any.
     node.generate([], {"startretries": "0", "startsecs": "1"})
-    set_keys(node, "Mem.Eater", {"autostart": "false"})
+    set_keys(node, "Mem.Eater", {"autostart": "false", "startsecs": "60"})
     sup = supervisord_factory(node.out)
     wait_for(lambda: "following Docker's events" in node.listener_text(),
              "the listener to follow Docker's events", 30)
@@ -251,7 +254,8 @@ def test_status_shows_running_stopped_punished_and_oom_killed_services(
                                                   'template = "oom"')
     node.generate([], {"startsecs": "1", "startretries": "3"})
     set_keys(node, "St.Punish", {"startsecs": "0", "startretries": "100"})
-    set_keys(node, "St.Oom", {"startretries": "0", "autostart": "false"})
+    # startsecs: see test_an_oom_kill_is_named_with_its_limit_in_the_listener_log_and_status
+    set_keys(node, "St.Oom", {"startretries": "0", "autostart": "false", "startsecs": "60"})
     sup = supervisord_factory(node.out)
     wait_for(lambda: "following Docker's events" in node.listener_text(),
              "the listener to follow Docker's events", 30)
