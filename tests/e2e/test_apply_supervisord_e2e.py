@@ -217,6 +217,20 @@ def test_a_service_that_cannot_start_fails_the_apply_with_its_reason(node: Node)
     assert node.dir.apply()["services"] == {name: {"action": "remove", "reasons": []}}
 
 
+def test_a_service_the_operator_stopped_stays_stopped_until_its_files_change(node: Node) -> None:
+    program = f"tars:{node.name('One')}"
+    node.supervisor.rpc().supervisor.stopProcess(program)
+    report = node.dir.apply()
+    assert report["changed"] is False and report["services"] == {}
+    assert node.supervisor.status()[program] == "STOPPED", "a no-change apply started it"
+
+    node.dir.template("apply.other", TEMPLATE.format(extra="logLevel = WARN"))
+    report = node.dir.apply()
+    assert report["services"] == {node.name("One"): {"action": "restart", "reasons": ["config"],
+                                                     "state": "running"}}
+    assert node.supervisor.status()[program] == "RUNNING"
+
+
 @pytest.fixture
 def plain_node(tmp_path: Path) -> Iterator[Node]:
     """A supervisord without tarsdock's RPC interface: supervisord's own group semantics."""
