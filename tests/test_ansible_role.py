@@ -66,3 +66,44 @@ def test_the_cloud_init_example_writes_a_config_dir_that_validates(tmp_path: Pat
         target.write_text(entry["content"])
     assert main(["--config-dir", str(tmp_path), "validate"]) == 0
     assert ["/opt/tarsdock/bin/tarsdock", "apply"] in cloud["runcmd"]
+
+
+def test_a_failed_check_leaves_no_staged_copy_of_the_secrets(tmp_path: Path) -> None:
+    """Check mode stages the config dir (registry passwords included) in a temp dir: it must go
+    even when apply fails, and the password must never reach Ansible's output."""
+    import os
+    import subprocess
+    import sys
+
+    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+    assert playbook_bin.exists(), "ansible-core is a test dependency"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    failing = tmp_path / "tarsdock"                 # an apply that fails without JSON
+    failing.write_text("#!/bin/sh\necho 'error: boom' >&2\nexit 5\n")
+    failing.chmod(0o755)
+    secret = "s3cret-pw-do-not-log"
+    (tmp_path / "play.yml").write_text(f"""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {sys.executable}
+    tarsdock_install: none
+    tarsdock_executable: {failing}
+    tarsdock_config_dir: {tmp_path / "etc"}
+    tarsdock_node: {{name: "127.0.0.1", tars_path: "{tmp_path / "tars"}"}}
+    tarsdock_registry_passwords: {{hub: "{secret}"}}
+  roles: [tarsdock_node]
+""")
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "TMPDIR": str(tmp),
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"), "ANSIBLE_NOCOLOR": "1"}
+    proc = subprocess.run([str(playbook_bin), "-i", "localhost,", "--check", "--diff", "-v",
+                           str(tmp_path / "play.yml")], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode != 0 and "tarsdock apply exited 5" in proc.stdout, \
+        proc.stdout + proc.stderr
+    assert "Remove the staged config" in proc.stdout, proc.stdout
+    assert [p.name for p in tmp.iterdir() if p.name.endswith(".tarsdock")] == []
+    assert secret not in proc.stdout + proc.stderr
