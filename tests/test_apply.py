@@ -521,6 +521,28 @@ def test_apply_when_supervisord_does_not_answer_exits_5_and_writes_nothing(
     assert not (tmp_path / "tars" / "tarsdock" / apply.PENDING_FILE).exists()
 
 
+def test_apply_when_systemd_does_not_answer_exits_5_and_writes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    from tarsdock import supervisors
+
+    def no_systemd(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(list(argv), 1, "", "System has not been booted with "
+                                           "systemd as init system (PID 1). Can't operate.\n"
+                                           "Failed to connect to bus: Host is down\n")
+
+    monkeypatch.setattr(supervisors, "run_command", no_systemd)
+    cfg = write_node(tmp_path, ["One"], fmt="systemd")
+    assert main(["--config-dir", str(cfg), "apply"]) == 5
+    assert capsys.readouterr().err == ("error: systemctl: systemd does not answer (System has "
+                                       "not been booted with systemd as init system (PID 1). "
+                                       "Can't operate.)\n")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "tars" / "tarsdock" / apply.PENDING_FILE).exists()
+
+
 def test_an_interrupted_apply_is_finished_by_the_next(tmp_path: Path,
                                                       control: FakeControl) -> None:
     cfg = write_node(tmp_path, ["One"])

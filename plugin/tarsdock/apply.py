@@ -223,10 +223,16 @@ def write_pending(path: Path, actions: Iterable[ServiceAction]) -> None:
 def make_control(node: NodeSettings) -> Supervisor:
     """The supervisor adapter the node's [node] supervisor names; supervisord must answer.
 
-    Raises EnvironmentFault (exit 5) when supervisord's socket or port does not answer."""
+    Raises EnvironmentFault (exit 5) when supervisord's socket or port, or systemd (no manager
+    to talk to: a container without systemd as PID 1), does not answer."""
     from tarsdock import supervisors
 
     if node.supervisor == "systemd":
+        # asked before anything is written, like supervisord below (`show` needs the manager)
+        probe = supervisors.run_command(["systemctl", "--no-pager", "show", "--property=Version"])
+        if probe.returncode != 0:
+            cause = (probe.stderr.strip() or probe.stdout.strip()).splitlines() or ["no answer"]
+            raise EnvironmentFault("systemctl", f"systemd does not answer ({cause[0]})")
         return supervisors.Systemd()
     proxy = supervisors.supervisord_proxy(node.supervisor_url)
     try:
