@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,13 @@ from tarsdock import heartbeat as hb
 from tarsdock import nodeserver as ns
 from tarsdock import tarsproto as tp
 from tarsdock import tcconfig
-from tarsdock.state import HEARTBEAT, failures_path, heartbeat_path, read_failures
+from tarsdock.state import (
+    HEARTBEAT,
+    failures_path,
+    heartbeat_path,
+    node_ready_path,
+    read_failures,
+)
 
 CONFIG = """<tars>
   <application>
@@ -310,3 +318,33 @@ def test_a_new_node_server_keeps_the_reported_versions(tmp_path: Path) -> None:
     again.handle(keep_alive())
     assert again.runs["Hello.S"].version == "3.0.15"
     assert again.runs["Hello.S"].first == clock.now      # judged from this server's first beat
+
+
+def test_the_ready_file_names_the_listening_server_and_goes_at_sigterm(tmp_path: Path) -> None:
+    ready = node_ready_path(tmp_path)
+
+    async def scenario() -> tuple[str, bool]:
+        sock = ns.listening_socket(0)
+        port = sock.getsockname()[1]
+        task = asyncio.create_task(
+            ns.run_node(node_object(Clock()), FakeRestarter(is_running=False), tmp_path, sock))
+        while not ready.exists():
+            await asyncio.sleep(0.01)
+        text = ready.read_text()
+        # the file appears only once the socket listens: a connection succeeds at once
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        os.kill(os.getpid(), signal.SIGTERM)   # supervisord's stop: a clean exit
+        await asyncio.wait_for(task, 10)
+        return text, ready.exists()
+
+    text, left = asyncio.run(scenario())
+    assert text == f"{os.getpid()}\n"
+    assert not left
+
+
+def test_a_ready_file_of_another_node_server_is_left_alone(tmp_path: Path) -> None:
+    ready = node_ready_path(tmp_path)
+    ready.write_text("1\n")
+    ns.remove_ready(ready)
+    assert ready.read_text() == "1\n"

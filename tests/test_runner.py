@@ -395,3 +395,38 @@ def test_an_unknown_mode_fails(tmp_path: Path) -> None:
                           capture_output=True, env={**os.environ, "mode": "native"})
     assert proc.returncode == 2
     assert b"unknown mode ''" in proc.stderr
+
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    child = subprocess.Popen(["/bin/true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_tars_service_starts_once_the_node_server_is_ready(tmp_path: Path) -> None:
+    (tmp_path / "st").mkdir()
+    ready = tmp_path / "st" / "node-server.pid"
+    ready.write_text(f"{dead_pid()}\n")   # a node server killed with -9 left its file
+    runs = run_file(tmp_path, ["mode=native", f"state={tmp_path / 'st'}", f"node={ready}"],
+                    ["/bin/cat", str(ready)])
+    runner = subprocess.Popen(["/bin/sh", str(RUNNER), NAME, str(runs)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)   # lets a wrapper that does not wait start (this test would then fail)
+    ready.write_text(f"{os.getpid()}\n")
+    out, err = runner.communicate(timeout=10)
+    assert runner.returncode == 0
+    assert out.decode() == f"{os.getpid()}\n"   # the service saw the live node server
+    assert err == b""
+
+
+def test_without_a_node_server_a_service_starts_after_ten_seconds_with_a_line(
+        docker: Path, tmp_path: Path) -> None:
+    ready = tmp_path / "st" / "node-server.pid"
+    runner = start(docker, tmp_path, shlex.join([f"node={ready}"]), FAKE_RUN_STATUS="0")
+    assert runner.wait(timeout=30) == 0
+    assert verbs(tmp_path) == ["run"]
+    assert stderr(runner).startswith(
+        f"tarsdock-run: {NAME}: the node object is not ready (no live node server in {ready} "
+        "after 10 s); starting anyway\n")

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -392,13 +393,46 @@ def listening_socket(port: int) -> socket.socket:
     return sock
 
 
+def write_ready(path: Path) -> None:
+    """This process's pid in the ready file, temp file + rename: tarsdock-run never reads half.
+
+    Raises OSError when the state dir cannot be written.
+    """
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(f"{os.getpid()}\n")
+    temp.replace(path)
+
+
+def remove_ready(path: Path) -> None:
+    """Remove the ready file if it is still this process's (a newer node server may own it)."""
+    with contextlib.suppress(OSError):
+        if path.read_text().strip() == str(os.getpid()):
+            path.unlink()
+
+
 async def run_node(node: NodeObject, restarter: Restarter, state_dir: Path,
                    sock: socket.socket) -> None:
+    """Serve until cancelled (SIGTERM cancels it: a clean exit removes the ready file)."""
+    from tarsdock.state import node_ready_path
+
     server = await asyncio.start_server(
         lambda r, w: serve_client(node, r, w), sock=sock)
+    # start_server has called listen(): a service started from now on reaches the node object.
+    # Under supervisord, tarsdock-run waits for this file (supervisord does not wait for the
+    # node server before starting the services, and a runtime sends reportVersion only once).
+    ready = node_ready_path(state_dir)
+    write_ready(ready)
     log(f"serving tars.tarsnode.ServerObj on {sock.getsockname()}")
-    async with server:
-        await asyncio.gather(server.serve_forever(), watch(node, restarter, state_dir))
+    task = asyncio.current_task()
+    if task is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        async with server:
+            await asyncio.gather(server.serve_forever(), watch(node, restarter, state_dir))
+    except asyncio.CancelledError:
+        log("stopping (SIGTERM)")
+    finally:
+        remove_ready(ready)
 
 
 def register(p: argparse.ArgumentParser) -> None:

@@ -26,6 +26,7 @@ KEEP = 100   # lines kept per file
 FAILURES_SUFFIX = ".failures"
 STARTS_SUFFIX = ".starts"
 HEARTBEAT_SUFFIX = ".heartbeat"   # JSON written by `tarsdock node-server` (tarsdock.nodeserver)
+NODE_READY = "node-server.pid"    # the node server's pid, once it listens (tarsdock-run waits)
 
 EXIT = "exit"                              # the service exited with a non-zero status
 SIGNAL = "signal"                          # the service was killed by a signal
@@ -54,6 +55,11 @@ def failures_path(state_dir: Path, service: str) -> Path:
 def heartbeat_path(state_dir: Path, service: str) -> Path:
     """A service's last heartbeats and reported version, as the node object saw them."""
     return state_dir / f"{service}{HEARTBEAT_SUFFIX}"
+
+
+def node_ready_path(state_dir: Path) -> Path:
+    """The node server's ready file: its pid, written once node_port listens, removed at exit."""
+    return state_dir / NODE_READY
 
 
 def starts_path(state_dir: Path, service: str) -> Path:

@@ -17,6 +17,7 @@ from tarsdock.argv import docker_run_argv, service_command, service_env, wrapper
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context, OutputFile, header, ini_text
 from tarsdock.quoting import QuotingError, Value, check_text, supervisor
+from tarsdock.state import node_ready_path
 
 FORMAT = "supervisord"
 GROUP = "tars"
@@ -68,6 +69,11 @@ def run_lines(service: Service, ctx: Context) -> list[str]:
         settings = wrapper_settings(service, ctx.docker, "forward", f"{ctx.scripts_dir}/tarsdock")
     else:
         settings = [("mode", "native"), ("state", str(service.node.state_dir))]
+    if service.spec.type != "not_tars":
+        # supervisord starts tarsdock-node first (priority) but does not wait for it to listen;
+        # the wrapper waits for its ready file, as tarsnode runs before its services (systemd's
+        # socket unit needs no such wait)
+        settings.append(("node", str(node_ready_path(Path(service.node.state_dir)))))
     lines = [f"{key}={_sh(value, f'{what}: {key}')}" for key, value in settings]
     if service.spec.run == "container" and service.node.docker_host:
         lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
