@@ -201,7 +201,9 @@ def test_nodejs_release_under_systemd(
     node.write("native")
     node.tarsdock("deploy", SERVICE, str(first))
     node.generate("native", "systemd", units, "--docker", "/usr/bin/docker")
-    box = systemd_factory(f"tarsdock-e2e-nodejs-{tmp_path.name[-12:]}", shared_dirs=[tmp_path])
+    # The container units run through tarsdock-run (and call tarsdock): mount them in the box.
+    box = systemd_factory(f"tarsdock-e2e-nodejs-{tmp_path.name[-12:]}", shared_dirs=[tmp_path],
+                          with_tarsdock=True)
     # Native, the service listens in the systemd container's network: call it from in there.
     def ask_inside() -> Answer:
         return call(["docker", "exec", "-w", str(client), box.name,
