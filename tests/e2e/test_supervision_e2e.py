@@ -18,6 +18,7 @@ from typing import Any
 import docker
 import pytest
 
+from .e2e_nodes import wait_until_oom_events_flow
 from .harness import (
     BUSYBOX_IMAGE,
     PYTHON_IMAGE,
@@ -187,6 +188,7 @@ def test_an_oom_kill_is_named_with_its_limit_in_the_listener_log_and_status(
     sup = supervisord_factory(node.out)
     wait_for(lambda: "following Docker's events" in node.listener_text(),
              "the listener to follow Docker's events", 30)
+    wait_until_oom_events_flow()
     assert sup.ctl("start", "tars:Mem.Eater").returncode != 0   # it fails at once
     sup.wait_state("tars:Mem.Eater", "FATAL", 60)
     try:
@@ -259,6 +261,7 @@ def test_status_shows_running_stopped_punished_and_oom_killed_services(
     sup = supervisord_factory(node.out)
     wait_for(lambda: "following Docker's events" in node.listener_text(),
              "the listener to follow Docker's events", 30)
+    wait_until_oom_events_flow()
     sup.ctl("start", "tars:St.Oom")
     wait_all(sup, node, ["St.Run", "St.Stop"], "RUNNING", timeout=60)
     assert sup.ctl("stop", "tars:St.Stop").returncode == 0
