@@ -1,7 +1,7 @@
 """`tarsdock apply` under a real supervisord and Docker Engine: it restarts exactly what changed.
 
-A service's identity across applies is its container's host pid (`docker inspect .State.Pid`) or,
-for a native service, its own pid: any restart changes it.
+A service's identity across applies is its running container's id (`docker run --rm` makes a new
+container at every start) or, for a native service, its own pid: any restart changes it.
 """
 
 from __future__ import annotations
@@ -84,16 +84,22 @@ class Node:
     def name(self, server: str) -> str:
         return f"{self.dir.app}.{server}"
 
-    def identity(self, server: str) -> int:
-        """The host pid of the service's container, or of the native process."""
-        name = self.name(server)
-        info = container(name)
-        if info is not None and info["State"]["Running"]:
-            return int(info["State"]["Pid"])
-        facts = read_json_when_present(self.dir.started(name))
-        return int(facts["pid"])
+    def identity(self, server: str) -> str:
+        """The id of the service's running container, or the native process's pid.
 
-    def identities(self) -> dict[str, int]:
+        Not the pid the service wrote in its started file: in a container that is the
+        in-container pid, the same at every start (it made a restart look like none).
+        """
+        name = self.name(server)
+        if 'run = "native"' in self.dir.services[name]:
+            return str(read_json_when_present(self.dir.started(name))["pid"])
+
+        def running_id() -> str | None:
+            info = container(name)
+            return str(info["Id"]) if info is not None and info["State"]["Running"] else None
+        return harness.wait_for(running_id, f"{name}'s container running")
+
+    def identities(self) -> dict[str, str]:
         return {server: self.identity(server) for server in self.ports}
 
     def answers(self, server: str) -> bool:
