@@ -149,39 +149,25 @@ class DockerEngine:
     def image_id(self, ref: str) -> str | None:
         # the standard library, not the SDK: `images sync` with everything present must start
         # and finish in a blink (it runs before every service start)
-        conn = _UnixConnection(self.socket_path, self.api_timeout)
         try:
-            conn.request("GET", f"/images/{quote(ref, safe='/:@')}/json")
-            response = conn.getresponse()
-            body = response.read()
+            status, body = _engine_get(self.socket_path, self.api_timeout,
+                                       f"/images/{quote(ref, safe='/:@')}/json")
         except OSError as error:
             raise DockerUnreachable(self.socket_path, _cause(error)) from None
-        finally:
-            conn.close()
-        if response.status == 404:
+        if status == 404:
             return None
-        if response.status != 200:
-            raise TarsdockError(f"docker engine: inspect {ref}: HTTP {response.status}")
+        if status != 200:
+            raise TarsdockError(f"docker engine: inspect {ref}: HTTP {status}")
         image_id: str = json.loads(body)["Id"]
         return image_id
 
     def running_images(self, node: str, instance: str) -> dict[str, str]:
         """Service -> image ID of the instance's running containers (standard library)."""
         labels = [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}", f"{LABEL_INSTANCE}={instance}"]
-        query = urlencode({"filters": json.dumps({"label": labels, "status": ["running"]})})
-        conn = _UnixConnection(self.socket_path, self.api_timeout)
-        try:
-            conn.request("GET", f"/containers/json?{query}")
-            response = conn.getresponse()
-            body = response.read()
-        except OSError as error:
-            raise TarsdockError(f"docker engine at {self.socket_path}: {error}") from error
-        finally:
-            conn.close()
-        if response.status != 200:
-            raise TarsdockError(f"docker engine: list containers: HTTP {response.status}")
+        found = _list_containers(self.socket_path, self.api_timeout,
+                                 {"label": labels, "status": ["running"]})
         return {(entry.get("Labels") or {}).get(LABEL_SERVICE, ""): entry["ImageID"]
-                for entry in json.loads(body)}
+                for entry in found}
 
     def pull(self, ref: str, auth: Auth | None, timeout: float, progress: Progress) -> str:
         import docker.errors
@@ -324,24 +310,43 @@ def other_instances(socket_path: str, node: str, instance: str,
     The standard library over the socket, not the SDK: `validate` calls it on every run.
     Raises TarsdockError when the engine does not answer.
     """
-    filters = json.dumps({"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]})
-    conn = _UnixConnection(socket_path, timeout)
-    try:
-        conn.request("GET", "/containers/json?" + urlencode({"filters": filters}))
-        response = conn.getresponse()
-        body = response.read()
-    except OSError as error:
-        raise TarsdockError(f"docker engine at {socket_path}: {error}") from error
-    finally:
-        conn.close()
-    if response.status != 200:
-        raise TarsdockError(f"docker engine: list containers: HTTP {response.status}")
     found: dict[str, list[str]] = {}
-    for entry in json.loads(body):
+    for entry in _list_containers(socket_path, timeout,
+                                  {"label": [f"{LABEL_MANAGED}=true", f"{LABEL_NODE}={node}"]}):
         container = _container(entry)
         if container.instance != instance:
             found.setdefault(container.instance, []).append(container.name)
     return {owner: sorted(names) for owner, names in sorted(found.items())}
+
+
+def _engine_get(socket_path: str, timeout: float, path: str) -> tuple[int, bytes]:
+    """GET `path` from the engine's API over its unix socket: (HTTP status, body).
+
+    The standard library, not the SDK: importing the SDK costs more than the whole call, and
+    these calls run at every service start and every validate. Raises OSError.
+    """
+    conn = _UnixConnection(socket_path, timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _list_containers(socket_path: str, timeout: float,
+                     filters: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The engine's `GET /containers/json` entries matching `filters` (running ones only unless
+    a `status` filter says otherwise). Raises TarsdockError when the engine does not answer."""
+    query = urlencode({"filters": json.dumps(filters)})
+    try:
+        status, body = _engine_get(socket_path, timeout, f"/containers/json?{query}")
+    except OSError as error:
+        raise TarsdockError(f"docker engine at {socket_path}: {error}") from error
+    if status != 200:
+        raise TarsdockError(f"docker engine: list containers: HTTP {status}")
+    entries: list[dict[str, Any]] = json.loads(body)
+    return entries
 
 
 def registry_status(ref: str, auth: Auth | None, timeout: float) -> int | None:
