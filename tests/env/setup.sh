@@ -172,7 +172,9 @@ start_dockerd() {
         # A dockerd killed with -9 leaves its pid file behind, and a new one refuses to start.
         rm -f /var/run/docker.pid
         # setsid + nohup: dockerd must outlive this shell and the test run that started it.
-        nohup setsid dockerd --storage-driver="$driver" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+        # 9>&-: not the machine lock's descriptor, or dockerd (and containerd after it) holds
+        # the lock for ever and a second clone's setup.sh waits on it for ever.
+        nohup setsid dockerd --storage-driver="$driver" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
         pid=$!
     fi
     local deadline=$((SECONDS + 60))
