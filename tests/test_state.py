@@ -84,7 +84,7 @@ def test_instance_warnings_name_the_other_instance() -> None:
     assert instance_warnings(node, unreachable) == []
 
 
-def test_validate_and_generate_warn_about_another_instance(
+def test_validate_generate_and_apply_warn_about_another_instance(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     from tarsdock.cli import main
@@ -96,4 +96,6 @@ def test_validate_and_generate_warn_about_another_instance(
     assert "another tarsdock instance 'demo@1' (Hello.HelloServer)" in capsys.readouterr().err
     assert main(["--config-dir", str(tmp_path), "generate", "--format", "systemd",
                  "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    assert "another tarsdock instance 'demo@1'" in capsys.readouterr().err
+    assert main(["--config-dir", str(tmp_path), "apply", "--check"]) == 0
     assert "another tarsdock instance 'demo@1'" in capsys.readouterr().err

@@ -324,7 +324,7 @@ def load(directory: Path, ctx: Context, fmt: str | None = None, out_dir: Path | 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Plan, then (unless --check) write, reload and act; report."""
-    from tarsdock.generate import plan_all, print_warnings, service_dirs
+    from tarsdock.generate import engine_warnings, plan_all, print_warnings, service_dirs
     from tarsdock.options import config_dir
     from tarsdock.output import Context, diff, write
 
@@ -342,7 +342,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     actions = plan_actions(fmt, changes, file_owners(fmt, services, out_dir),
                            _drift(services, node), earlier,
                            {s.name for s in services if not s.spec.enabled})
-    print_warnings(warnings)
+    print_warnings([*warnings, *engine_warnings(node)])
     written = any(c.kind != "unchanged" for c in changes)
     acted: dict[str, dict[str, object]] = {
         a.name: {"action": a.action, "reasons": list(a.reasons)}
