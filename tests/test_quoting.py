@@ -70,6 +70,29 @@ def test_supervisord_native_env_reads_back(env: list[tuple[str, str]]) -> None:
     assert words == ["/usr/bin/env", "--", *(f"{k}={v}" for k, v in env), "/bin/prog"]
 
 
+@settings(max_examples=50, deadline=None)
+@given(ARGV, st.lists(st.tuples(st.sampled_from(["A", "B_1"]), WORD), max_size=2))
+def test_supervisord_runs_a_program_whose_path_has_a_equals_sign(
+        argv: list[str], env: list[tuple[str, str]]) -> None:
+    """env(1) would take /x/a=b/prog for an assignment; the program still gets its argv."""
+    import json
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        program = Path(tmp) / "a=b" / "prog"
+        program.parent.mkdir()
+        program.write_text(f"#!{sys.executable}\nimport json, os, sys\n"
+                           "print(json.dumps([sys.argv[1:], {k: os.environ.get(k) for k in "
+                           "('A', 'B_1')}]))\n")
+        program.chmod(0o755)
+        service = make_service("Hello.Quoted", type="not_tars", run="native",
+                               command=(str(program), *argv), env=tuple(env))
+        _, words = run_file(service, Path(tmp))
+        ran = subprocess.run(words, capture_output=True, text=True, check=True)
+    assert json.loads(ran.stdout) == [argv, {"A": dict(env).get("A"), "B_1": dict(env).get("B_1")}]
+
+
 @settings(max_examples=300, deadline=None)
 @given(ARGV)
 def test_systemd_reads_back_the_argv(argv: list[str]) -> None:

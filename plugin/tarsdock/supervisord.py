@@ -52,7 +52,12 @@ def run_argv(service: Service, ctx: Context) -> list[str]:
         return docker_run_argv(service, ctx.docker)[1:]
     # env(1): the service's environment without a shell's quoting rules in between.
     assignments = [f"{key}={value}" for key, value in service_env(service)]
-    return ["/usr/bin/env", "--", *assignments, *service_command(service)]
+    command = service_command(service)
+    if "=" in command[0]:
+        # env(1) takes every leading word with a '=' for an assignment, a program path too
+        # (/srv/a=b/bin/Server): sh runs such a path as given, "$0", with the arguments
+        command = ["/bin/sh", "-c", 'exec "$0" "$@"', *command]
+    return ["/usr/bin/env", "--", *assignments, *command]
 
 
 def _sh(word: str, what: str) -> str:
