@@ -24,6 +24,13 @@ for name in "${names[@]}"; do
         exit 1
     fi
 done
+# Its node server listens on the default node_port, 19386 (test runs never use it): another
+# tarsdock node there would leave the demo's services without a node object (validate above
+# named the process, if it is one /proc shows).
+if (exec 3<>/dev/tcp/127.0.0.1/19386) 2>/dev/null; then
+    echo "demo.sh: 127.0.0.1:19386, the demo node's node_port, is in use (another tarsdock node?)" >&2
+    exit 1
+fi
 work=$(mktemp -d /tmp/tarsdock-demo.XXXXXX)
 tars="$work/tars"
 supervisord_pid=""

@@ -2,7 +2,9 @@
 
 Unit tests see every admin port as free: their output must not depend on this machine's ports.
 End-to-end tests (marked e2e) probe for real; tests of the probe itself call it directly. Unit
-tests see no other tarsdock instance on the Docker Engine either (validate and generate ask it).
+tests see no other tarsdock instance on the Docker Engine either (validate and generate ask it),
+and, the node_port being free too, no process holding it (validate and generate ask /proc who
+holds a node_port that answers: a demo or a real node here must not change a unit test's output).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -231,13 +232,48 @@ def test_listening_socket_is_on_loopback() -> None:
         sock.close()
 
 
-def test_a_taken_node_port_is_a_clear_error() -> None:
+def test_a_taken_node_port_is_a_clear_error_naming_who_holds_it() -> None:
     from tarsdock.errors import TarsdockError
 
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        with pytest.raises(TarsdockError, match=rf"cannot listen on 127\.0\.0\.1:{port}"):
+        with pytest.raises(TarsdockError) as raised:
             ns.listening_socket(port)
+    said = str(raised.value)
+    assert said.startswith(f"node object: cannot listen on 127.0.0.1:{port} ([node] node_port): "
+                           f"Address already in use: held by pid {os.getpid()} (")
+    assert said.endswith("; every tarsdock node on a host needs a node_port of its own "
+                         "(set [node] node_port in one of them)")
+
+
+def test_a_holder_proc_does_not_show_is_said_so() -> None:
+    error = OSError(errno.EADDRINUSE, "Address already in use")
+    assert "held by a process /proc does not show;" in ns.bind_failure(19386, error, lambda p: "")
+    denied = OSError(errno.EACCES, "Permission denied")   # no holder to look for
+    assert ns.bind_failure(80, denied, lambda p: "unused") == (
+        "node object: cannot listen on 127.0.0.1:80 ([node] node_port): Permission denied")
+
+
+def test_a_node_server_that_cannot_listen_leaves_why_until_one_listens(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tarsdock.cli import main
+    from tarsdock.state import node_error_path
+
+    state = tmp_path / "tars" / "tarsdock" / "state"
+    (tmp_path / "cfg").mkdir()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        (tmp_path / "cfg" / "node.toml").write_text(
+            f'[node]\nname = "n1"\ntars_path = "{tmp_path / "tars"}"\nnode_port = {port}\n'
+            'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"\n')
+        assert main(["--config-dir", str(tmp_path / "cfg"), "node-server"]) == 1
+    recorded = node_error_path(state).read_text()
+    assert recorded.startswith(f"node object: cannot listen on 127.0.0.1:{port} ")
+    assert f"held by pid {os.getpid()}" in recorded and recorded.count("\n") == 1
+    assert capsys.readouterr().err == f"error: {recorded}"    # the same line in its log
+    assert not node_ready_path(state).exists()
+    ns.write_ready(node_ready_path(state))                     # a node server that listens
+    assert not node_error_path(state).exists()
 
 
 def test_systemd_restart_notes_the_reason_in_the_units_journal(tmp_path: Path) -> None:

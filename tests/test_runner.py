@@ -421,12 +421,22 @@ def test_a_tars_service_starts_once_the_node_server_is_ready(tmp_path: Path) -> 
     assert err == b""
 
 
-def test_without_a_node_server_a_service_starts_after_ten_seconds_with_a_line(
-        docker: Path, tmp_path: Path) -> None:
+NO_NODE_ERROR = ("no error recorded by a node server (is program tarsdock-node running? "
+                 "supervisorctl status tarsdock-node)")
+BIND_ERROR = ("node object: cannot listen on 127.0.0.1:19386 ([node] node_port): Address already "
+              "in use: held by pid 7 (tarsdock --config-dir /b node-server)")
+
+
+@pytest.mark.parametrize("recorded", ["", BIND_ERROR])
+def test_without_a_node_server_a_service_starts_after_ten_seconds_with_a_line_saying_why(
+        docker: Path, tmp_path: Path, recorded: str) -> None:
     ready = tmp_path / "st" / "node-server.pid"
+    if recorded:   # the node server that could not listen said why (tarsdock.nodeserver)
+        ready.parent.mkdir(exist_ok=True)
+        (tmp_path / "st" / "node-server.error").write_text(recorded + "\n")
     runner = start(docker, tmp_path, shlex.join([f"node={ready}"]), FAKE_RUN_STATUS="0")
     assert runner.wait(timeout=30) == 0
     assert verbs(tmp_path) == ["run"]
     assert stderr(runner).startswith(
         f"tarsdock-run: {NAME}: the node object is not ready (no live node server in {ready} "
-        "after 10 s); starting anyway\n")
+        f"after 10 s): {recorded or NO_NODE_ERROR}; starting anyway\n")

@@ -218,3 +218,39 @@ def test_supervisor_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert supervisor_url(args, manifest) == "http://127.0.0.1:9001"
     args.supervisor_url = "unix:///run/s.sock"
     assert supervisor_url(args, manifest) == "unix:///run/s.sock"
+
+
+NOT_SERVING = "the node server (tarsdock node-server) is not serving: "
+BIND_ERROR = ("node object: cannot listen on 127.0.0.1:19386 ([node] node_port): Address "
+              "already in use: held by pid 7 (tarsdock --config-dir /b node-server)")
+
+
+@pytest.mark.parametrize(("supervisor", "ready", "error", "said"), [
+    ("supervisord", "100", "", ""),                         # a live node server
+    ("supervisord", "100", BIND_ERROR, ""),                 # it listens now (error is old)
+    ("supervisord", "", BIND_ERROR, f"{NOT_SERVING}{BIND_ERROR}"),
+    ("supervisord", "200", BIND_ERROR, f"{NOT_SERVING}{BIND_ERROR}"),
+    ("supervisord", "200", "", f"{NOT_SERVING}no live node server in "),
+    ("systemd", "", "", ""),                                # socket-activated: not yet started
+    ("systemd", "", BIND_ERROR, f"{NOT_SERVING}{BIND_ERROR}"),
+])
+def test_status_says_why_the_node_object_is_not_serving(
+        tmp_path: Path, supervisor: str, ready: str, error: str, said: str) -> None:
+    from tarsdock.state import node_error_path, node_ready_path
+    from tarsdock.status import node_object_problem
+
+    settings = NodeSettings(name="n1", localip="127.0.0.1", tars_path=str(tmp_path), locator="",
+                            supervisor=supervisor)  # type: ignore[arg-type]
+    state = Path(settings.state_dir)
+    state.mkdir(parents=True)
+    if ready:
+        node_ready_path(state).write_text(ready + "\n")
+    if error:
+        node_error_path(state).write_text(error + "\n")
+    problem = node_object_problem(settings, alive=lambda pid: pid == 100)   # 200: gone
+    assert problem.startswith(said) and bool(problem) == bool(said)
+    if "no live node server" in said:
+        assert problem.endswith(f"(supervisorctl status tarsdock-node; its log: {tmp_path}/app_log"
+                                "/tarsdock/node.log); Tars services wait 10 s at each start")
+    manifest = Manifest(node=settings, services={})
+    assert document(manifest, supervisor, [], NOW, problem)["node_object_problem"] == problem

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from tarsdock import portowner
 from tarsdock.containerspec import CONTAINER_PATH
 from tarsdock.errors import InputWarning, TarsdockError, did_you_mean, sorted_warnings
 from tarsdock.imageref import registry_host
@@ -106,3 +107,29 @@ def instance_warnings(node: NodeSettings, lookup: InstanceLookup) -> list[str]:
                      f"this instance is '{node.instance}': it leaves them alone, and a service "
                      "whose name one of them holds will not start (name-owned)")
     return notes
+
+
+# port -> the processes holding a listener that blocks 127.0.0.1:port; portowner.port_holders
+HolderLookup = Callable[[int], list[portowner.Holder]]
+
+
+def node_port_warnings(node: NodeSettings, lookup: HolderLookup) -> list[str]:
+    """Another process holds this node's node_port: its node server cannot listen.
+
+    Two config dirs on one host with the same node_port (the default, 19386, in both) meet only
+    when the second node server starts and fails; this says it before. Not an input warning: a
+    fact about the host, asked through `lookup`. Holders that are this node's own are left out:
+    its node server (by the config dir in its argv) and, under systemd, PID 1 (its socket unit
+    holds the port; another node's cannot be told from it). Holders /proc does not show (not
+    root) give none.
+    """
+    port = node.node_port
+    others = [holder for holder in lookup(port)
+              if portowner.node_server_config_dir(holder) not in (node.config_dir, "")
+              and not (holder.pid == 1 and node.supervisor == "systemd")]
+    if not others:
+        return []
+    return [f"[node] node_port {port}: 127.0.0.1:{port} is {portowner.describe(others)}: "
+            "this node's node server (tarsdock node-server) cannot listen while it is, and its "
+            "Tars services would send their heartbeats there; every tarsdock node on a host "
+            "needs a node_port of its own"]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
     from tarsdock.model import NodeSettings, Service
     from tarsdock.output import Change, Context, OutputFile
+    from tarsdock.portowner import Holder
     from tarsdock.resolve import ResolvedNode
 
 FORMATS = ("supervisord", "systemd")
@@ -143,11 +144,30 @@ def load_and_render(fmt: str, directory: Path, ctx: Context,
 
 
 def engine_warnings(node: NodeSettings) -> list[str]:
-    """What the Docker Engine says about this node's identity (nothing when it does not answer)."""
-    from tarsdock.checks import instance_warnings
+    """What the Docker Engine and this host say about this node's identity: another instance's
+    containers of its name (nothing when the engine does not answer), another process on its
+    node_port (what /proc shows)."""
+    from tarsdock.checks import instance_warnings, node_port_warnings
     from tarsdock.engine import other_instances
 
-    return instance_warnings(node, other_instances)
+    return [*instance_warnings(node, other_instances),
+            *node_port_warnings(node, lambda port: node_port_holders(node, port))]
+
+
+def node_port_holders(node: NodeSettings, port: int) -> list[Holder]:
+    """Who holds the node's port: nobody when a connect is refused (microseconds; the /proc
+    tables cost milliseconds), else from /proc, this node's own node server looked at first."""
+    from tarsdock import portowner
+    from tarsdock.localports import listening
+    from tarsdock.state import node_ready_path
+
+    if not listening(port):
+        return []
+    try:
+        ready = node_ready_path(Path(node.state_dir)).read_text().strip()
+    except OSError:
+        ready = ""
+    return portowner.port_holders(port, first=[int(ready)] if ready.isdigit() else [])
 
 
 def print_warnings(warnings: Iterable[object]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -375,10 +376,18 @@ async def watch(node: NodeObject, restarter: Restarter, state_dir: Path) -> None
         await check_once(node, restarter, state_dir)
 
 
-def listening_socket(port: int) -> socket.socket:
+def held_by(port: int) -> str:
+    """`held by pid N (ARGV)...` for the processes /proc shows listening on the port, or ""."""
+    from tarsdock import portowner
+
+    return portowner.describe(portowner.port_holders(port))
+
+
+def listening_socket(port: int, holders: Callable[[int], str] = held_by) -> socket.socket:
     """The socket systemd passed (LISTEN_FDS), else a new one on 127.0.0.1:port.
 
-    Raises TarsdockError when the port is taken (another node object, or a service on it).
+    Raises TarsdockError when the port is taken (another node object, or a service on it),
+    naming who holds it where /proc tells (`holders`: port -> "held by ...", or "").
     """
     if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
         return socket.socket(fileno=LISTEN_FDS_START)
@@ -388,19 +397,41 @@ def listening_socket(port: int) -> socket.socket:
         sock.bind(("127.0.0.1", port))
     except OSError as error:
         sock.close()
-        raise TarsdockError(f"node object: cannot listen on 127.0.0.1:{port} ([node] "
-                            f"node_port): {error.strerror}") from None
+        raise TarsdockError(bind_failure(port, error, holders)) from None
     return sock
 
 
+def bind_failure(port: int, error: OSError, holders: Callable[[int], str]) -> str:
+    """The one line a node server that cannot listen leaves in its log and the error file."""
+    text = f"node object: cannot listen on 127.0.0.1:{port} ([node] node_port): {error.strerror}"
+    if error.errno != errno.EADDRINUSE:
+        return text
+    who = holders(port) or "held by a process /proc does not show"
+    return (f"{text}: {who}; every tarsdock node on a host needs a node_port of its own "
+            "(set [node] node_port in one of them)")
+
+
 def write_ready(path: Path) -> None:
-    """This process's pid in the ready file, temp file + rename: tarsdock-run never reads half.
+    """This process's pid in the ready file, temp file + rename: tarsdock-run never reads half;
+    a node server's earlier error file goes (tarsdock.state).
 
     Raises OSError when the state dir cannot be written.
     """
+    from tarsdock.state import NODE_ERROR
+
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(f"{os.getpid()}\n")
     temp.replace(path)
+    path.with_name(NODE_ERROR).unlink(missing_ok=True)
+
+
+def write_error(path: Path, message: str) -> None:
+    """Why this node server cannot serve, one line in the error file, for tarsdock-run's wait
+    and `tarsdock status` (an unwritable state dir leaves only the log line)."""
+    with contextlib.suppress(OSError):
+        temp = path.with_name(f".{path.name}.tmp")
+        temp.write_text(f"{message}\n")
+        temp.replace(path)
 
 
 def remove_ready(path: Path) -> None:
@@ -444,6 +475,7 @@ def cmd_node_server(args: argparse.Namespace) -> int:
     """Load the node's settings and serve until killed."""
     from tarsdock.manifest import load_manifest
     from tarsdock.options import config_dir
+    from tarsdock.state import node_error_path
     from tarsdock.supervisors import run_command, supervisord_proxy
 
     node = load_manifest(config_dir(args), lines=False).node
@@ -454,6 +486,11 @@ def cmd_node_server(args: argparse.Namespace) -> int:
                             else SystemdRestarter(run_command))
     objects = NodeObject(RulesCache(Path(node.data_dir), node.heartbeat_timeout),
                          runs=reported_versions(state_dir))
+    try:
+        sock = listening_socket(node.node_port)
+    except TarsdockError as error:
+        write_error(node_error_path(state_dir), str(error))
+        raise
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_node(objects, restarter, state_dir, listening_socket(node.node_port)))
+        asyncio.run(run_node(objects, restarter, state_dir, sock))
     return 0

@@ -12,6 +12,9 @@ that report on services (`tarsdock status`, the listener):
 - `<state dir>/<App.Server>.heartbeat`: JSON written by `tarsdock node-server` (pid, first and
   last keepAlive, each adapter's last keepAlive, last keepActiving, all epoch milliseconds, and
   the reported version); the node server also appends `heartbeat` lines to the failures file.
+- `<state dir>/node-server.pid`: the node server's pid, written once it listens, removed when it
+  stops; `<state dir>/node-server.error`: one line, why it could not listen (the port and who
+  holds it), removed once a node server listens.
 - One writer per service (its own wrapper): a file is rewritten as temp file + rename, so a
   reader sees the old or the new content, never a torn line.
 """
@@ -27,6 +30,9 @@ FAILURES_SUFFIX = ".failures"
 STARTS_SUFFIX = ".starts"
 HEARTBEAT_SUFFIX = ".heartbeat"   # JSON written by `tarsdock node-server` (tarsdock.nodeserver)
 NODE_READY = "node-server.pid"    # the node server's pid, once it listens (tarsdock-run waits)
+# why the node server could not listen; tarsdock-run finds it as the ready file's name with
+# `.error` for `.pid` and quotes it when it gives up waiting
+NODE_ERROR = "node-server.error"
 
 EXIT = "exit"                              # the service exited with a non-zero status
 SIGNAL = "signal"                          # the service was killed by a signal
@@ -60,6 +66,11 @@ def heartbeat_path(state_dir: Path, service: str) -> Path:
 def node_ready_path(state_dir: Path) -> Path:
     """The node server's ready file: its pid, written once node_port listens, removed at exit."""
     return state_dir / NODE_READY
+
+
+def node_error_path(state_dir: Path) -> Path:
+    """Why the node server last failed to listen (one line); removed once one listens."""
+    return state_dir / NODE_ERROR
 
 
 def starts_path(state_dir: Path, service: str) -> Path:

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from tarsdock.engine import Container, DockerUnreachable
 from tarsdock.errors import TarsdockError
-from tarsdock.model import Manifest
+from tarsdock.model import Manifest, NodeSettings
 from tarsdock.state import (
     OOM,
     Failure,
@@ -352,11 +352,54 @@ def table(found: Sequence[Row], now: float, colour: bool = False) -> str:
 
 
 def document(manifest: Manifest, supervisor: str, found: Sequence[Row],
-             now: float) -> dict[str, Any]:
+             now: float, node_problem: str = "") -> dict[str, Any]:
     """The --json document."""
     return {"node": manifest.node.name, "instance": manifest.node.instance,
             "supervisor": supervisor, "time": round(now, 3),
+            "node_object_problem": node_problem,
             "services": [asdict(row) for row in found]}
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that pid exists (a signal 0 reaches it, or it is another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def node_object_problem(node: NodeSettings, alive: Callable[[int], bool] = pid_alive) -> str:
+    """Why the node object (`tarsdock node-server`) is not serving, or "" when nothing says so.
+
+    From the state dir (tarsdock.state): a ready file with a live pid is a serving node server;
+    else its error file says why it could not listen (a node_port another process holds).
+    Under systemd the node server starts at its socket's first connection, so no ready file
+    is no problem there.
+    """
+    from tarsdock.state import node_error_path, node_ready_path
+
+    state_dir = Path(node.state_dir)
+    text = _first_line(node_ready_path(state_dir))
+    if text.isdigit() and alive(int(text)):
+        return ""
+    if error := _first_line(node_error_path(state_dir)):
+        return f"the node server (tarsdock node-server) is not serving: {error}"
+    if node.supervisor == "systemd":
+        return ""
+    return ("the node server (tarsdock node-server) is not serving: no live node server in "
+            f"{node_ready_path(state_dir)} "
+            "(supervisorctl status tarsdock-node; its log: "
+            f"{node.log_dir}/tarsdock/node.log); Tars services wait 10 s at each start")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").partition("\n")[0].strip()
+    except OSError:
+        return ""
 
 
 # --- the command ---------------------------------------------------------------------------
@@ -402,11 +445,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     source: SupervisorSource = (Systemd() if kind == "systemd"
                                 else Supervisord(supervisor_url(args, manifest)))
     now = time.time()
+    # first: it is the likelier cause of a supervisor's trouble, and needs no supervisor
+    node_problem = node_object_problem(manifest.node)
+    if node_problem:
+        print(f"warning: {node_problem}", file=sys.stderr)
     found, warnings = collect(manifest, source, DockerEngine(manifest.node.docker_socket), now)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:
-        json.dump(document(manifest, kind, found, now), sys.stdout, indent=1)
+        json.dump(document(manifest, kind, found, now, node_problem), sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
