@@ -270,6 +270,34 @@ def test_an_exit_status_is_the_runners_and_has_a_reason(docker: Path, tmp_path: 
     assert abs(failure.when - time.time()) < 60
 
 
+APPENDER = """
+import sys
+from pathlib import Path
+from tarsdock.state import append_line, failure_line
+for n in range(int(sys.argv[2])):
+    append_line(Path(sys.argv[1]), failure_line(100 + n, "heartbeat", f"{sys.argv[3]} {n}"))
+"""
+
+
+def test_concurrent_writers_of_a_failures_file_lose_no_line(docker: Path, tmp_path: Path) -> None:
+    """Wrappers, the listener and the node server each rewrite the file (temp + rename); the
+    state dir's writers lock keeps one from renaming over a line another just added."""
+    runs = run_file(tmp_path, [shlex.join([s]) for s in settings(docker, tmp_path)], RUN_ARGS)
+    wrappers = [subprocess.Popen(["/bin/sh", str(RUNNER), NAME, str(runs)], stderr=subprocess.PIPE,
+                                 env={**os.environ, "FAKE_STATE": str(tmp_path / f"s{n}"),
+                                      "FAKE_RUN_STATUS": "3"})
+                for n in range(10)]
+    path = tmp_path / "st" / f"{NAME}.failures"
+    writers = [subprocess.Popen([sys.executable, "-c", APPENDER, str(path), "20", f"w{n}"])
+               for n in range(3)]
+    assert [w.wait(timeout=60) for w in wrappers] == [3] * 10
+    assert [w.wait(timeout=60) for w in writers] == [0] * 3
+    found = failures(tmp_path)
+    assert sorted(f.text for f in found if f.code == "heartbeat") == sorted(
+        f"w{w} {n}" for w in range(3) for n in range(20))
+    assert [f.code for f in found].count("exit") == 10
+
+
 def test_a_kill_with_an_oom_event_is_an_oom_with_the_limit(docker: Path, tmp_path: Path) -> None:
     (tmp_path / "state.oom").touch()
     runner = start(docker, tmp_path, FAKE_RUN_STATUS="137")

@@ -9,7 +9,6 @@ the daemon is away it retries with back-off; `FaultLog` keeps that to a bounded 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tarsdock.engine import LABEL_INSTANCE, LABEL_SERVICE, DockerUnreachable
-from tarsdock.state import KEEP, failures_path
+from tarsdock.state import append_line, failure_line, failures_path
 
 log = logging.getLogger("tarsdock.listener")
 
@@ -80,19 +79,9 @@ def oom_text(memory: int) -> str:
 
 
 def append_failure(state_dir: Path, service: str, code: str, text: str, when: float) -> None:
-    """Add one `EPOCH<TAB>CODE<TAB>TEXT` line to a service's failures file (last KEEP lines),
-    by temp file and rename as the wrapper does. Raises OSError."""
-    path = failures_path(state_dir, service)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except FileNotFoundError:
-        lines = []
-    clean = " ".join(text.split())
-    lines = [*lines, f"{int(when)}\t{code}\t{clean}"][-KEEP:]
-    state_dir.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    """Add one line to a service's failures file (tarsdock.state's format and lock), `when` in
+    epoch seconds. Raises OSError."""
+    append_line(failures_path(state_dir, service), failure_line(when, code, text))
 
 
 class FaultLog:

@@ -339,9 +339,9 @@ def record_failure(state_dir: Path, name: str, reason: str) -> None:
     """A `heartbeat` line in the service's failures file (tarsdock.state's format)."""
     from tarsdock import state
 
-    path = state.failures_path(state_dir, name)
-    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as out:
-        out.write(f"{int(time.time())}\t{state.HEARTBEAT}\t{reason}\n")
+    with contextlib.suppress(OSError):
+        state.append_line(state.failures_path(state_dir, name),
+                          state.failure_line(time.time(), state.HEARTBEAT, reason))
 
 
 async def check_once(node: NodeObject, restarter: Restarter, state_dir: Path) -> None:

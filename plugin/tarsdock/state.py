@@ -15,16 +15,21 @@ that report on services (`tarsdock status`, the listener):
 - `<state dir>/node-server.pid`: the node server's pid, written once it listens, removed when it
   stops; `<state dir>/node-server.error`: one line, why it could not listen (the port and who
   holds it), removed once a node server listens.
-- One writer per service (its own wrapper): a file is rewritten as temp file + rename, so a
-  reader sees the old or the new content, never a torn line.
+- Writers (the wrapper, the listener, the node server) add a line by rewriting the file as temp
+  file + rename, so a reader sees the old or the new content, never a torn line; they take
+  `<state dir>/.writers.lock` (flock(2), exclusive) around it, so that no writer renames over a
+  line another has just added.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 KEEP = 100   # lines kept per file
+WRITERS_LOCK = ".writers.lock"    # flock(2)ed by every writer of the files below
 
 FAILURES_SUFFIX = ".failures"
 STARTS_SUFFIX = ".starts"
@@ -76,6 +81,27 @@ def node_error_path(state_dir: Path) -> Path:
 def starts_path(state_dir: Path, service: str) -> Path:
     """The starts file of a service (App.Server)."""
     return state_dir / f"{service}{STARTS_SUFFIX}"
+
+
+def append_line(path: Path, line: str) -> None:
+    """Add `line` to a state file and keep its last KEEP lines, as tarsdock-run's `keep` does:
+    under the state dir's writers lock, by temp file and rename. Makes the state dir when it
+    is missing. Raises OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / WRITERS_LOCK, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)   # released when the file closes
+        try:
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            lines = []
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temp.write_text("\n".join([*lines, line][-KEEP:]) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+
+
+def failure_line(when: float, code: str, text: str) -> str:
+    """A failures file line: `EPOCH<TAB>CODE<TAB>TEXT`, the text on one line."""
+    return f"{int(when)}\t{code}\t{' '.join(text.split())}"
 
 
 def parse_failure(line: str) -> Failure | None:
