@@ -69,12 +69,8 @@ def registry(tmp_path: Path, docker_engine: docker.DockerClient) -> Iterator[har
         yield reg.start()
     finally:
         reg.stop()
-        # the images tests pushed to or pulled from this registry carry its address: drop them,
-        # so runs do not pile up tags on the shared engine
-        for image in docker_engine.images.list():
-            for tag in image.tags:
-                if tag.startswith(f"{reg.address}/"):
-                    docker_engine.images.remove(tag, force=True)
+        # the images tests pushed to or pulled from this registry carry its address
+        harness.remove_registry_tags(docker_engine, reg.address)
 
 
 @pytest.fixture

@@ -261,6 +261,17 @@ def image_exists(client: docker.DockerClient, ref: str) -> bool:
     return True
 
 
+def remove_registry_tags(engine: docker.DockerClient, address: str) -> None:
+    """Drop every tag naming the registry at `address` (host:port), so that runs do not pile up
+    tags on the shared engine. One listing (`GET /images/json`): the SDK's images.list()
+    inspects each image after listing, and fails when another run removes one in between."""
+    for image in engine.api.images():
+        for tag in image.get("RepoTags") or ():
+            if tag.startswith(f"{address}/"):
+                with contextlib.suppress(docker.errors.ImageNotFound):
+                    engine.images.remove(tag, force=True)
+
+
 def remove_containers(*names: str) -> None:
     """Remove containers by name if they exist (leftovers of an earlier run)."""
     if names:

@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from .harness import NODE_NAME, Registry, app_name, run
+from .harness import NODE_NAME, Registry, app_name, remove_registry_tags, run
 from .test_images_e2e import MINIMAL_TEMPLATE, unique_image
 
 APP = app_name("E2eReg")
@@ -30,10 +30,7 @@ def two_registries(tmp_path: Path,
     finally:
         for registry in started:
             registry.stop()
-            for image in docker_engine.images.list():
-                for tag in image.tags:
-                    if tag.startswith(f"{registry.address}/"):
-                        docker_engine.images.remove(tag, force=True)
+            remove_registry_tags(docker_engine, registry.address)
 
 
 def write_config(root: Path, a: Registry, b: Registry, refs: dict[str, str]) -> Path:
