@@ -26,6 +26,7 @@ from tarsdock.status import (
     restarts_within,
     supervisor_url,
     table,
+    timespan,
     unix_time,
 )
 
@@ -197,6 +198,37 @@ def test_systemd_source_reads_units_and_punish_timers() -> None:
                              "tars-punish@tars-B.S.service.timer"]
     assert found["A.S"] == Supervised("active/running", True, 99, 1799999000.0, 2, None)
     assert found["B.S"] == Supervised("failed/failed", False, None, None, 10, 1800000500.0)
+
+
+# The punish timer of a failed unit as systemd 252 shows it (OnActiveSec= is a monotonic
+# trigger: no NextElapseUSecRealtime, the elapse time on CLOCK_MONOTONIC as a time span).
+SHOW_ARMED = """Id=tars-C.S.service
+ActiveState=failed
+SubState=failed
+MainPID=0
+NRestarts=0
+ExecMainStartTimestamp=@1799999990
+
+Id=tars-punish@tars-C.S.service.timer
+NextElapseUSecRealtime=
+NextElapseUSecMonotonic=3h 25min 12.500000s
+"""
+
+
+def test_a_monotonic_punish_timer_elapses_at_its_wall_clock_time() -> None:
+    boot = 3 * 3600 + 15 * 60.0   # CLOCK_MONOTONIC now: 3h 15min after boot
+    found = Systemd(lambda argv: SHOW_ARMED, lambda: (NOW, boot)).read(["C.S"])
+    # it elapses 10 min 12.5 s after now on the monotonic clock: so on the wall clock too
+    assert found["C.S"].retry_at == NOW + 612.5
+    assert found["C.S"].state == "failed/failed"
+
+
+def test_time_spans_as_systemctl_prints_them() -> None:
+    assert timespan("3h 25min 12.500000s") == 12312.5
+    assert timespan("1y 2month 1w 1d 1h 1min 1s 500ms 250us") == pytest.approx(
+        31557600 + 2 * 2629800 + 604800 + 86400 + 3661.50025)
+    assert timespan("") is None and timespan("0") is None and timespan("infinity") is None
+    assert timespan("5 min") is None
 
 
 def test_helpers() -> None:

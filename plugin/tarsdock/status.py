@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -133,7 +134,13 @@ class Supervisord:
 # --- systemd -------------------------------------------------------------------------------
 
 SYSTEMD_PROPERTIES = ("Id", "ActiveState", "SubState", "MainPID", "NRestarts",
-                      "ExecMainStartTimestamp", "NextElapseUSecRealtime")
+                      "ExecMainStartTimestamp", "NextElapseUSecRealtime",
+                      "NextElapseUSecMonotonic")
+# The units of a time span as `systemctl show` prints one (systemd's format_timespan), in s.
+TIMESPAN_UNITS = {"y": 31557600.0, "month": 2629800.0, "w": 604800.0, "d": 86400.0,
+                  "h": 3600.0, "min": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "μs": 1e-6}
+TIMESPAN_PART = re.compile(r"(\d+(?:\.\d+)?)(y|month|w|d|h|min|ms|s|us|μs)")
+Clocks = Callable[[], tuple[float, float]]   # () -> (epoch seconds, CLOCK_MONOTONIC seconds)
 
 
 def systemctl(argv: Sequence[str]) -> str:
@@ -148,11 +155,17 @@ def systemctl(argv: Sequence[str]) -> str:
     return done.stdout
 
 
+def clocks() -> tuple[float, float]:
+    """The wall clock and CLOCK_MONOTONIC (systemd's clock for OnActiveSec=), read together."""
+    return time.time(), time.monotonic()
+
+
 class Systemd:
     """`systemctl show` of each tars-App.Server.service and its punish timer, in one call."""
 
-    def __init__(self, runner: Runner = systemctl) -> None:
+    def __init__(self, runner: Runner = systemctl, now: Clocks = clocks) -> None:
         self.runner = runner
+        self.now = now
 
     def read(self, services: Sequence[str]) -> dict[str, Supervised]:
         if not services:
@@ -171,8 +184,19 @@ class Systemd:
                 f"{active}/{sub}", (active, sub) == ("active", "running"), pid or None,
                 unix_time(block.get("ExecMainStartTimestamp", "")),
                 int(block["NRestarts"]) if block.get("NRestarts", "").isdigit() else None,
-                unix_time(blocks.get(timer, {}).get("NextElapseUSecRealtime", "")))
+                self._elapse(blocks.get(timer, {})))
         return found
+
+    def _elapse(self, timer: Mapping[str, str]) -> float | None:
+        """When an armed timer elapses, as epoch seconds. The punish timer's OnActiveSec= is a
+        monotonic trigger: systemd leaves NextElapseUSecRealtime empty for it and gives
+        NextElapseUSecMonotonic, a CLOCK_MONOTONIC time printed as a time span."""
+        realtime = unix_time(timer.get("NextElapseUSecRealtime", ""))
+        monotonic = timespan(timer.get("NextElapseUSecMonotonic", ""))
+        if realtime is not None or monotonic is None:
+            return realtime
+        wall, mono = self.now()
+        return wall + (monotonic - mono)
 
 
 def parse_show(text: str) -> list[dict[str, str]]:
@@ -195,6 +219,18 @@ def unix_time(value: str) -> float | None:
         stamp = float(value[1:])
         return stamp or None
     return None
+
+
+def timespan(value: str) -> float | None:
+    """A time span as `systemctl show` prints it (`3h 20min 12.345678s`), in seconds; empty,
+    0, infinity or anything else: None."""
+    total = 0.0
+    for part in value.split():
+        match = TIMESPAN_PART.fullmatch(part)
+        if match is None:
+            return None
+        total += float(match[1]) * TIMESPAN_UNITS[match[2]]
+    return total or None
 
 
 # --- the state dir -------------------------------------------------------------------------
