@@ -201,7 +201,8 @@ def test_systemd_source_reads_units_and_punish_timers() -> None:
 
 
 # The punish timer of a failed unit as systemd 252 shows it (OnActiveSec= is a monotonic
-# trigger: no NextElapseUSecRealtime, the elapse time on CLOCK_MONOTONIC as a time span).
+# trigger: no NextElapseUSecRealtime, the elapse time on CLOCK_MONOTONIC as a time span; the
+# timer lines as recorded from `systemctl show --timestamp=unix` in tarsdock-test/systemd:1).
 SHOW_ARMED = """Id=tars-C.S.service
 ActiveState=failed
 SubState=failed
