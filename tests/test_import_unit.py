@@ -228,6 +228,63 @@ def test_only_files_import_wrote_become_stale(tmp_path: Path) -> None:
     assert "Mine.OwnServer.toml" not in kinds
 
 
+MY_BASE = {"id": 2, "template_name": "my.base", "parents_name": "tars.default",
+           "profile": "<tars>\n</tars>\n"}
+
+
+def write_import(node: Any, out: Path) -> None:
+    """What `tarsdock import` writes, written."""
+    for file in render(node, "t", out):
+        file.path.parent.mkdir(parents=True, exist_ok=True)
+        file.path.write_text(file.content)
+
+
+def test_a_template_of_the_users_own_is_never_replaced(tmp_path: Path) -> None:
+    """Template files carry no header: templates/.imported tells import's own from the user's."""
+    from tarsdock.importcmd import import_into
+
+    write_import(import_node(rows(server())), tmp_path)
+    assert (tmp_path / "templates" / ".imported").read_text().splitlines()[1:] == ["tars.default"]
+    (tmp_path / "templates" / "my.base").write_text("<tars>\n<mine/>\n</tars>\n")
+    grown = rows(server(template_name="my.base"), templates=[DEFAULT, MY_BASE])
+    with pytest.raises(InputErrors) as raised:
+        import_into(grown, "", tmp_path)
+    [error] = raised.value.errors
+    assert error.origin.path == str(tmp_path / "templates" / "my.base")
+    assert "import did not write this template" in error.message
+    assert "t_profile_template 'my.base'" in error.message
+    (tmp_path / "templates" / "my.base").unlink()
+    node, _ = import_into(grown, "", tmp_path)   # gone: import may write it
+    assert sorted(node.templates) == ["my.base", "tars.default"]
+
+
+def test_without_a_record_same_named_templates_are_imports_own(tmp_path: Path) -> None:
+    """An import by a tarsdock before the record wrote templates without one: still replaced."""
+    from tarsdock.importcmd import import_into
+
+    write_import(import_node(rows(server())), tmp_path)
+    (tmp_path / "templates" / ".imported").unlink()
+    (tmp_path / "templates" / "my.base").write_text("<tars>\n</tars>\n")
+    node, _ = import_into(rows(server(template_name="my.base"), templates=[DEFAULT, MY_BASE]),
+                          "", tmp_path)
+    assert "my.base" in node.templates
+
+
+def test_templates_gone_from_the_database_are_removed_the_users_kept(tmp_path: Path) -> None:
+    from tarsdock.importcmd import kept_files, plan_files
+
+    write_import(import_node(rows(server(template_name="my.base"),
+                                  templates=[DEFAULT, MY_BASE])), tmp_path)
+    (tmp_path / "templates" / "mine").write_text("<tars>\n</tars>\n")
+    files = render(import_node(rows(server())), "t", tmp_path)
+    kinds = {c.path.name: c.kind for c in plan_files(files, tmp_path)}
+    assert kinds["my.base"] == "stale" and kinds["tars.default"] == "unchanged"
+    assert kinds[".imported"] == "changed" and "mine" not in kinds
+    kept = kept_files(files, tmp_path)
+    assert tmp_path / "templates" / "mine" in kept
+    assert tmp_path / "templates" / "my.base" not in kept
+
+
 def test_java_without_mainclass_is_a_row_error() -> None:
     java = {"id": 2, "template_name": "java.base", "parents_name": "tars.default",
             "profile": "<tars>\n<application>\n<server>\nmainclass=a.B\n</server>\n"

@@ -87,6 +87,45 @@ def check_own_services(node: ImportedNode, out_dir: Path) -> None:
     errors.raise_if_any()
 
 
+def check_own_templates(node: ImportedNode, out_dir: Path) -> None:
+    """Raise InputErrors when an imported template would replace a template file that import did
+    not write (not in templates/.imported). With no record (nothing imported yet, or an import by
+    a tarsdock before the record) same-named files are taken for import's own, as before."""
+    from tarsdock.errors import ErrorCollector, InputError, Origin
+    from tarsdock.importtoml import TEMPLATES_DIR, TEMPLATES_RECORD, read_templates_record
+
+    folder = out_dir / TEMPLATES_DIR
+    try:
+        record = read_templates_record(folder / TEMPLATES_RECORD)
+    except OSError as error:
+        raise InputError(Origin(str(folder / TEMPLATES_RECORD)),
+                         f"cannot read it ({error.strerror}); nothing was written") from None
+    if record is None:
+        return
+    errors = ErrorCollector()
+    for name in sorted(node.templates):
+        path = folder / name
+        if name not in record and (path.exists() or path.is_symlink()):
+            errors.add(Origin(str(path)), f"import did not write this template, and would "
+                       f"replace it with t_profile_template '{name}': move it away, or rename "
+                       "one of them; nothing was written")
+    errors.raise_if_any()
+
+
+def stale_templates(files: list[OutputFile], out_dir: Path) -> list[Path]:
+    """Template files a former import wrote (templates/.imported) that this one does not."""
+    from tarsdock.importtoml import TEMPLATES_DIR, TEMPLATES_RECORD, read_templates_record
+
+    folder = out_dir / TEMPLATES_DIR
+    written = {file.path for file in files}
+    try:
+        record = read_templates_record(folder / TEMPLATES_RECORD) or set()
+    except OSError:
+        record = set()   # check_own_templates said so before anything was planned
+    return [folder / name for name in sorted(record)
+            if "/" not in name and folder / name not in written and (folder / name).is_file()]
+
+
 def _declared(path: Path) -> list[str]:
     """The services a TOML file declares; none when it does not parse (validate says why)."""
     try:
@@ -116,10 +155,11 @@ def import_into(rows: TarsRows, locator: str,
     except InputError as error:
         errors.extend(error)
     if node is not None:
-        try:
-            check_own_services(node, out_dir)
-        except InputErrors as error:
-            errors.extend(error)
+        for check in (check_own_services, check_own_templates):
+            try:
+                check(node, out_dir)
+            except (InputError, InputErrors) as error:
+                errors.extend(error)
     errors.raise_if_any()
     assert node is not None   # import_node raised, or it returned a node
     return node, former
@@ -132,7 +172,7 @@ def kept_files(files: list[OutputFile], out_dir: Path) -> list[Path]:
     from tarsdock.importtoml import KIND, SECRETS_DIR, SERVICES_DIR, TEMPLATES_DIR
     from tarsdock.output import generated_kind
 
-    written = {file.path for file in files}
+    written = {file.path for file in files} | set(stale_templates(files, out_dir))
     kept: list[Path] = []
     for entry in sorted(out_dir.iterdir()) if out_dir.is_dir() else []:
         if entry.name in (SERVICES_DIR, TEMPLATES_DIR) and entry.is_dir():
@@ -177,14 +217,17 @@ def validate(files: list[OutputFile], out_dir: Path) -> int:
 
 
 def plan_files(files: list[OutputFile], out_dir: Path) -> list[Change]:
-    """services.d files (removing those a former import wrote for services now gone), the rest."""
+    """services.d files and templates (removing those a former import wrote that are now gone
+    from the database), the rest."""
     from tarsdock.importtoml import KIND, SERVICES_DIR
-    from tarsdock.output import plan
+    from tarsdock.output import Change, plan
 
     services_dir = out_dir / SERVICES_DIR
     services = [f for f in files if f.path.parent == services_dir]
     others = [f for f in files if f.path.parent != services_dir]
-    return plan(services, services_dir, KIND) + plan(others)
+    gone = [Change("stale", path, None, path.read_text(encoding="utf-8", errors="replace"))
+            for path in stale_templates(files, out_dir)]
+    return plan(services, services_dir, KIND) + plan(others) + gone
 
 
 def show(changes: list[Change], as_diff: bool) -> str:

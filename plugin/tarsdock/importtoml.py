@@ -13,6 +13,11 @@ KIND = "import"                 # the generator tag in the header (output.genera
 SERVICES_DIR = "services.d"
 TEMPLATES_DIR = "templates"
 SECRETS_DIR = "secrets"
+# templates/.imported: the templates import wrote, one name per line. A template file carries no
+# header (it is the database's text, as tarsnode gets it), so this record is how a later import
+# tells its own templates (replaced, or removed once gone from the database) from the user's
+# (never touched). The template loader skips dot files.
+TEMPLATES_RECORD = ".imported"
 SECRET_MODE = 0o600
 NODE_OWN = ("name", "localip", "tars_path", "locator")   # the keys import writes from the DB
 IMAGE_OWN = ("ref", "registry")
@@ -128,6 +133,22 @@ def service_toml(service: ImportedService, source: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def templates_record(names: list[str]) -> str:
+    """templates/.imported: a comment, then the name of each template import wrote."""
+    return ("# Written by tarsdock import: the templates it wrote here (it replaces or removes "
+            "only these).\n" + "".join(f"{name}\n" for name in names))
+
+
+def read_templates_record(path: Path) -> set[str] | None:
+    """The template names in a templates record; None when there is none (an import by an older
+    tarsdock, or none yet). Raises OSError when it is there but cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    return {line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"}
+
+
 def render(node: ImportedNode, source: str, out_dir: Path,
            local: Local | None = None) -> list[OutputFile]:
     """Every file of the imported config dir, in memory; `local`: settings kept from before."""
@@ -137,6 +158,8 @@ def render(node: ImportedNode, source: str, out_dir: Path,
                                 service_toml(service, source)))
     for name, (_, text) in sorted(node.templates.items()):
         files.append(OutputFile(out_dir / TEMPLATES_DIR / name, text))
+    files.append(OutputFile(out_dir / TEMPLATES_DIR / TEMPLATES_RECORD,
+                            templates_record(sorted(node.templates))))
     for rid, (_, user, password) in sorted(node.registries.items()):
         if user:
             files.append(OutputFile(out_dir / SECRETS_DIR / rid, password, SECRET_MODE))
