@@ -531,3 +531,32 @@ def test_reimport_keeps_node_settings_the_database_does_not_hold(
     assert settings["node"]["localip"] == "10.0.5.9"     # the database's, updated
     assert (settings["node"]["supervisor"], settings["node"]["network"]) == ("systemd", "bridge")
     assert settings["images"][f"image-{image}"] == {"ref": "busybox:1", "pull": "always"}
+
+
+def test_reimport_keeps_the_operators_own_tables_and_refuses_to_drop_the_rest(
+        tars_db: MariaDB, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tables of the operator's own in node.toml are written back; what cannot be (a services
+    table, a list) is an error at its line, and nothing is written."""
+    node, out = "10.0.5.2", tmp_path / "conf"
+    add_node(tars_db, node)
+    image = insert(tars_db, "t_base_image", image="busybox:1")
+    add_server(tars_db, node, "Own.OneServer", run_type="container", base_image_id=image)
+    assert run(tars_db, node, out, capsys=capsys)[0] == 0
+    own = ('\n[images.mine]\nref = "busybox:2"\npull = "always"\n'
+           '\n[templates."my.base"]\nparent = "tars.default"\n')
+    (out / "node.toml").write_text((out / "node.toml").read_text() + own)
+    assert run(tars_db, node, out, capsys=capsys)[0] == 0
+    settings = tomllib.loads((out / "node.toml").read_text())
+    assert settings["images"]["mine"] == {"ref": "busybox:2", "pull": "always"}
+    assert settings["templates"]["my.base"] == {"parent": "tars.default"}
+    assert settings["images"][f"image-{image}"] == {"ref": "busybox:1"}
+
+    before = (out / "node.toml").read_text()
+    extra = '\n[services."Hand.MadeServer"]\ntype = "tars_cpp"\n'
+    (out / "node.toml").write_text(before + extra)
+    line = len((before + "\n").splitlines()) + 1
+    code, _, stderr = run(tars_db, node, out, capsys=capsys)
+    assert code != 0
+    assert f"{out / 'node.toml'}:{line}: " in stderr and 'services."Hand.MadeServer"' in stderr
+    assert "would be dropped; move it to a services.d file" in stderr
+    assert (out / "node.toml").read_text() == before + extra   # nothing written

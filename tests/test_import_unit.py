@@ -462,3 +462,23 @@ def test_not_tars_script_gets_the_server_id_and_a_warning() -> None:
         f"'{script} Hello.HelloServer &' and looks for the process it leaves; tarsdock runs the "
         "script as the service itself: it must be executable and stay in the foreground (exec "
         "the program)",)
+
+
+def test_former_tables_import_wrote_go_with_their_rows_the_operators_stay() -> None:
+    from tarsdock.importtoml import local_settings, node_toml, unkept
+
+    former: dict[str, Any] = {
+        "node": {"name": NODE, "supervisor": "systemd", "labels": ["x"]},
+        "images": {"image-9": {"ref": "gone:1"}, "mine": {"ref": "own:1", "pull": "always"}},
+        "registries": {"registry-4": {"url": "r.example"}, "corp": {"url": "c.example"}},
+        "templates": {"old.one": {"parent": "tars.default"}, "my.base": {"parent": "x"}},
+        "services": {"A.B": {"type": "tars_cpp"}}, "stray": 1}
+    assert unkept(former) == [("node", "labels"), ("services", "A.B"), ("stray",)]
+    record = {"tars.default", "old.one"}   # old.one: import wrote it, the database dropped it
+    text = node_toml(import_node(rows(server())), "t", local_settings(former, record), record)
+    written = tomllib.loads(text)
+    assert written["node"]["supervisor"] == "systemd" and "labels" not in written["node"]
+    assert written["images"] == {"mine": {"ref": "own:1", "pull": "always"}}
+    assert written["registries"] == {"corp": {"url": "c.example"}}
+    assert written["templates"] == {"tars.default": {"parent": "tars.default"},
+                                    "my.base": {"parent": "x"}}

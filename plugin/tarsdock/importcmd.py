@@ -61,6 +61,29 @@ def former_node(out_dir: Path) -> dict[str, object]:
         raise InputError(origin, f"{message}; {keep}") from None
 
 
+def check_kept(former: dict[str, object], out_dir: Path) -> None:
+    """Raise InputErrors at each setting of the former node.toml that import rewrites it
+    without (importtoml.unkept): nothing of the operator's is dropped without a word."""
+    from tarsdock.errors import ErrorCollector, Origin
+    from tarsdock.importtoml import unkept
+    from tarsdock.tomlpos import locate, toml_path
+
+    lost = unkept(former)
+    if not lost:
+        return
+    path = out_dir / "node.toml"
+    located = locate(path.read_text(encoding="utf-8", errors="replace"))
+    errors = ErrorCollector()
+    for keys in lost:
+        where = "move it to a services.d file" if keys[0] == "services" else "remove it"
+        errors.add(Origin(str(path), located.line(keys)),
+                   f"import rewrites this file from the Tars database and keeps only [node], "
+                   f"[registries.*], [images.*] and [templates.*] tables of plain values: "
+                   f"{toml_path(keys)} would be dropped; {where}, or stop importing into this "
+                   "config dir; nothing was written", key=toml_path(keys))
+    errors.raise_if_any()
+
+
 def check_own_services(node: ImportedNode, out_dir: Path) -> None:
     """Raise InputErrors when an imported service would replace a services.d file that import did
     not write, or would be declared a second time by one: files of the user's own are never
@@ -152,7 +175,8 @@ def import_into(rows: TarsRows, locator: str,
         errors.extend(error)
     try:
         former = former_node(out_dir)
-    except InputError as error:
+        check_kept(former, out_dir)
+    except (InputError, InputErrors) as error:
         errors.extend(error)
     if node is not None:
         for check in (check_own_services, check_own_templates):
@@ -245,7 +269,14 @@ def show(changes: list[Change], as_diff: bool) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from tarsdock.importtoml import SECRETS_DIR, local_settings, render
+    from tarsdock.importtoml import (
+        SECRETS_DIR,
+        TEMPLATES_DIR,
+        TEMPLATES_RECORD,
+        local_settings,
+        read_templates_record,
+        render,
+    )
     from tarsdock.output import write
     from tarsdock.tarsdb import parse_url, read_password, read_tars_db
 
@@ -253,7 +284,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     rows = read_tars_db(url, read_password(args.password_file), args.node)
     out_dir = args.out.absolute()
     node, former = import_into(rows, args.locator, out_dir)
-    files = render(node, f"{url}, node {args.node}", out_dir, local_settings(former))
+    record = read_templates_record(out_dir / TEMPLATES_DIR / TEMPLATES_RECORD)
+    files = render(node, f"{url}, node {args.node}", out_dir, local_settings(former, record),
+                   record)
     validate(files, out_dir)
     count = len(node.services)
     changes = plan_files(files, out_dir)
