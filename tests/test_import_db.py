@@ -560,3 +560,27 @@ def test_reimport_keeps_the_operators_own_tables_and_refuses_to_drop_the_rest(
     assert f"{out / 'node.toml'}:{line}: " in stderr and 'services."Hand.MadeServer"' in stderr
     assert "would be dropped; move it to a services.d file" in stderr
     assert (out / "node.toml").read_text() == before + extra   # nothing written
+
+
+def test_a_password_file_goes_with_its_registry(tars_db: MariaDB, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """Once no image of the node names the registry, its password leaves the host; the diff
+    that says so never shows it."""
+    node, out = "10.0.5.3", tmp_path / "conf"
+    add_node(tars_db, node)
+    registry = insert(tars_db, "t_docker_registry", registry="https://reg.example.com:5000",
+                      username="deploy", password="gone-pw-1")
+    image = insert(tars_db, "t_base_image", image="reg.example.com:5000/a:1", registryId=registry)
+    add_server(tars_db, node, "Pw.OneServer", run_type="container", base_image_id=image)
+    assert run(tars_db, node, out, capsys=capsys)[0] == 0
+    secret = out / "secrets" / f"registry-{registry}"
+    assert secret.read_text() == "gone-pw-1"
+    tars_db.sql("update t_base_image set image = 'busybox:1', registryId = 0 where id = %s",
+                (image,))
+    code, shown, _ = run(tars_db, node, out, "--diff", capsys=capsys)
+    assert code == 0 and "gone-pw-1" not in shown
+    assert f"password file {secret}: stale (content not shown)" in shown
+    assert secret.exists()   # --diff writes nothing
+    assert run(tars_db, node, out, capsys=capsys)[0] == 0
+    assert not secret.exists()
+    assert "registries" not in tomllib.loads((out / "node.toml").read_text())

@@ -250,16 +250,31 @@ def plan_files(files: list[OutputFile], out_dir: Path) -> list[Change]:
     services = [f for f in files if f.path.parent == services_dir]
     others = [f for f in files if f.path.parent != services_dir]
     gone = [Change("stale", path, None, path.read_text(encoding="utf-8", errors="replace"))
-            for path in stale_templates(files, out_dir)]
+            for path in stale_templates(files, out_dir) + stale_secrets(files, out_dir)]
     return plan(services, services_dir, KIND) + plan(others) + gone
+
+
+def stale_secrets(files: list[OutputFile], out_dir: Path) -> list[Path]:
+    """Password files a former import wrote (secrets/registry-ID) for registries no image of the
+    node uses any more: a password must not outlive its reason to be on the host."""
+    from tarsdock.importtoml import IMPORT_NAMES, SECRETS_DIR
+
+    folder = out_dir / SECRETS_DIR
+    written = {file.path for file in files}
+    if not folder.is_dir():
+        return []
+    return [path for path in sorted(folder.iterdir())
+            if IMPORT_NAMES["registries"].match(path.name) and path.is_file()
+            and not path.is_symlink() and path not in written]
 
 
 def show(changes: list[Change], as_diff: bool) -> str:
     """--dry-run or --diff output; a password file's content is never shown."""
-    from tarsdock.importtoml import SECRET_MODE
+    from tarsdock.importtoml import SECRET_MODE, SECRETS_DIR
     from tarsdock.output import describe, diff
 
-    secret = [c for c in changes if c.file is not None and c.file.mode == SECRET_MODE]
+    secret = [c for c in changes if (c.file is not None and c.file.mode == SECRET_MODE)
+              or c.path.parent.name == SECRETS_DIR]
     rest = [c for c in changes if c not in secret]
     if not as_diff:
         return describe(changes)
