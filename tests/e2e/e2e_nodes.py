@@ -76,6 +76,7 @@ class NodeDir:
         self.config_dir = root / "cfg"
         self.tars_path = root / "tars"
         self.node_extra = node_extra
+        self.node_port = harness.node_port()   # never the default: the demo may run beside us
         self.services: dict[str, str] = {}
         (self.config_dir / "templates").mkdir(parents=True, exist_ok=True)
 
@@ -105,7 +106,7 @@ class NodeDir:
         """Write node.toml with every service."""
         head = (f'[node]\nname = "{harness.NODE_NAME}"\nlocalip = "127.0.0.1"\n'
                 f'tars_path = "{self.tars_path}"\n'
-                f'locator = "{LOCATOR}"\n{self.node_extra}\n')
+                f'locator = "{LOCATOR}"\nnode_port = {self.node_port}\n{self.node_extra}\n')
         (self.config_dir / "node.toml").write_text(head + "\n".join(self.services.values()))
 
     def generate(self, fmt: str, out: Path) -> str:

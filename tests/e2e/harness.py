@@ -118,9 +118,11 @@ def _release_claims() -> None:
 
 
 # Test ports: below the kernel's ephemeral range (32768 and up here), so no outgoing connection
-# of anything on the machine holds one, and away from the demo's fixed ports (19401-19421).
-# Each run starts at an offset of its own in the range and claims each port it hands out.
-PORTS = range(21000, 32000)
+# of anything on the machine holds one; away from the demo's fixed ports (19386, its node_port,
+# and 19401-19421); and below the range tarsdock draws admin ports from (30000-44999,
+# tarsdock.localports), so no run's `local` port is drawn on a port another run has claimed
+# but not yet bound. Each run starts at an offset of its own and claims each port it hands out.
+PORTS = range(21000, 30000)
 _next_port = itertools.count(int(hashlib.sha256(RUN_ID.encode()).hexdigest(), 16) % len(PORTS))
 
 
@@ -140,6 +142,13 @@ def free_port(host: str = "127.0.0.1") -> int:
         if _bindable(host, port) and claim("ports", str(port)):
             return port
     raise AssertionError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+
+
+def node_port() -> int:
+    """A `[node] node_port` of this run: a free_port. Each node's server listens on its
+    node_port, so two nodes on one host must not share one: tests never use the default 19386
+    (the demo's, a real node's) unless the test is about the default."""
+    return free_port()
 
 
 def wait_for(probe: Callable[[], T], what: str, timeout: float = 30.0, interval: float = 0.1) -> T:

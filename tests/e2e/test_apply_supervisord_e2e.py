@@ -55,7 +55,7 @@ class ApplyNode(NodeDir):
         head = (f'[node]\nname = "{self.node_name}"\nlocalip = "127.0.0.1"\n'
                 f'tars_path = "{self.tars_path}"\nlocator = "{LOCATOR}"\n'
                 f'supervisor = "supervisord"\nsupervisor_url = "unix://{self.socket}"\n'
-                f'output_dir = "{self.out}"\n')
+                f'output_dir = "{self.out}"\nnode_port = {self.node_port}\n')
         (self.config_dir / "node.toml").write_text(head + "\n".join(self.services.values()))
 
     def add(self, server: str, port: int, run_mode: str = "container",

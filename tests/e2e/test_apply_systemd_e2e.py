@@ -41,7 +41,7 @@ class SystemdNode(NodeDir):
     def write(self) -> None:
         head = (f'[node]\nname = "sd-{self.app}"\nlocalip = "127.0.0.1"\n'
                 f'tars_path = "{self.tars_path}"\nlocator = "{LOCATOR}"\n'
-                'supervisor = "systemd"\n')
+                f'supervisor = "systemd"\nnode_port = {self.node_port}\n')
         (self.config_dir / "node.toml").write_text(head + "\n".join(self.services.values()))
 
     def add(self, server: str, port: int, template: str = "sd.base",

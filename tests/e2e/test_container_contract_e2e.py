@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 from unit_helpers import read_run_file
 
-from .harness import BUSYBOX_IMAGE, NODE_NAME, app_name, free_port, require, run, wait_for
+from .harness import (
+    BUSYBOX_IMAGE,
+    NODE_NAME,
+    app_name,
+    free_port,
+    node_port,
+    require,
+    run,
+    wait_for,
+)
 
 APP = app_name("E2eSh")
 JAVA = f"{APP}.JSrv"
@@ -34,6 +43,7 @@ name = "{NODE_NAME}"
 tars_path = "{root / "tars"}"
 locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"
 network = "bridge"
+node_port = {node_port()}
 
 [services."{JAVA}"]
 type = "tars_java"

@@ -25,6 +25,7 @@ NODE = """\
 name = "10.0.0.5"
 tars_path = "{tars}"
 locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"
+node_port = {node_port}
 """
 SERVICE = """\
 [services."App.S{n}"]
@@ -44,8 +45,8 @@ def tarsdock(*argv: str, user: int | None = None) -> subprocess.CompletedProcess
 def config(tmp_path: Path, services: int = 1) -> Path:
     directory = tmp_path / "cfg"
     directory.mkdir(exist_ok=True)
-    text = NODE.format(tars=tmp_path / "tars") + "".join(SERVICE.format(n=n)
-                                                         for n in range(services))
+    text = NODE.format(tars=tmp_path / "tars", node_port=harness.node_port())
+    text += "".join(SERVICE.format(n=n) for n in range(services))
     (directory / "node.toml").write_text(text)
     return directory
 

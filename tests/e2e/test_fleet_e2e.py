@@ -51,6 +51,9 @@ class FleetNode:
     tars_path: Path
     ports: dict[str, int]
     templates: dict[str, str] = field(default_factory=dict)
+    # the box opens it in its own network, but its services (host network) send heartbeats to
+    # the host's 127.0.0.1:node_port: never the default, where the demo's node server listens
+    node_port: int = field(default_factory=harness.node_port)
 
     def name(self, server: str) -> str:
         return f"{self.app}.{server}"
@@ -68,7 +71,7 @@ class FleetNode:
             "tarsdock_node": {"name": f"fleet-{self.host}", "localip": "127.0.0.1",
                               "instance": f"{self.box.name}",
                               "tars_path": str(self.tars_path), "locator": LOCATOR,
-                              "supervisor": "systemd"},
+                              "supervisor": "systemd", "node_port": self.node_port},
             "tarsdock_services": {self.name(s): self.service(s) for s in self.ports},
             "tarsdock_templates": self.templates,
         }

@@ -10,7 +10,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from .harness import BUSYBOX_IMAGE, NODE_NAME, RUN_ID, Registry, app_name, run
+from .harness import BUSYBOX_IMAGE, NODE_NAME, RUN_ID, Registry, app_name, node_port, run
 
 APP = app_name("E2e")
 
@@ -41,7 +41,8 @@ def write_config(root: Path, registry: Registry, refs: dict[str, str], services:
     lines = [
         '[node]', f'name = "{NODE_NAME}"', 'localip = "127.0.0.1"',
         f'tars_path = "{root / "tars"}"',
-        'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"', '',
+        'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"',
+        f'node_port = {node_port()}', '',
         '[registries.main]', f'url = "{registry.address}"', f'username = "{registry.username}"',
         f'password_file = "{password_file}"', '',
     ]

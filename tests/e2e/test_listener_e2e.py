@@ -24,6 +24,7 @@ from .harness import (
     Registry,
     Supervisord,
     app_name,
+    node_port,
     run,
     tail,
     wait_for,
@@ -43,6 +44,7 @@ class Node:
         self.config = root / "cfg"
         self.out = root / "supervisord.d"
         self.tars = root / "tars"
+        self.node_port = node_port()
         self.head: list[str] = []
         self.services: list[str] = []
         (self.config / "templates").mkdir(parents=True)
@@ -66,7 +68,8 @@ class Node:
         """Write node.toml, generate, then set listener options and program keys for speed."""
         node = ['[node]', f'name = "{self.name}"', 'localip = "127.0.0.1"',
                 f'tars_path = "{self.tars}"',
-                'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"', '']
+                'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"',
+                f'node_port = {self.node_port}', '']
         (self.config / "node.toml").write_text("\n".join(node + self.head) + "\n"
                                                + "\n".join(self.services))
         run([sys.executable, "-m", "tarsdock", "--config-dir", str(self.config), "generate",

@@ -55,6 +55,7 @@ class NodeConfig:
         self.config_dir = root / "cfg"
         self.tars_path = root / "tars"
         self.port = port
+        self.node_port = harness.node_port()
         (self.config_dir / "templates").mkdir(parents=True)
         for name in ("tars.default", "tars.nodejs.default"):
             shutil.copyfile(TEMPLATES / name, self.config_dir / "templates" / name)

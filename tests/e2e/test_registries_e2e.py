@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from .harness import NODE_NAME, Registry, app_name, remove_registry_tags, run
+from .harness import NODE_NAME, Registry, app_name, node_port, remove_registry_tags, run
 from .test_images_e2e import MINIMAL_TEMPLATE, unique_image
 
 APP = app_name("E2eReg")
@@ -39,7 +39,8 @@ def write_config(root: Path, a: Registry, b: Registry, refs: dict[str, str]) -> 
     (config / "templates").mkdir(parents=True, exist_ok=True)
     (config / "templates" / "tars.default").write_text(MINIMAL_TEMPLATE)
     lines = ['[node]', f'name = "{NODE_NAME}"', f'tars_path = "{root / "tars"}"',
-             'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"', '']
+             'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"',
+             f'node_port = {node_port()}', '']
     for rid, registry in (("a", a), ("b", b)):
         secret = registry.write_password_file(root / "secrets" / rid)
         lines += [f'[registries.{rid}]', f'url = "{registry.address}"',
