@@ -280,10 +280,36 @@ def test_status_says_why_the_node_object_is_not_serving(
         node_ready_path(state).write_text(ready + "\n")
     if error:
         node_error_path(state).write_text(error + "\n")
-    problem = node_object_problem(settings, alive=lambda pid: pid == 100)   # 200: gone
+    def runner(argv: Any) -> str:     # systemd's socket unit listens
+        assert argv == ["systemctl", "show", "-p", "ActiveState,Result", "tarsdock-node.socket"]
+        return "ActiveState=active\nResult=success\n"
+
+    # pid 100 lives, 200 is gone
+    problem = node_object_problem(settings, alive=lambda pid: pid == 100, runner=runner)
     assert problem.startswith(said) and bool(problem) == bool(said)
     if "no live node server" in said:
         assert problem.endswith(f"(supervisorctl status tarsdock-node; its log: {tmp_path}/app_log"
                                 "/tarsdock/node.log); Tars services wait 10 s at each start")
     manifest = Manifest(node=settings, services={})
     assert document(manifest, supervisor, [], NOW, problem)["node_object_problem"] == problem
+
+
+def test_status_under_systemd_says_the_node_socket_failed_and_who_holds_the_port(
+        tmp_path: Path) -> None:
+    from tarsdock.errors import TarsdockError
+    from tarsdock.status import node_object_problem
+
+    settings = NodeSettings(name="n1", localip="127.0.0.1", tars_path=str(tmp_path), locator="",
+                            supervisor="systemd", node_port=19400)  # type: ignore[arg-type]
+    held = "held by pid 7 (tarsdock --config-dir /b node-server)"
+    failed = "ActiveState=failed\nResult=resources\n"
+    assert node_object_problem(settings, runner=lambda argv: failed,
+                               holders=lambda port: held if port == 19400 else "") == (
+        "tarsdock-node.socket failed (resources): systemd could not listen on 127.0.0.1:19400 "
+        f"([node] node_port): {held} (systemctl status tarsdock-node.socket)")
+    assert node_object_problem(settings, runner=lambda argv: failed, holders=lambda port: "") \
+        .endswith("127.0.0.1:19400 ([node] node_port) (systemctl status tarsdock-node.socket)")
+
+    def no_systemd(argv: Any) -> str:
+        raise TarsdockError("systemctl: System has not been booted with systemd")
+    assert node_object_problem(settings, runner=no_systemd) == ""

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tarsdock import heartbeat as hb
+from tarsdock import portowner
 from tarsdock import tarsproto as tp
 from tarsdock.errors import TarsdockError
 from tarsdock.tcconfig import Config
@@ -376,14 +377,8 @@ async def watch(node: NodeObject, restarter: Restarter, state_dir: Path) -> None
         await check_once(node, restarter, state_dir)
 
 
-def held_by(port: int) -> str:
-    """`held by pid N (ARGV)...` for the processes /proc shows listening on the port, or ""."""
-    from tarsdock import portowner
-
-    return portowner.describe(portowner.port_holders(port))
-
-
-def listening_socket(port: int, holders: Callable[[int], str] = held_by) -> socket.socket:
+def listening_socket(port: int, holders: Callable[[int], str] = portowner.held_by,
+                     ) -> socket.socket:
     """The socket systemd passed (LISTEN_FDS), else a new one on 127.0.0.1:port.
 
     Raises TarsdockError when the port is taken (another node object, or a service on it),

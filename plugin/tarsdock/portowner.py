@@ -131,6 +131,11 @@ def port_holders(port: int, proc: Path = Path("/proc"), first: Iterable[int] = (
     return holders
 
 
+def held_by(port: int) -> str:
+    """`held by pid N (ARGV)...` for the processes /proc shows listening on the port, or ""."""
+    return describe(port_holders(port))
+
+
 def describe(holders: Iterable[Holder]) -> str:
     """`held by pid N (ARGV)[, the node server of config dir DIR]; ...`, or "" for none."""
     parts = []

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from tarsdock import portowner
 from tarsdock.engine import Container, DockerUnreachable
 from tarsdock.errors import TarsdockError
 from tarsdock.model import Manifest, NodeSettings
@@ -407,13 +408,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def node_object_problem(node: NodeSettings, alive: Callable[[int], bool] = pid_alive) -> str:
+NODE_SOCKET = "tarsdock-node.socket"
+
+
+def node_object_problem(node: NodeSettings, alive: Callable[[int], bool] = pid_alive,
+                        runner: Runner = systemctl,
+                        holders: Callable[[int], str] = portowner.held_by) -> str:
     """Why the node object (`tarsdock node-server`) is not serving, or "" when nothing says so.
 
     From the state dir (tarsdock.state): a ready file with a live pid is a serving node server;
     else its error file says why it could not listen (a node_port another process holds).
     Under systemd the node server starts at its socket's first connection, so no ready file
-    is no problem there.
+    is no problem there: systemd listens, and its socket unit fails when it cannot (`runner`
+    asks systemctl; `holders` says who holds the port, from /proc).
     """
     from tarsdock.state import node_error_path, node_ready_path
 
@@ -424,11 +431,27 @@ def node_object_problem(node: NodeSettings, alive: Callable[[int], bool] = pid_a
     if error := _first_line(node_error_path(state_dir)):
         return f"the node server (tarsdock node-server) is not serving: {error}"
     if node.supervisor == "systemd":
-        return ""
+        return socket_problem(node, runner, holders)
     return ("the node server (tarsdock node-server) is not serving: no live node server in "
             f"{node_ready_path(state_dir)} "
             "(supervisorctl status tarsdock-node; its log: "
             f"{node.log_dir}/tarsdock/node.log); Tars services wait 10 s at each start")
+
+
+def socket_problem(node: NodeSettings, runner: Runner, holders: Callable[[int], str]) -> str:
+    """Under systemd: the node object's socket unit failed to listen on node_port, or ""."""
+    try:
+        shown = parse_show(runner(["systemctl", "show", "-p", "ActiveState,Result", NODE_SOCKET]))
+    except TarsdockError:
+        return ""      # no systemd to ask: the rows say so
+    block = shown[0] if shown else {}
+    if block.get("ActiveState") != "failed":
+        return ""
+    port = node.node_port
+    who = holders(port)
+    return (f"{NODE_SOCKET} failed ({block.get('Result', 'unknown')}): systemd could not listen "
+            f"on 127.0.0.1:{port} ([node] node_port){': ' + who if who else ''} "
+            f"(systemctl status {NODE_SOCKET})")
 
 
 def _first_line(path: Path) -> str:
