@@ -2,13 +2,15 @@
 
 The second node server cannot listen. validate and generate say so before it starts; then its
 log, its error file, the wait of its services' wrapper and `tarsdock status` name the port and
-the process that holds it; a node_port of its own mends it.
+the process that holds it; a node_port of its own mends it. Under systemd (systemd as PID 1 in
+a container on the host's network) the socket unit fails instead, and `tarsdock status` says so.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -109,3 +111,29 @@ def test_two_nodes_on_one_node_port_say_who_holds_it_and_a_port_of_its_own_mends
     code, out, said = tarsdock(b, "status", "--json", "--supervisor-url", url)
     assert code == 0 and json.loads(out)["node_object_problem"] == "" and said == "", said
     assert tarsdock(b, "validate")[2] == ""
+
+
+def test_under_systemd_a_taken_node_port_fails_the_socket_and_status_says_so(
+        tmp_path: Path, systemd_factory: Callable[..., harness.SystemdContainer]) -> None:
+    nd = NodeDir(tmp_path, app_name("NpSd"), node_extra='supervisor = "systemd"')
+    port = nd.node_port
+    units = tmp_path / "units"
+    nd.generate("systemd", units)
+    # the host network: systemd in the box listens where this process already does
+    box = systemd_factory(f"tarsdock-np-{tmp_path.name[-8:]}", shared_dirs=[tmp_path],
+                          with_tarsdock=True, extra_args=["--net=host"])
+    box.install_units(units)
+    status = ["tarsdock", "--config-dir", str(nd.config_dir), "status"]
+    with socket.create_server(("127.0.0.1", port)):
+        assert box.systemctl("start", "tarsdock-node.socket").returncode != 0
+        box.wait_unit_state("tarsdock-node.socket", "failed")
+        said = box.exec(*status).stderr
+        # this process is in another pid namespace than the box's /proc: no holder named
+        assert (f"warning: tarsdock-node.socket failed (resources): systemd could not listen on "
+                f"127.0.0.1:{port} ([node] node_port) (systemctl status tarsdock-node.socket)\n"
+                in said), said
+    box.systemctl("reset-failed", "tarsdock-node.socket", check=True)
+    box.systemctl("start", "tarsdock-node.socket", check=True)
+    box.wait_unit_state("tarsdock-node.socket", "active")
+    done = box.exec(*status)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
