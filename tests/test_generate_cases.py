@@ -8,6 +8,7 @@ Directives (one per `## ` line; `!` before an assertion negates it):
   assert-command A B ...        the service's argv is exactly these words
   assert-env K=V                the service's environment holds K=V
   assert-key-is S K V           systemd: section S has key K with value V (raw)
+  assert-key-contains S K T     systemd: a key K of section S has T in its raw value
   assert-program-key K V        supervisord: the program's key K is V (as supervisor reads it)
   assert-run-var K V            tarsdock-run gets setting K = V (supervisord: as sh reads the run
                                 file; systemd: from the unit's inline settings)
@@ -141,7 +142,7 @@ def read_back(fmt: str, files: dict[str, str], service: str, tmp: Path) -> Resul
 
 
 def check(negate: bool, name: str, args: list[str], result: Result, notes: list[str]) -> bool:
-    if (name == "assert-key-is" and not result.keys) or \
+    if (name in ("assert-key-is", "assert-key-contains") and not result.keys) or \
             (name == "assert-program-key" and not result.program) or \
             (name == "assert-run-var" and not result.run_vars):
         return True   # the other format's key
@@ -155,6 +156,9 @@ def check(negate: bool, name: str, args: list[str], result: Result, notes: list[
         ok = all(arg in result.env for arg in args)
     elif name == "assert-key-is":
         ok = (args[0], args[1], args[2]) in result.keys
+    elif name == "assert-key-contains":
+        ok = any((section, key) == (args[0], args[1]) and args[2] in value
+                 for section, key, value in result.keys)
     elif name == "assert-program-key":
         ok = result.program.get(args[0]) == args[1]
     elif name == "assert-run-var":

@@ -386,6 +386,63 @@ def test_wait_mode_gives_up_after_its_bound(docker: Path, tmp_path: Path) -> Non
     assert b"Docker did not answer in 1 s" in proc.stderr
 
 
+def wait_step(docker: Path, tmp_path: Path, *settings: str) -> subprocess.CompletedProcess[bytes]:
+    """A unit's ExecStartPre: wait for Docker, then the pull (here: a marker file) if needed."""
+    pull = ["/bin/sh", "-c", f"echo pulled > {tmp_path / 'pulled'}; exit 3"]
+    return subprocess.run(["/bin/sh", str(RUNNER), NAME, "-", "mode=wait", f"docker={docker}",
+                           *settings, "--", *pull],
+                          env={**os.environ, "FAKE_STATE": str(tmp_path / "state")},
+                          capture_output=True, timeout=30)
+
+
+def test_wait_mode_with_a_present_image_ends_after_one_inspect(docker: Path,
+                                                              tmp_path: Path) -> None:
+    proc = wait_step(docker, tmp_path, "wait=30", "image=img")
+    assert proc.returncode == 0
+    assert calls(tmp_path) == [["image", "inspect", "img"]]
+    assert not (tmp_path / "pulled").exists()
+
+
+def test_wait_mode_pulls_a_missing_image_with_the_pulls_status(docker: Path,
+                                                              tmp_path: Path) -> None:
+    (tmp_path / "state.noimage").touch()
+    proc = wait_step(docker, tmp_path, "wait=30", "image=img")
+    assert proc.returncode == 3
+    assert (tmp_path / "pulled").exists()
+
+
+def test_wait_mode_without_an_image_always_pulls(docker: Path, tmp_path: Path) -> None:
+    proc = wait_step(docker, tmp_path, "wait=30")
+    assert proc.returncode == 3
+    assert verbs(tmp_path) == ["version"]
+    assert (tmp_path / "pulled").exists()
+
+
+def test_wait_mode_after_an_outage_skips_the_pull_of_a_present_image(docker: Path,
+                                                                     tmp_path: Path) -> None:
+    down = tmp_path / "state.down"
+    down.touch()
+    env = {**os.environ, "FAKE_STATE": str(tmp_path / "state")}
+    waiter = subprocess.Popen(["/bin/sh", str(RUNNER), NAME, "-", "mode=wait", f"docker={docker}",
+                               "wait=30", "image=img", "--", "/bin/sh", "-c",
+                               f"echo pulled > {tmp_path / 'pulled'}"], env=env,
+                              stderr=subprocess.PIPE)
+    wait_for(lambda: verbs(tmp_path).count("version") >= 2)
+    down.unlink()
+    assert waiter.wait(timeout=10) == 0
+    assert "Docker answers" in stderr(waiter)
+    assert verbs(tmp_path)[-1] == "image"
+    assert not (tmp_path / "pulled").exists()
+
+
+def test_wait_mode_that_gives_up_still_runs_the_pull(docker: Path, tmp_path: Path) -> None:
+    (tmp_path / "state.down").touch()
+    proc = wait_step(docker, tmp_path, "wait=1", "image=img")
+    assert proc.returncode == 3
+    assert b"Docker did not answer in 1 s" in proc.stderr
+    assert (tmp_path / "pulled").exists()
+
+
 @pytest.mark.parametrize(("owner", "removed"), [(ME, True), ("other@1", False)])
 def test_reap_mode_removes_only_this_instances_container(docker: Path, tmp_path: Path,
                                                          owner: str, removed: bool) -> None:

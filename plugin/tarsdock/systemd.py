@@ -108,16 +108,17 @@ def _container_rows(service: Service, ctx: Context) -> Rows:
     # client too, whose own proxy then delivers it; the wrapper must not deliver it again.
     settings = wrapper_settings(service, ctx.docker, "cgroup", f"{ctx.scripts_dir}/tarsdock")
     run = wrapper_argv(service, ctx, settings, docker_run_argv(service, ctx.docker)[1:])
-    wait = wrapper_argv(service, ctx, [("mode", "wait"), ("docker", ctx.docker),
-                                       ("wait", str(DOCKER_WAIT))])
+    wait = wrapper_argv(service, ctx, _wait_settings(service, ctx), pull)
     reap = wrapper_argv(service, ctx, [("mode", "reap"), ("docker", ctx.docker),
                                        ("instance", node.instance)])
     return [
         *environment,
         # A Docker outage is waited out here, in one start that stays "activating", instead
-        # of failing starts that burn the start limit into the punish timer (README).
+        # of failing starts that burn the start limit into the punish timer (README); then a
+        # missing image is pulled. One step: a present image costs one `docker image inspect`,
+        # not a Python start per unit (100 units starting at once spent most of a node's start
+        # in `images sync`, issue 14).
         ("ExecStartPre", IgnoreFailure(wait)),
-        ("ExecStartPre", IgnoreFailure(pull)),
         # tarsdock-run removes a leftover of this instance itself and stops the container on
         # SIGTERM (KillMode=mixed sends it to the wrapper alone), after AdminF.shutdown for a
         # service with an admin port: no ExecStop=, no `docker rm` by name that could hit
@@ -127,6 +128,15 @@ def _container_rows(service: Service, ctx: Context) -> Rows:
         ("TimeoutStartSec", str(DOCKER_WAIT + PULL_TIMEOUT + STOP_MARGIN)),
         ("TimeoutStopSec", str(_stop_windows(service) * service.stop_timeout + STOP_MARGIN)),
     ]
+
+
+def _wait_settings(service: Service, ctx: Context) -> list[tuple[str, str]]:
+    """The wait step's settings; `image` lets a present image skip the pull (not with "always")."""
+    settings = [("mode", "wait"), ("docker", ctx.docker), ("wait", str(DOCKER_WAIT))]
+    image = service.spec.image
+    if image is not None and image.pull != "always":
+        settings.append(("image", image.ref))
+    return settings
 
 
 def _speaks_admin(service: Service) -> bool:

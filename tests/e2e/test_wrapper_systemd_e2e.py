@@ -1,5 +1,6 @@
 """tarsdock-run under real systemd (PID 1 in a container, driving the host's Docker Engine):
-`systemctl kill -s SIG` reaches the service once, and a failure's reason is in the journal."""
+`systemctl kill -s SIG` reaches the service once, a failure's reason is in the journal, and the
+start step pulls only a missing image (a missing one still says why)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.e2e
 
 APP = app_name("E2eWs")
 BOX = "tarsdock-e2e-wrapper-systemd"
+# an image no one has (the run id in its name), which the node may not pull
+ABSENT = f"tarsdock-test/absent-{harness.run_name('ws').lower()}:1"
 
 
 @dataclass
@@ -41,10 +44,12 @@ class Node:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     harness.docker_client()
     root = tmp_path_factory.mktemp("ws")
-    nd = NodeDir(root, APP)
+    nd = NodeDir(root, APP, f'[images.absent]\nref = "{ABSENT}"\npull = "never"\n')
     signal_service(nd, "Sig")
     nd.service("Exit", f'type = "not_tars"\nimage = "{harness.BUSYBOX_IMAGE}"\n'
                'run = "container"\ncommand = ["/bin/sh", "-c", "sleep 1; exit 3"]')
+    nd.service("NoImage", 'type = "not_tars"\nimage = "absent"\n'
+               'run = "container"\ncommand = ["/bin/sleep", "1000"]')
     units = root / "units"
     nd.generate("systemd", units)
     install_signal_script(nd, f"{APP}.Sig")
@@ -91,5 +96,25 @@ def test_a_failure_reason_reaches_the_journal(node: Node) -> None:
         failures = node.dir.failures(name)
         assert failures and (failures[0].code, failures[0].text) == (
             "exit", "exited with status 3")
+        # its image is present: the start step ended at `docker image inspect`, and no
+        # `tarsdock images sync` (whose last line is its summary) ran
+        assert "images: " not in node.box.journal(unit)
+    finally:
+        node.box.systemctl("stop", unit)
+
+
+def test_a_missing_image_is_pulled_at_start_and_says_why_it_cannot_be(node: Node) -> None:
+    name, unit = f"{APP}.NoImage", node.unit("NoImage")
+    reason = f"image {ABSENT} is not present (pull it, or see `tarsdock images sync`)"
+    node.box.systemctl("start", unit)
+    try:
+        wait_for(lambda: f"tarsdock-run: {name}: image-missing: {reason}"
+                 in node.box.journal(unit), "the reason line in the journal", 60)
+        journal = node.box.journal(unit)
+        # the pull ran (pull = "never" refuses it) and said why, before `docker run`
+        assert f'failed   {ABSENT}: not present and pull = "never"' in journal, journal
+        assert "images: 0 present, 0 pulled, 0 updated, 1 failed (of 1)" in journal
+        failures = node.dir.failures(name)
+        assert failures and (failures[0].code, failures[0].text) == ("image-missing", reason)
     finally:
         node.box.systemctl("stop", unit)
