@@ -42,13 +42,16 @@ def register(p: argparse.ArgumentParser) -> None:
 
 @gc_paused()
 def render(fmt: str, services: list[Service], node: NodeSettings, ctx: Context,
-           out_dir: Path) -> list[OutputFile]:
-    """The units of the chosen format and every service's config file, all in memory."""
+           out_dir: Path, configs: bool = True) -> list[OutputFile]:
+    """The units of the chosen format and (with `configs`) every service's config file, all in
+    memory."""
     from tarsdock import supervisord, systemd
     from tarsdock.output import OutputFile, header
 
     render_units = supervisord.render if fmt == "supervisord" else systemd.render
     files = render_units(services, node, ctx, out_dir)
+    if not configs:
+        return files
     for service in services:
         head = header(CONFIG_FORMAT, ctx.config_dir, [service.spec.origin.path,
                                                       f"template {service.spec.template}"])
@@ -105,8 +108,12 @@ class Rendered:
 
 
 def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
-                        out_dir: Path) -> Rendered:
+                        out_dir: Path, configs: bool = True) -> Rendered:
     """Load the config dir, read what each release says, render every format, gather warnings.
+
+    Without `configs` the service config files are left out (validate): their text is a
+    serialized config, which cannot fail, under a header naming the same config dir and sources
+    as the service's unit, checked there.
 
     The one pipeline of validate and generate: both report the same errors and warnings, with
     lines. A first pass skips locating TOML keys (slow on big nodes); an error found after it
@@ -122,7 +129,8 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     def attempt(lines: bool) -> Rendered:
         node = load_node(directory, lines)
         services = with_package_facts(node.services)
-        files = {fmt: render(fmt, services, node.manifest.node, ctx, out_dir) for fmt in formats}
+        files = {fmt: render(fmt, services, node.manifest.node, ctx, out_dir, configs)
+                 for fmt in formats}
         return Rendered(node, services, files, input_warnings(node.manifest, services))
 
     try:
