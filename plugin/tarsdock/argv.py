@@ -101,7 +101,7 @@ def executable(service: Service) -> str:
     kind = service.spec.type
     if kind in INTERPRETERS:
         return _sh_word(service, INTERPRETERS[kind], INTERPRETER_DEFAULTS[kind])
-    return str(service.bin_dir / service.spec.server)
+    return f"{service.bin_dir}/{service.spec.server}"
 
 
 def exe_dir(service: Service) -> str:

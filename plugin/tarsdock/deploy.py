@@ -338,7 +338,7 @@ def _service_location(config_dir: Path, service: str) -> tuple[str, ReleaseDirs]
     if spec is None:
         raise InputError(Origin(str(config_dir / "node.toml")), f"no service '{service}' in the "
                          f"manifest{did_you_mean(service, manifest.services)}")
-    return spec.type, ReleaseDirs(Path(str(manifest.node.data_dir / service)))
+    return spec.type, ReleaseDirs(Path(manifest.node.data_dir, service))
 
 
 def register(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,16 +31,9 @@ class ResolvedNode:
     templates: TemplateSet
 
 
-@functools.lru_cache(maxsize=8)
-def _node_dirs(node: NodeSettings) -> tuple[str, str]:
-    # once per node, not per service: PurePosixPath arithmetic is slow in bulk
-    return str(node.data_dir), str(node.log_dir)
-
-
 def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
     """The ${name} macros tarsnode substitutes in a service's templates."""
-    data_dir, log_dir = _node_dirs(node)
-    service_dir = f"{data_dir}/{spec.name}"
+    service_dir = f"{node.data_dir}/{spec.name}"
     return {
         "locator": node.locator,
         "modulename": spec.name,
@@ -53,7 +45,7 @@ def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
         "exe": spec.exe,
         "basepath": f"{service_dir}/bin/",
         "datapath": f"{service_dir}/data/",
-        "logpath": log_dir,
+        "logpath": node.log_dir,
         # tarsnode CommandLoad::updateConfigFile: host 0.0.0.0 in a container of its own network
         "local": (_endpoint(spec, node, f"tcp -h 127.0.0.1 -p {spec.local_port} -t 10000")
                   if spec.local_port else ""),

@@ -117,7 +117,7 @@ def program_rows(service: Service, ctx: Context, out_dir: Path) -> Rows:
         ("stopasgroup", "false"),
         ("killasgroup", "true"),
         ("redirect_stderr", "true"),
-        ("stdout_logfile", str(service.log_dir / f"{service.name}.stdout.log")),
+        ("stdout_logfile", f"{service.log_dir}/{service.name}.stdout.log"),
         ("stdout_logfile_maxbytes", "10MB"),
         ("stdout_logfile_backups", "10"),
     ]
