@@ -25,6 +25,7 @@ def _stamp_cache(tmp_path_factory: pytest.TempPathFactory,
 def no_port_in_use(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if request.node.get_closest_marker("e2e") is None:
         monkeypatch.setattr(localports, "listening", lambda port: False)
+        monkeypatch.setattr(localports, "in_use_probe", lambda: lambda port: False)
 
 
 @pytest.fixture(autouse=True)

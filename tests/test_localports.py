@@ -12,7 +12,8 @@ from tarsdock.errors import InputError, Origin
 from tarsdock.model import AdapterSpec, Manifest, NodeSettings, ServiceSpec
 from tarsdock.resolve import load_node
 
-REAL_PROBE = localports.listening     # tests/conftest.py replaces it for unit tests
+REAL_PROBE = localports.listening          # a connect per port
+REAL_IN_USE = localports.in_use_probe      # tests/conftest.py replaces it for unit tests
 NODE = NodeSettings(name="n", localip="127.0.0.1", tars_path="/srv/tars",
                     locator="tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890")
 
@@ -91,6 +92,44 @@ def test_listening_probe_sees_a_listener() -> None:
         port = server.getsockname()[1]
         assert REAL_PROBE(port)
     assert not REAL_PROBE(port)
+
+
+@pytest.mark.parametrize(("family", "host"), [
+    (socket.AF_INET, "127.0.0.1"), (socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")])
+def test_the_socket_tables_see_what_a_connect_to_loopback_reaches(family: int,
+                                                                  host: str) -> None:
+    with socket.socket(family) as server:
+        server.bind((host, 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert REAL_PROBE(port)
+        assert REAL_IN_USE()(port)
+    assert not REAL_PROBE(port)
+    assert not REAL_IN_USE()(port)
+
+
+def test_a_listener_on_another_address_or_not_listening_is_not_in_use(tmp_path: Path) -> None:
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt\n"
+    (tmp_path / "tcp").write_text(head + "".join(
+        f"   {n}: {address}:{port:04X} 00000000:0000 {state} 00000000:00000000 00:00000000\n"
+        for n, (address, port, state) in enumerate([
+            ("0100007F", 31000, "0A"),       # 127.0.0.1, listening
+            ("00000000", 31001, "0A"),       # 0.0.0.0
+            ("0200007F", 31002, "0A"),       # 127.0.0.2: a connect to 127.0.0.1 fails
+            ("0100007F", 31003, "01"),       # established, not listening
+        ])))
+    (tmp_path / "tcp6").write_text(head + "".join(
+        f"   {n}: {address}:{port:04X} {'0' * 32}:0000 0A 00000000:00000000 00:00000000\n"
+        for n, (address, port) in enumerate([
+            ("0" * 32, 31004),                                  # [::]
+            ("0000000000000000FFFF00000100007F", 31005),        # [::ffff:127.0.0.1]
+            ("00000000000000000000000001000000", 31006),        # [::1]: IPv6 only
+        ])))
+    tables = (str(tmp_path / "tcp"), str(tmp_path / "tcp6"))
+    assert localports.proc_listening(tables) == {31000, 31001, 31004, 31005}
+    assert localports.proc_listening((str(tmp_path / "tcp"), str(tmp_path / "none6"))) == {
+        31000, 31001}
+    assert localports.proc_listening((str(tmp_path / "none"),)) is None
 
 
 NODE_TOML = """[node]

@@ -8,9 +8,9 @@ differences: the draw is a stable walk from a hash of the service name instead o
 same inputs give the same choice, so `validate` and `config` show what `generate` writes), and a
 port read back that now clashes with another endpoint of the node is drawn again.
 
-`allocate` is pure; `read_back` reads config files and `listening` probes the network. Both run
-wherever a node is loaded (validate, config, generate), so each reports what generate would
-write; none of them writes anything.
+`allocate` is pure; `read_back` reads config files and `in_use_probe` tells which ports answer.
+Both run wherever a node is loaded (validate, config, generate), so each reports what generate
+would write; none of them writes anything.
 """
 
 from __future__ import annotations
@@ -40,6 +40,45 @@ def listening(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+# /proc/net/tcp{,6} `local_address` values that a connect to 127.0.0.1 reaches: 127.0.0.1 and
+# 0.0.0.0 (an IPv4 address is one 32-bit word in host order: little-endian here), and [::] and
+# [::ffff:127.0.0.1] (a dual-stack socket; one with IPV6_V6ONLY counts too, which only keeps a
+# free port out of the draw). State 0A is TCP_LISTEN (include/net/tcp_states.h).
+LOOPBACK_REACHED = {"0100007F", "00000000", "0" * 32, "0000000000000000FFFF00000100007F"}
+LISTEN = "0A"
+PROC_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+
+
+def proc_listening(tables: Iterable[str] = PROC_TABLES) -> set[int] | None:
+    """Ports with a listening TCP socket that 127.0.0.1 reaches, from the kernel's socket tables
+    of this network namespace; None when a table cannot be read (not Linux, no /proc)."""
+    ports = set()
+    for table in tables:
+        try:
+            with open(table, encoding="ascii") as lines:
+                next(lines, None)        # the column titles
+                for line in lines:
+                    fields = line.split(None, 4)
+                    address, _, port = fields[1].partition(":")
+                    if fields[3] == LISTEN and address in LOOPBACK_REACHED:
+                        ports.add(int(port, 16))
+        except FileNotFoundError:
+            if table.endswith("6"):
+                continue                 # a kernel without IPv6
+            return None
+        except OSError:
+            return None
+    return ports
+
+
+def in_use_probe() -> Probe:
+    """Whether something answers on 127.0.0.1:port, read once from the kernel's socket tables
+    (a node draws a port for each of its Tars services: a connect per draw cost 1,000 connects
+    on a new node), else a connect per port."""
+    ports = proc_listening()
+    return listening if ports is None else ports.__contains__
 
 
 def local_endpoint_in(config_text: str) -> str:

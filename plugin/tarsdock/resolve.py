@@ -225,8 +225,8 @@ def with_local_ports(manifest: Manifest, reserved: frozenset[int] = frozenset()
     """
     from tarsdock import localports
 
-    ports = localports.allocate(manifest, localports.read_back(manifest), localports.listening,
-                                reserved)
+    ports = localports.allocate(manifest, localports.read_back(manifest),
+                                localports.in_use_probe(), reserved)
     return {name: replace(spec, local_port=ports.get(name, 0))
             for name, spec in manifest.services.items()}
 
