@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from unit_helpers import (
     wrapper_settings_argv,
 )
 
-from tarsdock import supervisord, systemd
+from tarsdock import quoting, supervisord, systemd
 from tarsdock.output import Context
 from tarsdock.quoting import QuotingError, supervisor_value, systemd_env
 
@@ -30,6 +31,42 @@ HOSTILE = ["", " ", "a b", "'", '"', "\\", "\\\\", "%", "%%", "%(here)s", "%n", 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\0"))
 WORD = st.one_of(st.sampled_from(HOSTILE), TEXT, st.lists(st.sampled_from(HOSTILE)).map("".join))
 ARGV = st.lists(WORD, max_size=8)
+
+
+# mostly words no target quotes (the fast path of a whole line), with a few that must be
+SAFE_WORD = st.from_regex(r"[A-Za-z0-9_@+=:,./%-]{1,6}", fullmatch=True)
+MIXED_ARGV = st.lists(st.one_of(SAFE_WORD, SAFE_WORD, SAFE_WORD, st.sampled_from(
+    [*HOSTILE, "a\nb", "\n", "\r", "x\0"])), min_size=1, max_size=8)
+
+
+def quoted_or_error(quote: object, *args: object) -> str:
+    try:
+        return quote(*args)  # type: ignore[operator,no-any-return]
+    except QuotingError as error:
+        return f"error: {error}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(MIXED_ARGV)
+def test_whole_line_quoting_is_word_by_word_quoting(argv: list[str]) -> None:
+    def sh_by_word(words: list[str], what: str) -> str:
+        return " ".join(shlex.quote(quoting.check_text(w, what)) for w in words)
+
+    def supervisor_by_word(words: list[str], what: str) -> str:
+        return " ".join(quoting._supervisor_word(quoting.check_text(w, what))
+                        for w in words).replace("%", "%%")
+
+    def systemd_by_word(words: list[str], what: str) -> str:
+        for word in words:
+            quoting.check_text(word, what)
+        return " ".join(quoting._systemd_word(w) for w in words)
+
+    assert quoted_or_error(quoting.sh_words, argv, "w") == quoted_or_error(sh_by_word, argv, "w")
+    assert quoted_or_error(quoting.supervisor_argv, argv, "w") == quoted_or_error(
+        supervisor_by_word, argv, "w")
+    if argv[0][:1] not in quoting.SYSTEMD_EXEC_PREFIXES and argv[0]:   # else refused, as is
+        assert quoted_or_error(quoting.systemd_argv, argv, "w") == quoted_or_error(
+            systemd_by_word, argv, "w")
 
 
 def native(argv: list[str], env: tuple[tuple[str, str], ...] = ()) -> object:

@@ -16,7 +16,7 @@ from pathlib import Path
 from tarsdock.argv import docker_run_argv, service_command, service_env, wrapper_settings
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context, OutputFile, header, ini_text
-from tarsdock.quoting import QuotingError, Value, check_text, supervisor
+from tarsdock.quoting import QuotingError, Value, check_text, sh_words, supervisor
 from tarsdock.state import node_ready_path
 
 FORMAT = "supervisord"
@@ -82,8 +82,7 @@ def run_lines(service: Service, ctx: Context) -> list[str]:
     lines = [f"{key}={_sh(value, f'{what}: {key}')}" for key, value in settings]
     if service.spec.run == "container" and service.node.docker_host:
         lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
-    words = " ".join(_sh(word, what) for word in argv)
-    return [*lines, f"set -- {words}"]
+    return [*lines, f"set -- {sh_words(argv, what)}"]
 
 
 def render_run(service: Service, ctx: Context) -> str:
