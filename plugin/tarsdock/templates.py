@@ -117,11 +117,16 @@ class TemplateSet:
         raise InputError(referrer, f"template cycle without a root: {loop}")
 
     def resolve(self, name: str, used_at: Origin) -> Config:
-        """resolve(T) = T over resolve(parent(T)), without macro substitution."""
+        """resolve(T) = T over resolve(parent(T)), without macro substitution.
+
+        The parent's resolved tree is kept too and reused: templates that share a parent merge
+        the parent's chain once, not once each. merge() builds a new tree and never changes
+        its inputs, so a kept tree is never altered.
+        """
         if name not in self._resolved:
-            chain = self.chain(name, used_at)
-            config = chain[-1].config
-            for template in reversed(chain[:-1]):
-                config = tcconfig.merge(config, template.config)
+            chain = self.chain(name, used_at)   # every error of the chain, at `used_at`
+            config = chain[0].config
+            if len(chain) > 1:
+                config = tcconfig.merge(self.resolve(chain[1].name, used_at), config)
             self._resolved[name] = config
         return self._resolved[name]
