@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import functools
-import http.client
 import json
 import re
 import socket
@@ -111,20 +111,6 @@ class Engine(Protocol):
 
     def remove(self, container_id: str) -> None:
         """Remove a container, running or not; a container already gone is fine."""
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP over the Docker socket with the standard library only (no SDK import)."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self.path)
-        self.sock = sock
 
 
 class DockerEngine:
@@ -323,15 +309,23 @@ def _engine_get(socket_path: str, timeout: float, path: str) -> tuple[int, bytes
     """GET `path` from the engine's API over its unix socket: (HTTP status, body).
 
     The standard library, not the SDK: importing the SDK costs more than the whole call, and
-    these calls run at every service start and every validate. Raises OSError.
+    these calls run at every service start and every validate. Nor http.client: importing it
+    (and the email parser it needs) also cost more than the call. HTTP/1.0, read to the end of
+    the stream: the daemon closes it after the answer, and a 1.0 answer has no chunked body.
+    Raises OSError when the daemon does not answer, or not in HTTP.
     """
-    conn = _UnixConnection(socket_path, timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(socket_path)
+        sock.sendall(f"GET {path} HTTP/1.0\r\nHost: docker\r\n\r\n".encode("ascii"))
+        chunks = []
+        while chunk := sock.recv(1 << 16):
+            chunks.append(chunk)
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status = head.split(b" ", 2)[1:2]
+    if not head.startswith(b"HTTP/") or not status or not status[0].isdigit():
+        raise OSError(errno.EPROTO, f"not an HTTP answer: {head[:40]!r}")
+    return int(status[0]), body
 
 
 def _list_containers(socket_path: str, timeout: float,
