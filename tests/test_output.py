@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tarsdock import output
 from tarsdock.output import OutputFile, diff, generated_kind, header, plan, write
 
 HEAD = header("systemd", Path("/etc/tarsdock"), ["node.toml"])
@@ -155,3 +156,19 @@ def test_gc_paused_restores_the_collector() -> None:
         assert not gc.isenabled()      # left as the caller had it
     finally:
         gc.enable()
+
+
+def test_make_dirs_makes_missing_parents_first_and_counts_only_new_ones(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "old")
+    wanted = [tmp_path / "a" / "b" / "c", tmp_path / "a", tmp_path / "old", tmp_path / "link",
+              tmp_path / "x" / "y"]
+    assert output.make_dirs(wanted) == 3      # a; a/b/c (a/b with it); x/y (x with it)
+    assert all(p.is_dir() for p in wanted)
+    assert output.make_dirs(wanted) == 0
+
+
+def test_make_dirs_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("")
+    with pytest.raises(FileExistsError):
+        output.make_dirs([tmp_path / "f"])

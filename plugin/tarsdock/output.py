@@ -148,12 +148,15 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
 def make_dirs(paths: Iterable[str | Path]) -> int:
     """Create every missing directory (mode 0755, parents too); return how many were made."""
     made = 0
-    # sorted, a parent comes before its children: one mkdir each, no walk up from every leaf
+    # sorted, a parent comes before its children: one mkdir each, no walk up from every leaf;
+    # mkdir first and a stat only when it exists (a new node's 6,000 dirs: no stat each)
     for path in sorted({os.fspath(p) for p in paths}):
-        if os.path.isdir(path):
-            continue
         try:
             os.mkdir(path, 0o755)
+        except FileExistsError:
+            if os.path.isdir(path):
+                continue
+            raise
         except FileNotFoundError:
             os.makedirs(path, 0o755, exist_ok=True)
         made += 1
