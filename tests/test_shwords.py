@@ -3,6 +3,7 @@ its tars_start.sh with sh), and what needs a shell at run time is refused with t
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 
 import pytest
@@ -50,6 +51,16 @@ def test_words_are_those_of_sh(text: str) -> None:
 def test_any_accepted_text_splits_as_sh_does(text: str) -> None:
     if shwords.problem(text) == "":
         assert shwords.split(text) == sh_words(text)
+
+
+@given(st.text(max_size=20) | st.text(alphabet="aZ09_=-.:/,@%+*!?^é\u00a0'\"$#~ ", max_size=12))
+@settings(max_examples=500, deadline=None)
+def test_a_plain_text_is_its_own_word_as_the_full_rules_say(text: str) -> None:
+    if shwords.PLAIN.fullmatch(text):
+        assert shwords.problem(text) == shwords.problem(text, one_word=True) == ""
+        assert shlex.split(text, comments=False, posix=True) == ([text] if text else [])
+        assert shwords.split(text) == ([text] if text else [])
+        assert shwords.one_word(text) == text
 
 
 REFUSED = [

@@ -18,6 +18,9 @@ import shlex
 EXPANSION = re.compile(r"\$[A-Za-z_0-9{(@*#?$!-]")
 OPERATORS = set(";&|()<>")
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# A text of none of the characters that quote, escape, expand, split, comment or operate: it is
+# its one word as it stands (most env items and argv words), with no scan and no shlex.
+PLAIN = re.compile(r"[^\s'\"\\$`;&|()<>#~\x00-\x1f\x7f]*")
 
 
 class ShellNeeded(ValueError):
@@ -109,6 +112,8 @@ def under_tarsnode(text: str) -> str:
 
 def split(text: str) -> list[str]:
     """The words sh makes of `text` (quote removal, splitting at blanks); raise ShellNeeded."""
+    if PLAIN.fullmatch(text):
+        return [text] if text else []
     reason = problem(text)
     if reason:
         raise ShellNeeded(reason)
@@ -117,6 +122,8 @@ def split(text: str) -> list[str]:
 
 def one_word(text: str) -> str:
     """The single word sh makes of `text` (an `export` item); raise ShellNeeded."""
+    if PLAIN.fullmatch(text):
+        return text
     reason = problem(text, one_word=True)
     if reason:
         raise ShellNeeded(reason)
