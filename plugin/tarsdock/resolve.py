@@ -93,11 +93,14 @@ def substitute(config: Config, values: dict[str, str]) -> None:
     def replace(match: re.Match[str]) -> str:
         return values.get(match.group(1), match.group(0))
 
-    for key, param in config.params.items():
-        if "${" in param.value:
-            config.params[key] = Param(tcconfig.MACRO.sub(replace, param.value), param.origin)
-    for sub in config.domains.values():
-        substitute(sub, values)
+    pending = [config]   # a walk, not a recursion: one closure per tree, not per domain
+    while pending:
+        domain = pending.pop()
+        params = domain.params
+        for key, param in params.items():
+            if "${" in param.value:
+                params[key] = Param(tcconfig.MACRO.sub(replace, param.value), param.origin)
+        pending += domain.domains.values()
 
 
 def final_config(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) -> Config:
