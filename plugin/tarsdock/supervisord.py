@@ -9,6 +9,8 @@ and paths, and a changed service needs only `supervisorctl restart tars:App.Serv
 
 from __future__ import annotations
 
+import functools
+import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +40,12 @@ Rows = list[tuple[str, Value]]
 
 def _sources(service: Service) -> list[str]:
     return [service.spec.origin.path, f"template {service.spec.template}"]
+
+
+@functools.lru_cache(maxsize=8)
+def _ready_file(state_dir: str) -> str:
+    # once per node, not per service: Path arithmetic is slow in bulk
+    return str(node_ready_path(Path(state_dir)))
 
 
 def run_path(service: Service, out_dir: Path) -> Path:
@@ -78,7 +86,7 @@ def run_lines(service: Service, ctx: Context) -> list[str]:
         # supervisord starts tarsdock-node first (priority) but does not wait for it to listen;
         # the wrapper waits for its ready file, as tarsnode runs before its services (systemd's
         # socket unit needs no such wait)
-        settings.append(("node", str(node_ready_path(Path(service.node.state_dir)))))
+        settings.append(("node", _ready_file(service.node.state_dir)))
     lines = [f"{key}={_sh(value, f'{what}: {key}')}" for key, value in settings]
     if service.spec.run == "container" and service.node.docker_host:
         lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
@@ -94,7 +102,9 @@ def render_run(service: Service, ctx: Context) -> str:
 
 def program_command(service: Service, ctx: Context, out_dir: Path) -> list[str]:
     """The argv supervisord runs: tarsdock-run with the service's name and run file."""
-    return [f"{ctx.scripts_dir}/tarsdock-run", service.name, str(run_path(service, out_dir))]
+    # str(run_path(...)) without building the Path
+    return [f"{ctx.scripts_dir}/tarsdock-run", service.name,
+            os.path.join(out_dir, f"{service.name}{RUN_SUFFIX}")]
 
 
 def program_rows(service: Service, ctx: Context, out_dir: Path) -> Rows:
