@@ -264,10 +264,13 @@ def systemd_boxes() -> list[str]:
 
 
 def wait_until_oom_events_flow(timeout: float = 600) -> None:
-    """Wait until no systemd box runs. While systemd runs as PID 1 in a container on the host's
-    cgroup tree (DESIGN §8), this machine's Docker emits no `oom` event for any container: an
-    artefact of the test set-up (a real node runs systemd on the host), found by an OOM-killed
-    container that gets its event only once the box is gone. Other test runs start boxes."""
+    """Return once Docker emits `oom` events: at once on a host that mounts every cgroup v1
+    controller (tests/env/setup.sh does), else when no systemd box runs (other test runs start
+    boxes). A box mounts the missing controllers in its own mount namespace, and the runc shim
+    of every container started meanwhile cannot load its cgroups and watches no OOM
+    (harness.unmounted_cgroup_controllers): an artefact of the test set-up, as a real node runs
+    systemd on the host, in the host's mount namespace."""
+    if not harness.unmounted_cgroup_controllers():
+        return
     harness.wait_for(lambda: not systemd_boxes(), "no systemd box on the engine (oom events)",
                      timeout, interval=2)
-

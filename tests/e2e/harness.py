@@ -573,6 +573,26 @@ class Registry:
 
 # ---- systemd as PID 1 in a container ------------------------------------------------------------
 
+def unmounted_cgroup_controllers(proc: Path = Path("/proc")) -> list[str]:
+    """cgroup v1 controllers the kernel enables that no mount here shows ([] on cgroup v2).
+
+    A systemd box (below) mounts such controllers in its own mount namespace, which puts every
+    new process of the machine in them. The runc shim of a container started while it runs then
+    cannot find their mount ("loading cgroup for PID: cannot find cgroup mount destination" in
+    the dockerd log), watches no OOM, and Docker emits no `oom` event and sets no OOMKilled.
+    tests/env/setup.sh mounts them on the host, as systemd does on a real node.
+    """
+    mounts = [line.partition(" - ")[2].split() for line in
+              (proc / "self" / "mountinfo").read_text().splitlines()]
+    if any(m[0] == "cgroup2" for m in mounts if m) and not any(
+            m[0] == "cgroup" for m in mounts if m):
+        return []
+    mounted = {opt for m in mounts if len(m) >= 3 and m[0] == "cgroup"
+               for opt in m[2].split(",")}
+    enabled = [line.split() for line in (proc / "cgroups").read_text().splitlines()[1:]]
+    return sorted(f[0] for f in enabled if len(f) == 4 and f[3] == "1" and f[0] not in mounted)
+
+
 class SystemdContainer:
     """`tarsdock-test/systemd:1` booted with systemd as PID 1, driving the host's Docker Engine.
 

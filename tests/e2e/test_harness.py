@@ -29,6 +29,34 @@ def test_require_fails_under_ci_and_skips_outside(monkeypatch: pytest.MonkeyPatc
     harness.require("sh", "sh is on PATH")
 
 
+CGROUPS = """#subsys_name	hierarchy	num_cgroups	enabled
+cpu	1	2	1
+memory	4	99	1
+net_cls	0	2	1
+net_prio	0	2	1
+rdma	0	1	0
+"""
+V1_MOUNTS = """35 25 0:30 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+36 25 0:31 / /sys/fs/cgroup/memory rw shared:9 - cgroup cgroup rw,memory
+"""
+
+
+def test_unmounted_cgroup_controllers_are_the_enabled_ones_no_mount_shows(
+        tmp_path: Path) -> None:
+    (tmp_path / "self").mkdir()
+    (tmp_path / "cgroups").write_text(CGROUPS)
+    (tmp_path / "self" / "mountinfo").write_text(V1_MOUNTS)
+    assert harness.unmounted_cgroup_controllers(tmp_path) == ["net_cls", "net_prio"]
+    (tmp_path / "self" / "mountinfo").write_text(
+        V1_MOUNTS + "40 25 0:40 / /sys/fs/cgroup/net_cls,net_prio rw - cgroup cgroup "
+        "rw,net_cls,net_prio\n")
+    assert harness.unmounted_cgroup_controllers(tmp_path) == []
+    # cgroup v2 alone: no v1 hierarchy to miss
+    (tmp_path / "self" / "mountinfo").write_text(
+        "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n")
+    assert harness.unmounted_cgroup_controllers(tmp_path) == []
+
+
 def test_free_port_is_claimed_for_this_run_and_outside_the_ephemeral_range() -> None:
     port = harness.free_port()
     low, _ = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())

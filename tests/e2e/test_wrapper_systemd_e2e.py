@@ -84,10 +84,7 @@ def test_systemctl_kill_reaches_the_service_once(node: Node, sig: str) -> None:
 
 
 def test_a_failure_reason_reaches_the_journal(node: Node) -> None:
-    # An OOM kill's reason is checked under supervisord (test_wrapper_supervisord_e2e): the
-    # wrapper's code is the same, but while a systemd container runs on the host's cgroup tree
-    # (DESIGN §8) this machine's Docker emits no `oom` event for any container, so under
-    # systemd the reason path is shown with an exit status instead.
+    # An OOM kill's reason under systemd: test_status_systemd_e2e (journal, failures, status).
     name, unit = f"{APP}.Exit", node.unit("Exit")
     line = f"tarsdock-run: {name}: exit: exited with status 3"
     node.box.systemctl("start", unit, check=True)

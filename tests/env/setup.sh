@@ -113,6 +113,39 @@ check_default_bridge() {
 started with --bridge=none deletes docker0): restart dockerd without --bridge=none"
 }
 
+mount_cgroup_controllers() {
+    # cgroup v1 hosts (a tmpfs at /sys/fs/cgroup): every enabled controller mounted, as systemd
+    # mounts them on a real node. A systemd test box (DESIGN.md §8: --cgroupns=host and the
+    # host's /sys/fs/cgroup) mounts the missing ones in its own mount namespace, which puts every
+    # new process in them; the runc shim of each container started meanwhile then cannot find
+    # their mount ("loading cgroup for PID: cannot find cgroup mount destination" in the dockerd
+    # log), watches no OOM, and Docker emits no `oom` event and sets no OOMKilled.
+    [ "$(stat -fc %T /sys/fs/cgroup)" = tmpfs ] || return 0
+    local mounted enabled group c missing rw=
+    mounted=$(sed -n 's/.* - cgroup [^ ]* //p' /proc/self/mountinfo | tr ',' '\n')
+    enabled=$(awk 'NR > 1 && $4 == 1 { print $1 }' /proc/cgroups)
+    # systemd's groups: cpu with cpuacct, net_cls with net_prio, each other controller alone
+    for group in cpu,cpuacct net_cls,net_prio $(echo "$enabled" | grep -vx 'cpu\|cpuacct\|net_cls\|net_prio'); do
+        missing=1
+        for c in ${group//,/ }; do
+            echo "$enabled" | grep -qx "$c" || missing=0       # not in this kernel
+            echo "$mounted" | grep -qx "$c" && missing=0       # mounted (alone or grouped)
+        done
+        [ $missing = 1 ] || continue
+        # a mount point to make: the tmpfs is often read-only (put back so below)
+        if [ ! -d "/sys/fs/cgroup/$group" ] && [ -z "$rw" ] \
+                && findmnt -rno OPTIONS /sys/fs/cgroup | grep -q '^ro'; then
+            mount -o remount,rw /sys/fs/cgroup && rw=1 || die "cannot make /sys/fs/cgroup writable"
+        fi
+        mkdir -p "/sys/fs/cgroup/$group"
+        mount -t cgroup -o "$group" cgroup "/sys/fs/cgroup/$group" \
+            || die "cannot mount the cgroup v1 controller(s) $group at /sys/fs/cgroup/$group"
+        step "cgroup: mounted $group (a systemd box would mount it out of Docker's sight)"
+    done
+    if [ -n "$rw" ]; then mount -o remount,ro /sys/fs/cgroup; fi
+    return 0
+}
+
 install_node_modules() {
     # tests/node: @tars/rpc and @tars/stream exactly as package-lock.json pins them (never vendored);
     # redone only when the lockfile changed.
@@ -260,7 +293,7 @@ step "tarsdock test environment for $REPO"
         flock 9
     fi
     if [ $do_packages = 1 ]; then install_packages; fi
-    if [ $do_images = 1 ] || [ $do_packages = 1 ]; then start_dockerd; fi
+    if [ $do_images = 1 ] || [ $do_packages = 1 ]; then mount_cgroup_controllers; start_dockerd; fi
     if [ $do_images = 1 ]; then
         build_busybox_image
         build_debian_images
