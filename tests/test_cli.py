@@ -33,6 +33,11 @@ def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> N
     ["validate", "--config-dir", str(EXAMPLE)],
     ["validate", f"--config-dir={EXAMPLE}"],
     ["--config-dir", "/nonexistent", "validate", "--config-dir", str(EXAMPLE)],   # last wins
+    # argparse takes a unique prefix of a long option: the value is not the command's name
+    ["--config", str(EXAMPLE), "validate"],
+    ["--con", str(EXAMPLE), "validate"],
+    [f"--config={EXAMPLE}", "validate"],
+    ["validate", "--config", str(EXAMPLE)],
 ])
 def test_config_dir_before_or_after_the_subcommand(argv: list[str],
                                                    monkeypatch: pytest.MonkeyPatch,
@@ -52,6 +57,27 @@ def test_config_dir_before_or_after_the_subcommand(argv: list[str],
 def test_a_value_before_is_not_overwritten_by_a_default_after(argv: list[str]) -> None:
     args = build_parser(argv).parse_args(argv)
     assert args.config_dir == "X"
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["--config", "validate", "status"], "status"),    # a config dir named like a command
+    (["--version"], None),
+    (["--ver", "x"], "x"),                             # --version takes no value
+    (["--", "validate"], "validate"),
+])
+def test_the_chosen_command_is_the_one_argparse_picks(argv: list[str],
+                                                      command: str | None) -> None:
+    assert cli.chosen_command(argv) == command
+
+
+def test_an_abbreviated_global_option_before_the_command_keeps_its_options(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # the chosen command was a stub without its handler and options: a traceback, or
+    # "unrecognized arguments: --json"
+    argv = ["--config", str(EXAMPLE), "completion", "--list", "services"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.split() == ["Demo.HelloServer", "Demo.NativeServer",
+                                               "Demo.WebServer"]
 
 
 def test_no_config_dir_anywhere_leaves_it_unset() -> None:

@@ -107,12 +107,28 @@ COMMANDS: tuple[Command, ...] = (
 )
 
 
+def _takes_value(word: str) -> bool:
+    """Whether a word before the subcommand is a global option whose value is the next word.
+
+    argparse also takes a unique prefix of a long option (`--config X`, allow_abbrev), so this
+    does too: otherwise X would be taken for the command, the real one would stay a bare stub
+    without its handler, and the run would end in a traceback.
+    """
+    flags = {option.flag for option in GLOBAL_OPTIONS}
+    if word in flags:
+        return True
+    if not word.startswith("--") or len(word) < 3 or "=" in word:
+        return False
+    # --help and --version take no value; a prefix of one of them as well is ambiguous anyway
+    matching = [flag for flag in (*flags, "--help", "--version") if flag.startswith(word)]
+    return len(matching) == 1 and matching[0] in flags
+
+
 def chosen_command(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv: the first word that is not an option or its value."""
-    takes_value = {option.flag for option in GLOBAL_OPTIONS}
     words = iter(argv)
     for word in words:
-        if word in takes_value:
+        if _takes_value(word):
             next(words, None)
         elif not word.startswith("-"):
             return word
