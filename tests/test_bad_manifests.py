@@ -290,6 +290,18 @@ def test_errors_of_several_files_are_reported_together(tmp_path: Path) -> None:
     assert found[2].startswith("services.d/b.toml:1: TOML syntax error")
 
 
+@pytest.mark.parametrize(("extra", "expected"), [
+    ('type = "not_tars"\ncommand = "ls"\n',
+     ["node.toml:7: key 'command': expected an array of strings, got \"ls\""]),
+    ('run = "container"\nimage = 5\n', ["node.toml:8: key 'image': expected a string, got 5"]),
+])
+def test_a_bad_value_is_not_also_called_missing(tmp_path: Path, extra: str,
+                                                expected: list[str]) -> None:
+    service = '[services."Hello.Server"]\n' + ("" if "type" in extra else 'type = "tars_cpp"\n')
+    write_config(tmp_path, {"node.toml": NODE + service + extra})
+    assert errors_of(tmp_path) == expected
+
+
 def test_a_broken_image_is_reported_once(tmp_path: Path) -> None:
     write_config(tmp_path, {"node.toml": NODE + '[images.base]\nref = "Bad Ref"\n' + SVC
                             + 'image = "base"\n'})

@@ -62,11 +62,16 @@ class ServiceReader:
         v = self.reader.table(self.doc, self.path, raw, SERVICE_KEYS, f"[{toml_path(self.path)}]")
         if v is None:
             return None
+        # a key given with a bad value is reported at its line and read as its default; the
+        # checks below must not then call it missing ("needs a command" after "expected an
+        # array of strings" sent the operator looking for a key that is there)
+        given = set(raw)
         image = self.image(v["image"]) if v["image"] else None
         run: RunMode = v["run"] or ("container" if v["image"] else "native")
-        if run == "container" and not v["image"]:
+        if run == "container" and not v["image"] and "image" not in given:
             self.errors.add(self.origin("run"), 'run = "container" needs an image', "run")
-        self.check_command(v["type"], v["command"])
+        if "command" not in given or v["command"]:
+            self.check_command(v["type"], v["command"])
         profile, profile_origin = self.profile(v["profile"], v["profile_file"])
         if v["local_port"]:
             local = Endpoint("tcp", "127.0.0.1", v["local_port"])
