@@ -498,6 +498,33 @@ def test_a_failed_run_is_one_line_with_its_reason(tmp_path: Path,
     assert "old failure" not in caplog.text
 
 
+def test_a_run_supervisord_restarted_already_is_reported_with_its_own_reason(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # found by hand: kill -9 of the docker client; the wrapper recorded why, supervisord
+    # restarted the program at once, and the listener read the new run's getProcessInfo
+    # (start later than the failure, exitstatus 0) and logged "exited with status 0"
+    world = World(spec("A.S", CPP), spec("B.S", CPP),
+                  states={"tars:A.S": "RUNNING", "tars:B.S": "RUNNING"})
+    world.listener.state_dir = tmp_path
+    for service in ("A.S", "B.S"):
+        world.state("STARTING", service)
+    world.now += 30
+    (tmp_path / "A.S.failures").write_text(
+        f"{int(world.now - 100)}\texit\tan old failure\n"
+        f"{int(world.now)}\texit\tthe docker client ended with status 137\n")
+    world.state("EXITED", "A.S", "expected:0 pid:1")
+    world.state("EXITED", "B.S", "expected:0 pid:2")
+    world.now += 0.5                 # supervisord restarts both before the lane asks
+    for service in ("A.S", "B.S"):
+        world.rpc.starts[f"tars:{service}"] = world.now
+        world.rpc.exitstatus[f"tars:{service}"] = 0
+    world.run()
+    assert "A.S: the docker client ended with status 137" in caplog.text
+    assert "status 0" not in caplog.text
+    assert "B.S: exited; no reason recorded, and supervisord has started it again" in caplog.text
+    assert "old failure" not in caplog.text
+
+
 class FakeStream:
     """Docker's event stream as a script: each round either refuses or yields then ends."""
 
