@@ -48,6 +48,10 @@ class Node:
         pid: int = self.supervisor.rpc().supervisor.getProcessInfo(self.program(server))["pid"]
         return pid
 
+    def listener_log(self) -> str:
+        path = self.dir.tars_path / "app_log" / "tarsdock" / "listener.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def log(self, server: str) -> str:
         path = self.dir.tars_path / "app_log" / APP / server / f"{APP}.{server}.stdout.log"
         return path.read_text(errors="replace") if path.exists() else ""
@@ -110,6 +114,13 @@ def test_kill_9_of_the_client_restarts_once_without_status_125(node: Node) -> No
     assert "exit status 125" not in log, harness.tail(node.supervisor.log)
     assert len(containers_named(name)) == 1
     assert node.supervisor.status()[program] == "RUNNING"
+    # the listener's line is the killed run's reason, not the next run's "status 0"
+    # (supervisord had restarted the program by the time the listener asked it)
+    reason = f"{name}: exit: the docker client ended with status 137"
+    wait_for(lambda: reason in node.log("Kill"), "the wrapper's line", 30)
+    said = f"{name}: the docker client ended with status 137"
+    wait_for(lambda: said in node.listener_log(), "the listener's line", 30)
+    assert f"{name}: exited with status" not in node.listener_log(), node.listener_log()
 
 
 @pytest.mark.parametrize("sig", ["HUP", "USR1"])
