@@ -80,8 +80,12 @@ def plan_all(fmt: str, files: list[OutputFile], out_dir: Path) -> list[Change]:
     """Units (with stale ones in out_dir) and service configs, compared with the disk."""
     from tarsdock.output import plan
 
-    units = [f for f in files if f.path.parent == out_dir]
-    configs = [f for f in files if f.path.parent != out_dir]
+    # str dirnames, not Path.parent (a new Path each): 3,000 files on a 1,000-service node
+    out = os.fspath(out_dir)
+    units: list[OutputFile] = []
+    configs: list[OutputFile] = []
+    for file in files:
+        (units if os.path.dirname(file.path) == out else configs).append(file)
     return plan(units, out_dir, fmt) + plan(configs)
 
 
@@ -89,7 +93,9 @@ def group_restart_note(fmt: str, changes: list[Change], out_dir: Path) -> str | 
     """supervisord replaces a changed group whole: say so before an update restarts them all."""
     # Program files only (a service added or removed, or a section changed, as after an upgrade
     # of tarsdock): a changed run file needs just `supervisorctl restart tars:App.Server`.
-    programs = [c for c in changes if c.path.parent == out_dir and c.path.suffix == ".conf"]
+    out = os.fspath(out_dir)
+    programs = [c for c in changes
+                if os.path.dirname(c.path) == out and os.path.splitext(c.path)[1] == ".conf"]
     existed = any(c.kind != "new" for c in programs)
     if fmt != "supervisord" or not existed or all(c.kind == "unchanged" for c in programs):
         return None

@@ -255,12 +255,13 @@ def write(changes: Iterable[Change], dirs: Iterable[str | Path] = ()) -> dict[st
     files = [c.file for c in changes if c.file is not None and c.kind in ("new", "changed")]
     stale = [c.path for c in changes if c.kind == "stale"]
     dirs = [os.fspath(d) for d in dirs]
-    made = make_dirs([*dirs, *(file.path.parent for file in files)])
+    parents = {os.path.dirname(file.path) for file in files}
+    made = make_dirs([*dirs, *parents])
     if files:
         _replace_all(files)
     for path in stale:            # only once the new files are in place
         path.unlink(missing_ok=True)
-    touched = {os.fspath(p.parent) for p in stale} | {os.fspath(f.path.parent) for f in files}
+    touched = {os.path.dirname(p) for p in stale} | parents
     if made or touched:
         syncfs(touched | set(dirs if made else ()))
     return counts
