@@ -174,7 +174,8 @@ def record(path: str, key: list[object], config_dir: str, out_dir: str, outside:
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(temp, "w", encoding="utf-8") as stream:
-            json.dump(data, stream)
+            # dumps, not dump: only a one-shot encoding uses the C encoder
+            stream.write(json.dumps(data))
     except OSError:       # no cache dir to be had: every run is a full one
         return False
     # no fsync: a stamp lost in a crash costs one full run, and a torn one reads as none
