@@ -227,34 +227,74 @@ def bash_complete(*words: str) -> list[str]:
     (("tarsdock", "deploy", "--config-dir", str(EXAMPLE), "Demo.H"), ["Demo.HelloServer"]),
     (("tarsdock", "--config-dir", str(EXAMPLE), "template", "show", "demo"), ["demo.echo"]),
     (("tarsdock", "generate", "--format", ""), ["supervisord", "systemd"]),
+    # bash splits --config-dir=DIR at the = (COMP_WORDBREAKS)
+    (("tarsdock", "--config-dir", "=", str(EXAMPLE), "config", "Demo.W"), ["Demo.WebServer"]),
+    (("tarsdock", f"--config-dir={EXAMPLE}", "config", "Demo.W"), ["Demo.WebServer"]),
+    (("tarsdock", "--config-dir", str(EXAMPLE), "notify", "Demo.N"), ["Demo.NativeServer"]),
+    (("tarsdock", "--config-dir", str(EXAMPLE / "templ")), [str(EXAMPLE / "templates")]),
 ])
 def test_bash_completion(words: tuple[str, ...], expected: list[str]) -> None:
     assert bash_complete(*words) == expected
 
 
-ZSH_NAMES = """
-autoload -U compinit && compinit -u
-eval "$(tarsdock completion zsh)"
-disable compadd   # stand-in: print what would be offered
-compadd() { print -l -- "${(@P)2}"; }
-words=("$@")
-_tarsdock_$KIND
+# Drives zsh's own completion in a pseudo-terminal (zsh/zpty): types the line and TAB, then a key
+# whose widget prints the line as completion left it, between \x01 and \x02 (bytes the echo of
+# the typed text never holds). zpty -r waits for that pattern, so nothing depends on timing.
+ZSH_DRIVE = r"""
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "fpath=(${(q)1} \$fpath); autoload -Uz compinit; compinit -u -D"
+zpty -w z 'show() { print -rn -- $'"'"'\x01'"'"'"$BUFFER"$'"'"'\x02'"'"' }'
+zpty -w z 'zle -N show; bindkey "^Xs" show'
+zpty -w -n z "$2"$'\t\x18s'
+zpty -r z out $'*\x01*\x02*'
+out=${out#*$'\x01'}
+print -r -- "${out%%$'\x02'*}"
+zpty -d z
 """
 
 
-@pytest.mark.parametrize(("kind", "expected"), [
-    ("services", ["Demo.HelloServer", "Demo.NativeServer", "Demo.WebServer"]),
-    ("templates", ["demo.echo", "tars.cpp.default", "tars.default", "tars.go.default",
-                   "tars.nodejs.default", "tars.php.default", "tars.springboot",
-                   "tars.tarsjava.default"]),
-])
-def test_zsh_completion_offers_names(kind: str, expected: list[str]) -> None:
+@pytest.fixture(scope="module")
+def zsh_functions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of $fpath holding `_tarsdock`, as the README installs it."""
     if not shutil.which("zsh"):
         pytest.fail("zsh is missing: tests/env/setup.sh installs it")
-    proc = subprocess.run(["zsh", "-f", "-c", ZSH_NAMES, "zsh", "tarsdock", "--config-dir",
-                           str(EXAMPLE), "config", ""], capture_output=True, text=True,
-                          check=True, env={**tool_env(), "KIND": kind}, cwd=REPO)
-    assert sorted(filter(None, proc.stdout.splitlines())) == expected
+    folder = tmp_path_factory.mktemp("zfunc")
+    (folder / "_tarsdock").write_text(completion_script("zsh"))
+    return folder
+
+
+@pytest.mark.parametrize(("line", "completed"), [
+    ("tarsdock gen", "tarsdock generate "),
+    (f"tarsdock --config-dir {EXAMPLE} config Demo.H",
+     f"tarsdock --config-dir {EXAMPLE} config Demo.HelloServer "),
+    (f"tarsdock config --config-dir {EXAMPLE} Demo.W",
+     f"tarsdock config --config-dir {EXAMPLE} Demo.WebServer "),
+    (f"tarsdock deploy --config-dir {EXAMPLE} Demo.N",
+     f"tarsdock deploy --config-dir {EXAMPLE} Demo.NativeServer "),
+    (f"tarsdock --config-dir {EXAMPLE} notify Demo.H",
+     f"tarsdock --config-dir {EXAMPLE} notify Demo.HelloServer "),
+    (f"tarsdock --config-dir {EXAMPLE} template show demo",
+     f"tarsdock --config-dir {EXAMPLE} template show demo.echo "),
+    (f"tarsdock --config-dir {EXAMPLE}/templ", f"tarsdock --config-dir {EXAMPLE}/templates/"),
+])
+def test_zsh_completes_names_in_a_real_zsh(zsh_functions: Path, line: str,
+                                           completed: str) -> None:
+    # in a subcommand, zsh's $words holds only its positional words: the names came from
+    # /etc/tarsdock however --config-dir was given
+    proc = subprocess.run(["zsh", "-f", "-c", ZSH_DRIVE, "zsh", str(zsh_functions), line],
+                          capture_output=True, text=True, check=True, env=tool_env(), cwd=REPO,
+                          timeout=60)
+    assert proc.stdout.rstrip("\n") == completed
+
+
+def test_every_service_or_template_argument_completes_names() -> None:
+    for name, parser in subcommand_parsers().items():
+        for action in parser._actions:
+            kind = {"App.Server": "services", "TEMPLATE": "templates"}.get(str(action.metavar))
+            if kind and not action.option_strings:
+                complete = getattr(action, "complete", {})
+                assert complete.get("zsh") == f"_tarsdock_{kind}", f"tarsdock {name} {kind}"
 
 
 def test_zsh_script_parses_and_completes_names_where_they_are_arguments() -> None:

@@ -171,8 +171,10 @@ _PORT = _number(int, 1, 65535, "a port in 1..65535")
 
 def register(p: argparse.ArgumentParser) -> None:
     """The options of `notify`."""
-    p.add_argument("service", metavar="App.Server", nargs="?",
-                   help="the service (not with --all)")
+    from tarsdock.options import complete_names
+
+    complete_names(p.add_argument("service", metavar="App.Server", nargs="?",
+                                  help="the service (not with --all)"), "services")
     p.add_argument("command", nargs="?", help="the admin command, e.g. 'tars.setloglevel INFO'")
     p.add_argument("--all", action="store_true", help="every running Tars service of the node")
     p.add_argument("--shutdown", action="store_true",

@@ -42,8 +42,9 @@ def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
     """Add the global options to a parser: the top one, or a subcommand's (see GLOBAL_OPTIONS)."""
     group = parser.add_argument_group("global options")
     for option in GLOBAL_OPTIONS:
-        group.add_argument(option.flag, dest=option.dest, metavar=option.metavar, help=option.help,
-                           default=None if top else argparse.SUPPRESS)
+        action = group.add_argument(option.flag, dest=option.dest, metavar=option.metavar,
+                                    help=option.help, default=None if top else argparse.SUPPRESS)
+        action.complete = DIRECTORY  # type: ignore[attr-defined]
 
 
 def config_dir(args: argparse.Namespace) -> Path:
@@ -53,27 +54,43 @@ def config_dir(args: argparse.Namespace) -> Path:
 
 
 NameKind = Literal["services", "templates"]
+# shtab.DIRECTORY for the shells tarsdock completes (shtab is imported only to print a script)
+DIRECTORY = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/"}
 
 # Shell functions that complete the node's service or template names by asking tarsdock itself
-# (`tarsdock completion --list KIND`), with the --config-dir already typed on the line.
+# (`tarsdock completion --list KIND`), with the --config-dir already typed on the line, before or
+# after the subcommand, as `--config-dir DIR` or `--config-dir=DIR`.
+# bash splits `--config-dir=DIR` at the `=` (it is in COMP_WORDBREAKS): `--config-dir`, `=`, `DIR`.
 _BASH_NAMES = """
 _tarsdock_names() {  # $1: services|templates, $2: the word being completed
-  local i
+  local i word
   local -a dir=()
   for ((i = 1; i < ${#COMP_WORDS[@]} - 1; i++)); do
-    [[ ${COMP_WORDS[i]} == --config-dir ]] && dir=(--config-dir "${COMP_WORDS[i + 1]}")
+    word=${COMP_WORDS[i]}
+    if [[ $word == --config-dir ]]; then
+      [[ ${COMP_WORDS[i + 1]} == = ]] && ((i++))
+      dir=(--config-dir "${COMP_WORDS[i + 1]}")
+    elif [[ $word == --config-dir=* ]]; then
+      dir=(--config-dir "${word#--config-dir=}")
+    fi
   done
   compgen -W "$(tarsdock "${dir[@]}" completion --list "$1" 2>/dev/null)" -- "$2"
 }
 _tarsdock_services() { _tarsdock_names services "$1"; }
 _tarsdock_templates() { _tarsdock_names templates "$1"; }
 """
+# zsh: the whole line ($BUFFER), not $words: in a subcommand's _arguments, $words holds only the
+# subcommand's own positional words, without the --config-dir given before or after it.
 _ZSH_NAMES = """
 _tarsdock_names() {  # $1: services|templates
   local i
-  local -a dir names
-  for ((i = 2; i < ${#words}; i++)); do
-    [[ ${words[i]} == --config-dir ]] && dir=(--config-dir "${words[i + 1]}")
+  local -a line dir names
+  line=(${(z)BUFFER})
+  for ((i = 1; i < ${#line}; i++)); do
+    case ${line[i]} in
+      --config-dir) dir=(--config-dir "${(Q)line[i + 1]}") ;;
+      --config-dir=*) dir=(--config-dir "${(Q)${line[i]#--config-dir=}}") ;;
+    esac
   done
   names=(${(f)"$(tarsdock "${dir[@]}" completion --list "$1" 2>/dev/null)"})
   compadd -a names
