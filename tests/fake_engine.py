@@ -86,12 +86,13 @@ class FakeSupervisor:
     calls: list[tuple[str, str]] = field(default_factory=list)
 
     exitstatus: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)    # absent: 0, not running
 
     def _info(self, program: str) -> dict[str, Any]:
         group, _, name = program.partition(":")
         return {"name": name, "group": group, "statename": self.states[program],
                 "start": self.starts.get(program, 0), "spawnerr": "",
-                "exitstatus": self.exitstatus.get(program, 0)}
+                "exitstatus": self.exitstatus.get(program, 0), "pid": self.pids.get(program, 0)}
 
     def getProcessInfo(self, name: str) -> dict[str, Any]:
         if name not in self.states:

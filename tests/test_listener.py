@@ -500,29 +500,31 @@ def test_a_failed_run_is_one_line_with_its_reason(tmp_path: Path,
 
 def test_a_run_supervisord_restarted_already_is_reported_with_its_own_reason(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    # found by hand: kill -9 of the docker client; the wrapper recorded why, supervisord
-    # restarted the program at once, and the listener read the new run's getProcessInfo
-    # (start later than the failure, exitstatus 0) and logged "exited with status 0"
-    world = World(spec("A.S", CPP), spec("B.S", CPP),
-                  states={"tars:A.S": "RUNNING", "tars:B.S": "RUNNING"})
+    # found by hand: kill -9 of the docker client. The wrapper recorded why at 14:39:51 and
+    # exited; supervisord spawned the next run at 14:39:53.67 and only then delivered EXITED
+    # (14:39:53.68); the listener read the new run's getProcessInfo (start 14:39:53, pid set,
+    # exitstatus 0) and logged "exited with status 0"
+    world = World(spec("A.S", CPP), spec("B.S", CPP), spec("C.S", CPP),
+                  states={"tars:A.S": "STARTING", "tars:B.S": "STARTING", "tars:C.S": "EXITED"})
     world.listener.state_dir = tmp_path
-    for service in ("A.S", "B.S"):
-        world.state("STARTING", service)
-    world.now += 30
+    world.now = 1795963193.68
     (tmp_path / "A.S.failures").write_text(
-        f"{int(world.now - 100)}\texit\tan old failure\n"
-        f"{int(world.now)}\texit\tthe docker client ended with status 137\n")
-    world.state("EXITED", "A.S", "expected:0 pid:1")
-    world.state("EXITED", "B.S", "expected:0 pid:2")
-    world.now += 0.5                 # supervisord restarts both before the lane asks
-    for service in ("A.S", "B.S"):
-        world.rpc.starts[f"tars:{service}"] = world.now
-        world.rpc.exitstatus[f"tars:{service}"] = 0
+        "1795963100\texit\tan old failure\n"
+        "1795963191\texit\tthe docker client ended with status 137\n")
+    (tmp_path / "B.S.failures").write_text("1795963100\texit\tan old failure\n")
+    (tmp_path / "C.S.failures").write_text("1795963100\texit\tan old failure\n")
+    for service, pid in (("A.S", 42), ("B.S", 43)):     # already running again
+        world.rpc.starts[f"tars:{service}"] = 1795963193
+        world.rpc.pids[f"tars:{service}"] = pid
+    world.rpc.starts["tars:C.S"] = 1795963150         # not restarted: its status stands
+    world.rpc.exitstatus["tars:C.S"] = 3
+    for service in ("A.S", "B.S", "C.S"):
+        world.state("EXITED", service, "expected:0 pid:7")
     world.run()
     assert "A.S: the docker client ended with status 137" in caplog.text
-    assert "status 0" not in caplog.text
     assert "B.S: exited; no reason recorded, and supervisord has started it again" in caplog.text
-    assert "old failure" not in caplog.text
+    assert "C.S: exited with status 3" in caplog.text
+    assert "status 0" not in caplog.text and "old failure" not in caplog.text
 
 
 class FakeStream:

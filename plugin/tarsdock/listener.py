@@ -44,8 +44,6 @@ from tarsdock.state import (
     Failure,
     failures_path,
     read_failures,
-    read_starts,
-    starts_path,
 )
 from tarsdock.supervision import (
     LISTENER_FILE,
@@ -72,15 +70,10 @@ ENDED = {"PROCESS_STATE_STOPPED", "PROCESS_STATE_EXITED", "PROCESS_STATE_FATAL",
          "PROCESS_STATE_BACKOFF"}
 ACTIVE = {"STARTING", "RUNNING", "BACKOFF", "STOPPING"}
 BAD_NAME = 10   # supervisor.xmlrpc.Faults.BAD_NAME, without importing supervisor
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run of a program as the listener saw it: wall times (epoch s) its STARTING event
-    arrived (None: before this listener) and its end (EXITED or BACKOFF) arrived."""
-
-    began: float | None
-    ended: float
+# seconds between a run's recorded failure and its EXITED/BACKOFF event reaching the listener:
+# supervisord reaps and dispatches events in a loop that polls once a second; older lines are
+# an earlier run's
+REPORT_LAG = 5
 
 log = logging.getLogger("tarsdock.listener")
 
@@ -211,10 +204,6 @@ class Listener:
         self.docker_lost = float("-inf")      # wall time the daemon was last seen away
         self.clashes: set[str] = set()        # other instances with this node name, reported
         self.ooms: set[str] = set()           # containers whose OOM kill was reported
-        # wall time each program's current run began (its STARTING event): supervisord has
-        # often started the next run by the time a failure is reported, so the run that ended
-        # is told by the times its events arrived, not by getProcessInfo
-        self.began: dict[str, float] = {}
 
     # --- the event side: cheap decisions only ---------------------------------------------
 
@@ -235,16 +224,14 @@ class Listener:
     def _process_state(self, event: Event) -> None:
         service = event.payload_headers.get("processname", "")
         state = event.name.removeprefix("PROCESS_STATE_")
-        if state == "STARTING":
-            self.began[service] = self.wall()
         self.feed(service, ProcessState(state, event.payload_headers.get("from_state", "")))
         if event.name in ENDED and not self._native(service):
             self.docker_lane.submit(lambda: self.cleanup(service), key=f"cleanup {GROUP}:{service}")
         failed = state == "BACKOFF" or (state == "EXITED"
                                         and event.payload_headers.get("expected") == "0")
         if failed:
-            run = Run(self.began.get(service), self.wall())
-            self.docker_lane.submit(lambda: self.report_failure(service, run),
+            ended = self.wall()
+            self.docker_lane.submit(lambda: self.report_failure(service, ended),
                                     key=f"why {service}")
 
     def feed(self, service: str, given: Input) -> None:
@@ -443,42 +430,27 @@ class Listener:
         else:
             self.feed(service, Diagnosis(""))
 
-    def report_failure(self, service: str, run: Run | None = None) -> None:
+    def report_failure(self, service: str, ended: float | None = None) -> None:
         """One line per failed run: the reason the wrapper recorded for the run that ended,
-        else supervisord's exit status when supervisord still shows that run.
+        else supervisord's exit status while supervisord has not started another run.
 
-        `run` is when the run began (its STARTING event; None when this listener did not see
-        it) and when its end was reported. supervisord restarts a program at once, so by the
-        time this runs getProcessInfo may describe the next run (status 0, a later start).
+        `ended` is the wall time (epoch s) the run's EXITED or BACKOFF event arrived. The
+        wrapper records its reason just before it exits, and supervisord delivers the event
+        within about a second; by then supervisord may have started the next run, so neither
+        getProcessInfo's start nor its exit status need describe the run that ended.
         """
+        ended = self.wall() if ended is None else ended
         info = self._info(service)
-        started = float(info.get("start") or 0)
-        ended = run.ended if run is not None else self.wall()
-        same_run = started <= ended    # supervisord has not started another run since
-        began = run.began if run is not None and run.began is not None else None
-        if began is None:
-            began = started if same_run else self._last_start(service, ended)
-        # whole seconds; the wrapper records its failure before it exits, so before `ended`,
-        # and may record its start a little before supervisord's STARTING event reached us
-        fresh = [f for f in self._failures(service) if int(began) - 1 <= f.when <= int(ended)]
+        fresh = [f for f in self._failures(service)
+                 if int(ended) - REPORT_LAG <= f.when <= int(ended)]
         if fresh:
             log.warning("%s: %s", service, fresh[-1].text)
-        elif same_run:
+        elif not info.get("pid"):     # no run since: its exit status is the one that ended
             why = f" ({info['spawnerr']})" if info.get("spawnerr") else ""
             log.warning("%s: exited with status %s%s", service, info.get("exitstatus", "?"), why)
         else:
             log.warning("%s: exited; no reason recorded, and supervisord has started it again "
-                        "since (its exit status is gone)", service)
-
-    def _last_start(self, service: str, before: float) -> float:
-        """The last start tarsdock-run recorded at or before `before` (epoch s), else 0."""
-        if self.state_dir is None:
-            return 0.0
-        try:
-            starts = read_starts(starts_path(self.state_dir, service))
-        except OSError:
-            return 0.0
-        return float(max((s for s in starts if s <= before), default=0))
+                        "(its exit status is gone)", service)
 
     def _failures(self, service: str) -> list[Failure]:
         if self.state_dir is None:
