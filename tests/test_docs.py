@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,9 @@ from docs_reference import DOC, doc_tables
 
 import tarsdock
 from tarsdock import keys
+from tarsdock.errors import InputError, InputErrors
 from tarsdock.keys import REQUIRED, KeyRule
+from tarsdock.resolve import load_node
 
 TYPE_NAMES = {"str": "string", "text": "string (multi-line)", "int": "integer", "bool": "boolean",
               "strlist": "array of strings", "tables": "array of tables"}
@@ -98,3 +101,79 @@ def test_the_design_keys_the_issue_named_are_documented() -> None:
     for key in ("network", "host_path", "docker_socket", "pull", "registry", "url",
                 "restart_on_update", "profile_file", "exe", "set_division"):
         assert re.search(rf"^\| `{key}` \|", text, re.M), key
+
+
+# ---- every documented example is accepted -------------------------------------------------------
+# A config dir in which each key of the reference can be set to its documented example: the keys
+# that example needs (an [images] id, a registry for its host, a password file, a tars_java
+# service for main_class) are there.
+EXAMPLE_BASE = {
+    "node": {"name": '"10.0.0.5"', "tars_path": '"/usr/local/app/tars"',
+             "locator": '"tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"'},
+    "registries.main": {"url": '"registry.example.com:5000"', "username": '"deploy"',
+                        "password_file": '"secrets/main"'},
+    "images.cppbase": {"ref": '"registry.example.com:5000/tars/cppbase:3.0.15"',
+                       "registry": '"main"'},
+    'templates."demo.t"': {"parent": '"tars.cpp.default"'},
+    'services."Hello.HelloServer"': {"type": '"tars_cpp"', "template": '"demo.t"',
+                                     "image": '"cppbase"'},
+    '[services."Hello.HelloServer".adapters]': {
+        "servant": '"Hello.HelloServer.HelloObj"',
+        "endpoint": '"tcp -h 10.0.0.5 -p 20001 -t 60000"'},
+}
+SECTION_OF = {"NODE_KEYS": "node", "REGISTRY_KEYS": "registries.main",
+              "IMAGE_KEYS": "images.cppbase", "TEMPLATE_KEYS": 'templates."demo.t"',
+              "SERVICE_KEYS": 'services."Hello.HelloServer"',
+              "ADAPTER_KEYS": '[services."Hello.HelloServer".adapters]'}
+# what a key's example needs besides it
+NEEDS = {("SERVICE_KEYS", "command"): {"type": '"not_tars"'},
+         ("SERVICE_KEYS", "main_class"): {"type": '"tars_java"',
+                                          "template": '"tars.tarsjava.default"'}}
+NOT_A_VALUE = {("SERVICE_KEYS", "adapters")}   # "see below": the table of its own
+
+
+def documented_examples() -> list[tuple[str, str, str]]:
+    """(table, key, example) for every row of the reference."""
+    return [(table, key, cells[2] if table != "CONTAINER_DOMAINS" else cells[1])
+            for table, rows in doc_tables().items() for key, cells in rows.items()
+            if (table, key) not in NOT_A_VALUE]
+
+
+def example_config(root: Path, table: str, key: str, example: str) -> None:
+    """A config dir holding the example: a TOML value, or a line of the <container> domain."""
+    sections = {name: dict(keys) for name, keys in EXAMPLE_BASE.items()}
+    container = ""
+    if table == "CONTAINER_OPTIONS":
+        container = example.strip("`")
+    elif table == "CONTAINER_DOMAINS":
+        container = f"<{key}>\n{example.strip('`').split('`, `')[0]}\n</{key}>"
+    else:
+        sections[SECTION_OF[table]].update({**NEEDS.get((table, key), {}), key: example.strip("`")})
+    (root / "node.toml").write_text("".join(
+        f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+        for name, keys in sections.items()))
+    (root / "templates").mkdir()
+    (root / "templates" / "demo.t").write_text(
+        f"<tars>\n<application>\n<container>\n{container}\n</container>\n</application>\n</tars>\n")
+    for folder, name, text in (("secrets", "main", "secret\n"),
+                               ("profiles", "Hello.conf", "<tars>\n</tars>\n")):
+        (root / folder).mkdir()
+        (root / folder / name).write_text(text)
+    (root / "secrets" / "main").chmod(0o600)
+
+
+@pytest.mark.parametrize(("table", "key", "example"), documented_examples(),
+                         ids=[f"{t}.{k}" for t, k, _ in documented_examples()])
+def test_every_documented_example_is_accepted(tmp_path: Path, table: str, key: str,
+                                              example: str) -> None:
+    example_config(tmp_path, table, key, example)
+    try:
+        load_node(tmp_path)
+    except (InputError, InputErrors) as error:
+        pytest.fail(f"{DOC}: the example of {table} key '{key}', {example}, is refused:\n{error}")
+
+
+def test_the_example_base_is_accepted(tmp_path: Path) -> None:
+    # without any key changed: every failure above is the example's own
+    example_config(tmp_path, "NODE_KEYS", "name", '"10.0.0.5"')
+    assert [s.name for s in load_node(tmp_path).services] == ["Hello.HelloServer"]
