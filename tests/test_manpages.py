@@ -61,3 +61,12 @@ def test_man_renders_each_page_from_the_wheel(wheel: Path, tmp_path: Path, name:
     text = man_render(page)
     for expected in must_show:
         assert expected in text, f"{expected!r} not in the rendered {name}:\n{text[:3000]}"
+
+
+def test_the_wheel_ships_the_supervisord_include(wheel: Path) -> None:
+    # README "Your first real node" copies it from share/tarsdock/ of the environment
+    member = f"tarsdock-{__version__}.data/data/share/tarsdock/tarsdock-supervisord.conf"
+    with zipfile.ZipFile(wheel) as archive:
+        assert member in archive.namelist(), sorted(archive.namelist())
+        shipped = archive.read(member)
+    assert shipped == (REPO / "units" / "tarsdock-supervisord.conf").read_bytes()

@@ -610,7 +610,8 @@ def cmd_listener(args: argparse.Namespace) -> int:
         # supervisord sets it for its event listeners; by hand there is no one to talk to
         raise EnvironmentFault("listener", "not run by supervisord (SUPERVISOR_SERVER_URL is "
                                "unset): it is started by [eventlistener:tarsdock], see "
-                               "units/tarsdock-supervisord.conf")
+                               "share/tarsdock/tarsdock-supervisord.conf of tarsdock's "
+                               "environment")
 
     from tarsdock.engine import DockerEngine
     from tarsdock.manifest import load_manifest
