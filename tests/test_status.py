@@ -253,6 +253,28 @@ def test_supervisor_url_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert supervisor_url(args, manifest) == "unix:///run/s.sock"
 
 
+@pytest.mark.parametrize(("url", "problem"), [
+    ("bogus", '"bogus" is not unix:///PATH or http://HOST[:PORT]'),
+    ("unix://relative.sock", '"relative.sock" is not an absolute path'),
+    ("ftp://host", '"ftp://host" is not unix:///PATH or http://HOST[:PORT]'),
+])
+def test_a_supervisor_url_it_cannot_use_is_a_message_not_a_traceback(
+        url: str, problem: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # supervisor's transport raised ValueError('Unknown protocol for serverurl ...')
+    from tarsdock.cli import main
+
+    (tmp_path / "node.toml").write_text(
+        '[node]\nname = "n1"\ntars_path = "/t"\nlocator = "tars.tarsregistry.QueryObj@tcp -h '
+        '127.0.0.1 -p 17890"\nnode_port = 1\n')
+    monkeypatch.delenv("SUPERVISOR_SERVER_URL", raising=False)
+    assert main(["status", "--config-dir", str(tmp_path), "--supervisor-url", url]) == 2
+    assert capsys.readouterr().err.endswith(f"error: argument --supervisor-url: {problem}\n")
+    monkeypatch.setenv("SUPERVISOR_SERVER_URL", url)
+    assert main(["status", "--config-dir", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == f"error: $SUPERVISOR_SERVER_URL: {problem}\n"
+
+
 NOT_SERVING = "the node server (tarsdock node-server) is not serving: "
 BIND_ERROR = ("node object: cannot listen on 127.0.0.1:19386 ([node] node_port): Address "
               "already in use: held by pid 7 (tarsdock --config-dir /b node-server)")

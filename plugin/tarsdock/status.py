@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tarsdock import portowner
+from tarsdock import keys, portowner
 from tarsdock.engine import Container, DockerUnreachable
 from tarsdock.errors import TarsdockError
 from tarsdock.model import Manifest, NodeSettings
@@ -488,9 +488,25 @@ def collect(manifest: Manifest, source: SupervisorSource, engine: Any,
 
 
 def supervisor_url(args: argparse.Namespace, manifest: Manifest) -> str:
-    """--supervisor-url, else $SUPERVISOR_SERVER_URL (as supervisorctl), else the manifest's."""
-    return (args.supervisor_url or os.environ.get("SUPERVISOR_SERVER_URL")
-            or manifest.node.supervisor_url)
+    """--supervisor-url, else $SUPERVISOR_SERVER_URL (as supervisorctl), else the manifest's.
+
+    Raises TarsdockError for an environment value supervisor's transport cannot take (it raised
+    a ValueError, shown as a traceback); --supervisor-url is checked by the parser.
+    """
+    from_env = os.environ.get("SUPERVISOR_SERVER_URL")
+    if not args.supervisor_url and from_env:
+        problem = keys.supervisor_url(from_env)
+        if problem:
+            raise TarsdockError(f"$SUPERVISOR_SERVER_URL: {problem}")
+    return args.supervisor_url or from_env or manifest.node.supervisor_url
+
+
+def _url_option(text: str) -> str:
+    """--supervisor-url as [node] supervisor_url takes it: a usage error otherwise."""
+    problem = keys.supervisor_url(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -523,6 +539,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 def register(p: argparse.ArgumentParser) -> None:
     """The options of `status`."""
     p.add_argument("--json", action="store_true", help="a JSON document for scripts")
-    p.add_argument("--supervisor-url", help="supervisord's XML-RPC URL (default: "
+    p.add_argument("--supervisor-url", type=_url_option, help="supervisord's XML-RPC URL (default: "
                    "$SUPERVISOR_SERVER_URL, else [node] supervisor_url)")
     p.set_defaults(func=cmd_status)
