@@ -177,3 +177,11 @@ def test_the_example_base_is_accepted(tmp_path: Path) -> None:
     # without any key changed: every failure above is the example's own
     example_config(tmp_path, "NODE_KEYS", "name", '"10.0.0.5"')
     assert [s.name for s in load_node(tmp_path).services] == ["Hello.HelloServer"]
+
+
+def test_every_top_level_table_the_parser_accepts_has_a_section() -> None:
+    # a table added to NODE_FILE_TABLES is read by the parser even before it has key rules
+    sections = re.findall(r"^## \[(\w+)", DOC.read_text(encoding="utf-8"), re.M)
+    assert sorted(set(sections)) == sorted(keys.NODE_FILE_TABLES), (
+        f"{DOC}: add a section `## [NAME]` for each top-level table of node.toml")
+    assert set(keys.SERVICES_FILE_TABLES) <= set(keys.NODE_FILE_TABLES)
