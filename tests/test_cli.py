@@ -209,7 +209,7 @@ def completion_script(shell: str) -> str:
 BASH_COMPLETE = """
 source <(tarsdock completion bash)
 COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}
-_shtab_tarsdock
+_tarsdock_completion
 printf '%s\\n' "${COMPREPLY[@]}"
 """
 
@@ -229,6 +229,8 @@ def bash_complete(*words: str) -> list[str]:
     (("tarsdock", "generate", "--format", ""), ["supervisord", "systemd"]),
     # bash splits --config-dir=DIR at the = (COMP_WORDBREAKS)
     (("tarsdock", "--config-dir", "=", str(EXAMPLE), "config", "Demo.W"), ["Demo.WebServer"]),
+    (("tarsdock", "config", "--config-dir", "=", str(EXAMPLE), "Demo.W"), ["Demo.WebServer"]),
+    (("tarsdock", "generate", "--format", "=", "sys"), ["systemd"]),
     (("tarsdock", f"--config-dir={EXAMPLE}", "config", "Demo.W"), ["Demo.WebServer"]),
     (("tarsdock", "--config-dir", str(EXAMPLE), "notify", "Demo.N"), ["Demo.NativeServer"]),
     (("tarsdock", "--config-dir", str(EXAMPLE / "templ")), [str(EXAMPLE / "templates")]),
@@ -254,17 +256,21 @@ zpty -d z
 """
 
 
-@pytest.fixture(scope="module")
-def zsh_functions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A directory of $fpath holding `_tarsdock`, as the README installs it."""
-    if not shutil.which("zsh"):
-        pytest.fail("zsh is missing: tests/env/setup.sh installs it")
-    folder = tmp_path_factory.mktemp("zfunc")
-    (folder / "_tarsdock").write_text(completion_script("zsh"))
-    return folder
+# The same for bash: readline's bind -x widget prints $READLINE_LINE.
+BASH_DRIVE = r"""
+zmodload zsh/zpty
+zpty z bash --norc --noprofile -i
+zpty -w z "source ${(q)1}"
+zpty -w z 'bind -x '"'"'"\C-xs": printf "\x01%s\x02" "$READLINE_LINE"'"'"
+zpty -w -n z "$2"$'\t\x18s'
+zpty -r z out $'*\x01*\x02*'
+out=${out#*$'\x01'}
+print -r -- "${out%%$'\x02'*}"
+zpty -d z
+"""
 
-
-@pytest.mark.parametrize(("line", "completed"), [
+# line typed, then as TAB completed it; real shells split the words themselves (bash at `=`)
+REAL_SHELL_CASES = [
     ("tarsdock gen", "tarsdock generate "),
     (f"tarsdock --config-dir {EXAMPLE} config Demo.H",
      f"tarsdock --config-dir {EXAMPLE} config Demo.HelloServer "),
@@ -277,7 +283,44 @@ def zsh_functions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (f"tarsdock --config-dir {EXAMPLE} template show demo",
      f"tarsdock --config-dir {EXAMPLE} template show demo.echo "),
     (f"tarsdock --config-dir {EXAMPLE}/templ", f"tarsdock --config-dir {EXAMPLE}/templates/"),
-])
+]
+BASH_ONLY_CASES = [   # zsh: shtab's _arguments specs take no --opt=VALUE
+    (f"tarsdock --config-dir={EXAMPLE} config Demo.H",
+     f"tarsdock --config-dir={EXAMPLE} config Demo.HelloServer "),
+    (f"tarsdock config --config-dir={EXAMPLE} Demo.W",
+     f"tarsdock config --config-dir={EXAMPLE} Demo.WebServer "),
+]
+
+
+@pytest.fixture(scope="module")
+def bash_script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not shutil.which("zsh"):
+        pytest.fail("zsh is missing: tests/env/setup.sh installs it (zpty drives bash)")
+    path = tmp_path_factory.mktemp("bashcomp") / "tarsdock"
+    path.write_text(completion_script("bash"))
+    return path
+
+
+@pytest.mark.parametrize(("line", "completed"), REAL_SHELL_CASES + BASH_ONLY_CASES)
+def test_bash_completes_names_in_a_real_bash(bash_script: Path, line: str,
+                                             completed: str) -> None:
+    proc = subprocess.run(["zsh", "-f", "-c", BASH_DRIVE, "zsh", str(bash_script), line],
+                          capture_output=True, text=True, check=True, env=tool_env(), cwd=REPO,
+                          timeout=60)
+    assert proc.stdout.rstrip("\n") == completed
+
+
+@pytest.fixture(scope="module")
+def zsh_functions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory of $fpath holding `_tarsdock`, as the README installs it."""
+    if not shutil.which("zsh"):
+        pytest.fail("zsh is missing: tests/env/setup.sh installs it")
+    folder = tmp_path_factory.mktemp("zfunc")
+    (folder / "_tarsdock").write_text(completion_script("zsh"))
+    return folder
+
+
+@pytest.mark.parametrize(("line", "completed"), REAL_SHELL_CASES)
 def test_zsh_completes_names_in_a_real_zsh(zsh_functions: Path, line: str,
                                            completed: str) -> None:
     # in a subcommand, zsh's $words holds only its positional words: the names came from

@@ -11,12 +11,36 @@ from tarsdock.options import EXIT_OK, config_dir
 SHELLS = ("bash", "zsh")
 
 
+# bash splits `--opt=VALUE` at the `=` (it is in COMP_WORDBREAKS); shtab then counts `=` and
+# VALUE as positional arguments, so after `config --config-dir=DIR` no service name was offered.
+# Hand shtab the words with each such `=` dropped: `--opt VALUE`, which it knows.
+BASH_JOIN = """
+_tarsdock_completion() {
+  local i cword=$COMP_CWORD
+  local -a words=()
+  for ((i = 0; i < ${#COMP_WORDS[@]}; i++)); do
+    if ((i > 0 && i < COMP_CWORD)) && [[ ${COMP_WORDS[i]} == = && ${COMP_WORDS[i - 1]} == --* ]]
+    then
+      ((cword--))
+      continue
+    fi
+    words+=("${COMP_WORDS[i]}")
+  done
+  COMP_WORDS=("${words[@]}")
+  COMP_CWORD=$cword
+  _shtab_tarsdock "$@"
+}
+complete -o bashdefault -F _tarsdock_completion tarsdock
+"""
+
+
 def script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script for a shell, from the full parser (every subcommand loaded)."""
     import shtab
 
     text: str = shtab.complete(parser, shell=shell)
-    return text if text.endswith("\n") else text + "\n"
+    text = text if text.endswith("\n") else text + "\n"
+    return text + BASH_JOIN if shell == "bash" else text
 
 
 def names(kind: str, directory: Path) -> list[str]:
