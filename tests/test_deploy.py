@@ -128,6 +128,13 @@ def test_not_a_tarball_is_an_input_error(tmp_path: Path, dirs: dp.ReleaseDirs) -
     junk.write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(InputError, match="not a readable tgz package"):
         deploy(junk, dirs)
+    # one line, not tarfile's list of every method it tried ("- method gz: ReadError(...)")
+    text = tmp_path / "text.tgz"
+    text.write_text("not a package\n")
+    with pytest.raises(InputError) as caught:
+        deploy(text, dirs)
+    assert str(caught.value) == (f"{text}: not a readable tgz package: neither a tar archive "
+                                 "nor one compressed with gzip, bzip2 or xz")
     with pytest.raises(InputError, match="no such package file"):
         deploy(tmp_path / "missing.tgz", dirs)
 

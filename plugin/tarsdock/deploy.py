@@ -173,7 +173,15 @@ def unpack(package: Path, dirs: ReleaseDirs, server: str, server_type: str, now:
             finally:
                 shutil.rmtree(staging)
     except (tarfile.ReadError, tarfile.CompressionError, EOFError) as error:
-        raise InputError(origin, f"not a readable tgz package: {error}") from error
+        raise InputError(origin, f"not a readable tgz package: {_tar_problem(error)}") from error
+
+
+def _tar_problem(error: Exception) -> str:
+    """tarfile's reason on one line: with "r:*" it lists every method it tried, one a line."""
+    lines = str(error).splitlines()
+    if len(lines) > 1:
+        return "neither a tar archive nor one compressed with gzip, bzip2 or xz"
+    return lines[0] if lines else type(error).__name__
 
 
 def _keep(target: Path, package: Path, dirs: ReleaseDirs, now: datetime, origin: Origin) -> str:
