@@ -527,6 +527,53 @@ def test_a_run_supervisord_restarted_already_is_reported_with_its_own_reason(
     assert "status 0" not in caplog.text and "old failure" not in caplog.text
 
 
+def test_a_restarted_listener_takes_over_the_pending_revivals(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # found by hand: a program punished, then the listener restarted (supervisorctl restart
+    # tarsdock, as an apply that changes its section does): the new listener knew nothing of
+    # the punishment, and the program stayed STOPPED for ever
+    caplog.set_level(logging.INFO)
+    states = {"tars:A.S": "STOPPED", "tars:B.S": "STOPPED", "tars:C.S": "FATAL"}
+    world = World(spec("A.S", CPP), spec("B.S", CPP), spec("C.S", CPP), states=states)
+    world.listener.state_dir = tmp_path
+    (tmp_path / "listener.json").write_text(json.dumps({
+        "instance": NODE.instance, "written": world.now - 5, "programs": {
+            "A.S": {"phase": "punished", "until": world.now + 20, "reason": "punished"},
+            "B.S": {"phase": "stopped", "until": None, "reason": "stopped by the operator"}}}))
+    world.listener.take_over()
+    world.run()
+    # C.S was FATAL before this listener: tried again after one punish interval
+    assert world.rpc.calls == []
+    document = json.loads((tmp_path / "listener.json").read_text())
+    assert document["programs"]["A.S"]["until"] == world.now + 20
+    world.advance(20)
+    assert world.rpc.calls == [("start", "tars:A.S")]
+    assert "tars:A.S: starting it: punish interval of 600 s over" in caplog.text
+    world.advance(600)
+    assert ("start", "tars:C.S") in world.rpc.calls
+    assert ("start", "tars:B.S") not in world.rpc.calls
+
+
+def test_another_instances_listener_file_is_not_taken_over(tmp_path: Path) -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "STOPPED"})
+    world.listener.state_dir = tmp_path
+    (tmp_path / "listener.json").write_text(json.dumps({
+        "instance": "other@1", "programs": {
+            "A.S": {"phase": "punished", "until": world.now + 20, "reason": "punished"}}}))
+    world.listener.take_over()
+    world.advance(10000)
+    assert world.rpc.calls == []
+
+
+def test_a_broken_listener_file_is_not_taken_over(tmp_path: Path) -> None:
+    world = World(spec("A.S", CPP), states={"tars:A.S": "STOPPED"})
+    world.listener.state_dir = tmp_path
+    (tmp_path / "listener.json").write_text('{"instance": ')
+    world.listener.take_over()
+    world.advance(10000)
+    assert world.rpc.calls == []
+
+
 class FakeStream:
     """Docker's event stream as a script: each round either refuses or yields then ends."""
 

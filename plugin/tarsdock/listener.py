@@ -9,6 +9,7 @@ is down) and `docker` (container cleanup and XML-RPC calls, which must stay prom
 from __future__ import annotations
 
 import argparse
+import functools
 import heapq
 import itertools
 import json
@@ -62,6 +63,7 @@ from tarsdock.supervision import (
     Start,
     Stop,
     decide,
+    restore,
     snapshot,
 )
 
@@ -468,6 +470,30 @@ class Listener:
                 raise
             return {}
 
+    def take_over(self) -> None:
+        """At start: the revivals a previous listener had pending, from its listener.json, and
+        the programs FATAL already. A listener restarted while a program is punished (an apply
+        that changes its section, a crash) would otherwise leave it stopped for ever: nothing
+        else starts a program the listener stopped. Each revival still asks supervisord first.
+        """
+        previous: object = None
+        if self.state_dir is not None:
+            try:
+                previous = json.loads((self.state_dir / LISTENER_FILE).read_text())
+            except (OSError, ValueError):
+                previous = None
+        now = self.wall()
+        for service, state in restore(previous, self.node().node.instance).items():
+            with self.lock:
+                self.programs[service] = state
+            log.info("%s: %s: taken over from the previous listener; next try in %.0f s",
+                     service, state.phase, max(0.0, (state.until or now) - now))
+            self.docker_lane.submit(functools.partial(self.feed, service, Due()),
+                                    delay=max(0.0, (state.until or now) - now),
+                                    key=f"due {service}")
+        self.docker_lane.submit(self.seed, key="seed")
+        self.docker_lane.submit(self.persist, key="persist")
+
     def seed(self) -> None:
         """Learn the programs that are FATAL already (a listener restarted after them)."""
         for info in self.rpc.getAllProcessInfo():
@@ -633,6 +659,7 @@ def cmd_listener(args: argparse.Namespace) -> int:
     listener.manifest = manifest
     log.info("listening for %s, instance %s (config %s)", manifest.node.name,
              manifest.node.instance, directory)
+    listener.take_over()
     DockerWatch(engine, answered=listener.docker_answered, gone=listener.docker_gone,
                 event=listener.docker_event, retry_max=options.docker_retry_max,
                 since=listener.wall() - 1).start()

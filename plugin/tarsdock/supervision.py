@@ -31,7 +31,7 @@ fails to happen is tried again; the STARTING event it causes moves the program t
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, cast
 
 from tarsdock.state import DOCKER_UNREACHABLE, IMAGE_MISSING
 
@@ -248,3 +248,26 @@ def snapshot(programs: dict[str, ProgramState], instance: str, now: float) -> di
         "programs": {name: {"phase": p.phase, "until": p.until, "reason": p.reason}
                      for name, p in sorted(programs.items()) if p.phase != "unknown"},
     }
+
+
+def restore(document: object, instance: str) -> dict[str, ProgramState]:
+    """The pending revivals a previous listener of this instance wrote to listener.json.
+
+    Only the phases the clock revives, with their `until`; anything else in the document (a
+    program's running phase, another instance's file, a file edited by hand) is left out: a
+    new listener learns it from supervisord's events.
+    """
+    if not isinstance(document, dict) or document.get("instance") != instance:
+        return {}
+    programs = document.get("programs")
+    if not isinstance(programs, dict):
+        return {}
+    found: dict[str, ProgramState] = {}
+    for name, entry in programs.items():
+        if not isinstance(entry, dict):
+            continue
+        phase, until, reason = entry.get("phase"), entry.get("until"), entry.get("reason", "")
+        if (phase in REVIVABLE and isinstance(until, int | float) and not isinstance(until, bool)
+                and isinstance(reason, str)):
+            found[str(name)] = ProgramState(cast(Phase, phase), float(until), reason)
+    return found

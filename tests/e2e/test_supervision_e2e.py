@@ -104,6 +104,27 @@ def test_a_punished_service_started_and_stopped_by_the_operator_stays_stopped(
     assert "tars:Op.Loop: starting it" not in node.listener_text()
 
 
+def test_a_listener_restarted_while_a_service_is_punished_still_revives_it(
+        node: Node, supervisord_factory: Callable[..., Supervisord]) -> None:
+    # found by hand: the new listener knew nothing of the punishment, and the service the old
+    # one had stopped stayed STOPPED for ever (nothing else starts it)
+    node.service("Op.Loop", None, crash_loop(node.root / "never"))
+    punish = 30     # the listener's restart (a second or two) falls well inside it
+    node.generate(["--punish-interval", str(punish)], {"startsecs": "0", "startretries": "100"})
+    sup = supervisord_factory(node.out)
+    wait_for(lambda: "Op.Loop: stopping it: more than 10 starts" in node.listener_text(),
+             "the listener to punish Op.Loop", 60)
+    sup.wait_state("tars:Op.Loop", "STOPPED", 30)
+    # as `tarsdock apply` does when the listener's section changes
+    assert sup.ctl("restart", "tarsdock").returncode == 0
+    taken = "Op.Loop: punished: taken over from the previous listener"
+    wait_for(lambda: taken in node.listener_text(), "the new listener to take it over", 30)
+    revived = f"tars:Op.Loop: starting it: punish interval of {punish} s over"
+    wait_for(lambda: revived in node.listener_text(), "the revival", 2 * punish)
+    text = node.listener_text()
+    assert text.index(taken) < text.index(revived), text
+
+
 def test_fatal_programs_run_within_10_s_of_their_image_being_tagged(
         node: Node, docker_engine: docker.DockerClient,
         supervisord_factory: Callable[..., Supervisord]) -> None:
