@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -137,12 +139,31 @@ def settings(docker: Path, tmp_path: Path) -> list[str]:
             f"state={tmp_path / 'st'}", "image=img", "memory=32m"]
 
 
+STARTED: list[subprocess.Popen[bytes]] = []   # wrappers started by the running test
+
+
+@pytest.fixture(autouse=True)
+def _end_the_wrappers() -> Iterator[None]:
+    """Kill what a test's wrappers left running (the wrapper and its fake docker client, one
+    session each): a test that failed midway (a timeout under load) left both running for
+    good, found after a unit run."""
+    yield
+    while STARTED:
+        runner = STARTED.pop()
+        if runner.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait(timeout=10)
+
+
 def start(docker: Path, tmp_path: Path, *lines: str, **env: str) -> subprocess.Popen[bytes]:
     environment = {**os.environ, "FAKE_STATE": str(tmp_path / "state"), **env}
     runs = run_file(tmp_path, [shlex.join([s]) for s in settings(docker, tmp_path)] + list(lines),
                     RUN_ARGS)
-    return subprocess.Popen(["/bin/sh", str(RUNNER), NAME, str(runs)],
-                            env=environment, stderr=subprocess.PIPE)
+    runner = subprocess.Popen(["/bin/sh", str(RUNNER), NAME, str(runs)],
+                              env=environment, stderr=subprocess.PIPE, start_new_session=True)
+    STARTED.append(runner)
+    return runner
 
 
 def containers(tmp_path: Path) -> dict[str, dict[str, object]]:
