@@ -72,7 +72,9 @@ def world(tmp_path: Path) -> tuple[Manifest, FakeSource, FakeEngine]:
     (state / "A.Oom.heartbeat").write_text(json.dumps({"pid": 0, "first": 0, "last": 0,
                                                        "version": "3.0.14"}))
     (state / "listener.json").write_text(json.dumps({"programs": {
-        "A.Punished": {"phase": "punished", "until": NOW + 500, "reason": "x"}}}))
+        "A.Punished": {"phase": "punished", "until": NOW + 500, "reason": "x"},
+        "A.Oom": {"phase": "fatal", "until": NOW + 540, "reason": "could not be started"},
+        "A.Run": {"phase": "running", "until": None, "reason": ""}}}))
     source = FakeSource({
         "A.Run": Supervised("RUNNING", True, 42, NOW - 300),
         "A.Stopped": Supervised("STOPPED", False),
@@ -102,6 +104,9 @@ def test_rows_say_state_container_image_restarts_failure_and_punishment(
     assert run.digest == "sha256:" + "d" * 64          # a local image: its ID
     assert by["A.Stopped"].container == ""             # another instance's is not ours
     assert by["A.Punished"].punished_until == NOW + 500
+    # found by hand: a FATAL program the listener tries again showed "-" under supervisord
+    assert by["A.Oom"].punished_until == NOW + 540
+    assert run.punished_until is None
     assert by["A.Oom"].last_failure == {"when": int(NOW - 60), "code": "oom",
                                         "text": "killed for memory (limit 32m)"}
     assert (by["A.Native"].run, by["A.Native"].image) == ("native", "")

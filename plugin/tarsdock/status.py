@@ -38,7 +38,7 @@ from tarsdock.state import (
     read_starts,
     starts_path,
 )
-from tarsdock.supervision import LISTENER_FILE
+from tarsdock.supervision import LISTENER_FILE, REVIVABLE
 
 EXIT_ALL_RUNNING, EXIT_NOT_ALL_RUNNING = 0, 3
 GROUP = "tars"
@@ -304,7 +304,9 @@ def rows(manifest: Manifest, supervised: Mapping[str, Supervised],
         container = (containers or {}).get(name)
         failure = last_failure(rec.failures)
         phase = str(rec.listener.get("phase", ""))
-        until = rec.listener.get("until") if phase == "punished" else sup.retry_at
+        # the listener tries a FATAL program again too (every punish interval, or as soon as
+        # Docker or its image is back): when, as for a punished one and a systemd punish timer
+        until = rec.listener.get("until") if phase in REVIVABLE else sup.retry_at
         restarts = (restarts_within(rec.starts, now) if rec.starts else sup.restarts)
         out.append(Row(
             service=name, state=sup.state, running=sup.running, run=spec.run, pid=sup.pid,
