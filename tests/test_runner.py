@@ -156,12 +156,21 @@ def _end_the_wrappers() -> Iterator[None]:
             runner.wait(timeout=10)
 
 
+def default_signals() -> None:
+    """INT and QUIT back to their default in the wrapper, as supervisord and systemd give them
+    to a program: pytest started as a background job of a script (tests/run.sh) has them
+    ignored, a child inherits that, and sh cannot trap a signal ignored on entry (POSIX)."""
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start(docker: Path, tmp_path: Path, *lines: str, **env: str) -> subprocess.Popen[bytes]:
     environment = {**os.environ, "FAKE_STATE": str(tmp_path / "state"), **env}
     runs = run_file(tmp_path, [shlex.join([s]) for s in settings(docker, tmp_path)] + list(lines),
                     RUN_ARGS)
     runner = subprocess.Popen(["/bin/sh", str(RUNNER), NAME, str(runs)],
-                              env=environment, stderr=subprocess.PIPE, start_new_session=True)
+                              env=environment, stderr=subprocess.PIPE, start_new_session=True,
+                              preexec_fn=default_signals)
     STARTED.append(runner)
     return runner
 
