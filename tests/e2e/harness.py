@@ -680,6 +680,15 @@ class SystemdContainer:
         """`systemctl --no-pager ARGS` inside."""
         return self.exec("systemctl", "--no-pager", *args, check=check)
 
+    def systemctl_ok(self, *args: str) -> str:
+        """`systemctl ARGS` inside, which must succeed: its output; else AssertionError with the
+        box's diagnostics."""
+        proc = self.systemctl(*args)
+        if proc.returncode != 0:
+            raise AssertionError(f"systemctl {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}"
+                                 f"\n{self.diagnostics()}")
+        return proc.stdout
+
     def install_units(self, unit_dir: Path, target: str = "/etc/systemd/system") -> None:
         """Copy the contents of a host dir of unit files into `target`, then daemon-reload."""
         run(["docker", "cp", f"{unit_dir}/.", f"{self.name}:{target}"])

@@ -58,11 +58,7 @@ class Node:
 
     def systemctl(self, *args: str) -> str:
         """systemctl inside that must succeed."""
-        proc = self.box.systemctl(*args)
-        if proc.returncode != 0:
-            raise AssertionError(f"systemctl {' '.join(args)} failed:\n{proc.stdout}"
-                                 f"{proc.stderr}\n{self.box.diagnostics()}")
-        return proc.stdout
+        return self.box.systemctl_ok(*args)
 
     def show(self, unit_: str, prop: str) -> str:
         return self.systemctl("show", "--timestamp=unix", "-P", prop, unit_).strip()

@@ -64,11 +64,7 @@ class Node:
 
     def systemctl(self, *args: str) -> str:
         """systemctl inside that must succeed."""
-        proc = self.box.systemctl(*args)
-        if proc.returncode != 0:
-            raise AssertionError(f"systemctl {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}"
-                                 f"\n{self.box.diagnostics()}")
-        return proc.stdout
+        return self.box.systemctl_ok(*args)
 
     def started(self, server: str) -> dict[str, Any]:
         """started.json of the service's current start."""

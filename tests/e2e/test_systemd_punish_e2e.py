@@ -48,11 +48,7 @@ class Box:
 
     def systemctl(self, *args: str) -> str:
         """systemctl inside that must succeed."""
-        proc = self.sd.systemctl(*args)
-        if proc.returncode != 0:
-            raise AssertionError(f"systemctl {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}"
-                                 f"\n{self.sd.diagnostics()}")
-        return proc.stdout
+        return self.sd.systemctl_ok(*args)
 
     def show(self, unit: str, prop: str) -> str:
         """One property of a unit (`systemctl show -P`)."""
