@@ -689,6 +689,12 @@ class SystemdContainer:
                                  f"\n{self.diagnostics()}")
         return proc.stdout
 
+    def write_files(self, files: Mapping[str, str]) -> None:
+        """Write each path -> text inside (drop-ins, say), making parent dirs; no reload."""
+        for path, text in files.items():
+            self.exec("mkdir", "-p", str(Path(path).parent), check=True)
+            self.exec("tee", path, input=text, check=True)
+
     def install_units(self, unit_dir: Path, target: str = "/etc/systemd/system") -> None:
         """Copy the contents of a host dir of unit files into `target`, then daemon-reload."""
         run(["docker", "cp", f"{unit_dir}/.", f"{self.name}:{target}"])

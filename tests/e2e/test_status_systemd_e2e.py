@@ -17,7 +17,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -94,9 +93,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     box = harness.SystemdContainer(BOX, shared_dirs=[root], with_tarsdock=True)
     box.start()
     try:
-        for path, text in DROP_INS.items():
-            box.exec("mkdir", "-p", str(Path(path).parent), check=True)
-            box.exec("tee", path, input=text, check=True)
+        box.write_files(DROP_INS)
         box.install_units(units)
         yield Node(nd, box)
     finally:

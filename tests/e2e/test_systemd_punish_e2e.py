@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -97,9 +96,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     sd = harness.SystemdContainer(BOX, shared_dirs=[root], with_tarsdock=True)
     sd.start()
     try:
-        for path, text in DROP_INS.items():
-            sd.exec("mkdir", "-p", str(Path(path).parent), check=True)
-            sd.exec("tee", path, input=text, check=True)
+        sd.write_files(DROP_INS)
         sd.install_units(units)
         yield Box(sd)
     finally:
