@@ -314,6 +314,20 @@ def test_supervisord_other_faults_are_errors_naming_the_program() -> None:
         supervisors.Supervisord(rpc).start(["Hello.A"])
 
 
+def test_supervisord_that_does_not_read_the_output_dir_is_told_how_to() -> None:
+    # found by hand: the snippet's own [include] was ignored (supervisord reads [include] only
+    # in its main config), every start failed "BAD_NAME: tars:App.Server" and nothing said why
+    rpc = FakeRPC({"supervisor.startProcess": xmlrpc.client.Fault(10, "BAD_NAME: tars:Hello.A")})
+    with pytest.raises(supervisors.ControlError) as raised:
+        supervisors.Supervisord(rpc, output_dir="/etc/supervisor/conf.d/tarsdock").start(
+            ["Hello.A"])
+    assert str(raised.value) == (
+        "supervisord: start tars:Hello.A: BAD_NAME: tars:Hello.A: supervisord has not loaded "
+        "/etc/supervisor/conf.d/tarsdock/Hello.A.conf: the [include] files of its main config "
+        "must list /etc/supervisor/conf.d/tarsdock/*.conf (an included file cannot include "
+        "others)")
+
+
 def test_supervisord_wait_reports_running_and_the_reason_of_a_failure() -> None:
     rounds = iter([
         [info("Hello.A", "STARTING"), info("Hello.B", "STARTING")],

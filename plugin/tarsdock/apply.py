@@ -242,7 +242,7 @@ def make_control(node: NodeSettings) -> Supervisor:
     except OSError as error:
         raise EnvironmentFault(node.supervisor_url, f"supervisord does not answer "
                                f"({error.strerror or error}); is it running?") from None
-    return supervisors.Supervisord(proxy)
+    return supervisors.Supervisord(proxy, output_dir=node.units_dir)
 
 
 # ---- the command --------------------------------------------------------------------------------

@@ -71,13 +71,19 @@ class Supervisord:
     sleep: Callable[[float], None] = time.sleep
     # services restarted as a side effect of a group replaced whole (no tarsdock.updateGroup)
     replaced: set[str] = field(default_factory=set)
+    output_dir: str = ""                       # where the programs are, for error messages
 
-    def _call(self, what: str, fn: Callable[[], Any], ok: tuple[int, ...] = ()) -> Any:
+    def _call(self, what: str, fn: Callable[[], Any], ok: tuple[int, ...] = (),
+              raw: tuple[int, ...] = ()) -> Any:
+        """fn(); faults in `ok` give None, those in `raw` are raised as they are, any other is
+        a ControlError naming `what`."""
         try:
             return fn()
         except xmlrpc.client.Fault as fault:
             if fault.faultCode in ok:
                 return None
+            if fault.faultCode in raw:
+                raise
             raise ControlError(f"supervisord: {what}: {fault.faultString}") from None
         except OSError as error:
             raise ControlError(f"supervisord: {what}: {error}") from None
@@ -105,11 +111,23 @@ class Supervisord:
             self.sleep(POLL)
 
     def start(self, names: Sequence[str]) -> None:
-        """Start programs without waiting; one already started (autostart) is fine."""
+        """Start programs without waiting; one already started (autostart) is fine. Raises
+        ControlError on a refusal; one for a program supervisord does not know after the
+        reload says how to make it read the output dir."""
         for name in names:
             program = f"{GROUP}:{name}"
-            self._call(f"start {program}", functools.partial(
-                self.rpc.supervisor.startProcess, program, False), ok=(ALREADY_STARTED,))
+            try:
+                self._call(f"start {program}", functools.partial(
+                    self.rpc.supervisor.startProcess, program, False), ok=(ALREADY_STARTED,),
+                    raw=(BAD_NAME,))
+            except xmlrpc.client.Fault as fault:
+                # the usual cause: the output dir is listed only in an included file's own
+                # [include], which supervisord ignores (it reads [include] in its main config)
+                out = self.output_dir or "the output dir"
+                raise ControlError(
+                    f"supervisord: start {program}: {fault.faultString}: supervisord has not "
+                    f"loaded {out}/{name}.conf: the [include] files of its main config must "
+                    f"list {out}/*.conf (an included file cannot include others)") from None
 
     def restart(self, names: Sequence[str]) -> None:
         self.stop(names)
