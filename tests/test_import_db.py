@@ -584,3 +584,13 @@ def test_a_password_file_goes_with_its_registry(tars_db: MariaDB, tmp_path: Path
     assert run(tars_db, node, out, capsys=capsys)[0] == 0
     assert not secret.exists()
     assert "registries" not in tomllib.loads((out / "node.toml").read_text())
+
+
+def test_out_that_is_a_file_is_the_environments_fault(tars_db: MariaDB, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """As for generate: one line, exit 5 (README, exit statuses), nothing read or written."""
+    out = tmp_path / "conf"
+    out.write_text("not a dir\n")
+    code, stdout, stderr = run(tars_db, "10.0.0.5", out, capsys=capsys)
+    assert (code, stdout, stderr) == (5, "", f"error: {out}: --out is not a directory\n")
+    assert out.read_text() == "not a dir\n"

@@ -482,3 +482,29 @@ def test_former_tables_import_wrote_go_with_their_rows_the_operators_stay() -> N
     assert written["registries"] == {"corp": {"url": "c.example"}}
     assert written["templates"] == {"tars.default": {"parent": "tars.default"},
                                     "my.base": {"parent": "x"}}
+
+
+def test_registry_user_with_an_empty_password_is_a_row_error() -> None:
+    """tarsnode logs in with the empty password (DockerPullThread::doPull, setAuthentication);
+    a password file cannot be empty (manifest): the row is named, not a temp file of import's."""
+    with pytest.raises(InputErrors, match=r"^t_docker_registry id 2: column 'password': empty, "
+                       r"but username 'hub' is set"):
+        import_node(rows(server(base_image_id=4),
+                         images=[{"id": 4, "image": "busybox", "registryId": 2}],
+                         registries=[{"id": 2, "registry": "docker.io", "username": "hub",
+                                      "password": ""}]))
+
+
+def test_validate_errors_name_the_out_dir_not_the_staging_dir(tmp_path: Path) -> None:
+    """What validate finds in the staged copy is reported at the paths import would write."""
+    node = import_node(rows(server(base_image_id=4),
+                            images=[{"id": 4, "image": "busybox", "registryId": 2}],
+                            registries=[{"id": 2, "registry": "docker.io", "username": "u",
+                                         "password": "pw"}]))
+    files = [f if f.path.name != "registry-2" else replace(f, content="")
+             for f in render(node, "t", tmp_path)]
+    with pytest.raises(InputErrors) as caught:
+        validate(files, tmp_path)
+    message = str(caught.value)
+    assert f"password file '{tmp_path}/secrets/registry-2' is empty" in message, message
+    assert "tarsdock-import." not in message

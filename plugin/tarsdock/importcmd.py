@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from tarsdock.errors import InputError, InputErrors
     from tarsdock.importer import ImportedNode
     from tarsdock.output import Change, OutputFile
     from tarsdock.tarsdb import TarsRows
@@ -234,10 +235,24 @@ def validate(files: list[OutputFile], out_dir: Path) -> int:
             link.symlink_to(kept)
         try:
             return len(load_node(root).services)
-        except (InputError, InputErrors):
+        except (InputError, InputErrors) as error:
             print(f"error: the config import would write to {out_dir} does not validate; "
                   "nothing was written:", file=sys.stderr)
-            raise
+            raise relocated(error, temp, str(out_dir)) from None
+
+
+def relocated(error: InputError | InputErrors, staged: str, out_dir: str) -> InputErrors:
+    """The errors found in the staged copy, at the paths import would write: a password file's
+    path in a message, for one, is absolute, and the staging dir is gone once we return."""
+    from tarsdock.errors import InputError, InputErrors, Origin, UnreadableInput
+
+    def moved(one: InputError) -> InputError:
+        kind = UnreadableInput if isinstance(one, UnreadableInput) else InputError
+        origin = Origin(one.origin.path.replace(staged, out_dir), one.origin.line)
+        return kind(origin, one.message.replace(staged, out_dir), one.key)
+
+    return InputErrors(moved(one) for one in
+                       (error.errors if isinstance(error, InputErrors) else [error]))
 
 
 def plan_files(files: list[OutputFile], out_dir: Path) -> list[Change]:
@@ -284,6 +299,7 @@ def show(changes: list[Change], as_diff: bool) -> str:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from tarsdock.errors import EnvironmentFault
     from tarsdock.importtoml import (
         SECRETS_DIR,
         TEMPLATES_DIR,
@@ -296,6 +312,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from tarsdock.tarsdb import parse_url, read_password, read_tars_db
 
     url = parse_url(args.tars_db)
+    if args.out.exists() and not args.out.is_dir():   # as generate: before the database is read
+        raise EnvironmentFault(str(args.out.absolute()), "--out is not a directory")
     rows = read_tars_db(url, read_password(args.password_file), args.node)
     out_dir = args.out.absolute()
     node, former = import_into(rows, args.locator, out_dir)

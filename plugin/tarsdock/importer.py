@@ -318,6 +318,13 @@ class Mapper:
         if password and not user:
             self.warn(at, "password", "set without a username: tarsnode never logs in with it, "
                       "and it is not imported")
+        elif user and not password:
+            # tarsnode logs in with it (DockerPullThread::doPull, setAuthentication); tarsdock's
+            # password file must hold one (manifest.py)
+            self.error(at, "password", f"empty, but username '{user}' is set: tarsnode would "
+                       "log in with an empty password; set it, or clear the username to pull "
+                       "anonymously")
+            return None
         elif password != password.rstrip("\r\n"):
             # images.read_auth reads the password file without its last line break
             self.error(at, "password", "ends with a line break, which the password file "
