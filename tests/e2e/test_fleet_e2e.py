@@ -1,6 +1,9 @@
 """The fleet test: three nodes, each systemd as PID 1 in a container with a node name and
-instance of its own, driving the host's Docker Engine; Ansible (ansible-core, community.docker's
-docker connection) converges them with the tarsdock_node role and examples/fleet/playbook.yml.
+instance of its own, driving the host's Docker Engine; n1 and n3 are systemd nodes, n2 a
+supervisord node (supervisord from tarsdock's environment, run by the box's systemd and set up as
+units/tarsdock-supervisord.conf says). Ansible (ansible-core, community.docker's docker
+connection) converges them with the tarsdock_node role and examples/fleet/playbook.yml; the
+registry password comes from an ansible-vault encrypted vars file.
 
 A service's identity is its container's host pid: any restart changes it.
 """
@@ -37,6 +40,31 @@ TEMPLATE = """<tars>
   </application>
 </tars>
 """
+SUPERVISOR_NODE = "n2"
+# Debian's /etc/supervisor/supervisord.conf, with the [include] line the shipped snippet asks for
+SUPERVISORD_CONF = """[unix_http_server]
+file=/var/run/supervisor.sock
+chmod=0700
+[supervisord]
+logfile=/var/log/supervisord.log
+pidfile=/var/run/supervisord.pid
+childlogdir=/var/log
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+[supervisorctl]
+serverurl=unix:///var/run/supervisor.sock
+[include]
+files = /etc/supervisor/conf.d/*.conf /etc/supervisor/conf.d/tarsdock/*.conf
+"""
+SUPERVISOR_UNIT = """[Unit]
+Description=supervisord from tarsdock's environment
+[Service]
+ExecStart={supervisord} -n -c /etc/supervisor/supervisord.conf
+[Install]
+WantedBy=multi-user.target
+"""
+REGISTRY = "fleet"
+VAULT_PASSWORD = "fleet-vault-pw"
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
                    re.M)
 
@@ -51,6 +79,7 @@ class FleetNode:
     tars_path: Path
     ports: dict[str, int]
     templates: dict[str, str] = field(default_factory=dict)
+    supervisor: str = "systemd"
     # the box opens it in its own network, but its services (host network) send heartbeats to
     # the host's 127.0.0.1:node_port: never the default, where the demo's node server listens
     node_port: int = field(default_factory=harness.node_port)
@@ -71,7 +100,7 @@ class FleetNode:
             "tarsdock_node": {"name": f"fleet-{self.host}", "localip": "127.0.0.1",
                               "instance": f"{self.box.name}",
                               "tars_path": str(self.tars_path), "locator": LOCATOR,
-                              "supervisor": "systemd", "node_port": self.node_port},
+                              "supervisor": self.supervisor, "node_port": self.node_port},
             "tarsdock_services": {self.name(s): self.service(s) for s in self.ports},
             "tarsdock_templates": self.templates,
         }
@@ -93,6 +122,28 @@ class FleetNode:
             found[server] = int(info["State"]["Pid"])
         return found
 
+    def start_supervisord(self) -> None:
+        """Run supervisord from tarsdock's environment as a service of the box's systemd, with
+        the shipped snippet in conf.d (what an operator does once before the first play)."""
+        supervisord = harness.venv_tool("supervisord")
+        harness.require(supervisord, "supervisord is not installed (pip install supervisor)")
+        self.box.write_files({
+            "/etc/supervisor/supervisord.conf": SUPERVISORD_CONF,
+            "/etc/supervisor/conf.d/tarsdock-supervisord.conf":
+                (REPO_ROOT / "units" / "tarsdock-supervisord.conf").read_text(),
+            "/etc/systemd/system/supervisor.service":
+                SUPERVISOR_UNIT.format(supervisord=supervisord)})
+        self.box.daemon_reload()
+        self.box.systemctl_ok("enable", "--now", "supervisor.service")
+        harness.wait_for(lambda: self.box.exec("test", "-S", "/var/run/supervisor.sock")
+                         .returncode == 0, f"supervisord in {self.box.name}", 30)
+
+    def program_file(self, name: str) -> str:
+        """Where apply writes a service's program or unit inside the box."""
+        if self.supervisor == "supervisord":
+            return f"/etc/supervisor/conf.d/tarsdock/{name}.conf"
+        return f"/etc/systemd/system/tars-{name}.service"
+
     def answering(self) -> bool:
         return all(answer(port) == f"{self.name(s)} {self.name(s)}.{s}Adapter ok\n"
                    for s, port in self.ports.items())
@@ -107,7 +158,11 @@ class Fleet:
         group_vars = {"ansible_connection": "community.docker.docker",
                       "ansible_python_interpreter": sys.executable, "ansible_become": False,
                       "tarsdock_install": "none",
-                      "tarsdock_executable": "/usr/local/bin/tarsdock"}
+                      "tarsdock_executable": "/usr/local/bin/tarsdock",
+                      "tarsdock_registries": {REGISTRY: {"url": "127.0.0.1:5999",
+                                                         "username": "deploy"}},
+                      "tarsdock_registry_passwords": {
+                          REGISTRY: "{{ vault_fleet_registry_password }}"}}
         inventory = {"all": {"children": {"tars_nodes": {
             "vars": group_vars,
             "hosts": {node.host: node.host_vars() for node in self.nodes}}}}}
@@ -123,7 +178,8 @@ class Fleet:
         env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1",
                "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_RETRY_FILES_ENABLED": "False",
                "ANSIBLE_LOCAL_TEMP": str(self.workdir / "ansible-local")}
-        proc = run([binary, "-i", str(self.inventory()), str(PLAYBOOK), *args], check=False,
+        proc = run([binary, "-i", str(self.inventory()), "--vault-password-file",
+                    str(self.vault_password_file()), str(PLAYBOOK), *args], check=False,
                    timeout=600, env=env)
         recap = {m[1]: (int(m[3]), int(m[4]) + int(m[5])) for m in RECAP.finditer(proc.stdout)}
         bad = {host: c for host, c in recap.items() if c[1]}
@@ -133,6 +189,22 @@ class Fleet:
 
     def identities(self) -> dict[str, dict[str, int]]:
         return {node.host: node.identities() for node in self.nodes}
+
+    def vault_password_file(self) -> Path:
+        return self.workdir / "vault-password"
+
+    def write_vault(self, password: str) -> None:
+        """group_vars/tars_nodes/vault.yml beside the inventory, encrypted with ansible-vault."""
+        self.vault_password_file().write_text(VAULT_PASSWORD + "\n")
+        vault = self.workdir / "group_vars" / "tars_nodes" / "vault.yml"
+        vault.parent.mkdir(parents=True, exist_ok=True)
+        vault.write_text(f"vault_fleet_registry_password: {password}\n")
+        binary = harness.venv_tool("ansible-vault")
+        harness.require(binary, "ansible-vault is not installed (pip install ansible)")
+        assert binary is not None
+        run([binary, "encrypt", "--vault-password-file", str(self.vault_password_file()),
+             str(vault)])
+        assert password not in vault.read_text()
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +220,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         node = FleetNode(f"n{i}", app, box, root / f"n{i}" / "tars",
                          {server: free_port() for server in SERVERS},
                          {"fleet.web": TEMPLATE.format(extra=""),
-                          "fleet.db": TEMPLATE.format(extra="")})
+                          "fleet.db": TEMPLATE.format(extra="")},
+                         "supervisord" if f"n{i}" == SUPERVISOR_NODE else "systemd")
         node.install_servers()
         nodes.append(node)
     try:
         for node in nodes:
             node.box.start()
+            if node.supervisor == "supervisord":
+                node.start_supervisord()
         yield Fleet(nodes, root)
     finally:
         for node in nodes:
@@ -162,12 +237,28 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 
 
 def test_fleet(fleet: Fleet) -> None:
+    secret = f"pw-{uuid.uuid4().hex}"
+    fleet.write_vault(secret)
     # first play: every service of every node running and answering
-    changed, _ = fleet.play()
+    changed, out = fleet.play()
     assert all(count > 0 for count in changed.values()), changed
     for node in fleet.nodes:
         harness.wait_for(node.answering, f"{node.host}'s services answering", 60)
     first = fleet.identities()
+    # the vaulted registry password: a file of mode 0600 named by node.toml, never in the
+    # output or in node.toml
+    assert secret not in out
+    for node in fleet.nodes:
+        path = f"/etc/tarsdock/secrets/{REGISTRY}"
+        assert node.box.exec("stat", "-c", "%a %U", path).stdout.split() == ["600", "root"]
+        assert node.box.exec("cat", path).stdout == secret
+        toml = node.box.exec("cat", "/etc/tarsdock/node.toml").stdout
+        assert f'password_file = "secrets/{REGISTRY}"' in toml and secret not in toml
+    n2 = fleet.nodes[1]            # the supervisord node: its programs run under supervisord
+    status = n2.box.exec(str(harness.venv_tool("supervisorctl")), "-c",
+                         "/etc/supervisor/supervisord.conf", "status").stdout
+    for server in SERVERS:
+        assert re.search(rf"^tars:{n2.name(server)}\s+RUNNING", status, re.M), status
 
     # second play, no change: changed=0 everywhere, nothing restarted
     changed, _ = fleet.play()
@@ -210,7 +301,11 @@ def test_fleet(fleet: Fleet) -> None:
     changed, _ = fleet.play()
     assert changed == {"n1": 0, "n2": 0, "n3": changed["n3"]} and changed["n3"] > 0
     assert containers_named(gone) == []
-    assert n3.box.exec("test", "-e", f"/etc/systemd/system/tars-{gone}.service").returncode == 1
+    assert n3.box.exec("test", "-e", n3.program_file(gone)).returncode == 1
+    for node in fleet.nodes[:2]:
+        for server in SERVERS:
+            assert node.box.exec("test", "-e", node.program_file(node.name(server))) \
+                .returncode == 0
     final = fleet.identities()
     assert final["n1"] == after["n1"] and final["n2"] == after["n2"]
     assert final["n3"] == {"WebServer": after["n3"]["WebServer"]}
