@@ -555,3 +555,52 @@ def test_without_a_node_server_a_service_starts_after_ten_seconds_with_a_line_sa
     assert stderr(runner).startswith(
         f"tarsdock-run: {NAME}: the node object is not ready (no live node server in {ready} "
         f"after 10 s): {recorded or NO_NODE_ERROR}; starting anyway\n")
+
+
+# A fake `tarsdock` CLI for the graceful stop: it records its argv among docker's calls (so the
+# order of the two is on record), sleeps FAKE_NOTIFY_SLEEP s (the service taking its time to
+# leave) and exits FAKE_NOTIFY_STATUS: 0 left, 3 answered but still there, 1 no answer.
+FAKE_TARSDOCK = f"""#!{sys.executable}
+import json, os, sys, time
+with open(os.environ["FAKE_STATE"] + ".calls", "a") as log:
+    log.write(json.dumps(["tarsdock", *sys.argv[1:]]) + "\\n")
+time.sleep(float(os.environ.get("FAKE_NOTIFY_SLEEP", "0")))
+sys.exit(int(os.environ.get("FAKE_NOTIFY_STATUS", "0")))
+"""
+
+
+def stop_graceful(docker: Path, tmp_path: Path, **env: str) -> list[list[str]]:
+    """Start with an admin port, SIGTERM, and return the stop's calls (after the run)."""
+    fake = tmp_path / "tarsdock"
+    fake.write_text(FAKE_TARSDOCK)
+    fake.chmod(0o755)
+    runner = start(docker, tmp_path, "admin=31234", shlex.join([f"tarsdock={fake}"]), **env)
+    wait_for(lambda: running(tmp_path))
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=30)
+    return [c for c in calls(tmp_path) if c[0] in ("tarsdock", "stop")]
+
+
+SHUTDOWN = ["tarsdock", "notify", "--shutdown", NAME, "--port", "31234", "--wait", "7",
+            "--timeout", "1"]
+
+
+@pytest.mark.parametrize(("status", "window"), [
+    ("1", "7"),   # no answer (hung, or no Tars runtime): Docker's stop gets the whole window
+    ("3", "1"),   # it took the shutdown but is still there after the window: at once
+])
+def test_a_stop_asks_adminf_shutdown_first_then_docker(docker: Path, tmp_path: Path,
+                                                       status: str, window: str) -> None:
+    # tarsnode's CommandStop: AdminF.shutdown, wait the stop window, then the kill
+    assert stop_graceful(docker, tmp_path, FAKE_NOTIFY_STATUS=status) == [
+        SHUTDOWN, ["stop", "-t", window, f"id-{NAME}"]]
+
+
+def test_docker_gets_only_what_is_left_of_the_window_after_a_shutdown(docker: Path,
+                                                                     tmp_path: Path) -> None:
+    # the service stopped answering after 3 s but is still there: the whole stop stays within
+    # one window (7 s), which supervisord's stopwaitsecs (window + 10 s) was made for; a second
+    # whole window for Docker's stop had supervisord SIGKILL the wrapper of a slow leaver
+    found = stop_graceful(docker, tmp_path, FAKE_NOTIFY_STATUS="0", FAKE_NOTIFY_SLEEP="3")
+    assert found[0] == SHUTDOWN and found[1][:2] == ["stop", "-t"] and len(found) == 2
+    assert 1 <= int(found[1][2]) <= 7 - 2, found   # at least 2 whole seconds went by
