@@ -138,15 +138,36 @@ def test_cli_notify_one_and_all(admin: AdminDouble, tmp_path: Path,
     assert "no service 'Hello.Nope'" in capsys.readouterr().err
 
 
+def test_cli_an_unquoted_command_is_its_words_joined(admin: AdminDouble, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # found by hand: `notify App.Server tars.setloglevel INFO` (no quotes) was "unrecognized
+    # arguments: INFO", and `notify --all tars.setloglevel DEBUG` a bare usage line
+    config = write_node(tmp_path, admin.port, free_port())
+    capsys.readouterr()
+    assert main(["--config-dir", str(config), "notify", "Hello.S", "tars.setloglevel",
+                 "INFO"]) == 0
+    assert capsys.readouterr().out == "done: tars.setloglevel INFO\n"
+    assert main(["--config-dir", str(config), "notify", "--all", "tars.setloglevel",
+                 "DEBUG"]) == 0
+    assert capsys.readouterr().out == "== Hello.S\ndone: tars.setloglevel DEBUG\n"
+    assert [call[2] for call in admin.calls] == [
+        tp.encode_params([(tp.STRING, "tars.setloglevel INFO")]),
+        tp.encode_params([(tp.STRING, "tars.setloglevel DEBUG")])]
+
+
 def test_cli_shutdown_by_port_needs_no_config(admin: AdminDouble) -> None:
     assert main(["--config-dir", "/nonexistent", "notify", "--shutdown", "Hello.S", "--port",
                  str(admin.port), "--wait", "5"]) == 0
 
 
-def test_cli_usage_errors() -> None:
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["notify"]) == 2
     assert main(["notify", "--all"]) == 2
     assert main(["notify", "--shutdown", "--all"]) == 2
+    assert main(["notify", "--shutdown", "Hello.S", "tars.viewstatus"]) == 2
+    capsys.readouterr()
+    assert main(["notify", "Hello.S", ""]) == 2
+    assert "the command is empty" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("option", [["--timeout", "0"], ["--timeout", "-1"], ["--timeout", "nan"],

@@ -175,7 +175,9 @@ def register(p: argparse.ArgumentParser) -> None:
 
     complete_names(p.add_argument("service", metavar="App.Server", nargs="?",
                                   help="the service (not with --all)"), "services")
-    p.add_argument("command", nargs="?", help="the admin command, e.g. 'tars.setloglevel INFO'")
+    p.add_argument("command", nargs="*", metavar="COMMAND",
+                   help="the admin command, e.g. tars.setloglevel INFO (quoted or not: its words "
+                        "are joined with one blank)")
     p.add_argument("--all", action="store_true", help="every running Tars service of the node")
     p.add_argument("--shutdown", action="store_true",
                    help="call AdminF.shutdown and wait for the service to leave (graceful stop)")
@@ -192,12 +194,18 @@ def cmd_notify(args: argparse.Namespace) -> int:
     """Send the command; print the answer (or, with --all, one block per service)."""
     from tarsdock.options import EXIT_OK, EXIT_USAGE
 
-    if args.all and args.service and not args.command:
-        args.service, args.command = None, args.service   # `--all CMD`: the one word is CMD
-    if args.all == bool(args.service) or (not args.shutdown and not args.command) \
-            or (args.shutdown and (args.all or args.command)):
-        print("usage: tarsdock notify App.Server COMMAND | --all COMMAND | "
+    words = list(args.command)
+    if args.all and args.service:
+        args.service, words = None, [args.service, *words]   # `--all CMD...`: all words are CMD
+    # `notify App.Server tars.setloglevel INFO` without quotes means what it says
+    args.command = " ".join(words)
+    if args.all == bool(args.service) or (not args.shutdown and not words) \
+            or (args.shutdown and (args.all or words)):
+        print("usage: tarsdock notify App.Server COMMAND... | --all COMMAND... | "
               "--shutdown App.Server", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.shutdown and not args.command.strip():
+        print("error: the command is empty (e.g. tars.viewstatus)", file=sys.stderr)
         return EXIT_USAGE
     if args.all:
         return notify_all(args)
