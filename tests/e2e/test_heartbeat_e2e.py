@@ -4,8 +4,10 @@ a real supervisord or systemd. Nothing is mocked.
 
 - two regenerations keep every `local` port, and a port something listens on is never chosen;
 - `tarsdock notify` gets the service's AdminF answer;
+- `tarsdock status` shows the heartbeat's age and the reported version (none for a silent one);
 - `kill -STOP` of the service's process (hung, not dead): restarted within hearttimeout + 10 s,
-  the reason in the failures file, the node's log (and the program's log under supervisord);
+  the reason in the failures file, `tarsdock status` (JSON and table), the node's log and the
+  service's own log (the program's log under supervisord, the unit's journal under systemd);
 - a service that sends no heartbeats is left alone;
 - a stop calls AdminF.shutdown first (the service logs it and exits on its own).
 """
@@ -178,12 +180,39 @@ def hang_and_wait_restart(node: BeatNode, client: docker.DockerClient,
     return time.time() - stopped_at
 
 
-def assert_reason_recorded(node: BeatNode) -> None:
+StatusRun = Callable[..., "subprocess.CompletedProcess[str]"]   # `tarsdock status ARGS...`
+
+
+def assert_reason_recorded(node: BeatNode, status: StatusRun) -> None:
     failures = [f for f in node.failures(HUNG) if f.code == "heartbeat"]
     assert failures, node.failures(HUNG)
     assert failures[-1].text.startswith("no keepAlive"), failures[-1]
     assert f"(hearttimeout {HEARTTIMEOUT_MS} ms)" in failures[-1].text
     assert not node.failures(SILENT)
+    # and where an operator looks first: `tarsdock status`, its JSON and its table
+    rows = status_rows(status)
+    shown = rows[HUNG]["last_failure"]
+    assert shown and shown["code"] == "heartbeat" and shown["text"] == failures[-1].text, rows
+    table = status().stdout
+    line = next(row for row in table.splitlines() if row.startswith(HUNG + " "))
+    assert f"{failures[-1].text} (" in line, table
+
+
+def status_rows(status: StatusRun) -> dict[str, dict[str, Any]]:
+    shown = json.loads(status("--json").stdout)
+    return {row["service"]: row for row in shown["services"]}
+
+
+def assert_status_shows_heartbeats(status: StatusRun) -> None:
+    """HUNG's heartbeat age (a recent epoch time) and version; SILENT shows neither."""
+    rows = status_rows(status)
+    beat = rows[HUNG]["heartbeat"]
+    assert rows[HUNG]["tars_version"] == VERSION and beat, rows[HUNG]
+    assert time.time() - 60 < beat <= time.time() + 1, rows[HUNG]
+    assert (rows[SILENT]["tars_version"], rows[SILENT]["heartbeat"]) == ("", None)
+    table = status().stdout
+    line = next(row for row in table.splitlines() if row.startswith(HUNG + " "))
+    assert " ago " in line and f" {VERSION} " in line, table
 
 
 @pytest.fixture
@@ -207,16 +236,16 @@ def test_heartbeats_under_supervisord(tmp_path: Path, docker_engine: docker.Dock
     node = BeatNode(tmp_path, "supervisord", f"unix://{sup.socket}")
     node.install_binaries()
     generate_avoiding_a_busy_port(node, "supervisord", units)
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        return node.tarsdock("status", *args, check=False)
     try:
         sup.start()
         for program in (f"tars:{HUNG}", f"tars:{SILENT}", "tarsdock-node"):
             sup.wait_state(program, "RUNNING")
         wait_beating(node)
         silent_start = sup.rpc().supervisor.getProcessInfo(f"tars:{SILENT}")["start"]
-        shown = json.loads(node.tarsdock("status", "--json", check=False).stdout)
-        rows = {row["service"]: row for row in shown["services"]}
-        assert rows[HUNG]["tars_version"] == VERSION and rows[HUNG]["heartbeat"], rows[HUNG]
-        assert (rows[SILENT]["tars_version"], rows[SILENT]["heartbeat"]) == ("", None)
+        assert_status_shows_heartbeats(status)
 
         answer = node.tarsdock("notify", HUNG, "tars.setloglevel INFO").stdout
         assert answer == f"TARSDOCK-TEST {HUNG} tars.setloglevel INFO\n"
@@ -231,7 +260,7 @@ def test_heartbeats_under_supervisord(tmp_path: Path, docker_engine: docker.Dock
 
         took = hang_and_wait_restart(node, docker_engine, restarted)
         print(f"restarted {took:.1f} s after SIGSTOP (hearttimeout {HEARTTIMEOUT_MS} ms)")
-        assert_reason_recorded(node)
+        assert_reason_recorded(node, status)
         node_log = (node.tars_path / "app_log" / "tarsdock" / "node.log").read_text()
         assert f"restarting {HUNG}: no keepAlive" in node_log
         program_log = node.tars_path / "app_log" / APP / "Hung" / f"{HUNG}.stdout.log"
@@ -266,6 +295,10 @@ def test_heartbeats_under_systemd(tmp_path: Path, docker_engine: docker.DockerCl
     # socket, which systemd opens in its own network namespace
     box = systemd_factory(f"tarsdock-beat-e2e-{os.getpid()}", shared_dirs=[tmp_path],
                           with_tarsdock=True, extra_args=["--net=host"])
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        # inside the box: its systemctl, the host's Docker
+        return box.exec("tarsdock", "--config-dir", str(node.config_dir), "status", *args)
     try:
         box.install_units(units)
         box.systemctl("start", "tars.target", check=True)
@@ -281,8 +314,12 @@ def test_heartbeats_under_systemd(tmp_path: Path, docker_engine: docker.DockerCl
             return int(stamp) if stamp.isdigit() else 0
 
         silent_start = started(f"tars-{SILENT}.service")
+        assert_status_shows_heartbeats(status)
         answer = node.tarsdock("notify", HUNG, "tars.setloglevel INFO").stdout
         assert answer == f"TARSDOCK-TEST {HUNG} tars.setloglevel INFO\n"
+        every = node.tarsdock("notify", "--all", "tars.viewstatus").stdout
+        assert f"== {HUNG}\nTARSDOCK-TEST {HUNG} tars.viewstatus" in every
+        assert f"== {SILENT}\nTARSDOCK-TEST {SILENT} tars.viewstatus" in every
 
         def restarted(since: float) -> bool:
             return box.unit_state(f"tars-{HUNG}.service") == "active" and \
@@ -290,7 +327,7 @@ def test_heartbeats_under_systemd(tmp_path: Path, docker_engine: docker.DockerCl
 
         took = hang_and_wait_restart(node, docker_engine, restarted)
         print(f"restarted {took:.1f} s after SIGSTOP (hearttimeout {HEARTTIMEOUT_MS} ms)")
-        assert_reason_recorded(node)
+        assert_reason_recorded(node, status)
         assert f"restarting {HUNG}: no keepAlive" in box.journal("tarsdock-node.service")
         assert f"tarsdock node: restarting {HUNG}: no keepAlive" in \
             box.journal(f"tars-{HUNG}.service")
