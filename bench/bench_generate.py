@@ -34,6 +34,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import installed
+
 FORMATS = ("systemd", "supervisord")
 PEERS_DIR = Path(os.environ.get("TARSDOCK_PEERS_DIR", "/var/tmp/tarsdock-peers"))
 QUADLET = "/usr/libexec/podman/quadlet"
@@ -267,6 +269,7 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     options = parser.parse_args()
+    installed.byte_compile()
     chroot = quadlet_chroot()
     if chroot is None:
         print("quadlet: not available (run `sh bench/peers/quadlet.sh` as root); left out")

@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import installed
+
 TEMPLATE = """<tars>
   <application>
     <server>
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=7)
     options = parser.parse_args()
+    installed.byte_compile()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_config_dir(root, options.services)
