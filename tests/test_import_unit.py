@@ -508,3 +508,32 @@ def test_validate_errors_name_the_out_dir_not_the_staging_dir(tmp_path: Path) ->
     message = str(caught.value)
     assert f"password file '{tmp_path}/secrets/registry-2' is empty" in message, message
     assert "tarsdock-import." not in message
+
+
+def test_a_database_that_does_not_answer_is_the_environments_fault(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Exit 5 and one line, as apply when supervisord does not answer; what the server answers
+    (access denied, no such database) stays an input error (exit 1)."""
+    import socket
+
+    import pymysql
+
+    from tarsdock.cli import main
+    from tarsdock.errors import EnvironmentFault
+    from tarsdock.tarsdb import db_failure
+
+    with socket.socket() as sock:   # a port of 127.0.0.1 that nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"mysql://tars@127.0.0.1:{port}/db_tars"
+    assert main(["import", "--tars-db", url, "--node", NODE, "--out", str(tmp_path / "o")]) == 5
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {url}: the database does not answer (Can't connect to MySQL "
+                          "server on '127.0.0.1'") and err.count("\n") == 1, err
+    assert not (tmp_path / "o").exists()
+    db = DbUrl("tars", "::1", 3306, "db_tars")
+    assert str(db) == "mysql://tars@[::1]:3306/db_tars"
+    gone = db_failure(db, pymysql.err.OperationalError(2013, "Lost connection"), "reading")
+    assert isinstance(gone, EnvironmentFault)
+    denied = db_failure(db, pymysql.err.OperationalError(1045, "Access denied for 'tars'"), "x")
+    assert isinstance(denied, DatabaseError) and str(denied) == "x: Access denied for 'tars'"

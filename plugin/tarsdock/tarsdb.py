@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from tarsdock.errors import TarsdockError
+from tarsdock.errors import EnvironmentFault, TarsdockError
 
 Row = dict[str, Any]
+# MySQL client errors of a server that cannot be reached or went away (CR_CONNECTION_ERROR,
+# CR_CONN_HOST_ERROR, CR_SERVER_GONE_ERROR, CR_SERVER_LOST): PyMySQL raises them as MySQL does
+UNREACHABLE = frozenset({2002, 2003, 2006, 2013})
 DEFAULT_PORT = 3306
 CONNECT_TIMEOUT = 10   # seconds
 # tarsnode's locator points at the registry's QueryObj (tars_servers.sql: tarsregistry adapters)
@@ -40,7 +43,8 @@ class DbUrl:
     database: str
 
     def __str__(self) -> str:
-        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+        host = f"[{self.host}]" if ":" in self.host else self.host   # IPv6, as it was given
+        return f"mysql://{self.user}@{host}:{self.port}/{self.database}"
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ def read_tars_db(url: DbUrl, password: str | None, node: str) -> TarsRows:
             database=url.database, charset="utf8mb4", connect_timeout=CONNECT_TIMEOUT,
             cursorclass=pymysql.cursors.DictCursor)
     except pymysql.MySQLError as error:
-        raise DatabaseError(f"cannot connect to {url}: {_reason(error)}") from None
+        raise db_failure(url, error, f"cannot connect to {url}") from None
     try:
         with connection.cursor() as cursor:
             # one consistent snapshot: TarsWeb may be writing while we read
@@ -148,9 +152,18 @@ def read_tars_db(url: DbUrl, password: str | None, node: str) -> TarsRows:
             cursor.execute("commit")
             return rows
     except pymysql.MySQLError as error:
-        raise DatabaseError(f"reading {url}: {_reason(error)}") from None
+        raise db_failure(url, error, f"reading {url}") from None
     finally:
         connection.close()
+
+
+def db_failure(url: DbUrl, error: Exception, doing: str) -> TarsdockError:
+    """A server that does not answer is the environment's fault (exit 5, as a supervisord that
+    does not answer); anything it answers (access denied, no such database) is the input's."""
+    code = error.args[0] if error.args else None
+    if code in UNREACHABLE:
+        return EnvironmentFault(str(url), f"the database does not answer ({_reason(error)})")
+    return DatabaseError(f"{doing}: {_reason(error)}")
 
 
 def _reason(error: Exception) -> str:
