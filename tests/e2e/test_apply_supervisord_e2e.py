@@ -260,6 +260,48 @@ def plain_node(tmp_path: Path) -> Iterator[Node]:
         remove_containers(*nd.services)
 
 
+def test_a_new_image_under_the_same_tag_restarts_only_its_services(node: Node) -> None:
+    # `images sync` or a `docker pull` can put a new image under a tag the node already uses;
+    # no file changes, so apply compares each running container's image ID with the one its
+    # reference names now (the reason "image")
+    tag = f"tarsdock-e2e-{harness.RUN_ID}/apply-image:1"
+    run(["docker", "tag", PYTHON_IMAGE, tag])
+    name = ""
+    try:
+        node.ports["Img"] = free_port()
+        name = node.dir.add("Img", node.ports["Img"], image=tag)
+        node.dir.write()
+        assert node.dir.apply()["services"][name]["state"] == "running"
+        harness.wait_for(lambda: node.answers("Img"), "Img answering")
+        before = node.identities()
+
+        run(["docker", "build", "-q", "-t", tag, "-"],
+            input=f"FROM {PYTHON_IMAGE}\nLABEL tarsdock-e2e.run={harness.RUN_ID}\n")
+        new_id = run(["docker", "image", "inspect", "-f", "{{.Id}}", tag]).stdout.strip()
+        check = node.dir.apply("--check")
+        assert check["services"] == {name: {"action": "restart", "reasons": ["image"]}}
+        assert node.identities() == before
+
+        report = node.dir.apply()
+        assert report["services"] == {name: {"action": "restart", "reasons": ["image"],
+                                             "state": "running"}}
+        after = node.identities()
+        assert after["Img"] != before["Img"]
+        assert {s: p for s, p in after.items() if s != "Img"} == \
+            {s: p for s, p in before.items() if s != "Img"}
+        info = container(name)
+        assert info is not None and info["Image"] == new_id
+        harness.wait_for(lambda: node.answers("Img"), "Img answering on the new image")
+        assert node.dir.apply()["changed"] is False
+    finally:
+        if name:
+            node.dir.services.pop(name, None)
+            node.ports.pop("Img", None)
+            node.dir.write()
+            node.dir.apply()
+        run(["docker", "rmi", tag], check=False)
+
+
 def test_without_the_rpc_interface_a_new_service_restarts_the_group_and_says_so(
         plain_node: Node) -> None:
     node = plain_node
