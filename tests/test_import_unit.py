@@ -537,3 +537,16 @@ def test_a_database_that_does_not_answer_is_the_environments_fault(
     assert isinstance(gone, EnvironmentFault)
     denied = db_failure(db, pymysql.err.OperationalError(1045, "Access denied for 'tars'"), "x")
     assert isinstance(denied, DatabaseError) and str(denied) == "x: Access denied for 'tars'"
+
+
+@pytest.mark.parametrize("given", ["foo", "tars.tarsregistry.QueryObj@tcp -h 1.2.3.4 -p x"])
+def test_a_bad_locator_option_is_a_usage_error(given: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Named as the option, before the database is read (it was reported at a line of the
+    node.toml import would have written)."""
+    from tarsdock.cli import main
+
+    code = main(["import", "--tars-db", "mysql://u@127.0.0.1:1/db_tars", "--node", NODE,
+                 "--out", str(tmp_path / "o"), "--locator", given])
+    err = capsys.readouterr().err
+    assert code == 2 and f"argument --locator: {given!r}: " in err, err

@@ -24,12 +24,27 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", required=True, metavar="NAME", help="t_server_conf.node_name")
     p.add_argument("--out", type=Path, required=True, help="the config dir to write")
     p.add_argument("--password-file", type=Path, help="a file holding the database password")
-    p.add_argument("--locator", default="", help="the node's locator (default: the endpoints "
-                   "of tars.tarsregistry.QueryObj in t_adapter_conf)")
+    p.add_argument("--locator", default="", type=locator, metavar="OBJ@ENDPOINT[:ENDPOINT...]",
+                   help="the node's locator (default: the endpoints of "
+                   "tars.tarsregistry.QueryObj in t_adapter_conf)")
     show = p.add_mutually_exclusive_group()
     show.add_argument("--dry-run", action="store_true", help="print what would change")
     show.add_argument("--diff", action="store_true", help="print unified diffs of the changes")
     p.set_defaults(func=cmd_import)
+
+
+def locator(text: str) -> str:
+    """--locator, checked as node.toml's locator is: a usage error names the option, not a line
+    of a node.toml the operator never wrote. Empty: from the database (the default)."""
+    from tarsdock.endpoint import EndpointError, parse_proxy
+
+    if not text:
+        return text
+    try:
+        parse_proxy(text)
+    except EndpointError as problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}") from None
+    return text
 
 
 def former_node(out_dir: Path) -> dict[str, object]:
