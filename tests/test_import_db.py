@@ -410,7 +410,9 @@ def test_unsupported_columns_warn_naming_the_row(tars_db: MariaDB, tmp_path: Pat
     node, out = "10.0.3.1", tmp_path / "conf"
     add_node(tars_db, node)
     row = add_server(tars_db, node, "Warn.ScriptServer", start_script_path="/opt/start.sh",
-                     stop_script_path="stop.sh", base_path="/opt/warn")
+                     stop_script_path="stop.sh", base_path="/opt/warn",
+                     monitor_script_path="monitor.sh", config_center_port=9000,
+                     exe_path="sub/WarnBin")
     adapter_row = add_adapter(tars_db, node, "Warn.ScriptServer", "WObjAdapter",
                               "tcp -h 10.0.3.1 -p 20950", handlegroup="g1", queuecap=None)
     code, _, stderr = run(tars_db, node, out, capsys=capsys)
@@ -419,6 +421,14 @@ def test_unsupported_columns_warn_naming_the_row(tars_db: MariaDB, tmp_path: Pat
     assert f"{at} 'start_script_path': '/opt/start.sh' is ignored" in stderr
     assert f"{at} 'stop_script_path': 'stop.sh' is ignored" in stderr
     assert f"{at} 'base_path': '/opt/warn' is ignored" in stderr
+    assert f"{at} 'monitor_script_path': 'monitor.sh' is ignored" in stderr
+    assert f"{at} 'config_center_port': 9000 is ignored" in stderr
+    # exe_path relative to the bin dir is the manifest's exe; tarsnode's ${basepath} would be the
+    # dir of that file (CommandLoad::execute)
+    assert f"{at} 'exe_path': tarsnode's ${{basepath}} would be " \
+        f"{DATA}/Warn.ScriptServer/bin/sub/; tarsdock's is {DATA}/Warn.ScriptServer/bin/" in stderr
+    table = tomllib.loads((out / "services.d" / "Warn.ScriptServer.toml").read_text())
+    assert table["services"]["Warn.ScriptServer"]["exe"] == "sub/WarnBin"
     at = f"warning: t_adapter_conf id {adapter_row} (Warn.ScriptServer): column"
     assert f"{at} 'handlegroup': 'g1' is ignored" in stderr
     assert f"{at} 'queuecap': NULL (tarsnode would write 0 or nothing); tarsdock's default " \
