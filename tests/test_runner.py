@@ -291,6 +291,22 @@ def test_a_container_of_another_instance_is_left_alone(docker: Path, tmp_path: P
     assert [f.code for f in failures(tmp_path)] == ["name-owned"]
 
 
+def test_a_container_tarsdock_did_not_start_is_left_alone_and_named_so(docker: Path,
+                                                                        tmp_path: Path) -> None:
+    """tarsnode names its containers App.Server too: after a move from TarsFramework its
+    leftover (no tarsdock.instance label) holds the name; the line says whose and what to do."""
+    put_container(tmp_path, "")
+    runner = start(docker, tmp_path)
+    assert runner.wait(timeout=10) == 125
+    assert "rm" not in verbs(tmp_path) and "stop" not in verbs(tmp_path)
+    lines = [line for line in stderr(runner).splitlines() if line.startswith("tarsdock-run")]
+    assert lines == [f"tarsdock-run: {NAME}: name-owned: container name {NAME} is held by a "
+                     "container tarsdock did not start (no tarsdock.instance label: tarsnode's, "
+                     f"or one made by hand); left alone: remove it (docker rm -f {NAME}) once "
+                     "nothing needs it"]
+    assert [f.code for f in failures(tmp_path)] == ["name-owned"]
+
+
 def test_an_exit_status_is_the_runners_and_has_a_reason(docker: Path, tmp_path: Path) -> None:
     runner = start(docker, tmp_path, FAKE_RUN_STATUS="3")
     assert runner.wait(timeout=10) == 3
