@@ -158,6 +158,11 @@ BAD_TEMPLATES = [
      "templates/t.app:4: key 'env': bad environment item 'B-C=2'"),
     ("<tars>\n<application>\n<server>\ndeactivating-timeout=3s\n</server>\n</application>\n"
      "</tars>\n", "templates/t.app:4: key 'deactivating-timeout': bad value '3s'"),
+    # read by the node object (found by hand: '8s' silently meant the node's 45000 ms)
+    ("<tars>\n<application>\n<server>\nhearttimeout=8s\n</server>\n</application>\n"
+     "</tars>\n", "templates/t.app:4: key 'hearttimeout': bad value '8s': milliseconds expected"),
+    ("<tars>\n<application>\n<server>\nactivating-timeout=-5\n</server>\n</application>\n"
+     "</tars>\n", "templates/t.app:4: key 'activating-timeout': bad value '-5': milliseconds"),
 ]
 
 

@@ -166,6 +166,21 @@ def read_env(config: Config, errors: ErrorCollector) -> tuple[tuple[str, str], .
     return tuple(pairs)
 
 
+# <server> keys the node object (tarsdock.nodeserver) reads as milliseconds; empty or 0 means
+# its default, as tarsnode's TC_Common::strto<int> of "" gives 0 (CommandLoad::updateConfigFile)
+HEARTBEAT_TIME_KEYS = ("hearttimeout", "activating-timeout")
+
+
+def check_heartbeat_times(config: Config, errors: ErrorCollector) -> None:
+    """hearttimeout and activating-timeout must be milliseconds: a value the node object cannot
+    read would silently mean its default (45 s, no grace)."""
+    for key in HEARTBEAT_TIME_KEYS:
+        param = config.param(f"{SERVER_PATH}<{key}>")
+        if param is not None and param.value and not param.value.isdigit():
+            errors.add(param.origin, f"bad value '{param.value}': milliseconds expected "
+                       "(0 or empty: the default)", key)
+
+
 def read_stop_timeout(config: Config, errors: ErrorCollector) -> int:
     """deactivating-timeout (ms) as the graceful stop window in seconds, clamped to 2..60."""
     param = config.param(f"{SERVER_PATH}<deactivating-timeout>")

@@ -9,7 +9,13 @@ from pathlib import Path
 from tarsdock import tcconfig
 from tarsdock.argv import mount_problems, port_problems, start_problems
 from tarsdock.bulk import gc_paused
-from tarsdock.containerspec import SERVER_PATH, read_container, read_env, read_stop_timeout
+from tarsdock.containerspec import (
+    SERVER_PATH,
+    check_heartbeat_times,
+    read_container,
+    read_env,
+    read_stop_timeout,
+)
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
 from tarsdock.manifest import load_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
@@ -130,6 +136,7 @@ def resolve_service(spec: ServiceSpec, node: NodeSettings, templates: TemplateSe
     container = read_container(config, errors)
     env = read_env(config, errors)
     stop_timeout = read_stop_timeout(config, errors)
+    check_heartbeat_times(config, errors)
     service = Service(spec=spec, node=node, config=config, env=env, container=container,
                       stop_timeout=stop_timeout)
     for problem in [*start_problems(service), *mount_problems(service), *port_problems(service)]:
