@@ -209,7 +209,7 @@ CASES: list[tuple[str, dict[str, Content], str]] = [
                             'command = ["sh", "-c\\nx"]\n'},
      "node.toml:7: key 'command': \"-c\\nx\" must not contain NUL or line breaks"),
     ("port out of range", {"node.toml": NODE + SVC + "local_port = 70000\n"},
-     "node.toml:7: key 'local_port': 70000 is not in 1..65535"),
+     "node.toml:7: key 'local_port': 70000 is not in 0..65535"),
     ("async_thread negative", {"node.toml": NODE + SVC + "async_thread = -1\n"},
      "node.toml:7: key 'async_thread': -1 is not in 0.."),
     ("bad set division", {"node.toml": NODE + SVC + 'set_division = "a.b"\n'},

@@ -239,3 +239,15 @@ profile = """
 ''')
     services = {s.name: s for s in load_node(tmp_path).services}
     assert services["Hello.Cpp"].spec.local_port == taken + 1
+
+
+def test_local_port_zero_written_out_is_the_documented_default(tmp_path: Path) -> None:
+    # found by hand: docs/node-toml.md gives 0 as local_port's default ("0: a Tars service keeps
+    # the port its written config names, else gets one"), but writing it was "0 is not in 1..65535"
+    text = NODE_TOML.format(tars=tmp_path / "tars").replace(
+        'type = "tars_cpp"\n\n[services."Hello.Pinned"]',
+        'type = "tars_cpp"\nlocal_port = 0\n\n[services."Hello.Pinned"]')
+    assert "local_port = 0" in text
+    (tmp_path / "node.toml").write_text(text)
+    services = {s.name: s for s in load_node(tmp_path).services}
+    assert services["Hello.Cpp"].spec.local_port == first_draw("Hello.Cpp")

@@ -223,7 +223,8 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "image": KeyRule("str", ""),                                 # an [images] id or a reference
     "exe": KeyRule("str", "", exe_path),
     "command": KeyRule("strlist", (), name_list),
-    "local_port": KeyRule("int", 0, at_least(1, 65535)),
+    # 0, the default, written out or not: allocated (tarsdock.localports), not pinned
+    "local_port": KeyRule("int", 0, at_least(0, 65535)),
     "set_division": KeyRule("str", "", matches(SET_DIVISION, "a set name.area.group")),
     # tarsregistry's default is 0 for tars_nodejs (CDbHandle::getServers), so 0 is a real value
     "async_thread": KeyRule("int", 3, at_least(0)),
