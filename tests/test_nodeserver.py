@@ -194,6 +194,46 @@ def test_a_step_of_the_wall_clock_restarts_nothing(tmp_path: Path) -> None:
     assert tp.decode_params(latest.sBuffer, {0: tp.UINT32}) == {0: wall.now // 1000}
 
 
+class StopWatch(Exception):
+    """Ends a watch loop in a test."""
+
+
+def run_watch(node: ns.NodeObject, clock: Clock, restarter: FakeRestarter, tmp_path: Path,
+              steps: list[tuple[int, bool]]) -> None:
+    """watch() with a fake sleep: each step is (ms the sleep takes, keepAlives arrive before
+    the next check); the loop ends after the last step."""
+    left = list(steps)
+
+    async def sleep(seconds: float) -> None:
+        if not left:
+            raise StopWatch
+        took, beats = left.pop(0)
+        clock.now += took
+        if beats:
+            node.handle(keep_alive())
+
+    with pytest.raises(StopWatch):
+        asyncio.run(ns.watch(node, restarter, tmp_path, sleep=sleep))
+
+
+def test_a_node_server_that_was_not_running_holds_no_silence_against_the_services(
+        tmp_path: Path) -> None:
+    # found by hand: kill -STOP of the node server for 20 s (longer than a hearttimeout), then
+    # -CONT: every beating service was restarted ("no keepAlive for 21 s") although its
+    # keepAlives were waiting in the node server's sockets. Time it did not run is not counted
+    clock = Clock()
+    node = node_object(clock)
+    node.handle(keep_alive())
+    restarter = FakeRestarter(is_running=True)
+    run_watch(node, clock, restarter, tmp_path, [(1000, True), (20_000, False), (1000, True),
+                                                 (1000, True)])
+    assert restarter.restarted == []
+    # the same silence while the node server runs and checks every second: restarted
+    node.handle(keep_alive())
+    run_watch(node, clock, restarter, tmp_path, [(1000, False)] * 5)
+    assert [name for name, _ in restarter.restarted] == ["Hello.S"]
+
+
 def test_serves_framed_requests_over_tcp(tmp_path: Path) -> None:
     clock = Clock()
     node = node_object(clock)
@@ -377,6 +417,38 @@ def test_the_ready_file_names_the_listening_server_and_goes_at_sigterm(tmp_path:
     text, left = asyncio.run(scenario())
     assert text == f"{os.getpid()}\n"
     assert not left
+
+
+NODE_SERVER = """
+import asyncio, sys
+from pathlib import Path
+from tarsdock import nodeserver as ns
+class Restarter:
+    def started(self, name): return None
+    def restart(self, name, reason): pass
+sock = ns.listening_socket(0)
+print(sock.getsockname()[1], flush=True)
+asyncio.run(ns.run_node(ns.NodeObject(lambda name: None), Restarter(), Path(sys.argv[1]), sock))
+"""
+
+
+def test_a_stop_with_services_connected_leaves_no_traceback(tmp_path: Path) -> None:
+    # found by hand: every stop of tarsdock-node with a service connected left an asyncio
+    # traceback (CancelledError from the cancelled connection task) in node.log
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", NODE_SERVER, str(tmp_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert server.stdout is not None
+    port = int(server.stdout.readline())
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(tp.encode_packet(keep_alive()))
+        assert client.recv(4)                  # answered: its connection task is waiting again
+        server.send_signal(signal.SIGTERM)
+        _, err = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert "stopping (SIGTERM)" in err and "Traceback" not in err, err
 
 
 def test_a_ready_file_of_another_node_server_is_left_alone(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from tarsdock.errors import TarsdockError
 from tarsdock.tcconfig import Config
 
 CHECK_INTERVAL = 1.0       # seconds between judgements and state file writes
+STALL_NOTE_MS = 2000       # lateness of its own that the node server says in its log
 SERVER_DOMAIN = ("tars", "application", "server")
 LISTEN_FDS_START = 3       # sd_listen_fds(3)
 
@@ -191,6 +192,18 @@ class NodeObject:
         return replace(run, first=at(run.first), last=at(run.last), activing=at(run.activing),
                        adapters={name: at(when) for name, when in run.adapters.items()})
 
+    def credit(self, late: int) -> None:
+        """`late` ms the node server itself did not run (stopped, starved, a check that came
+        that much after it was due) are no silence of the services: their keepAlives waited in
+        its sockets. Every run's times move on by it. Not marked dirty: the state files keep the
+        true times until the next keepAlive."""
+        def moved(moment: int) -> int:
+            return moment + late if moment else 0
+        self.runs = {name: replace(run, first=moved(run.first), last=moved(run.last),
+                                   activing=moved(run.activing),
+                                   adapters={k: moved(v) for k, v in run.adapters.items()})
+                     for name, run in self.runs.items()}
+
     def forget_run(self, name: str) -> None:
         """After a restart (or a stop): judge again only from the next run's first keepAlive."""
         self.runs[name] = hb.Run(version=self.runs.get(name, hb.Run()).version)
@@ -303,6 +316,11 @@ async def serve_client(node: NodeObject, reader: asyncio.StreamReader,
         log(f"dropped a connection that sent a bad packet: {error}")
     except ConnectionError:
         pass
+    except asyncio.CancelledError:
+        # the node server is stopping (asyncio.run cancels the connections' tasks): end quietly.
+        # Propagated, Python 3.11's StreamReaderProtocol asks the cancelled task for its
+        # exception and the loop logs a CancelledError traceback at every stop
+        pass
     finally:
         writer.close()
 
@@ -370,10 +388,19 @@ async def check_once(node: NodeObject, restarter: Restarter, state_dir: Path) ->
     node.dirty.clear()
 
 
-async def watch(node: NodeObject, restarter: Restarter, state_dir: Path) -> None:
-    """check_once every CHECK_INTERVAL, for ever."""
+async def watch(node: NodeObject, restarter: Restarter, state_dir: Path,
+                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    """check_once every CHECK_INTERVAL, for ever; a sleep that ends late (the process was
+    stopped or starved meanwhile) is credited to every service first (NodeObject.credit)."""
     while True:
-        await asyncio.sleep(CHECK_INTERVAL)
+        before = node.clock_ms()
+        await sleep(CHECK_INTERVAL)
+        late = node.clock_ms() - before - int(CHECK_INTERVAL * 1000)
+        if late > 0:
+            node.credit(late)
+        if late >= STALL_NOTE_MS:
+            log(f"did not run for {late / 1000:.0f} s (stopped or starved): that time is not "
+                "held against any service's heartbeats")
         await check_once(node, restarter, state_dir)
 
 
