@@ -437,11 +437,16 @@ def test_a_stop_with_services_connected_leaves_no_traceback(tmp_path: Path) -> N
     # traceback (CancelledError from the cancelled connection task) in node.log
     import subprocess
     import sys
+    import time
 
     server = subprocess.Popen([sys.executable, "-c", NODE_SERVER, str(tmp_path)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert server.stdout is not None
     port = int(server.stdout.readline())
+    ready = node_ready_path(tmp_path)
+    while not ready.exists():              # written once the socket listens
+        assert server.poll() is None, server.communicate()
+        time.sleep(0.01)
     with socket.create_connection(("127.0.0.1", port)) as client:
         client.sendall(tp.encode_packet(keep_alive()))
         assert client.recv(4)                  # answered: its connection task is waiting again
