@@ -31,9 +31,12 @@ CASES: list[tuple[str, hb.Rules, list[tuple[Any, ...]], int, str, str]] = [
      "no keepAlive from App.S.ObjAdapter for 6 s (hearttimeout 3000 ms)"),
     ("an empty adapter name refreshes every adapter (ServerObject::setLastKeepAliveTime)",
      NO_GRACE, [("alive", 7, "", 0), ("alive", 7, "", 5000)], 6000, "alive", ""),
-    ("keepActiving keeps the overall time but not an adapter's", NO_GRACE,
-     [("alive", 7, "", 0), ("activing", 7, 5000)], 6000, "hung",
-     "no keepAlive from AdminAdapter for 6 s (hearttimeout 3000 ms)"),
+    # tarsnode's ServerObject::keepActiving calls setLastKeepAliveTime(now): no adapter name
+    ("keepActiving refreshes the overall time and every adapter", NO_GRACE,
+     [("alive", 7, "", 0), ("activing", 7, 5000)], 6000, "alive", ""),
+    ("keepActiving does not stand in for keepAlive for long", NO_GRACE,
+     [("alive", 7, "", 0), ("activing", 7, 5000)], 8001, "hung",
+     "no keepAlive for 3 s (hearttimeout 3000 ms)"),
     ("a new pid is a new run: the old beats do not count", NO_GRACE,
      [("alive", 7, "", 0), ("activing", 8, 5000)], 10**9, "unjudged", ""),
     ("a new run gets its grace again", RULES,
@@ -52,7 +55,7 @@ def test_judge(rules: hb.Rules, inputs: list[tuple[Any, ...]], now: int, verdict
         if kind == "alive":
             run = hb.keep_alive(run, rules, args[0], args[1], BASE + args[2])
         elif kind == "activing":
-            run = hb.keep_activing(run, args[0], BASE + args[1])
+            run = hb.keep_activing(run, rules, args[0], BASE + args[1])
         else:
             run = hb.report_version(run, args[0])
     assert hb.judge(run, rules, BASE + now) == (verdict, reason)

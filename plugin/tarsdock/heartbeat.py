@@ -61,11 +61,15 @@ def keep_alive(run: Run, rules: Rules, pid: int, adapter: str, now: int) -> Run:
     return replace(run, first=run.first or now, last=now, adapters=adapters)
 
 
-def keep_activing(run: Run, pid: int, now: int) -> Run:
-    """A keepActiving (a service still starting): noted, not a heartbeat that arms judging."""
+def keep_activing(run: Run, rules: Rules, pid: int, now: int) -> Run:
+    """A keepActiving (a service still starting): not a heartbeat that arms judging, but once
+    armed it refreshes every adapter, as tarsnode's `ServerObject::keepActiving` calls
+    `setLastKeepAliveTime(now)` with no adapter name."""
     if pid != run.pid:
         run = Run(pid=pid, version=run.version)
-    return replace(run, last=now, activing=now)
+    adapters = dict.fromkeys([*rules.adapters, *run.adapters], now) if run.first \
+        else dict(run.adapters)
+    return replace(run, last=now, activing=now, adapters=adapters)
 
 
 def report_version(run: Run, version: str) -> Run:

@@ -162,10 +162,10 @@ class NodeObject:
             return
         name = f"{info.application}.{info.serverName}"
         run = self.runs.get(name, hb.Run())
+        rules = self.rules_for(name) or hb.Rules(timeout=0, grace=0)
         if function == "keepActiving":
-            self.runs[name] = hb.keep_activing(run, info.pid, now)
+            self.runs[name] = hb.keep_activing(run, rules, info.pid, now)
         else:
-            rules = self.rules_for(name) or hb.Rules(timeout=0, grace=0)
             self.runs[name] = hb.keep_alive(run, rules, info.pid, info.adapter, now)
         self.dirty.add(name)
 
