@@ -10,6 +10,7 @@ its reference names on the node (a new digest after `images sync`). Files shared
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ import shutil
 import sys
 import sysconfig
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -38,6 +39,7 @@ START_TIMEOUT = 60.0
 STOP_FIRST = frozenset({"program", "unit"})
 PENDING_FILE = "apply-pending.json"
 LOADED_FILE = "apply-loaded"
+LOCK_FILE = "apply.lock"
 
 
 @dataclass(frozen=True)
@@ -322,11 +324,43 @@ def load(directory: Path, ctx: Context, fmt: str | None = None, out_dir: Path | 
     return attempt(lines=True) if first[3] else first
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What one apply would do, from the rendered files, the disk and the running containers."""
+
+    changes: list[Change]
+    earlier: dict[str, ServiceAction]
+    actions: list[ServiceAction]
+    report: Report
+
+
+def make_plan(args: argparse.Namespace, node: NodeSettings, services: list[Service],
+              files: list[OutputFile]) -> Plan:
+    """Compare the rendered files with the disk; each service's action; the report so far."""
+    from tarsdock.generate import plan_all
+    from tarsdock.output import diff
+
+    fmt, out_dir = node.supervisor, Path(node.units_dir)
+    changes = plan_all(fmt, files, out_dir)
+    earlier = read_pending(pending_path(node))
+    actions = plan_actions(fmt, changes, file_owners(fmt, services, out_dir),
+                           _drift(services, node), earlier,
+                           {s.name for s in services if not s.spec.enabled})
+    written = any(c.kind != "unchanged" for c in changes)
+    acted: dict[str, dict[str, object]] = {
+        a.name: {"action": a.action, "reasons": list(a.reasons)}
+             for a in actions if a.action != "none"}
+    report = Report(changed=written or bool(acted), check=args.check, supervisor=fmt,
+                    output_dir=str(out_dir), files=_count(changes), services=acted,
+                    diff=diff(changes) if args.diff else None)
+    return Plan(changes, earlier, actions, report)
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     """Plan, then (unless --check) write, reload and act; report."""
-    from tarsdock.generate import engine_warnings, plan_all, print_warnings, service_dirs
+    from tarsdock.generate import engine_warnings, print_warnings
     from tarsdock.options import config_dir
-    from tarsdock.output import Context, diff, write
+    from tarsdock.output import Context
 
     directory = config_dir(args)
     if args.as_config_dir is not None and not args.check:
@@ -335,49 +369,81 @@ def cmd_apply(args: argparse.Namespace) -> int:
     real = args.as_config_dir or directory
     ctx = Context(real.absolute(), sysconfig.get_path("scripts"), args.docker)
     node, services, files, warnings = load(directory, ctx, as_dir=args.as_config_dir)
-    fmt, out_dir = node.supervisor, Path(node.units_dir)
-    changes = plan_all(fmt, files, out_dir)
-    pending = pending_path(node)
-    earlier = read_pending(pending)
-    actions = plan_actions(fmt, changes, file_owners(fmt, services, out_dir),
-                           _drift(services, node), earlier,
-                           {s.name for s in services if not s.spec.enabled})
+    plan = make_plan(args, node, services, files)
     print_warnings([*warnings, *engine_warnings(node)])
-    written = any(c.kind != "unchanged" for c in changes)
-    acted: dict[str, dict[str, object]] = {
-        a.name: {"action": a.action, "reasons": list(a.reasons)}
-             for a in actions if a.action != "none"}
-    report = Report(changed=written or bool(acted), check=args.check, supervisor=fmt,
-                    output_dir=str(out_dir), files=_count(changes), services=acted,
-                    diff=diff(changes) if args.diff else None)
     if args.check:
-        _print(report, args.json)
+        _print(plan.report, args.json)
         return EXIT_OK
+    digest = units_digest(f for f in files if f.path.parent == Path(node.units_dir))
+    if _must_act(plan, node, digest):
+        control = make_control(node)
+        with node_lock(node):
+            # another apply may have done it all while this one waited for the lock (it then
+            # looked like an unfinished apply): plan again, from what is on the disk now
+            plan = make_plan(args, node, services, files)
+            if _must_act(plan, node, digest):
+                _act(plan, args, node, services, control, digest)
+    _print(plan.report, args.json)
+    return EXIT_FAILED_START if plan.report.failed else EXIT_OK
+
+
+def _must_act(plan: Plan, node: NodeSettings, digest: str) -> bool:
+    """Whether to reload the supervisor (below) or act on a service."""
+    return _must_reload(plan, node, digest) or any(a.action != "none" for a in plan.actions)
+
+
+def _must_reload(plan: Plan, node: NodeSettings, digest: str) -> bool:
+    """The supervisor reloads when a file changed, an apply was interrupted, or it has not loaded
+    these files through apply yet (written by `generate`, or by an older tarsdock); a no-change
+    apply asks it nothing (supervisord's reloadConfig rereads every program file: ~0.1 s at
+    200 services, the largest part of a no-change apply)."""
+    written = any(c.kind != "unchanged" for c in plan.changes)
+    return written or bool(plan.earlier) or _read_text(loaded_path(node)) != digest
+
+
+def _act(plan: Plan, args: argparse.Namespace, node: NodeSettings, services: list[Service],
+         control: Supervisor, digest: str) -> None:
+    """Record the plan, stop, write, reload, start and wait; the outcome into the report."""
+    from tarsdock.generate import service_dirs
+    from tarsdock.output import write
 
     def write_all() -> None:
-        write(changes, service_dirs(services, node))
+        write(plan.changes, service_dirs(services, node))
 
     started_at = time.time()
-    loaded = loaded_path(node)
-    digest = units_digest(f for f in files if f.path.parent == out_dir)
-    # the supervisor reloads when a file changed, an apply was interrupted, or it has not loaded
-    # these files through apply yet (written by `generate`, or by an older tarsdock); a no-change
-    # apply asks it nothing (supervisord's reloadConfig rereads every program file: ~0.1 s at
-    # 200 services, the largest part of a no-change apply)
-    reload = written or bool(earlier) or _read_text(loaded) != digest
-    if reload or acted:
-        control = make_control(node)
-        if report.changed:
-            write_pending(pending, actions)
-        outcome, replaced = execute(actions, control, write_all, _remover(node),
-                                    reload, args.timeout)
-        _record(report, outcome, replaced)
-        _explain(report, node, started_at)
-        if reload:
-            _write_text(loaded, digest)
-        pending.unlink(missing_ok=True)
-    _print(report, args.json)
-    return EXIT_FAILED_START if report.failed else EXIT_OK
+    pending = pending_path(node)
+    reload = _must_reload(plan, node, digest)
+    if plan.report.changed:
+        write_pending(pending, plan.actions)
+    outcome, replaced = execute(plan.actions, control, write_all, _remover(node), reload,
+                                args.timeout)
+    _record(plan.report, outcome, replaced)
+    _explain(plan.report, node, started_at)
+    if reload:
+        _write_text(loaded_path(node), digest)
+    pending.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def node_lock(node: NodeSettings) -> Iterator[None]:
+    """Hold `<tars_path>/tarsdock/apply.lock` (flock): one apply at a time acts on a node, a
+    second waits for it (saying so on stderr). Raises EnvironmentFault if it cannot be opened."""
+    import fcntl
+
+    path = Path(node.tars_path) / "tarsdock" / LOCK_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("a")
+    except OSError as error:
+        raise EnvironmentFault(str(path), error.strerror or str(error)) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another tarsdock apply on this node to finish ({path})",
+                  file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
 def loaded_path(node: NodeSettings) -> Path:
