@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from tarsdock import portowner
-from tarsdock.containerspec import CONTAINER_PATH
+from tarsdock.containerspec import CONTAINER_PATH, SERVER_PATH
 from tarsdock.errors import InputWarning, TarsdockError, did_you_mean, sorted_warnings
 from tarsdock.imageref import registry_host
 from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
@@ -39,9 +39,28 @@ def _container_keys_elsewhere(config: Config, path: str = "") -> Iterator[InputW
                                    f"tarsdock; {CONTAINER_HINT}", key)
 
 
+# A TarsCpp runtime sends its keepAlives every 10 s (ServantHandle::HEART_BEAT_INTERVAL, in
+# seconds: ServerObject::doMonScript compares it with TNOW); a hearttimeout below two of them
+# restarts a healthy service
+SHORTEST_HEARTTIMEOUT_MS = 20000
+
+
+def _short_hearttimeout(service: Service) -> Iterator[InputWarning]:
+    """A hearttimeout written for tarsnode, which compared it with seconds (README)."""
+    param = service.config.param(f"{SERVER_PATH}<hearttimeout>")
+    if service.spec.type == "not_tars" or param is None or not param.value.isdigit():
+        return
+    value = int(param.value)
+    if 0 < value < SHORTEST_HEARTTIMEOUT_MS:
+        yield InputWarning(param.origin, f"{value} ms is shorter than two heartbeats of a Tars "
+                           f"runtime (TarsCpp sends one every 10 s): {service.name} would be "
+                           f"restarted while healthy; tarsnode read it as {value} s, tarsdock as "
+                           "milliseconds", "hearttimeout")
+
+
 def service_warnings(service: Service) -> list[InputWarning]:
-    """What the operator should know about one service's container settings."""
-    notes = list(_container_keys_elsewhere(service.config))
+    """What the operator should know about one service's container and heartbeat settings."""
+    notes = [*_container_keys_elsewhere(service.config), *_short_hearttimeout(service)]
     privileged = service.config.param(f"{CONTAINER_PATH}<privileged>")
     if service.spec.run == "container" and service.container.privileged and privileged:
         notes.append(InputWarning(privileged.origin, "privileged=true: the container of "
