@@ -162,10 +162,39 @@ def test_supervisord_source_reads_the_tars_group() -> None:
 
 
 def test_supervisord_that_does_not_answer_names_the_url(tmp_path: Path) -> None:
-    from tarsdock.errors import TarsdockError
+    from tarsdock.errors import EnvironmentFault
 
-    with pytest.raises(TarsdockError, match=r"supervisord at unix://.*/none\.sock"):
+    with pytest.raises(EnvironmentFault, match=r"unix://.*/none\.sock: supervisord does not "
+                       r"answer \(No such file or directory\); is it running\?"):
         Supervisord(f"unix://{tmp_path}/none.sock").read(["A.S"])
+
+
+STATUS_NODE = ('[node]\nname = "n1"\ntars_path = "{tars}"\nlocator = '
+               '"tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"\nnode_port = 1\n{more}'
+               '[services."A.S"]\ntype = "tars_cpp"\n')
+
+
+def test_a_supervisor_that_does_not_answer_is_the_environment_exit_5(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # exit 1 means bad input: a stopped supervisord is a fault of the environment (issue 9)
+    from tarsdock.cli import main
+    from tarsdock.options import EXIT_ENVIRONMENT
+
+    monkeypatch.delenv("SUPERVISOR_SERVER_URL", raising=False)
+    (tmp_path / "node.toml").write_text(STATUS_NODE.format(tars=tmp_path, more=""))
+    url = f"unix://{tmp_path}/none.sock"
+    assert main(["status", "--config-dir", str(tmp_path), "--supervisor-url", url]) == \
+        EXIT_ENVIRONMENT
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"error: {url}: supervisord does not answer (No such file or directory); is it running?")
+    # under systemd: a host or container where systemctl is missing or no systemd runs
+    (tmp_path / "node.toml").write_text(STATUS_NODE.format(tars=tmp_path,
+                                                           more='supervisor = "systemd"\n'))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["status", "--config-dir", str(tmp_path)]) == EXIT_ENVIRONMENT
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: systemctl: systemd does not answer (No such file or directory)")
 
 
 SHOW = """Id=tars-A.S.service

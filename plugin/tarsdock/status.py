@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from tarsdock import keys, portowner
 from tarsdock.engine import Container, DockerUnreachable
-from tarsdock.errors import TarsdockError
+from tarsdock.errors import EnvironmentFault, TarsdockError
 from tarsdock.model import Manifest, NodeSettings
 from tarsdock.state import (
     OOM,
@@ -118,9 +118,11 @@ class Supervisord:
         try:
             infos = self._rpc().getAllProcessInfo()
         except (OSError, xmlrpc.client.Error) as error:
-            raise TarsdockError(f"supervisord at {self.url} does not answer: {error} "
-                                "(--supervisor-url, $SUPERVISOR_SERVER_URL or [node] "
-                                "supervisor_url)") from None
+            # the environment, not the input (exit 5): worded as apply words it
+            cause = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise EnvironmentFault(self.url, f"supervisord does not answer ({cause}); is it "
+                                   "running? (the URL is --supervisor-url, "
+                                   "$SUPERVISOR_SERVER_URL or [node] supervisor_url)") from None
         found = {}
         for info in infos:
             if info["group"] != GROUP:
@@ -145,14 +147,19 @@ Clocks = Callable[[], tuple[float, float]]   # () -> (epoch seconds, CLOCK_MONOT
 
 
 def systemctl(argv: Sequence[str]) -> str:
-    """Run systemctl; its stdout. Raises TarsdockError."""
+    """Run systemctl; its stdout. Raises EnvironmentFault (a TarsdockError, exit 5): no
+    systemctl, no systemd to answer it, or a failure of its own."""
     try:
         done = subprocess.run(list(argv), capture_output=True, text=True, timeout=30,
                               check=False)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise TarsdockError(f"{argv[0]}: {error}") from None
+    except OSError as error:
+        raise EnvironmentFault(argv[0], f"systemd does not answer ({error.strerror or error})"
+                               ) from None
+    except subprocess.TimeoutExpired:
+        raise EnvironmentFault(argv[0], "systemd does not answer (no answer in 30 s)") from None
     if done.returncode != 0:
-        raise TarsdockError(f"{' '.join(argv[:3])}: {done.stderr.strip()}")
+        cause = (done.stderr.strip() or done.stdout.strip()).splitlines() or ["no answer"]
+        raise EnvironmentFault(argv[0], f"{' '.join(argv[1:3])}: {cause[0]}")
     return done.stdout
 
 
