@@ -134,6 +134,38 @@ def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
 
 
+# ---- stdout that cannot be written (issue 9, item 7) ---------------------------------------
+
+def run_with_stdout(stdout: int | None) -> subprocess.CompletedProcess[str]:
+    """`tarsdock template list` (stock templates: several lines) with fd 1 as given."""
+    return subprocess.run([sys.executable, "-m", "tarsdock", "template", "list"],
+                          stdout=stdout, stderr=subprocess.PIPE, text=True, check=False,
+                          env={**os.environ, "TARSDOCK_CONFIG_DIR": "/nonexistent"})
+
+
+@pytest.mark.parametrize(("redirect", "cause"), [
+    (">/dev/full", "No space left on device"),
+    (">&-", "not open (Bad file descriptor)"),
+])
+def test_stdout_that_cannot_be_written_is_one_line_naming_stdout(redirect: str,
+                                                                 cause: str) -> None:
+    done = subprocess.run(["sh", "-c", f'exec "$0" -m tarsdock template list {redirect}',
+                           sys.executable], stderr=subprocess.PIPE, text=True, check=False,
+                          env={**os.environ, "TARSDOCK_CONFIG_DIR": "/nonexistent"})
+    assert (done.returncode, done.stderr) == (5, f"error: stdout: {cause}\n")
+
+
+def test_a_reader_that_stops_reading_gets_no_error_line() -> None:
+    # `tarsdock status | head -1`: the reader chose to stop, which is no fault to report
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = run_with_stdout(write)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (5, "")
+
+
 # ---- the import graph ---------------------------------------------------------------------------
 
 def imports_of(path: Path) -> set[str]:

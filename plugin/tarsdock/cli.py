@@ -9,11 +9,14 @@ arguments to the parser made for it (and sets `func`), a help line, and what it 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, TextIO
 
 from tarsdock import __version__
 from tarsdock.errors import (
@@ -188,8 +191,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
     handler: Handler = args.func
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()
+        return code
+    except StdoutFault as fault:
+        _discard_stdout(stdout)
+        if fault.errno != errno.EPIPE:   # a reader that stops reading (`| head`) is no fault
+            print(f"error: {fault}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except (InputError, InputErrors) as error:
         for line in str(error).splitlines():
             print(f"error: {line}", file=sys.stderr)
@@ -204,6 +216,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a fault of the environment no step foresaw: one line, never a traceback
         print(f"error: {EnvironmentFault.of(error)}", file=sys.stderr)
         return EXIT_ENVIRONMENT
+    finally:
+        sys.stdout = stdout
+
+
+class StdoutFault(EnvironmentFault):
+    """Standard output cannot be written: closed (`>&-`), a full disk, a reader gone."""
+
+    def __init__(self, error: OSError) -> None:
+        self.errno = error.errno
+        super().__init__("stdout", error.strerror or str(error))
+
+
+class _Stdout:
+    """sys.stdout while a command runs: a failed write or flush raises StdoutFault, so the
+    boundary can name stdout (an OSError of a stream carries no file name); fd 1 closed at
+    start (sys.stdout is None) fails at the first write."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream
+
+    def _open(self) -> TextIO:
+        if self._stream is None:
+            raise StdoutFault(OSError(errno.EBADF, "not open (Bad file descriptor)"))
+        return self._stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._open().write(text)
+        except OSError as error:
+            raise StdoutFault(error) from None
+
+    def flush(self) -> None:
+        try:
+            self._open().flush()
+        except OSError as error:
+            raise StdoutFault(error) from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._open(), name)
+
+
+def _discard_stdout(stream: TextIO | None) -> None:
+    """Point fd 1 at /dev/null, so the interpreter's flush at exit finds no fault to print."""
+    try:
+        fd = stream.fileno() if stream is not None else -1
+    except (OSError, ValueError, AttributeError):
+        return   # not a file (a test's capture)
+    if fd >= 0:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
 
 
 def _unreadable(error: InputError | InputErrors) -> bool:
