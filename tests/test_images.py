@@ -304,3 +304,20 @@ def test_a_password_loses_only_its_line_break(tmp_path: Path) -> None:
     os.chmod(tmp_path / "pw", 0o600)
     auth = read_auth(Registry("r", "harbor.example.com", "u", str(tmp_path / "pw")))
     assert auth is not None and auth.password == "s3 cr\u00e9t"
+
+
+def test_docker_that_does_not_answer_is_the_environment_one_line_exit_5(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # not "an image is missing" (3) per image: nothing could be tried (issue 9, item 7)
+    from tarsdock.cli import main
+    from tarsdock.options import EXIT_ENVIRONMENT
+
+    sock = tmp_path / "none.sock"
+    (tmp_path / "node.toml").write_text(
+        f'[node]\nname = "n1"\ntars_path = "{tmp_path}"\nlocator = "tars.tarsregistry.QueryObj'
+        f'@tcp -h 127.0.0.1 -p 17890"\ndocker_socket = "{sock}"\n'
+        '[services."A.S"]\ntype = "tars_cpp"\nimage = "busybox:1"\n'
+        '[services."A.T"]\ntype = "tars_cpp"\nimage = "busybox:2"\n')
+    assert main(["--config-dir", str(tmp_path), "images", "sync", "--quiet"]) == EXIT_ENVIRONMENT
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {sock}: Docker does not answer (No such file or directory)"]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, TextIO
 
 from tarsdock import textfile
-from tarsdock.engine import Auth, Engine, PullError
-from tarsdock.errors import TarsdockError
+from tarsdock.engine import Auth, DockerUnreachable, Engine, PullError
+from tarsdock.errors import EnvironmentFault, TarsdockError
 from tarsdock.imageref import registry_host
 from tarsdock.options import EXIT_OK, config_dir
 
@@ -155,6 +155,8 @@ class Syncer:
         start = self.clock()
         try:
             previous = self.engine.image_id(job.ref)
+        except DockerUnreachable:
+            raise      # the environment: no image can be tried (cmd_images_sync says so once)
         except TarsdockError as error:
             return self._report(PullResult(job, "failed", error=str(error), seconds=0.0))
         if previous is not None and job.policy != "always":
@@ -307,7 +309,11 @@ def cmd_images_sync(args: argparse.Namespace) -> int:
                 else LineReporter(lambda line: print(line, file=sys.stderr, flush=True)))
     syncer = Syncer(engine, reporter, RetryPolicy(attempts=args.retries + 1),
                     timeout=args.timeout, workers=args.jobs)
-    results = syncer.sync(jobs)
+    try:
+        results = syncer.sync(jobs)
+    except DockerUnreachable as error:
+        raise EnvironmentFault(error.socket_path, f"Docker does not answer ({error.cause})"
+                               ) from None
     print(summary(results), file=sys.stderr)
     return EXIT_OK if all(r.ok for r in results) else EXIT_MISSING
 
@@ -317,7 +323,7 @@ def register(images: argparse.ArgumentParser) -> None:
     actions = images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
     p = actions.add_parser("sync", help="pull every image the node's services use",
                            epilog="exit status: 0 every image present, 1 input error, "
-                                  "3 some image missing")
+                                  "3 some image missing, 5 Docker does not answer")
     p.add_argument("--jobs", type=int, default=4, help="pulls at once (default 4)")
     p.add_argument("--only", action="append", metavar="IMAGE",
                    help="only this image: an [images] id, a reference or a service (repeatable)")
