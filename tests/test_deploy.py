@@ -7,6 +7,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import stat
 import subprocess
 import tarfile
@@ -341,8 +342,18 @@ def test_restart_failures_are_reported() -> None:
                    FakeRunner(0, "tars:A.B: ERROR (spawn error)"))
     with pytest.raises(TarsdockError, match="exit 5"):
         dp.restart(["systemctl", "restart", "tars-A.B.service"], FakeRunner(5))
-    with pytest.raises(TarsdockError, match="cannot run 'systemctl'"):
+    # no systemctl or supervisorctl on the host: the environment (exit 5), not the input
+    with pytest.raises(EnvironmentFault, match=r"^systemctl: not found; cannot restart"):
         dp.restart(["systemctl", "restart", "x"], FakeRunner(missing=True))
+
+
+def test_a_bin_that_is_a_file_is_the_environment(tmp_path: Path, dirs: dp.ReleaseDirs) -> None:
+    dirs.service_dir.mkdir(parents=True)
+    dirs.bin.write_text("not a dir\n")
+    with pytest.raises(EnvironmentFault, match=re.escape(
+            f"{dirs.bin}: a file, not a directory; move it away to deploy")):
+        deploy(release(tmp_path, "v1.tgz", "v1"), dirs)
+    assert dirs.bin.read_text() == "not a dir\n"
 
 
 # --- the command ----------------------------------------------------------------------------------

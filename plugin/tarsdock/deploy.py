@@ -222,7 +222,7 @@ def adopt_plain_bin(dirs: ReleaseDirs, now: datetime) -> str | None:
     if dirs.bin.is_symlink() or not dirs.bin.exists():
         return None
     if not dirs.bin.is_dir():
-        raise TarsdockError(f"{dirs.bin} is a file, not a directory; move it away to deploy")
+        raise EnvironmentFault(str(dirs.bin), "a file, not a directory; move it away to deploy")
     if not any(dirs.bin.iterdir()):
         # `generate` makes an empty bin before anything is deployed: nothing to keep.
         dirs.bin.rmdir()
@@ -303,7 +303,8 @@ def restart(argv: Sequence[str], runner: Runner) -> None:
     try:
         result = runner(argv)
     except FileNotFoundError as error:
-        raise TarsdockError(f"cannot run '{argv[0]}': not found") from error
+        raise EnvironmentFault(argv[0], "not found; cannot restart (is it installed and on "
+                               "PATH?)") from error
     answer = (result.stdout + result.stderr).strip()
     # supervisorctl 4 may exit 0 after printing "ERROR (...)" for a failed start.
     if result.returncode != 0 or "ERROR" in result.stdout:
