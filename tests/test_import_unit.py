@@ -550,3 +550,16 @@ def test_a_bad_locator_option_is_a_usage_error(given: str, tmp_path: Path,
                  "--out", str(tmp_path / "o"), "--locator", given])
     err = capsys.readouterr().err
     assert code == 2 and f"argument --locator: {given!r}: " in err, err
+
+
+def test_a_node_name_that_is_no_host_name_is_a_row_error() -> None:
+    """node.toml's name must be a host name or IP: said of the row, not of a node.toml line."""
+    info = {**NODE_INFO, "node_name": "node 1", "endpoint_ip": ""}
+    with pytest.raises(InputErrors, match=r"^t_node_info id 1 \(node 1\): column 'node_name': "
+                       r"'node 1' is not a host name or IP$"):
+        import_node(TarsRows("node 1", servers=[server(node_name="node 1")], node_info=[info],
+                             templates=[DEFAULT], locators=[LOCATOR]))
+    info = {**NODE_INFO, "node_name": "Node-A", "endpoint_ip": ""}
+    node = import_node(TarsRows("node-a ", servers=[server()], node_info=[info],
+                                templates=[DEFAULT], locators=[LOCATOR]))
+    assert (node.name, node.localip) == ("Node-A", "Node-A")   # the row's spelling, both

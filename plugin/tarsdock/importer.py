@@ -179,7 +179,9 @@ class Mapper:
                                         f"no row for node '{self.rows.node}'"))
         for row in self.rows.node_info[:1]:
             at = where("t_node_info", row, self.rows.node)
-            localip = self.check(at, row, "endpoint_ip", _host_or_empty) or self.rows.node
+            # node.toml's name (and localip when endpoint_ip is empty): the row's spelling
+            name = self.check(at, row, "node_name", _host_or_empty) or ""
+            localip = self.check(at, row, "endpoint_ip", _host_or_empty) or name
             data_dir = posixpath.normpath(text(row, "data_dir") or "/")
             if data_dir.endswith(NODE_DATA) and data_dir != NODE_DATA:
                 tars_path = data_dir[:-len(NODE_DATA)]
