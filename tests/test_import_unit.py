@@ -559,7 +559,50 @@ def test_a_node_name_that_is_no_host_name_is_a_row_error() -> None:
                        r"'node 1' is not a host name or IP$"):
         import_node(TarsRows("node 1", servers=[server(node_name="node 1")], node_info=[info],
                              templates=[DEFAULT], locators=[LOCATOR]))
+    with pytest.raises(InputErrors, match=r"^t_node_info id 1: column 'node_name': empty"):
+        import_node(TarsRows("", servers=[server(node_name="")], templates=[DEFAULT],
+                             node_info=[{**NODE_INFO, "node_name": "", "endpoint_ip": ""}],
+                             locators=[LOCATOR]))
     info = {**NODE_INFO, "node_name": "Node-A", "endpoint_ip": ""}
     node = import_node(TarsRows("node-a ", servers=[server()], node_info=[info],
                                 templates=[DEFAULT], locators=[LOCATOR]))
     assert (node.name, node.localip) == ("Node-A", "Node-A")   # the row's spelling, both
+
+
+NODE_WORDS = st.sampled_from([
+    "", "10.0.0.5", "node 1", "Node-A.example", "/usr/local/app/tars/tarsnode/data",
+    "/usr/local/app/tars/tarsnode/data/", "/tarsnode/data", "rel/tarsnode/data", "a\nb", "é",
+    "docker.io", "https://index.docker.io/v1/", "http://127.0.0.1:5000", "r.example.com:5000/x/y",
+    "u", "u v", "p", "p w\n", "busybox", "Busybox:1", "r.example.com:5000/a:1", "a@b", "x:y:z"])
+
+
+def node_column(default: str) -> st.SearchStrategy[str]:
+    return st.one_of(st.just(default), NODE_WORDS)
+
+
+NODE_COLUMNS = {"node_name": NODE, "endpoint_ip": NODE,
+                "data_dir": "/usr/local/app/tars/tarsnode/data"}
+REGISTRY_COLUMNS = {"registry": "r.example.com:5000", "username": "u", "password": "p"}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(st.fixed_dictionaries({k: node_column(v) for k, v in NODE_COLUMNS.items()}),
+       st.fixed_dictionaries({k: node_column(v) for k, v in REGISTRY_COLUMNS.items()}),
+       node_column("r.example.com:5000/tars/cppbase:1"), st.sampled_from([0, 2, 3]))
+def test_node_image_and_registry_rows_either_fail_by_row_or_validate(
+        node_columns: dict[str, str], registry_columns: dict[str, str], image: str,
+        registry: int) -> None:
+    """The same for t_node_info, t_base_image and t_docker_registry (an empty password and a node
+    name with a blank once failed validation at a line of node.toml instead)."""
+    info = {"id": 1, **node_columns}
+    try:
+        node = import_node(TarsRows(
+            NODE, servers=[server(run_type="container", base_image_id=4)], node_info=[info],
+            templates=[DEFAULT], locators=[LOCATOR],
+            images=[{"id": 4, "image": image, "registryId": registry}],
+            registries=[{"id": 2, **registry_columns}]))
+    except InputErrors as errors:
+        assert all(str(e).startswith("t_") for e in errors.errors), str(errors)
+        return
+    out = Path("/nonexistent/out")
+    assert validate(render(node, "test", out), out) == 1

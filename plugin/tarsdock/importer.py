@@ -180,7 +180,7 @@ class Mapper:
         for row in self.rows.node_info[:1]:
             at = where("t_node_info", row, self.rows.node)
             # node.toml's name (and localip when endpoint_ip is empty): the row's spelling
-            name = self.check(at, row, "node_name", _host_or_empty) or ""
+            name = self.check(at, row, "node_name", _host) or ""
             localip = self.check(at, row, "endpoint_ip", _host_or_empty) or name
             data_dir = posixpath.normpath(text(row, "data_dir") or "/")
             if data_dir.endswith(NODE_DATA) and data_dir != NODE_DATA:
@@ -335,6 +335,10 @@ class Mapper:
         if url is None or user is None:
             return None
         return registry_host(url), user, password if user else ""
+
+
+def _host(value: str) -> str:
+    return _host_or_empty(value) if value else "empty: node.toml's name must be a host name or IP"
 
 
 def _host_or_empty(value: str) -> str:
