@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import tomllib
 from pathlib import Path
 from types import ModuleType
@@ -107,3 +108,106 @@ def test_a_failed_check_leaves_no_staged_copy_of_the_secrets(tmp_path: Path) -> 
     assert "Remove the staged config" in proc.stdout, proc.stdout
     assert [p.name for p in tmp.iterdir() if p.name.endswith(".tarsdock")] == []
     assert secret not in proc.stdout + proc.stderr
+
+
+def test_check_mode_on_a_node_without_tarsdock_yet_predicts_a_change(tmp_path: Path) -> None:
+    """A first --check play on a fresh node: the install task only said it would install, so
+    there is no tarsdock to ask; the play must not fail (found by hand: 'Error executing
+    command ... No such file or directory'). Without --check a missing tarsdock is an error
+    naming it."""
+    import os
+    import subprocess
+    import sys
+
+    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+    missing = tmp_path / "venv" / "bin" / "tarsdock"
+    (tmp_path / "play.yml").write_text(f"""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {sys.executable}
+    tarsdock_install: none
+    tarsdock_executable: {missing}
+    tarsdock_config_dir: {tmp_path / "etc"}
+    tarsdock_node: {{name: "127.0.0.1", tars_path: "{tmp_path / "tars"}"}}
+  roles: [tarsdock_node]
+""")
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote")}
+
+    def play(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(playbook_bin), "-i", "localhost,", *args,
+                               str(tmp_path / "play.yml")], env=env, capture_output=True,
+                              text=True, timeout=300, check=False)
+
+    checked = play("--check", "-v")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{missing} is not installed yet: after the install, apply would converge" \
+        in checked.stdout
+    assert not (tmp_path / "etc").exists(), "check mode wrote the config dir"
+    applied = play()
+    assert applied.returncode != 0
+    assert f"tarsdock is not installed: no executable {missing}" in applied.stdout
+
+
+def test_registry_passwords_are_0600_files_and_a_gone_registry_takes_its_file(
+        tmp_path: Path) -> None:
+    """The role writes each vaulted registry password to secrets/ID, mode 0600, named by
+    node.toml; a registry dropped from the inventory loses its file; a play that changes
+    nothing reports nothing changed. (A stand-in tarsdock answers apply: no node needed.)"""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+    fake = tmp_path / "tarsdock"
+    fake.write_text("#!/bin/sh\necho '{\"changed\": false, \"check\": false, \"services\": {}, "
+                    "\"files\": {}, \"failed\": [], \"supervisor\": \"supervisord\", "
+                    "\"output_dir\": \"/x\", \"diff\": null}'\n")
+    fake.chmod(0o755)
+    etc = tmp_path / "etc"
+
+    def play(passwords: dict[str, str]) -> dict[str, int]:
+        registries = {rid: {"url": f"{rid}.example.com:5000", "username": "deploy"}
+                      for rid in passwords}
+        (tmp_path / "play.yml").write_text(f"""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {sys.executable}
+    tarsdock_install: none
+    tarsdock_executable: {fake}
+    tarsdock_config_dir: {etc}
+    tarsdock_node: {{name: "127.0.0.1", tars_path: "{tmp_path / "tars"}"}}
+    tarsdock_registries: {registries!r}
+    tarsdock_registry_passwords: {passwords!r}
+  roles: [tarsdock_node]
+""")
+        env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "ANSIBLE_NOCOLOR": "1",
+               "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+               "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote")}
+        proc = subprocess.run([str(playbook_bin), "-i", "localhost,", str(tmp_path / "play.yml")],
+                              env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        for secret in passwords.values():
+            assert secret not in proc.stdout + proc.stderr
+        recap = re.search(r"localhost\s+:\s+ok=\d+\s+changed=(\d+)", proc.stdout)
+        assert recap is not None, proc.stdout
+        return {"changed": int(recap[1])}
+
+    assert play({"hub": "pw-hub-1", "old": "pw-old-1"})["changed"] > 0
+    for rid, secret in (("hub", "pw-hub-1"), ("old", "pw-old-1")):
+        path = etc / "secrets" / rid
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.read_text() == secret
+    assert stat.S_IMODE((etc / "secrets").stat().st_mode) == 0o700
+    toml = tomllib.loads((etc / "node.toml").read_text())
+    assert toml["registries"]["hub"]["password_file"] == "secrets/hub"
+    assert play({"hub": "pw-hub-1", "old": "pw-old-1"}) == {"changed": 0}
+
+    assert play({"hub": "pw-hub-1"})["changed"] > 0
+    assert sorted(p.name for p in (etc / "secrets").iterdir()) == ["hub"]
+    assert "old" not in tomllib.loads((etc / "node.toml").read_text())["registries"]

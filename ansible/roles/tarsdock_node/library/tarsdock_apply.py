@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -62,6 +63,27 @@ def summary(report: dict) -> str:
     return "".join(lines)
 
 
+def find_executable(name: str, on_path) -> str | None:
+    """The tarsdock command to run: `name` if it is a path to an executable, else found on
+    PATH; None when there is none."""
+    if "/" in name:
+        return name if os.access(name, os.X_OK) else None
+    return on_path(name)
+
+
+def not_installed(module: AnsibleModule) -> None:
+    """No tarsdock on the node. In check mode that is a fresh node whose install task only said
+    it would install: apply would then converge the node (changed), and nothing more can be
+    predicted. Otherwise an error that says which command is missing."""
+    executable = module.params["executable"]
+    if module.check_mode:
+        module.exit_json(changed=True, services={}, files={}, failed_services=[],
+                         msg=f"{executable} is not installed yet: after the install, apply "
+                             "would converge the node (check mode cannot say more)")
+    module.fail_json(msg=f"tarsdock is not installed: no executable {executable} (see "
+                         "tarsdock_install and tarsdock_executable)")
+
+
 def main() -> None:
     module = AnsibleModule(
         argument_spec={
@@ -72,9 +94,9 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    executable = module.params["executable"]
-    if "/" not in executable:
-        executable = module.get_bin_path(executable, required=True)
+    executable = find_executable(module.params["executable"], module.get_bin_path)
+    if executable is None:
+        not_installed(module)
     config_dir, staged = module.params["config_dir"], module.params["staged_dir"]
     argv = [executable, "--config-dir", config_dir, "apply", "--json",
             "--timeout", str(module.params["timeout"])]
