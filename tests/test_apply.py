@@ -382,7 +382,22 @@ def test_systemd_verbs_are_systemctl_commands_on_the_units() -> None:
     control.restart(["Hello.A"])
     verbs = [c[2:] for c in fake.commands if c[0] == "systemctl" and "show" not in c]
     assert verbs == [["stop", "tars-Hello.A.service", "tars-Hello.B.service"],
-                     ["daemon-reload"], ["restart", "tars-Hello.A.service"]]
+                     ["daemon-reload"], ["start", "tarsdock-node.socket"],
+                     ["restart", "tars-Hello.A.service"]]
+
+
+def test_systemd_reload_opens_the_node_object_and_restarts_a_changed_one() -> None:
+    # found by hand: the first `apply` under systemd started the services but not
+    # tarsdock-node.socket (only tars.target wants it): no node object, every service's one
+    # reportVersion lost. A changed socket or service (node_port, heartbeat_timeout) is
+    # restarted: a socket keeps the port it was started with, the server its settings
+    fake = FakeSystemctl(["Id=tarsdock-node.socket\nNeedDaemonReload=no\n\n"
+                          "Id=tarsdock-node.service\nNeedDaemonReload=yes\n"])
+    supervisors.Systemd(fake).reload()
+    assert [c[2:] for c in fake.commands] == [
+        ["show", "-p", "Id,NeedDaemonReload", "tarsdock-node.socket", "tarsdock-node.service"],
+        ["daemon-reload"], ["stop", "tarsdock-node.service", "tarsdock-node.socket"],
+        ["start", "tarsdock-node.socket"]]
 
 
 def test_systemd_wait_needs_the_unit_to_stay_up_and_names_a_failure() -> None:

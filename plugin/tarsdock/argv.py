@@ -26,7 +26,7 @@ from tarsdock.containerspec import SERVER_PATH
 from tarsdock.endpoint import EndpointError, parse_endpoint
 from tarsdock.errors import InputError, Origin
 from tarsdock.keys import CONTAINER_OPTIONS
-from tarsdock.model import Service
+from tarsdock.model import NodeSettings, Service
 
 # tarsnode: CommandLoad reads these keys for the interpreter, defaulting to the bare name.
 INTERPRETERS = {"tars_java": "java", "tars_nodejs": "nodejs", "tars_php": "php"}
@@ -357,3 +357,11 @@ def wrapper_settings(service: Service, docker: str, signals: str,
         # graceful stop as tarsnode's CommandStop: AdminF.shutdown on the admin port first
         settings += [("admin", str(service.spec.local_port)), ("tarsdock", tarsdock)]
     return [*settings, ("signals", signals)]
+
+
+def node_server_command(node: NodeSettings, scripts_dir: str, config_dir: str) -> list[str]:
+    """`tarsdock node-server` as supervisord and systemd run it, with the [node] values it serves
+    with: a change of one changes the program section or unit, and so restarts the node server
+    (it reads node.toml once, at start)."""
+    return [f"{scripts_dir}/tarsdock", "--config-dir", config_dir, "node-server",
+            "--node-port", str(node.node_port), "--heartbeat-timeout", str(node.heartbeat_timeout)]

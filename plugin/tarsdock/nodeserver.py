@@ -489,7 +489,18 @@ async def run_node(node: NodeObject, restarter: Restarter, state_dir: Path,
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    """The options of `node-server`."""
+    """The options of `node-server`.
+
+    The generated program and unit give both options with node.toml's values: a change of
+    either then changes the program section or unit, and supervisord's update or `apply`
+    restarts the node server (it reads [node] once, at start).
+    """
+    p.add_argument("--node-port", type=int, default=0, metavar="PORT",
+                   help="listen on 127.0.0.1:PORT (default: [node] node_port; under systemd "
+                        "the socket it is given)")
+    p.add_argument("--heartbeat-timeout", type=int, default=0, metavar="MS",
+                   help="a service's hearttimeout when its config has none "
+                        "(default: [node] heartbeat_timeout)")
     p.set_defaults(func=cmd_node_server)
 
 
@@ -506,10 +517,11 @@ def cmd_node_server(args: argparse.Namespace) -> int:
     restarter: Restarter = (SupervisordRestarter(supervisord_proxy(node.supervisor_url))
                             if node.supervisor == "supervisord"
                             else SystemdRestarter(run_command))
-    objects = NodeObject(RulesCache(Path(node.data_dir), node.heartbeat_timeout),
+    objects = NodeObject(RulesCache(Path(node.data_dir),
+                                    args.heartbeat_timeout or node.heartbeat_timeout),
                          runs=reported_versions(state_dir))
     try:
-        sock = listening_socket(node.node_port)
+        sock = listening_socket(args.node_port or node.node_port)
     except TarsdockError as error:
         write_error(node_error_path(state_dir), str(error))
         raise

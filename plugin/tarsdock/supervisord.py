@@ -15,7 +15,13 @@ import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
-from tarsdock.argv import docker_run_argv, service_command, service_env, wrapper_settings
+from tarsdock.argv import (
+    docker_run_argv,
+    node_server_command,
+    service_command,
+    service_env,
+    wrapper_settings,
+)
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context, OutputFile, header, ini_text
 from tarsdock.quoting import QuotingError, Value, check_text, sh_words, supervisor
@@ -158,9 +164,8 @@ def node_rows(node: NodeSettings, ctx: Context) -> Rows:
 
     A group of its own, not in `tars`: adding it or changing it restarts none of the services.
     """
-    command = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "node-server"]
     return [
-        ("command", command),
+        ("command", node_server_command(node, ctx.scripts_dir, str(ctx.config_dir))),
         # before the services (999), so their first keepAlive finds it
         ("priority", "500"),
         ("autostart", "true"),

@@ -226,6 +226,9 @@ def unit(name: str) -> str:
     return f"tars-{name}.service"
 
 
+NODE_UNITS = ("tarsdock-node.socket", "tarsdock-node.service")   # tarsdock.systemd.NODE_UNIT
+
+
 @dataclass
 class Systemd:
     """systemd over systemctl; units are tars-App.Server.service."""
@@ -246,8 +249,20 @@ class Systemd:
             self._systemctl("stop", *map(unit, names), check=False)
 
     def reload(self) -> set[str]:
+        """daemon-reload, then the node object listens before any service starts: its socket is
+        started (only tars.target wants it), and restarted with its server when either unit
+        changed (a socket keeps the port it was started with, the server its settings)."""
+        changed = self._need_reload(NODE_UNITS)
         self._systemctl("daemon-reload")
+        if changed:
+            self._systemctl("stop", *reversed(NODE_UNITS), check=False)
+        self._systemctl("start", NODE_UNITS[0], check=False)
         return set()
+
+    def _need_reload(self, units: Sequence[str]) -> bool:
+        """Whether any of these units' files changed since systemd loaded them."""
+        text = self._systemctl("show", "-p", "Id,NeedDaemonReload", *units, check=False)
+        return "NeedDaemonReload=yes" in text.split()
 
     def _begin(self, verb: str, names: Sequence[str]) -> None:
         if not names:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tarsdock.argv import (
     docker_run_argv,
+    node_server_command,
     service_command,
     service_env,
     speaks_admin,
@@ -255,14 +256,14 @@ def node_socket_rows(node: NodeSettings) -> list[tuple[str, Rows]]:
     ]
 
 
-def node_service_rows(ctx: Context) -> list[tuple[str, Rows]]:
+def node_service_rows(node: NodeSettings, ctx: Context) -> list[tuple[str, Rows]]:
     """tarsdock-node.service: started by its socket; restarts services whose heartbeats stop."""
-    command = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "node-server"]
     return [
         ("Unit", [("Description", "tarsdock: Tars node object (heartbeats)"),
                   ("Requires", f"{NODE_UNIT}.socket"), ("After", f"{NODE_UNIT}.socket")]),
-        ("Service", [("Type", "simple"), ("ExecStart", command), ("Restart", "always"),
-                     ("RestartSec", "1")]),
+        ("Service", [("Type", "simple"),
+                     ("ExecStart", node_server_command(node, ctx.scripts_dir, str(ctx.config_dir))),
+                     ("Restart", "always"), ("RestartSec", "1")]),
     ]
 
 
@@ -303,6 +304,6 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
                            (f"{PUNISH}@.timer", punish_timer_rows()),
                            (f"{PUNISH}@.service", punish_service_rows()),
                            (f"{NODE_UNIT}.socket", node_socket_rows(node)),
-                           (f"{NODE_UNIT}.service", node_service_rows(ctx))):
+                           (f"{NODE_UNIT}.service", node_service_rows(node, ctx))):
         files.append(OutputFile(out_dir / name, _render(sections, head, name)))
     return files
