@@ -234,6 +234,18 @@ def test_a_node_server_that_was_not_running_holds_no_silence_against_the_service
     assert [name for name, _ in restarter.restarted] == ["Hello.S"]
 
 
+def test_a_busy_machine_does_not_slow_the_judgement(tmp_path: Path) -> None:
+    # on a loaded machine every check comes a little late: credited each time, that jitter
+    # would stretch every hearttimeout (here 3 s of silence would need a 4th check). Only a
+    # stall (2 s and more at once) is the node server not running
+    clock = Clock()
+    node = node_object(clock)
+    node.handle(keep_alive())
+    restarter = FakeRestarter(is_running=True)
+    run_watch(node, clock, restarter, tmp_path, [(1500, False)] * 3)   # 4.5 s > 3 s
+    assert [name for name, _ in restarter.restarted] == ["Hello.S"]
+
+
 def test_serves_framed_requests_over_tcp(tmp_path: Path) -> None:
     clock = Clock()
     node = node_object(clock)

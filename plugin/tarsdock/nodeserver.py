@@ -34,7 +34,9 @@ from tarsdock.errors import TarsdockError
 from tarsdock.tcconfig import Config
 
 CHECK_INTERVAL = 1.0       # seconds between judgements and state file writes
-STALL_NOTE_MS = 2000       # lateness of its own that the node server says in its log
+# A check this late at once means the node server did not run meanwhile (stopped, starved);
+# less is the jitter of a busy machine, which must not slow the judgement down
+STALL_MS = 2000
 SERVER_DOMAIN = ("tars", "application", "server")
 LISTEN_FDS_START = 3       # sd_listen_fds(3)
 
@@ -390,15 +392,15 @@ async def check_once(node: NodeObject, restarter: Restarter, state_dir: Path) ->
 
 async def watch(node: NodeObject, restarter: Restarter, state_dir: Path,
                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-    """check_once every CHECK_INTERVAL, for ever; a sleep that ends late (the process was
-    stopped or starved meanwhile) is credited to every service first (NodeObject.credit)."""
+    """check_once every CHECK_INTERVAL, for ever; a sleep that ends STALL_MS or more late (the
+    process was stopped or starved meanwhile) is credited to every service first
+    (NodeObject.credit)."""
     while True:
         before = node.clock_ms()
         await sleep(CHECK_INTERVAL)
         late = node.clock_ms() - before - int(CHECK_INTERVAL * 1000)
-        if late > 0:
+        if late >= STALL_MS:
             node.credit(late)
-        if late >= STALL_NOTE_MS:
             log(f"did not run for {late / 1000:.0f} s (stopped or starved): that time is not "
                 "held against any service's heartbeats")
         await check_once(node, restarter, state_dir)
