@@ -105,10 +105,11 @@ def test_two_nodes_on_one_node_port_say_who_holds_it_and_a_port_of_its_own_mends
     assert json.loads(tarsdock(a, "status", "--json", "--supervisor-url",
                                f"unix://{sup_a.socket}")[1])["node_object_problem"] == ""
 
-    # a node_port of its own mends it: B's node server listens, its error file goes
+    # a node_port of its own mends it: B's node server listens, its error file goes. Its
+    # program names the port (--node-port): `update` replaces the changed program and starts it
     b.node_port = harness.node_port()
     b.generate("supervisord", out_b)
-    ctl(sup_b, "start", "tarsdock-node")
+    ctl(sup_b, "update")
     sup_b.wait_state("tarsdock-node", "RUNNING")
     wait_for(lambda: (state(b) / "node-server.pid").exists(), "B's ready file")
     assert not (state(b) / "node-server.error").exists()
