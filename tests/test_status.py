@@ -258,6 +258,18 @@ def test_a_monotonic_punish_timer_elapses_at_its_wall_clock_time() -> None:
     assert found["C.S"].state == "failed/failed"
 
 
+def test_a_running_unit_is_not_shown_punished_by_a_timer_left_armed() -> None:
+    # found by hand: a heartbeat restart stops a hung container with SIGKILL (status 137), the
+    # unit counts as failed and OnFailure= arms the punish timer although systemd starts it
+    # again at once; its ExecCondition will find the unit running and do nothing. status
+    # showed PUNISHED UNTIL for the running service
+    boot = 3 * 3600 + 15 * 60.0
+    running = SHOW_ARMED.replace("ActiveState=failed\nSubState=failed\nMainPID=0",
+                                 "ActiveState=active\nSubState=running\nMainPID=42")
+    found = Systemd(lambda argv: running, lambda: (NOW, boot)).read(["C.S"])
+    assert found["C.S"].running and found["C.S"].retry_at is None
+
+
 def test_time_spans_as_systemctl_prints_them() -> None:
     assert timespan("3h 25min 12.500000s") == 12312.5
     assert timespan("1y 2month 1w 1d 1h 1min 1s 500ms 250us") == pytest.approx(

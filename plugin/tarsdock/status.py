@@ -188,11 +188,15 @@ class Systemd:
             block = blocks.get(unit, {})
             active, sub = block.get("ActiveState", "unknown"), block.get("SubState", "unknown")
             pid = int(block.get("MainPID") or 0)
+            running = (active, sub) == ("active", "running")
             found[service] = Supervised(
-                f"{active}/{sub}", (active, sub) == ("active", "running"), pid or None,
+                f"{active}/{sub}", running, pid or None,
                 unix_time(block.get("ExecMainStartTimestamp", "")),
                 int(block["NRestarts"]) if block.get("NRestarts", "").isdigit() else None,
-                self._elapse(blocks.get(timer, {})))
+                # a timer armed by a stop that counted as a failure (a heartbeat restart's
+                # SIGKILL) while systemd started the unit again: its ExecCondition will find
+                # the unit running and do nothing, so it punishes nothing
+                None if running else self._elapse(blocks.get(timer, {})))
         return found
 
     def _elapse(self, timer: Mapping[str, str]) -> float | None:
