@@ -39,6 +39,11 @@ CASES: list[tuple[str, hb.Rules, list[tuple[Any, ...]], int, str, str]] = [
      "no keepAlive for 3 s (hearttimeout 3000 ms)"),
     ("a new pid is a new run: the old beats do not count", NO_GRACE,
      [("alive", 7, "", 0), ("activing", 8, 5000)], 10**9, "unjudged", ""),
+    # found by hand: 'no keepAlive for 58 s (hearttimeout 20000 ms)' puzzled: the grace held it
+    ("silent since inside the grace: the reason names it", hb.Rules(20000, 60000, ()),
+     [("alive", 7, "", 0), ("alive", 7, "", 2000)], 60001, "hung",
+     "no keepAlive for 58 s (hearttimeout 20000 ms, judged from the end of activating-timeout "
+     "60000 ms)"),
     ("a new run gets its grace again", RULES,
      [("alive", 7, "", 0), ("alive", 8, "", 100000)], 150000, "grace", ""),
     ("an adapter unknown to the config is noted, not required", NO_GRACE,

@@ -82,7 +82,10 @@ def judge(run: Run, rules: Rules, now: int) -> tuple[Verdict, str]:
         return "unjudged", ""
     if now - run.first < rules.grace:
         return "grace", ""
-    limit = f"(hearttimeout {rules.timeout} ms)"
+    # the timeout ran out inside the grace: judged only from its end, so the silence is longer
+    held = f", judged from the end of activating-timeout {rules.grace} ms" \
+        if run.last + rules.timeout < run.first + rules.grace else ""
+    limit = f"(hearttimeout {rules.timeout} ms{held})"
     if now - run.last > rules.timeout:
         return "hung", f"no keepAlive for {(now - run.last) // 1000} s {limit}"
     stale = sorted((run.adapters.get(name, run.first), name) for name in rules.adapters)
