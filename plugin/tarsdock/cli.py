@@ -76,7 +76,8 @@ COMMANDS: tuple[Command, ...] = (
             "converge: write, reload the supervisor, restart only what changed",
             f"{CONFIG}; the files on disk; the supervisor's and Docker's state",
             "what generate writes, into [node] output_dir; <tars_path>/tarsdock/"
-            "apply-pending.json; services started, restarted, stopped; removed services' "
+            "apply-pending.json, apply-loaded and apply.lock (one apply at a time: a second "
+            "waits); services started, restarted, stopped; removed services' "
             "containers (data dirs kept); --check writes nothing"),
     Command("status", "tarsdock.status:register",
             "one row per service: state, container, image, uptime, restarts, last failure",
