@@ -211,3 +211,43 @@ def test_registry_passwords_are_0600_files_and_a_gone_registry_takes_its_file(
     assert play({"hub": "pw-hub-1"})["changed"] > 0
     assert sorted(p.name for p in (etc / "secrets").iterdir()) == ["hub"]
     assert "old" not in tomllib.loads((etc / "node.toml").read_text())["registries"]
+
+
+def test_the_example_inventory_gives_each_node_a_config_dir_that_validates(
+        tmp_path: Path) -> None:
+    """examples/fleet/inventory.yml through the role's own config tasks (the tasks that write
+    the config dir), each host's into a dir of its own, then `tarsdock validate` on each."""
+    import os
+    import subprocess
+    import sys
+
+    examples = ROLE.parents[2] / "examples" / "fleet"
+    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+    (tmp_path / "play.yml").write_text(f"""
+- hosts: tars_nodes
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {sys.executable}
+    vault_registry_password: example-password
+  tasks:
+    - name: The role's config tasks, into a dir per host
+      ansible.builtin.include_role:
+        name: tarsdock_node
+        tasks_from: config.yml
+      vars:
+        tarsdock_config_dest: "{tmp_path}/{{{{ inventory_hostname }}}}"
+""")
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote")}
+    proc = subprocess.run([str(playbook_bin), "-i", str(examples / "inventory.yml"),
+                           str(tmp_path / "play.yml")], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hosts = ["tars-a.example.com", "tars-b.example.com"]
+    for host in hosts:
+        assert main(["--config-dir", str(tmp_path / host), "validate"]) == 0, host
+        assert (tmp_path / host / "secrets" / "main").read_text() == "example-password"
+    nodes = [tomllib.loads((tmp_path / h / "node.toml").read_text())["node"] for h in hosts]
+    assert [n["supervisor"] for n in nodes] == ["systemd", "supervisord"]
