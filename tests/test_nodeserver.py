@@ -473,3 +473,15 @@ def test_a_ready_file_of_another_node_server_is_left_alone(tmp_path: Path) -> No
     ready.write_text("1\n")
     ns.remove_ready(ready)
     assert ready.read_text() == "1\n"
+
+
+@pytest.mark.parametrize("option", [["--node-port", "-1"], ["--node-port", "70000"],
+                                    ["--heartbeat-timeout", "-5"], ["--heartbeat-timeout", "10"],
+                                    ["--heartbeat-timeout", "5s"]])
+def test_node_server_options_out_of_range_are_usage_errors(
+        option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # a negative heartbeat timeout would have judged every service hung at once
+    from tarsdock.cli import main
+
+    assert main(["--config-dir", "/nonexistent", "node-server", *option]) == 2
+    assert option[0] in capsys.readouterr().err

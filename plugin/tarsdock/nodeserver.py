@@ -490,6 +490,20 @@ async def run_node(node: NodeObject, restarter: Restarter, state_dir: Path,
         remove_ready(ready)
 
 
+def _port_or_zero(text: str) -> int:
+    """An argparse type: 0 (node.toml's) or a port; else a usage error."""
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port in 1..65535")
+    return int(text)
+
+
+def _millis_or_zero(text: str) -> int:
+    """An argparse type: 0 (node.toml's) or milliseconds, at least 1000 as the key's rule."""
+    if not text.isdigit() or 0 < int(text) < 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not milliseconds, at least 1000")
+    return int(text)
+
+
 def register(p: argparse.ArgumentParser) -> None:
     """The options of `node-server`.
 
@@ -497,10 +511,10 @@ def register(p: argparse.ArgumentParser) -> None:
     either then changes the program section or unit, and supervisord's update or `apply`
     restarts the node server (it reads [node] once, at start).
     """
-    p.add_argument("--node-port", type=int, default=0, metavar="PORT",
+    p.add_argument("--node-port", type=_port_or_zero, default=0, metavar="PORT",
                    help="listen on 127.0.0.1:PORT (default: [node] node_port; under systemd "
                         "the socket it is given)")
-    p.add_argument("--heartbeat-timeout", type=int, default=0, metavar="MS",
+    p.add_argument("--heartbeat-timeout", type=_millis_or_zero, default=0, metavar="MS",
                    help="a service's hearttimeout when its config has none "
                         "(default: [node] heartbeat_timeout)")
     p.set_defaults(func=cmd_node_server)
