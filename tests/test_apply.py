@@ -683,3 +683,14 @@ def test_the_node_lock_makes_a_second_holder_wait_and_says_so(
     assert entered.is_set()
     assert capsys.readouterr().err == ("waiting for another tarsdock apply on this node to "
                                        f"finish ({path})\n")
+
+
+@pytest.mark.parametrize("timeout", ["-5", "0", "nan", "abc"])
+def test_a_timeout_that_gives_no_time_is_a_usage_error(
+        tmp_path: Path, control: FakeControl, timeout: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # found by hand: --timeout -5 restarted the service, then gave up at once and exited 4
+    cfg = write_node(tmp_path, ["One"])
+    assert main(["--config-dir", str(cfg), "apply", "--timeout", timeout]) == 2
+    assert "argument --timeout" in capsys.readouterr().err
+    assert control.calls == [] and not (tmp_path / "out").exists()

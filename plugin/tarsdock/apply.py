@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tarsdock.errors import EnvironmentFault, TarsdockError
+from tarsdock.options import bounded_number
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
@@ -257,7 +258,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--check", action="store_true", help="change nothing; say what would be done")
     p.add_argument("--diff", action="store_true", help="show unified diffs of the files")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--timeout", type=float, default=START_TIMEOUT,
+    # 0 or less would give up before any service had a chance to start (exit 4 for nothing)
+    p.add_argument("--timeout", type=bounded_number(float, 0.1, 86400.0, "in 0.1..86400 seconds"),
+                   default=START_TIMEOUT,
                    help=f"seconds to wait for started services to run (default {START_TIMEOUT:g})")
     p.add_argument("--docker", default=shutil.which("docker") or "/usr/bin/docker",
                    help="the docker CLI the units run (default: from PATH)")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tarsdock import tarsproto as tp
 from tarsdock.errors import TarsdockError
+from tarsdock.options import bounded_number
 
 ADMIN_SERVANT = "AdminObj"
 DEFAULT_TIMEOUT = 5.0            # seconds for one call
@@ -148,25 +149,11 @@ def admin_endpoints(config_dir: Path) -> dict[str, AdminEndpoint | None]:
     return found
 
 
-def _number(kind: type[float] | type[int], low: float, high: float, what: str
-            ) -> Callable[[str], float]:
-    """An argparse type: a number in low..high, else a usage error naming the range."""
-    def parse(text: str) -> float:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not low <= value <= high:   # also refuses nan
-            raise argparse.ArgumentTypeError(f"{text} is not {what}")
-        return value
-    return parse
-
-
 # a socket timeout of 0 means non-blocking (the connect fails with EINPROGRESS) and a negative one
 # is refused by Python with a traceback: both are usage errors, as is a port past 65535
-_SECONDS = _number(float, 0.001, 86400.0, "in 0.001..86400 seconds")
-_WAIT = _number(float, 0.0, 86400.0, "in 0..86400 seconds")
-_PORT = _number(int, 1, 65535, "a port in 1..65535")
+_SECONDS = bounded_number(float, 0.001, 86400.0, "in 0.001..86400 seconds")
+_WAIT = bounded_number(float, 0.0, 86400.0, "in 0..86400 seconds")
+_PORT = bounded_number(int, 1, 65535, "a port in 1..65535")
 
 
 def register(p: argparse.ArgumentParser) -> None:

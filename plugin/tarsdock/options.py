@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,20 @@ EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
 # The environment stopped the run (an unwritable or full --out, a permission denied, the listener
 # outside supervisord): 3 and 4 are taken by `images sync`/`status` and `apply`.
 EXIT_ENVIRONMENT = 5
+
+
+def bounded_number(kind: type[float] | type[int], low: float, high: float, what: str
+                   ) -> Callable[[str], float]:
+    """An argparse type: a number in low..high, else a usage error naming the range."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:   # also refuses nan
+            raise argparse.ArgumentTypeError(f"{text} is not {what}")
+        return value
+    return parse
 
 
 @dataclass(frozen=True)
