@@ -39,7 +39,7 @@ ref = "localhost:5000/tars/cppbase"
 """
 
 # a file's content: text, raw bytes, (text, mode), or None for a directory of that name
-Content = str | bytes | tuple[str, int] | None
+Content = str | bytes | tuple[str | bytes, int] | None
 
 CASES: list[tuple[str, dict[str, Content], str]] = [
     ("unknown key", {"node.toml": NODE + 'colour = "red"\n'},
@@ -247,7 +247,10 @@ def write_config(root: Path, files: dict[str, Content]) -> None:
         elif isinstance(content, bytes):
             path.write_bytes(content)
         elif isinstance(content, tuple):
-            path.write_text(content[0])
+            if isinstance(content[0], bytes):
+                path.write_bytes(content[0])
+            else:
+                path.write_text(content[0])
             os.chmod(path, content[1])
         else:
             path.write_text(content)
