@@ -166,6 +166,15 @@ CASES: list[tuple[str, dict[str, Content], str]] = [
      {"node.toml": NODE + REGISTRY + 'username = "u"\npassword_file = "pw"\n',
       "pw/x": "x"},
      "node.toml:8: key 'password_file': password file '{dir}/pw' is not a regular file"),
+    # a URL where the host is meant (as `docker login` and TarsFramework's registry column take)
+    ("registry url with a scheme", {"node.toml": NODE + '[registries.harbor]\n'
+                                    'url = "https://harbor.example.com/"\n'},
+     "node.toml:6: key 'url': \"https://harbor.example.com/\" is not a registry host[:port]: "
+     "write the host alone, did you mean 'harbor.example.com'?"),
+    ("registry url with a path", {"node.toml": NODE + '[registries.harbor]\n'
+                                  'url = "harbor.example.com:8443/project"\n'},
+     "node.toml:6: key 'url': \"harbor.example.com:8443/project\" is not a registry host[:port]: "
+     "write the host alone, did you mean 'harbor.example.com:8443'?"),
     ("registry without url", {"node.toml": NODE + '[registries.harbor]\nusername = "u"\n'
                               'password_file = "pw"\n', "pw": ("secret\n", 0o600)},
      "node.toml:5: key 'url': [registries.harbor] needs this key"),

@@ -100,6 +100,16 @@ def matches(pattern: re.Pattern[str], what: str) -> Check:
     return check
 
 
+def registry_url(value: str) -> str:
+    """A registry's url: host[:port] only; a URL or a path gets the host it holds suggested
+    (credentials go to the image host that equals url exactly, so a URL would match none)."""
+    if HOST_NAME.match(value):
+        return ""
+    host = re.sub(r"\A[A-Za-z][A-Za-z0-9+.-]*://", "", value).split("/")[0]
+    hint = f": write the host alone, did you mean '{host}'?" if HOST_NAME.match(host) else ""
+    return f"{quote_value(value)} is not a registry host[:port]{hint}"
+
+
 def _path_problem(value: str) -> str:
     if not SAFE_PATH.match(value):
         return f"{quote_value(value)} may hold only letters, digits and . _ / -"
@@ -201,7 +211,7 @@ NODE_KEYS: dict[str, KeyRule] = {
 }
 REGISTRY_KEYS: dict[str, KeyRule] = {
     # required: a [registries."harbor.example.com"] without url silently meant Docker Hub
-    "url": KeyRule("str", REQUIRED, matches(HOST_NAME, "a registry host[:port]")),
+    "url": KeyRule("str", REQUIRED, registry_url),
     "username": KeyRule("str", "", matches(WORD, "a user name without blanks")),
     "password_file": KeyRule("str", "", file_path),
 }
