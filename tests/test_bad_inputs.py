@@ -116,6 +116,16 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
         line="/srv/a=/data\n/srv/b=/data")},
      "templates/t:6: key '/srv/b': container path '/data' is already the target of the line "
      "at templates/t:5", "error"),
+    # TC_Config keeps the later of two lines with one key: the earlier mount or port is lost
+    ("a volume host path given twice", {"node.toml": NODE + USES_T, "templates/t": VOLUME.format(
+        line="/srv/a=/data\n/srv/a=/data2:ro")},
+     "templates/t:5: key '/srv/a': given again at templates/t:6 (=/data2:ro): TC_Config keeps "
+     "only the later line, as tarsnode does, so this mount is not made", "warning"),
+    ("a container port given twice", {"node.toml": BRIDGE_T, "templates/t": PORTS.format(
+        lines="80/tcp=127.0.0.1:30000\n80/tcp=127.0.0.1:30001")},
+     "templates/t:5: key '80/tcp': given again at templates/t:6 (=127.0.0.1:30001): TC_Config "
+     "keeps only the later line, as tarsnode does, so this published port is not made",
+     "warning"),
     ("registry no image uses",
      {"node.toml": NODE + REGISTRY + SVC + 'image = "busybox:1"\n', "pw": SECRET},
      "node.toml:5: key 'url': no image is pulled from harbor.example.com (image hosts: "

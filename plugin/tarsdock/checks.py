@@ -39,6 +39,27 @@ def _container_keys_elsewhere(config: Config, path: str = "") -> Iterator[InputW
                                    f"tarsdock; {CONTAINER_HINT}", key)
 
 
+# what a line of each list domain of <container> makes, for the warning about a lost line
+LIST_LINES = {"volumes": "mount", "ports": "published port"}
+
+
+def _lost_list_lines(config: Config) -> Iterator[InputWarning]:
+    """A <volumes> or <ports> key given twice in one file: TC_Config keeps the later line
+    (a repeated key moves to the end with its new value), so the earlier line makes nothing.
+    tarsnode reads the same map; an operator who lists two mounts of one host path, or one
+    container port on two host ports, meant both."""
+    for name, what in LIST_LINES.items():
+        domain = config.domain(f"{CONTAINER_PATH}/{name}")
+        if domain is None:
+            continue
+        for key, earlier in domain.replaced:
+            kept = domain.params[key]
+            yield InputWarning(earlier,
+                               f"given again at {kept.origin} (={kept.value}): TC_Config keeps "
+                               f"only the later line, as tarsnode does, so this {what} is not "
+                               "made", key)
+
+
 # A TarsCpp runtime sends its keepAlives every 10 s (ServantHandle::HEART_BEAT_INTERVAL, in
 # seconds: ServerObject::doMonScript compares it with TNOW); a hearttimeout below two of them
 # restarts a healthy service
@@ -60,7 +81,8 @@ def _short_hearttimeout(service: Service) -> Iterator[InputWarning]:
 
 def service_warnings(service: Service) -> list[InputWarning]:
     """What the operator should know about one service's container and heartbeat settings."""
-    notes = [*_container_keys_elsewhere(service.config), *_short_hearttimeout(service)]
+    notes = [*_container_keys_elsewhere(service.config), *_lost_list_lines(service.config),
+             *_short_hearttimeout(service)]
     privileged = service.config.param(f"{CONTAINER_PATH}<privileged>")
     if service.spec.run == "container" and service.container.privileged and privileged:
         notes.append(InputWarning(privileged.origin, "privileged=true: the container of "

@@ -35,7 +35,7 @@ class Config:
     """A domain: ordered parameters, ordered sub-domains. The root domain has an empty name."""
 
     # a plain slotted class: thousands are made per run, and dataclass __init__ costs more
-    __slots__ = ("domains", "name", "origin", "params")
+    __slots__ = ("domains", "name", "origin", "params", "replaced")
 
     def __init__(self, name: str = "", origin: Origin = Origin("<config>"),
                  params: dict[str, Param] | None = None,
@@ -44,6 +44,9 @@ class Config:
         self.origin = origin
         self.params: dict[str, Param] = params if params is not None else {}
         self.domains: dict[str, Config] = domains if domains is not None else {}
+        # (key, the earlier line) for a key given twice in one text: TC_Config keeps the later
+        # line only, which is a lost mount or port in a <volumes> or <ports> list (checks.py)
+        self.replaced: tuple[tuple[str, Origin], ...] = ()
 
     def __repr__(self) -> str:
         return f"Config({self.name!r}, {self.origin!r}, {self.params!r}, {self.domains!r})"
@@ -189,7 +192,11 @@ class _Parser:
         if problem:
             self.errors.add(origin, problem, raw_key or None)
             return True
-        self.stack[-1].set(key, Param(value, origin))
+        domain = self.stack[-1]
+        earlier = domain.params.get(key)
+        if earlier is not None:
+            domain.replaced += ((key, earlier.origin),)
+        domain.set(key, Param(value, origin))
         return True
 
     def _open(self, origin: Origin, name: str) -> bool:
@@ -256,8 +263,10 @@ def serialize(config: Config) -> str:
 
 def _copy(domain: Config) -> Config:
     """A deep copy of a domain: what merging it into nothing gives, without the lookups."""
-    return Config(domain.name, domain.origin, dict(domain.params),
+    copy = Config(domain.name, domain.origin, dict(domain.params),
                   {name: _copy(sub) for name, sub in domain.domains.items()})
+    copy.replaced = domain.replaced
+    return copy
 
 
 def _merge_into(parent: Config, domain: Config) -> None:
@@ -272,6 +281,7 @@ def _merge_into(parent: Config, domain: Config) -> None:
         target.params = kept | domain.params
     else:
         target.params = dict(domain.params)
+    target.replaced += domain.replaced
     for sub in domain.domains.values():
         _merge_into(target, sub)
 
