@@ -77,6 +77,16 @@ def test_fetch_asks_for_the_node_and_the_registry_servant() -> None:
                for sql, args in asked)
     assert any(args == ("tars.tarsregistry.QueryObj",) for _, args in asked)
     assert any("from t_profile_template order by id" in sql and not args for sql, args in asked)
+    assert any(sql == "select node_name from t_node_info order by node_name" and not args
+               for sql, args in asked)
+
+
+def test_a_node_not_in_the_database_gets_a_did_you_mean() -> None:
+    nodes = [{"node_name": "10.0.0.5"}, {"node_name": "10.1.7.9"}]
+    with pytest.raises(InputErrors, match=r"^t_node_info: column 'node_name': no row for node "
+                       r"'10\.0\.0\.55', did you mean '10\.0\.0\.5'\?$"):
+        import_node(TarsRows("10.0.0.55", servers=[], node_info=[], nodes=nodes,
+                             templates=[DEFAULT], locators=[LOCATOR]))
 
 
 @pytest.mark.parametrize(("kind", "column", "profile", "expected"), [

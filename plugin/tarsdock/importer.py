@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from tarsdock import tcconfig
 from tarsdock.endpoint import EndpointError, parse_endpoint
-from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
+from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did_you_mean
 from tarsdock.imageref import parse_image_ref
 from tarsdock.keys import HOST_NAME, TEMPLATE_NAME, WORD
 from tarsdock.tarsdb import TarsRows
@@ -175,8 +175,10 @@ class Mapper:
         """localip, tars_path and locator, from t_node_info and the registry's QueryObj."""
         localip, tars_path = self.rows.node, ""
         if not self.rows.node_info:
+            known = [text(row, "node_name") for row in self.rows.nodes]
             self.errors.extend(RowError(RowRef("t_node_info"), "node_name",
-                                        f"no row for node '{self.rows.node}'"))
+                                        f"no row for node '{self.rows.node}'"
+                                        f"{did_you_mean(self.rows.node, known)}"))
         for row in self.rows.node_info[:1]:
             at = where("t_node_info", row, self.rows.node)
             # node.toml's name (and localip when endpoint_ip is empty): the row's spelling

@@ -59,6 +59,7 @@ class TarsRows:
     images: list[Row] = field(default_factory=list)       # all of t_base_image
     registries: list[Row] = field(default_factory=list)   # all of t_docker_registry
     locators: list[Row] = field(default_factory=list)     # the registry's QueryObj adapters
+    nodes: list[Row] = field(default_factory=list)        # every node_name, for "did you mean"
 
 
 def parse_url(text: str) -> DbUrl:
@@ -112,6 +113,7 @@ QUERIES: dict[str, str] = {
     "images": "select id, image, registryId from t_base_image order by id",
     "registries": "select id, registry, username, password from t_docker_registry order by id",
     "locators": "select id, servant, endpoint from t_adapter_conf where servant = %s order by id",
+    "nodes": "select node_name from t_node_info order by node_name",
 }
 PARAMS: dict[str, str] = {"locators": LOCATOR_SERVANT}
 
