@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from tarsdock import heartbeat as hb
 from tarsdock import portowner
 from tarsdock import tarsproto as tp
-from tarsdock.errors import TarsdockError
+from tarsdock.errors import EnvironmentFault, TarsdockError
 from tarsdock.tcconfig import Config
 
 CHECK_INTERVAL = 1.0       # seconds between judgements and state file writes
@@ -410,7 +410,7 @@ def listening_socket(port: int, holders: Callable[[int], str] = portowner.held_b
                      ) -> socket.socket:
     """The socket systemd passed (LISTEN_FDS), else a new one on 127.0.0.1:port.
 
-    Raises TarsdockError when the port is taken (another node object, or a service on it),
+    Raises EnvironmentFault when the port is taken (another node object, or a service on it),
     naming who holds it where /proc tells (`holders`: port -> "held by ...", or "").
     """
     if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
@@ -421,7 +421,9 @@ def listening_socket(port: int, holders: Callable[[int], str] = portowner.held_b
         sock.bind(("127.0.0.1", port))
     except OSError as error:
         sock.close()
-        raise TarsdockError(bind_failure(port, error, holders)) from None
+        # the environment (exit 5): the same line as the log's, "node object: ..."
+        said = bind_failure(port, error, holders)
+        raise EnvironmentFault("node object", said.removeprefix("node object: ")) from None
     return sock
 
 
