@@ -350,3 +350,45 @@ def test_docker_hubs_legacy_name_is_docker_hub(tmp_path: Path, url: str, ref: st
     assert manifest.registries["hub"].url == "docker.io"
     assert manifest.images["a"].registry is manifest.images["b"].registry is \
         manifest.registries["hub"]
+
+
+def test_an_unreadable_services_d_is_the_environment_not_an_empty_dir(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # Path.glob listed a directory this user cannot read as empty: its services were left
+    # out and validate said ok (found by hand as another user; root reads it, hence the fake)
+    from tarsdock.cli import main
+
+    (tmp_path / "node.toml").write_text(MINIMAL_NODE)
+    (tmp_path / "services.d").mkdir()
+    (tmp_path / "services.d" / "a.toml").write_text('[services."A.S"]\ntype = "tars_cpp"\n')
+    listdir = os.listdir
+
+    def denied(path: object) -> list[str]:
+        if str(path).endswith("services.d"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return listdir(path)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "listdir", denied)
+    assert main(["--config-dir", str(tmp_path), "validate"]) == 5
+    assert capsys.readouterr().err == (
+        f"error: services.d: cannot list {tmp_path}/services.d: Permission denied\n")
+
+
+def test_a_password_file_this_user_cannot_read_is_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from tarsdock.cli import main
+
+    (tmp_path / "pw").write_text("secret\n")
+    os.chmod(tmp_path / "pw", 0o600)
+    (tmp_path / "node.toml").write_text(
+        MINIMAL_NODE + '[registries.h]\nurl = "h.example.com"\nusername = "u"\n'
+        'password_file = "pw"\n[images.x]\nref = "h.example.com/a:1"\n')
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: (
+        False if str(path).endswith("/pw") else access(path, mode)))
+    assert main(["--config-dir", str(tmp_path), "validate"]) == 5
+    assert capsys.readouterr().err == (
+        f"error: node.toml:8: key 'password_file': password file '{tmp_path}/pw' is not readable "
+        "by this user (Permission denied)\n")

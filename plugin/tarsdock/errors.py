@@ -94,6 +94,10 @@ class ErrorCollector:
     def add(self, origin: Origin, message: str, key: str | None = None) -> None:
         self.errors.append(InputError(origin, message, key))
 
+    def unreadable(self, origin: Origin, message: str, key: str | None = None) -> None:
+        """An input the environment keeps from being read (exit 5, see UnreadableInput)."""
+        self.errors.append(UnreadableInput(origin, message, key))
+
     def extend(self, error: InputError | InputErrors) -> None:
         if isinstance(error, InputErrors):
             self.errors.extend(error.errors)

@@ -107,7 +107,9 @@ class ManifestReader(TableReader):
         if not stat.S_ISREG(info.st_mode):
             self.errors.add(origin, f"password file '{full}' is not a regular file", key)
         elif not os.access(full, os.R_OK):
-            self.errors.add(origin, f"password file '{full}' is not readable", key)
+            # the environment, not the input (exit 5): another user's file, say
+            self.errors.unreadable(origin, f"password file '{full}' is not readable by this "
+                                   "user (Permission denied)", key)
         elif mode & 0o077:
             self.errors.add(origin, f"password file '{full}' has mode {mode:04o}; it must be 0600 "
                             f"or stricter (chmod 600 {full})", key)
@@ -215,7 +217,14 @@ def _service_files(config_dir: Path, errors: ErrorCollector) -> list[Path]:
     if not folder.is_dir():
         errors.add(Origin("services.d"), "is not a directory")
         return []
-    return sorted(folder.glob("*.toml"))
+    try:
+        # not Path.glob: it lists an unreadable directory as empty, and its services would be
+        # left out without a word
+        names = os.listdir(folder)
+    except OSError as error:
+        errors.unreadable(Origin("services.d"), f"cannot list {folder}: {error.strerror}")
+        return []
+    return sorted(folder / name for name in names if name.endswith(".toml"))
 
 
 def load_manifest(config_dir: Path, lines: bool = True) -> Manifest:
