@@ -130,6 +130,23 @@ def test_permission_denied_reading_the_config() -> None:
     assert_one_line_fault(done, "node.toml", "cannot read node.toml: Permission denied")
 
 
+def test_a_services_d_another_user_cannot_list() -> None:
+    # Path.glob listed it as empty: validate said ok with its services left out
+    harness.require(os.geteuid() == 0 and "setpriv", "switching to an unprivileged user needs "
+                    "root and setpriv")
+    root = Path(tempfile.mkdtemp(prefix="tarsdock-perm-"))
+    try:
+        root.chmod(0o755)
+        directory = config(root)
+        (directory / "services.d").mkdir(mode=0o700)
+        (directory / "services.d" / "more.toml").write_text(SERVICE.format(n=9))
+        done = tarsdock("--config-dir", str(directory), "validate", user=65534)
+    finally:
+        shutil.rmtree(root)
+    assert_one_line_fault(done, "services.d", f"cannot list {directory}/services.d: "
+                          "Permission denied")
+
+
 def test_the_listener_run_by_hand(tmp_path: Path) -> None:
     done = tarsdock("--config-dir", str(config(tmp_path)), "listener")
     assert done.returncode == EXIT_ENVIRONMENT
