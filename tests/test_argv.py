@@ -92,6 +92,16 @@ def test_host_path_rewrites_only_sources_under_tars_path() -> None:
     assert "/usr/local/app/tarsX" in sources   # a sibling prefix is not under tars_path
 
 
+@pytest.mark.parametrize(("mode", "mounted"), [("", "ro"), ("ro", "ro"), ("rw", "rw")])
+def test_a_line_repeating_an_automatic_mount_keeps_its_own_mode(mode: str, mounted: str) -> None:
+    # tarsnode hands `/etc/localtime=/etc/localtime:rw` to Docker's binds: rw, as written (it
+    # was mounted once, read-only, without a word); without a suffix tarsdock's :ro stays
+    volumes = (Volume("/etc/localtime", "/etc/localtime", Origin("t", 1), mode),)
+    found = [m for m in mounts(make_service(container=ContainerOptions(volumes=volumes)))
+             if m[1] == "/etc/localtime"]
+    assert found == [("/etc/localtime", "/etc/localtime", mounted)]
+
+
 def test_volume_over_the_service_dir_is_refused_at_its_line() -> None:
     target = "/usr/local/app/tars/tarsnode/data/Hello.HelloServer"
     volumes = (Volume("/srv/x", target, Origin("templates/t", 9)),)

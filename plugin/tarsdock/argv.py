@@ -200,7 +200,12 @@ def _mount_plan(service: Service) -> tuple[list[Mount], list[InputError]]:
     for volume in service.container.volumes:
         known = owner.get(volume.container)
         if known is not None and known[0] == volume.host:
-            continue   # the same mount written twice (/etc/localtime=/etc/localtime): one is enough
+            # the same mount written twice (/etc/localtime=/etc/localtime): one is enough, with
+            # the line's :ro or :rw if it gives one (tarsnode hands the line to Docker's binds)
+            if volume.mode:
+                at = next(i for i, entry in enumerate(entries) if entry[1] == volume.container)
+                entries[at] = (entries[at][0], volume.container, volume.mode)
+            continue
         if known is not None:
             problems.append(InputError(
                 volume.origin, f"container path '{volume.container}' is already {known[1]} "
