@@ -347,6 +347,37 @@ def test_restart_failures_are_reported() -> None:
         dp.restart(["systemctl", "restart", "x"], FakeRunner(missing=True))
 
 
+@pytest.mark.parametrize(("argv", "code", "said", "fault"), [
+    # supervisorctl's own exit statuses when it cannot reach supervisord (supervisorctl.py:
+    # ECONNREFUSED -> 4, ENOENT -> 7), its line on stdout
+    (["supervisorctl", "restart", "tars:A.B"], 4, "http://localhost:9001 refused connection\n",
+     "http://localhost:9001: supervisord does not answer (refused connection); is it running? "
+     "The release is deployed: restart the service when it is"),
+    (["supervisorctl", "restart", "tars:A.B"], 7, "unix:///run/sv.sock no such file\n",
+     "unix:///run/sv.sock: supervisord does not answer (no such file); is it running? "
+     "The release is deployed: restart the service when it is"),
+    (["systemctl", "restart", "tars-A.B.service"], 1,
+     "System has not been booted with systemd as init system (PID 1). Can't operate.\n",
+     "systemctl: systemd does not answer (System has not been booted with systemd as init system "
+     "(PID 1). Can't operate.); the release is deployed: restart the service when it answers"),
+])
+def test_a_supervisor_that_does_not_answer_a_restart_is_the_environment(
+        argv: list[str], code: int, said: str, fault: str) -> None:
+    with pytest.raises(EnvironmentFault) as raised:
+        dp.restart(argv, FakeRunner(code, said))
+    assert str(raised.value) == fault
+
+
+def test_the_real_supervisorctl_without_supervisord_is_the_environment(tmp_path: Path) -> None:
+    import sys
+
+    ctl = str(Path(sys.executable).parent / "supervisorctl")
+    url = f"unix://{tmp_path}/none.sock"
+    with pytest.raises(EnvironmentFault, match=re.escape(
+            f"{url}: supervisord does not answer (no such file); is it running?")):
+        dp.restart([ctl, "-s", url, "restart", "tars:A.B"], dp.run_command)
+
+
 def test_a_bin_that_is_a_file_is_the_environment(tmp_path: Path, dirs: dp.ReleaseDirs) -> None:
     dirs.service_dir.mkdir(parents=True)
     dirs.bin.write_text("not a dir\n")

@@ -298,6 +298,27 @@ def detect_supervisor(service: str, runner: Runner, systemd_booted: bool) -> Sup
     return "systemd" if found else "supervisord"
 
 
+# supervisorctl's exit statuses when supervisord does not answer (supervisorctl.py, upcheck:
+# ECONNREFUSED -> INSUFFICIENT_PRIVILEGES 4, ENOENT -> NOT_RUNNING 7), with its line "URL WHY"
+SUPERVISORCTL_NO_ANSWER = {4: "refused connection", 7: "no such file"}
+# what systemctl says when there is no systemd to talk to (a container, a chroot)
+SYSTEMD_ABSENT = ("has not been booted with systemd", "Failed to connect to bus")
+
+
+def _no_answer(command: str, code: int, answer: str) -> EnvironmentFault | None:
+    """The supervisor did not answer a restart: the environment (exit 5), not the input."""
+    line = answer.splitlines()[-1] if answer else ""
+    why = SUPERVISORCTL_NO_ANSWER.get(code, "")
+    if command == "supervisorctl" and why and line.endswith(f" {why}"):
+        return EnvironmentFault(line.removesuffix(f" {why}"), f"supervisord does not answer "
+                                f"({why}); is it running? The release is deployed: restart the "
+                                "service when it is")
+    if command == "systemctl" and code != 0 and any(s in answer for s in SYSTEMD_ABSENT):
+        return EnvironmentFault("systemctl", f"systemd does not answer ({line}); the release is "
+                                "deployed: restart the service when it answers")
+    return None
+
+
 def restart(argv: Sequence[str], runner: Runner) -> None:
     """Run a restart command; a failure is an error that quotes the supervisor's answer."""
     try:
@@ -306,6 +327,9 @@ def restart(argv: Sequence[str], runner: Runner) -> None:
         raise EnvironmentFault(argv[0], "not found; cannot restart (is it installed and on "
                                "PATH?)") from error
     answer = (result.stdout + result.stderr).strip()
+    silent = _no_answer(os.path.basename(argv[0]), result.returncode, answer)
+    if silent is not None:
+        raise silent
     # supervisorctl 4 may exit 0 after printing "ERROR (...)" for a failed start.
     if result.returncode != 0 or "ERROR" in result.stdout:
         raise TarsdockError(f"'{' '.join(argv)}' failed (exit {result.returncode}): {answer}")
