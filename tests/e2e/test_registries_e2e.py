@@ -6,6 +6,7 @@ user "X"' for a stranger's), so a password sent to the wrong host would show in 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,3 +94,40 @@ def test_a_registry_without_url_or_for_another_host_is_refused(
     assert f"key 'registry': [registries.a] is for {a.address}, but this image is pulled from " \
            f"{b.address}" in done.stderr
     assert "GET /v2/e2e/" not in a.log_text() + b.log_text()
+
+
+def test_an_image_of_a_host_without_credentials_gets_no_password(
+        tmp_path: Path, docker_engine: docker.DockerClient,
+        two_registries: tuple[Registry, Registry]) -> None:
+    # the issue's case: a password must never be offered to a host it is not for (Docker Hub for
+    # a public image, say). Registry C wants credentials the node does not have: its log shows
+    # every user offered to it, and none may be A's or B's.
+    a, b = two_registries
+    c = Registry(tmp_path / "reg-c", username="carol", password="pc-3-carol-only").start()
+    try:
+        refs = {"ona": unique_image(docker_engine, a, "e2e/ona"),
+                "onb": unique_image(docker_engine, b, "e2e/onb")}
+        onc = unique_image(docker_engine, c, "e2e/onc")
+        config = write_config(tmp_path, a, b, refs)
+        with (config / "node.toml").open("a") as toml:
+            toml.write(f'[services."{APP}.S9"]\ntype = "not_tars"\nimage = "{onc}"\n'
+                       'command = ["sleep", "100000"]\n')
+        checked = run([sys.executable, "-m", "tarsdock", "--config-dir", str(config), "validate"],
+                      check=False)
+        assert checked.returncode == 0, checked.stderr
+        assert f'no [registries] table has url = "{c.address}", so it is pulled anonymously' \
+            in checked.stderr
+        synced = run([sys.executable, "-m", "tarsdock", "--config-dir", str(config), "images",
+                      "sync", "--quiet"], check=False, timeout=300)
+        assert synced.returncode == 3, synced.stderr      # onc is missing: no credentials
+        assert "asks for credentials and none are configured" in synced.stderr, synced.stderr
+        assert (a.count_pulls("e2e/ona"), b.count_pulls("e2e/onb")) == (1, 1)
+        c_log = c.log_text()
+        # the engine did ask C (a basic-auth registry: it stops at the /v2/ challenge when it
+        # has no credentials to answer with)
+        assert re.search(r'"GET /v2/ HTTP/1\.1" 401 .*"docker/', c_log), c_log
+        assert '"alice"' not in c_log and '"bob"' not in c_log, c_log
+        assert "error authenticating user" not in c_log, c_log
+    finally:
+        c.stop()
+        remove_registry_tags(docker_engine, c.address)
