@@ -3,7 +3,10 @@ instance of its own, driving the host's Docker Engine; n1 and n3 are systemd nod
 supervisord node (supervisord from tarsdock's environment, run by the box's systemd and set up as
 units/tarsdock-supervisord.conf says). Ansible (ansible-core, community.docker's docker
 connection) converges them with the tarsdock_node role and examples/fleet/playbook.yml; the
-registry password comes from an ansible-vault encrypted vars file.
+registry password comes from an ansible-vault encrypted vars file. n2 and n3 use the tarsdock
+mounted from this checkout (`tarsdock_install: none`); on n1 the role itself installs tarsdock
+(`tarsdock_install: pip`) into /opt/tarsdock from a wheelhouse built from this checkout, offline
+(`--no-index --find-links`), and apply runs from there.
 
 A service's identity is its container's host pid: any restart changes it.
 """
@@ -13,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +46,9 @@ TEMPLATE = """<tars>
 </tars>
 """
 SUPERVISOR_NODE = "n2"
+PIP_NODE = "n1"              # the role installs tarsdock there (tarsdock_install: pip)
+INSTALL_TASK = "Install tarsdock into its virtualenv"
+VENV = "/opt/tarsdock"       # the role's default tarsdock_venv
 # Debian's /etc/supervisor/supervisord.conf, with the [include] line the shipped snippet asks for
 SUPERVISORD_CONF = """[unix_http_server]
 file=/var/run/supervisor.sock
@@ -67,6 +75,30 @@ REGISTRY = "fleet"
 VAULT_PASSWORD = "fleet-vault-pw"
 RECAP = re.compile(r"^(\S+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)",
                    re.M)
+HOST_STATUS = re.compile(r"^(ok|changed|skipping|failed|fatal): \[([^\]]+)\]", re.M)
+# what setuptools writes into the source tree while it builds, and what a build does not need
+NOT_BUILT = shutil.ignore_patterns(".git", ".venv", ".testenv", "build", "*.egg-info",
+                                   "__pycache__", ".*_cache", ".hypothesis", "node_modules")
+
+
+def build_wheelhouse(dest: Path) -> Path:
+    """tarsdock built from this checkout, and its dependencies, as wheels in `dest`, for the
+    node's `pip install --no-index --find-links`: the box installs without any index (it could
+    not verify one's certificate here anyway), as an offline node does. Built from a copy,
+    since setuptools builds in the source tree, which the tests running beside share.
+    Raises AssertionError with pip's output if pip fails."""
+    source = dest.parent / "tarsdock-src"
+    shutil.copytree(REPO_ROOT, source, ignore=NOT_BUILT)
+    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), str(source)],
+        timeout=300)
+    return dest
+
+
+def task_status(out: str, task: str) -> dict[str, str]:
+    """Per host, what ansible-playbook's default output says of one role task: ok, changed,
+    skipping, failed, fatal."""
+    block = out.split(f"TASK [tarsdock_node : {task}]", 1)[1].split("\nTASK [", 1)[0]
+    return {host: status for status, host in HOST_STATUS.findall(block.split("PLAY RECAP")[0])}
 
 
 @dataclass
@@ -80,6 +112,7 @@ class FleetNode:
     ports: dict[str, int]
     templates: dict[str, str] = field(default_factory=dict)
     supervisor: str = "systemd"
+    wheelhouse: Path | None = None     # install tarsdock with the role, from these wheels
     # the box opens it in its own network, but its services (host network) send heartbeats to
     # the host's 127.0.0.1:node_port: never the default, where the demo's node server listens
     node_port: int = field(default_factory=harness.node_port)
@@ -95,7 +128,12 @@ class FleetNode:
                               "endpoint": f"tcp -h 127.0.0.1 -p {self.ports[server]} -t 60000"}]}
 
     def host_vars(self) -> dict[str, Any]:
+        # the role's defaults install into /opt/tarsdock and run apply from there
+        install = {"tarsdock_install": "none", "tarsdock_executable": "/usr/local/bin/tarsdock"} \
+            if self.wheelhouse is None else \
+            {"tarsdock_pip_extra_args": f"--no-index --find-links {self.wheelhouse}"}
         return {
+            **install,
             "ansible_host": self.box.name,
             "tarsdock_node": {"name": f"fleet-{self.host}", "localip": "127.0.0.1",
                               "instance": f"{self.box.name}",
@@ -157,8 +195,6 @@ class Fleet:
     def inventory(self) -> Path:
         group_vars = {"ansible_connection": "community.docker.docker",
                       "ansible_python_interpreter": sys.executable, "ansible_become": False,
-                      "tarsdock_install": "none",
-                      "tarsdock_executable": "/usr/local/bin/tarsdock",
                       "tarsdock_registries": {REGISTRY: {"url": "127.0.0.1:5999",
                                                          "username": "deploy"}},
                       "tarsdock_registry_passwords": {
@@ -221,14 +257,18 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                          {server: free_port() for server in SERVERS},
                          {"fleet.web": TEMPLATE.format(extra=""),
                           "fleet.db": TEMPLATE.format(extra="")},
-                         "supervisord" if f"n{i}" == SUPERVISOR_NODE else "systemd")
+                         "supervisord" if f"n{i}" == SUPERVISOR_NODE else "systemd",
+                         wheelhouse=root / "wheels" if f"n{i}" == PIP_NODE else None)
         node.install_servers()
         nodes.append(node)
     try:
-        for node in nodes:
-            node.box.start()
-            if node.supervisor == "supervisord":
-                node.start_supervisord()
+        with ThreadPoolExecutor(1) as pool:     # pip builds while the boxes boot
+            wheels = pool.submit(build_wheelhouse, root / "wheels")
+            for node in nodes:
+                node.box.start()
+                if node.supervisor == "supervisord":
+                    node.start_supervisord()
+            wheels.result()
         yield Fleet(nodes, root)
     finally:
         for node in nodes:
@@ -248,6 +288,7 @@ def test_fleet(fleet: Fleet) -> None:
     # the vaulted registry password: a file of mode 0600 named by node.toml, never in the
     # output or in node.toml
     assert secret not in out
+    assert_installed_by_the_role(fleet.nodes[0], out)
     for node in fleet.nodes:
         path = f"/etc/tarsdock/secrets/{REGISTRY}"
         assert node.box.exec("stat", "-c", "%a %U", path).stdout.split() == ["600", "root"]
@@ -261,8 +302,9 @@ def test_fleet(fleet: Fleet) -> None:
         assert re.search(rf"^tars:{n2.name(server)}\s+RUNNING", status, re.M), status
 
     # second play, no change: changed=0 everywhere, nothing restarted
-    changed, _ = fleet.play()
+    changed, out = fleet.play()
     assert changed == {node.host: 0 for node in fleet.nodes}
+    assert task_status(out, INSTALL_TASK)[PIP_NODE] == "ok"      # installed already: pip ran
     assert fleet.identities() == first
 
     # a template change for the web services of n1 and n2: a --check --diff play shows it and
@@ -275,7 +317,8 @@ def test_fleet(fleet: Fleet) -> None:
     for node in fleet.nodes[:2]:
         assert f"# would restart {node.name('WebServer')} (config)" in out
     assert "DbServer (config)" not in out
-    assert changed == {"n1": 2, "n2": 2, "n3": 0}   # the template task and the apply task
+    # the template task and the apply task (n1's install task is not predicted as a change)
+    assert changed == {"n1": 2, "n2": 2, "n3": 0}
     assert fleet.identities() == first
     for node in fleet.nodes[:2]:
         text = node.box.exec("cat", "/etc/tarsdock/templates/fleet.web").stdout
@@ -309,3 +352,23 @@ def test_fleet(fleet: Fleet) -> None:
     final = fleet.identities()
     assert final["n1"] == after["n1"] and final["n2"] == after["n2"]
     assert final["n3"] == {"WebServer": after["n3"]["WebServer"]}
+
+
+def assert_installed_by_the_role(node: FleetNode, out: str) -> None:
+    """After the first play: the role installed tarsdock into its venv on `node` (the wheel of
+    this checkout, not the checkout mounted in the box) and apply ran from there: the units
+    call the venv's tarsdock-run (apply writes its own scripts dir), and they answered."""
+    assert node.host == PIP_NODE and node.wheelhouse is not None
+    assert task_status(out, INSTALL_TASK) == {
+        n: "changed" if n == PIP_NODE else "skipping" for n in ("n1", "n2", "n3")}
+    where = node.box.exec(f"{VENV}/bin/python", "-c", "import tarsdock; print(tarsdock.__file__)")
+    installed = Path(where.stdout.strip())
+    assert installed.is_relative_to(f"{VENV}/lib"), f"{where.stdout}{where.stderr}"
+    for module in ("cli.py", "apply.py", "tarsdock-run"):     # the wheel is this checkout's
+        same = node.box.exec("cmp", str(installed.parent / module),
+                             str(REPO_ROOT / "plugin" / "tarsdock" / module))
+        assert same.returncode == 0, f"{module}: {same.stdout}{same.stderr}"
+    version = node.box.exec(f"{VENV}/bin/tarsdock", "--version")
+    assert version.returncode == 0 and version.stdout.startswith("tarsdock "), version
+    unit = node.box.exec("cat", node.program_file(node.name("WebServer")), check=True).stdout
+    assert re.search(rf"^ExecStart=\S*{VENV}/bin/tarsdock-run ", unit, re.M), unit
