@@ -150,10 +150,10 @@ def _end_the_wrappers() -> Iterator[None]:
     yield
     while STARTED:
         runner = STARTED.pop()
-        if runner.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(runner.pid, signal.SIGKILL)
-            runner.wait(timeout=10)
+        # the group even after its wrapper ended: a native service its wrapper left behind
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=10)
 
 
 def default_signals() -> None:
@@ -620,3 +620,159 @@ def test_docker_gets_only_what_is_left_of_the_window_after_a_shutdown(docker: Pa
     found = stop_graceful(docker, tmp_path, FAKE_NOTIFY_STATUS="0", FAKE_NOTIFY_SLEEP="3")
     assert found[0] == SHUTDOWN and found[1][:2] == ["stop", "-t"] and len(found) == 2
     assert 1 <= int(found[1][2]) <= 7 - 2, found   # at least 2 whole seconds went by
+
+
+# --- mode=native with an admin port (supervisord): the wrapper stays the service's parent -------
+
+# A fake native Tars service: it logs its pid, its ignored signals (/proc SigIgn) and every signal
+# it gets among the calls; it leaves (FAKE_EXIT) once `.leave` exists (the fake tarsdock's
+# shutdown makes it with FAKE_NOTIFY_LEAVE=1); SIGTERM ends it with status 143 unless FAKE_TERM is
+# "ignore" (a service that outlives its window).
+FAKE_SERVICE = f"""#!{sys.executable}
+import json, os, signal, sys, time
+state = os.environ["FAKE_STATE"]
+def log(*entry):
+    with open(state + ".calls", "a") as out:
+        out.write(json.dumps(list(entry)) + "\\n")
+def on(sig, frame):
+    log("signal", signal.Signals(sig).name)
+    if sig == signal.SIGTERM and os.environ.get("FAKE_TERM") != "ignore":
+        sys.exit(143)
+# what it was started with, before its own handlers replace it
+ignored = [line.split()[1] for line in open("/proc/self/status") if line.startswith("SigIgn:")]
+for sig in ("HUP", "USR1", "USR2", "QUIT", "WINCH", "INT", "TERM"):
+    signal.signal(getattr(signal, "SIG" + sig), on)
+log("service", os.getpid(), int(ignored[0], 16))
+while not os.path.exists(state + ".leave"):
+    time.sleep(0.02)
+log("service", "left")
+sys.exit(int(os.environ.get("FAKE_EXIT", "0")))
+"""
+
+FAKE_NATIVE_TARSDOCK = f"""#!{sys.executable}
+import json, os, sys
+state = os.environ["FAKE_STATE"]
+with open(state + ".calls", "a") as log:
+    log.write(json.dumps(["tarsdock", *sys.argv[1:]]) + "\\n")
+if os.environ.get("FAKE_NOTIFY_LEAVE"):
+    open(state + ".leave", "w").close()
+sys.exit(int(os.environ.get("FAKE_NOTIFY_STATUS", "0")))
+"""
+
+NATIVE_SHUTDOWN = ["tarsdock", "notify", "--shutdown", NAME, "--port", "31234", "--wait", "2",
+                   "--timeout", "1"]
+
+
+def start_native(tmp_path: Path, *, admin: bool = True, **env: str) -> subprocess.Popen[bytes]:
+    """tarsdock-run in native mode, as supervisord runs it: a session of its own (its group)."""
+    (tmp_path / "st").mkdir(exist_ok=True)
+    service, fake = tmp_path / "service", tmp_path / "tarsdock"
+    service.write_text(FAKE_SERVICE)
+    fake.write_text(FAKE_NATIVE_TARSDOCK)
+    for path in (service, fake):
+        path.chmod(0o755)
+    lines = ["mode=native", f"state={tmp_path / 'st'}"]
+    if admin:
+        lines += ["timeout=2", "admin=31234", f"tarsdock={fake}"]
+    runs = run_file(tmp_path, [shlex.join([line]) for line in lines],
+                    ["/usr/bin/env", "--", "A=b c", str(service)])
+    runner = subprocess.Popen(["/bin/sh", str(RUNNER), NAME, str(runs)],
+                              env={**os.environ, "FAKE_STATE": str(tmp_path / "state"), **env},
+                              stderr=subprocess.PIPE, start_new_session=True,
+                              preexec_fn=default_signals)
+    STARTED.append(runner)
+    wait_for(lambda: service_pid(tmp_path) is not None)
+    return runner
+
+
+def service_pid(tmp_path: Path) -> int | None:
+    found = [c[1] for c in calls(tmp_path) if c[0] == "service" and isinstance(c[1], int)]
+    return found[0] if found else None
+
+
+def pid_gone(pid: int) -> bool:
+    """No such process, or a zombie (not reaped yet by whoever is its parent now)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def stop_native(tmp_path: Path, **env: str) -> tuple[int, list[list[object]], str]:
+    """Start, SIGTERM, and return the wrapper's status, the calls after the start, its stderr."""
+    runner = start_native(tmp_path, **env)
+    runner.send_signal(signal.SIGTERM)
+    status = runner.wait(timeout=30)
+    return status, [c for c in calls(tmp_path) if c[0] != "service" or c[1] == "left"], \
+        stderr(runner)
+
+
+def test_a_native_stop_that_takes_the_shutdown_sends_no_signal(tmp_path: Path) -> None:
+    # tarsnode's CommandStop: AdminF.shutdown, then the window for the pid to go on its own
+    status, found, err = stop_native(tmp_path, FAKE_NOTIFY_LEAVE="1", FAKE_EXIT="0")
+    assert (status, found, err) == (0, [NATIVE_SHUTDOWN, ["service", "left"]], "")
+
+
+@pytest.mark.parametrize("answer", ["1", "3"])   # no answer in 1 s / answered but still there
+def test_a_native_service_that_stays_gets_sigterm_after_the_shutdown(tmp_path: Path,
+                                                                      answer: str) -> None:
+    status, found, _ = stop_native(tmp_path, FAKE_NOTIFY_STATUS=answer)
+    assert (status, found) == (143, [NATIVE_SHUTDOWN, ["signal", "SIGTERM"]])
+
+
+def test_a_native_service_that_outlives_its_window_is_killed(tmp_path: Path) -> None:
+    status, found, err = stop_native(tmp_path, FAKE_NOTIFY_STATUS="1", FAKE_TERM="ignore")
+    assert (status, found) == (137, [NATIVE_SHUTDOWN, ["signal", "SIGTERM"]])
+    assert err == (f"tarsdock-run: {NAME}: still running at the end of its stop window (2 s): "
+                   "SIGKILL\n")
+
+
+def test_a_native_service_gets_each_signal_once_and_keeps_running(tmp_path: Path) -> None:
+    runner = start_native(tmp_path)
+    sent = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGQUIT", "SIGWINCH", "SIGINT"]
+    for name in sent:
+        runner.send_signal(getattr(signal, name))
+        wait_for(lambda name=name: ["signal", name] in calls(tmp_path))
+    (tmp_path / "state.leave").touch()
+    assert runner.wait(timeout=10) == 0
+    assert [c for c in calls(tmp_path) if c[0] == "signal"] == [["signal", s] for s in sent]
+
+
+def test_a_native_service_has_int_and_quit_at_their_default_as_when_execd(tmp_path: Path) -> None:
+    # an asynchronous command of sh starts with INT and QUIT ignored; env gives them back
+    start_native(tmp_path)
+    ignored = next(c[2] for c in calls(tmp_path) if c[0] == "service")
+    assert isinstance(ignored, int)
+    assert ignored & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1)) == 0
+
+
+@pytest.mark.parametrize("code", ["0", "4"])
+def test_a_native_services_exit_status_is_the_wrappers(tmp_path: Path, code: str) -> None:
+    runner = start_native(tmp_path, FAKE_EXIT=code)
+    (tmp_path / "state.leave").touch()
+    assert runner.wait(timeout=10) == int(code)
+
+
+def test_the_state_dir_names_the_service_pid_beside_the_wrappers(tmp_path: Path) -> None:
+    runner = start_native(tmp_path)
+    recorded = (tmp_path / "st" / f"{NAME}.pid").read_text()
+    assert recorded == f"{runner.pid} {service_pid(tmp_path)}\n"
+
+
+def test_a_native_service_dies_with_its_wrapper(tmp_path: Path) -> None:
+    # kill -9 of the wrapper's pid alone: a service left running would double at the next start
+    runner = start_native(tmp_path)
+    pid = service_pid(tmp_path)
+    assert pid is not None and pid != runner.pid
+    runner.kill()
+    runner.wait(timeout=10)
+    wait_for(lambda: pid_gone(pid))
+
+
+def test_a_native_service_without_an_admin_port_is_execd(tmp_path: Path) -> None:
+    runner = start_native(tmp_path, admin=False)
+    assert service_pid(tmp_path) == runner.pid   # the same process: no parent left behind
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=10) == 143
+    assert [c for c in calls(tmp_path) if c[0] != "service"] == [["signal", "SIGTERM"]]

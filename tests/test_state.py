@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from tarsdock.manifest import load_manifest
-from tarsdock.state import Failure, failures_path, read_failures, read_starts, starts_path
+from tarsdock.state import (
+    Failure,
+    failures_path,
+    pid_path,
+    read_failures,
+    read_pids,
+    read_starts,
+    starts_path,
+)
 
 NODE_TOML = """[node]
 name = "10.0.0.5"
@@ -99,3 +107,13 @@ def test_validate_generate_and_apply_warn_about_another_instance(
     assert "another tarsdock instance 'demo@1'" in capsys.readouterr().err
     assert main(["--config-dir", str(tmp_path), "apply", "--check"]) == 0
     assert "another tarsdock instance 'demo@1'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("text", "pids"), [
+    ("43 44\n", (43, 44)), ("", None), ("43\n", None), ("43 x\n", None), ("1 2 3\n", None)])
+def test_a_pid_file_is_the_wrappers_and_the_services_pid(tmp_path: Path, text: str,
+                                                         pids: tuple[int, int] | None) -> None:
+    path = pid_path(tmp_path, "A.S")
+    path.write_text(text)
+    assert read_pids(path) == pids
+    assert read_pids(tmp_path / "none.pid") is None

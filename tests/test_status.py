@@ -24,6 +24,7 @@ from tarsdock.status import (
     last_failure,
     parse_show,
     restarts_within,
+    service_pid,
     supervisor_url,
     table,
     timespan,
@@ -69,6 +70,9 @@ def world(tmp_path: Path) -> tuple[Manifest, FakeSource, FakeEngine]:
     (state / "A.Run.heartbeat").write_text(json.dumps({
         "pid": 42, "first": int((NOW - 290) * 1000), "last": int((NOW - 4) * 1000),
         "adapters": {}, "activing": 0, "version": "3.0.15"}))
+    # tarsdock-run (43) is the parent of the native Tars service (44); A.Run's file is stale
+    (state / "A.Native.pid").write_text("43 44\n")
+    (state / "A.Run.pid").write_text("41 40\n")
     (state / "A.Oom.heartbeat").write_text(json.dumps({"pid": 0, "first": 0, "last": 0,
                                                        "version": "3.0.14"}))
     (state / "listener.json").write_text(json.dumps({"programs": {
@@ -110,6 +114,8 @@ def test_rows_say_state_container_image_restarts_failure_and_punishment(
     assert by["A.Oom"].last_failure == {"when": int(NOW - 60), "code": "oom",
                                         "text": "killed for memory (limit 32m)"}
     assert (by["A.Native"].run, by["A.Native"].image) == ("native", "")
+    # supervisord's pid is the wrapper's: the service's own is shown (a container's is not)
+    assert (by["A.Native"].pid, run.pid) == (44, 42)
     assert (run.heartbeat, run.tars_version) == (NOW - 4, "3.0.15")
     # restarted, no keepAlive of the new run yet: no heartbeat, the version it reported
     assert (by["A.Oom"].heartbeat, by["A.Oom"].tars_version) == (None, "3.0.14")
@@ -381,3 +387,16 @@ def test_status_under_systemd_says_the_node_socket_failed_and_who_holds_the_port
     def no_systemd(argv: Any) -> str:
         raise TarsdockError("systemctl: System has not been booted with systemd")
     assert node_object_problem(settings, runner=no_systemd) == ""
+
+
+@pytest.mark.parametrize(("run", "supervised", "wrapped", "shown"), [
+    ("native", 43, (43, 44), 44),      # the wrapper of this run: the service's pid
+    ("native", 50, (43, 44), 50),      # the record of an earlier run: supervisord's
+    ("native", None, (43, 44), None),  # not running
+    ("native", 43, None, 43),          # exec'd (no admin port): supervisord's is the service's
+    ("container", 43, (43, 44), 43),   # a container's wrapper: never replaced
+])
+def test_the_pid_shown_is_the_services_own(run: str, supervised: int | None,
+                                           wrapped: tuple[int, int] | None,
+                                           shown: int | None) -> None:
+    assert service_pid(run, supervised, wrapped) == shown

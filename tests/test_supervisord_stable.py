@@ -109,3 +109,37 @@ def test_a_removed_service_loses_its_run_file_and_warns_of_the_group(
     assert "warning: group tars changed" in capsys.readouterr().err
     assert sorted(path.name for path in out.iterdir()) == [
         f"{SERVICE}.conf", f"{SERVICE}.run", "tars.conf"]
+
+
+def run_settings(run_file: bytes) -> dict[str, str]:
+    """The NAME=VALUE lines of a run file (not `set --`, not comments)."""
+    lines = run_file.decode().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and line[:1].isalpha()
+                and not line.startswith("set "))
+
+
+@pytest.mark.parametrize("kind", ["tars_cpp", "not_tars"])
+def test_a_native_tars_service_gets_the_graceful_stop_and_a_not_tars_one_is_execd(
+        kind: str, tmp_path: Path) -> None:
+    # supervisord has no stop command: tarsdock-run stays the parent of a native Tars service
+    # to call AdminF.shutdown first (tarsnode's CommandStop); a not_tars service is exec'd
+    config, out, tars = tmp_path / "config", tmp_path / "out", tmp_path / "tars"
+    (config / "templates").mkdir(parents=True)
+    shutil.copy(SHARED_TEMPLATES / "tars.default", config / "templates" / "tars.default")
+    shutil.copy(SHARED_TEMPLATES / "tars.cpp.default", config / "templates" / "tars.cpp.default")
+    generate(config, out, tars, run="native")
+    toml = (config / "node.toml").read_text()
+    service = 'type = "not_tars"\ncommand = ["/srv/bin/plain", "--flag"]\nrun' \
+        if kind == "not_tars" else 'type = "tars_cpp"\nrun'
+    (config / "node.toml").write_text(toml.replace('type = "tars_cpp"\nrun', service, 1))
+    argv = ["--config-dir", str(config), "generate", "--format", "supervisord", "--out", str(out),
+            "--docker", "/usr/bin/docker"]
+    assert main(argv) == 0
+    found = run_settings((out / f"{SERVICE}.run").read_bytes())
+    assert found["mode"] == "native"
+    stop = {key: found.get(key) for key in ("timeout", "admin", "tarsdock")}
+    if kind == "not_tars":
+        assert stop == {"timeout": None, "admin": None, "tarsdock": None}
+    else:
+        assert stop["timeout"] == "3" and stop["admin"] and stop["admin"].isdigit()
+        assert stop["tarsdock"] and stop["tarsdock"].endswith("/tarsdock")

@@ -34,6 +34,9 @@ WRITERS_LOCK = ".writers.lock"    # flock(2)ed by every writer of the files belo
 FAILURES_SUFFIX = ".failures"
 STARTS_SUFFIX = ".starts"
 HEARTBEAT_SUFFIX = ".heartbeat"   # JSON written by `tarsdock node-server` (tarsdock.nodeserver)
+# "WRAPPER_PID SERVICE_PID": tarsdock-run, parent of a native Tars service under supervisord
+# (which reports the wrapper's pid), writes it at each start
+PID_SUFFIX = ".pid"
 NODE_READY = "node-server.pid"    # the node server's pid, once it listens (tarsdock-run waits)
 # why the node server could not listen; tarsdock-run finds it as the ready file's name with
 # `.error` for `.pid` and quotes it when it gives up waiting
@@ -66,6 +69,22 @@ def failures_path(state_dir: Path, service: str) -> Path:
 def heartbeat_path(state_dir: Path, service: str) -> Path:
     """A service's last heartbeats and reported version, as the node object saw them."""
     return state_dir / f"{service}{HEARTBEAT_SUFFIX}"
+
+
+def pid_path(state_dir: Path, service: str) -> Path:
+    """The native service's pid beside its wrapper's (tarsdock-run, mode=native with admin)."""
+    return state_dir / f"{service}{PID_SUFFIX}"
+
+
+def read_pids(path: Path) -> tuple[int, int] | None:
+    """(wrapper pid, service pid) from a pid file; None when it is missing or garbled."""
+    try:
+        words = path.read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(words) != 2 or not all(word.isdigit() for word in words):
+        return None
+    return int(words[0]), int(words[1])
 
 
 def node_ready_path(state_dir: Path) -> Path:

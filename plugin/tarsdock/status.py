@@ -34,7 +34,9 @@ from tarsdock.state import (
     Failure,
     failures_path,
     heartbeat_path,
+    pid_path,
     read_failures,
+    read_pids,
     read_starts,
     starts_path,
 )
@@ -256,6 +258,7 @@ class Recorded:
     failures: list[Failure] = field(default_factory=list)
     listener: Mapping[str, Any] = field(default_factory=dict)
     heartbeat: Mapping[str, Any] = field(default_factory=dict)   # node-server's JSON record
+    wrapped: tuple[int, int] | None = None   # (wrapper pid, service pid): tarsdock-run's pid file
 
 
 def read_heartbeat(path: Path) -> dict[str, Any]:
@@ -282,7 +285,8 @@ def read_state(state_dir: Path, services: Sequence[str]) -> dict[str, Recorded]:
         except OSError:
             starts, failures = [], []
         found[service] = Recorded(starts, failures, programs.get(service) or {},
-                                  read_heartbeat(heartbeat_path(state_dir, service)))
+                                  read_heartbeat(heartbeat_path(state_dir, service)),
+                                  read_pids(pid_path(state_dir, service)))
     return found
 
 
@@ -320,7 +324,8 @@ def rows(manifest: Manifest, supervised: Mapping[str, Supervised],
         until = rec.listener.get("until") if phase in REVIVABLE else sup.retry_at
         restarts = (restarts_within(rec.starts, now) if rec.starts else sup.restarts)
         out.append(Row(
-            service=name, state=sup.state, running=sup.running, run=spec.run, pid=sup.pid,
+            service=name, state=sup.state, running=sup.running, run=spec.run,
+            pid=service_pid(spec.run, sup.pid, rec.wrapped),
             container=container.id[:12] if container else ("?" if containers is None else ""),
             image=container.image if container else (spec.image.ref if spec.image else ""),
             digest=digests.get(container.image_id, "") if container else "",
@@ -332,6 +337,16 @@ def rows(manifest: Manifest, supervised: Mapping[str, Supervised],
             listener=phase, heartbeat=_last_beat(rec.heartbeat),
             tars_version=str(rec.heartbeat.get("version", ""))))
     return out
+
+
+def service_pid(run: str, supervised: int | None, wrapped: tuple[int, int] | None) -> int | None:
+    """The pid to show: supervisord reports tarsdock-run's for a native Tars service (it stays
+    its parent), and the wrapper records the service's beside its own at each start; the
+    service's is the one an operator signals and its heartbeats carry. A record of another run
+    (another wrapper pid) is ignored."""
+    if run == "native" and wrapped is not None and supervised == wrapped[0]:
+        return wrapped[1]
+    return supervised
 
 
 def _last_beat(record: Mapping[str, Any]) -> float | None:

@@ -20,6 +20,7 @@ from tarsdock.argv import (
     node_server_command,
     service_command,
     service_env,
+    speaks_admin,
     wrapper_settings,
 )
 from tarsdock.model import NodeSettings, Service
@@ -88,6 +89,13 @@ def run_lines(service: Service, ctx: Context) -> list[str]:
         settings = wrapper_settings(service, ctx.docker, "forward", f"{ctx.scripts_dir}/tarsdock")
     else:
         settings = [("mode", "native"), ("state", str(service.node.state_dir))]
+        if speaks_admin(service):
+            # supervisord has no stop command: the wrapper stays the service's parent and
+            # stops it as tarsnode's CommandStop (AdminF.shutdown first); without an admin
+            # port it execs the service and costs nothing
+            settings += [("timeout", str(service.stop_timeout)),
+                         ("admin", str(service.spec.local_port)),
+                         ("tarsdock", f"{ctx.scripts_dir}/tarsdock")]
     if service.spec.type != "not_tars":
         # supervisord starts tarsdock-node first (priority) but does not wait for it to listen;
         # the wrapper waits for its ready file, as tarsnode runs before its services (systemd's
