@@ -10,7 +10,9 @@
 // - Every BEAT_MS (env, default 10000 as TarsCpp): keepAlive for each adapter and AdminAdapter.
 //   NO_HEARTBEAT=1 sends nothing at all (a service that is no Tars runtime).
 // - Serves AdminF as AdminObj on `local`: notify(cmd) answers "TARSDOCK-TEST <App.Server> <cmd>",
-//   shutdown() answers and exits 0 (printing "shutdown by AdminF"), getPid() answers its pid.
+//   shutdown() answers and exits 0 (printing "shutdown by AdminF"; with SHUTDOWN_IGNORED=1 it
+//   prints "shutdown ignored" and stays: a service slow to leave), getPid() answers its pid.
+// - Prints "SIGTERM" on SIGTERM and exits 0; prints "SIGHUP" on SIGHUP and keeps running.
 // - Listens on each adapter's endpoint (accepting, answering nothing) so the ports are real.
 "use strict";
 const fs = require("fs");
@@ -133,7 +135,9 @@ function serveAdmin() {
             response.iRet = ["notify", "shutdown", "getPid"].includes(request.sFuncName) ? 0 : -3;
             response.sBuffer = out.getBinBuffer();
             sock.write(frame(response), () => {
-                if (request.sFuncName === "shutdown") {
+                if (request.sFuncName === "shutdown" && process.env.SHUTDOWN_IGNORED) {
+                    say("shutdown ignored");
+                } else if (request.sFuncName === "shutdown") {
                     say("shutdown by AdminF");
                     process.exit(0);
                 }
@@ -161,3 +165,5 @@ if (!process.env.NO_HEARTBEAT) {
     }, BEAT_MS);
 }
 process.on("SIGTERM", () => { say("SIGTERM"); process.exit(0); });
+// a signal the supervisor passes on is logged, and the service keeps running
+process.on("SIGHUP", () => say("SIGHUP"));
