@@ -12,6 +12,10 @@ that report on services (`tarsdock status`, the listener):
 - `<state dir>/<App.Server>.heartbeat`: JSON written by `tarsdock node-server` (pid, first and
   last keepAlive, each adapter's last keepAlive, last keepActiving, all epoch milliseconds, and
   the reported version); the node server also appends `heartbeat` lines to the failures file.
+- `<state dir>/<App.Server>.pid`: `WRAPPER_PID SERVICE_PID`, written (plainly, one writer) at
+  each start by the wrapper that stays the parent of a native Tars service under supervisord
+  (which reports the wrapper's pid); `tarsdock status` shows the service's when the wrapper's
+  is supervisord's. Never removed: a file of an earlier run names another wrapper.
 - `<state dir>/node-server.pid`: the node server's pid, written once it listens, removed when it
   stops; `<state dir>/node-server.error`: one line, why it could not listen (the port and who
   holds it), removed once a node server listens.
