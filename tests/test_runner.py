@@ -747,6 +747,22 @@ def test_a_native_service_has_int_and_quit_at_their_default_as_when_execd(tmp_pa
     assert ignored & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1)) == 0
 
 
+def test_a_native_service_starts_where_env_has_no_default_signal(tmp_path: Path) -> None:
+    # coreutils before 8.31 (Ubuntu 20.04): the service starts, INT and QUIT ignored, and says so
+    old_env = tmp_path / "bin" / "env"
+    old_env.parent.mkdir()
+    old_env.write_text('#!/bin/sh\ncase $1 in --default-signal*) echo "env: unrecognized '
+                       'option" >&2; exit 125 ;; esac\nexec /usr/bin/env "$@"\n')
+    old_env.chmod(0o755)
+    runner = start_native(tmp_path, PATH=f"{old_env.parent}:{os.environ['PATH']}")
+    ignored = next(c[2] for c in calls(tmp_path) if c[0] == "service")
+    assert isinstance(ignored, int) and ignored & (1 << (signal.SIGINT - 1)) != 0
+    (tmp_path / "state.leave").touch()
+    assert runner.wait(timeout=10) == 0
+    assert stderr(runner) == (f"tarsdock-run: {NAME}: env(1) has no --default-signal (coreutils "
+                              "< 8.31): the service starts with SIGINT and SIGQUIT ignored\n")
+
+
 @pytest.mark.parametrize("code", ["0", "4"])
 def test_a_native_services_exit_status_is_the_wrappers(tmp_path: Path, code: str) -> None:
     runner = start_native(tmp_path, FAKE_EXIT=code)
