@@ -4,7 +4,9 @@
 # nodes, containers and ports after a run id of its own (tests/e2e/harness.py).
 # With no arguments the unit tests run beside the end-to-end tests: those mostly wait on Docker,
 # supervisord and systemd, the unit tests mostly compute, and side by side the whole run takes
-# about as long as the end-to-end tests alone. Arguments are pytest's, for one run of both.
+# about as long as the end-to-end tests alone. The end-to-end tests run in two pytest-xdist
+# workers, a test file to a worker: each worker is a run of its own (its own run id, as two
+# clones are), so their waits overlap. Arguments are pytest's, for one run of both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/env/setup.sh
@@ -20,7 +22,7 @@ trap 'rm -f "$unit_log"' EXIT
 unit=$!
 echo "== pytest: end-to-end tests (unit tests beside them, shown after)"
 e2e_status=0
-"$venv/bin/python" -m pytest -q -p no:cacheprovider -m e2e || e2e_status=$?
+"$venv/bin/python" -m pytest -q -p no:cacheprovider -m e2e -n 2 --dist loadfile || e2e_status=$?
 unit_status=0
 wait "$unit" || unit_status=$?
 echo "== pytest: unit tests"
