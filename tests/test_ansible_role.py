@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import ModuleType
@@ -24,6 +27,34 @@ def load_filter() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def role_play(tmp_path: Path, role_vars: str) -> str:
+    """A play that runs the role on localhost with the given vars (YAML lines, 4 spaces in)."""
+    return f"""
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {sys.executable}
+    tarsdock_install: none
+    tarsdock_config_dir: {tmp_path / "etc"}
+    tarsdock_node: {{name: "127.0.0.1", tars_path: "{tmp_path / "tars"}"}}
+{role_vars}  roles: [tarsdock_node]
+"""
+
+
+def run_playbook(tmp_path: Path, play: str, *args: str, inventory: str = "localhost,",
+                 **env: str) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook (this venv's) on `play`, written to tmp_path/play.yml, with the role
+    on the roles path and Ansible's temp dirs under tmp_path; never raises on its status."""
+    (tmp_path / "play.yml").write_text(play)
+    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "ANSIBLE_NOCOLOR": "1",
+           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
+           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"), **env}
+    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
+    return subprocess.run([str(playbook_bin), "-i", inventory, *args, str(tmp_path / "play.yml")],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
 to_toml = load_filter().to_toml
@@ -72,37 +103,19 @@ def test_the_cloud_init_example_writes_a_config_dir_that_validates(tmp_path: Pat
 def test_a_failed_check_leaves_no_staged_copy_of_the_secrets(tmp_path: Path) -> None:
     """Check mode stages the config dir (registry passwords included) in a temp dir: it must go
     even when apply fails, and the password must never reach Ansible's output."""
-    import os
-    import subprocess
-    import sys
-
-    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
-    assert playbook_bin.exists(), "ansible-core is a test dependency"
+    assert (Path(sys.executable).parent / "ansible-playbook").exists(), \
+        "ansible-core is a test dependency"
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     failing = tmp_path / "tarsdock"                 # an apply that fails without JSON
     failing.write_text("#!/bin/sh\necho 'error: boom' >&2\nexit 5\n")
     failing.chmod(0o755)
     secret = "s3cret-pw-do-not-log"
-    (tmp_path / "play.yml").write_text(f"""
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: {sys.executable}
-    tarsdock_install: none
+    play = role_play(tmp_path, f"""\
     tarsdock_executable: {failing}
-    tarsdock_config_dir: {tmp_path / "etc"}
-    tarsdock_node: {{name: "127.0.0.1", tars_path: "{tmp_path / "tars"}"}}
     tarsdock_registry_passwords: {{hub: "{secret}"}}
-  roles: [tarsdock_node]
 """)
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "TMPDIR": str(tmp),
-           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
-           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote"), "ANSIBLE_NOCOLOR": "1"}
-    proc = subprocess.run([str(playbook_bin), "-i", "localhost,", "--check", "--diff", "-v",
-                           str(tmp_path / "play.yml")], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    proc = run_playbook(tmp_path, play, "--check", "--diff", "-v", TMPDIR=str(tmp))
     assert proc.returncode != 0 and "tarsdock apply exited 5" in proc.stdout, \
         proc.stdout + proc.stderr
     assert "Remove the staged config" in proc.stdout, proc.stdout
@@ -115,32 +128,11 @@ def test_check_mode_on_a_node_without_tarsdock_yet_predicts_a_change(tmp_path: P
     there is no tarsdock to ask; the play must not fail (found by hand: 'Error executing
     command ... No such file or directory'). Without --check a missing tarsdock is an error
     naming it."""
-    import os
-    import subprocess
-    import sys
-
-    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
     missing = tmp_path / "venv" / "bin" / "tarsdock"
-    (tmp_path / "play.yml").write_text(f"""
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: {sys.executable}
-    tarsdock_install: none
-    tarsdock_executable: {missing}
-    tarsdock_config_dir: {tmp_path / "etc"}
-    tarsdock_node: {{name: "127.0.0.1", tars_path: "{tmp_path / "tars"}"}}
-  roles: [tarsdock_node]
-""")
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
-           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote")}
+    play_text = role_play(tmp_path, f"    tarsdock_executable: {missing}\n")
 
     def play(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(playbook_bin), "-i", "localhost,", *args,
-                               str(tmp_path / "play.yml")], env=env, capture_output=True,
-                              text=True, timeout=300, check=False)
+        return run_playbook(tmp_path, play_text, *args)
 
     checked = play("--check", "-v")
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -157,12 +149,8 @@ def test_registry_passwords_are_0600_files_and_a_gone_registry_takes_its_file(
     """The role writes each vaulted registry password to secrets/ID, mode 0600, named by
     node.toml; a registry dropped from the inventory loses its file; a play that changes
     nothing reports nothing changed. (A stand-in tarsdock answers apply: no node needed.)"""
-    import os
     import stat
-    import subprocess
-    import sys
 
-    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
     fake = tmp_path / "tarsdock"
     fake.write_text("#!/bin/sh\necho '{\"changed\": false, \"check\": false, \"services\": {}, "
                     "\"files\": {}, \"failed\": [], \"supervisor\": \"supervisord\", "
@@ -173,25 +161,11 @@ def test_registry_passwords_are_0600_files_and_a_gone_registry_takes_its_file(
     def play(passwords: dict[str, str]) -> dict[str, int]:
         registries = {rid: {"url": f"{rid}.example.com:5000", "username": "deploy"}
                       for rid in passwords}
-        (tmp_path / "play.yml").write_text(f"""
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  vars:
-    ansible_python_interpreter: {sys.executable}
-    tarsdock_install: none
+        proc = run_playbook(tmp_path, role_play(tmp_path, f"""\
     tarsdock_executable: {fake}
-    tarsdock_config_dir: {etc}
-    tarsdock_node: {{name: "127.0.0.1", tars_path: "{tmp_path / "tars"}"}}
     tarsdock_registries: {registries!r}
     tarsdock_registry_passwords: {passwords!r}
-  roles: [tarsdock_node]
-""")
-        env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "ANSIBLE_NOCOLOR": "1",
-               "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
-               "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote")}
-        proc = subprocess.run([str(playbook_bin), "-i", "localhost,", str(tmp_path / "play.yml")],
-                              env=env, capture_output=True, text=True, timeout=300, check=False)
+"""))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         for secret in passwords.values():
             assert secret not in proc.stdout + proc.stderr
@@ -217,13 +191,8 @@ def test_the_example_inventory_gives_each_node_a_config_dir_that_validates(
         tmp_path: Path) -> None:
     """examples/fleet/inventory.yml through the role's own config tasks (the tasks that write
     the config dir), each host's into a dir of its own, then `tarsdock validate` on each."""
-    import os
-    import subprocess
-    import sys
-
     examples = ROLE.parents[2] / "examples" / "fleet"
-    playbook_bin = Path(sys.executable).parent / "ansible-playbook"
-    (tmp_path / "play.yml").write_text(f"""
+    proc = run_playbook(tmp_path, f"""
 - hosts: tars_nodes
   connection: local
   gather_facts: false
@@ -237,13 +206,7 @@ def test_the_example_inventory_gives_each_node_a_config_dir_that_validates(
         tasks_from: config.yml
       vars:
         tarsdock_config_dest: "{tmp_path}/{{{{ inventory_hostname }}}}"
-""")
-    env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLE.parent), "ANSIBLE_NOCOLOR": "1",
-           "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-local"),
-           "ANSIBLE_REMOTE_TEMP": str(tmp_path / "ansible-remote")}
-    proc = subprocess.run([str(playbook_bin), "-i", str(examples / "inventory.yml"),
-                           str(tmp_path / "play.yml")], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+""", inventory=str(examples / "inventory.yml"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     hosts = ["tars-a.example.com", "tars-b.example.com"]
     for host in hosts:

@@ -8,6 +8,7 @@ listener started by hand.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -115,34 +116,33 @@ def test_an_immutable_out_dir(tmp_path: Path) -> None:
     assert snapshot(out) == {str(out / "old.conf"): b"# not ours\n"}
 
 
-def test_permission_denied_reading_the_config() -> None:
+@contextlib.contextmanager
+def config_another_user_can_enter() -> Iterator[Path]:
+    """A config dir in a dir user 65534 can enter (pytest's tmp dirs are private to root),
+    removed after; root and setpriv are needed to run tarsdock as that user."""
     harness.require(os.geteuid() == 0 and "setpriv", "switching to an unprivileged user needs "
                     "root and setpriv")
-    # pytest's tmp dirs are private to root: a dir the other user can enter, node.toml not
     root = Path(tempfile.mkdtemp(prefix="tarsdock-perm-"))
     try:
         root.chmod(0o755)
-        directory = config(root)
-        (directory / "node.toml").chmod(0o600)
-        done = tarsdock("--config-dir", str(directory), "validate", user=65534)
+        yield config(root)
     finally:
         shutil.rmtree(root)
+
+
+def test_permission_denied_reading_the_config() -> None:
+    with config_another_user_can_enter() as directory:   # node.toml it cannot read
+        (directory / "node.toml").chmod(0o600)
+        done = tarsdock("--config-dir", str(directory), "validate", user=65534)
     assert_one_line_fault(done, "node.toml", "cannot read node.toml: Permission denied")
 
 
 def test_a_services_d_another_user_cannot_list() -> None:
     # Path.glob listed it as empty: validate said ok with its services left out
-    harness.require(os.geteuid() == 0 and "setpriv", "switching to an unprivileged user needs "
-                    "root and setpriv")
-    root = Path(tempfile.mkdtemp(prefix="tarsdock-perm-"))
-    try:
-        root.chmod(0o755)
-        directory = config(root)
+    with config_another_user_can_enter() as directory:
         (directory / "services.d").mkdir(mode=0o700)
         (directory / "services.d" / "more.toml").write_text(SERVICE.format(n=9))
         done = tarsdock("--config-dir", str(directory), "validate", user=65534)
-    finally:
-        shutil.rmtree(root)
     assert_one_line_fault(done, "services.d", f"cannot list {directory}/services.d: "
                           "Permission denied")
 
