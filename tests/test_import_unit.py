@@ -17,7 +17,15 @@ from tarsdock.errors import InputErrors
 from tarsdock.importcmd import validate
 from tarsdock.importmap import exe_dir, import_node, strto_int
 from tarsdock.importtoml import render, toml_string, toml_text
-from tarsdock.tarsdb import DatabaseError, DbUrl, TarsRows, fetch, parse_url
+from tarsdock.tarsdb import (
+    DatabaseError,
+    DbUrl,
+    TarsRows,
+    fetch,
+    parse_url,
+    read_password,
+    read_tars_db,
+)
 
 NODE = "10.0.0.5"
 NODE_INFO = {"id": 1, "node_name": NODE, "endpoint_ip": NODE,
@@ -616,3 +624,50 @@ def test_node_image_and_registry_rows_either_fail_by_row_or_validate(
         return
     out = Path("/nonexistent/out")
     assert validate(render(node, "test", out), out) == 1
+
+
+@pytest.mark.parametrize(("raw", "problem"), [
+    (b"\xef\xbb\xbfpw\n", "starts with a UTF-8 byte-order mark"),
+    (b"p\xe4ss\n", "not UTF-8 text: byte 0xe4"),
+    (b"pw\nsecond\n", "control character U+000A"),
+])
+def test_a_database_password_file_a_server_would_misread_is_one_line(
+        raw: bytes, problem: str, tmp_path: Path) -> None:
+    """Found by hand: a password file saved by Notepad (BOM) ended import in PyMySQL's traceback
+    ('latin-1' codec can't encode '\\ufeff'); the registry password files' rules apply."""
+    path = tmp_path / "db-password"
+    path.write_bytes(raw)
+    path.chmod(0o600)
+    with pytest.raises(DatabaseError) as refused:
+        read_password(path)
+    message = str(refused.value)
+    assert message.startswith(f"--password-file {path} ") and problem in message, message
+    assert "registry" not in message, message
+
+
+def test_a_database_password_file_that_cannot_be_read_names_the_cause(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError) as refused:
+        read_password(tmp_path / "missing")
+    assert str(refused.value) == (f"--password-file {tmp_path}/missing: cannot read it "
+                                  "(No such file or directory)")
+
+
+def test_a_database_password_beyond_latin_1_reaches_the_server_as_utf8(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyMySQL encodes a str password as Latin-1 (a traceback for '€'); the mariadb client sends
+    the UTF-8 bytes, which is what the server hashed at `identified by` over a utf8mb4 link."""
+    import pymysql
+
+    path = tmp_path / "db-password"
+    path.write_text("pä€ss\n", encoding="utf-8")
+    path.chmod(0o600)
+    given: dict[str, Any] = {}
+
+    def refuse(**kwargs: Any) -> None:
+        given.update(kwargs)
+        raise pymysql.err.OperationalError(1045, "Access denied")
+
+    monkeypatch.setattr(pymysql, "connect", refuse)
+    with pytest.raises(DatabaseError, match="Access denied"):
+        read_tars_db(parse_url("mysql://tars@127.0.0.1/db_tars"), read_password(path), NODE)
+    assert given["password"] == "pä€ss".encode()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from tarsdock import textfile
 from tarsdock.errors import EnvironmentFault, TarsdockError
 
 Row = dict[str, Any]
@@ -82,16 +83,27 @@ def parse_url(text: str) -> DbUrl:
 
 
 def read_password(path: Path | None) -> str | None:
-    """The password from its file (one line; the line break is not part of it), or None."""
+    """The password from its file (one line; the line break is not part of it), or None.
+
+    Raises DatabaseError for a file that cannot be read, and for one whose bytes the server would
+    get as part of the password (a byte-order mark, a byte that is not UTF-8, a second line), with
+    the rules of a registry's password_file. An empty file is no password.
+    """
     if path is None:
         return None
     try:
         if path.stat().st_mode & 0o077:
             print(f"warning: --password-file {path} is readable by others; chmod 600 it",
                   file=sys.stderr)
-        return path.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeDecodeError) as error:
-        raise DatabaseError(f"--password-file {path}: cannot read: {error}") from None
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DatabaseError(f"--password-file {path}: cannot read it ({error.strerror})") from None
+    if not raw.strip(b"\r\n"):
+        return ""
+    try:
+        return textfile.password(raw, "the database server")
+    except ValueError as problem:
+        raise DatabaseError(f"--password-file {path} {problem}") from None
 
 
 # The columns import reads (tarsregistry's getServers reads these and a few state columns);
@@ -136,7 +148,9 @@ def read_tars_db(url: DbUrl, password: str | None, node: str) -> TarsRows:
 
     try:
         connection = pymysql.connect(
-            host=url.host, port=url.port, user=url.user, password=password or "",
+            # bytes: PyMySQL would encode a str as Latin-1 (a traceback for '€'); the mariadb
+            # and mysql clients send the UTF-8 bytes, which `identified by` hashed
+            host=url.host, port=url.port, user=url.user, password=(password or "").encode(),
             database=url.database, charset="utf8mb4", connect_timeout=CONNECT_TIMEOUT,
             cursorclass=pymysql.cursors.DictCursor)
     except pymysql.MySQLError as error:

@@ -61,10 +61,10 @@ def read(path: Path, shown: str, origin: Origin | None = None, key: str | None =
     return decode(raw, shown)
 
 
-def password(raw: bytes) -> str:
+def password(raw: bytes, receiver: str = "the registry") -> str:
     """The password in a password_file's bytes: UTF-8 text without its final line break.
 
-    Raises ValueError naming what would reach the registry as part of the password otherwise: a
+    Raises ValueError naming what would reach `receiver` as part of the password otherwise: a
     byte-order mark, a byte that is not UTF-8, a control character (a second line, a NUL).
     """
     try:
@@ -74,13 +74,13 @@ def password(raw: bytes) -> str:
                          f"{problem.start}") from None
     if text.startswith(BOM):
         raise ValueError("starts with a UTF-8 byte-order mark (U+FEFF, as Windows Notepad "
-                         "writes), which the registry would get as part of the password: save "
+                         f"writes), which {receiver} would get as part of the password: save "
                          "it as UTF-8 without BOM")
     text = text.rstrip("\r\n")
     bad = next((char for char in text if ord(char) < 0x20 or ord(char) == 0x7f), None)
     if bad is not None:
         raise ValueError(f"holds the control character U+{ord(bad):04X} (a second line?), which "
-                         "the registry would get as part of the password")
+                         f"{receiver} would get as part of the password")
     if not text:
         raise ValueError("is empty")
     return text
