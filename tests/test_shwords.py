@@ -109,3 +109,36 @@ def test_an_unquoted_blank_in_an_export_item_is_refused() -> None:
 ])
 def test_what_tarsnode_would_have_exported_is_said_only_when_certain(text: str, said: str) -> None:
     assert shwords.under_tarsnode(text) == said
+
+
+def sh_export(item: str) -> str:
+    """What /bin/sh's `export ITEM` (tarsnode's tars_start.sh line) gives the variable A."""
+    script = f"set -f; export {item}\nprintf '%s' \"$A\""
+    return subprocess.run(["sh", "-c", script], capture_output=True, check=True,
+                          env={"HOME": "/home/tarsnode"}).stdout.decode()
+
+
+@pytest.mark.parametrize("item", ["A=~", "A=~/x", "A=x:~/y", "A=/a:~", 'A="x":~/y', "A=~root"])
+def test_a_tilde_sh_expands_in_an_export_item_is_refused(item: str) -> None:
+    """dash and bash expand an unquoted `~` after the assignment's `=` and after a `:` of its value
+    (found by hand: `env=HOME=~/x` gave the service `~/x` where tarsnode's sh exports /root/x)."""
+    assert sh_export(item) != item.partition("=")[2].replace('"', "")
+    with pytest.raises(shwords.ShellNeeded, match="'~' after"):
+        shwords.export_item(item)
+
+
+@pytest.mark.parametrize("item", ["A=a~b", "A='~/x'", 'A="~"', "A=a=~/x", "A=x\\:~", "A=\\~",
+                                  "A=x~:y"])
+def test_a_tilde_sh_leaves_in_an_export_item_is_kept(item: str) -> None:
+    assert shwords.export_item(item) == "A=" + sh_export(item)
+
+
+@given(st.text(alphabet="a=~:/'\"\\ ", max_size=10))
+@settings(max_examples=300, deadline=None)
+def test_any_accepted_export_item_is_what_sh_exports(value: str) -> None:
+    item = "A=" + value
+    try:
+        word = shwords.export_item(item)
+    except shwords.ShellNeeded:
+        return
+    assert word == "A=" + sh_export(item)

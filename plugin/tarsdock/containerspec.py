@@ -145,7 +145,7 @@ def read_env(config: Config, errors: ErrorCollector) -> tuple[tuple[str, str], .
     pairs: list[tuple[str, str]] = []
     for item in filter(None, (part.strip() for part in re.split(r"[;|]", param.value))):
         try:
-            word = shwords.one_word(item)
+            word = shwords.export_item(item)
         except shwords.ShellNeeded as reason:
             meant = shwords.under_tarsnode(item)
             said = f"; tarsnode would have exported {meant}" if meant else ""

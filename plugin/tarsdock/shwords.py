@@ -129,3 +129,44 @@ def one_word(text: str) -> str:
         raise ShellNeeded(reason)
     words = shlex.split(text, comments=False, posix=True)
     return words[0] if words else ""
+
+
+TILDE = ("an unquoted '~' after the '=' or a ':' of an export item is expanded by sh to a home "
+         "directory (tarsnode's, or the image user's)")
+
+
+def _assignment_tilde(text: str) -> bool:
+    """Whether sh would expand a `~` in `export NAME=VALUE`: dash and bash expand an unquoted `~`
+    right after the first unquoted `=` and after each unquoted `:` of the value (tilde expansion
+    in assignments, which they apply to export's arguments too; checked with both)."""
+    quote, escaped, seen_eq = "", False, False
+    prev = ""   # "=" right after the first unquoted '=', ":" after an unquoted ':' of the value
+    for char in text:
+        if escaped:
+            escaped, prev = False, ""
+        elif quote:
+            if char == "\\" and quote == '"':
+                escaped = True
+            elif char == quote:
+                quote = ""
+            prev = ""
+        elif char == "\\":
+            escaped, prev = True, ""
+        elif char in "'\"":
+            quote, prev = char, ""
+        elif char == "~" and prev:
+            return True
+        elif char == "=" and not seen_eq:
+            seen_eq, prev = True, "="
+        else:
+            prev = ":" if char == ":" and seen_eq else ""
+    return False
+
+
+def export_item(text: str) -> str:
+    """The single word sh's `export ITEM` exports (tarsnode's env items); raise ShellNeeded for
+    what only a shell at run time could give, a tilde in the assignment included."""
+    word = one_word(text)
+    if "~" in text and _assignment_tilde(text):
+        raise ShellNeeded(TILDE)
+    return word
