@@ -181,3 +181,19 @@ def test_errors_come_in_file_and_line_order(tmp_path: Path,
     assert code == 1
     assert [line.split(":")[1:3] for line in lines] == [
         [" node.toml", "8"], [" services.d/b.toml", "3"], [" templates/t", "2"]], lines
+
+
+def test_an_image_that_is_never_pulled_is_not_warned_as_pulled_anonymously(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """pull = "never" only uses a local image (found by hand: a node imported with a private
+    registry warned at every validate and apply that its locally built image was pulled
+    anonymously); the same image pulled as it is missing is still warned."""
+    local = '[images.local]\nref = "harbor.example.org/t/a:1"\npull = "never"\n'
+    write_config(tmp_path, {"node.toml": NODE + REGISTRY + local + SVC
+                            + 'image = "local"\n[images.pulled]\nref = "busybox:1"\n'
+                            + '[services."Hello.Other"]\ntype = "tars_cpp"\nimage = "pulled"\n',
+                            "pw": SECRET})
+    code, lines = validate(tmp_path, capsys)
+    assert code == 0, lines
+    anonymous = [line for line in lines if "pulled anonymously" in line]
+    assert len(anonymous) == 1 and "busybox:1" in anonymous[0], lines

@@ -95,7 +95,8 @@ def service_warnings(service: Service) -> list[InputWarning]:
 
 
 def registry_warnings(manifest: Manifest, services: Iterable[Service]) -> list[InputWarning]:
-    """A registry no image uses; an image whose registry host has credentials nowhere."""
+    """A registry no image uses; an image whose registry host has credentials nowhere (one that is
+    pulled: not one with pull = "never")."""
     notes: list[InputWarning] = []
     images = {s.spec.image.ref: s.spec.image for s in services if s.spec.image is not None}
     images |= {image.ref: image for image in manifest.images.values()}
@@ -110,7 +111,8 @@ def registry_warnings(manifest: Manifest, services: Iterable[Service]) -> list[I
     if manifest.registries:
         for ref, image in sorted(images.items()):
             host = registry_host(ref)
-            if image.registry is None and host not in with_credentials:
+            # pull = "never" only uses a local image: nothing is pulled, anonymously or not
+            if image.registry is None and host not in with_credentials and image.pull != "never":
                 hint = did_you_mean(host, with_credentials)
                 notes.append(InputWarning(image.origin, f"{ref}: no [registries] table has "
                                           f"url = \"{host}\", so it is pulled anonymously{hint}",
