@@ -400,3 +400,27 @@ def test_the_pid_shown_is_the_services_own(run: str, supervised: int | None,
                                            wrapped: tuple[int, int] | None,
                                            shown: int | None) -> None:
     assert service_pid(run, supervised, wrapped) == shown
+
+
+@pytest.mark.parametrize(("idle_state", "others_stopped", "expected"), [
+    ("STOPPED", False, 0), ("inactive/dead", False, 0),
+    ("FATAL", False, 3), ("failed/failed", False, 3), ("EXITED", False, 3),
+    ("STOPPED", True, 3),
+])
+def test_a_disabled_service_left_stopped_does_not_make_status_fail(
+        tmp_path: Path, idle_state: str, others_stopped: bool, expected: int) -> None:
+    """enabled = false (Tars' inactive, as import writes it) is never started: stopped is its
+    configured state, so a node with one answers 0 (found by hand: an imported node with one
+    inactive service exited 3 at every status, a monitoring check that always fails); one started
+    by hand that failed, or an enabled service that is stopped, still exits 3."""
+    from dataclasses import replace as changed
+
+    from tarsdock.status import exit_status
+
+    idle = changed(spec("A.Idle"), enabled=False)
+    manifest = Manifest(node=node(tmp_path), services={s.name: s for s in (spec("A.Run"), idle)})
+    source = FakeSource({"A.Run": Supervised("STOPPED" if others_stopped else "RUNNING",
+                                             not others_stopped, 42, NOW - 300),
+                         "A.Idle": Supervised(idle_state, False)})
+    found, _ = collect(manifest, source, FakeEngine(), NOW)
+    assert exit_status(found, manifest) == expected

@@ -43,6 +43,8 @@ from tarsdock.state import (
 from tarsdock.supervision import LISTENER_FILE, REVIVABLE
 
 EXIT_ALL_RUNNING, EXIT_NOT_ALL_RUNNING = 0, 3
+# a program or unit that is not running and did not fail: supervisord's, systemd's ActiveState/Sub
+STOPPED_STATES = ("STOPPED", "inactive/dead")
 GROUP = "tars"
 HOUR = 3600.0
 OOM_NEAR = 10   # seconds: an OOM line this close to the last failure explains it
@@ -397,7 +399,7 @@ RESET = "\033[0m"
 def state_colour(row: Row) -> str:
     if row.running:
         return COLOURS["good"]
-    stopped = row.state in ("STOPPED", "inactive/dead") and not row.last_failure
+    stopped = row.state in STOPPED_STATES and not row.last_failure
     return COLOURS["other"] if stopped else COLOURS["bad"]
 
 
@@ -538,7 +540,7 @@ def _url_option(text: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Print one row per service; 0 if all run, 3 if some do not."""
+    """Print one row per service; 0 if all run (or are disabled and stopped), 3 if not."""
     from tarsdock.engine import DockerEngine
     from tarsdock.manifest import load_manifest
     from tarsdock.options import config_dir
@@ -561,7 +563,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         sys.stdout.write(table(found, now, colour))
-    return EXIT_ALL_RUNNING if all(r.running for r in found) else EXIT_NOT_ALL_RUNNING
+    return exit_status(found, manifest)
+
+
+def exit_status(found: Sequence[Row], manifest: Manifest) -> int:
+    """0 when every service is as configured: running, or stopped with `enabled = false` (never
+    started: Tars' inactive); 3 otherwise (one started by hand that failed counts, too)."""
+    def as_configured(row: Row) -> bool:
+        spec = manifest.services.get(row.service)
+        return row.running or (spec is not None and not spec.enabled
+                               and row.state in STOPPED_STATES)
+
+    return EXIT_ALL_RUNNING if all(map(as_configured, found)) else EXIT_NOT_ALL_RUNNING
 
 
 def register(p: argparse.ArgumentParser) -> None:
