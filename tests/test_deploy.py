@@ -495,3 +495,22 @@ def test_bad_package_json_is_an_input_error(tmp_path: Path, text: str, message: 
     with pytest.raises(InputError, match=message) as caught:
         read_package_facts(bin_dir)
     assert str(caught.value).startswith(str(bin_dir / "package.json"))
+
+
+def test_restart_reaches_the_supervisord_node_toml_names(tmp_path: Path, config_dir: Path) -> None:
+    """supervisorctl without -c or -s asks its own default (http://localhost:9001, or the
+    serverurl of a supervisord.conf it finds), not [node] supervisor_url, which apply and status
+    use (found by hand: deploy --restart said 'http://localhost:9001: supervisord does not
+    answer' on a node whose supervisord apply had just reached at its unix socket)."""
+    from tarsdock.cli import build_parser
+
+    node = config_dir / "node.toml"
+    node.write_text(node.read_text().replace(
+        "[services.", 'supervisor_url = "unix:///run/tryout/sv.sock"\n\n[services.', 1))
+    runner = FakeRunner(0, "tars:Hello.HelloServer: started")
+    argv = ["--config-dir", str(config_dir), "deploy", "Hello.HelloServer",
+            str(release(tmp_path, "v1.tgz", "v1")), "--restart", "--supervisor", "supervisord"]
+    args = build_parser(argv).parse_args(argv)
+    assert dp.cmd_deploy(args, runner) == 0
+    assert runner.calls == [["supervisorctl", "-s", "unix:///run/tryout/sv.sock", "restart",
+                             "tars:Hello.HelloServer"]]

@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tarsdock.errors import EnvironmentFault, InputError, Origin, TarsdockError, did_you_mean
 from tarsdock.options import EXIT_OK, EXIT_USAGE, complete_names, config_dir
+
+if TYPE_CHECKING:
+    from tarsdock.model import NodeSettings
 
 Supervisor = Literal["supervisord", "systemd"]
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess[str]]
@@ -279,12 +282,16 @@ def deploy(package: Path, dirs: ReleaseDirs, server: str, server_type: str,
 # --- restart through the node's supervisor -------------------------------------------------------
 
 
-def restart_argv(supervisor: Supervisor, service: str, supervisorctl_config: str = "") -> list[str]:
-    """The command that restarts one service under the given supervisor."""
+def restart_argv(supervisor: Supervisor, service: str, supervisorctl_config: str = "",
+                 server_url: str = "") -> list[str]:
+    """The command that restarts one service under the given supervisor: supervisorctl reaches
+    supervisord through `-c` (a config naming its serverurl) when given, else at `server_url`
+    ([node] supervisor_url, as apply and status reach it)."""
     if supervisor == "systemd":
         return ["systemctl", "restart", f"tars-{service}.service"]
-    config = ["-c", supervisorctl_config] if supervisorctl_config else []
-    return ["supervisorctl", *config, "restart", f"tars:{service}"]
+    reach = (["-c", supervisorctl_config] if supervisorctl_config
+             else ["-s", server_url] if server_url else [])
+    return ["supervisorctl", *reach, "restart", f"tars:{service}"]
 
 
 def detect_supervisor(service: str, runner: Runner, systemd_booted: bool) -> Supervisor:
@@ -344,7 +351,7 @@ def cmd_deploy(args: argparse.Namespace, runner: Runner = run_command) -> int:
         print("tarsdock deploy: error: give either PACKAGE or --rollback", file=sys.stderr)
         return EXIT_USAGE
 
-    server_type, dirs = _service_location(config_dir(args), args.service)
+    server_type, dirs, node = _service_location(config_dir(args), args.service)
     now = datetime.now(UTC)
     if args.rollback:
         with locked(dirs):
@@ -357,13 +364,14 @@ def cmd_deploy(args: argparse.Namespace, runner: Runner = run_command) -> int:
     if args.restart:
         supervisor: Supervisor = args.supervisor if args.supervisor != "auto" else \
             detect_supervisor(args.service, runner, Path("/run/systemd/system").is_dir())
-        restart(restart_argv(supervisor, args.service, args.supervisorctl_config or ""), runner)
+        restart(restart_argv(supervisor, args.service, args.supervisorctl_config or "",
+                             node.supervisor_url), runner)
         print(f"{args.service}: restarted under {supervisor}")
     return EXIT_OK
 
 
-def _service_location(config_dir: Path, service: str) -> tuple[str, ReleaseDirs]:
-    """The service's type and release dirs, from the manifest."""
+def _service_location(config_dir: Path, service: str) -> tuple[str, ReleaseDirs, NodeSettings]:
+    """The service's type and release dirs, and the node's settings, from the manifest."""
     from tarsdock.manifest import load_manifest
 
     manifest = load_manifest(config_dir)
@@ -371,7 +379,7 @@ def _service_location(config_dir: Path, service: str) -> tuple[str, ReleaseDirs]
     if spec is None:
         raise InputError(Origin(str(config_dir / "node.toml")), f"no service '{service}' in the "
                          f"manifest{did_you_mean(service, manifest.services)}")
-    return spec.type, ReleaseDirs(Path(manifest.node.data_dir, service))
+    return spec.type, ReleaseDirs(Path(manifest.node.data_dir, service)), manifest.node
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -385,5 +393,6 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--supervisor", choices=("auto", "supervisord", "systemd"), default="auto",
                         help="which supervisor restarts it (auto: systemd if it has the unit)")
     parser.add_argument("--supervisorctl-config", metavar="FILE",
-                        help="supervisord config for supervisorctl -c")
+                        help="supervisord config for supervisorctl -c (default: supervisorctl -s "
+                             "[node] supervisor_url)")
     parser.set_defaults(func=cmd_deploy)
