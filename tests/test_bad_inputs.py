@@ -197,3 +197,21 @@ def test_an_image_that_is_never_pulled_is_not_warned_as_pulled_anonymously(
     assert code == 0, lines
     anonymous = [line for line in lines if "pulled anonymously" in line]
     assert len(anonymous) == 1 and "busybox:1" in anonymous[0], lines
+
+
+def test_an_error_in_one_service_table_hides_no_error_of_the_others(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in one service's table stopped the run before any template or config was
+    resolved: the other service's $VAR in an env item and its bad volume line came only after
+    the typo was fixed, a round each (found by hand). Now they come together; the service with
+    the typo is left out of the resolution (its values would give follow-on errors only)."""
+    template = ("<tars>\n<application>\n<server>\nenv=PATH=$PATH:/x\n</server>\n<container>\n"
+                "<volumes>\n/srv/a b=/data\n</volumes>\n</container>\n</application>\n</tars>\n")
+    write_config(tmp_path, {"node.toml": NODE + USES_T,
+                            "services.d/b.toml": '[services."B.C"]\ntype = "tars_cpp"\n'
+                                                 'template = "t"\nasyn_thread = 3\n',
+                            "templates/t": template})
+    code, lines = validate(tmp_path, capsys)
+    assert code == 1
+    assert [line.split(":")[1:3] for line in lines] == [
+        [" services.d/b.toml", "4"], [" templates/t", "4"], [" templates/t", "8"]], lines

@@ -20,7 +20,7 @@ from typing import Any
 
 from tarsdock import textfile
 from tarsdock.endpoint import Endpoint
-from tarsdock.errors import ErrorCollector, InputErrors, Origin, did_you_mean
+from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did_you_mean
 from tarsdock.imageref import hub_or_host, parse_image_ref
 from tarsdock.keys import (
     ID,
@@ -200,8 +200,11 @@ class ManifestReader(TableReader):
                                     name)
                     continue
                 first[name] = origin
+                before = len(self.errors.errors)
                 spec = ServiceReader(self, doc, name, images, registries).read(raw)
-                if spec is not None:
+                # a service with an error of its own is left out: resolved, its values read
+                # as defaults could only add follow-on errors
+                if spec is not None and len(self.errors.errors) == before:
                     found[name] = spec
         return dict(sorted(found.items()))
 
@@ -233,6 +236,18 @@ def load_manifest(config_dir: Path, lines: bool = True) -> Manifest:
     With lines=False keys are not located (every origin is line 1): a fast first pass for callers
     that read the files again with lines when anything is wrong.
     """
+    manifest, errors = read_manifest(config_dir, lines)
+    if manifest is None or errors:
+        raise InputErrors(errors)
+    return manifest
+
+
+def read_manifest(config_dir: Path, lines: bool = True
+                  ) -> tuple[Manifest | None, list[InputError]]:
+    """load_manifest that also returns what can be resolved despite the errors: when only
+    service tables are wrong, the manifest without those services (the others, their templates
+    and their configs are still checked, so a run reports their errors too, all together); when
+    node.toml's own tables are wrong, None (anything resolved from them would be a follow-on)."""
     errors = ErrorCollector()
     reader = ManifestReader(config_dir, errors, lines)
     node_file = config_dir / "node.toml"
@@ -254,8 +269,9 @@ def load_manifest(config_dir: Path, lines: bool = True) -> Manifest:
         images = reader.images(node_doc, registries)
         templates = reader.templates(node_doc)
     docs = [node_doc, *extra_docs] if node_doc is not None else extra_docs
+    node_ok = node is not None and not errors
     services = reader.services(docs, images, registries)
     reader.check_endpoints()
-    if node is None or errors:
-        raise InputErrors(errors.errors)
-    return Manifest(node, registries, images, templates, services)
+    if not node_ok or node is None:
+        return None, errors.errors
+    return Manifest(node, registries, images, templates, services), errors.errors

@@ -17,7 +17,7 @@ from tarsdock.containerspec import (
     read_stop_timeout,
 )
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
-from tarsdock.manifest import load_manifest
+from tarsdock.manifest import load_manifest, read_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config, Param
 from tarsdock.templates import BrokenTemplate, TemplateSet, load_templates, read_text
@@ -164,12 +164,11 @@ def load_node(config_dir: Path, lines: bool = False) -> ResolvedNode:
 def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
     errors = ErrorCollector()
     templates, broken = load_templates(config_dir, errors)
-    try:
-        manifest = load_manifest(config_dir, lines)
-    except (InputError, InputErrors) as problem:
+    manifest, manifest_errors = read_manifest(config_dir, lines)
+    for problem in manifest_errors:
         errors.extend(problem)
-        errors.raise_if_any()
-        raise
+    if manifest is None:        # node.toml's own tables are wrong: nothing more can be said
+        raise InputErrors(errors.errors)
     template_set = TemplateSet(templates, manifest.template_parents, broken)
     specs = with_local_ports(manifest)
     services, problems = _resolve_all(specs, manifest.node, template_set)
