@@ -83,8 +83,23 @@ def test_errors_say_what_went_wrong(admin: AdminDouble) -> None:
         nt.notify(endpoint(admin.port), "fail")
     with pytest.raises(nt.NotifyError, match=r"no answer within 0\.3 s"):
         nt.notify(endpoint(admin.port), "hang", timeout=0.3)
-    with pytest.raises(nt.NotRunning, match=r"Hello\.S: 127\.0\.0\.1:\d+: not running"):
+    with pytest.raises(nt.NotRunning, match=r"Hello\.S: 127\.0\.0\.1:\d+: nothing answers on "
+                       r"its admin endpoint \(the service is not running, or its runtime"):
         nt.notify(endpoint(free_port()), "x")
+
+
+def test_an_endpoint_that_does_not_speak_tars_is_named_so() -> None:
+    # found by hand: a program of another protocol on the port gave 'bad frame length 1416788270'
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        def answer() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"Try.EchoServer is here\n")
+        threading.Thread(target=answer, daemon=True).start()
+        with pytest.raises(nt.NotifyError, match=r"the answer is not the Tars protocol \(bad "
+                           r"frame length \d+\): another program holds the admin port\?"):
+            nt.notify(endpoint(server.getsockname()[1]), "x", timeout=5)
 
 
 def test_shutdown_waits_for_the_endpoint_to_close(admin: AdminDouble) -> None:
@@ -129,11 +144,12 @@ def test_cli_notify_one_and_all(admin: AdminDouble, tmp_path: Path,
     assert main(["--config-dir", str(config), "notify", "--all", "tars.viewstatus"]) == 0
     out, err = capsys.readouterr()
     assert out == "== Hello.S\ndone: tars.viewstatus\n"
-    assert "Hello.Down: not running, skipped" in err
+    assert "Hello.Down: nothing answers on its admin endpoint, skipped" in err
     assert main(["--config-dir", str(config), "notify", "Hello.Plain", "x"]) == 1
     assert "Hello.Plain: has no admin endpoint" in capsys.readouterr().err
     assert main(["--config-dir", str(config), "notify", "Hello.Down", "x"]) == 1
-    assert "not running (nothing answers on its admin endpoint)" in capsys.readouterr().err
+    assert "nothing answers on its admin endpoint (the service is not running" \
+        in capsys.readouterr().err
     assert main(["--config-dir", str(config), "notify", "Hello.Nope", "x"]) == 1
     assert "no service 'Hello.Nope'" in capsys.readouterr().err
 

@@ -59,11 +59,15 @@ def call(endpoint: AdminEndpoint, function: str, args: bytes, timeout: float,
             sock.sendall(tp.encode_packet(request))
             response = _read_response(sock, request.iRequestId)
     except ConnectionRefusedError:
-        raise NotRunning(f"{where}: not running (nothing answers on its admin endpoint)") \
-            from None
+        # notify asks no supervisor: what it knows is that nothing listens there
+        raise NotRunning(f"{where}: nothing answers on its admin endpoint (the service is not "
+                         "running, or its runtime serves no AdminObj)") from None
     except TimeoutError:
         raise NotifyError(f"{where}: no answer within {timeout:g} s") from None
-    except (OSError, tp.DecodeError) as error:
+    except tp.DecodeError as error:
+        raise NotifyError(f"{where}: the answer is not the Tars protocol ({error}): another "
+                          "program holds the admin port?") from None
+    except OSError as error:
         raise NotifyError(f"{where}: {error}") from None
     if response.iRet != tp.SERVER_SUCCESS:
         desc = f": {response.sResultDesc}" if response.sResultDesc else ""
@@ -233,7 +237,7 @@ def notify_all(args: argparse.Namespace) -> int:
         try:
             answer = notify(endpoint, args.command, args.timeout)
         except NotRunning:
-            print(f"{name}: not running, skipped", file=sys.stderr)
+            print(f"{name}: nothing answers on its admin endpoint, skipped", file=sys.stderr)
             continue
         except NotifyError as error:
             print(f"error: {error}", file=sys.stderr)
