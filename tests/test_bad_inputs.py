@@ -135,6 +135,8 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
      "node.toml:11: key 'image': harbor.example.org/t/a:1: no [registries] table has url = "
      "\"harbor.example.org\", so it is pulled anonymously, did you mean 'harbor.example.com'?",
      "warning"),
+    ("services.d file not named .toml", {"node.toml": NODE, "services.d/a.tml": SVC},
+     "services.d/a.tml: not read: only services.d/*.toml files declare services", "warning"),
 ]
 
 
@@ -215,3 +217,18 @@ def test_an_error_in_one_service_table_hides_no_error_of_the_others(
     assert code == 1
     assert [line.split(":")[1:3] for line in lines] == [
         [" services.d/b.toml", "4"], [" templates/t", "4"], [" templates/t", "8"]], lines
+
+
+def test_a_services_d_file_not_named_toml_is_warned_about(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped extension took a service off the node without a word: validate said ok and
+    apply --check would remove it (found by a fresh user). Hidden files stay unread silently."""
+    write_config(tmp_path, {"node.toml": NODE, "services.d/Hello.Server.tml": SVC,
+                            "services.d/.Hello.Old.toml.swp": "x", "services.d/B.C.toml":
+                            '[services."B.C"]\ntype = "tars_cpp"\n'})
+    code, lines = validate(tmp_path, capsys)
+    assert code == 0, lines
+    assert [line for line in lines if line.startswith("warning")] == [
+        "warning: services.d/Hello.Server.tml: not read: only services.d/*.toml files declare "
+        "services, so what this one declares is not on the node (rename it to .toml, or start "
+        "its name with '.' to keep it unread without this warning)"], lines

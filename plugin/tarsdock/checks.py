@@ -11,7 +11,13 @@ from collections.abc import Callable, Iterable, Iterator
 
 from tarsdock import portowner
 from tarsdock.containerspec import CONTAINER_PATH, SERVER_PATH
-from tarsdock.errors import InputWarning, TarsdockError, did_you_mean, sorted_warnings
+from tarsdock.errors import (
+    InputWarning,
+    Origin,
+    TarsdockError,
+    did_you_mean,
+    sorted_warnings,
+)
 from tarsdock.imageref import registry_host
 from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
 from tarsdock.model import Manifest, NodeSettings, Service
@@ -124,7 +130,11 @@ def input_warnings(manifest: Manifest, services: Iterable[Service]) -> list[Inpu
     """Every warning about the config dir, sorted by file and line, each once."""
     services = list(services)
     notes = [note for service in services for note in service_warnings(service)]
-    return sorted_warnings([*notes, *registry_warnings(manifest, services)])
+    unread = [InputWarning(Origin(path), "not read: only services.d/*.toml files declare "
+                           "services, so what this one declares is not on the node (rename it "
+                           "to .toml, or start its name with '.' to keep it unread without this "
+                           "warning)") for path in manifest.unread_files]
+    return sorted_warnings([*notes, *registry_warnings(manifest, services), *unread])
 
 
 # (socket, node name, instance) -> {other instance: container names}; engine.other_instances

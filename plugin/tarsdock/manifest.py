@@ -213,21 +213,25 @@ class ManifestReader(TableReader):
         check_listeners(self.endpoints, self.errors)
 
 
-def _service_files(config_dir: Path, errors: ErrorCollector) -> list[Path]:
+def _service_files(config_dir: Path, errors: ErrorCollector) -> tuple[list[Path], list[str]]:
+    """services.d's *.toml files, and the names of the other files there that are not hidden
+    (a mistyped extension would silently take a service off the node: they are warned about)."""
     folder = config_dir / "services.d"
     if not folder.exists():
-        return []
+        return [], []
     if not folder.is_dir():
         errors.add(Origin("services.d"), "is not a directory")
-        return []
+        return [], []
     try:
         # not Path.glob: it lists an unreadable directory as empty, and its services would be
         # left out without a word
         names = os.listdir(folder)
     except OSError as error:
         errors.unreadable(Origin("services.d"), f"cannot list {folder}: {error.strerror}")
-        return []
-    return sorted(folder / name for name in names if name.endswith(".toml"))
+        return [], []
+    others = sorted(name for name in names if not name.endswith(".toml")
+                    and not name.startswith(".") and (folder / name).is_file())
+    return sorted(folder / name for name in names if name.endswith(".toml")), others
 
 
 def load_manifest(config_dir: Path, lines: bool = True) -> Manifest:
@@ -258,7 +262,8 @@ def read_manifest(config_dir: Path, lines: bool = True
         reader.images_unknown = node_doc is None
     else:
         errors.add(Origin("node.toml"), f"missing: {config_dir} has no node.toml")
-    extra_docs = [doc for f in _service_files(config_dir, errors) if (doc := reader.read_doc(f))]
+    service_files, unread = _service_files(config_dir, errors)
+    extra_docs = [doc for f in service_files if (doc := reader.read_doc(f))]
     for doc in extra_docs:
         reader.top_level(doc, SERVICES_FILE_TABLES)
     node, registries, images, templates = None, {}, {}, {}
@@ -274,4 +279,5 @@ def read_manifest(config_dir: Path, lines: bool = True
     reader.check_endpoints()
     if not node_ok or node is None:
         return None, errors.errors
-    return Manifest(node, registries, images, templates, services), errors.errors
+    return Manifest(node, registries, images, templates, services,
+                    tuple(f"services.d/{name}" for name in unread)), errors.errors

@@ -170,6 +170,7 @@ class Manifest:
     images: dict[str, Image] = field(default_factory=dict)
     template_parents: dict[str, tuple[str, Origin]] = field(default_factory=dict)
     services: dict[str, ServiceSpec] = field(default_factory=dict)
+    unread_files: tuple[str, ...] = ()     # services.d files not named *.toml (not hidden)
 
 
 @dataclass(frozen=True)
