@@ -671,3 +671,19 @@ def test_a_database_password_beyond_latin_1_reaches_the_server_as_utf8(
     with pytest.raises(DatabaseError, match="Access denied"):
         read_tars_db(parse_url("mysql://tars@127.0.0.1/db_tars"), read_password(path), NODE)
     assert given["password"] == "pä€ss".encode()
+
+
+def test_an_error_in_an_imported_file_names_the_row_to_correct(tmp_path: Path) -> None:
+    """A profile's $PATH env item was reported at services.d/Hello.HelloServer.toml:N, a file
+    import never wrote and would overwrite (found by a fresh user): the row is named too."""
+    from tarsdock.importcmd import import_sources
+
+    profile = "<tars>\n<application>\n<server>\nenv=PATH=$PATH:/x\n</server>\n</application>\n" \
+        "</tars>\n"
+    node = import_node(rows(server(id=9, profile=profile)))
+    with pytest.raises(InputErrors) as caught:
+        validate(render(node, "t", tmp_path), tmp_path, import_sources(node))
+    message = str(caught.value)
+    assert "services.d/Hello.HelloServer.toml:" in message, message
+    assert "key 'env'" in message and "(imported from t_server_conf id 9 (Hello.HelloServer): " \
+        "correct the row and import again)" in message, message

@@ -223,14 +223,17 @@ def kept_files(files: list[OutputFile], out_dir: Path) -> list[Path]:
     return kept
 
 
-def validate(files: list[OutputFile], out_dir: Path) -> int:
+def validate(files: list[OutputFile], out_dir: Path, sources: dict[str, str] | None = None
+             ) -> int:
     """Load the config dir the import would leave (its files, and what it keeps of --out: kept
     files, linked) on its own; return how many services it has; raise InputErrors if it does not
     validate.
 
     What only the whole config can show (a template's <container> keys, a profile merged over
     its chain, a user's own service on a port an imported one now takes) is found here; the
-    errors then name the files import would have written or kept.
+    errors then name the files import would have written or kept, and, by `sources` (a
+    file's path in the config dir -> the row it is made from), the row to correct: the file is
+    import's, so an edit of it would be lost at the next import.
     """
     from tarsdock.errors import InputError, InputErrors
     from tarsdock.resolve import load_node
@@ -253,18 +256,34 @@ def validate(files: list[OutputFile], out_dir: Path) -> int:
         except (InputError, InputErrors) as error:
             print(f"error: the config import would write to {out_dir} does not validate; "
                   "nothing was written:", file=sys.stderr)
-            raise relocated(error, temp, str(out_dir)) from None
+            raise relocated(error, temp, str(out_dir), sources or {}) from None
 
 
-def relocated(error: InputError | InputErrors, staged: str, out_dir: str) -> InputErrors:
-    """The errors found in the staged copy, at the paths import would write: a password file's
-    path in a message, for one, is absolute, and the staging dir is gone once we return."""
+def import_sources(node: ImportedNode) -> dict[str, str]:
+    """The files import makes from a row, by their path in the config dir: the row."""
+    from tarsdock.importtoml import SERVICES_DIR, TEMPLATES_DIR
+
+    sources = {f"{SERVICES_DIR}/{s.name}.toml": f"{s.source} ({s.name})"
+               for s in node.services if s.source}
+    sources.update({f"{TEMPLATES_DIR}/{name}": f"t_profile_template '{name}'"
+                    for name in node.templates})
+    return sources
+
+
+def relocated(error: InputError | InputErrors, staged: str, out_dir: str,
+              sources: dict[str, str]) -> InputErrors:
+    """The errors found in the staged copy, at the paths import would write (a password file's
+    path in a message, for one, is absolute, and the staging dir is gone once we return), each
+    in a file import makes from a row naming that row."""
     from tarsdock.errors import InputError, InputErrors, Origin, UnreadableInput
 
     def moved(one: InputError) -> InputError:
         kind = UnreadableInput if isinstance(one, UnreadableInput) else InputError
-        origin = Origin(one.origin.path.replace(staged, out_dir), one.origin.line)
-        return kind(origin, one.message.replace(staged, out_dir), one.key)
+        path = one.origin.path.replace(staged, out_dir)
+        source = sources.get(os.path.relpath(path, out_dir) if os.path.isabs(path) else path)
+        fix = f" (imported from {source}: correct the row and import again)" if source else ""
+        return kind(Origin(path, one.origin.line),
+                    one.message.replace(staged, out_dir) + fix, one.key)
 
     return InputErrors(moved(one) for one in
                        (error.errors if isinstance(error, InputErrors) else [error]))
@@ -335,7 +354,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     record = read_templates_record(out_dir / TEMPLATES_DIR / TEMPLATES_RECORD)
     files = render(node, f"{url}, node {args.node}", out_dir, local_settings(former, record),
                    record)
-    validate(files, out_dir)
+    validate(files, out_dir, import_sources(node))
     count = len(node.services)
     changes = plan_files(files, out_dir)
     for warning in node.warnings:
