@@ -243,8 +243,7 @@ def make_control(node: NodeSettings) -> Supervisor:
         # files written and their restarts pending (found by an operator stopping it)
         proxy.supervisor.getState()
     except OSError as error:
-        raise EnvironmentFault(node.supervisor_url, f"supervisord does not answer "
-                               f"({error.strerror or error}); is it running?") from None
+        raise supervisors.supervisord_silent(node.supervisor_url, error) from None
     return supervisors.Supervisord(proxy, output_dir=node.units_dir)
 
 

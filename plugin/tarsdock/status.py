@@ -41,6 +41,7 @@ from tarsdock.state import (
     starts_path,
 )
 from tarsdock.supervision import LISTENER_FILE, REVIVABLE
+from tarsdock.supervisors import NODE_UNITS, supervisord_proxy, supervisord_silent
 
 EXIT_ALL_RUNNING, EXIT_NOT_ALL_RUNNING = 0, 3
 # a program or unit that is not running and did not fail: supervisord's, systemd's ActiveState/Sub
@@ -113,8 +114,6 @@ class Supervisord:
 
     def _rpc(self) -> Any:
         if self.proxy is None:
-            from tarsdock.supervisors import supervisord_proxy
-
             self.proxy = supervisord_proxy(self.url)
         return self.proxy.supervisor
 
@@ -122,11 +121,8 @@ class Supervisord:
         try:
             infos = self._rpc().getAllProcessInfo()
         except (OSError, xmlrpc.client.Error) as error:
-            # the environment, not the input (exit 5): worded as apply words it
-            cause = error.strerror if isinstance(error, OSError) and error.strerror else error
-            raise EnvironmentFault(self.url, f"supervisord does not answer ({cause}); is it "
-                                   "running? (the URL is --supervisor-url, "
-                                   "$SUPERVISOR_SERVER_URL or [node] supervisor_url)") from None
+            raise supervisord_silent(self.url, error, " (the URL is --supervisor-url, "
+                                     "$SUPERVISOR_SERVER_URL or [node] supervisor_url)") from None
         found = {}
         for info in infos:
             if info["group"] != GROUP:
@@ -438,7 +434,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-NODE_SOCKET = "tarsdock-node.socket"
+NODE_SOCKET = NODE_UNITS[0]
 
 
 def node_object_problem(node: NodeSettings, alive: Callable[[int], bool] = pid_alive,

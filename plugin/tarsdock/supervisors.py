@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tarsdock.errors import TarsdockError
+from tarsdock.errors import EnvironmentFault, TarsdockError
 
 GROUP = "tars"
 # supervisor.xmlrpc.Faults, without importing supervisor on every apply
@@ -227,6 +227,13 @@ def unit(name: str) -> str:
 
 
 NODE_UNITS = ("tarsdock-node.socket", "tarsdock-node.service")   # tarsdock.systemd.NODE_UNIT
+
+
+def supervisord_silent(url: str, error: Exception, hint: str = "") -> EnvironmentFault:
+    """supervisord that does not answer at `url` (no socket, refused, not XML-RPC): the
+    environment's fault (exit 5), one line, worded alike by apply and status."""
+    cause = error.strerror if isinstance(error, OSError) and error.strerror else error
+    return EnvironmentFault(url, f"supervisord does not answer ({cause}); is it running?{hint}")
 
 
 @dataclass
