@@ -46,6 +46,14 @@ class Run:
     version: str = ""                     # last reportVersion
 
 
+def shifted(run: Run, by: int) -> Run:
+    """The run with every time moved by `by` ms (a time of 0, none yet, stays 0)."""
+    def at(moment: int) -> int:
+        return moment + by if moment else 0
+    return replace(run, first=at(run.first), last=at(run.last), activing=at(run.activing),
+                   adapters={name: at(when) for name, when in run.adapters.items()})
+
+
 def keep_alive(run: Run, rules: Rules, pid: int, adapter: str, now: int) -> Run:
     """A keepAlive: a new pid starts a new run; the first beat of a run arms every adapter."""
     if pid != run.pid:

@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -186,25 +186,14 @@ class NodeObject:
 
     def in_epoch(self, name: str) -> hb.Run:
         """The service's Run with its times moved from clock_ms to epoch milliseconds."""
-        run = self.runs[name]
-        shift = self.wall_ms() - self.clock_ms()
-
-        def at(moment: int) -> int:
-            return moment + shift if moment else 0
-        return replace(run, first=at(run.first), last=at(run.last), activing=at(run.activing),
-                       adapters={name: at(when) for name, when in run.adapters.items()})
+        return hb.shifted(self.runs[name], self.wall_ms() - self.clock_ms())
 
     def credit(self, late: int) -> None:
         """`late` ms the node server itself did not run (stopped, starved, a check that came
         that much after it was due) are no silence of the services: their keepAlives waited in
         its sockets. Every run's times move on by it. Not marked dirty: the state files keep the
         true times until the next keepAlive."""
-        def moved(moment: int) -> int:
-            return moment + late if moment else 0
-        self.runs = {name: replace(run, first=moved(run.first), last=moved(run.last),
-                                   activing=moved(run.activing),
-                                   adapters={k: moved(v) for k, v in run.adapters.items()})
-                     for name, run in self.runs.items()}
+        self.runs = {name: hb.shifted(run, late) for name, run in self.runs.items()}
 
     def forget_run(self, name: str) -> None:
         """After a restart (or a stop): judge again only from the next run's first keepAlive."""
