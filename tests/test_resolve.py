@@ -10,7 +10,7 @@ from shared_templates import SHARED_TEMPLATES
 
 from tarsdock import tcconfig
 from tarsdock.cli import main
-from tarsdock.resolve import load_node
+from tarsdock.resolve import MACRO_NAMES, load_node, macros
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "node"
@@ -203,3 +203,9 @@ def test_all_errors_of_a_run_are_reported_together(
     lines = err.splitlines()
     assert code == 1 and len(lines) == 3, err
     assert all(line.startswith("error: templates/") for line in lines)
+
+
+def test_macro_names_are_the_macros_given_values() -> None:
+    node = load_node(EXAMPLE)
+    for service in node.services:
+        assert set(macros(service.spec, service.node)) == MACRO_NAMES

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -227,3 +228,73 @@ def test_serialize_parse_serialize_is_a_fixed_point(config: tcconfig.Config) -> 
 def test_merge_is_exactly_join_config(lower: tcconfig.Config, higher: tcconfig.Config) -> None:
     joined = tcconfig.parse(tcconfig.serialize(lower) + tcconfig.serialize(higher), "join")
     assert tcconfig.serialize(tcconfig.merge(lower, higher)) == tcconfig.serialize(joined)
+
+
+def shape(config: tcconfig.Config) -> tuple[object, ...]:
+    """Everything a tree holds, in order: names, origins, parameters, replaced keys, domains."""
+    return (config.name, config.origin, tuple(config.params.items()), config.replaced,
+            tuple((name, shape(sub)) for name, sub in config.domains.items()))
+
+
+CONFIG_LINES = st.lists(st.sampled_from(["<a>", "</a>", "<b>", "</b>", "<c>", "</c>", "k=v",
+                                         "k=w", "j", "x=\\=", "<a>k=1</a>", "m=${a}"]),
+                        max_size=30)
+
+
+def parsed(lines: list[str], path: str) -> tcconfig.Config | None:
+    try:
+        return tcconfig.parse("\n".join(lines), path)
+    except InputErrors:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(CONFIG_LINES, CONFIG_LINES)
+def test_join_is_merge_with_sharing(low: list[str], high: list[str]) -> None:
+    lower, higher = parsed(low, "low"), parsed(high, "high")
+    if lower is None or higher is None:
+        return
+    before = (shape(lower), shape(higher))
+    assert shape(tcconfig.join(lower, higher)) == shape(tcconfig.merge(lower, higher))
+    assert (shape(lower), shape(higher)) == before      # the inputs are never changed
+
+
+MACRO_TEXT = st.lists(st.sampled_from(["${a}", "${b}", "${zz}", "${", "{", "}", "x", "${a", "{a}",
+                                       "$", "${}", "{0}", "${a.b}"]), max_size=6).map("".join)
+NAMES = frozenset({"a", "b"})
+
+
+def substituted(config: tcconfig.Config, values: dict[str, str]) -> tcconfig.Config:
+    """What resolve did before Filler: re.sub over every value of a copy."""
+    def one(match: re.Match[str]) -> str:
+        return values.get(match.group(1), match.group(0))
+
+    copy = tcconfig.Config(config.name, config.origin, {
+        key: tcconfig.Param(tcconfig.MACRO.sub(one, p.value), p.origin)
+        for key, p in config.params.items()},
+        {name: substituted(sub, values) for name, sub in config.domains.items()})
+    copy.replaced = config.replaced
+    return copy
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["", "d", "d/e", "f"]), st.sampled_from("kmn"),
+                          MACRO_TEXT), max_size=8),
+       MACRO_TEXT, MACRO_TEXT)
+def test_filler_substitutes_like_re_sub(items: list[tuple[str, str, str]], a: str, b: str) -> None:
+    config = tcconfig.Config("", Origin("gen"))
+    for line, (where, key, value) in enumerate(items):
+        domain = config
+        for part in filter(None, where.split("/")):
+            domain = domain.subdomain(part, Origin("gen", line))
+        domain.set(key, tcconfig.Param(value, Origin("gen", line)))
+    values = {"a": a, "b": b}
+    before = shape(config)
+    filler = tcconfig.Filler(config, NAMES)
+    assert shape(filler.fill(values)) == shape(substituted(config, values))
+    assert shape(filler.fill({"a": b, "b": a})) == shape(substituted(config, {"a": b, "b": a}))
+    assert shape(config) == before
+    for _, _, value in items:
+        assert tcconfig.fill(value, values, NAMES) == substituted(
+            tcconfig.Config("", Origin("gen"), {"k": tcconfig.Param(value, Origin("gen"))}),
+            values).params["k"].value

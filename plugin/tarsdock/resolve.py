@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -10,7 +10,6 @@ from tarsdock import tcconfig
 from tarsdock.argv import mount_problems, port_problems, start_problems
 from tarsdock.bulk import gc_paused
 from tarsdock.containerspec import (
-    SERVER_PATH,
     check_heartbeat_times,
     read_container,
     read_env,
@@ -26,6 +25,10 @@ from tarsdock.templates import BrokenTemplate, TemplateSet, load_templates, read
 # TC_Config::insertDomainParam, and TC_ConfigDomain::insertParamValue adds keys in map order.
 ADAPTER_KEYS = ("allow", "endpoint", "maxconns", "protocol", "queuecap", "queuetimeout",
                 "servant", "threads")
+# the names macros() gives values to, for tcconfig.Filler (a test checks they are the same)
+MACRO_NAMES = frozenset(("locator", "modulename", "serverid", "app", "server", "nodename",
+                         "localip", "exe", "basepath", "datapath", "logpath", "local", "mainclass",
+                         "setdivision", "enableset", "asyncthread", "baseimage"))
 
 
 @dataclass(frozen=True)
@@ -74,57 +77,49 @@ def _endpoint(spec: ServiceSpec, node: NodeSettings, endpoint: str) -> str:
     return endpoint
 
 
-def adapter_config(spec: ServiceSpec, node: NodeSettings) -> Config:
-    """What tarsnode puts under <tars><application><server>: `node`, then a domain per adapter."""
-    root = Config("", spec.origin)
-    server = root.subdomain("tars", spec.origin).subdomain("application", spec.origin)
-    server = server.subdomain("server", spec.origin)
+def adapter_config(spec: ServiceSpec, node: NodeSettings,
+                   values: Mapping[str, str] | None = None) -> Config:
+    """What tarsnode puts under <tars><application><server>: `node`, then a domain per adapter,
+    with the macros of `values` (every name of macros()) replaced when given."""
+    server = Config("server", spec.origin)
     if spec.type != "not_tars":
         # CommandLoad::updateConfigFile: the runtime sends keepAlive/reportVersion there
-        server.set("node", Param(node.node_object, node.origin))
+        server.params["node"] = Param(node.node_object, node.origin)
     for adapter in spec.adapters:
-        domain = server.subdomain(f"{spec.name}.{adapter.name}", adapter.origin)
-        values = {"endpoint": _endpoint(spec, node, adapter.endpoint), "allow": adapter.allow,
-                  "maxconns": str(adapter.maxconns), "threads": str(adapter.threads),
-                  "queuecap": str(adapter.queuecap), "queuetimeout": str(adapter.queuetimeout),
-                  "servant": adapter.servant, "protocol": adapter.protocol}
-        for key in ADAPTER_KEYS:
-            domain.set(key, Param(values[key], adapter.origin))
-    return root
-
-
-def substitute(config: Config, values: dict[str, str]) -> None:
-    """Replace ${macros} in the values of a tree this module built (in place, unshared)."""
-
-    def replace(match: re.Match[str]) -> str:
-        return values.get(match.group(1), match.group(0))
-
-    pending = [config]   # a walk, not a recursion: one closure per tree, not per domain
-    while pending:
-        domain = pending.pop()
-        params = domain.params
-        for key, param in params.items():
-            if "${" in param.value:
-                params[key] = Param(tcconfig.MACRO.sub(replace, param.value), param.origin)
-        pending += domain.domains.values()
+        name = f"{spec.name}.{adapter.name}"
+        # only allow can hold a macro: the manifest's checks let no '$' into the other values
+        allow = adapter.allow if values is None else tcconfig.fill(adapter.allow, values,
+                                                                   MACRO_NAMES)
+        texts = (allow, _endpoint(spec, node, adapter.endpoint), str(adapter.maxconns),
+                 adapter.protocol, str(adapter.queuecap), str(adapter.queuetimeout),
+                 adapter.servant, str(adapter.threads))
+        origin = adapter.origin
+        server.domains[name] = Config(name, origin, {
+            key: Param(text, origin) for key, text in zip(ADAPTER_KEYS, texts, strict=True)})
+    application = Config("application", spec.origin, domains={"server": server})
+    tars = Config("tars", spec.origin, domains={"application": application})
+    return Config("", spec.origin, domains={"tars": tars})
 
 
 def final_config(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) -> Config:
-    """profile over (template chain over adapters), with macros substituted."""
-    chain = templates.resolve(spec.template, spec.origin)
-    config = tcconfig.merge(adapter_config(spec, node), chain)
+    """profile over (template chain over adapters), with macros substituted.
+
+    The chain's tree is shared by every service of the chain (see tcconfig.join): only the
+    domains that hold a macro or that the adapters or the profile reach are this service's own.
+    """
+    values = macros(spec, node)
+    chain = templates.filler(spec.template, spec.origin, MACRO_NAMES)
+    config = tcconfig.join(adapter_config(spec, node, values), chain.fill(values))
     if spec.profile.strip():
         origin = spec.profile_origin
         profile = tcconfig.parse(spec.profile, origin.path, origin.line or 1)
-        config = tcconfig.merge(config, profile)
-    # merge() built a fresh tree, so substituting in place touches nothing shared
-    substitute(config, macros(spec, node))
-    local = config.param(f"{SERVER_PATH}<local>")
+        config = tcconfig.join(config, tcconfig.Filler(profile, MACRO_NAMES).fill(values))
+    # adapter_config made the server domain, so join() made it anew or kept it: it is our own
+    server = config.domains["tars"].domains["application"].domains["server"]
+    local = server.params.get("local")
     if local is not None and local.value.strip():
         # published on the host's 127.0.0.1, so it must listen on the container's own address
-        server = config.domain(SERVER_PATH)
-        assert server is not None
-        # assigned in place: set() would move the key to the end
+        # (assigned in place: set() would move the key to the end)
         server.params["local"] = Param(_endpoint(spec, node, local.value), local.origin)
     return config
 

@@ -64,16 +64,19 @@ class Config:
 
     def domain(self, path: str) -> Config | None:
         """The domain at a path like `/tars/application/server`, or None."""
-        node: Config | None = self
-        for part in _path_parts(path):
-            node = node.domains.get(part) if node else None
-        return node
+        return self._at(_path_parts(path))
 
     def param(self, path: str) -> Param | None:
         """The parameter at `/domain/path<key>`, or None."""
-        domain_path, _, key = path.partition("<")
-        domain = self.domain(domain_path)
-        return domain.params.get(key.rstrip(">")) if domain else None
+        parts, key = _param_path(path)
+        domain = self._at(parts)
+        return domain.params.get(key) if domain else None
+
+    def _at(self, parts: tuple[str, ...]) -> Config | None:
+        node: Config | None = self
+        for part in parts:
+            node = node.domains.get(part) if node else None
+        return node
 
     def get(self, path: str, default: str | None = None) -> str | None:
         """The value at `/domain/path<key>`, or the default."""
@@ -91,8 +94,16 @@ class Config:
         return {k: domain.params[k].value for k in sorted(domain.params)} if domain else {}
 
 
-def _path_parts(path: str) -> list[str]:
-    return [part for part in path.split("/") if part]
+# cached: the readers of a service's config ask for the same few paths in every service
+@functools.lru_cache(maxsize=1024)
+def _path_parts(path: str) -> tuple[str, ...]:
+    return tuple(part for part in path.split("/") if part)
+
+
+@functools.lru_cache(maxsize=1024)
+def _param_path(path: str) -> tuple[tuple[str, ...], str]:
+    domain_path, _, key = path.partition("<")
+    return _path_parts(domain_path), key.rstrip(">")
 
 
 def escape(text: str) -> str:
@@ -293,6 +304,89 @@ def merge(lower: Config, higher: Config) -> Config:
         for name in sorted(side.domains):
             _merge_into(result, side.domains[name])
     return result
+
+
+def join(lower: Config, higher: Config) -> Config:
+    """merge() that shares instead of copying: a domain only one side has is the same object in
+    the result; only the domains both sides have are new (with new parameter dicts).
+
+    For a service's small trees (adapters, profile) over its template chain, which every service
+    of the chain shares: the inputs are never changed, and the result must not be changed in
+    place either, except in the domains both sides had."""
+    result = Config("", higher.origin)
+    domains = result.domains
+    for side in (lower, higher):
+        for name in sorted(side.domains):
+            sub, known = side.domains[name], domains.get(name)
+            domains[name] = sub if known is None else _joined(known, sub)
+    return result
+
+
+def _joined(lower: Config, higher: Config) -> Config:
+    """_merge_into(lower's copy, higher), sharing the sub-domains only one side has."""
+    if lower.params:
+        # keys of the higher side win and move to the end, as in set()
+        params = {k: p for k, p in lower.params.items() if k not in higher.params} | higher.params
+    else:
+        params = dict(higher.params)
+    joined = Config(lower.name, lower.origin, params, dict(lower.domains))
+    joined.replaced = lower.replaced + higher.replaced
+    domains = joined.domains
+    for name, sub in higher.domains.items():
+        known = domains.get(name)
+        domains[name] = sub if known is None else _joined(known, sub)
+    return joined
+
+
+@functools.lru_cache(maxsize=4096)
+def _format(value: str, names: frozenset[str]) -> str:
+    """A value as a str.format_map() template: ${name} of a known name becomes {name}; unknown
+    macros and every brace stay as written. The names must be identifiers."""
+    parts = MACRO.split(value)   # text, name, text, name, ..., text
+    for i, part in enumerate(parts):
+        if i % 2 and part in names:
+            parts[i] = f"{{{part}}}"
+        else:
+            parts[i] = (f"${{{part}}}" if i % 2 else part).replace("{", "{{").replace("}", "}}")
+    return "".join(parts)
+
+
+def fill(value: str, values: Mapping[str, str], names: frozenset[str]) -> str:
+    """Replace the ${macros} of `names` in a value with `values` (which has every name);
+    unknown macros stay as they are."""
+    return _format(value, names).format_map(values) if "${" in value else value
+
+
+class Filler:
+    """A tree's ${macros}, found once and filled in for many services: fill() builds anew only
+    the domains on the way to a macro and shares the rest of the tree (see join())."""
+
+    __slots__ = ("config", "formats", "subs")
+
+    def __init__(self, config: Config, names: frozenset[str]) -> None:
+        """`names`: the macros to replace (identifiers); others stay as they are written."""
+        self.config = config
+        # str.format_map per value: one C call, where re.sub would call back per macro
+        self.formats = [(key, _format(param.value, names), param.origin)
+                        for key, param in config.params.items() if "${" in param.value]
+        subs = ((name, Filler(sub, names)) for name, sub in config.domains.items())
+        self.subs: list[tuple[str, Filler]] = [
+            (name, sub) for name, sub in subs if sub.formats or sub.subs]
+
+    def fill(self, values: Mapping[str, str]) -> Config:
+        """The tree with its macros replaced by `values`, which must have every name."""
+        config = self.config
+        if not self.formats and not self.subs:
+            return config
+        params = dict(config.params)
+        for key, template, origin in self.formats:
+            params[key] = Param(template.format_map(values), origin)
+        domains = dict(config.domains)
+        for name, sub in self.subs:
+            domains[name] = sub.fill(values)
+        filled = Config(config.name, config.origin, params, domains)
+        filled.replaced = config.replaced
+        return filled
 
 
 def substitute_macros(text: str, macros: Mapping[str, str]) -> str:

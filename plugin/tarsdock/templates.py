@@ -76,6 +76,7 @@ class TemplateSet:
         self.parents = parents
         self.broken = broken or {}
         self._resolved: dict[str, Config] = {}
+        self._fillers: dict[str, tcconfig.Filler] = {}
 
     def parent_of(self, name: str) -> str:
         if name in self.parents:
@@ -120,13 +121,21 @@ class TemplateSet:
         """resolve(T) = T over resolve(parent(T)), without macro substitution.
 
         The parent's resolved tree is kept too and reused: templates that share a parent merge
-        the parent's chain once, not once each. merge() builds a new tree and never changes
-        its inputs, so a kept tree is never altered.
+        the parent's chain once, not once each, and share the parent's domains they do not
+        change (tcconfig.join). join() never changes its inputs, and nothing changes a
+        resolved tree, so a kept tree is never altered.
         """
         if name not in self._resolved:
             chain = self.chain(name, used_at)   # every error of the chain, at `used_at`
             config = chain[0].config
             if len(chain) > 1:
-                config = tcconfig.merge(self.resolve(chain[1].name, used_at), config)
+                config = tcconfig.join(self.resolve(chain[1].name, used_at), config)
             self._resolved[name] = config
         return self._resolved[name]
+
+    def filler(self, name: str, used_at: Origin, macros: frozenset[str]) -> tcconfig.Filler:
+        """resolve(name) with its macros found, to be filled in per service: once per template
+        (in each process that asks), not once per service. `macros` is the same in every call."""
+        if name not in self._fillers:
+            self._fillers[name] = tcconfig.Filler(self.resolve(name, used_at), macros)
+        return self._fillers[name]
