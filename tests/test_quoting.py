@@ -35,8 +35,11 @@ ARGV = st.lists(WORD, max_size=8)
 
 # mostly words no target quotes (the fast path of a whole line), with a few that must be
 SAFE_WORD = st.from_regex(r"[A-Za-z0-9_@+=:,./%-]{1,6}", fullmatch=True)
+# ... and words that only look safe: Unicode letters and digits (\w without re.ASCII), a
+# fullwidth letter, a no-break space, a Unicode hyphen, a surrogate that UTF-8 cannot encode
+LOOKALIKES = ["é", "ß", "\u0663", "\uff41", "a\u00a0b", "\udc80", "a-\u2010"]
 MIXED_ARGV = st.lists(st.one_of(SAFE_WORD, SAFE_WORD, SAFE_WORD, st.sampled_from(
-    [*HOSTILE, "a\nb", "\n", "\r", "x\0"])), min_size=1, max_size=8)
+    [*HOSTILE, *LOOKALIKES, "a\nb", "\n", "\r", "x\0"])), min_size=1, max_size=8)
 
 
 def quoted_or_error(quote: object, *args: object) -> str:
@@ -67,6 +70,24 @@ def test_whole_line_quoting_is_word_by_word_quoting(argv: list[str]) -> None:
     if argv[0][:1] not in quoting.SYSTEMD_EXEC_PREFIXES and argv[0]:   # else refused, as is
         assert quoted_or_error(quoting.systemd_argv, argv, "w") == quoted_or_error(
             systemd_by_word, argv, "w")
+
+
+VALUE = st.one_of(SAFE_WORD, st.sampled_from([*HOSTILE, *LOOKALIKES, "a\nb", "\r", "x\0"]), TEXT,
+                  st.lists(st.sampled_from(HOSTILE)).map("".join), MIXED_ARGV,
+                  st.builds(quoting.EnvAssignment, st.sampled_from(["A", "1X", "B_2"]), WORD))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(VALUE, max_size=12))
+def test_remembered_quoting_is_the_rule(values: list[object]) -> None:
+    """Within one render call each plain string is quoted once: the same text, the same error."""
+    for rule in (quoting.systemd, quoting.supervisor):
+        remembered = quoting.remembering(rule)
+        for round_ in range(2):   # the second round answers from what the first remembered
+            for i, value in enumerate(values):
+                what = f"row {round_}.{i}"
+                expected = quoted_or_error(rule, value, what)
+                assert quoted_or_error(remembered, value, what) == expected
 
 
 def native(argv: list[str], env: tuple[tuple[str, str], ...] = ()) -> object:

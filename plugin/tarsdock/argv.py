@@ -191,10 +191,12 @@ Mount = tuple[str, str, str]   # source (as the Docker daemon sees it), target, 
 
 def _mount_plan(service: Service) -> tuple[list[Mount], list[InputError]]:
     """Every bind mount, in order, and the <volumes> lines that cannot be honoured."""
-    own = [(str(service.service_dir), ""), (str(service.log_dir), "")]
+    entries = [(service.service_dir, service.service_dir, ""),
+               (service.log_dir, service.log_dir, "")]
     if service.spec.type != "not_tars":
-        own.append((lib_dir(service), "ro"))   # LD_LIBRARY_PATH points at it
-    entries = [(path, path, opts) for path, opts in [*own, (LOCALTIME, "ro")]]
+        lib = lib_dir(service)
+        entries.append((lib, lib, "ro"))   # LD_LIBRARY_PATH points at it
+    entries.append((LOCALTIME, LOCALTIME, "ro"))
     owner = {target: (source, "a tarsdock mount") for source, target, _ in entries}
     problems = []
     for volume in service.container.volumes:
@@ -213,7 +215,8 @@ def _mount_plan(service: Service) -> tuple[list[Mount], list[InputError]]:
             continue
         owner[volume.container] = (volume.host, f"the target of the line at {volume.origin}")
         entries.append((volume.host, volume.container, volume.mode))
-    result = [(_host_source(service, source), target, opts) for source, target, opts in entries]
+    result = [(_host_source(service, source), target, opts) for source, target, opts in entries] \
+        if service.node.host_path else entries
     for host, target, _ in result:
         if ":" in host or ":" in target or "," in host:
             problems.append(InputError(service.node.origin, f"mount '{host}:{target}' has ':' "
@@ -322,18 +325,20 @@ def docker_run_argv(service: Service, docker: str = "docker") -> list[str]:
     """`docker run` for a container service: foreground, removed on exit, never pulling."""
     if service.spec.image is None:
         raise InputError(service.spec.origin, "run = container needs an image", "image")
-    name = service.name
-    labels = zip(LABELS, ("true", name, service.node.name, service.node.instance), strict=True)
-    argv = [docker, "run", "--rm", "--init", "--name", name]
-    argv += [arg for key, value in labels for arg in ("--label", f"{key}={value}")]
-    argv += _network_args(service)
-    argv += ["--stop-timeout", str(service.stop_timeout), "--pull=never"]
-    argv += _option_args(service)
+    name, node = service.name, service.node
+    managed, named, on_node, instance = LABELS
+    argv = [docker, "run", "--rm", "--init", "--name", name,
+            "--label", f"{managed}=true", "--label", f"{named}={name}",
+            "--label", f"{on_node}={node.name}", "--label", f"{instance}={node.instance}",
+            *_network_args(service),
+            "--stop-timeout", str(service.stop_timeout), "--pull=never", *_option_args(service)]
     for source, target, opts in mounts(service):
-        argv += ["-v", f"{source}:{target}" + (f":{opts}" if opts else "")]
-    argv += [arg for key, value in service_env(service) for arg in ("--env", f"{key}={value}")]
-    argv += ["--workdir", str(service.bin_dir), service.spec.image.ref]
-    return argv + service_command(service)
+        argv += ("-v", f"{source}:{target}:{opts}" if opts else f"{source}:{target}")
+    for key, value in service_env(service):
+        argv += ("--env", f"{key}={value}")
+    argv += ("--workdir", service.bin_dir, service.spec.image.ref)
+    argv += service_command(service)
+    return argv
 
 
 def speaks_admin(service: Service) -> bool:

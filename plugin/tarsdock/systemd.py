@@ -16,8 +16,8 @@ from tarsdock.argv import (
     wrapper_settings,
 )
 from tarsdock.model import NodeSettings, Service
-from tarsdock.output import Context, OutputFile, header, ini_text
-from tarsdock.quoting import EnvAssignment, Value, check_text, systemd
+from tarsdock.output import Context, OutputFile, Quote, header, ini_text
+from tarsdock.quoting import EnvAssignment, Value, check_text, remembering, systemd
 
 FORMAT = "systemd"
 TARGET = "tars.target"
@@ -94,9 +94,12 @@ def _unit_rows(service: Service) -> Rows:
 def wrapper_argv(service: Service, ctx: Context, settings: list[tuple[str, str]],
                  args: list[str] | None = None) -> list[str]:
     """tarsdock-run with its settings inline (`NAME - K=V... [-- ARG...]`), as a unit runs it."""
-    argv = [f"{ctx.scripts_dir}/tarsdock-run", service.name, "-",
-            *(f"{key}={value}" for key, value in settings)]
-    return argv if args is None else [*argv, "--", *args]
+    argv = [f"{ctx.scripts_dir}/tarsdock-run", service.name, "-"]
+    argv += [f"{key}={value}" for key, value in settings]
+    if args is not None:
+        argv.append("--")
+        argv += args
+    return argv
 
 
 def _container_rows(service: Service, ctx: Context) -> Rows:
@@ -275,10 +278,6 @@ def target_rows(services: Sequence[Service]) -> list[tuple[str, Rows]]:
     return [("Unit", unit), ("Install", [("WantedBy", "multi-user.target")])]
 
 
-def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
-    return ini_text(head, sections, _systemd_filter, what)
-
-
 def _systemd_filter(value: Value | IgnoreFailure | Specifiers, what: str) -> str:
     if isinstance(value, IgnoreFailure):
         return "-" + systemd(value.argv, what)
@@ -287,15 +286,21 @@ def _systemd_filter(value: Value | IgnoreFailure | Specifiers, what: str) -> str
     return systemd(value, what)
 
 
+def _render(sections: list[tuple[str, Rows]], head: str, what: str,
+            quote: Quote = _systemd_filter) -> str:
+    return ini_text(head, sections, quote, what)
+
+
 def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
            out_dir: Path) -> list[OutputFile]:
     """Every systemd unit for these services, plus tars.target and the shared units."""
     files = []
+    quote = remembering(_systemd_filter)
     for service in services:
         head = header(FORMAT, ctx.config_dir, [service.spec.origin.path,
                                                f"template {service.spec.template}"])
         files.append(OutputFile(out_dir / unit_name(service),
-                                _render(service_rows(service, ctx), head, service.name)))
+                                _render(service_rows(service, ctx), head, service.name, quote)))
     head = header(FORMAT, ctx.config_dir, [f"node {node.name}", f"{len(services)} services"])
     files.append(OutputFile(out_dir / TARGET, _render(target_rows(services), head, TARGET)))
     head = header(FORMAT, ctx.config_dir, [f"node {node.name}"])
