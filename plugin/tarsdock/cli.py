@@ -15,8 +15,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 from tarsdock import __version__
 from tarsdock.errors import (
@@ -40,8 +39,7 @@ Registrar = Callable[[argparse.ArgumentParser], None]
 CONFIG = "the config dir (node.toml, services.d/*.toml, templates/)"
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):
     """One subcommand: where its arguments are added, and what it reads and writes."""
 
     name: str

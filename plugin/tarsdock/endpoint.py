@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 TRANSPORTS = ("tcp", "udp", "ssl")
 DEFAULT_TIMEOUT = 3000   # TC_Endpoint's default, in milliseconds
@@ -22,8 +22,7 @@ class EndpointError(ValueError):
     """An endpoint or proxy string that TarsCpp would reject, or that we refuse."""
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     """One `tcp|udp|ssl -h HOST -p PORT [-t TIMEOUT] ...` endpoint."""
 
     transport: str

@@ -6,18 +6,15 @@ planner and the listener run against a fake in unit tests.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import functools
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -118,6 +115,10 @@ class DockerEngine:
 
     def __init__(self, socket_path: str = "/var/run/docker.sock", api_timeout: float = 30.0,
                  stall_timeout: float = 60.0) -> None:
+        # imported here, as base64 and datetime below: generate and validate, which ask the
+        # engine only through other_instances, need none of them
+        import threading
+
         self.socket_path = socket_path
         self.api_timeout = api_timeout
         self.stall_timeout = stall_timeout
@@ -350,6 +351,8 @@ def registry_status(ref: str, auth: Auth | None, timeout: float) -> int | None:
     the credentials, `Bearer realm=...` means ask the realm for a pull token with them.
     Plain HTTP only where Docker allows it without configuration (127.0.0.0/8, localhost).
     """
+    import base64
+
     from tarsdock.imageref import parse_image_ref
 
     parsed = parse_image_ref(ref)
@@ -468,6 +471,8 @@ def _container(entry: dict[str, Any]) -> Container:
 
 def parse_docker_time(text: str) -> float:
     """Docker's RFC 3339 time with nanoseconds, as epoch seconds (microsecond precision)."""
+    from datetime import datetime
+
     stamp, _, digits = text.removesuffix("Z").partition(".")
     base = datetime.fromisoformat(stamp + "+00:00").timestamp()
     return base + (int(digits[:6].ljust(6, "0")) / 1e6 if digits else 0.0)

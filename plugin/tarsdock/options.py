@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 DEFAULT_CONFIG_DIR = "/etc/tarsdock"
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
@@ -34,8 +33,7 @@ def bounded_number(kind: type[float] | type[int], low: float, high: float, what:
     return parse
 
 
-@dataclass(frozen=True)
-class GlobalOption:
+class GlobalOption(NamedTuple):
     """An option every subcommand accepts, before or after its name."""
 
     flag: str

@@ -10,7 +10,6 @@ The scanner never raises, so it may also run over text tomllib rejects.
 from __future__ import annotations
 
 import re
-import tomllib
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
@@ -58,6 +57,9 @@ def decode_key(text: str) -> tuple[str, ...] | None:
         # the common case, simple dotted keys, without a tomllib round trip per line
         return tuple(part[1:-1] if part[0] in "\"'" else part
                      for part in re.findall(KEY_PART, text))
+    # imported here: keys with escapes are rare, and importing tomllib costs 3 ms of start-up
+    import tomllib
+
     try:
         node: object = tomllib.loads(text + " = 0")
     except tomllib.TOMLDecodeError:

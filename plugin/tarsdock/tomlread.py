@@ -4,8 +4,6 @@ and tables checked against the key rules of keys.py. manifest.py and servicetabl
 from __future__ import annotations
 
 import re
-import tomllib
-from ast import literal_eval
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,16 +57,23 @@ def kind_problem(kind: TomlKind, value: Any) -> str:
 
 
 def load_toml(text: str) -> dict[str, Any]:
-    """Parse TOML with rtoml (ten times faster); tomllib names the line when the text is bad."""
+    """Parse TOML with rtoml (ten times faster); tomllib names the line when the text is bad
+    (raises tomllib.TOMLDecodeError, a ValueError)."""
     try:
         data: dict[str, Any] = rtoml.loads(text)
     except rtoml.TomlParsingError:
+        # imported only for bad text: importing tomllib costs every run 3 ms of start-up
+        import tomllib
+
         data = tomllib.loads(text)   # raises TOMLDecodeError with a line and column
     return data
 
 
-def syntax_error(rel: str, text: str, error: tomllib.TOMLDecodeError) -> tuple[Origin, str]:
-    """A tomllib error at its line; a table declared twice also names the first declaration."""
+def syntax_error(rel: str, text: str, error: ValueError) -> tuple[Origin, str]:
+    """A tomllib error (TOMLDecodeError) at its line; a table declared twice also names the
+    first declaration."""
+    from ast import literal_eval
+
     message = str(error)
     where = SYNTAX_WHERE.search(message)
     line = int(where[1]) if where and where[1] else text.count("\n") + 1
@@ -117,7 +122,7 @@ class TableReader:
             return None
         try:
             data = load_toml(text)
-        except tomllib.TOMLDecodeError as error:
+        except ValueError as error:   # tomllib's TOMLDecodeError (tomllib is imported lazily)
             self.errors.add(*syntax_error(rel, text, error))
             return None
         return TomlDoc(rel, data, locate(text) if self.lines else Located())
