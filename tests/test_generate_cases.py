@@ -177,7 +177,7 @@ def run_case(path: Path, tmp: Path) -> None:
     ctx = Context(directory, SCRIPTS, CTX_DOCKER)
     try:
         done = load_and_render_all(case.formats, directory, ctx, tmp / "out")
-        services, outputs = done.services, done.files
+        services, outputs = done.specs, done.files
     except TarsdockError as error:
         assert failing, f"{path.name}: unexpected error:\n{error}"
         for negate, name, args in failing:

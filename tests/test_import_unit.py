@@ -158,7 +158,7 @@ def test_toml_text_round_trips(value: str) -> None:
 def test_disabled_service_not_wanted_by_tars_target() -> None:
     on, off = make_service("A.On"), make_service("A.Off")
     off = replace(off, spec=replace(off.spec, enabled=False))
-    wants = dict(systemd.target_rows([on, off])[0][1])["Wants"]
+    wants = dict(systemd.target_rows([on.spec, off.spec])[0][1])["Wants"]
     assert "tars-A.On.service" in str(wants) and "tars-A.Off.service" not in str(wants)
 
 

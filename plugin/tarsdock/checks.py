@@ -20,7 +20,7 @@ from tarsdock.errors import (
 )
 from tarsdock.imageref import registry_host
 from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
-from tarsdock.model import Manifest, NodeSettings, Service
+from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config
 
 # Where a container key most likely belongs when it is found somewhere else.
@@ -115,11 +115,11 @@ def service_warnings(service: Service) -> list[InputWarning]:
     return notes
 
 
-def registry_warnings(manifest: Manifest, services: Iterable[Service]) -> list[InputWarning]:
+def registry_warnings(manifest: Manifest, specs: Iterable[ServiceSpec]) -> list[InputWarning]:
     """A registry no image uses; an image whose registry host has credentials nowhere (one that is
     pulled: not one with pull = "never")."""
     notes: list[InputWarning] = []
-    images = {s.spec.image.ref: s.spec.image for s in services if s.spec.image is not None}
+    images = {s.image.ref: s.image for s in specs if s.image is not None}
     images |= {image.ref: image for image in manifest.images.values()}
     used = {image.registry.id for image in images.values() if image.registry is not None}
     for rid, registry in sorted(manifest.registries.items()):
@@ -145,11 +145,18 @@ def input_warnings(manifest: Manifest, services: Iterable[Service]) -> list[Inpu
     """Every warning about the config dir, sorted by file and line, each once."""
     services = list(services)
     notes = [note for service in services for note in service_warnings(service)]
+    return node_warnings(manifest, [service.spec for service in services], notes)
+
+
+def node_warnings(manifest: Manifest, specs: Iterable[ServiceSpec],
+                  notes: Iterable[InputWarning]) -> list[InputWarning]:
+    """input_warnings from the services' own warnings (`notes`, found where the services were
+    resolved: in another process for a large node) and the manifest's."""
     unread = [InputWarning(Origin(path), "not read: only services.d/*.toml files declare "
                            "services, so what this one declares is not on the node (rename it "
                            "to .toml, or start its name with '.' to keep it unread without this "
                            "warning)") for path in manifest.unread_files]
-    return sorted_warnings([*notes, *registry_warnings(manifest, services), *unread])
+    return sorted_warnings([*notes, *registry_warnings(manifest, specs), *unread])
 
 
 # (socket, node name, instance) -> {other instance: container names}; engine.other_instances

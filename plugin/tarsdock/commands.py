@@ -26,8 +26,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), docker)
     # the output dir only names files in the rendered text; nothing is written
     done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT, configs=False)
-    print_warnings([*done.warnings, *engine_warnings(done.node.manifest.node)])
-    print(f"ok: {len(done.services)} services in {directory}")
+    print_warnings([*done.warnings, *engine_warnings(done.manifest.node)])
+    print(f"ok: {len(done.specs)} services in {directory}")
     return EXIT_OK
 
 

@@ -8,8 +8,9 @@ import shutil
 import sys
 import sysconfig
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,10 +20,10 @@ from tarsdock.errors import EnvironmentFault
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
-    from tarsdock.model import NodeSettings, Service
+    from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
     from tarsdock.output import Change, Context, OutputFile
     from tarsdock.portowner import Holder
-    from tarsdock.resolve import ResolvedNode
+    from tarsdock.resolve import Inputs
 
 FORMATS = ("supervisord", "systemd")
 CONFIG_FORMAT = "tars-config"   # header tag of the service config files
@@ -45,29 +46,57 @@ def render(fmt: str, services: list[Service], node: NodeSettings, ctx: Context,
            out_dir: Path, configs: bool = True) -> list[OutputFile]:
     """The units of the chosen format and (with `configs`) every service's config file, all in
     memory."""
+    files = [*render_units(fmt, services, ctx, out_dir),
+             *render_node(fmt, [service.spec for service in services], node, ctx, out_dir)]
+    return [*files, *config_files(services, ctx)] if configs else files
+
+
+def render_units(fmt: str, services: Sequence[Service], ctx: Context,
+                 out_dir: Path) -> list[OutputFile]:
+    """The units of each service, in the chosen format."""
     from tarsdock import supervisord, systemd
+
+    render_services = supervisord.render_services if fmt == "supervisord" else \
+        systemd.render_services
+    return render_services(services, ctx, out_dir)
+
+
+def render_node(fmt: str, specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,
+                out_dir: Path) -> list[OutputFile]:
+    """The node's own units in the chosen format, naming the services of `specs`."""
+    from tarsdock import supervisord, systemd
+
+    render_shared = supervisord.render_node if fmt == "supervisord" else systemd.render_node
+    return render_shared(specs, node, ctx, out_dir)
+
+
+def config_files(services: Sequence[Service], ctx: Context) -> list[OutputFile]:
+    """Each service's final Tars config, under a header naming its sources."""
     from tarsdock.output import OutputFile, header
 
-    render_units = supervisord.render if fmt == "supervisord" else systemd.render
-    files = render_units(services, node, ctx, out_dir)
-    if not configs:
-        return files
-    for service in services:
-        head = header(CONFIG_FORMAT, ctx.config_dir, [service.spec.origin.path,
-                                                      f"template {service.spec.template}"])
-        files.append(OutputFile(Path(service.conf_path), head + service.config_text))
-    return files
+    return [OutputFile(Path(service.conf_path),
+                       header(CONFIG_FORMAT, ctx.config_dir, [service.spec.origin.path,
+                                                              f"template {service.spec.template}"])
+                       + service.config_text)
+            for service in services]
 
 
-def service_dirs(services: list[Service], node: NodeSettings) -> list[str]:
-    """Directories a start needs: bin, conf, data, the log dir, the node's lib dir (mounted
-    read-only into containers), the listener's log dir and the state dir."""
-    dirs = [f"{node.log_dir}/tarsdock", str(node.state_dir),
-            f"{node.data_dir}/lib"]   # lib: LD_LIBRARY_PATH points at it
-    for service in services:
-        dirs += [str(service.bin_dir), str(service.conf_dir), str(service.data_path),
-                 str(service.log_dir)]
-    return dirs
+def node_dirs(node: NodeSettings) -> list[str]:
+    """Directories of the node a start needs: the listener's log dir, the state dir, the node's
+    lib dir (mounted read-only into containers; LD_LIBRARY_PATH points at it)."""
+    return [f"{node.log_dir}/tarsdock", str(node.state_dir), f"{node.data_dir}/lib"]
+
+
+def own_dirs(services: Sequence[Service]) -> list[str]:
+    """Directories each service's start needs: bin, conf, data, the log dir."""
+    return [path for service in services for path in (
+        str(service.bin_dir), str(service.conf_dir), str(service.data_path),
+        str(service.log_dir))]
+
+
+def service_dirs(services: Sequence[Service], node: NodeSettings) -> list[str]:
+    """Directories a start needs: the node's, then each service's."""
+    return [*node_dirs(node), *own_dirs(services)]
 
 
 def summary(counts: Mapping[str, int]) -> str:
@@ -107,10 +136,33 @@ def group_restart_note(fmt: str, changes: list[Change], out_dir: Path) -> str | 
 class Rendered:
     """A config dir loaded and rendered in memory: what validate checks and generate writes."""
 
-    node: ResolvedNode
-    services: list[Service]
+    manifest: Manifest
+    specs: list[ServiceSpec]             # the services rendered, by name
     files: dict[str, list[OutputFile]]   # by format
+    dirs: list[str]                      # what their starts need (service_dirs)
     warnings: list[InputWarning]
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every shard of a node renders, with what."""
+
+    formats: Sequence[str]
+    inputs: Inputs
+    ctx: Context
+    out_dir: Path
+    configs: bool
+
+
+@dataclass(frozen=True)
+class Part:
+    """One shard's services rendered: their files, dirs, ports and warnings, in name order."""
+
+    units: dict[str, list[OutputFile]]   # by format
+    configs: list[OutputFile]
+    dirs: list[str]
+    ports: frozenset[int]                # ports_in_use
+    notes: list[InputWarning]            # service_warnings
 
 
 def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
@@ -122,11 +174,92 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     as the service's unit, checked there.
 
     The one pipeline of validate and generate: both report the same errors and warnings, with
-    lines. A first pass skips locating TOML keys (slow on big nodes); an error found after it
-    makes a second pass with lines, so every report points at its line. Warnings need only the
-    node loaded again with lines: the files rendered first stay (no line reaches a file), so a
-    node with a warning does not pay for rendering twice.
+    lines. The manifest and templates are read once; the services are then resolved and
+    rendered in shards, one per CPU on a large node (tarsdock.shards), and joined in name order:
+    the files, warnings and errors are those of one process. A first pass skips locating TOML
+    keys (slow on big nodes); anything wrong found in it (an error, an admin port to give out
+    again) makes a second pass in one process with lines, so every report points at its line
+    and reads as it always has. Warnings need only the node loaded again with lines: the files
+    rendered first stay (no line reaches a file), so a node with a warning does not pay for
+    rendering twice.
     """
+    from tarsdock.errors import ErrorCollector, InputError, InputErrors
+    from tarsdock.resolve import read_inputs
+    from tarsdock.shards import jobs
+
+    errors = ErrorCollector()
+    try:
+        inputs = read_inputs(directory, False, errors)
+    except (InputError, InputErrors):
+        return _load_and_render_located(formats, directory, ctx, out_dir, configs)
+    job = Job(formats, inputs, ctx, out_dir, configs)
+    done = None if errors.errors else _in_shards(job, jobs(len(inputs.specs)))
+    if done is None:
+        return _load_and_render_located(formats, directory, ctx, out_dir, configs)
+    return _with_located_warnings(done, directory)
+
+
+def _in_shards(job: Job, count: int) -> Rendered | None:
+    """Every service resolved and rendered in `count` shards; None if anything is wrong."""
+    from tarsdock.checks import node_warnings
+    from tarsdock.errors import ErrorCollector, TarsdockError
+    from tarsdock.resolve import check_templates, ports_clash
+    from tarsdock.shards import Lockstep, split
+
+    inputs = job.inputs
+    specs = [inputs.specs[name] for name in sorted(inputs.specs)]
+    with Lockstep([partial(_one_step, job, shard) for shard in split(specs, count)]) as lockstep:
+        parts: list[Part | None] = lockstep.first()
+    done = [part for part in parts if part is not None]
+    errors = ErrorCollector()
+    check_templates(inputs.templates, errors)
+    ports = frozenset[int]().union(*(part.ports for part in done))
+    if len(done) < len(parts) or errors.errors or ports_clash(inputs, ports):
+        return None
+    node = inputs.manifest.node
+    try:
+        shared = {fmt: render_node(fmt, specs, node, job.ctx, job.out_dir) for fmt in job.formats}
+    except TarsdockError:
+        return None
+    configs = [file for part in done for file in part.configs]
+    files = {fmt: [*(file for part in done for file in part.units[fmt]), *shared[fmt], *configs]
+             for fmt in job.formats}
+    dirs = [*node_dirs(node), *(path for part in done for path in part.dirs)]
+    notes = node_warnings(inputs.manifest, specs, [note for part in done for note in part.notes])
+    return Rendered(inputs.manifest, specs, files, dirs, notes)
+
+
+def _one_step(job: Job, specs: Sequence[ServiceSpec]) -> Generator[Part | None, object, None]:
+    yield render_part(job, specs)
+
+
+@gc_paused()
+def render_part(job: Job, specs: Sequence[ServiceSpec]) -> Part | None:
+    """Resolve and render the services of `specs`; None at the first error (the pass with lines
+    reports them all)."""
+    from tarsdock.checks import service_warnings
+    from tarsdock.errors import TarsdockError
+    from tarsdock.package import with_package_facts
+    from tarsdock.resolve import ports_in_use, resolve_all
+
+    manifest = job.inputs.manifest
+    try:
+        resolved, problems = resolve_all({spec.name: spec for spec in specs}, manifest.node,
+                                         job.inputs.templates)
+        if problems or len(resolved) < len(specs):
+            return None
+        services = with_package_facts(resolved)
+        units = {fmt: render_units(fmt, services, job.ctx, job.out_dir) for fmt in job.formats}
+        configs = config_files(services, job.ctx) if job.configs else []
+    except TarsdockError:
+        return None
+    return Part(units, configs, own_dirs(services), ports_in_use(services, manifest),
+                [note for service in services for note in service_warnings(service)])
+
+
+def _load_and_render_located(formats: Sequence[str], directory: Path, ctx: Context,
+                             out_dir: Path, configs: bool) -> Rendered:
+    """The whole pipeline in this process, first without lines, then (on error) with them."""
     from tarsdock.checks import input_warnings
     from tarsdock.errors import InputError, InputErrors
     from tarsdock.package import with_package_facts
@@ -137,24 +270,35 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
         services = with_package_facts(node.services)
         files = {fmt: render(fmt, services, node.manifest.node, ctx, out_dir, configs)
                  for fmt in formats}
-        return Rendered(node, services, files, input_warnings(node.manifest, services))
+        return Rendered(node.manifest, [service.spec for service in services], files,
+                        service_dirs(services, node.manifest.node),
+                        input_warnings(node.manifest, services))
 
     try:
         first = attempt(lines=False)
     except (InputError, InputErrors):
         return attempt(lines=True)
-    if not first.warnings:
-        return first
+    return _with_located_warnings(first, directory)
+
+
+def _with_located_warnings(done: Rendered, directory: Path) -> Rendered:
+    """`done` with its warnings found again in the node loaded with lines (if it has any)."""
+    from tarsdock.checks import input_warnings
+    from tarsdock.package import with_package_facts
+    from tarsdock.resolve import load_node
+
+    if not done.warnings:
+        return done
     located = load_node(directory, lines=True)
-    return replace(first, warnings=input_warnings(located.manifest,
-                                                  with_package_facts(located.services)))
+    return replace(done, warnings=input_warnings(located.manifest,
+                                                 with_package_facts(located.services)))
 
 
 def load_and_render(fmt: str, directory: Path, ctx: Context,
-                    out_dir: Path) -> tuple[ResolvedNode, list[Service], list[OutputFile]]:
+                    out_dir: Path) -> tuple[Manifest, list[ServiceSpec], list[OutputFile]]:
     """load_and_render_all for one format."""
     done = load_and_render_all((fmt,), directory, ctx, out_dir)
-    return done.node, done.services, done.files[fmt]
+    return done.manifest, done.specs, done.files[fmt]
 
 
 def engine_warnings(node: NodeSettings) -> list[str]:
@@ -212,36 +356,37 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
 
     done = load_and_render_all((args.format,), directory, ctx, out_dir)
-    node, services, files = done.node, done.services, done.files[args.format]
+    files = done.files[args.format]
     changes = plan_all(args.format, files, out_dir)
     notes = [str(note) for note in [*done.warnings, *filter(None, [
         group_restart_note(args.format, changes, out_dir)])]]
     print_warnings(notes)
     # about the engine, not the input: never replayed from the stamp
-    print_warnings(engine_warnings(node.manifest.node))
+    print_warnings(engine_warnings(done.manifest.node))
     if showing:
         sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
         return 0
-    dirs = service_dirs(services, node.manifest.node)
+    dirs = done.dirs
     stamp.forget(stamp_file)
     try:
         counts = write(changes, dirs)
     except OSError as error:
         # the writer replaces files only once all are staged: nothing existing has changed
         raise write_fault(error) from None
-    if all(s.spec.type != "tars_nodejs" for s in services):
+    if all(spec.type != "tars_nodejs" for spec in done.specs):
         # only the warnings every unchanged run prints again (not the one about this update)
-        stamp.record(stamp_file, key, str(ctx.config_dir), str(out_dir), outside_inputs(node),
+        stamp.record(stamp_file, key, str(ctx.config_dir), str(out_dir),
+                     outside_inputs(done.manifest, done.specs),
                      [str(f.path) for f in files], dirs, [str(w) for w in done.warnings],
                      len(files), started)
     print(summary(counts))
     return 0
 
 
-def outside_inputs(node: ResolvedNode) -> list[str]:
+def outside_inputs(manifest: Manifest, specs: Iterable[ServiceSpec]) -> list[str]:
     """Files the manifest names outside the config dir: password files, profile files."""
-    paths = [r.password_file for r in node.manifest.registries.values() if r.password_file]
-    paths += [s.spec.profile_origin.path for s in node.services]
+    paths = [r.password_file for r in manifest.registries.values() if r.password_file]
+    paths += [spec.profile_origin.path for spec in specs]
     return sorted({path for path in paths if os.path.isabs(path)})
 
 

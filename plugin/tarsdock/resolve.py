@@ -156,33 +156,56 @@ def load_node(config_dir: Path, lines: bool = False) -> ResolvedNode:
         return _load_node(config_dir, lines=True)
 
 
-def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
-    errors = ErrorCollector()
+@dataclass(frozen=True)
+class Inputs:
+    """A config dir read, before any service is resolved: what every shard of a node needs."""
+
+    manifest: Manifest
+    templates: TemplateSet
+    specs: dict[str, ServiceSpec]   # by name, each with its admin port
+
+
+def read_inputs(config_dir: Path, lines: bool, errors: ErrorCollector) -> Inputs:
+    """Templates, manifest and specs; problems go to `errors`, raised at once only when node.toml's
+    own tables are wrong (nothing more can be said then)."""
     templates, broken = load_templates(config_dir, errors)
     manifest, manifest_errors = read_manifest(config_dir, lines)
     for problem in manifest_errors:
         errors.extend(problem)
-    if manifest is None:        # node.toml's own tables are wrong: nothing more can be said
+    if manifest is None:
         raise InputErrors(errors.errors)
     template_set = TemplateSet(templates, manifest.template_parents, broken)
-    specs = with_local_ports(manifest)
-    services, problems = _resolve_all(specs, manifest.node, template_set)
+    return Inputs(manifest, template_set, with_local_ports(manifest))
+
+
+def ports_clash(inputs: Inputs, reserved: frozenset[int]) -> bool:
+    """Whether an admin port given out by tarsdock is taken by an endpoint only a resolved config
+    names (`reserved`, from ports_in_use)."""
+    return any(spec.local_port in reserved for name, spec in inputs.specs.items()
+               if not inputs.manifest.services[name].local_port)
+
+
+def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
+    errors = ErrorCollector()
+    inputs = read_inputs(config_dir, lines, errors)
+    manifest, template_set = inputs.manifest, inputs.templates
+    services, problems = resolve_all(inputs.specs, manifest.node, template_set)
     reserved = ports_in_use(services, manifest)
-    if any(spec.local_port in reserved for name, spec in specs.items()
-           if not manifest.services[name].local_port):
-        # an admin port given out by tarsdock is taken by an endpoint only a resolved config
-        # names: allocate again around those ports (rare: only then is the node resolved twice)
+    if ports_clash(inputs, reserved):
+        # allocate again around those ports (rare: only then is the node resolved twice)
         specs = with_local_ports(manifest, reserved)
-        services, problems = _resolve_all(specs, manifest.node, template_set)
+        services, problems = resolve_all(specs, manifest.node, template_set)
     for found in problems:
         errors.extend(found)
-    _check_templates(template_set, errors)
+    check_templates(template_set, errors)
     errors.raise_if_any()
     return ResolvedNode(manifest, tuple(services), template_set)
 
 
-def _resolve_all(specs: dict[str, ServiceSpec], node: NodeSettings, templates: TemplateSet
-                 ) -> tuple[list[Service], list[InputError | InputErrors]]:
+def resolve_all(specs: dict[str, ServiceSpec], node: NodeSettings, templates: TemplateSet
+                ) -> tuple[list[Service], list[InputError | InputErrors]]:
+    """The services of `specs` in name order, and the problems of those that failed (a service
+    of a broken template is left out: the template's own errors are reported)."""
     services: list[Service] = []
     problems: list[InputError | InputErrors] = []
     for name in sorted(specs):
@@ -235,7 +258,7 @@ def with_local_ports(manifest: Manifest, reserved: frozenset[int] = frozenset()
             for name, spec in manifest.services.items()}
 
 
-def _check_templates(templates: TemplateSet, errors: ErrorCollector) -> None:
+def check_templates(templates: TemplateSet, errors: ErrorCollector) -> None:
     """Every template's chain must resolve, whether or not a service uses it yet."""
     for name, template in sorted(templates.templates.items()):
         if template.origin.path.startswith("templates/"):

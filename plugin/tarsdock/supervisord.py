@@ -23,7 +23,7 @@ from tarsdock.argv import (
     speaks_admin,
     wrapper_settings,
 )
-from tarsdock.model import NodeSettings, Service
+from tarsdock.model import NodeSettings, Service, ServiceSpec
 from tarsdock.output import Context, OutputFile, header, ini_text
 from tarsdock.quoting import QuotingError, Value, check_text, sh_words, supervisor
 from tarsdock.state import node_ready_path
@@ -193,6 +193,12 @@ def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
 def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
            out_dir: Path) -> list[OutputFile]:
     """Every supervisord file for these services."""
+    return [*render_services(services, ctx, out_dir),
+            *render_node([service.spec for service in services], node, ctx, out_dir)]
+
+
+def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) -> list[OutputFile]:
+    """Each service's program file and run file."""
     files = []
     for service in services:
         sections = [(f"program:{service.name}", program_rows(service, ctx, out_dir))]
@@ -200,12 +206,16 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
         files.append(OutputFile(out_dir / f"{service.name}.conf",
                                 _render(sections, head, service.name)))
         files.append(OutputFile(run_path(service, out_dir), render_run(service, ctx)))
-    group: list[tuple[str, Rows]] = []
-    if services:
-        group = [(f"group:{GROUP}", [("programs", ",".join(s.name for s in services))])]
-    sections = [*group, ("eventlistener:tarsdock", listener_rows(node, ctx)),
-                ("program:tarsdock-node", node_rows(node, ctx))]
-    head = header(FORMAT, ctx.config_dir, ["node.toml", f"{len(services)} services"])
-    files.append(OutputFile(out_dir / "tars.conf", _render(sections, head, "tars.conf")))
     return files
 
+
+def render_node(specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,
+                out_dir: Path) -> list[OutputFile]:
+    """tars.conf: the group of the services of `specs`, the event listener, the node server."""
+    group: list[tuple[str, Rows]] = []
+    if specs:
+        group = [(f"group:{GROUP}", [("programs", ",".join(s.name for s in specs))])]
+    sections = [*group, ("eventlistener:tarsdock", listener_rows(node, ctx)),
+                ("program:tarsdock-node", node_rows(node, ctx))]
+    head = header(FORMAT, ctx.config_dir, ["node.toml", f"{len(specs)} services"])
+    return [OutputFile(out_dir / "tars.conf", _render(sections, head, "tars.conf"))]

@@ -15,7 +15,7 @@ from tarsdock.argv import (
     speaks_admin,
     wrapper_settings,
 )
-from tarsdock.model import NodeSettings, Service
+from tarsdock.model import NodeSettings, Service, ServiceSpec
 from tarsdock.output import Context, OutputFile, Quote, header, ini_text
 from tarsdock.quoting import EnvAssignment, Value, check_text, remembering, systemd
 
@@ -67,7 +67,7 @@ class Specifiers:
 Rows = list[tuple[str, Value | IgnoreFailure | Specifiers]]
 
 
-def unit_name(service: Service) -> str:
+def unit_name(service: Service | ServiceSpec) -> str:
     """The unit of a service: tars-App.Server.service."""
     return f"tars-{service.name}.service"
 
@@ -270,10 +270,10 @@ def node_service_rows(node: NodeSettings, ctx: Context) -> list[tuple[str, Rows]
     ]
 
 
-def target_rows(services: Sequence[Service]) -> list[tuple[str, Rows]]:
+def target_rows(specs: Sequence[ServiceSpec]) -> list[tuple[str, Rows]]:
     """tars.target: wants every service, so `systemctl start tars.target` starts them all."""
     units = " ".join([f"{SYNC_UNIT}.timer", f"{NODE_UNIT}.socket",
-                      *(unit_name(service) for service in services if service.spec.enabled)])
+                      *(unit_name(spec) for spec in specs if spec.enabled)])
     unit: Rows = [("Description", "Tars services managed by tarsdock"), ("Wants", units)]
     return [("Unit", unit), ("Install", [("WantedBy", "multi-user.target")])]
 
@@ -294,6 +294,12 @@ def _render(sections: list[tuple[str, Rows]], head: str, what: str,
 def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
            out_dir: Path) -> list[OutputFile]:
     """Every systemd unit for these services, plus tars.target and the shared units."""
+    return [*render_services(services, ctx, out_dir),
+            *render_node([service.spec for service in services], node, ctx, out_dir)]
+
+
+def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) -> list[OutputFile]:
+    """The unit of each service."""
     files = []
     quote = remembering(_systemd_filter)
     for service in services:
@@ -301,8 +307,14 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
                                                f"template {service.spec.template}"])
         files.append(OutputFile(out_dir / unit_name(service),
                                 _render(service_rows(service, ctx), head, service.name, quote)))
-    head = header(FORMAT, ctx.config_dir, [f"node {node.name}", f"{len(services)} services"])
-    files.append(OutputFile(out_dir / TARGET, _render(target_rows(services), head, TARGET)))
+    return files
+
+
+def render_node(specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,
+                out_dir: Path) -> list[OutputFile]:
+    """tars.target (wanting the services of `specs`) and the shared units."""
+    head = header(FORMAT, ctx.config_dir, [f"node {node.name}", f"{len(specs)} services"])
+    files = [OutputFile(out_dir / TARGET, _render(target_rows(specs), head, TARGET))]
     head = header(FORMAT, ctx.config_dir, [f"node {node.name}"])
     for name, sections in ((f"{SYNC_UNIT}.service", sync_rows(ctx)),
                            (f"{SYNC_UNIT}.timer", timer_rows()),

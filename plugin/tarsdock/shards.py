@@ -1,0 +1,194 @@
+"""A large node's work split over the CPUs: one generator per shard of the services, the first
+run in this process and each other in a forked child, driven in lockstep over pipes.
+
+Why fork and pipes, not multiprocessing: a child made by fork(2) starts with everything the
+parent has read (manifest, templates) and costs about a millisecond; multiprocessing's import and
+pool cost tens of milliseconds, a tenth of a whole run. Each step sends the same value to every
+shard and returns what each yields next, in shard order, so the caller can decide between steps
+(all rendered without error: go on and write; otherwise stop) with every shard waiting.
+
+A child never prints and never returns into the caller's code: it answers each step with a
+pickled result, or with one line saying what failed, and leaves by os._exit. A child that dies
+or fails is a ShardFailed (one line, no traceback). Leaving the `with` block, however it is left
+(an error, Ctrl-C: children ignore SIGINT, the parent alone handles it), closes every shard's
+generator, so each shard's `finally` undoes what it must, and reaps every child: no process
+outlives the run and none acts after it. A child whose parent dies reads end of file and leaves
+the same way. Only a child killed outside tarsdock's control leaves its work to the caller.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import sys
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
+
+from tarsdock.errors import EnvironmentFault
+
+JOBS_VARIABLE = "TARSDOCK_JOBS"
+# Below this many services one process is faster: a fork, the pickles and the other process's
+# start cost more than what it takes over (measured with bench/bench_generate.py's node).
+MIN_SERVICES = 150
+MAX_JOBS = 8
+SIZE = struct.Struct("!Q")
+
+T = TypeVar("T")
+Shard = Generator[Any, Any, None]
+
+
+class ShardFailed(EnvironmentFault):
+    """A child process of the run died or failed; nothing it did is kept."""
+
+
+def jobs(services: int) -> int:
+    """How many processes to use: TARSDOCK_JOBS when set (1: one process), else one per CPU
+    this process may run on (at most MAX_JOBS) for a node of at least MIN_SERVICES services."""
+    forced = os.environ.get(JOBS_VARIABLE, "")
+    if forced:
+        if not forced.isdigit() or int(forced) < 1:
+            raise EnvironmentFault(JOBS_VARIABLE, f"'{forced}' is not a number of processes >= 1")
+        return min(int(forced), max(services, 1))
+    if services < MIN_SERVICES:
+        return 1
+    return min(len(os.sched_getaffinity(0)), MAX_JOBS)
+
+
+def split(items: Sequence[T], count: int) -> list[Sequence[T]]:
+    """`count` runs of consecutive items, as even as can be (so results join back in order)."""
+    size, extra = divmod(len(items), count)
+    bounds = [i * size + min(i, extra) for i in range(count + 1)]
+    return [items[bounds[i]:bounds[i + 1]] for i in range(count)]
+
+
+class Lockstep:
+    """Shards run in lockstep, the first in this process, each other in a child: a context
+    manager that closes them all (see close)."""
+
+    def __init__(self, starts: Sequence[Callable[[], Shard]]) -> None:
+        self.pids: list[int] = []
+        self._pipes: list[tuple[int, int]] = []    # (to the child, from the child)
+        self._local = starts[0]()
+        for start in starts[1:]:
+            self._fork(start)
+
+    def __enter__(self) -> Lockstep:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _fork(self, start: Callable[[], Shard]) -> None:
+        child_in, to_child = os.pipe()
+        from_child, child_out = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:                                   # the child: serve, then leave
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            for fd in [to_child, from_child, *(fd for pair in self._pipes for fd in pair)]:
+                os.close(fd)   # an earlier child's pipes: it must see end of file
+            self._local.close()
+            os._exit(_serve(start(), child_in, child_out))
+        os.close(child_in)
+        os.close(child_out)
+        self.pids.append(pid)
+        self._pipes.append((to_child, from_child))
+
+    def first(self) -> list[Any]:
+        """Run every shard to its first yield; what each yielded, in shard order."""
+        return self._step(None)
+
+    def send(self, value: object) -> list[Any]:
+        """Send `value` to every shard; what each yields next, in shard order."""
+        return self._step(value)
+
+    def _step(self, value: object) -> list[Any]:
+        data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+        for pid, (to_child, _) in zip(self.pids, self._pipes, strict=True):
+            try:
+                _put(to_child, data)      # a step's value is small: never blocks
+            except BrokenPipeError:
+                raise _answer_error(pid, None) from None
+        results = [self._local.send(value)]            # meanwhile the children work
+        for pid, (_, from_child) in zip(self.pids, self._pipes, strict=True):
+            results.append(_answer(pid, _get(from_child)))
+        return results
+
+    def close(self) -> None:
+        """End every shard, each in its own `finally`: this process's is closed; the children
+        read end of file, or fail to send their answer to a step not waited for, and leave.
+        Every child is reaped before this returns, so none can act after it."""
+        try:
+            self._local.close()
+        finally:
+            for pid, (to_child, from_child) in zip(self.pids, self._pipes, strict=True):
+                os.close(to_child)
+                os.close(from_child)
+                os.waitpid(pid, 0)
+            self.pids, self._pipes = [], []
+
+
+def _serve(shard: Shard, inbox: int, outbox: int) -> int:
+    """The child's loop: answer each step until end of file; its exit status."""
+    try:
+        while (data := _get(inbox)) is not None:
+            try:
+                answer: tuple[bool, object] = (True, shard.send(pickle.loads(data)))
+            except StopIteration:
+                answer = (False, "ended early")
+            except Exception as error:   # any failure goes back as one line, never a traceback
+                answer = (False, f"{type(error).__name__}: {error}")
+            _put(outbox, pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
+            if not answer[0]:
+                return 1
+        return 0
+    except BaseException:
+        return 1
+    finally:
+        shard.close()
+
+
+def _answer(pid: int, data: bytes | None) -> Any:
+    ok, result = (False, None) if data is None else pickle.loads(data)
+    if not ok:
+        raise _answer_error(pid, result)
+    return result
+
+
+def _answer_error(pid: int, cause: str | None) -> ShardFailed:
+    """A child's failure as one line; with no cause, the child died."""
+    return ShardFailed(f"tarsdock worker process {pid}", cause or f"died ({_death(pid)})")
+
+
+def _death(pid: int) -> str:
+    """How a child that closed its pipe ended (WNOWAIT: close() reaps it)."""
+    info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    if info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+        return f"killed by {signal.Signals(info.si_status).name}"
+    return f"exit status {info.si_status if info is not None else '?'}"
+
+
+def _put(fd: int, data: bytes) -> None:
+    view = memoryview(SIZE.pack(len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _read(fd: int, size: int) -> bytes | None:
+    chunks = []
+    while size:
+        chunk = os.read(fd, min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _get(fd: int) -> bytes | None:
+    """One message, or None at end of file."""
+    head = _read(fd, SIZE.size)
+    return None if head is None else _read(fd, SIZE.unpack(head)[0])
