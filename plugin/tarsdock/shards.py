@@ -44,22 +44,24 @@ class ShardFailed(EnvironmentFault):
 
 
 def jobs(services: int) -> int:
-    """How many processes to use: TARSDOCK_JOBS when set (1: one process), else one per CPU
-    this process may run on (at most MAX_JOBS) for a node of at least MIN_SERVICES services."""
+    """How many processes to use: TARSDOCK_JOBS when set (1: one process; at most MAX_JOBS),
+    else one per CPU this process may run on (at most MAX_JOBS) for a node of at least
+    MIN_SERVICES services, else 1."""
     forced = os.environ.get(JOBS_VARIABLE, "")
     if forced:
         if not forced.isdigit() or int(forced) < 1:
             raise EnvironmentFault(JOBS_VARIABLE, f"'{forced}' is not a number of processes >= 1")
-        return min(int(forced), max(services, 1))
+        return min(int(forced), MAX_JOBS)
     if services < MIN_SERVICES:
         return 1
     return min(len(os.sched_getaffinity(0)), MAX_JOBS)
 
 
 def split(items: Sequence[T], count: int) -> list[Sequence[T]]:
-    """`count` runs of consecutive items, as even as can be (so results join back in order)."""
+    """`count` runs of consecutive items, as even as can be, so results join back in order; the
+    first (this process's, which has more to do after) is never the longer."""
     size, extra = divmod(len(items), count)
-    bounds = [i * size + min(i, extra) for i in range(count + 1)]
+    bounds = [i * size + max(0, i - (count - extra)) for i in range(count + 1)]
     return [items[bounds[i]:bounds[i + 1]] for i in range(count)]
 
 

@@ -1,0 +1,266 @@
+"""Work in shards (tarsdock.shards): the lockstep of processes itself, and that a node rendered
+and written in several processes gives exactly what one process gives: the same files byte for
+byte, the same errors and warnings in the same order, the same listing; and that a run that
+fails, in any process, leaves no process, no temp file and no changed file behind."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Generator, Sequence
+from functools import partial
+from pathlib import Path
+
+import pytest
+from test_bad_manifests import write_config
+from test_generate_cases import CASES as CASE_DIR
+from test_generate_cases import config_dir, read_case
+from test_one_pipeline import INPUTS
+
+from tarsdock import generate as generate_module
+from tarsdock import shards
+from tarsdock.cli import main
+from tarsdock.errors import EnvironmentFault, TarsdockError
+from tarsdock.generate import Job, Part, load_and_render_all
+from tarsdock.model import ServiceSpec
+from tarsdock.output import Context
+from tarsdock.shards import JOBS_VARIABLE, Lockstep, ShardFailed, jobs, split
+
+Shard = Generator[object, object, None]
+
+
+def gone(pid: int) -> bool:
+    """Whether a child of this process has ended and been reaped."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+@pytest.mark.parametrize(("count", "size"), [(n, c) for n in range(9) for c in range(1, 5)])
+def test_split_keeps_order_and_evens_out_with_the_first_never_longer(count: int,
+                                                                     size: int) -> None:
+    items = list(range(count))
+    parts = split(items, size)
+    assert len(parts) == size and [i for part in parts for i in part] == items
+    lengths = [len(part) for part in parts]
+    assert max(lengths) - min(lengths) <= 1 and lengths[0] == min(lengths)
+
+
+@pytest.mark.parametrize(("value", "services", "expected"), [
+    ("1", 1000, 1), ("3", 1, 3), ("", 10, 1),
+    ("", shards.MIN_SERVICES, min(len(os.sched_getaffinity(0)), shards.MAX_JOBS)),
+    ("99", 1000, shards.MAX_JOBS)])
+def test_jobs(monkeypatch: pytest.MonkeyPatch, value: str, services: int, expected: int) -> None:
+    monkeypatch.setenv(JOBS_VARIABLE, value)
+    assert jobs(services) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_a_bad_jobs_variable_is_an_environment_fault(monkeypatch: pytest.MonkeyPatch,
+                                                     value: str) -> None:
+    monkeypatch.setenv(JOBS_VARIABLE, value)
+    with pytest.raises(EnvironmentFault, match=f"TARSDOCK_JOBS: '{value}' is not a number"):
+        jobs(1000)
+
+
+def echo(tag: int) -> Shard:
+    value = yield tag, os.getpid()
+    yield tag, value
+
+
+def test_lockstep_answers_in_shard_order_from_other_processes_and_reaps_them() -> None:
+    with Lockstep([partial(echo, tag) for tag in range(3)]) as lockstep:
+        first = lockstep.first()
+        children = list(lockstep.pids)
+        assert lockstep.send("go") == [(0, "go"), (1, "go"), (2, "go")]
+    assert [tag for tag, _ in first] == [0, 1, 2]
+    assert [pid for _, pid in first] == [os.getpid(), *children]
+    assert len(set(children)) == 2 and all(gone(pid) for pid in children)
+
+
+def fails(how: str) -> Shard:
+    yield "rendered"
+    if how == "raise":
+        raise ValueError("boom")
+    os.kill(os.getpid(), signal.SIGKILL)
+    yield "never"
+
+
+@pytest.mark.parametrize(("how", "cause"), [("raise", "ValueError: boom"),
+                                            ("die", "died (killed by SIGKILL)")])
+def test_a_child_that_fails_or_dies_is_one_line_naming_it(how: str, cause: str) -> None:
+    with pytest.raises(ShardFailed) as caught, \
+            Lockstep([partial(echo, 0), partial(fails, how)]) as lockstep:
+        children = list(lockstep.pids)
+        assert lockstep.first() == [(0, os.getpid()), "rendered"]
+        lockstep.send(True)
+    assert str(caught.value) == f"tarsdock worker process {children[0]}: {cause}"
+    assert all(gone(pid) for pid in children)
+
+
+def stages(directory: Path, fail: bool) -> Shard:
+    """Stands for a shard of a write: stages a file, removed unless the shard is let finish."""
+    temp = directory / f".{os.getpid()}.tmp"
+    done = False
+    try:
+        temp.write_text("staged")
+        if fail:
+            raise KeyboardInterrupt   # Ctrl-C, as Python raises it in this process
+        yield "staged"
+        done = True
+        yield "renamed"
+    finally:
+        if not done:
+            temp.unlink()
+
+
+@pytest.mark.parametrize("where", ["in a step", "between steps"])
+def test_ctrl_c_runs_every_shards_finally_and_leaves_no_process(tmp_path: Path,
+                                                                 where: str) -> None:
+    start = [partial(stages, tmp_path, where == "in a step"),
+             partial(stages, tmp_path, False), partial(stages, tmp_path, False)]
+    with pytest.raises(KeyboardInterrupt), Lockstep(start) as lockstep:
+        children = list(lockstep.pids)
+        assert lockstep.first() == ["staged"] * 3
+        assert len(list(tmp_path.iterdir())) == 3
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    assert len(children) == 2 and all(gone(pid) for pid in children)
+
+
+# --- a node in several processes gives what one process gives --------------------------------
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("given", [i[1] for i in INPUTS], ids=[i[0] for i in INPUTS])
+def test_every_bad_input_reports_the_same_in_shards(tmp_path: Path, given: object,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # the tables' one-service nodes: with 2 jobs the service is resolved in the child
+    if isinstance(given, Path):
+        directory = config_dir(read_case(given), tmp_path)
+    else:
+        directory = tmp_path / "config"
+        write_config(directory, given)  # type: ignore[arg-type]
+    base = ["--config-dir", str(directory)]
+    for argv in ([*base, "validate"],
+                 *([*base, "generate", "--format", fmt, "--out", str(tmp_path / fmt), "--diff"]
+                   for fmt in ("systemd", "supervisord"))):
+        monkeypatch.setenv(JOBS_VARIABLE, "1")
+        alone = run(argv, capsys)
+        monkeypatch.setenv(JOBS_VARIABLE, "2")
+        assert run(argv, capsys) == alone, argv
+
+
+@pytest.mark.parametrize("path", sorted(CASE_DIR.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_case_renders_the_same_in_shards(tmp_path: Path, path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    case = read_case(path)
+    directory = config_dir(case, tmp_path)
+    ctx = Context(directory, "/opt/tarsdock/bin", "/usr/bin/docker")
+
+    def rendered(count: str) -> object:
+        monkeypatch.setenv(JOBS_VARIABLE, count)
+        try:
+            done = load_and_render_all(case.formats, directory, ctx, tmp_path / "out")
+        except TarsdockError as error:
+            return type(error), str(error)
+        files = {fmt: [(f.path, f.content, f.mode) for f in files]
+                 for fmt, files in done.files.items()}
+        return done.specs, files, done.dirs, [str(w) for w in done.warnings]
+
+    assert rendered("3") == rendered("1")
+
+
+SERVICE = """\
+[services."App.S{i:02}"]
+type = "tars_cpp"
+template = "t.app"
+image = "busybox"
+profile = "{profile}"
+[[services."App.S{i:02}".adapters]]
+servant = "App.S{i:02}.Obj"
+endpoint = "tcp -h 127.0.0.1 -p {port}"
+"""
+# a warning (hearttimeout shorter than two heartbeats) and an error (a bad port)
+WARNS = "<tars>\\n<application>\\n<server>\\nhearttimeout=5000\\n</server>\\n</application>\\n" \
+    "</tars>"
+FAILS = "<tars>\\n<application>\\n<container>\\n<ports>\\nx:y\\n</ports>\\n</container>\\n" \
+    "</application>\\n</tars>"
+TEMPLATE = "<tars>\n  <application>\n    <server>\n    </server>\n  </application>\n</tars>\n"
+
+
+def node(root: Path, count: int, profiles: dict[int, str]) -> Path:
+    """A config dir of `count` services, some with a profile; tars_path under root."""
+    head = (f'[node]\nname = "10.0.0.5"\ntars_path = "{root}/tars"\n'
+            'locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"\n'
+            'network = "bridge"\n[images.busybox]\nref = "tarsdock-test/busybox:1"\n')
+    services = [SERVICE.format(i=i, port=20000 + i, profile=profiles.get(i, ""))
+                for i in range(count)]
+    write_config(root / "cfg", {"node.toml": head + "".join(services), "templates/t.app": TEMPLATE})
+    return root / "cfg"
+
+
+def tree(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file and directory under root (but the config dir): mode and content."""
+    return {str(p.relative_to(root)): (p.stat().st_mode, p.read_text() if p.is_file() else "")
+            for p in sorted(root.rglob("*")) if p.relative_to(root).parts[0] != "cfg"}
+
+
+def generate(root: Path, fmt: str, jobs_: str, monkeypatch: pytest.MonkeyPatch,
+             capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str, str]:
+    monkeypatch.setenv(JOBS_VARIABLE, jobs_)
+    return run(["--config-dir", str(root / "cfg"), "generate", "--format", fmt,
+                "--out", str(root / "out"), *extra], capsys)
+
+
+@pytest.mark.parametrize("fmt", ["systemd", "supervisord"])
+def test_a_node_written_in_shards_is_byte_identical(tmp_path: Path, fmt: str,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, 11, {3: WARNS, 9: WARNS})   # a warning in the first shard and the last
+    alone = generate(tmp_path, fmt, "1", monkeypatch, capsys)
+    files = tree(tmp_path)
+    shutil.rmtree(tmp_path / "out")
+    shutil.rmtree(tmp_path / "tars")
+    renderers = tmp_path / "renderers"   # outside the compared trees
+    real = generate_module.render_part
+
+    def render_part(job: Job, specs: Sequence[ServiceSpec]) -> Part | None:
+        with renderers.open("a") as log:
+            log.write(f"{os.getpid()} {len(specs)}\n")
+        return real(job, specs)
+
+    monkeypatch.setattr(generate_module, "render_part", render_part)
+    assert generate(tmp_path, fmt, "3", monkeypatch, capsys) == alone
+    # 11 services: 3 rendered here, 4 in each of two children
+    shares = dict(map(int, line.split()) for line in renderers.read_text().splitlines())
+    assert len(shares) == 3 and shares.pop(os.getpid()) == 3 and list(shares.values()) == [4, 4]
+    renderers.unlink()
+    assert alone[0] == 0 and alone[2].count("warning: ") == 2, alone
+    assert tree(tmp_path) == files
+    # and an update (a service more, a profile less): the listing and the counts
+    node(tmp_path, 12, {3: WARNS})
+    listed = generate(tmp_path, fmt, "1", monkeypatch, capsys, "--dry-run")
+    assert generate(tmp_path, fmt, "3", monkeypatch, capsys, "--dry-run") == listed
+    assert listed[1].count("new ") == 2 + (fmt == "supervisord") and "changed" in listed[1]
+    assert generate(tmp_path, fmt, "3", monkeypatch, capsys)[1].startswith(
+        f"{4 + (fmt == 'supervisord')} written, ")
+
+
+def test_errors_in_several_shards_are_those_of_one_process_and_nothing_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, 11, {1: FAILS, 5: WARNS, 10: FAILS})
+    alone = generate(tmp_path, "systemd", "1", monkeypatch, capsys)
+    assert alone[0] == 1 and alone[2].count("error: ") == 2, alone   # each at its line
+    assert "error: node.toml:24: key 'x:y'" in alone[2] and "error: node.toml:96:" in alone[2]
+    assert generate(tmp_path, "systemd", "3", monkeypatch, capsys) == alone
+    assert tree(tmp_path) == {}
