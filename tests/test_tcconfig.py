@@ -298,3 +298,20 @@ def test_filler_substitutes_like_re_sub(items: list[tuple[str, str, str]], a: st
         assert tcconfig.fill(value, values, NAMES) == substituted(
             tcconfig.Config("", Origin("gen"), {"k": tcconfig.Param(value, Origin("gen"))}),
             values).params["k"].value
+
+
+def parsed_or_errors(text: str) -> object:
+    try:
+        return shape(tcconfig.parse(text, "t"))
+    except InputErrors as errors:
+        return [str(e) for e in errors.errors]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.text("ab= \t\\<>#/\r", max_size=8).map(lambda s: f"<d>\n{s}\n</d>")
+                | st.text("ab= \t\\<>#/\n", max_size=12), max_size=5).map("\n".join))
+def test_plain_lines_parse_as_the_escaping_path_parses_them(text: str) -> None:
+    fast = parsed_or_errors(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tcconfig._Parser, "_param", tcconfig._Parser._escaped_param)
+        assert parsed_or_errors(text) == fast

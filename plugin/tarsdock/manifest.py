@@ -41,7 +41,6 @@ from tarsdock.model import (
     ServiceSpec,
 )
 from tarsdock.servicetable import ServiceReader, check_listeners, registry_for
-from tarsdock.tomlpos import toml_path
 from tarsdock.tomlread import TableReader, TomlDoc
 
 SERVICE_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)\Z")
@@ -75,7 +74,7 @@ class ManifestReader(TableReader):
         if "node" not in doc.data:
             self.errors.add(Origin(doc.rel), "missing the [node] table")
             return None
-        v = self.table(doc, ("node",), doc.data["node"], NODE_KEYS, "[node]")
+        v = self.table(doc, ("node",), doc.data["node"], NODE_KEYS)
         if v is None or None in v.values():
             return None
         return NodeSettings(
@@ -130,7 +129,7 @@ class ManifestReader(TableReader):
         found: dict[str, Registry] = {}
         for rid, raw in self.group(doc, "registries", ID):
             path = ("registries", rid)
-            v = self.table(doc, path, raw, REGISTRY_KEYS, f"[{toml_path(path)}]")
+            v = self.table(doc, path, raw, REGISTRY_KEYS)
             if v is None or v["url"] is None:
                 self.broken_registries.add(rid)   # reported; images naming it need not repeat
                 continue
@@ -150,7 +149,7 @@ class ManifestReader(TableReader):
         found: dict[str, Image] = {}
         for iid, raw in self.group(doc, "images", ID):
             path = ("images", iid)
-            v = self.table(doc, path, raw, IMAGE_KEYS, f"[{toml_path(path)}]")
+            v = self.table(doc, path, raw, IMAGE_KEYS)
             if v is None or v["ref"] is None:
                 self.broken_images.add(iid)
                 continue
@@ -179,7 +178,7 @@ class ManifestReader(TableReader):
         found: dict[str, tuple[str, Origin]] = {}
         for name, raw in self.group(doc, "templates", TEMPLATE_NAME):
             path = ("templates", name)
-            v = self.table(doc, path, raw, TEMPLATE_KEYS, f"[{toml_path(path)}]")
+            v = self.table(doc, path, raw, TEMPLATE_KEYS)
             if v is not None:
                 found[name] = (v["parent"], doc.origin((*path, "parent")))
         return found

@@ -9,7 +9,7 @@ from tarsdock.errors import ErrorCollector, Origin, did_you_mean
 from tarsdock.imageref import hub_or_host, looks_like_ref, parse_image_ref
 from tarsdock.keys import ADAPTER_KEYS, SERVICE_KEYS, quote_value
 from tarsdock.model import AdapterSpec, Image, Registry, RunMode, ServiceSpec
-from tarsdock.tomlpos import KeyPath, toml_path
+from tarsdock.tomlpos import KeyPath
 from tarsdock.tomlread import TableReader, TomlDoc
 
 Listener = tuple[Endpoint, Origin, str, str]   # endpoint, where, what listens, manifest key
@@ -59,7 +59,7 @@ class ServiceReader:
         return self.doc.origin((*self.path, key))
 
     def read(self, raw: Any) -> ServiceSpec | None:
-        v = self.reader.table(self.doc, self.path, raw, SERVICE_KEYS, f"[{toml_path(self.path)}]")
+        v = self.reader.table(self.doc, self.path, raw, SERVICE_KEYS)
         if v is None:
             return None
         # a key given with a bad value is reported at its line and read as its default; the
@@ -137,8 +137,7 @@ class ServiceReader:
         names: dict[str, Origin] = {}
         for i, raw in enumerate(tables):
             path = (*self.path, "adapters", i)
-            what = f"[[{toml_path(self.path)}.adapters]] #{i + 1}"
-            v = self.reader.table(self.doc, path, raw, ADAPTER_KEYS, what)
+            v = self.reader.table(self.doc, path, raw, ADAPTER_KEYS)
             if v is None or None in v.values():
                 continue
             origin = self.doc.origin(path)

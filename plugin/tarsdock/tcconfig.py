@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from tarsdock.errors import ErrorCollector, Origin
@@ -20,7 +20,7 @@ ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t", "=": "\\="}
 ESCAPE_TABLE = str.maketrans(ESCAPES)
 UNWRITABLE = "<>"   # reverse_parse throws on these
 # domain names are not unescaped, so nothing in them may need escaping
-NAME_FORBIDDEN = set("\\\r\n\t=<>/")
+NAME_FORBIDDEN = frozenset("\\\r\n\t=<>/")
 MACRO = re.compile(r"\$\{([^}]*)\}")
 
 
@@ -182,7 +182,7 @@ class _Parser:
     def feed(self, number: int, line: str) -> bool:
         """Handle one trimmed, non-comment line; False when parsing cannot go on."""
         origin = Origin(self.path, number)
-        if not line.startswith("<"):
+        if line[0] != "<":
             return self._param(origin, line)
         end = line.find(">")
         if end < 0:
@@ -193,6 +193,17 @@ class _Parser:
         return self._open(origin, line[1:end].strip(TRIM))
 
     def _param(self, origin: Origin, line: str) -> bool:
+        if "\\" in line or "<" in line or ">" in line:
+            return self._escaped_param(origin, line)
+        # most lines: nothing to unescape or refuse, and no escaped '=' to look past
+        key, _, value = line.partition("=")
+        key = key.rstrip(TRIM)
+        if not key:
+            return self._escaped_param(origin, line)   # it says what is wrong
+        self._set(origin, key, value.lstrip(TRIM))
+        return True
+
+    def _escaped_param(self, origin: Origin, line: str) -> bool:
         raw_key, raw_value = _split_param(line)
         try:
             key, value = unescape(raw_key), unescape(raw_value)
@@ -203,16 +214,21 @@ class _Parser:
         if problem:
             self.errors.add(origin, problem, raw_key or None)
             return True
+        self._set(origin, key, value)
+        return True
+
+    def _set(self, origin: Origin, key: str, value: str) -> None:
+        """Config.set, noting the line a repeated key replaces."""
         domain = self.stack[-1]
-        earlier = domain.params.get(key)
+        earlier = domain.params.pop(key, None)
         if earlier is not None:
             domain.replaced += ((key, earlier.origin),)
-        domain.set(key, Param(value, origin))
-        return True
+        domain.params[key] = Param(value, origin)
 
     def _open(self, origin: Origin, name: str) -> bool:
         try:
-            _check_domain_name(name)
+            if not name or not NAME_FORBIDDEN.isdisjoint(name):
+                _check_domain_name(name)
         except ValueError as problem:
             self.errors.add(origin, str(problem))
             return False
@@ -238,19 +254,13 @@ class _Parser:
         return self.root
 
 
-def _numbered_lines(text: str, first_line: int) -> Iterator[tuple[int, str]]:
-    # getline() splits on '\n' only; str.splitlines() would also split on \v, \f, \x1c...
-    for offset, raw in enumerate(text.split("\n")):
-        line = raw.strip(TRIM)
-        if line and not line.startswith("#"):
-            yield first_line + offset, line
-
-
 def parse(text: str, path: str, first_line: int = 1) -> Config:
     """Parse TC_Config text; every value keeps its origin. Raises InputErrors with every problem."""
     parser = _Parser(path, first_line)
-    for number, line in _numbered_lines(text, first_line):
-        if not parser.feed(number, line):
+    # getline() splits on '\n' only; str.splitlines() would also split on \v, \f, \x1c...
+    for number, raw in enumerate(text.split("\n"), first_line):
+        line = raw.strip(TRIM)
+        if line and line[0] != "#" and not parser.feed(number, line):
             break
     return parser.finish()
 

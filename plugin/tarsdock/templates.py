@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ class Template:
     stock: bool = False           # shipped with tarsdock, not from the config dir
 
 
-def read_text(path: Path, shown: str) -> str:
+def read_text(path: str | Path, shown: str) -> str:
     """Read a UTF-8 text file, turning every failure into an error that names it (and the line
     of a bad byte, or the byte-order mark: see textfile)."""
     return textfile.read(path, shown)
@@ -36,20 +37,22 @@ def read_text(path: Path, shown: str) -> str:
 def _load_dir(directory: Path, shown_prefix: str, errors: ErrorCollector,
               broken: dict[str, Origin], stock: bool = False) -> dict[str, Template]:
     templates: dict[str, Template] = {}
-    if not directory.is_dir():
+    try:
+        names = sorted(os.listdir(directory))   # names, not Paths: a node may have 1,000
+    except (FileNotFoundError, NotADirectoryError):
         return templates
-    for path in sorted(directory.iterdir()):
-        if path.name.startswith(".") or path.name.endswith("~"):
+    for name in names:
+        if name.startswith(".") or name.endswith("~"):
             continue
-        shown = f"{shown_prefix}{path.name}"
+        shown = f"{shown_prefix}{name}"
         try:
-            config = tcconfig.parse(read_text(path, shown), shown)
+            config = tcconfig.parse(read_text(f"{directory}/{name}", shown), shown)
         except (InputError, InputErrors) as problem:
             errors.extend(problem)
             first = problem.errors[0] if isinstance(problem, InputErrors) else problem
-            broken[path.name] = first.origin
+            broken[name] = first.origin
             continue
-        templates[path.name] = Template(path.name, config, Origin(shown), stock)
+        templates[name] = Template(name, config, Origin(shown), stock)
     return templates
 
 

@@ -127,26 +127,49 @@ class TableReader:
             return None
         return TomlDoc(rel, data, locate(text) if self.lines else Located())
 
-    def table(self, doc: TomlDoc, path: KeyPath, value: Any, rules: dict[str, KeyRule],
-              what: str) -> dict[str, Any] | None:
+    def table(self, doc: TomlDoc, path: KeyPath, value: Any,
+              rules: dict[str, KeyRule]) -> dict[str, Any] | None:
         """Check a table by its rules: values with defaults, None for a required key missing."""
         if not isinstance(value, dict):
-            self.errors.add(doc.origin(path), f"{what} must be a table, got {quote_value(value)}")
+            self.errors.add(doc.origin(path),
+                            f"{table_name(path)} must be a table, got {quote_value(value)}")
             return None
-        out: dict[str, Any] = {}
+        defaults, required = _defaults(rules)
+        out = dict(defaults)
         for key, given in value.items():
             rule = rules.get(key)
             if rule is None:
                 self.errors.add(doc.origin((*path, key)),
-                                f"unknown key in {what}{did_you_mean(key, rules)}", key)
+                                f"unknown key in {table_name(path)}{did_you_mean(key, rules)}", key)
                 continue
             problem = kind_problem(rule.kind, given) or (rule.check(given) if rule.check else "")
             if problem:
-                self.errors.add(doc.origin((*path, key)), problem, key)
-            out[key] = None if problem else given
-        for key, rule in rules.items():
-            if key not in value and rule.default is REQUIRED:
-                self.errors.add(doc.origin(path), f"{what} needs this key", key)
-            if key not in value or (out[key] is None and rule.default is not REQUIRED):
-                out[key] = None if rule.default is REQUIRED else rule.default
+                self.errors.add(doc.origin((*path, key)), problem, key)   # read as its default
+            else:
+                out[key] = given
+        for key in required:
+            if key not in value:
+                self.errors.add(doc.origin(path), f"{table_name(path)} needs this key", key)
         return out
+
+
+def table_name(path: KeyPath) -> str:
+    """How messages name a table: [node], [services."A.B"], [[services."A.B".adapters]] #2."""
+    if isinstance(path[-1], int):
+        return f"[[{toml_path(path)}]] #{path[-1] + 1}"
+    return f"[{toml_path(path)}]"
+
+
+# the key tables of keys.py are module constants: their defaults are worked out once each
+_DEFAULTS: dict[int, tuple[dict[str, Any], tuple[str, ...]]] = {}
+
+
+def _defaults(rules: dict[str, KeyRule]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Every key's default (None for a required key), and the required keys."""
+    found = _DEFAULTS.get(id(rules))
+    if found is None:
+        found = ({key: None if rule.default is REQUIRED else rule.default
+                  for key, rule in rules.items()},
+                 tuple(key for key, rule in rules.items() if rule.default is REQUIRED))
+        _DEFAULTS[id(rules)] = found
+    return found
