@@ -119,14 +119,41 @@ def test_every_command_row_is_complete() -> None:
         assert command.help and command.reads and command.writes, command
 
 
-def test_only_the_chosen_command_module_is_registered() -> None:
-    parser = build_parser(["validate"])
-    parsers = subcommand_parsers()
-    assert set(parsers) >= {command.name for command in COMMANDS}
-    # the unchosen `generate` is a bare stub: no --format until it is chosen
+def made_commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The command parsers a top parser holds."""
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    assert "--format" not in sub.choices["generate"].format_help()
-    assert "--format" in parsers["generate"].format_help()
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("argv", [
+    ["validate"], ["--config-dir", "X", "validate"], ["--config-dir=X", "validate"],
+    ["--con", "X", "validate"], ["--con=X", "validate", "--help"],
+])
+def test_only_the_chosen_command_parser_is_made(argv: list[str]) -> None:
+    assert set(made_commands(build_parser(argv))) == {"validate"}
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--help"], ["-h", "validate"], ["--he", "validate"], ["valdate"], ["--", "validate"],
+    ["--version"], ["--config-dir", "X"],
+])
+def test_every_command_parser_is_made_where_the_top_parser_may_list_them(
+        argv: list[str]) -> None:
+    made = made_commands(build_parser(argv))
+    assert set(made) == {command.name for command in COMMANDS}
+    # the unchosen `generate` is a bare stub: its module is not imported, no --format
+    assert "--format" not in made["generate"].format_help()
+    assert "--format" in subcommand_parsers()["generate"].format_help()
+
+
+def test_top_help_before_a_command_lists_every_command(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-h", "validate"]) == 0
+    text = capsys.readouterr().out
+    # each command's name starts a line, indented by four
+    listed = {line.split()[0] for line in text.splitlines()
+              if line.startswith("    ") and line[4] != " "}
+    assert listed == {command.name for command in COMMANDS}, text
 
 
 def test_a_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

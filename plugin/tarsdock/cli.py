@@ -137,6 +137,22 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
+def sole_command(argv: Sequence[str]) -> str | None:
+    """The command whose parser can be the only one made: the chosen command, when it is one
+    and only global options come before it. Anything else there (--help, `--`, a typo) may make
+    the top parser list every command, so every one is made (a parser costs ~0.1 ms: argparse
+    looks up the translations of its texts)."""
+    names = {command.name for command in COMMANDS}
+    words = iter(argv)
+    for word in words:
+        flag, equals, _ = word.partition("=")
+        if _takes_value(word):
+            next(words, None)                  # --config-dir DIR
+        elif not (equals and _takes_value(flag)):   # not --config-dir=DIR
+            return word if word in names else None
+    return None
+
+
 def _registrar(command: Command) -> Registrar:
     module, function = command.registrar.split(":")
     registrar: Registrar = getattr(importlib.import_module(module), function)
@@ -163,7 +179,8 @@ def _finish(parser: argparse.ArgumentParser, command: Command) -> None:
 
 
 def build_parser(argv: Sequence[str] = (), full: bool = False) -> argparse.ArgumentParser:
-    """The parser; only the chosen command's module is imported unless `full` (man, completion)."""
+    """The parser; only the chosen command's module is imported, and its parser the only one
+    made when nothing asks for the others (see sole_command), unless `full` (man, completion)."""
     parser = argparse.ArgumentParser(
         prog="tarsdock", description="Run Tars services in Docker containers under supervisord "
         "or systemd.")
@@ -171,8 +188,11 @@ def build_parser(argv: Sequence[str] = (), full: bool = False) -> argparse.Argum
     add_global_options(parser, top=True)
     parser.set_defaults(full_parser=lambda: build_parser(full=True))
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sole = None if full else sole_command(argv)
     chosen = chosen_command(argv)
     for command in COMMANDS:
+        if sole not in (None, command.name):
+            continue
         child = sub.add_parser(command.name, help=command.help, description=command.help)
         if full or command.name == chosen:
             _registrar(command)(child)
