@@ -72,6 +72,18 @@ def test_whole_line_quoting_is_word_by_word_quoting(argv: list[str]) -> None:
             systemd_by_word, argv, "w")
 
 
+@settings(max_examples=300, deadline=None)
+@given(MIXED_ARGV)
+def test_sh_assignments_are_quoted_one_by_one(values: list[str]) -> None:
+    pairs = [(f"k{i}", value) for i, value in enumerate(values)]
+
+    def by_pair(pairs: list[tuple[str, str]], what: str) -> list[str]:
+        return [f"{k}={shlex.quote(quoting.check_text(v, f'{what}: {k}'))}" for k, v in pairs]
+
+    assert quoted_or_error(quoting.sh_assignments, pairs, "w") == quoted_or_error(by_pair, pairs,
+                                                                                  "w")
+
+
 VALUE = st.one_of(SAFE_WORD, st.sampled_from([*HOSTILE, *LOOKALIKES, "a\nb", "\r", "x\0"]), TEXT,
                   st.lists(st.sampled_from(HOSTILE)).map("".join), MIXED_ARGV,
                   st.builds(quoting.EnvAssignment, st.sampled_from(["A", "1X", "B_2"]), WORD))

@@ -127,6 +127,16 @@ def sh_words(argv: Sequence[str], what: str) -> str:
     return " ".join([shlex.quote(check_text(word, what)) for word in argv])
 
 
+def sh_assignments(pairs: Sequence[tuple[str, str]], what: str) -> list[str]:
+    """`NAME=VALUE` lines for sh, each value one word; `what: NAME` names a refused value.
+
+    Names are the caller's constants. Like sh_words, one check when no value needs quoting.
+    """
+    if _plain_words([value for _, value in pairs], SH_SAFE_LINE) is not None:
+        return [f"{name}={value}" for name, value in pairs]
+    return [f"{name}={shlex.quote(check_text(value, f'{what}: {name}'))}" for name, value in pairs]
+
+
 def supervisor_value(value: str, what: str = "value") -> str:
     """A plain supervisord value (a path, a name) that reads back unchanged."""
     check_text(value, what)

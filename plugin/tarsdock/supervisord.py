@@ -24,8 +24,16 @@ from tarsdock.argv import (
     wrapper_settings,
 )
 from tarsdock.model import NodeSettings, Service, ServiceSpec
-from tarsdock.output import Context, OutputFile, header, ini_text
-from tarsdock.quoting import QuotingError, Value, check_text, sh_words, supervisor
+from tarsdock.output import Context, OutputFile, Quote, header, ini_text
+from tarsdock.quoting import (
+    QuotingError,
+    Value,
+    check_text,
+    remembering,
+    sh_assignments,
+    sh_words,
+    supervisor,
+)
 from tarsdock.state import node_ready_path
 
 FORMAT = "supervisord"
@@ -101,17 +109,19 @@ def run_lines(service: Service, ctx: Context) -> list[str]:
         # the wrapper waits for its ready file, as tarsnode runs before its services (systemd's
         # socket unit needs no such wait)
         settings.append(("node", _ready_file(service.node.state_dir)))
-    lines = [f"{key}={_sh(value, f'{what}: {key}')}" for key, value in settings]
+    lines = sh_assignments(settings, what)
     if service.spec.run == "container" and service.node.docker_host:
         lines.append(f"export DOCKER_HOST={_sh(service.node.docker_host, 'docker_host')}")
-    return [*lines, f"set -- {sh_words(argv, what)}"]
+    lines.append(f"set -- {sh_words(argv, what)}")
+    return lines
 
 
-def render_run(service: Service, ctx: Context) -> str:
-    """`App.Server.run`: sourced by tarsdock-run at every start of the program."""
-    head = header(FORMAT, ctx.config_dir, _sources(service))
+def render_run(service: Service, ctx: Context, head: str | None = None) -> str:
+    """`App.Server.run`: sourced by tarsdock-run at every start of the program; `head` is the
+    service's header when the caller has it already."""
+    head = head or header(FORMAT, ctx.config_dir, _sources(service))
     note = f"# Sourced by tarsdock-run for program {GROUP}:{service.name}; never executed.\n"
-    return head + note + "".join(line + "\n" for line in run_lines(service, ctx))
+    return "".join([head, note, "\n".join(run_lines(service, ctx)), "\n"])
 
 
 def program_command(service: Service, ctx: Context, out_dir: Path) -> list[str]:
@@ -186,8 +196,9 @@ def node_rows(node: NodeSettings, ctx: Context) -> Rows:
     ]
 
 
-def _render(sections: list[tuple[str, Rows]], head: str, what: str) -> str:
-    return ini_text(head, sections, supervisor, what)
+def _render(sections: list[tuple[str, Rows]], head: str, what: str,
+            quote: Quote = supervisor) -> str:
+    return ini_text(head, sections, quote, what)
 
 
 def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
@@ -200,12 +211,13 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
 def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) -> list[OutputFile]:
     """Each service's program file and run file."""
     files = []
+    quote = remembering(supervisor)
     for service in services:
         sections = [(f"program:{service.name}", program_rows(service, ctx, out_dir))]
         head = header(FORMAT, ctx.config_dir, _sources(service))
         files.append(OutputFile(out_dir / f"{service.name}.conf",
-                                _render(sections, head, service.name)))
-        files.append(OutputFile(run_path(service, out_dir), render_run(service, ctx)))
+                                _render(sections, head, service.name, quote)))
+        files.append(OutputFile(run_path(service, out_dir), render_run(service, ctx, head)))
     return files
 
 

@@ -65,6 +65,8 @@ class Specifiers:
 
 
 Rows = list[tuple[str, Value | IgnoreFailure | Specifiers]]
+# the unit's own punish timer (%n: the unit's name)
+PUNISH_TIMER = Specifiers(f"{PUNISH}@%n.timer")
 
 
 def unit_name(service: Service | ServiceSpec) -> str:
@@ -79,9 +81,9 @@ def _unit_rows(service: Service) -> Rows:
         ("PartOf", TARGET),
         # Only the failed state starts it: on systemd 252 the start limit hit, never a clean
         # `systemctl stop` (from 254 on, without RestartMode=direct, every crash goes through it).
-        ("OnFailure", Specifiers(f"{PUNISH}@%n.timer")),
+        ("OnFailure", PUNISH_TIMER),
         # Stopping the unit (or tars.target, which stops it) disarms its timer, failed or not.
-        ("PropagatesStopTo", Specifiers(f"{PUNISH}@%n.timer")),
+        ("PropagatesStopTo", PUNISH_TIMER),
         ("StartLimitIntervalSec", str(START_LIMIT_INTERVAL)),
         ("StartLimitBurst", str(START_LIMIT_BURST)),
     ]
