@@ -19,12 +19,12 @@ from test_generate_cases import config_dir, read_case
 from test_one_pipeline import INPUTS
 
 from tarsdock import generate as generate_module
-from tarsdock import shards
+from tarsdock import output, shards
 from tarsdock.cli import main
 from tarsdock.errors import EnvironmentFault, TarsdockError
 from tarsdock.generate import Job, Part, load_and_render_all
 from tarsdock.model import ServiceSpec
-from tarsdock.output import Context
+from tarsdock.output import Change, Context, OutputFile
 from tarsdock.shards import JOBS_VARIABLE, Lockstep, ShardFailed, jobs, split
 
 Shard = Generator[object, object, None]
@@ -264,3 +264,50 @@ def test_errors_in_several_shards_are_those_of_one_process_and_nothing_is_writte
     assert "error: node.toml:24: key 'x:y'" in alone[2] and "error: node.toml:96:" in alone[2]
     assert generate(tmp_path, "systemd", "3", monkeypatch, capsys) == alone
     assert tree(tmp_path) == {}
+
+
+def temp_files(root: Path) -> list[Path]:
+    return [path for path in root.rglob(".*.tmp")]
+
+
+def test_a_write_failing_in_one_shard_changes_no_file_and_leaves_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, 11, {})
+    assert generate(tmp_path, "supervisord", "1", monkeypatch, capsys)[0] == 0
+    node(tmp_path, 11, {i: WARNS for i in range(11)})   # every config changes
+    # App.S09 is written by the last shard: a file where its conf dir must be
+    conf = tmp_path / "tars/tarsnode/data/App.S09/conf"
+    shutil.rmtree(conf)
+    conf.write_text("in the way\n")
+    before = tree(tmp_path)
+    alone = generate(tmp_path, "supervisord", "1", monkeypatch, capsys)
+    assert alone[0] == 5 and f"error: {conf}" in alone[2], alone
+    assert generate(tmp_path, "supervisord", "3", monkeypatch, capsys) == alone
+    assert tree(tmp_path) == before and temp_files(tmp_path) == []
+
+
+def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    targets = [tmp_path / f"d{i}" / "f" for i in range(6)]
+    for path in targets:
+        path.parent.mkdir()
+        path.write_text("old\n")
+    parent = os.getpid()
+    real = output._stage
+
+    def stage(file: OutputFile, umask: int) -> str:
+        temp = real(file, umask)
+        if os.getpid() != parent and file.path == targets[-1]:
+            os.kill(os.getpid(), signal.SIGKILL)   # the last shard, its files staged
+        return temp
+
+    monkeypatch.setattr(output, "_stage", stage)
+    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
+    with pytest.raises(ShardFailed, match=r"^tarsdock worker process \d+: died \(killed by "
+                                          r"SIGKILL\)$"):
+        output.write(changes, jobs=3)
+    assert [path.read_text() for path in targets] == ["old\n"] * 6
+    assert temp_files(tmp_path) == []
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)

@@ -338,6 +338,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     """Load, render everything, then write (or show) the changes."""
     from tarsdock.options import config_dir
     from tarsdock.output import Context, describe, diff, write
+    from tarsdock.shards import jobs
 
     directory = config_dir(args)
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), args.docker)
@@ -369,7 +370,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     dirs = done.dirs
     stamp.forget(stamp_file)
     try:
-        counts = write(changes, dirs)
+        counts = write(changes, dirs, jobs(len(done.specs)))
     except OSError as error:
         # the writer replaces files only once all are staged: nothing existing has changed
         raise write_fault(error) from None

@@ -23,14 +23,27 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
   filesystem. os.sync() would be the same on this filesystem but would also flush every other
   filesystem. On a tmpfs syncfs has nothing to do.
 - A run that changes nothing calls neither (nothing it could make more durable was written by it).
+- A large node is written by several processes (`write(..., jobs=N)`, tarsdock.shards), and the
+  order above still holds for the run as a whole, because the processes move in lockstep: only
+  once the node is rendered without error anywhere does any process make a directory; each
+  makes its share of the directories and stages its share of the files, then waits; once every
+  process has staged all of its share, this process calls syncfs once per filesystem (syncfs
+  covers every dirty inode of the filesystem, whichever process wrote it) and only then tells
+  them to rename; stale files are removed and the second syncfs made here once every rename is
+  done. If a process fails to stage or rename, every process removes its temp files (a
+  generator's `finally`) and the whole write is done again in this one process, so the error
+  reported is the one a single process meets (a few directories a process made before the
+  failure may stay, as one process's own would). A process killed from outside runs no
+  `finally`: its temp files, whose names its pid makes, are removed here once it is reaped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -169,11 +182,16 @@ def make_dirs(paths: Iterable[str | Path]) -> int:
     return made
 
 
+def _temp_path(path: str, pid: int) -> str:
+    """The temp file of `path` that process `pid` stages."""
+    head, tail = os.path.split(path)
+    return f"{head}/.{tail}.{pid}.tmp"
+
+
 def _stage(file: OutputFile, umask: int) -> str:
     """Write a file's content to a new temp file beside it; return the temp path."""
     path = os.fspath(file.path)
-    head, tail = os.path.split(path)
-    temp = f"{head}/.{tail}.{os.getpid()}.tmp"
+    temp = _temp_path(path, os.getpid())
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         fd = os.open(temp, flags, file.mode)
@@ -249,10 +267,12 @@ def write_atomic(files: Sequence[OutputFile], dirs: Iterable[str | Path] = ()) -
     write([Change("new", file.path, file) for file in files], dirs)
 
 
-def write(changes: Iterable[Change], dirs: Iterable[str | Path] = ()) -> dict[str, int]:
+def write(changes: Iterable[Change], dirs: Iterable[str | Path] = (),
+          jobs: int = 1) -> dict[str, int]:
     """Apply a plan: make dirs, write new and changed files, remove stale ones; count each kind.
 
-    Everything is on disk when this returns (see the module docstring).
+    With `jobs` > 1 the dirs and files are split over that many processes (see the module
+    docstring). Everything is on disk when this returns.
     """
     counts: dict[str, int] = {"new": 0, "changed": 0, "unchanged": 0, "stale": 0}
     changes = list(changes)
@@ -260,17 +280,82 @@ def write(changes: Iterable[Change], dirs: Iterable[str | Path] = ()) -> dict[st
         counts[change.kind] += 1
     files = [c.file for c in changes if c.file is not None and c.kind in ("new", "changed")]
     stale = [c.path for c in changes if c.kind == "stale"]
-    dirs = [os.fspath(d) for d in dirs]
+    wanted = [os.fspath(d) for d in dirs]
     parents = {os.path.dirname(file.path) for file in files}
-    made = make_dirs([*dirs, *parents])
-    if files:
-        _replace_all(files)
+    made = _replace_in_shards(files, wanted, jobs) if jobs > 1 else _replace_here(files, wanted)
     for path in stale:            # only once the new files are in place
         path.unlink(missing_ok=True)
     touched = {os.path.dirname(p) for p in stale} | parents
     if made or touched:
-        syncfs(touched | set(dirs if made else ()))
+        syncfs(touched | set(wanted if made else ()))
     return counts
+
+
+def _replace_here(files: Sequence[OutputFile], dirs: Sequence[str]) -> int:
+    """Make the dirs and the files' parents, then replace the files; how many dirs were made."""
+    made = make_dirs([*dirs, *{os.path.dirname(file.path) for file in files}])
+    if files:
+        _replace_all(files)
+    return made
+
+
+def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: int) -> int:
+    """_replace_here in `jobs` processes: each makes its share of the dirs and stages its share
+    of the files; once all are staged, one syncfs per filesystem here; then each renames its
+    own. Anything that fails undoes every shard's staging and does it all again in this process,
+    which raises the error one process meets; how many dirs were made."""
+    from tarsdock.shards import Lockstep, ShardFailed, split
+
+    shares = list(zip(split(dirs, jobs), split(files, jobs), strict=True))
+    pids: list[int] = []
+    try:
+        with Lockstep([partial(_write_shard, *share) for share in shares]) as lockstep:
+            pids = list(lockstep.pids)
+            staged = lockstep.first()
+            if all(ok for ok, _ in staged):
+                syncfs({os.path.dirname(file.path) for file in files})
+                if all(lockstep.send(True)):
+                    return sum(made for _, made in staged)
+    except ShardFailed:
+        # a process killed by another hand ran no `finally`: its temp files are removed here
+        for pid, (_, share) in zip(pids, shares[1:], strict=True):
+            for file in share:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(_temp_path(os.fspath(file.path), pid))
+        raise
+    return _replace_here(files, dirs)
+
+
+def _write_shard(dirs: Sequence[str], files: Sequence[OutputFile]
+                 ) -> Generator[tuple[bool, int] | bool, object, None]:
+    """One process's share of a write: make its dirs and stage its files, yield (all staged,
+    dirs made); when sent on, rename them and yield whether all were. A failure yields False
+    (the caller does it all again in one process, for its error); closed early, its temp
+    files are removed."""
+    staged: list[tuple[str, OutputFile]] = []
+    renamed = 0
+    try:
+        try:
+            made = make_dirs([*dirs, *{os.path.dirname(file.path) for file in files}])
+            umask = _current_umask()
+            for file in files:
+                staged.append((_stage(file, umask), file))
+        except OSError:
+            yield False, 0
+            return
+        yield True, made
+        try:
+            for temp, file in staged:
+                os.replace(temp, file.path)
+                renamed += 1
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        for temp, _ in staged[renamed:]:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
 
 
 def describe(changes: Iterable[Change]) -> str:
