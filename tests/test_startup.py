@@ -29,10 +29,12 @@ NEVER_ON_A_NODE_PATH = {
     "tomllib", "datetime", "base64", "threading", "subprocess", "asyncio", "email", "http",
     "urllib.request", "xmlrpc", "docker", "requests", "supervisor", "pymysql", "difflib",
 }
-# What an unchanged generate (the stamp says nothing changed) must not load: the whole pipeline
+# What an unchanged generate (the stamp says nothing changed) must not load: the whole pipeline,
+# the writer, and hashlib (OpenSSL)
 PIPELINE = {
-    "rtoml", "socket", "tarsdock.model", "tarsdock.resolve", "tarsdock.manifest",
+    "rtoml", "socket", "hashlib", "tarsdock.model", "tarsdock.resolve", "tarsdock.manifest",
     "tarsdock.systemd", "tarsdock.supervisord", "tarsdock.engine", "tarsdock.localports",
+    "tarsdock.output",
 }
 
 

@@ -9,7 +9,6 @@ dataclasses.
 from __future__ import annotations
 
 import functools
-import hashlib
 import posixpath
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -69,6 +68,9 @@ class NodeSettings:
         """
         if self.instance_setting:
             return self.instance_setting
+        # imported here: `config` and `completion --list` need no instance
+        import hashlib
+
         digest = hashlib.sha256(self.config_dir.encode()).hexdigest()[:8]
         return f"{self.name}@{digest}"
 
