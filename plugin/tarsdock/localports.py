@@ -15,6 +15,7 @@ would write; none of them writes anything.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import zlib
@@ -76,9 +77,16 @@ def proc_listening(tables: Iterable[str] = PROC_TABLES) -> set[int] | None:
 def in_use_probe() -> Probe:
     """Whether something answers on 127.0.0.1:port, read once from the kernel's socket tables
     (a node draws a port for each of its Tars services: a connect per draw cost 1,000 connects
-    on a new node), else a connect per port."""
-    ports = proc_listening()
-    return listening if ports is None else ports.__contains__
+    on a new node), else a connect per port. The tables are read at the first question only:
+    a node whose admin ports are all pinned or read back asks none, and reading them costs
+    the kernel a walk of every TCP socket."""
+    table = functools.cache(proc_listening)
+
+    def in_use(port: int) -> bool:
+        ports = table()
+        return listening(port) if ports is None else port in ports
+
+    return in_use
 
 
 def local_endpoint_in(config_text: str) -> str:
