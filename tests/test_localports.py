@@ -108,6 +108,29 @@ def test_the_socket_tables_see_what_a_connect_to_loopback_reaches(family: int,
     assert not REAL_IN_USE()(port)
 
 
+def test_sock_diag_sees_what_the_socket_tables_see() -> None:
+    # real sockets: reached from 127.0.0.1 (listening on it, on 0.0.0.0, on [::]) or not (on
+    # 127.0.0.2 or [::1], a UDP one, a connected one that does not listen)
+    with socket.socket() as low, socket.socket() as wild, socket.socket(socket.AF_INET6) as any6, \
+            socket.socket() as other, socket.socket(socket.AF_INET6) as loop6, \
+            socket.socket(type=socket.SOCK_DGRAM) as udp, socket.socket() as client:
+        for sock, host in ((low, "127.0.0.1"), (wild, "0.0.0.0"), (any6, "::"),
+                           (other, "127.0.0.2"), (loop6, "::1")):
+            sock.bind((host, 0))
+            sock.listen()
+        udp.bind(("127.0.0.1", 0))
+        client.connect(low.getsockname()[:2])
+        port = {name: sock.getsockname()[1] for name, sock in (
+            ("low", low), ("wild", wild), ("any6", any6), ("other", other), ("loop6", loop6),
+            ("udp", udp), ("client", client))}
+        diag, proc = localports.diag_listening(), localports.proc_listening()
+        assert diag is not None and proc is not None
+        for name in ("low", "wild", "any6"):
+            assert port[name] in diag and port[name] in proc, name
+        for name in ("other", "loop6", "udp", "client"):
+            assert port[name] not in diag and port[name] not in proc, name
+
+
 def test_a_listener_on_another_address_or_not_listening_is_not_in_use(tmp_path: Path) -> None:
     head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt\n"
     (tmp_path / "tcp").write_text(head + "".join(

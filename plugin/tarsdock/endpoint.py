@@ -16,6 +16,7 @@ DEFAULT_TIMEOUT = 3000   # TC_Endpoint's default, in milliseconds
 EXTRA_OPTIONS = "gqwve"
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 HOST = re.compile(r"[A-Za-z0-9_.*-]+\Z")
+INTEGER = re.compile(r"-?[0-9]+\Z")
 
 
 class EndpointError(ValueError):
@@ -40,7 +41,7 @@ class Endpoint(NamedTuple):
 
 
 def _int_option(letter: str, text: str) -> int:
-    if not re.fullmatch(r"-?[0-9]+", text):
+    if not INTEGER.match(text):
         raise EndpointError(f"-{letter} needs an integer, got '{text}'")
     return int(text)
 

@@ -64,13 +64,12 @@ class ServiceReader:
             return None
         # a key given with a bad value is reported at its line and read as its default; the
         # checks below must not then call it missing ("needs a command" after "expected an
-        # array of strings" sent the operator looking for a key that is there)
-        given = set(raw)
+        # array of strings" sent the operator looking for a key that is there): `in raw`
         image = self.image(v["image"]) if v["image"] else None
         run: RunMode = v["run"] or ("container" if v["image"] else "native")
-        if run == "container" and not v["image"] and "image" not in given:
+        if run == "container" and not v["image"] and "image" not in raw:
             self.errors.add(self.origin("run"), 'run = "container" needs an image', "run")
-        if "command" not in given or v["command"]:
+        if "command" not in raw or v["command"]:
             self.check_command(v["type"], v["command"])
         profile, profile_origin = self.profile(v["profile"], v["profile_file"])
         if v["local_port"]:
@@ -124,8 +123,8 @@ class ServiceReader:
             self.errors.add(self.origin("profile_file"), "give profile or profile_file, not both",
                             "profile_file")
         if not file:
-            where = self.doc.where.value_line((*self.path, "profile"))
-            return inline, Origin(self.doc.rel, where if inline else 0)
+            where = self.doc.where.value_line((*self.path, "profile")) if inline else 0
+            return inline, Origin(self.doc.rel, where)
         full = self.reader.config_dir / file
         text = self.reader.read_text(full, self.origin("profile_file"), "profile_file")
         if text is None:
