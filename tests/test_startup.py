@@ -30,11 +30,11 @@ NEVER_ON_A_NODE_PATH = {
     "urllib.request", "xmlrpc", "docker", "requests", "supervisor", "pymysql", "difflib",
 }
 # What an unchanged generate (the stamp says nothing changed) must not load: the whole pipeline,
-# the writer, and hashlib (OpenSSL)
+# the writer, hashlib (OpenSSL), dataclasses (it imports inspect, ast, dis, tokenize)
 PIPELINE = {
-    "rtoml", "socket", "hashlib", "tarsdock.model", "tarsdock.resolve", "tarsdock.manifest",
-    "tarsdock.systemd", "tarsdock.supervisord", "tarsdock.engine", "tarsdock.localports",
-    "tarsdock.output",
+    "rtoml", "socket", "hashlib", "dataclasses", "inspect", "tarsdock.model", "tarsdock.resolve",
+    "tarsdock.manifest", "tarsdock.systemd", "tarsdock.supervisord", "tarsdock.engine",
+    "tarsdock.localports", "tarsdock.output", "tarsdock.shards",
 }
 
 

@@ -9,10 +9,9 @@ import sys
 import sysconfig
 import time
 from collections.abc import Generator, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tarsdock import stamp
 from tarsdock.bulk import gc_paused
@@ -132,8 +131,7 @@ def group_restart_note(fmt: str, changes: list[Change], out_dir: Path) -> str | 
             "group, not only the changed ones (supervisord replaces a changed group whole)")
 
 
-@dataclass(frozen=True)
-class Rendered:
+class Rendered(NamedTuple):
     """A config dir loaded and rendered in memory: what validate checks and generate writes."""
 
     manifest: Manifest
@@ -143,8 +141,7 @@ class Rendered:
     warnings: list[InputWarning]
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(NamedTuple):
     """What every shard of a node renders, with what."""
 
     formats: Sequence[str]
@@ -154,8 +151,7 @@ class Job:
     configs: bool
 
 
-@dataclass(frozen=True)
-class Part:
+class Part(NamedTuple):
     """One shard's services rendered: their files, dirs, ports and warnings, in name order."""
 
     units: dict[str, list[OutputFile]]   # by format
@@ -290,7 +286,7 @@ def _with_located_warnings(done: Rendered, directory: Path) -> Rendered:
     if not done.warnings:
         return done
     located = load_node(directory, lines=True)
-    return replace(done, warnings=input_warnings(located.manifest,
+    return done._replace(warnings=input_warnings(located.manifest,
                                                  with_package_facts(located.services)))
 
 

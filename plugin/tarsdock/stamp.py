@@ -28,7 +28,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 VERSION = 1
 RACY_NS = 2_000_000_000
@@ -37,8 +37,7 @@ SKIPPED_DIRS = ("__pycache__",)
 Signature = list[int]
 
 
-@dataclass(frozen=True)
-class Replay:
+class Replay(NamedTuple):
     """What an unchanged generate prints again."""
 
     warnings: list[str]
