@@ -197,7 +197,9 @@ def _mount_plan(service: Service) -> tuple[list[Mount], list[InputError]]:
         lib = lib_dir(service)
         entries.append((lib, lib, "ro"))   # LD_LIBRARY_PATH points at it
     entries.append((LOCALTIME, LOCALTIME, "ro"))
-    owner = {target: (source, "a tarsdock mount") for source, target, _ in entries}
+    # target -> (source, the <volumes> line that mounts it; None: one of tarsdock's own)
+    owner: dict[str, tuple[str, Origin | None]] = {target: (source, None)
+                                                   for source, target, _ in entries}
     problems = []
     for volume in service.container.volumes:
         known = owner.get(volume.container)
@@ -209,11 +211,13 @@ def _mount_plan(service: Service) -> tuple[list[Mount], list[InputError]]:
                 entries[at] = (entries[at][0], volume.container, volume.mode)
             continue
         if known is not None:
+            mounted = "a tarsdock mount" if known[1] is None else \
+                f"the target of the line at {known[1]}"
             problems.append(InputError(
-                volume.origin, f"container path '{volume.container}' is already {known[1]} "
+                volume.origin, f"container path '{volume.container}' is already {mounted} "
                 f"from '{known[0]}'; two sources cannot share one target", volume.host))
             continue
-        owner[volume.container] = (volume.host, f"the target of the line at {volume.origin}")
+        owner[volume.container] = (volume.host, volume.origin)
         entries.append((volume.host, volume.container, volume.mode))
     result = [(_host_source(service, source), target, opts) for source, target, opts in entries] \
         if service.node.host_path else entries
@@ -331,7 +335,9 @@ def docker_run_argv(service: Service, docker: str = "docker") -> list[str]:
             "--label", f"{managed}=true", "--label", f"{named}={name}",
             "--label", f"{on_node}={node.name}", "--label", f"{instance}={node.instance}",
             *_network_args(service),
-            "--stop-timeout", str(service.stop_timeout), "--pull=never", *_option_args(service)]
+            "--stop-timeout", str(service.stop_timeout), "--pull=never"]
+    if service.container.options:
+        argv += _option_args(service)
     for source, target, opts in mounts(service):
         argv += ("-v", f"{source}:{target}:{opts}" if opts else f"{source}:{target}")
     for key, value in service_env(service):
@@ -360,13 +366,14 @@ def wrapper_settings(service: Service, docker: str, signals: str,
                 ("docker", docker), ("instance", node.instance), ("state", str(node.state_dir))]
     if service.spec.image is not None:
         settings.append(("image", service.spec.image.ref))
-    memory = dict(service.container.options).get("memory")
+    memory = dict(service.container.options).get("memory") if service.container.options else None
     if memory:
         settings.append(("memory", memory))
     if speaks_admin(service):
         # graceful stop as tarsnode's CommandStop: AdminF.shutdown on the admin port first
         settings += [("admin", str(service.spec.local_port)), ("tarsdock", tarsdock)]
-    return [*settings, ("signals", signals)]
+    settings.append(("signals", signals))
+    return settings
 
 
 def node_server_command(node: NodeSettings, scripts_dir: str, config_dir: str) -> list[str]:

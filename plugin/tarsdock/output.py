@@ -45,7 +45,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from tarsdock.quoting import check_text
 
@@ -104,25 +104,44 @@ def generated_kind(path: Path) -> str | None:
     return first[len(MARK) + 2:].split(")", 1)[0]
 
 
-Rows = Sequence[tuple[str, Any]]
+class Lines(NamedTuple):
+    """Rows already quoted (`key=value` lines), written as they are.
+
+    For runs of rows with the same value in every file (KillMode=mixed, autorestart=true):
+    quoted once, at import, instead of in each of a node's 1,000 files (fixed_lines).
+    """
+
+    text: str
+
+
+Rows = Sequence[tuple[str, Any] | Lines]
 
 
 Quote = Callable[[Any, str], str]
 
 
+def fixed_lines(rows: Sequence[tuple[str, Any]], quote: Quote) -> Lines:
+    """Constant rows, quoted now by `quote` (each names its key if refused)."""
+    return Lines("".join([f"{key}={quote(value, key)}\n" for key, value in rows]))
+
+
 def ini_text(head: str, sections: Sequence[tuple[str, Rows]], quote: Quote, what: str) -> str:
     """An INI file (a systemd unit, a supervisord config): the header, a blank line, then each
-    `[section]` with its `key=value` rows, values quoted by `quote(value, what)`, sections apart
-    by a blank line. Plain code, not a template engine: 2,000 files a run, and Jinja2's import
-    alone cost more than rendering them all."""
+    `[section]` with its `key=value` rows, values quoted by `quote(value, what)` (Lines as they
+    are), sections apart by a blank line. Plain code, not a template engine: 2,000 files a run,
+    and Jinja2's import alone cost more than rendering them all."""
     if not sections:
         return head + "\n"
     # one flat list joined once: no string per row or per section on the way (21,000 rows)
     parts = [head]
     for name, rows in sections:
         parts.append(f"\n[{name}]\n")
-        for key, value in rows:
-            parts += (key, "=", quote(value, what), "\n")
+        for row in rows:
+            if isinstance(row, Lines):
+                parts.append(row.text)
+            else:
+                key, value = row
+                parts += (key, "=", quote(value, what), "\n")
     return "".join(parts)
 
 

@@ -24,7 +24,7 @@ from tarsdock.argv import (
     wrapper_settings,
 )
 from tarsdock.model import NodeSettings, Service, ServiceSpec
-from tarsdock.output import Context, OutputFile, Quote, header, ini_text
+from tarsdock.output import Context, Lines, OutputFile, Quote, fixed_lines, header, ini_text
 from tarsdock.quoting import (
     QuotingError,
     Value,
@@ -50,7 +50,7 @@ START_SECS = 3
 LISTENER_EVENTS = "PROCESS_STATE,SUPERVISOR_STATE_CHANGE,TICK_60"
 LISTENER_BUFFER = 10000   # events queued per listener; a storm of restarts must not overflow it
 
-Rows = list[tuple[str, Value]]
+Rows = list[tuple[str, Value] | Lines]
 
 
 def _sources(service: Service) -> list[str]:
@@ -131,6 +131,17 @@ def program_command(service: Service, ctx: Context, out_dir: Path) -> list[str]:
             os.path.join(out_dir, f"{service.name}{RUN_SUFFIX}")]
 
 
+# Rows every program section has, quoted once here rather than in each of a node's sections.
+RESTARTS = fixed_lines([("autorestart", "true"), ("startsecs", str(START_SECS)),
+                        ("startretries", str(START_RETRIES)), ("stopsignal", "TERM")], supervisor)
+# SIGTERM goes to the wrapper alone (it asks Docker to stop); SIGKILL, if it comes to that, to
+# the whole group so no docker client is left behind.
+KILL_AND_LOG = fixed_lines([("stopasgroup", "false"), ("killasgroup", "true"),
+                            ("redirect_stderr", "true")], supervisor)
+LOG_ROTATION = fixed_lines([("stdout_logfile_maxbytes", "10MB"),
+                            ("stdout_logfile_backups", "10")], supervisor)
+
+
 def program_rows(service: Service, ctx: Context, out_dir: Path) -> Rows:
     """The keys of `[program:App.Server]`, in file order; of the config only the stop window."""
     return [
@@ -138,21 +149,13 @@ def program_rows(service: Service, ctx: Context, out_dir: Path) -> Rows:
         ("directory", str(service.bin_dir)),
         # a disabled service (Tars setting_state inactive) starts only by hand
         ("autostart", "true" if service.spec.enabled else "false"),
-        ("autorestart", "true"),
-        ("startsecs", str(START_SECS)),
-        ("startretries", str(START_RETRIES)),
-        ("stopsignal", "TERM"),
+        RESTARTS,
         # the service's window (deactivating-timeout) + a margin, in both run modes: a hung
         # native service is killed on Tars' time, and a mode switch leaves the section alone
         ("stopwaitsecs", str(service.stop_timeout + STOP_MARGIN)),
-        # SIGTERM goes to the wrapper alone (it asks Docker to stop); SIGKILL, if it comes to
-        # that, to the whole group so no docker client is left behind.
-        ("stopasgroup", "false"),
-        ("killasgroup", "true"),
-        ("redirect_stderr", "true"),
+        KILL_AND_LOG,
         ("stdout_logfile", f"{service.log_dir}/{service.name}.stdout.log"),
-        ("stdout_logfile_maxbytes", "10MB"),
-        ("stdout_logfile_backups", "10"),
+        LOG_ROTATION,
     ]
 
 

@@ -16,7 +16,7 @@ from tarsdock.argv import (
     wrapper_settings,
 )
 from tarsdock.model import NodeSettings, Service, ServiceSpec
-from tarsdock.output import Context, OutputFile, Quote, header, ini_text
+from tarsdock.output import Context, Lines, OutputFile, Quote, fixed_lines, header, ini_text
 from tarsdock.quoting import EnvAssignment, Value, check_text, remembering, systemd
 
 FORMAT = "systemd"
@@ -64,9 +64,41 @@ class Specifiers:
     text: str
 
 
-Rows = list[tuple[str, Value | IgnoreFailure | Specifiers]]
+Rows = list[tuple[str, Value | IgnoreFailure | Specifiers] | Lines]
 # the unit's own punish timer (%n: the unit's name)
 PUNISH_TIMER = Specifiers(f"{PUNISH}@%n.timer")
+
+
+def _systemd_filter(value: Value | IgnoreFailure | Specifiers, what: str) -> str:
+    if isinstance(value, IgnoreFailure):
+        return "-" + systemd(value.argv, what)
+    if isinstance(value, Specifiers):
+        return check_text(value.text, what)
+    return systemd(value, what)
+
+
+# Rows every service's unit has, quoted once here rather than in each of a node's units.
+_START_LIMIT = [
+    # Only the failed state starts it: on systemd 252 the start limit hit, never a clean
+    # `systemctl stop` (from 254 on, without RestartMode=direct, every crash goes through it).
+    ("OnFailure", PUNISH_TIMER),
+    # Stopping the unit (or tars.target, which stops it) disarms its timer, failed or not.
+    ("PropagatesStopTo", PUNISH_TIMER),
+    ("StartLimitIntervalSec", str(START_LIMIT_INTERVAL)),
+    ("StartLimitBurst", str(START_LIMIT_BURST)),
+]
+NATIVE_UNIT = fixed_lines([("PartOf", TARGET), *_START_LIMIT], _systemd_filter)
+CONTAINER_UNIT = fixed_lines([("PartOf", TARGET),
+                              ("After", "docker.service network-online.target"),
+                              ("Wants", "network-online.target"), *_START_LIMIT], _systemd_filter)
+STOP_AND_RESTART = fixed_lines([
+    # SIGTERM to the main process only (the service, or tarsdock-run, which asks Docker to
+    # stop the container), SIGKILL to whatever is left after the window.
+    ("KillMode", "mixed"),
+    ("SuccessExitStatus", str(SIGTERM_EXIT)),
+    ("Restart", "always"),
+    ("RestartSec", str(RESTART_SEC)),
+], _systemd_filter)
 
 
 def unit_name(service: Service | ServiceSpec) -> str:
@@ -76,21 +108,8 @@ def unit_name(service: Service | ServiceSpec) -> str:
 
 def _unit_rows(service: Service) -> Rows:
     mode = service.spec.run
-    rows: Rows = [
-        ("Description", f"Tars service {service.name} ({mode})"),
-        ("PartOf", TARGET),
-        # Only the failed state starts it: on systemd 252 the start limit hit, never a clean
-        # `systemctl stop` (from 254 on, without RestartMode=direct, every crash goes through it).
-        ("OnFailure", PUNISH_TIMER),
-        # Stopping the unit (or tars.target, which stops it) disarms its timer, failed or not.
-        ("PropagatesStopTo", PUNISH_TIMER),
-        ("StartLimitIntervalSec", str(START_LIMIT_INTERVAL)),
-        ("StartLimitBurst", str(START_LIMIT_BURST)),
-    ]
-    if mode == "container":
-        rows[2:2] = [("After", "docker.service network-online.target"),
-                     ("Wants", "network-online.target")]
-    return rows
+    return [("Description", f"Tars service {service.name} ({mode})"),
+            CONTAINER_UNIT if mode == "container" else NATIVE_UNIT]
 
 
 def wrapper_argv(service: Service, ctx: Context, settings: list[tuple[str, str]],
@@ -187,12 +206,7 @@ def service_rows(service: Service, ctx: Context) -> list[tuple[str, Rows]]:
             ("Type", "simple"),
             *body,
             ("WorkingDirectory", str(service.bin_dir)),
-            # SIGTERM to the main process only (the service, or tarsdock-run, which asks
-            # Docker to stop the container), SIGKILL to whatever is left after the window.
-            ("KillMode", "mixed"),
-            ("SuccessExitStatus", str(SIGTERM_EXIT)),
-            ("Restart", "always"),
-            ("RestartSec", str(RESTART_SEC)),
+            STOP_AND_RESTART,
             ("SyslogIdentifier", service.name),
         ]),
         *install,
@@ -278,14 +292,6 @@ def target_rows(specs: Sequence[ServiceSpec]) -> list[tuple[str, Rows]]:
                       *(unit_name(spec) for spec in specs if spec.enabled)])
     unit: Rows = [("Description", "Tars services managed by tarsdock"), ("Wants", units)]
     return [("Unit", unit), ("Install", [("WantedBy", "multi-user.target")])]
-
-
-def _systemd_filter(value: Value | IgnoreFailure | Specifiers, what: str) -> str:
-    if isinstance(value, IgnoreFailure):
-        return "-" + systemd(value.argv, what)
-    if isinstance(value, Specifiers):
-        return check_text(value.text, what)
-    return systemd(value, what)
 
 
 def _render(sections: list[tuple[str, Rows]], head: str, what: str,
