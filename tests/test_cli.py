@@ -107,6 +107,18 @@ def test_every_help_says_what_the_command_reads_and_writes(name: str) -> None:
     assert "--config-dir" in text, text
 
 
+@pytest.mark.parametrize("argv", [
+    ["validate", "--help"], ["--config-dir", "X", "validate", "-h"], ["validate", "--he"],
+    ["images", "sync", "--help"],
+])
+def test_help_asked_on_the_command_line_says_what_it_reads_and_writes(
+        argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # the note is made only when argv may ask for help (textwrap is imported only then)
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "\nreads: " in text and "\nwrites: " in text, text
+
+
 def test_generate_help_names_the_tars_configs_it_writes() -> None:
     text = subcommand_parsers()["generate"].format_help()
     assert "App.Server.config.conf" in " ".join(text.split()), text

@@ -28,6 +28,7 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
 NEVER_ON_A_NODE_PATH = {
     "tomllib", "datetime", "base64", "threading", "subprocess", "asyncio", "email", "http",
     "urllib.request", "xmlrpc", "docker", "requests", "supervisor", "pymysql", "difflib",
+    "textwrap",   # --help only
 }
 # What an unchanged generate (the stamp says nothing changed) must not load: the whole pipeline,
 # the writer, hashlib (OpenSSL), dataclasses (it imports inspect, ast, dis, tokenize)
