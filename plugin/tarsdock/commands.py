@@ -25,7 +25,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     docker = shutil.which("docker") or "/usr/bin/docker"
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), docker)
     # the output dir only names files in the rendered text; nothing is written
-    done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT, configs=False)
+    done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT, configs=False, keep=False)
     print_warnings([*done.warnings, *engine_warnings(done.manifest.node)])
     print(f"ok: {len(done.specs)} services in {directory}")
     return EXIT_OK

@@ -141,14 +141,22 @@ class Rendered(NamedTuple):
     warnings: list[InputWarning]
 
 
-class Job(NamedTuple):
-    """What every shard of a node renders, with what."""
+class Request(NamedTuple):
+    """What to render, from which config dir, for which output dir (see load_and_render_all)."""
 
     formats: Sequence[str]
-    inputs: Inputs
+    directory: Path
     ctx: Context
     out_dir: Path
     configs: bool
+    keep: bool
+
+
+class Job(NamedTuple):
+    """What every shard of a node renders, with what."""
+
+    request: Request
+    inputs: Inputs
 
 
 class Part(NamedTuple):
@@ -161,13 +169,15 @@ class Part(NamedTuple):
     notes: list[InputWarning]            # service_warnings
 
 
+@gc_paused()   # the inputs read before the shards are a bulk of small objects too
 def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
-                        out_dir: Path, configs: bool = True) -> Rendered:
+                        out_dir: Path, configs: bool = True, keep: bool = True) -> Rendered:
     """Load the config dir, read what each release says, render every format, gather warnings.
 
     Without `configs` the service config files are left out (validate): their text is a
     serialized config, which cannot fail, under a header naming the same config dir and sources
-    as the service's unit, checked there.
+    as the service's unit, checked there. Without `keep` the files are rendered (so checked)
+    and dropped: `files` is empty, and no shard sends its files back (validate).
 
     The one pipeline of validate and generate: both report the same errors and warnings, with
     lines. The manifest and templates are read once; the services are then resolved and
@@ -183,15 +193,16 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     from tarsdock.resolve import read_inputs
     from tarsdock.shards import jobs
 
+    request = Request(formats, directory, ctx, out_dir, configs, keep)
     errors = ErrorCollector()
     try:
         inputs = read_inputs(directory, False, errors)
     except (InputError, InputErrors):
-        return _load_and_render_located(formats, directory, ctx, out_dir, configs)
-    job = Job(formats, inputs, ctx, out_dir, configs)
+        return _load_and_render_located(request)
+    job = Job(request, inputs)
     done = None if errors.errors else _in_shards(job, jobs(len(inputs.specs)))
     if done is None:
-        return _load_and_render_located(formats, directory, ctx, out_dir, configs)
+        return _load_and_render_located(request)
     return _with_located_warnings(done, directory)
 
 
@@ -202,7 +213,7 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     from tarsdock.resolve import check_templates, ports_clash
     from tarsdock.shards import Lockstep, split
 
-    inputs = job.inputs
+    inputs, request = job.inputs, job.request
     specs = [inputs.specs[name] for name in sorted(inputs.specs)]
     with Lockstep([partial(_one_step, job, shard) for shard in split(specs, count)]) as lockstep:
         parts: list[Part | None] = lockstep.first()
@@ -214,12 +225,13 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
         return None
     node = inputs.manifest.node
     try:
-        shared = {fmt: render_node(fmt, specs, node, job.ctx, job.out_dir) for fmt in job.formats}
+        shared = {fmt: render_node(fmt, specs, node, request.ctx, request.out_dir)
+                  for fmt in request.formats}
     except TarsdockError:
         return None
     configs = [file for part in done for file in part.configs]
     files = {fmt: [*(file for part in done for file in part.units[fmt]), *shared[fmt], *configs]
-             for fmt in job.formats}
+             for fmt in request.formats} if request.keep else {}
     dirs = [*node_dirs(node), *(path for part in done for path in part.dirs)]
     notes = node_warnings(inputs.manifest, specs, [note for part in done for note in part.notes])
     return Rendered(inputs.manifest, specs, files, dirs, notes)
@@ -238,35 +250,42 @@ def render_part(job: Job, specs: Sequence[ServiceSpec]) -> Part | None:
     from tarsdock.package import with_package_facts
     from tarsdock.resolve import ports_in_use, resolve_all
 
-    manifest = job.inputs.manifest
+    manifest, request = job.inputs.manifest, job.request
     try:
         resolved, problems = resolve_all({spec.name: spec for spec in specs}, manifest.node,
                                          job.inputs.templates)
         if problems or len(resolved) < len(specs):
             return None
         services = with_package_facts(resolved)
-        units = {fmt: render_units(fmt, services, job.ctx, job.out_dir) for fmt in job.formats}
-        configs = config_files(services, job.ctx) if job.configs else []
+        units = {fmt: render_units(fmt, services, request.ctx, request.out_dir)
+                 for fmt in request.formats}
+        configs = config_files(services, request.ctx) if request.configs else []
     except TarsdockError:
         return None
+    if not request.keep:
+        units, configs = {}, []
     return Part(units, configs, own_dirs(services), ports_in_use(services, manifest),
                 [note for service in services for note in service_warnings(service)])
 
 
-def _load_and_render_located(formats: Sequence[str], directory: Path, ctx: Context,
-                             out_dir: Path, configs: bool) -> Rendered:
+def _load_and_render_located(request: Request) -> Rendered:
     """The whole pipeline in this process, first without lines, then (on error) with them."""
     from tarsdock.checks import input_warnings
     from tarsdock.errors import InputError, InputErrors
     from tarsdock.package import with_package_facts
     from tarsdock.resolve import load_node
 
+    formats, directory, ctx, out_dir, configs, keep = (
+        request.formats, request.directory, request.ctx, request.out_dir, request.configs,
+        request.keep)
+
     def attempt(lines: bool) -> Rendered:
         node = load_node(directory, lines)
         services = with_package_facts(node.services)
         files = {fmt: render(fmt, services, node.manifest.node, ctx, out_dir, configs)
                  for fmt in formats}
-        return Rendered(node.manifest, [service.spec for service in services], files,
+        return Rendered(node.manifest, [service.spec for service in services],
+                        files if keep else {},
                         service_dirs(services, node.manifest.node),
                         input_warnings(node.manifest, services))
 
