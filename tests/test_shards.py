@@ -5,6 +5,7 @@ fails, in any process, leaves no process, no temp file and no changed file behin
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -129,6 +130,30 @@ def test_ctrl_c_runs_every_shards_finally_and_leaves_no_process(tmp_path: Path,
         raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
     assert len(children) == 2 and all(gone(pid) for pid in children)
+
+
+@pytest.mark.parametrize(("fault", "expected"), [
+    (KeyboardInterrupt(), KeyboardInterrupt),
+    (OSError(errno.EAGAIN, "Resource temporarily unavailable"), ShardFailed)])
+def test_a_fork_that_fails_or_is_interrupted_leaves_no_child(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: BaseException,
+        expected: type[BaseException]) -> None:
+    forks: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        if forks:
+            raise fault      # the second fork: Ctrl-C, or no process to be had
+        forks.append(real())
+        return forks[-1]
+
+    monkeypatch.setattr(os, "fork", fork)
+    with pytest.raises(expected) as caught:
+        Lockstep([partial(stages, tmp_path, False) for _ in range(3)])
+    if expected is ShardFailed:
+        assert str(caught.value) == ("tarsdock worker process: cannot start: Resource "
+                                     "temporarily unavailable")
+    assert gone(forks[0])   # the first child was reaped
 
 
 # --- a node in several processes gives what one process gives --------------------------------

@@ -24,7 +24,7 @@ import signal
 import struct
 import sys
 from collections.abc import Callable, Generator, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from tarsdock.errors import EnvironmentFault
 
@@ -73,8 +73,12 @@ class Lockstep:
         self.pids: list[int] = []
         self._pipes: list[tuple[int, int]] = []    # (to the child, from the child)
         self._local = starts[0]()
-        for start in starts[1:]:
-            self._fork(start)
+        try:
+            for start in starts[1:]:
+                self._fork(start)
+        except BaseException:
+            self.close()     # Ctrl-C between two forks: no child is left behind
+            raise
 
     def __enter__(self) -> Lockstep:
         return self
@@ -87,13 +91,22 @@ class Lockstep:
         from_child, child_out = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:                                   # the child: serve, then leave
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            for fd in [to_child, from_child, *(fd for pair in self._pipes for fd in pair)]:
-                os.close(fd)   # an earlier child's pipes: it must see end of file
-            self._local.close()
-            os._exit(_serve(start(), child_in, child_out))
+        # SIGINT held until the child ignores it: a Ctrl-C right after fork must not raise
+        # KeyboardInterrupt in the child, which would unwind into the caller's code
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            try:
+                pid = os.fork()
+            except OSError as error:                   # EAGAIN, ENOMEM: no process to run it
+                for fd in (child_in, to_child, from_child, child_out):
+                    os.close(fd)
+                raise ShardFailed("tarsdock worker process", "cannot start: "
+                                  f"{error.strerror}") from None
+            if pid == 0:                               # the child: serve, then leave
+                _child(start, child_in, child_out,
+                       [to_child, from_child, *(fd for pair in self._pipes for fd in pair)])
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         os.close(child_in)
         os.close(child_out)
         self.pids.append(pid)
@@ -131,6 +144,20 @@ class Lockstep:
                 os.close(from_child)
                 os.waitpid(pid, 0)
             self.pids, self._pipes = [], []
+
+
+def _child(start: Callable[[], Shard], inbox: int, outbox: int, others: list[int]) -> NoReturn:
+    """A forked child's life: close the parent's ends of the pipes (an earlier child must see
+    end of file when the parent closes them), serve its shard, leave without unwinding."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        for fd in others:
+            os.close(fd)
+        code = _serve(start(), inbox, outbox)
+    finally:
+        os._exit(code)
 
 
 def _serve(shard: Shard, inbox: int, outbox: int) -> int:
