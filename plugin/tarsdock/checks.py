@@ -31,6 +31,7 @@ CONTAINER_HINT = "did you mean <tars><application><container>?"
 # tarsnode's templates mix with the container options (where a misplaced option is looked for)
 CONTAINER_NAMES = frozenset((*CONTAINER_DOMAINS, "container"))
 OPTION_PATHS = frozenset(("/tars", "/tars/application", "/tars/application/server"))
+OPTION_NAMES = frozenset(path.rsplit("/", 1)[1] for path in OPTION_PATHS)
 
 
 def _container_keys_elsewhere(config: Config, path: str, notes: list[InputWarning]) -> None:
@@ -40,6 +41,9 @@ def _container_keys_elsewhere(config: Config, path: str, notes: list[InputWarnin
     after its sub-domains); no generator per domain: 1,000 services have some 6,000 domains.
     """
     for name, sub in config.domains.items():
+        # most domains are leaves of no interest (an adapter, <client>): no path made for them
+        if not sub.domains and name not in OPTION_NAMES and name.lower() not in CONTAINER_NAMES:
+            continue
         here = f"{path}/{name}"
         if here == CONTAINER_PATH:
             continue

@@ -161,8 +161,9 @@ class ServiceSpec:
     adapters: tuple[AdapterSpec, ...] = ()
     enabled: bool = True          # false: not started by supervisord/tars.target (Tars inactive)
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
+        # once per service: rendering its files reads it some ten times
         return f"{self.app}.{self.server}"
 
 
@@ -228,7 +229,7 @@ class Service:
     stop_timeout: int = 3         # seconds: deactivating-timeout clamped to 2..60
     package: PackageFacts = PackageFacts()
 
-    @property
+    @functools.cached_property
     def name(self) -> str:
         return self.spec.name
 
