@@ -15,7 +15,13 @@ from pathlib import Path
 
 
 def byte_compile() -> None:
-    """Write the .pyc files of the tarsdock package in use, as `pip install` does (quiet)."""
+    """Write the .pyc files of the tarsdock package in use, as `pip install` does (quiet).
+
+    Forced: compileall takes a .pyc whose recorded mtime (in whole seconds) matches its source
+    for current, but the import system also compares the size, so a source rewritten in the
+    second of its last compile (a checkout, a rebase) would keep a .pyc that every run rejects
+    and compiles again from source (milliseconds a module: cli.py took 6 ms), silently.
+    """
     import tarsdock
 
-    compileall.compile_dir(Path(tarsdock.__file__).parent, quiet=1)
+    compileall.compile_dir(Path(tarsdock.__file__).parent, quiet=1, force=True)
