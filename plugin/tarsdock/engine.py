@@ -15,7 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import quote, urlencode
 
 from tarsdock.errors import TarsdockError
@@ -69,8 +69,7 @@ class DockerUnreachable(TarsdockError):
         super().__init__(f"Docker unreachable at {socket_path}: {cause}")
 
 
-@dataclass(frozen=True)
-class Container:
+class Container(NamedTuple):
     """A container that carries tarsdock's labels."""
 
     id: str

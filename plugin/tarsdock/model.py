@@ -2,8 +2,8 @@
 
 Small records are NamedTuples: a frozen dataclass compiles six methods when its class is made
 (0.5-1 ms a class on a slow machine: eleven of them were 7 ms of every run's start-up), a
-NamedTuple one. Classes with cached properties, or that `dataclasses.replace` copies, stay frozen
-dataclasses.
+NamedTuple one. Classes with cached properties (a NamedTuple has no __dict__ to keep them in),
+or that `dataclasses.replace` copies, stay frozen dataclasses.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 LISTEN = "0A"   # st column of /proc/net/tcp: TCP_LISTEN (include/net/tcp_states.h)
 # Local addresses whose listener keeps 127.0.0.1:PORT from being bound (hex as /proc shows them:
@@ -25,8 +25,7 @@ BLOCKING = {"tcp": {"00000000", "0100007F"},
             "tcp6": {"0" * 32, "0000000000000000FFFF00000100007F"}}
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(NamedTuple):
     """A process holding a listening socket: its pid, argv and working directory."""
 
     pid: int
