@@ -22,6 +22,7 @@ SAFE_PATH = re.compile(r"/[A-Za-z0-9._@+/-]*")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 PORT_KEY = re.compile(r"(\d{1,5})/(tcp|udp)")
 PORT_VALUE = re.compile(r"(?:(.+):)?(\d{1,5})")
+ENV_SEPARATORS = re.compile(r"[;|]")
 TRUE_WORDS, FALSE_WORDS = {"true", "yes", "y", "1", "on"}, {"false", "no", "n", "0", "off"}
 
 KIND_PATTERNS: dict[ValueKind, re.Pattern[str]] = {
@@ -143,13 +144,13 @@ def read_env(config: Config, errors: ErrorCollector) -> tuple[tuple[str, str], .
     if param is None:
         return ()
     pairs: list[tuple[str, str]] = []
-    for item in filter(None, (part.strip() for part in re.split(r"[;|]", param.value))):
+    for item in filter(None, (part.strip() for part in ENV_SEPARATORS.split(param.value))):
         try:
             word = shwords.export_item(item)
         except shwords.ShellNeeded as reason:
             meant = shwords.under_tarsnode(item)
             said = f"; tarsnode would have exported {meant}" if meant else ""
-            if str(reason).startswith("unterminated") and re.search(r"[;|]", param.value):
+            if str(reason).startswith("unterminated") and ENV_SEPARATORS.search(param.value):
                 # CommandStart::prepareScript splits at every ';' and '|', quoted or not
                 said += "; tarsnode splits env at every ';' and '|', even inside quotes"
             if str(reason) == shwords.BLANK:
@@ -174,8 +175,11 @@ HEARTBEAT_TIME_KEYS = ("hearttimeout", "activating-timeout")
 def check_heartbeat_times(config: Config, errors: ErrorCollector) -> None:
     """hearttimeout and activating-timeout must be milliseconds: a value the node object cannot
     read would silently mean its default (45 s, no grace)."""
+    server = config.domain(SERVER_PATH)
+    if server is None:
+        return
     for key in HEARTBEAT_TIME_KEYS:
-        param = config.param(f"{SERVER_PATH}<{key}>")
+        param = server.params.get(key)
         if param is not None and param.value and not param.value.isdigit():
             errors.add(param.origin, f"bad value '{param.value}': milliseconds expected "
                        "(0 or empty: the default)", key)
