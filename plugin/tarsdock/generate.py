@@ -208,6 +208,8 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
 
 def _in_shards(job: Job, count: int) -> Rendered | None:
     """Every service resolved and rendered in `count` shards; None if anything is wrong."""
+    # what every shard uses, imported once before the fork rather than in every process
+    from tarsdock import checks, package, supervisord, systemd  # noqa: F401
     from tarsdock.checks import node_warnings
     from tarsdock.errors import ErrorCollector, TarsdockError
     from tarsdock.resolve import check_templates, ports_clash
