@@ -26,7 +26,7 @@ from tarsdock.errors import EnvironmentFault, TarsdockError
 from tarsdock.generate import Job, Part, load_and_render_all
 from tarsdock.model import ServiceSpec
 from tarsdock.output import Change, Context, OutputFile
-from tarsdock.shards import JOBS_VARIABLE, Lockstep, ShardFailed, jobs, split
+from tarsdock.shards import JOBS_VARIABLE, Lockstep, ShardFailed, Tickets, chunks, jobs, split
 
 Shard = Generator[object, object, None]
 
@@ -80,6 +80,27 @@ def test_lockstep_answers_in_shard_order_from_other_processes_and_reaps_them() -
     assert [tag for tag, _ in first] == [0, 1, 2]
     assert [pid for _, pid in first] == [os.getpid(), *children]
     assert len(set(children)) == 2 and all(gone(pid) for pid in children)
+
+
+def takes(tickets: Tickets, process: int) -> Shard:
+    yield list(tickets.taken(process))
+
+
+@pytest.mark.parametrize(("jobs_", "count"), [(3, 10), (2, 2), (3, 1), (2, 256)])
+def test_tickets_give_each_chunk_once_and_each_process_its_own_first(jobs_: int,
+                                                                     count: int) -> None:
+    with Tickets(jobs_, count) as tickets, \
+            Lockstep([partial(takes, tickets, i) for i in range(jobs_)]) as lockstep:
+        taken = lockstep.first()
+    assert sorted(i for chunk in taken for i in chunk) == list(range(count))
+    assert [chunk[:1] for chunk in taken] == [[i] if i < count else [] for i in range(jobs_)]
+
+
+@pytest.mark.parametrize(("items", "jobs_", "count"), [(1000, 2, 16), (11, 3, 11), (1, 2, 2),
+                                                         (5000, 64, 256)])
+def test_chunks_are_several_per_process_and_numbered_by_one_byte(items: int, jobs_: int,
+                                                                  count: int) -> None:
+    assert len(chunks(range(items), jobs_)) == count
 
 
 def fails(how: str) -> Shard:
@@ -265,9 +286,13 @@ def test_a_node_written_in_shards_is_byte_identical(tmp_path: Path, fmt: str,
 
     monkeypatch.setattr(generate_module, "render_part", render_part)
     assert generate(tmp_path, fmt, "3", monkeypatch, capsys) == alone
-    # 11 services: 3 rendered here, 4 in each of two children
-    shares = dict(map(int, line.split()) for line in renderers.read_text().splitlines())
-    assert len(shares) == 3 and shares.pop(os.getpid()) == 3 and list(shares.values()) == [4, 4]
+    # 11 chunks of one service, each process rendering its own first, then any left
+    rendered: dict[int, int] = {}
+    for line in renderers.read_text().splitlines():
+        pid, count = map(int, line.split())
+        rendered[pid] = rendered.get(pid, 0) + count
+    assert len(rendered) == 3 and os.getpid() in rendered and min(rendered.values()) >= 1
+    assert sum(rendered.values()) == 11
     renderers.unlink()
     assert alone[0] == 0 and alone[2].count("warning: ") == 2, alone
     assert tree(tmp_path) == files
@@ -301,7 +326,7 @@ def test_a_write_failing_in_one_shard_changes_no_file_and_leaves_no_temp_file(
     node(tmp_path, 11, {})
     assert generate(tmp_path, "supervisord", "1", monkeypatch, capsys)[0] == 0
     node(tmp_path, 11, {i: WARNS for i in range(11)})   # every config changes
-    # App.S09 is written by the last shard: a file where its conf dir must be
+    # a file where App.S09's conf dir must be: the process that takes its chunk fails
     conf = tmp_path / "tars/tarsnode/data/App.S09/conf"
     shutil.rmtree(conf)
     conf.write_text("in the way\n")
@@ -326,8 +351,8 @@ def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
         if os.getpid() != parent:
             with (tmp_path / "writers").open("a") as log:
                 log.write(f"{os.getpid()}\n")
-            if file.path == targets[-1]:
-                os.kill(os.getpid(), signal.SIGKILL)   # the last shard, its files staged
+            if file.path == targets[2]:   # one file a chunk: the third process's own first
+                os.kill(os.getpid(), signal.SIGKILL)   # once it is staged
         return temp
 
     monkeypatch.setattr(output, "_stage", stage)

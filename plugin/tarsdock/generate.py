@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tarsdock.output import Change, Context, OutputFile
     from tarsdock.portowner import Holder
     from tarsdock.resolve import Inputs
+    from tarsdock.shards import Tickets
 
 FORMATS = ("supervisord", "systemd")
 CONFIG_FORMAT = "tars-config"   # header tag of the service config files
@@ -213,12 +214,15 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     from tarsdock.checks import node_warnings
     from tarsdock.errors import ErrorCollector, TarsdockError
     from tarsdock.resolve import check_templates, ports_clash
-    from tarsdock.shards import Lockstep, split
+    from tarsdock.shards import Lockstep, Tickets, chunks
 
     inputs, request = job.inputs, job.request
     specs = [inputs.specs[name] for name in sorted(inputs.specs)]
-    with Lockstep([partial(_one_step, job, shard) for shard in split(specs, count)]) as lockstep:
-        parts: list[Part | None] = lockstep.first()
+    shares = chunks(specs, count)
+    with Tickets(count, len(shares)) as tickets, Lockstep(
+            [partial(_render_step, job, shares, tickets, i) for i in range(count)]) as lockstep:
+        by_chunk = {index: part for taken in lockstep.first() for index, part in taken.items()}
+    parts = [by_chunk[index] for index in range(len(shares))]
     done = [part for part in parts if part is not None]
     errors = ErrorCollector()
     check_templates(inputs.templates, errors)
@@ -239,8 +243,10 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     return Rendered(inputs.manifest, specs, files, dirs, notes)
 
 
-def _one_step(job: Job, specs: Sequence[ServiceSpec]) -> Generator[Part | None, object, None]:
-    yield render_part(job, specs)
+def _render_step(job: Job, shares: list[Sequence[ServiceSpec]], tickets: Tickets, process: int
+                 ) -> Generator[dict[int, Part | None], object, None]:
+    """One process's step: render the chunks of services it takes, by chunk number."""
+    yield {index: render_part(job, shares[index]) for index in tickets.taken(process)}
 
 
 @gc_paused()

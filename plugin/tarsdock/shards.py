@@ -7,6 +7,10 @@ pool cost tens of milliseconds, a tenth of a whole run. Each step sends the same
 shard and returns what each yields next, in shard order, so the caller can decide between steps
 (all rendered without error: go on and write; otherwise stop) with every shard waiting.
 
+The work itself is shared out in chunks (Tickets): each process takes the next chunk no one has
+taken, so a process that the machine's other work slows down does less, and the others do not
+wait for it long.
+
 A child never prints and never returns into the caller's code: it answers each step with a
 pickled result, or with one line saying what failed, and leaves by os._exit. A child that dies
 or fails is a ShardFailed (one line, no traceback). Leaving the `with` block, however it is left
@@ -23,7 +27,7 @@ import pickle
 import signal
 import struct
 import sys
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from tarsdock.errors import EnvironmentFault
@@ -33,6 +37,8 @@ JOBS_VARIABLE = "TARSDOCK_JOBS"
 # start cost more than what it takes over (measured with bench/bench_generate.py's node).
 MIN_SERVICES = 150
 MAX_JOBS = 8
+CHUNKS_PER_JOB = 8
+MAX_CHUNKS = 256          # a chunk's number is one byte (Tickets)
 SIZE = struct.Struct("!Q")
 
 T = TypeVar("T")
@@ -63,6 +69,43 @@ def split(items: Sequence[T], count: int) -> list[Sequence[T]]:
     size, extra = divmod(len(items), count)
     bounds = [i * size + max(0, i - (count - extra)) for i in range(count + 1)]
     return [items[bounds[i]:bounds[i + 1]] for i in range(count)]
+
+
+def chunks(items: Sequence[T], jobs: int) -> list[Sequence[T]]:
+    """Runs of consecutive items for `jobs` processes to share out (see Tickets): several per
+    process, so that one the machine's other work slows down holds the others back by one small
+    run at most."""
+    return split(items, max(jobs, min(jobs * CHUNKS_PER_JOB, len(items), MAX_CHUNKS)))
+
+
+class Tickets:
+    """The numbers of `count` chunks shared out among `jobs` processes: process i does chunk i
+    first (so each has a part, whatever the timing), then whichever chunk no process has taken
+    yet, until none is left. A context manager, made before the processes are forked.
+
+    The numbers past the first `jobs` wait in a pipe, one byte each, written before the fork:
+    a read of one byte from a pipe takes it from the pipe for every process at once."""
+
+    def __init__(self, jobs: int, count: int) -> None:
+        if count > MAX_CHUNKS:
+            raise ValueError(f"{count} chunks: at most {MAX_CHUNKS} (one byte each)")
+        self._first = min(jobs, count)               # chunks given out before the fork
+        self._read, write = os.pipe()
+        os.write(write, bytes(range(self._first, count)))   # at most 256 bytes: never blocks
+        os.close(write)                              # an empty pipe reads as end of file
+
+    def __enter__(self) -> Tickets:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self._read)
+
+    def taken(self, process: int) -> Iterator[int]:
+        """The chunks process `process` (0: this one) does, as it takes them."""
+        if process < self._first:
+            yield process
+        while ticket := os.read(self._read, 1):
+            yield ticket[0]
 
 
 class Lockstep:
