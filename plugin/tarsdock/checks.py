@@ -87,9 +87,10 @@ def _lost_list_lines(container: Config) -> Iterator[InputWarning]:
 SHORTEST_HEARTTIMEOUT_MS = 20000
 
 
-def _short_hearttimeout(service: Service) -> Iterator[InputWarning]:
-    """A hearttimeout written for tarsnode, which compared it with seconds (README)."""
-    param = service.config.param(f"{SERVER_PATH}<hearttimeout>")
+def _short_hearttimeout(service: Service, server: Config | None) -> Iterator[InputWarning]:
+    """A hearttimeout written for tarsnode, which compared it with seconds (README); `server` is
+    the service's <server> domain."""
+    param = server.params.get("hearttimeout") if server is not None else None
     if service.spec.type == "not_tars" or param is None or not param.value.isdigit():
         return
     value = int(param.value)
@@ -100,14 +101,21 @@ def _short_hearttimeout(service: Service) -> Iterator[InputWarning]:
                            "milliseconds", "hearttimeout")
 
 
+# <container> and <server> are both in /tars/application: one lookup finds the two
+APPLICATION_PATH, _, CONTAINER_NAME = CONTAINER_PATH.rpartition("/")
+SERVER_NAME = SERVER_PATH.removeprefix(f"{APPLICATION_PATH}/")
+
+
 def service_warnings(service: Service) -> list[InputWarning]:
     """What the operator should know about one service's container and heartbeat settings."""
     notes: list[InputWarning] = []
     _container_keys_elsewhere(service.config, "", notes)
-    container = service.config.domain(CONTAINER_PATH)
+    application = service.config.domain(APPLICATION_PATH)
+    domains = application.domains if application is not None else {}
+    container = domains.get(CONTAINER_NAME)
     if container is not None:
         notes += _lost_list_lines(container)
-    notes += _short_hearttimeout(service)
+    notes += _short_hearttimeout(service, domains.get(SERVER_NAME))
     privileged = container.params.get("privileged") if container is not None else None
     if service.spec.run == "container" and service.container.privileged and privileged:
         notes.append(InputWarning(privileged.origin, "privileged=true: the container of "
