@@ -315,3 +315,11 @@ def test_plain_lines_parse_as_the_escaping_path_parses_them(text: str) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tcconfig._Parser, "_param", tcconfig._Parser._escaped_param)
         assert parsed_or_errors(text) == fast
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.sampled_from("ab=\\\r\n\t <>é")))
+def test_escape_is_tarscpp_reverse_parse(text: str) -> None:
+    # reverse_parse: each of \\ \r \n \t = becomes a backslash pair, nothing else changes
+    assert tcconfig.escape(text) == "".join(tcconfig.ESCAPES.get(c, c) for c in text)
+    assert tcconfig.unescape(tcconfig.escape(text)) == text

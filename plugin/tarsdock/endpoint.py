@@ -14,9 +14,10 @@ TRANSPORTS = ("tcp", "udp", "ssl")
 DEFAULT_TIMEOUT = 3000   # TC_Endpoint's default, in milliseconds
 # -g grid, -q qos, -w weight, -v weight type, -e auth (0|1): kept and written back as given
 EXTRA_OPTIONS = "gqwve"
-NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+NAME = r"[A-Za-z][A-Za-z0-9_]*"
 HOST = re.compile(r"[A-Za-z0-9_.*-]+\Z")
 INTEGER = re.compile(r"-?[0-9]+\Z")
+SERVANT = re.compile(rf"{NAME}\.{NAME}\.{NAME}\Z")     # App.Server.Obj
 
 
 class EndpointError(ValueError):
@@ -80,9 +81,11 @@ def parse_endpoint(text: str) -> Endpoint:
     timeout = _int_option("t", options.get("t", str(DEFAULT_TIMEOUT)))
     if timeout < 0:
         raise EndpointError(f"timeout {timeout} is negative")
-    extra = tuple((k, _int_option(k, options[k])) for k in EXTRA_OPTIONS if k in options)
-    if dict(extra).get("e", 0) not in (0, 1):
-        raise EndpointError("-e must be 0 or 1")
+    extra: tuple[tuple[str, int], ...] = ()
+    if len(options) > 2 + ("t" in options):     # most endpoints have only -h -p -t
+        extra = tuple((k, _int_option(k, options[k])) for k in EXTRA_OPTIONS if k in options)
+        if dict(extra).get("e", 0) not in (0, 1):
+            raise EndpointError("-e must be 0 or 1")
     return Endpoint(words[0], options["h"], port, timeout, extra)
 
 
@@ -97,6 +100,5 @@ def parse_proxy(text: str) -> tuple[str, tuple[Endpoint, ...]]:
 
 def check_servant(servant: str) -> None:
     """A servant (object) name is three dot-separated names: App.Server.Obj."""
-    parts = servant.split(".")
-    if len(parts) != 3 or not all(NAME.match(p) for p in parts):
+    if not SERVANT.match(servant):
         raise EndpointError(f"'{servant}' is not a servant name App.Server.Obj")

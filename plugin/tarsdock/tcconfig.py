@@ -18,6 +18,7 @@ TRIM = " \r\n\t"   # TC_Common::trim's default set; str.strip() would trim more
 UNESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t", "=": "="}
 ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t", "=": "\\="}
 ESCAPE_TABLE = str.maketrans(ESCAPES)
+NEEDS_ESCAPE = re.compile(f"[{re.escape(''.join(ESCAPES))}]")
 UNWRITABLE = "<>"   # reverse_parse throws on these
 # domain names are not unescaped, so nothing in them may need escaping
 NAME_FORBIDDEN = frozenset("\\\r\n\t=<>/")
@@ -108,7 +109,8 @@ def _param_path(path: str) -> tuple[tuple[str, ...], str]:
 
 def escape(text: str) -> str:
     """TarsCpp reverse_parse without the throw: callers check UNWRITABLE first."""
-    return text.translate(ESCAPE_TABLE)
+    # translate() looks every character up in ESCAPES: a search first, as most texts need none
+    return text.translate(ESCAPE_TABLE) if NEEDS_ESCAPE.search(text) else text
 
 
 def unescape(text: str) -> str:
@@ -265,12 +267,15 @@ def parse(text: str, path: str, first_line: int = 1) -> Config:
     return parser.finish()
 
 
-def _emit(domain: Config, depth: int, out: list[str]) -> None:
-    indent = "  " * depth
+def _emit(domain: Config, indent: str, out: list[str]) -> None:
+    inner = indent + "  "
     out.append(f"{indent}<{domain.name}>\n")
-    out.extend(f"{indent}  {_param_line(k, p.value)}\n" for k, p in domain.params.items())
+    if domain.params:
+        # one string for the domain's lines: the same lines recur in every service (cached)
+        lines = [_param_line(key, param.value) for key, param in domain.params.items()]
+        out.append(inner + ("\n" + inner).join(lines) + "\n")
     for sub in domain.domains.values():
-        _emit(sub, depth + 1, out)
+        _emit(sub, inner, out)
     out.append(f"{indent}</{domain.name}>\n")
 
 
@@ -278,7 +283,7 @@ def serialize(config: Config) -> str:
     """TarsCpp tostr(): top-level domains sorted by name, root parameters and comments dropped."""
     out: list[str] = []
     for name in sorted(config.domains):
-        _emit(config.domains[name], 0, out)
+        _emit(config.domains[name], "", out)
     return "".join(out)
 
 
