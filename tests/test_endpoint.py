@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tarsdock.endpoint import Endpoint, EndpointError, parse_endpoint, parse_proxy
+from tarsdock.endpoint import Endpoint, EndpointError, _parse, parse_endpoint, parse_proxy
 
 
 def test_full_endpoint() -> None:
@@ -79,3 +81,33 @@ def test_any_text_parses_or_raises_endpoint_error(text: str) -> None:
     except EndpointError:
         return
     assert parse_endpoint(ep.format()) == ep
+
+
+
+SPACE = st.sampled_from([" "] * 6 + ["  ", "\t", "\n", "\u00a0", "\u2003", "", "\x1c"])
+
+
+def slot(valid: list[str], invalid: list[str]) -> st.SearchStrategy[str]:
+    """A word of `T -h H -p P -t N`: mostly valid, so the common form and its near misses."""
+    return st.sampled_from(valid * 3) | st.sampled_from(valid + invalid)
+
+
+SLOTS = [slot(["tcp", "udp", "ssl"], ["tls", "-h", ""]), slot(["-h"], ["-p", "-e", "-H"]),
+         slot(["10.0.0.5", "host_1", "*"], ["a/b", "", "-p", "é"]), slot(["-p"], ["-h", "-t"]),
+         slot(["1", "65535", "80"], ["65536", "0", "-1", "007", "x1", "٣", "99999999999"]),
+         slot(["-t"], ["-e", "-p", "", "-g"]), slot(["60000", "0", "1"], ["-5", "1x", ""])]
+
+
+def parsed_or_error(parse: Callable[[str], Endpoint], text: str) -> object:
+    try:
+        return parse(text)
+    except EndpointError as error:
+        return str(error)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.tuples(*SLOTS), st.lists(SPACE, min_size=8, max_size=8), st.integers(0, 7))
+def test_the_common_form_parses_as_the_general_parser_does(
+        words: tuple[str, ...], spaces: list[str], cut: int) -> None:
+    text = spaces[0] + "".join(w + s for w, s in zip(words[:cut or 7], spaces[1:], strict=False))
+    assert parsed_or_error(parse_endpoint.__wrapped__, text) == parsed_or_error(_parse, text)

@@ -61,10 +61,24 @@ def _options(words: list[str]) -> dict[str, str]:
     return found
 
 
+# `tcp -h HOST -p PORT [-t TIMEOUT]`, the form of nearly every endpoint, in one match; any other
+# text (options in another order or with -g..-e, or something wrong) goes through _parse
+COMMON = re.compile(r"\s*(tcp|udp|ssl)\s+-h\s+([A-Za-z0-9_.*-]+)\s+-p\s+([0-9]+)"
+                    r"(?:\s+-t\s+([0-9]+))?\s*")
+
+
 @functools.lru_cache(maxsize=4096)
 def parse_endpoint(text: str) -> Endpoint:
     """Parse one endpoint; raise EndpointError saying what is wrong."""
     # cached: the manifest's key check and the adapter reader both parse every endpoint
+    common = COMMON.fullmatch(text)
+    if common and 1 <= int(common[3]) <= 65535:
+        timeout = int(common[4]) if common[4] else DEFAULT_TIMEOUT
+        return Endpoint(common[1], common[2], int(common[3]), timeout, ())
+    return _parse(text)
+
+
+def _parse(text: str) -> Endpoint:
     words = text.split()
     if not words:
         raise EndpointError("empty endpoint")
