@@ -33,8 +33,9 @@ from typing import Any, NoReturn, TypeVar
 from tarsdock.errors import EnvironmentFault
 
 JOBS_VARIABLE = "TARSDOCK_JOBS"
-# Below this many services one process is faster: a fork, the pickles and the other process's
-# start cost more than what it takes over (measured with bench/bench_generate.py's node).
+# Below this many services one process is about as fast: a fork, the pickles and the pages
+# copied on write cost a few ms, and another process takes over about 0.1 ms of CPU a service
+# (an estimate from CPU times; bench/bench_shards.py measures it on a quiet machine).
 MIN_SERVICES = 150
 MAX_JOBS = 8
 CHUNKS_PER_JOB = 8
@@ -250,14 +251,14 @@ def _put(fd: int, data: bytes) -> None:
 
 
 def _read(fd: int, size: int) -> bytes | None:
-    chunks = []
+    parts = []
     while size:
-        chunk = os.read(fd, min(size, 1 << 20))
-        if not chunk:
+        part = os.read(fd, min(size, 1 << 20))
+        if not part:
             return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
 
 
 def _get(fd: int) -> bytes | None:
