@@ -200,11 +200,19 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
         inputs = read_inputs(directory, False, errors)
     except (InputError, InputErrors):
         return _load_and_render_located(request)
-    job = Job(request, inputs)
-    done = None if errors.errors else _in_shards(job, jobs(len(inputs.specs)))
+    count = jobs(len(inputs.specs))
+    done = None if errors.errors else _in_shards(Job(request, inputs), count)
     if done is None:
         return _load_and_render_located(request)
-    return _with_located_warnings(done, directory)
+    if not done.warnings:
+        return done
+    # the same node read with lines, resolved again in shards for the warnings alone
+    errors = ErrorCollector()
+    located = _in_shards(Job(request._replace(formats=(), configs=False, keep=False),
+                             read_inputs(directory, True, errors)), count)
+    if located is None or errors.errors:
+        return _with_located_warnings(done, directory)
+    return done._replace(warnings=located.warnings)
 
 
 def _in_shards(job: Job, count: int) -> Rendered | None:
@@ -283,9 +291,7 @@ def _load_and_render_located(request: Request) -> Rendered:
     from tarsdock.package import with_package_facts
     from tarsdock.resolve import load_node
 
-    formats, directory, ctx, out_dir, configs, keep = (
-        request.formats, request.directory, request.ctx, request.out_dir, request.configs,
-        request.keep)
+    formats, directory, ctx, out_dir, configs, keep = request
 
     def attempt(lines: bool) -> Rendered:
         node = load_node(directory, lines)
