@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from shared_templates import SHARED_TEMPLATES
 
@@ -278,10 +278,13 @@ def substituted(config: tcconfig.Config, values: dict[str, str]) -> tcconfig.Con
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["", "d", "d/e", "f"]), st.sampled_from("kmn"),
-                          MACRO_TEXT), max_size=8),
-       MACRO_TEXT, MACRO_TEXT)
-def test_filler_substitutes_like_re_sub(items: list[tuple[str, str, str]], a: str, b: str) -> None:
+@given(st.lists(st.tuples(st.sampled_from(["", "d", "d/e", "f", "a", "a/b"]),
+                          st.sampled_from("kmn"), MACRO_TEXT), max_size=8),
+       MACRO_TEXT, MACRO_TEXT, CONFIG_LINES)
+@example([("a", "k", "${a}"), ("a", "m", "x${b}"), ("a/b", "n", "${b}")], "1", "2",
+         ["<a>", "k=v", "j", "<b>", "</b>", "</a>"])
+def test_filler_substitutes_like_re_sub(items: list[tuple[str, str, str]], a: str, b: str,
+                                        low: list[str]) -> None:
     config = tcconfig.Config("", Origin("gen"))
     for line, (where, key, value) in enumerate(items):
         domain = config
@@ -294,6 +297,12 @@ def test_filler_substitutes_like_re_sub(items: list[tuple[str, str, str]], a: st
     assert shape(filler.fill(values)) == shape(substituted(config, values))
     assert shape(filler.fill({"a": b, "b": a})) == shape(substituted(config, {"a": b, "b": a}))
     assert shape(config) == before
+    lower = parsed(low, "low")
+    if lower is not None:     # fill(under=) is join(under, fill()) in one pass
+        lower_before = shape(lower)
+        assert shape(filler.fill(values, under=lower)) == shape(
+            tcconfig.join(lower, filler.fill(values)))
+        assert (shape(lower), shape(config)) == (lower_before, before)
     for _, _, value in items:
         assert tcconfig.fill(value, values, NAMES) == substituted(
             tcconfig.Config("", Origin("gen"), {"k": tcconfig.Param(value, Origin("gen"))}),

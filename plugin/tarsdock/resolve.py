@@ -109,12 +109,13 @@ def final_config(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) 
     """
     values = macros(spec, node)
     chain = templates.filler(spec.template, spec.origin, MACRO_NAMES)
-    config = tcconfig.join(adapter_config(spec, node, values), chain.fill(values))
+    config = chain.fill(values, under=adapter_config(spec, node, values))
     if spec.profile.strip():
         origin = spec.profile_origin
         profile = tcconfig.parse(spec.profile, origin.path, origin.line or 1)
         config = tcconfig.join(config, tcconfig.Filler(profile, MACRO_NAMES).fill(values))
-    # adapter_config made the server domain, so join() made it anew or kept it: it is our own
+    # adapter_config made the server domain, so fill() and join() made it anew or kept it: it
+    # is our own
     server = config.domains["tars"].domains["application"].domains["server"]
     local = server.params.get("local")
     if local is not None and local.value.strip():

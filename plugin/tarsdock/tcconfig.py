@@ -385,11 +385,30 @@ class Filler:
         self.formats = [(key, _format(param.value, names), param.origin)
                         for key, param in config.params.items() if "${" in param.value]
         subs = ((name, Filler(sub, names)) for name, sub in config.domains.items())
-        self.subs: list[tuple[str, Filler]] = [
-            (name, sub) for name, sub in subs if sub.formats or sub.subs]
+        self.subs: dict[str, Filler] = {
+            name: sub for name, sub in subs if sub.formats or sub.subs}
 
-    def fill(self, values: Mapping[str, str]) -> Config:
-        """The tree with its macros replaced by `values`, which must have every name."""
+    def fill(self, values: Mapping[str, str], under: Config | None = None) -> Config:
+        """The tree with its macros replaced by `values`, which must have every name; with
+        `under`, join(under, that tree) built in one pass (the domains both have made once)."""
+        if under is None:
+            return self._filled(values)
+        result = Config("", self.config.origin)
+        domains = result.domains
+        for name in sorted(under.domains):
+            domains[name] = under.domains[name]
+        for name in sorted(self.config.domains):
+            domains[name] = self._sub(name, values, domains.get(name))
+        return result
+
+    def _sub(self, name: str, values: Mapping[str, str], lower: Config | None) -> Config:
+        """Sub-domain `name` filled, and joined under `lower` when there is one."""
+        filler, sub = self.subs.get(name), self.config.domains[name]
+        if lower is None:
+            return filler._filled(values) if filler else sub
+        return filler._joined(values, lower) if filler else _joined(lower, sub)
+
+    def _filled(self, values: Mapping[str, str]) -> Config:
         config = self.config
         if not self.formats and not self.subs:
             return config
@@ -397,11 +416,28 @@ class Filler:
         for key, template, origin in self.formats:
             params[key] = Param(template.format_map(values), origin)
         domains = dict(config.domains)
-        for name, sub in self.subs:
-            domains[name] = sub.fill(values)
+        for name, sub in self.subs.items():
+            domains[name] = sub._filled(values)
         filled = Config(config.name, config.origin, params, domains)
         filled.replaced = config.replaced
         return filled
+
+    def _joined(self, values: Mapping[str, str], lower: Config) -> Config:
+        """_joined(lower, self._filled(values)) without making the filled domain first."""
+        config = self.config
+        if lower.params:
+            params = {k: p for k, p in lower.params.items() if k not in config.params} \
+                | config.params
+        else:
+            params = dict(config.params)
+        for key, template, origin in self.formats:    # keys kept in place: the same order
+            params[key] = Param(template.format_map(values), origin)
+        domains = dict(lower.domains)
+        for name in config.domains:
+            domains[name] = self._sub(name, values, domains.get(name))
+        joined = Config(config.name, lower.origin, params, domains)
+        joined.replaced = lower.replaced + config.replaced
+        return joined
 
 
 def substitute_macros(text: str, macros: Mapping[str, str]) -> str:
