@@ -53,13 +53,13 @@ def test_split_keeps_order_and_evens_out_with_the_first_never_longer(count: int,
 @pytest.mark.parametrize(("value", "services", "expected"), [
     ("1", 1000, 1), ("3", 1, 3), ("", 10, 1),
     ("", shards.MIN_SERVICES, min(len(os.sched_getaffinity(0)), shards.MAX_JOBS)),
-    ("99", 1000, shards.MAX_JOBS)])
+    ("99", 1000, shards.MAX_JOBS), ("007", 1000, 7), ("9" * 5000, 1000, shards.MAX_JOBS)])
 def test_jobs(monkeypatch: pytest.MonkeyPatch, value: str, services: int, expected: int) -> None:
     monkeypatch.setenv(JOBS_VARIABLE, value)
     assert jobs(services) == expected
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1"])
+@pytest.mark.parametrize("value", ["0", "00", "two", "-1", "\u00b2", "\u0662", " 2"])
 def test_a_bad_jobs_variable_is_an_environment_fault(monkeypatch: pytest.MonkeyPatch,
                                                      value: str) -> None:
     monkeypatch.setenv(JOBS_VARIABLE, value)

@@ -56,9 +56,12 @@ def jobs(services: int) -> int:
     MIN_SERVICES services, else 1."""
     forced = os.environ.get(JOBS_VARIABLE, "")
     if forced:
-        if not forced.isdigit() or int(forced) < 1:
+        digits = forced.lstrip("0")
+        # ASCII digits only: str.isdigit() takes '²', which int() refuses, as it refuses more
+        # than 4,300 digits; either was a traceback
+        if not (forced.isascii() and forced.isdigit()) or not digits:
             raise EnvironmentFault(JOBS_VARIABLE, f"'{forced}' is not a number of processes >= 1")
-        return min(int(forced), MAX_JOBS)
+        return MAX_JOBS if len(digits) > len(str(MAX_JOBS)) else min(int(digits), MAX_JOBS)
     if services < MIN_SERVICES:
         return 1
     return min(len(os.sched_getaffinity(0)), MAX_JOBS)
