@@ -354,14 +354,13 @@ def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
     parent = os.getpid()
     real = output._stage
 
-    def stage(file: OutputFile, umask: int) -> str:
-        temp = real(file, umask)
+    def stage(file: OutputFile, umask: int, staged: list[tuple[str, OutputFile]]) -> None:
+        real(file, umask, staged)
         if os.getpid() != parent:
             with (tmp_path / "writers").open("a") as log:
                 log.write(f"{os.getpid()}\n")
             if file.path == targets[2]:   # one file a chunk: the third process's own first
                 os.kill(os.getpid(), signal.SIGKILL)   # once it is staged
-        return temp
 
     monkeypatch.setattr(output, "_stage", stage)
     changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
@@ -372,3 +371,55 @@ def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
     assert temp_files(tmp_path) == []
     writers = {int(pid) for pid in (tmp_path / "writers").read_text().split()}
     assert len(writers) == 2 and all(gone(pid) for pid in writers)
+
+
+@pytest.mark.parametrize("jobs_", [1, 3])
+def test_ctrl_c_just_after_a_temp_file_is_made_leaves_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs_: int) -> None:
+    # a KeyboardInterrupt is raised at the first bytecode after os.open returns, before _stage
+    # holds the fd or its caller the name (found by a Ctrl-C loop on a 1,000-service node)
+    targets = [tmp_path / f"d{i}" / "f" for i in range(6)]
+    for path in targets:
+        path.parent.mkdir()
+        path.write_text("old\n")
+    parent, real, opened = os.getpid(), os.open, []
+
+    def open_(path: str, flags: int, mode: int = 0o777) -> int:
+        fd = real(path, flags, mode)
+        if os.getpid() == parent and str(path).endswith(".tmp"):
+            opened.append(path)
+            if len(opened) == 2:
+                os.close(fd)
+                raise KeyboardInterrupt
+        return fd
+
+    monkeypatch.setattr(os, "open", open_)
+    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
+    with pytest.raises(KeyboardInterrupt):
+        output.write(changes, jobs=jobs_)
+    assert len(opened) == 2
+    assert [path.read_text() for path in targets] == ["old\n"] * 6
+    assert temp_files(tmp_path) == []
+
+
+def test_a_writer_process_that_cannot_start_is_one_line_and_changes_no_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    targets = [tmp_path / f"d{i}" / "f" for i in range(6)]
+    for path in targets:
+        path.parent.mkdir()
+        path.write_text("old\n")
+    forks: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        if forks:       # the second writer: no process to be had
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        forks.append(real())
+        return forks[-1]
+
+    monkeypatch.setattr(os, "fork", fork)
+    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
+    with pytest.raises(ShardFailed, match=r"^tarsdock worker process: cannot start: Resource"):
+        output.write(changes, jobs=3)
+    assert [path.read_text() for path in targets] == ["old\n"] * 6
+    assert temp_files(tmp_path) == [] and gone(forks[0])

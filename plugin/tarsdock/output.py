@@ -210,10 +210,13 @@ def _temp_path(path: str, pid: int) -> str:
     return f"{head}/.{tail}.{pid}.tmp"
 
 
-def _stage(file: OutputFile, umask: int) -> str:
-    """Write a file's content to a new temp file beside it; return the temp path."""
+def _stage(file: OutputFile, umask: int, staged: list[tuple[str, OutputFile]]) -> None:
+    """Write a file's content to a new temp file beside it, added to `staged` (temp, file)."""
     path = os.fspath(file.path)
     temp = _temp_path(path, os.getpid())
+    # named before it is made: a Ctrl-C that comes after the open has made it, before this
+    # returns, leaves it in the caller's list, whose `finally` removes it
+    staged.append((temp, file))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
     try:
         fd = os.open(temp, flags, file.mode)
@@ -233,7 +236,6 @@ def _stage(file: OutputFile, umask: int) -> str:
             error.filename = path   # a full disk names no file: say which one
         raise
     os.close(fd)
-    return temp
 
 
 def _current_umask() -> int:
@@ -272,7 +274,7 @@ def _replace_all(files: Sequence[OutputFile]) -> None:
     renamed = 0
     try:
         for file in files:
-            staged.append((_stage(file, umask), file))
+            _stage(file, umask, staged)
         # every temp file's data is on disk before any name points at it
         syncfs({os.path.dirname(temp) for temp, _ in staged})
         for temp, file in staged:
@@ -366,7 +368,7 @@ def _write_shard(shares: Sequence[tuple[Sequence[str], Sequence[OutputFile]]], t
                 dirs, files = shares[index]
                 made += make_dirs([*dirs, *{os.path.dirname(file.path) for file in files}])
                 for file in files:
-                    staged.append((_stage(file, umask), file))
+                    _stage(file, umask, staged)
         except OSError:
             yield False, 0
             return
