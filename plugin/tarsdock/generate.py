@@ -230,19 +230,20 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     with Tickets(count, len(shares)) as tickets, Lockstep(
             [partial(_render_step, job, shares, tickets, i) for i in range(count)]) as lockstep:
         by_chunk = {index: part for taken in lockstep.first() for index, part in taken.items()}
-    parts = [by_chunk[index] for index in range(len(shares))]
-    done = [part for part in parts if part is not None]
-    errors = ErrorCollector()
-    check_templates(inputs.templates, errors)
-    ports = frozenset[int]().union(*(part.ports for part in done))
-    if len(done) < len(parts) or errors.errors or ports_clash(inputs, ports):
-        return None
-    node = inputs.manifest.node
-    try:
-        shared = {fmt: render_node(fmt, specs, node, request.ctx, request.out_dir)
-                  for fmt in request.formats}
-    except TarsdockError:
-        return None
+        lockstep.finish()   # the rest is done here while the workers leave
+        parts = [by_chunk[index] for index in range(len(shares))]
+        done = [part for part in parts if part is not None]
+        errors = ErrorCollector()
+        check_templates(inputs.templates, errors)
+        ports = frozenset[int]().union(*(part.ports for part in done))
+        if len(done) < len(parts) or errors.errors or ports_clash(inputs, ports):
+            return None
+        node = inputs.manifest.node
+        try:
+            shared = {fmt: render_node(fmt, specs, node, request.ctx, request.out_dir)
+                      for fmt in request.formats}
+        except TarsdockError:
+            return None
     configs = [file for part in done for file in part.configs]
     files = {fmt: [*(file for part in done for file in part.units[fmt]), *shared[fmt], *configs]
              for fmt in request.formats} if request.keep else {}

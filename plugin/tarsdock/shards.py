@@ -179,18 +179,26 @@ class Lockstep:
             results.append(_answer(pid, _get(from_child)))
         return results
 
-    def close(self) -> None:
+    def finish(self) -> None:
         """End every shard, each in its own `finally`: this process's is closed; the children
-        read end of file, or fail to send their answer to a step not waited for, and leave.
-        Every child is reaped before this returns, so none can act after it."""
+        read end of file, or fail to send their answer to a step not waited for, and leave,
+        while this process goes on (close() waits for them)."""
         try:
             self._local.close()
         finally:
-            for pid, (to_child, from_child) in zip(self.pids, self._pipes, strict=True):
+            for to_child, from_child in self._pipes:
                 os.close(to_child)
                 os.close(from_child)
+            self._pipes = []
+
+    def close(self) -> None:
+        """finish(), and reap every child before returning, so none can act after it."""
+        try:
+            self.finish()
+        finally:
+            for pid in self.pids:
                 os.waitpid(pid, 0)
-            self.pids, self._pipes = [], []
+            self.pids = []
 
 
 def _child(start: Callable[[], Shard], inbox: int, outbox: int, others: list[int]) -> NoReturn:
