@@ -10,6 +10,7 @@ one-step fix that leaves no doubt.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -52,22 +53,36 @@ def read(path: str | Path, shown: str, origin: Origin | None = None,
     """Read and decode a file; a file that cannot be read is an error at `origin` (default: the
     file itself), naming the file and the cause."""
     try:
-        # one open, then a look at what was opened (no stat before: a node reads 1,000
-        # templates): O_NONBLOCK keeps the open of a FIFO from waiting for a writer, and a FIFO
-        # or a device is refused before a read that would block for ever
-        with open(path, "rb", buffering=0, opener=_open_nonblocking) as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise UnreadableInput(origin or Origin(shown), f"cannot read {shown}: not a "
-                                      "regular file", key)
-            raw = file.read()
+        raw = _regular_file_bytes(path)
     except OSError as problem:
         raise UnreadableInput(origin or Origin(shown), f"cannot read {shown}: "
                               f"{problem.strerror}", key) from None
+    if raw is None:
+        raise UnreadableInput(origin or Origin(shown), f"cannot read {shown}: not a regular "
+                              "file", key)
     return decode(raw, shown)
 
 
-def _open_nonblocking(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NONBLOCK | os.O_NOCTTY)
+def _regular_file_bytes(path: str | Path) -> bytes | None:
+    """A file's bytes; None when it is a FIFO or a device, whose read could block for ever.
+
+    One open, then a look at what was opened (no stat before: a node reads 1,000 templates);
+    O_NONBLOCK keeps the open of a FIFO from waiting for a writer. Plain os calls: a file
+    object costs as much as the system calls here.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        chunks = []
+        while chunk := os.read(fd, info.st_size + 1):   # to the end, should the file grow
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def password(raw: bytes, receiver: str = "the registry") -> str:

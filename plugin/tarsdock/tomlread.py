@@ -160,16 +160,18 @@ def table_name(path: KeyPath) -> str:
     return f"[{toml_path(path)}]"
 
 
-# the key tables of keys.py are module constants: their defaults are worked out once each
-_DEFAULTS: dict[int, tuple[dict[str, Any], tuple[str, ...]]] = {}
+# the key tables of keys.py are module constants: their defaults are worked out once each (the
+# table is kept with them, so its id is never another table's)
+_DEFAULTS: dict[int, tuple[dict[str, KeyRule], dict[str, Any], tuple[str, ...]]] = {}
 
 
 def _defaults(rules: dict[str, KeyRule]) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Every key's default (None for a required key), and the required keys."""
     found = _DEFAULTS.get(id(rules))
     if found is None:
-        found = ({key: None if rule.default is REQUIRED else rule.default
+        found = (rules,
+                 {key: None if rule.default is REQUIRED else rule.default
                   for key, rule in rules.items()},
                  tuple(key for key, rule in rules.items() if rule.default is REQUIRED))
         _DEFAULTS[id(rules)] = found
-    return found
+    return found[1], found[2]
