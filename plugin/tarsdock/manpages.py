@@ -115,7 +115,7 @@ def tarsdock_page(parser: argparse.ArgumentParser) -> str:
               "The config dir when \\fB\\-\\-config\\-dir\\fR is not given.",
               ".TP", "\\fBTARSDOCK_JOBS\\fR",
               "How many processes \\fBvalidate\\fR and \\fBgenerate\\fR use (at most 8; default: "
-              "one per CPU on a node of 150 services or more, else 1).",
+              "one per CPU on a node of 300 services or more, else 1).",
               ".SH FILES", ".TP", "\\fI/etc/tarsdock\\fR",
               "The default config dir: node.toml, services.d/*.toml, templates/.",
               ".SH EXIT STATUS", "0 success, 1 errors in the input (each names file, line and "

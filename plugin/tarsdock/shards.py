@@ -33,10 +33,11 @@ from typing import Any, NoReturn, TypeVar
 from tarsdock.errors import EnvironmentFault
 
 JOBS_VARIABLE = "TARSDOCK_JOBS"
-# Below this many services one process is about as fast: a fork, the pickles and the pages
-# copied on write cost a few ms, and another process takes over about 0.1 ms of CPU a service
-# (an estimate from CPU times; bench/bench_shards.py measures it on a quiet machine).
-MIN_SERVICES = 150
+# Below this many services one process is as fast: the fork, the pickles and the pages copied
+# on write cost about what another process takes over (bench/bench_shards.py, 2 CPUs, 20:23 on
+# 29 Nov with the bench's processes favoured over a busy machine's: 150 services 1.02 x one
+# process's wall time, 300 services 0.98 x).
+MIN_SERVICES = 300
 MAX_JOBS = 8
 CHUNKS_PER_JOB = 8
 MAX_CHUNKS = 256          # a chunk's number is one byte (Tickets)
