@@ -324,6 +324,16 @@ def test_errors_in_several_shards_are_those_of_one_process_and_nothing_is_writte
     assert tree(tmp_path) == {}
 
 
+def old_files(root: Path) -> list[Path]:
+    """Six files saying "old", each in a directory of its own (one file a chunk of three
+    processes' write)."""
+    targets = [root / f"d{i}" / "f" for i in range(6)]
+    for path in targets:
+        path.parent.mkdir()
+        path.write_text("old\n")
+    return targets
+
+
 def temp_files(root: Path) -> list[Path]:
     return [path for path in root.rglob(".*.tmp")]
 
@@ -347,10 +357,7 @@ def test_a_write_failing_in_one_shard_changes_no_file_and_leaves_no_temp_file(
 
 def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    targets = [tmp_path / f"d{i}" / "f" for i in range(6)]
-    for path in targets:
-        path.parent.mkdir()
-        path.write_text("old\n")
+    targets = old_files(tmp_path)
     parent = os.getpid()
     real = output._stage
 
@@ -378,10 +385,7 @@ def test_ctrl_c_just_after_a_temp_file_is_made_leaves_no_temp_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs_: int) -> None:
     # a KeyboardInterrupt is raised at the first bytecode after os.open returns, before _stage
     # holds the fd or its caller the name (found by a Ctrl-C loop on a 1,000-service node)
-    targets = [tmp_path / f"d{i}" / "f" for i in range(6)]
-    for path in targets:
-        path.parent.mkdir()
-        path.write_text("old\n")
+    targets = old_files(tmp_path)
     parent, real, opened = os.getpid(), os.open, []
 
     def open_(path: str, flags: int, mode: int = 0o777) -> int:
@@ -403,10 +407,7 @@ def test_ctrl_c_just_after_a_temp_file_is_made_leaves_no_temp_file(
 
 def test_a_writer_process_that_cannot_start_is_one_line_and_changes_no_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    targets = [tmp_path / f"d{i}" / "f" for i in range(6)]
-    for path in targets:
-        path.parent.mkdir()
-        path.write_text("old\n")
+    targets = old_files(tmp_path)
     forks: list[int] = []
     real = os.fork
 
