@@ -423,3 +423,23 @@ def test_a_writer_process_that_cannot_start_is_one_line_and_changes_no_file(
         output.write(changes, jobs=3)
     assert [path.read_text() for path in targets] == ["old\n"] * 6
     assert temp_files(tmp_path) == [] and gone(forks[0])
+
+
+def test_a_writer_killed_while_renaming_leaves_every_file_new_not_a_mix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # its files were staged and synced before any rename: this process renames what it left
+    targets = old_files(tmp_path)
+    parent, real = os.getpid(), os.replace
+
+    def replace(source: str, target: str) -> None:
+        real(source, target)
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)   # after its first rename (the OOM killer)
+
+    monkeypatch.setattr(os, "replace", replace)
+    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
+    with pytest.raises(ShardFailed, match=r"^tarsdock worker process \d+: died \(killed by "
+                                          r"SIGKILL\)$"):
+        output.write(changes, jobs=3)
+    assert [path.read_text() for path in targets] == ["new\n"] * 6
+    assert temp_files(tmp_path) == []

@@ -34,7 +34,9 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
   generator's `finally`) and the whole write is done again in this one process, so the error
   reported is the one a single process meets (a few directories a process made before the
   failure may stay, as one process's own would). A process killed from outside runs no
-  `finally`: its temp files, whose names its pid makes, are removed here once it is reaped.
+  `finally`: its temp files, whose names its pid makes, are removed here once it is reaped, or,
+  if it was killed once the renames began (its files staged and synced), renamed here, so that
+  the run, though it fails, leaves every file new rather than some old and some new.
 """
 
 from __future__ import annotations
@@ -342,6 +344,7 @@ def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: i
     by_files = chunks(files, jobs)
     shares = list(zip(split(dirs, len(by_files)), by_files, strict=True))
     pids: list[int] = []
+    renaming = False
     try:
         with Tickets(jobs, len(shares)) as tickets, Lockstep(
                 [partial(_write_shard, shares, tickets, i) for i in range(jobs)]) as lockstep:
@@ -349,14 +352,24 @@ def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: i
             staged = lockstep.first()
             if all(ok for ok, _ in staged):
                 syncfs({os.path.dirname(file.path) for file in files})
+                renaming = True
                 if all(lockstep.send(True)):
                     return sum(made for _, made in staged)
     except ShardFailed:
-        # a process killed by another hand ran no `finally`: its temp files are removed here
+        # a process killed by another hand ran no `finally`. Killed before the renames, its
+        # temp files are removed here; once they began, every other process has renamed its
+        # own (close() waited for it) and the killed one's temp files are whole and synced, so
+        # they are renamed here: every file is new, not a mix of old and new
         for pid in pids:
             for file in files:
+                temp = _temp_path(os.fspath(file.path), pid)
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(_temp_path(os.fspath(file.path), pid))
+                    if renaming:
+                        os.replace(temp, file.path)
+                    else:
+                        os.unlink(temp)
+        if renaming:
+            syncfs({os.path.dirname(file.path) for file in files})
         raise
     return _replace_here(files, dirs)
 
