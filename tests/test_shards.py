@@ -443,3 +443,27 @@ def test_a_writer_killed_while_renaming_leaves_every_file_new_not_a_mix(
         output.write(changes, jobs=3)
     assert [path.read_text() for path in targets] == ["new\n"] * 6
     assert temp_files(tmp_path) == []
+
+
+def test_a_writer_killed_between_staging_and_renaming_leaves_every_file_new_not_a_mix(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # found dead when told to rename, before this process renamed its own: all written again
+    targets = old_files(tmp_path)
+    real, calls = output.syncfs, []
+
+    def syncfs(directories: object) -> int:
+        if not calls:     # the first, between staging and renaming: kill the first writer
+            me = os.getpid()
+            child = int(Path(f"/proc/{me}/task/{me}/children").read_text().split()[0])
+            os.kill(child, signal.SIGKILL)
+            os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)   # dead, reaped by close()
+        calls.append(directories)
+        return real(directories)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(output, "syncfs", syncfs)
+    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
+    with pytest.raises(ShardFailed, match=r"^tarsdock worker process \d+: died \(killed by "
+                                          r"SIGKILL\)$"):
+        output.write(changes, jobs=3)
+    assert [path.read_text() for path in targets] == ["new\n"] * 6
+    assert temp_files(tmp_path) == []

@@ -34,9 +34,9 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
   generator's `finally`) and the whole write is done again in this one process, so the error
   reported is the one a single process meets (a few directories a process made before the
   failure may stay, as one process's own would). A process killed from outside runs no
-  `finally`: its temp files, whose names its pid makes, are removed here once it is reaped, or,
-  if it was killed once the renames began (its files staged and synced), renamed here, so that
-  the run, though it fails, leaves every file new rather than some old and some new.
+  `finally`: its temp files, whose names its pid makes, are removed here once it is reaped; if
+  it was killed once the renames began, some files may be new and others old, so this process
+  writes them all again before it reports the failure: every file is then new, not a mix.
 """
 
 from __future__ import annotations
@@ -356,19 +356,16 @@ def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: i
                 if all(lockstep.send(True)):
                     return sum(made for _, made in staged)
     except ShardFailed:
-        # a process killed by another hand ran no `finally`. Killed before the renames, its
-        # temp files are removed here; once they began, every other process has renamed its
-        # own (close() waited for it) and the killed one's temp files are whole and synced, so
-        # they are renamed here: every file is new, not a mix of old and new
+        # a process killed by another hand ran no `finally`: its temp files are removed here
         for pid in pids:
             for file in files:
-                temp = _temp_path(os.fspath(file.path), pid)
                 with contextlib.suppress(FileNotFoundError):
-                    if renaming:
-                        os.replace(temp, file.path)
-                    else:
-                        os.unlink(temp)
+                    os.unlink(_temp_path(os.fspath(file.path), pid))
         if renaming:
+            # some processes may have renamed their files and others not (one found dead
+            # before it was told to, and those after it): all are written again here, so the
+            # failed run leaves every file new, not a mix of old and new
+            _replace_here(files, dirs)
             syncfs({os.path.dirname(file.path) for file in files})
         raise
     return _replace_here(files, dirs)
