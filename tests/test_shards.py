@@ -467,3 +467,47 @@ def test_a_writer_killed_between_staging_and_renaming_leaves_every_file_new_not_
         output.write(changes, jobs=3)
     assert [path.read_text() for path in targets] == ["new\n"] * 6
     assert temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("jobs_", ["1", "3"])
+def test_sigterm_while_writing_is_one_line_and_leaves_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        jobs_: str) -> None:
+    # SIGTERM's default action ended generate at once: hundreds of .*.tmp files stayed under
+    # tars_path (found trying issue 14 as a user; the old one-process writer did the same)
+    node(tmp_path, 11, {})
+    assert generate(tmp_path, "supervisord", "1", monkeypatch, capsys)[0] == 0
+    node(tmp_path, 11, {i: WARNS for i in range(11)})   # every config changes
+    before = tree(tmp_path)
+    parent, real = os.getpid(), output._stage
+
+    def stage(file: OutputFile, umask: int, staged: list[tuple[str, OutputFile]]) -> None:
+        real(file, umask, staged)
+        if os.getpid() == parent:   # its first file (in shards: of its own first chunk)
+            os.kill(parent, signal.SIGTERM)
+
+    def not_generate(signum: int, frame: object) -> None:
+        raise AssertionError("SIGTERM reached the handler generate found")
+
+    monkeypatch.setattr(output, "_stage", stage)
+    handler = signal.signal(signal.SIGTERM, not_generate)   # not pytest's end, if it fails
+    try:
+        code, _, err = generate(tmp_path, "supervisord", jobs_, monkeypatch, capsys)
+        assert signal.getsignal(signal.SIGTERM) == not_generate   # given back
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert (code, err.splitlines()[-1]) == (143, "error: terminated (SIGTERM)")
+    assert tree(tmp_path) == before and temp_files(tmp_path) == []
+
+
+def test_ctrl_c_while_writing_is_one_line_and_exit_130(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, 11, {})
+
+    def stage(file: OutputFile, umask: int, staged: list[tuple[str, OutputFile]]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(output, "_stage", stage)
+    code, _, err = generate(tmp_path, "supervisord", "1", monkeypatch, capsys)
+    assert (code, err.splitlines()[-1]) == (130, "error: interrupted (Ctrl-C)")

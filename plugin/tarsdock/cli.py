@@ -22,12 +22,15 @@ from tarsdock.errors import (
     InputError,
     InputErrors,
     TarsdockError,
+    Terminated,
     UnreadableInput,
 )
 from tarsdock.options import (
     EXIT_ENVIRONMENT,
     EXIT_INPUT,
+    EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     GLOBAL_OPTIONS,
     add_global_options,
@@ -245,6 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # a fault of the environment no step foresaw: one line, never a traceback
         print(f"error: {EnvironmentFault.of(error)}", file=sys.stderr)
         return EXIT_ENVIRONMENT
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     finally:
         sys.stdout = stdout
 

@@ -56,6 +56,12 @@ class EnvironmentFault(TarsdockError):
         return cls(str(where if where is not None else "?"), error.strerror or str(error))
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived while files were being written (output.write): raised in its place, as
+    Ctrl-C raises KeyboardInterrupt, so every `finally` removes its temp files and reaps its
+    worker processes; SIGTERM's default action ends the process at once and leaves them."""
+
+
 class InputErrors(TarsdockError):
     """Several input errors reported together, sorted by where they occur, each once."""
 

@@ -17,6 +17,8 @@ EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
 # The environment stopped the run (an unwritable or full --out, a permission denied, the listener
 # outside supervisord): 3 and 4 are taken by `images sync`/`status` and `apply`.
 EXIT_ENVIRONMENT = 5
+EXIT_INTERRUPTED = 130   # 128 + SIGINT, as a shell reports a process Ctrl-C ended
+EXIT_TERMINATED = 143    # 128 + SIGTERM
 
 
 def bounded_number(kind: type[float] | type[int], low: float, high: float, what: str

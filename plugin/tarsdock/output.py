@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from tarsdock.errors import Terminated
 from tarsdock.quoting import check_text
 
 if TYPE_CHECKING:
@@ -307,10 +308,15 @@ def write(changes: Iterable[Change], dirs: Iterable[str | Path] = (),
     """Apply a plan: make dirs, write new and changed files, remove stale ones; count each kind.
 
     With `jobs` > 1 the dirs and files are split over that many processes (see the module
-    docstring). Everything is on disk when this returns.
+    docstring). Everything is on disk when this returns. SIGTERM meanwhile raises Terminated
+    (the temp files removed, the worker processes reaped; files already renamed stay new).
     """
+    with _sigterm_raises():
+        return _write(list(changes), dirs, jobs)
+
+
+def _write(changes: list[Change], dirs: Iterable[str | Path], jobs: int) -> dict[str, int]:
     counts: dict[str, int] = {"new": 0, "changed": 0, "unchanged": 0, "stale": 0}
-    changes = list(changes)
     for change in changes:
         counts[change.kind] += 1
     files = [c.file for c in changes if c.file is not None and c.kind in ("new", "changed")]
@@ -324,6 +330,27 @@ def write(changes: Iterable[Change], dirs: Iterable[str | Path] = (),
     if made or touched:
         syncfs(touched | set(wanted if made else ()))
     return counts
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated inside the block, in this process and in the worker processes
+    forked in it (they inherit the handler)."""
+    import signal
+
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:   # not the main thread, which alone receives signals in Python
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _replace_here(files: Sequence[OutputFile], dirs: Sequence[str]) -> int:
