@@ -324,6 +324,12 @@ def test_errors_in_several_shards_are_those_of_one_process_and_nothing_is_writte
     assert tree(tmp_path) == {}
 
 
+def children() -> set[int]:
+    """The pids of this process's children."""
+    me = os.getpid()
+    return {int(pid) for pid in Path(f"/proc/{me}/task/{me}/children").read_text().split()}
+
+
 def old_files(root: Path) -> list[Path]:
     """Six files saying "old", each in a directory of its own (one file a chunk of three
     processes' write)."""
@@ -449,12 +455,11 @@ def test_a_writer_killed_between_staging_and_renaming_leaves_every_file_new_not_
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # found dead when told to rename, before this process renamed its own: all written again
     targets = old_files(tmp_path)
-    real, calls = output.syncfs, []
+    real, calls, others = output.syncfs, [], children()
 
     def syncfs(directories: object) -> int:
-        if not calls:     # the first, between staging and renaming: kill the first writer
-            me = os.getpid()
-            child = int(Path(f"/proc/{me}/task/{me}/children").read_text().split()[0])
+        if not calls:     # the first, between staging and renaming: kill a writer
+            child = min(children() - others)   # not another test's child (under xdist)
             os.kill(child, signal.SIGKILL)
             os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)   # dead, reaped by close()
         calls.append(directories)
