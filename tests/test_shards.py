@@ -324,6 +324,15 @@ def test_errors_in_several_shards_are_those_of_one_process_and_nothing_is_writte
     assert tree(tmp_path) == {}
 
 
+def write_new_with_a_writer_killed(targets: list[Path]) -> None:
+    """Write "new" over each target in three processes, one of which the caller's fault kills:
+    the write fails with that one line."""
+    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
+    with pytest.raises(ShardFailed, match=r"^tarsdock worker process \d+: died \(killed by "
+                                          r"SIGKILL\)$"):
+        output.write(changes, jobs=3)
+
+
 def children() -> set[int]:
     """The pids of this process's children."""
     me = os.getpid()
@@ -376,10 +385,7 @@ def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
                 os.kill(os.getpid(), signal.SIGKILL)   # once it is staged
 
     monkeypatch.setattr(output, "_stage", stage)
-    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
-    with pytest.raises(ShardFailed, match=r"^tarsdock worker process \d+: died \(killed by "
-                                          r"SIGKILL\)$"):
-        output.write(changes, jobs=3)
+    write_new_with_a_writer_killed(targets)
     assert [path.read_text() for path in targets] == ["old\n"] * 6
     assert temp_files(tmp_path) == []
     writers = {int(pid) for pid in (tmp_path / "writers").read_text().split()}
@@ -443,10 +449,7 @@ def test_a_writer_killed_while_renaming_leaves_every_file_new_not_a_mix(
             os.kill(os.getpid(), signal.SIGKILL)   # after its first rename (the OOM killer)
 
     monkeypatch.setattr(os, "replace", replace)
-    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
-    with pytest.raises(ShardFailed, match=r"^tarsdock worker process \d+: died \(killed by "
-                                          r"SIGKILL\)$"):
-        output.write(changes, jobs=3)
+    write_new_with_a_writer_killed(targets)
     assert [path.read_text() for path in targets] == ["new\n"] * 6
     assert temp_files(tmp_path) == []
 
@@ -466,10 +469,7 @@ def test_a_writer_killed_between_staging_and_renaming_leaves_every_file_new_not_
         return real(directories)  # type: ignore[arg-type]
 
     monkeypatch.setattr(output, "syncfs", syncfs)
-    changes = [Change("changed", path, OutputFile(path, "new\n")) for path in targets]
-    with pytest.raises(ShardFailed, match=r"^tarsdock worker process \d+: died \(killed by "
-                                          r"SIGKILL\)$"):
-        output.write(changes, jobs=3)
+    write_new_with_a_writer_killed(targets)
     assert [path.read_text() for path in targets] == ["new\n"] * 6
     assert temp_files(tmp_path) == []
 
