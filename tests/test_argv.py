@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from tarsdock.cli import main
 from tarsdock.errors import InputError, Origin
 from tarsdock.model import ContainerOptions, PackageFacts, Volume
 from tarsdock.output import Context
+from tarsdock.records import replace
 
 SHARED = SHARED_TEMPLATES
 BIN = "/usr/local/app/tars/tarsnode/data/Hello.NodeServer/bin"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from tarsdock.errors import InputErrors
 from tarsdock.importcmd import validate
 from tarsdock.importmap import exe_dir, import_node, strto_int
 from tarsdock.importtoml import render, toml_string, toml_text
+from tarsdock.records import replace
 from tarsdock.tarsdb import (
     DatabaseError,
     DbUrl,

@@ -413,8 +413,7 @@ def test_a_disabled_service_left_stopped_does_not_make_status_fail(
     configured state, so a node with one answers 0 (found by hand: an imported node with one
     inactive service exited 3 at every status, a monitoring check that always fails); one started
     by hand that failed, or an enabled service that is stopped, still exits 3."""
-    from dataclasses import replace as changed
-
+    from tarsdock.records import replace as changed
     from tarsdock.status import exit_status
 
     idle = changed(spec("A.Idle"), enabled=False)

@@ -19,12 +19,13 @@ import sys
 import sysconfig
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tarsdock.errors import EnvironmentFault, TarsdockError
 from tarsdock.options import bounded_number
+from tarsdock.records import replace
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning

@@ -14,11 +14,11 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
 from urllib.parse import quote, urlencode
 
 from tarsdock.errors import TarsdockError
+from tarsdock.records import Record
 
 if TYPE_CHECKING:
     import docker
@@ -35,13 +35,21 @@ PERMANENT_STATUSES = frozenset({400, 401, 403, 404})
 AUTH_STATUSES = frozenset({401, 403})
 
 
-@dataclass(frozen=True)
-class Auth:
+class Auth(Record):
     """Credentials for one registry; the password never shows in a repr or a log line."""
 
-    registry: str
-    username: str
-    password: str = field(repr=False)
+    __slots__ = _fields = ("registry", "username", "password")
+    registry: Final[str]
+    username: Final[str]
+    password: Final[str]
+
+    def __init__(self, registry: str, username: str, password: str) -> None:
+        self.registry = registry
+        self.username = username
+        self.password = password
+
+    def __repr__(self) -> str:
+        return f"Auth(registry={self.registry!r}, username={self.username!r})"
 
     def config(self) -> dict[str, str]:
         """The SDK's auth_config: sent to the daemon in a header, never on a command line."""

@@ -1,19 +1,18 @@
 """The manifest as read from node.toml and the resolved services built from it (frozen).
 
-Small records are NamedTuples: a frozen dataclass compiles six methods when its class is made
-(0.5-1 ms a class on a slow machine: eleven of them were 7 ms of every run's start-up), a
-NamedTuple one. Classes with cached properties (a NamedTuple has no __dict__ to keep them in),
-or that `dataclasses.replace` copies, stay frozen dataclasses.
+Small records are NamedTuples. Classes with cached properties (a NamedTuple has no __dict__ to
+keep them in), or that `records.replace` copies, are records (see tarsdock.records: no dataclass,
+whose import and class creation cost every run's start-up some 12 ms).
 """
 
 from __future__ import annotations
 
 import functools
 import posixpath
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple
 
 from tarsdock.errors import Origin
+from tarsdock.records import Record
 
 if TYPE_CHECKING:
     from tarsdock.tcconfig import Config
@@ -36,27 +35,52 @@ DEFAULT_OUTPUT_DIRS: dict[str, str] = {
     "supervisord": "/etc/supervisor/conf.d/tarsdock",
     "systemd": "/etc/systemd/system",
 }
+NODE_TOML = Origin("node.toml")
 
 
-@dataclass(frozen=True)
-class NodeSettings:
+class NodeSettings(Record):
     """The [node] table: this host."""
 
-    name: str
-    localip: str
-    tars_path: str
-    locator: str
-    docker_socket: str = DEFAULT_DOCKER_SOCKET
-    host_path: str = ""
-    network: Network = "host"
-    supervisor: SupervisorKind = "supervisord"
-    supervisor_url: str = DEFAULT_SUPERVISOR_URL   # supervisord's XML-RPC, as supervisorctl's -s
-    output_dir: str = ""          # "": DEFAULT_OUTPUT_DIRS[supervisor]
-    origin: Origin = Origin("node.toml")
-    instance_setting: str = ""    # [node] instance as written; "" derives it (see `instance`)
-    config_dir: str = ""          # realpath of the config dir the manifest was read from
-    node_port: int = 19386        # tarsdock's node object (ServerF), as tarsnode's ServerAdapter
-    heartbeat_timeout: int = 45000   # ms: a service's default <server> hearttimeout (tarsnode's)
+    _fields = ("name", "localip", "tars_path", "locator", "docker_socket", "host_path", "network",
+               "supervisor", "supervisor_url", "output_dir", "origin", "instance_setting",
+               "config_dir", "node_port", "heartbeat_timeout")
+    name: Final[str]
+    localip: Final[str]
+    tars_path: Final[str]
+    locator: Final[str]
+    docker_socket: Final[str]
+    host_path: Final[str]
+    network: Final[Network]
+    supervisor: Final[SupervisorKind]
+    supervisor_url: Final[str]    # supervisord's XML-RPC, as supervisorctl's -s
+    output_dir: Final[str]        # "": DEFAULT_OUTPUT_DIRS[supervisor]
+    origin: Final[Origin]
+    instance_setting: Final[str]  # [node] instance as written; "" derives it (see `instance`)
+    config_dir: Final[str]        # realpath of the config dir the manifest was read from
+    node_port: Final[int]         # tarsdock's node object (ServerF), as tarsnode's ServerAdapter
+    heartbeat_timeout: Final[int]  # ms: a service's default <server> hearttimeout (tarsnode's)
+
+    def __init__(self, name: str, localip: str, tars_path: str, locator: str,
+                 docker_socket: str = DEFAULT_DOCKER_SOCKET, host_path: str = "",
+                 network: Network = "host", supervisor: SupervisorKind = "supervisord",
+                 supervisor_url: str = DEFAULT_SUPERVISOR_URL, output_dir: str = "",
+                 origin: Origin = NODE_TOML, instance_setting: str = "", config_dir: str = "",
+                 node_port: int = 19386, heartbeat_timeout: int = 45000) -> None:
+        self.name = name
+        self.localip = localip
+        self.tars_path = tars_path
+        self.locator = locator
+        self.docker_socket = docker_socket
+        self.host_path = host_path
+        self.network = network
+        self.supervisor = supervisor
+        self.supervisor_url = supervisor_url
+        self.output_dir = output_dir
+        self.origin = origin
+        self.instance_setting = instance_setting
+        self.config_dir = config_dir
+        self.node_port = node_port
+        self.heartbeat_timeout = heartbeat_timeout
 
     @functools.cached_property
     def instance(self) -> str:
@@ -110,7 +134,7 @@ class Registry(NamedTuple):
     url: str = "docker.io"
     username: str = ""
     password_file: str = ""
-    origin: Origin = Origin("node.toml")
+    origin: Origin = NODE_TOML
 
 
 class Image(NamedTuple):
@@ -121,7 +145,7 @@ class Image(NamedTuple):
     registry: Registry | None = None
     pull: PullPolicy = "missing"
     restart_on_update: bool = False
-    origin: Origin = Origin("node.toml")
+    origin: Origin = NODE_TOML
 
 
 class AdapterSpec(NamedTuple):
@@ -136,30 +160,56 @@ class AdapterSpec(NamedTuple):
     queuetimeout: int = 60000
     protocol: str = "tars"
     allow: str = ""
-    origin: Origin = Origin("node.toml")
+    origin: Origin = NODE_TOML
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
+class ServiceSpec(Record):
     """A [services."App.Server"] table as written in the manifest, validated but not resolved."""
 
-    app: str
-    server: str
-    type: ServerType
-    template: str
-    run: RunMode
-    origin: Origin
-    profile: str = ""             # private template text, merged last
-    profile_origin: Origin = Origin("node.toml")   # line of the profile's first text line
-    image: Image | None = None
-    exe: str = ""
-    command: tuple[str, ...] = ()  # not_tars only
-    local_port: int = 0
-    set_division: str = ""
-    async_thread: int = 3
-    main_class: str = ""
-    adapters: tuple[AdapterSpec, ...] = ()
-    enabled: bool = True          # false: not started by supervisord/tars.target (Tars inactive)
+    _fields = ("app", "server", "type", "template", "run", "origin", "profile", "profile_origin",
+               "image", "exe", "command", "local_port", "set_division", "async_thread",
+               "main_class", "adapters", "enabled")
+    app: Final[str]
+    server: Final[str]
+    type: Final[ServerType]
+    template: Final[str]
+    run: Final[RunMode]
+    origin: Final[Origin]
+    profile: Final[str]           # private template text, merged last
+    profile_origin: Final[Origin]  # line of the profile's first text line
+    image: Final[Image | None]
+    exe: Final[str]
+    command: Final[tuple[str, ...]]  # not_tars only
+    local_port: Final[int]
+    set_division: Final[str]
+    async_thread: Final[int]
+    main_class: Final[str]
+    adapters: Final[tuple[AdapterSpec, ...]]
+    enabled: Final[bool]          # false: not started by supervisord/tars.target (Tars inactive)
+
+    def __init__(self, app: str, server: str, type: ServerType, template: str, run: RunMode,
+                 origin: Origin, profile: str = "", profile_origin: Origin = NODE_TOML,
+                 image: Image | None = None, exe: str = "", command: tuple[str, ...] = (),
+                 local_port: int = 0, set_division: str = "", async_thread: int = 3,
+                 main_class: str = "", adapters: tuple[AdapterSpec, ...] = (),
+                 enabled: bool = True) -> None:
+        self.app = app
+        self.server = server
+        self.type = type
+        self.template = template
+        self.run = run
+        self.origin = origin
+        self.profile = profile
+        self.profile_origin = profile_origin
+        self.image = image
+        self.exe = exe
+        self.command = command
+        self.local_port = local_port
+        self.set_division = set_division
+        self.async_thread = async_thread
+        self.main_class = main_class
+        self.adapters = adapters
+        self.enabled = enabled
 
     @functools.cached_property
     def name(self) -> str:
@@ -167,16 +217,29 @@ class ServiceSpec:
         return f"{self.app}.{self.server}"
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Record):
     """Everything the config dir's TOML files say, validated."""
 
-    node: NodeSettings
-    registries: dict[str, Registry] = field(default_factory=dict)
-    images: dict[str, Image] = field(default_factory=dict)
-    template_parents: dict[str, tuple[str, Origin]] = field(default_factory=dict)
-    services: dict[str, ServiceSpec] = field(default_factory=dict)
-    unread_files: tuple[str, ...] = ()     # services.d files not named *.toml (not hidden)
+    __slots__ = _fields = ("node", "registries", "images", "template_parents", "services",
+                           "unread_files")
+    node: Final[NodeSettings]
+    registries: Final[dict[str, Registry]]
+    images: Final[dict[str, Image]]
+    template_parents: Final[dict[str, tuple[str, Origin]]]
+    services: Final[dict[str, ServiceSpec]]
+    unread_files: Final[tuple[str, ...]]     # services.d files not named *.toml (not hidden)
+
+    def __init__(self, node: NodeSettings, registries: dict[str, Registry] | None = None,
+                 images: dict[str, Image] | None = None,
+                 template_parents: dict[str, tuple[str, Origin]] | None = None,
+                 services: dict[str, ServiceSpec] | None = None,
+                 unread_files: tuple[str, ...] = ()) -> None:
+        self.node = node
+        self.registries = {} if registries is None else registries
+        self.images = {} if images is None else images
+        self.template_parents = {} if template_parents is None else template_parents
+        self.services = {} if services is None else services
+        self.unread_files = unread_files
 
 
 class Volume(NamedTuple):
@@ -217,17 +280,33 @@ class PackageFacts(NamedTuple):
     entry: str = ""               # tars_nodejs without node-agent: entry point relative to bin/
 
 
-@dataclass(frozen=True)
-class Service:
+NO_CONTAINER_OPTIONS = ContainerOptions()
+NO_PACKAGE_FACTS = PackageFacts()
+
+
+class Service(Record):
     """A service fully resolved: final Tars config, environment, container options, paths."""
 
-    spec: ServiceSpec
-    node: NodeSettings
-    config: Config
-    env: tuple[tuple[str, str], ...] = ()
-    container: ContainerOptions = ContainerOptions()
-    stop_timeout: int = 3         # seconds: deactivating-timeout clamped to 2..60
-    package: PackageFacts = PackageFacts()
+    _fields = ("spec", "node", "config", "env", "container", "stop_timeout", "package")
+    spec: Final[ServiceSpec]
+    node: Final[NodeSettings]
+    config: Final[Config]
+    env: Final[tuple[tuple[str, str], ...]]
+    container: Final[ContainerOptions]
+    stop_timeout: Final[int]      # seconds: deactivating-timeout clamped to 2..60
+    package: Final[PackageFacts]
+
+    def __init__(self, spec: ServiceSpec, node: NodeSettings, config: Config,
+                 env: tuple[tuple[str, str], ...] = (),
+                 container: ContainerOptions = NO_CONTAINER_OPTIONS, stop_timeout: int = 3,
+                 package: PackageFacts = NO_PACKAGE_FACTS) -> None:
+        self.spec = spec
+        self.node = node
+        self.config = config
+        self.env = env
+        self.container = container
+        self.stop_timeout = stop_timeout
+        self.package = package
 
     @functools.cached_property
     def name(self) -> str:

@@ -44,13 +44,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from tarsdock.errors import Terminated
 from tarsdock.quoting import check_text
+from tarsdock.records import Record
 
 if TYPE_CHECKING:
     from tarsdock.shards import Tickets
@@ -62,22 +62,32 @@ READ_CHUNK = 1 << 16
 ChangeKind = Literal["new", "changed", "unchanged", "stale"]
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(Record):
     """Host facts a rendering needs, passed in so output depends only on its inputs."""
 
-    config_dir: Path
-    scripts_dir: str              # where the tarsdock and tarsdock-run console scripts live
-    docker: str = "/usr/bin/docker"
+    __slots__ = _fields = ("config_dir", "scripts_dir", "docker")
+    config_dir: Final[Path]
+    scripts_dir: Final[str]       # where the tarsdock and tarsdock-run console scripts live
+    docker: Final[str]
+
+    def __init__(self, config_dir: Path, scripts_dir: str, docker: str = "/usr/bin/docker") -> None:
+        self.config_dir = config_dir
+        self.scripts_dir = scripts_dir
+        self.docker = docker
 
 
-@dataclass(frozen=True)
-class OutputFile:
+class OutputFile(Record):
     """A file to write: where, what, and its mode."""
 
-    path: Path
-    content: str
-    mode: int = 0o644
+    __slots__ = _fields = ("path", "content", "mode")
+    path: Final[Path]
+    content: Final[str]
+    mode: Final[int]
+
+    def __init__(self, path: Path, content: str, mode: int = 0o644) -> None:
+        self.path = path
+        self.content = content
+        self.mode = mode
 
     def __reduce__(self) -> tuple[Callable[[str, str, int], OutputFile], tuple[str, str, int]]:
         # pickled with its path as text: a Path pickles as its parts and is built from them
@@ -89,14 +99,21 @@ def _output_file(path: str, content: str, mode: int) -> OutputFile:
     return OutputFile(Path(path), content, mode)
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(Record):
     """What writing one file would do; `old` is the content on disk, if any."""
 
-    kind: ChangeKind
-    path: Path
-    file: OutputFile | None = None
-    old: str | None = None
+    __slots__ = _fields = ("kind", "path", "file", "old")
+    kind: Final[ChangeKind]
+    path: Final[Path]
+    file: Final[OutputFile | None]
+    old: Final[str | None]
+
+    def __init__(self, kind: ChangeKind, path: Path, file: OutputFile | None = None,
+                 old: str | None = None) -> None:
+        self.kind = kind
+        self.path = path
+        self.file = file
+        self.old = old
 
 
 def header(kind: str, config_dir: Path, sources: Sequence[str]) -> str:

@@ -6,11 +6,11 @@ import json
 import posixpath
 import shlex
 from collections.abc import Iterable
-from dataclasses import replace
 from pathlib import Path
 
 from tarsdock.errors import InputError, Origin
 from tarsdock.model import PackageFacts, Service
+from tarsdock.records import replace
 
 NODE_AGENT_DIR = ("tars_nodejs", "node-agent")
 # @tars/deploy puts the application in bin/src/; a hand-made package may have it at bin/ itself.

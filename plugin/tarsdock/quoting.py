@@ -16,10 +16,10 @@ import re
 import shlex
 import string
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from tarsdock.errors import TarsdockError
+from tarsdock.records import Record
 
 # Characters no target can carry: every line-based parser here splits at \n, Python's universal
 # newlines also at \r, systemd's read_line also at NUL.
@@ -44,12 +44,16 @@ class QuotingError(TarsdockError):
     """A value that the target file format cannot represent."""
 
 
-@dataclass(frozen=True)
-class EnvAssignment:
+class EnvAssignment(Record):
     """One environment variable for systemd's `Environment=`."""
 
-    name: str
-    value: str
+    __slots__ = _fields = ("name", "value")
+    name: Final[str]
+    value: Final[str]
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self.value = value
 
 # A row value in a generated file: a plain string, an argv (list), or an assignment.
 Value = str | list[str] | EnvAssignment

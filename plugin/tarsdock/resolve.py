@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from tarsdock import tcconfig
 from tarsdock.argv import mount_problems, port_problems, start_problems
@@ -18,6 +18,7 @@ from tarsdock.containerspec import (
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
 from tarsdock.manifest import load_manifest, read_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
+from tarsdock.records import Record
 from tarsdock.tcconfig import Config, Param
 from tarsdock.templates import BrokenTemplate, TemplateSet, load_templates, read_text
 
@@ -31,13 +32,19 @@ MACRO_NAMES = frozenset(("locator", "modulename", "serverid", "app", "server", "
                          "setdivision", "enableset", "asyncthread", "baseimage"))
 
 
-@dataclass(frozen=True)
-class ResolvedNode:
+class ResolvedNode(Record):
     """Everything a config dir says: the manifest and its services, sorted by name."""
 
-    manifest: Manifest
-    services: tuple[Service, ...]
-    templates: TemplateSet
+    __slots__ = _fields = ("manifest", "services", "templates")
+    manifest: Final[Manifest]
+    services: Final[tuple[Service, ...]]
+    templates: Final[TemplateSet]
+
+    def __init__(self, manifest: Manifest, services: tuple[Service, ...],
+                 templates: TemplateSet) -> None:
+        self.manifest = manifest
+        self.services = services
+        self.templates = templates
 
 
 def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
@@ -157,13 +164,19 @@ def load_node(config_dir: Path, lines: bool = False) -> ResolvedNode:
         return _load_node(config_dir, lines=True)
 
 
-@dataclass(frozen=True)
-class Inputs:
+class Inputs(Record):
     """A config dir read, before any service is resolved: what every shard of a node needs."""
 
-    manifest: Manifest
-    templates: TemplateSet
-    specs: dict[str, ServiceSpec]   # by name, each with its admin port
+    __slots__ = _fields = ("manifest", "templates", "specs")
+    manifest: Final[Manifest]
+    templates: Final[TemplateSet]
+    specs: Final[dict[str, ServiceSpec]]   # by name, each with its admin port
+
+    def __init__(self, manifest: Manifest, templates: TemplateSet,
+                 specs: dict[str, ServiceSpec]) -> None:
+        self.manifest = manifest
+        self.templates = templates
+        self.specs = specs
 
 
 def read_inputs(config_dir: Path, lines: bool, errors: ErrorCollector) -> Inputs:

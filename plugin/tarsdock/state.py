@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+from tarsdock.records import Record
 
 KEEP = 100   # lines kept per file
 WRITERS_LOCK = ".writers.lock"    # flock(2)ed by every writer of the files below
@@ -56,13 +58,18 @@ HEARTBEAT = "heartbeat"                    # restarted for missing Tars heartbea
 CODES = (EXIT, SIGNAL, OOM, IMAGE_MISSING, DOCKER_UNREACHABLE, NAME_OWNED, HEARTBEAT)
 
 
-@dataclass(frozen=True)
-class Failure:
+class Failure(Record):
     """One failed run of a service: when (epoch seconds), why (a CODE), and the human text."""
 
-    when: int
-    code: str
-    text: str
+    __slots__ = _fields = ("when", "code", "text")
+    when: Final[int]
+    code: Final[str]
+    text: Final[str]
+
+    def __init__(self, when: int, code: str, text: str) -> None:
+        self.when = when
+        self.code = code
+        self.text = text
 
 
 def failures_path(state_dir: Path, service: str) -> Path:

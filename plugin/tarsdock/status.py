@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tarsdock import keys, portowner
+from tarsdock import keys, portowner, records
 from tarsdock.engine import Container, DockerUnreachable
 from tarsdock.errors import EnvironmentFault, TarsdockError
 from tarsdock.model import Manifest, NodeSettings
@@ -330,7 +330,7 @@ def rows(manifest: Manifest, supervised: Mapping[str, Supervised],
             started=sup.started,
             uptime=now - sup.started if sup.running and sup.started else None,
             restarts_1h=restarts,
-            last_failure=asdict(failure) if failure else None,
+            last_failure=records.asdict(failure) if failure else None,
             punished_until=float(until) if isinstance(until, int | float) else None,
             listener=phase, heartbeat=_last_beat(rec.heartbeat),
             tars_version=str(rec.heartbeat.get("version", ""))))

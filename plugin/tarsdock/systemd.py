@@ -4,8 +4,8 @@ the `tars-punish@` timer that gives a service that hit its start limit another t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from tarsdock.argv import (
     docker_run_argv,
@@ -18,6 +18,7 @@ from tarsdock.argv import (
 from tarsdock.model import NodeSettings, Service, ServiceSpec
 from tarsdock.output import Context, Lines, OutputFile, Quote, fixed_lines, header, ini_text
 from tarsdock.quoting import EnvAssignment, Value, check_text, remembering, systemd
+from tarsdock.records import Record
 
 FORMAT = "systemd"
 TARGET = "tars.target"
@@ -50,18 +51,24 @@ SHUTDOWN_ANSWER = 1     # the node object (heartbeats): tarsdock.nodeserver
 SYNC_TIMEOUT = 1800
 
 
-@dataclass(frozen=True)
-class IgnoreFailure:
+class IgnoreFailure(Record):
     """An Exec command whose failure systemd ignores (its `-` prefix)."""
 
-    argv: list[str]
+    __slots__ = _fields = ("argv",)
+    argv: Final[list[str]]
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
 
 
-@dataclass(frozen=True)
-class Specifiers:
+class Specifiers(Record):
     """A fixed value whose `%` specifiers systemd is meant to expand (written as is)."""
 
-    text: str
+    __slots__ = _fields = ("text",)
+    text: Final[str]
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 Rows = list[tuple[str, Value | IgnoreFailure | Specifiers] | Lines]

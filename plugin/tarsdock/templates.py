@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from tarsdock import tcconfig, textfile
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did_you_mean
+from tarsdock.records import Record
 from tarsdock.tcconfig import Config
 
 ROOT_TEMPLATE = "tars.default"
@@ -18,14 +19,20 @@ STOCK_PARENTS = {"tars.springboot": "tars.tarsjava.default"}
 STOCK_DIR = Path(__file__).parent / "templates" / "tars"   # a link to templates/
 
 
-@dataclass(frozen=True)
-class Template:
+class Template(Record):
     """A parsed template file (macros still unsubstituted)."""
 
-    name: str
-    config: Config
-    origin: Origin
-    stock: bool = False           # shipped with tarsdock, not from the config dir
+    __slots__ = _fields = ("name", "config", "origin", "stock")
+    name: Final[str]
+    config: Final[Config]
+    origin: Final[Origin]
+    stock: Final[bool]            # shipped with tarsdock, not from the config dir
+
+    def __init__(self, name: str, config: Config, origin: Origin, stock: bool = False) -> None:
+        self.name = name
+        self.config = config
+        self.origin = origin
+        self.stock = stock
 
 
 def read_text(path: str | Path, shown: str) -> str:

@@ -11,17 +11,24 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from dataclasses import dataclass, field
+
+from tarsdock.records import Record
 
 KeyPath = tuple[str | int, ...]   # keys, with an index for each element of an array of tables
 
 
-@dataclass
-class Located:
+class Located(Record):
     """Where each key and table of one TOML text is."""
 
-    keys: dict[KeyPath, int] = field(default_factory=dict)   # path -> line of its key or header
-    values: dict[KeyPath, int] = field(default_factory=dict)  # path -> first line of its text
+    __slots__ = _fields = ("keys", "values")
+    __hash__ = None   # type: ignore[assignment]   # its dicts fill up after it is made
+    keys: dict[KeyPath, int]     # path -> line of its key or header
+    values: dict[KeyPath, int]   # path -> first line of its text
+
+    def __init__(self, keys: dict[KeyPath, int] | None = None,
+                 values: dict[KeyPath, int] | None = None) -> None:
+        self.keys = {} if keys is None else keys
+        self.values = {} if values is None else values
 
     def line(self, path: KeyPath) -> int:
         """The line of a path, or of its nearest located parent; 1 for the document itself."""

@@ -4,9 +4,8 @@ and tables checked against the key rules of keys.py. manifest.py and servicetabl
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import rtoml
 
@@ -14,19 +13,25 @@ from tarsdock import textfile
 from tarsdock.endpoint import Endpoint
 from tarsdock.errors import ErrorCollector, InputError, Origin, did_you_mean
 from tarsdock.keys import KIND_NAMES, REQUIRED, KeyRule, TomlKind, quote_value
+from tarsdock.records import Record
 from tarsdock.tomlpos import KeyPath, Located, locate, toml_path
 
 SYNTAX_WHERE = re.compile(r" \(at (?:line (\d+), column \d+|end of document)\)\Z")
 TWICE = re.compile(r"Cannot declare (\(.*\)) twice")
 
 
-@dataclass(frozen=True)
-class TomlDoc:
+class TomlDoc(Record):
     """One parsed TOML file and where its keys are."""
 
-    rel: str            # the path as the user should see it: relative to the config dir
-    data: dict[str, Any]
-    where: Located
+    __slots__ = _fields = ("rel", "data", "where")
+    rel: Final[str]     # the path as the user should see it: relative to the config dir
+    data: Final[dict[str, Any]]
+    where: Final[Located]
+
+    def __init__(self, rel: str, data: dict[str, Any], where: Located) -> None:
+        self.rel = rel
+        self.data = data
+        self.where = where
 
     def origin(self, path: KeyPath) -> Origin:
         return Origin(self.rel, self.where.line(path))
