@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e import harness
 
 from tarsdock import output
 from tarsdock.output import OutputFile, diff, generated_kind, header, plan, write
@@ -118,10 +122,71 @@ def test_dirs_are_made_parents_first_and_synced(tmp_path: Path,
     assert len(synced) == 1   # nothing made: no sync
 
 
-def test_syncfs_once_per_filesystem(tmp_path: Path) -> None:
-    from tarsdock.output import syncfs
+@pytest.fixture
+def second_fs(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs mounted inside tmp_path (root only: CI runs as root), unmounted after."""
+    harness.require(os.geteuid() == 0, "mounting a tmpfs needs root")
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tarsdock-test", str(mount)],
+                   check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
 
-    assert syncfs([tmp_path, tmp_path / ".", str(tmp_path)]) == 1
+
+@pytest.fixture
+def synced(monkeypatch: pytest.MonkeyPatch) -> list[set[int]]:
+    """Each syncfs round of a write: the filesystems (st_dev) of the descriptors synced."""
+    rounds: list[set[int]] = []
+    real = output.syncfs
+
+    def syncfs(devices: output.Devices) -> int:
+        rounds.append(set())
+        return real(devices)
+
+    monkeypatch.setattr(output, "syncfs", syncfs)
+    monkeypatch.setattr(output, "_syncfs_fd", lambda fd: rounds[-1].add(os.fstat(fd).st_dev))
+    return rounds
+
+
+def test_each_filesystem_written_is_synced_before_and_after_the_renames(
+        tmp_path: Path, second_fs: Path, synced: list[set[int]]) -> None:
+    here, there = tmp_path.stat().st_dev, second_fs.stat().st_dev
+    assert here != there
+    # a dir made on each (under a mount point: on the mounted filesystem), a file in each
+    files = [OutputFile(tmp_path / "a" / "f", "x\n"), OutputFile(second_fs / "b" / "f", "y\n")]
+    write(plan(files))
+    assert synced == [{here, there}, {here, there}]
+    synced.clear()
+    # a dir made on the second filesystem alone, a file written on the first alone
+    write(plan([OutputFile(tmp_path / "a" / "f", "z\n")]), [second_fs / "c"])
+    assert synced == [{here}, {here, there}]
+
+
+def test_a_write_on_one_filesystem_syncs_one(tmp_path: Path, second_fs: Path,
+                                             synced: list[set[int]]) -> None:
+    write(plan([OutputFile(second_fs / "d" / "e" / "f", "x\n")]), [second_fs / "g"])
+    assert synced == [{second_fs.stat().st_dev}] * 2
+    synced.clear()
+    # a stale file removed, nothing else: the filesystem it was on
+    out = second_fs / "out"
+    write(plan([unit(out, "a.service")], out, "systemd"))
+    synced.clear()
+    assert write(plan([], out, "systemd"))["stale"] == 1
+    assert synced == [{second_fs.stat().st_dev}]
+
+
+def test_syncfs_reports_a_failure_naming_the_directory(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def fails(fd: int) -> None:
+        raise OSError(errno.EIO, "syncfs: Input/output error")
+
+    monkeypatch.setattr(output, "_syncfs_fd", fails)
+    with pytest.raises(OSError, match="Input/output error") as caught:
+        output.syncfs({tmp_path.stat().st_dev: str(tmp_path)})
+    assert caught.value.filename == str(tmp_path)
 
 
 def test_a_crashed_runs_temp_file_is_replaced(tmp_path: Path) -> None:
@@ -163,9 +228,29 @@ def test_make_dirs_makes_missing_parents_first_and_counts_only_new_ones(tmp_path
     (tmp_path / "link").symlink_to(tmp_path / "old")
     wanted = [tmp_path / "a" / "b" / "c", tmp_path / "a", tmp_path / "old", tmp_path / "link",
               tmp_path / "x" / "y"]
-    assert output.make_dirs(wanted) == 3      # a; a/b/c (a/b with it); x/y (x with it)
+    assert output.make_dirs(wanted) == [str(tmp_path / d) for d in ("a", "a/b", "a/b/c", "x",
+                                                                    "x/y")]
     assert all(p.is_dir() for p in wanted)
-    assert output.make_dirs(wanted) == 0
+    assert output.make_dirs(wanted) == []
+
+
+def test_make_dirs_finds_each_filesystem_with_no_failing_mkdir_and_one_stat(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a service's dir comes before its bin, conf and data: no mkdir fails, no stat of each
+    service = tmp_path / "S"
+    calls: list[str] = []
+    real_mkdir, real_stat = os.mkdir, os.stat
+    monkeypatch.setattr(os, "mkdir", lambda path, mode=0o777: (calls.append(f"mkdir {path}"),
+                                                              real_mkdir(path, mode))[1])
+    monkeypatch.setattr(os, "stat", lambda path, **kw: (calls.append(f"stat {path}"),
+                                                        real_stat(path, **kw))[1])
+    found: dict[str, int] = {}
+    wanted = [service / "bin", service / "conf", service, service / "data"]
+    assert len(output.make_dirs(wanted, found)) == 4
+    assert calls == [f"mkdir {service}", f"stat {tmp_path}",   # once made: its filesystem's
+                     *(f"mkdir {service}/{d}" for d in ("bin", "conf", "data"))]
+    device = real_stat(tmp_path).st_dev
+    assert found == {str(p): device for p in (tmp_path, *wanted)}
 
 
 def test_make_dirs_refuses_a_file_in_the_way(tmp_path: Path) -> None:

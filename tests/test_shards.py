@@ -376,8 +376,9 @@ def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
     parent = os.getpid()
     real = output._stage
 
-    def stage(file: OutputFile, umask: int, staged: list[tuple[str, OutputFile]]) -> None:
-        real(file, umask, staged)
+    def stage(file: OutputFile, umask: int, pid: int,
+              staged: list[tuple[str, OutputFile]]) -> None:
+        real(file, umask, pid, staged)
         if os.getpid() != parent:
             with (tmp_path / "writers").open("a") as log:
                 log.write(f"{os.getpid()}\n")
@@ -486,8 +487,9 @@ def test_sigterm_while_writing_is_one_line_and_leaves_no_temp_file(
     before = tree(tmp_path)
     parent, real = os.getpid(), output._stage
 
-    def stage(file: OutputFile, umask: int, staged: list[tuple[str, OutputFile]]) -> None:
-        real(file, umask, staged)
+    def stage(file: OutputFile, umask: int, pid: int,
+              staged: list[tuple[str, OutputFile]]) -> None:
+        real(file, umask, pid, staged)
         if os.getpid() == parent:   # its first file (in shards: of its own first chunk)
             os.kill(parent, signal.SIGTERM)
 
@@ -510,7 +512,8 @@ def test_ctrl_c_while_writing_is_one_line_and_exit_130(
         capsys: pytest.CaptureFixture[str]) -> None:
     node(tmp_path, 11, {})
 
-    def stage(file: OutputFile, umask: int, staged: list[tuple[str, OutputFile]]) -> None:
+    def stage(file: OutputFile, umask: int, pid: int,
+              staged: list[tuple[str, OutputFile]]) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(output, "_stage", stage)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,12 +83,15 @@ CHANGES: dict[str, Callable[[Path, Path], None]] = {
     "data dir removed": lambda cfg, out: (
         cfg.parent / "tars" / "tarsnode" / "data" / "Hello.HelloServer" / "data").rmdir(),
     "mode changed": lambda cfg, out: (out / "tars.target").chmod(0o600),
+    "service dir removed": lambda cfg, out: shutil.rmtree(
+        cfg.parent / "tars" / "tarsnode" / "data" / "Hello.HelloServer"),
+    "state dir removed": lambda cfg, out: (cfg.parent / "tars" / "tarsdock" / "state").rmdir(),
 }
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
 def test_any_change_makes_a_full_run(change: str, node: Path, tmp_path: Path,
-                                     loads: list[int]) -> None:
+                                     loads: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
     assert run(node, out) == 0
     CHANGES[change](node, out)
@@ -94,6 +99,45 @@ def test_any_change_makes_a_full_run(change: str, node: Path, tmp_path: Path,
     assert loads == [1, 1]
     assert run(node, out) == 0          # and the full run stamped its result again
     assert loads == [1, 1]
+
+
+@pytest.mark.parametrize("where", ["tarsnode/data/Hello.HelloServer/bin",
+                                   "tarsnode/data/Hello.HelloServer/conf",
+                                   "tarsnode/data/Hello.HelloServer", "app_log/Hello/HelloServer",
+                                   "app_log"])
+def test_a_dir_replaced_by_a_file_makes_a_full_run(where: str, node: Path, tmp_path: Path,
+                                                   loads: list[int],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # the stamp keeps no inode of a dir: it checks that each is still one (see stamp.py)
+    out = tmp_path / "out"
+    assert run(node, out) == 0
+    path = tmp_path / "tars" / where
+    shutil.rmtree(path)
+    path.write_text("in the way\n")
+    assert run(node, out) == 5          # the full run's write fails on it, naming it
+    assert loads == [1, 1] and f"error: {path}" in capsys.readouterr().err
+
+
+def test_record_stats_no_output_and_no_dir(node: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # the writer gave each output's stat as it read or renamed it; a dir needs none
+    stated: list[str] = []
+    real_stat, real_record = os.stat, stamp.record
+
+    def record(*args: object, **kwargs: object) -> bool:
+        monkeypatch.setattr(os, "stat", lambda path, **kw: (stated.append(str(path)),
+                                                            real_stat(path, **kw))[1])
+        try:
+            return real_record(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            monkeypatch.setattr(os, "stat", real_stat)
+
+    monkeypatch.setattr(stamp, "record", record)
+    assert run(node, tmp_path / "out") == 0
+    assert str(node) in stated     # the inputs, for the race rule
+    assert not [p for p in stated if p.startswith((str(tmp_path / "out"), str(tmp_path / "tars")))]
+    data = json.loads(Path(stamp.stamp_path(str(tmp_path / "out"), "systemd")).read_text())
+    assert len(data["files"]) == 9 and all(data["files"].values())
 
 
 def test_another_format_or_out_dir_has_its_own_stamp(node: Path, tmp_path: Path,

@@ -20,7 +20,7 @@ from tarsdock.errors import EnvironmentFault
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
     from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
-    from tarsdock.output import Change, Context, OutputFile
+    from tarsdock.output import Change, Context, OutputFile, Stats
     from tarsdock.portowner import Holder
     from tarsdock.resolve import Inputs
     from tarsdock.shards import Tickets
@@ -88,10 +88,11 @@ def node_dirs(node: NodeSettings) -> list[str]:
 
 
 def own_dirs(services: Sequence[Service]) -> list[str]:
-    """Directories each service's start needs: bin, conf, data, the log dir."""
+    """Directories each service's start needs: bin, conf, data, the log dir (and the service's
+    own dir, which holds the first three: made before them, not found missing by their mkdir)."""
     return [path for service in services for path in (
-        str(service.bin_dir), str(service.conf_dir), str(service.data_path),
-        str(service.log_dir))]
+        str(service.service_dir), str(service.bin_dir), str(service.conf_dir),
+        str(service.data_path), str(service.log_dir))]
 
 
 def service_dirs(services: Sequence[Service], node: NodeSettings) -> list[str]:
@@ -105,8 +106,10 @@ def summary(counts: Mapping[str, int]) -> str:
     return f"{written} written, {counts['unchanged']} unchanged, {counts['stale']} removed"
 
 
-def plan_all(fmt: str, files: list[OutputFile], out_dir: Path) -> list[Change]:
-    """Units (with stale ones in out_dir) and service configs, compared with the disk."""
+def plan_all(fmt: str, files: list[OutputFile], out_dir: Path,
+             stats: Stats | None = None) -> list[Change]:
+    """Units (with stale ones in out_dir) and service configs, compared with the disk (`stats`:
+    see plan)."""
     from tarsdock.output import plan
 
     # str dirnames, not Path.parent (a new Path each): 3,000 files on a 1,000-service node
@@ -115,7 +118,7 @@ def plan_all(fmt: str, files: list[OutputFile], out_dir: Path) -> list[Change]:
     configs: list[OutputFile] = []
     for file in files:
         (units if os.path.dirname(file.path) == out else configs).append(file)
-    return plan(units, out_dir, fmt) + plan(configs)
+    return plan(units, out_dir, fmt, stats) + plan(configs, stats=stats)
 
 
 def group_restart_note(fmt: str, changes: list[Change], out_dir: Path) -> str | None:
@@ -390,7 +393,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     ctx = Context(absolute, scripts_dir, args.docker)
     done = load_and_render_all((args.format,), directory, ctx, out_dir)
     files = done.files[args.format]
-    changes = plan_all(args.format, files, out_dir)
+    stamped = not showing and all(spec.type != "tars_nodejs" for spec in done.specs)
+    # each output's stat for the stamp, taken by the writer as it reads or renames it
+    stats: Stats | None = {} if stamped else None
+    changes = plan_all(args.format, files, out_dir, stats)
     notes = [str(note) for note in [*done.warnings, *filter(None, [
         group_restart_note(args.format, changes, out_dir)])]]
     print_warnings(notes)
@@ -402,16 +408,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     dirs = done.dirs
     stamp.forget(stamp_file)
     try:
-        counts = write(changes, dirs, jobs(len(done.specs)))
+        counts = write(changes, dirs, jobs(len(done.specs)), stats)
     except OSError as error:
         # the writer replaces files only once all are staged: nothing existing has changed
         raise write_fault(error) from None
-    if all(spec.type != "tars_nodejs" for spec in done.specs):
+    if stats is not None:
         # only the warnings every unchanged run prints again (not the one about this update)
         stamp.record(stamp_file, key, str(ctx.config_dir), str(out_dir),
                      outside_inputs(done.manifest, done.specs),
-                     [str(f.path) for f in files], dirs, [str(w) for w in done.warnings],
-                     len(files), started)
+                     [os.fspath(f.path) for f in files], dirs, [str(w) for w in done.warnings],
+                     started, stats)
     print(summary(counts))
     return 0
 

@@ -22,6 +22,18 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
   same guarantees with two to three thousand journal commits for 1,000 services; this is two per
   filesystem. os.sync() would be the same on this filesystem but would also flush every other
   filesystem. On a tmpfs syncfs has nothing to do.
+- Which filesystems: those of the directories made and of the files staged, renamed or removed,
+  found with no stat of its own. make_dirs learns each directory's st_dev as it goes: one that
+  exists is stat'ed anyway (to refuse a file in the way); one it makes is on the filesystem of
+  the directory it was made in, because a directory just made is empty and not a mount point
+  (mount(2) needs an existing directory, and only a mount can put another filesystem below a
+  path), so the parent's st_dev, found by make_dirs or stat'ed once, is its own. A mount point
+  in the way is an existing directory, stat'ed, so the filesystem mounted there is the one
+  found; stat follows symlinks as open(2) and rename(2) do through them. Every file written lies
+  in a directory make_dirs was given; a stale file's directory is stat'ed once. Each process of
+  a sharded write reports the filesystems it touched (st_dev -> a directory on it), and this
+  process opens one directory per filesystem for syncfs (the call acts on the descriptor's
+  superblock, whichever directory it names).
 - A run that changes nothing calls neither (nothing it could make more durable was written by it).
 - A large node is written by several processes (`write(..., jobs=N)`, tarsdock.shards), and the
   order above still holds for the run as a whole, because the processes move in lockstep: only
@@ -46,6 +58,7 @@ import os
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
+from stat import S_ISDIR
 from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from tarsdock.errors import Terminated
@@ -177,36 +190,43 @@ def ini_text(head: str, sections: Sequence[tuple[str, Rows]], quote: Quote, what
     return "".join(parts)
 
 
-def _read(path: Path) -> tuple[str | None, int | None]:
-    """A file's content and permission bits, or (None, None) when it does not exist."""
+Devices = dict[int, str]     # st_dev -> a directory on that filesystem (to open for syncfs)
+Stats = dict[str, os.stat_result]   # a file -> its stat as read or once renamed (for the stamp)
+
+
+def _read(path: Path) -> tuple[str | None, os.stat_result | None]:
+    """A file's content and fstat, or (None, None) when it does not exist."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None, None
     try:
-        mode = os.fstat(fd).st_mode & 0o7777
+        info = os.fstat(fd)
         chunks = []
         while chunk := os.read(fd, READ_CHUNK):
             chunks.append(chunk)
     finally:
         os.close(fd)
-    return b"".join(chunks).decode("utf-8", "surrogateescape"), mode
+    return b"".join(chunks).decode("utf-8", "surrogateescape"), info
 
 
 def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
-         kind: str | None = None) -> list[Change]:
-    """Compare files with the disk; with out_dir, also list its stale generated files of kind."""
+         kind: str | None = None, stats: Stats | None = None) -> list[Change]:
+    """Compare files with the disk; with out_dir, also list its stale generated files of kind.
+    With `stats`, the stat of each unchanged file (as read) goes into it."""
     changes: list[Change] = []
     wanted = set()
     for file in files:
         wanted.add(file.path)
-        old, mode = _read(file.path)
-        if old is None:
+        old, info = _read(file.path)
+        if old is None or info is None:
             changes.append(Change("new", file.path, file))
-        elif old != file.content or mode != file.mode:
+        elif old != file.content or info.st_mode & 0o7777 != file.mode:
             changes.append(Change("changed", file.path, file, old))
         else:
             changes.append(Change("unchanged", file.path, file, old))
+            if stats is not None:
+                stats[os.fspath(file.path)] = info
     if out_dir is not None and out_dir.is_dir():
         for path in sorted(out_dir.iterdir()):
             if path not in wanted and path.is_file() and not path.is_symlink() \
@@ -215,22 +235,51 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
     return changes
 
 
-def make_dirs(paths: Iterable[str | Path]) -> int:
-    """Create every missing directory (mode 0755, parents too); return how many were made."""
-    made = 0
+def make_dirs(paths: Iterable[str | Path], found: dict[str, int] | None = None) -> list[str]:
+    """Create every missing directory (mode 0755, parents too); return those made, in order.
+
+    `found` gets the filesystem (st_dev) of each directory in `paths`, and of those met above
+    them, at the cost of no stat more than making them takes (see the module docstring)."""
+    found = {} if found is None else found
+    made: list[str] = []
     # sorted, a parent comes before its children: one mkdir each, no walk up from every leaf;
     # mkdir first and a stat only when it exists (a new node's 6,000 dirs: no stat each)
     for path in sorted({os.fspath(p) for p in paths}):
-        try:
-            os.mkdir(path, 0o755)
-        except FileExistsError:
-            if os.path.isdir(path):
-                continue
-            raise
-        except FileNotFoundError:
-            os.makedirs(path, 0o755, exist_ok=True)
-        made += 1
+        _make_dir(path, found, made)
     return made
+
+
+def _make_dir(path: str, found: dict[str, int], made: list[str]) -> None:
+    """mkdir path (its missing parents first), noting each directory's filesystem in found."""
+    if path in found:
+        return
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        try:
+            info = os.stat(path)
+        except OSError:
+            info = None
+        if info is None or not S_ISDIR(info.st_mode):
+            raise
+        found[path] = info.st_dev
+        return
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise
+        _make_dir(parent, found, made)
+        os.mkdir(path, 0o755)
+    # a directory just made is no mount point: it is on its parent's filesystem
+    found[path] = _device(os.path.dirname(path), found)
+    made.append(path)
+
+
+def _device(directory: str, found: dict[str, int]) -> int:
+    """The filesystem of an existing directory: found's, else stat'ed once and kept there."""
+    if directory not in found:
+        found[directory] = os.stat(directory).st_dev
+    return found[directory]
 
 
 def _temp_path(path: str, pid: int) -> str:
@@ -239,10 +288,11 @@ def _temp_path(path: str, pid: int) -> str:
     return f"{head}/.{tail}.{pid}.tmp"
 
 
-def _stage(file: OutputFile, umask: int, staged: list[tuple[str, OutputFile]]) -> None:
-    """Write a file's content to a new temp file beside it, added to `staged` (temp, file)."""
+def _stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]]) -> None:
+    """Write a file's content to a new temp file beside it (named by `pid`, this process's id,
+    asked once per batch), added to `staged` (temp, file)."""
     path = os.fspath(file.path)
-    temp = _temp_path(path, os.getpid())
+    temp = _temp_path(path, pid)
     # named before it is made: a Ctrl-C that comes after the open has made it, before this
     # returns, leaves it in the caller's list, whose `finally` removes it
     staged.append((temp, file))
@@ -273,41 +323,65 @@ def _current_umask() -> int:
     return mask
 
 
-def syncfs(directories: Iterable[str | Path]) -> int:
-    """syncfs(2) once per filesystem that holds one of the directories; return how many."""
+def _syncfs_fd(fd: int) -> None:
+    """syncfs(2) of the filesystem holding fd."""
     # imported here: only a run that wrote something pays for it
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    by_device: dict[int, str] = {}
-    for directory in directories:
-        by_device.setdefault(os.stat(directory).st_dev, os.fspath(directory))
-    for directory in by_device.values():
+    if libc.syncfs(fd) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"syncfs: {os.strerror(error)}")
+
+
+def syncfs(devices: Devices) -> int:
+    """syncfs(2) once per filesystem (device -> a directory on it); return how many."""
+    for directory in devices.values():
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            if libc.syncfs(fd) != 0:
-                error = ctypes.get_errno()
-                raise OSError(error, f"syncfs: {os.strerror(error)}", directory)
+            _syncfs_fd(fd)
+        except OSError as error:
+            error.filename = directory
+            raise
         finally:
             os.close(fd)
-    return len(by_device)
+    return len(devices)
 
 
-def _replace_all(files: Sequence[OutputFile]) -> None:
-    """Stage every file as a temp file, sync them, then rename each over its target.
+def _on(found: dict[str, int], directories: Iterable[str]) -> Devices:
+    """The filesystems of directories whose device make_dirs found."""
+    devices: Devices = {}
+    for directory in directories:
+        devices.setdefault(found[directory], directory)
+    return devices
+
+
+def _rename(staged: Sequence[tuple[str, OutputFile]], stats: Stats | None) -> Iterator[None]:
+    """Rename each staged temp file over its target, one a step (the caller counts them); with
+    `stats`, stat each target once renamed (a rename changes the inode's ctime)."""
+    for temp, file in staged:
+        os.replace(temp, file.path)
+        if stats is not None:
+            stats[os.fspath(file.path)] = os.stat(file.path)
+        yield
+
+
+def _replace_all(files: Sequence[OutputFile], found: dict[str, int],
+                 stats: Stats | None = None) -> None:
+    """Stage every file as a temp file, sync them, then rename each over its target (`found`:
+    each file's directory's filesystem, from make_dirs).
 
     A failure before the renames leaves every target as it was, and no temp file behind.
     """
-    umask = _current_umask()
+    umask, pid = _current_umask(), os.getpid()
     staged: list[tuple[str, OutputFile]] = []
     renamed = 0
     try:
         for file in files:
-            _stage(file, umask, staged)
+            _stage(file, umask, pid, staged)
         # every temp file's data is on disk before any name points at it
-        syncfs({os.path.dirname(temp) for temp, _ in staged})
-        for temp, file in staged:
-            os.replace(temp, file.path)
+        syncfs(_on(found, (os.path.dirname(temp) for temp, _ in staged)))
+        for _ in _rename(staged, stats):
             renamed += 1
     finally:
         for temp, _ in staged[renamed:]:
@@ -321,34 +395,36 @@ def write_atomic(files: Sequence[OutputFile], dirs: Iterable[str | Path] = ()) -
 
 
 def write(changes: Iterable[Change], dirs: Iterable[str | Path] = (),
-          jobs: int = 1) -> dict[str, int]:
+          jobs: int = 1, stats: Stats | None = None) -> dict[str, int]:
     """Apply a plan: make dirs, write new and changed files, remove stale ones; count each kind.
 
     With `jobs` > 1 the dirs and files are split over that many processes (see the module
-    docstring). Everything is on disk when this returns. SIGTERM meanwhile raises Terminated
-    (the temp files removed, the worker processes reaped; files already renamed stay new).
+    docstring). With `stats`, each file written is stat'ed once renamed, into it. Everything is
+    on disk when this returns. SIGTERM meanwhile raises Terminated (the temp files removed, the
+    worker processes reaped; files already renamed stay new).
     """
     with _sigterm_raises():
-        return _write(list(changes), dirs, jobs)
+        return _write(list(changes), dirs, jobs, stats)
 
 
-def _write(changes: list[Change], dirs: Iterable[str | Path], jobs: int) -> dict[str, int]:
+def _write(changes: list[Change], dirs: Iterable[str | Path], jobs: int,
+           stats: Stats | None) -> dict[str, int]:
     counts: dict[str, int] = {"new": 0, "changed": 0, "unchanged": 0, "stale": 0}
     for change in changes:
         counts[change.kind] += 1
     files = [c.file for c in changes if c.file is not None and c.kind in ("new", "changed")]
     stale = [c.path for c in changes if c.kind == "stale"]
     wanted = [os.fspath(d) for d in dirs]
-    parents = {os.path.dirname(file.path) for file in files}
-    made = _replace_in_shards(files, wanted, jobs) if jobs > 1 else _replace_here(files, wanted)
+    touched = (_replace_in_shards(files, wanted, jobs, stats) if jobs > 1
+               else _replace_here(files, wanted, stats))
+    found: dict[str, int] = {}
     for path in stale:            # only once the new files are in place
         path.unlink(missing_ok=True)
-    touched = {os.path.dirname(p) for p in stale} | parents
-    if made or touched:
-        syncfs(touched | set(wanted if made else ()))
+        parent = os.path.dirname(path)
+        touched.setdefault(_device(parent, found), parent)
+    if touched:
+        syncfs(touched)
     return counts
-
-
 def _terminated(signum: int, frame: object) -> None:
     raise Terminated
 
@@ -370,19 +446,24 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
-def _replace_here(files: Sequence[OutputFile], dirs: Sequence[str]) -> int:
-    """Make the dirs and the files' parents, then replace the files; how many dirs were made."""
-    made = make_dirs([*dirs, *{os.path.dirname(file.path) for file in files}])
+def _replace_here(files: Sequence[OutputFile], dirs: Sequence[str],
+                  stats: Stats | None) -> Devices:
+    """Make the dirs and the files' parents, then replace the files; the filesystems of the
+    dirs made and of the files."""
+    found: dict[str, int] = {}
+    parents = {os.path.dirname(file.path) for file in files}
+    made = make_dirs([*dirs, *parents], found)
     if files:
-        _replace_all(files)
-    return made
+        _replace_all(files, found, stats)
+    return {**_on(found, made), **_on(found, parents)}
 
 
-def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: int) -> int:
+def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: int,
+                       stats: Stats | None) -> Devices:
     """_replace_here in `jobs` processes: each makes the dirs and stages the files of the chunks
     it takes; once all are staged, one syncfs per filesystem here; then each renames its own.
     Anything that fails undoes every process's staging and does it all again in this process,
-    which raises the error one process meets; how many dirs were made."""
+    which raises the error one process meets; the filesystems of the dirs made and the files."""
     from tarsdock.shards import Lockstep, ShardFailed, Tickets, chunks, split
 
     by_files = chunks(files, jobs)
@@ -391,14 +472,20 @@ def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: i
     renaming = False
     try:
         with Tickets(jobs, len(shares)) as tickets, Lockstep(
-                [partial(_write_shard, shares, tickets, i) for i in range(jobs)]) as lockstep:
+                [partial(_write_shard, shares, tickets, i, stats is not None)
+                 for i in range(jobs)]) as lockstep:
             pids = list(lockstep.pids)
             staged = lockstep.first()
-            if all(ok for ok, _ in staged):
-                syncfs({os.path.dirname(file.path) for file in files})
+            if all(ok for ok, _, _ in staged):
+                syncfs({dev: path for _, _, on in staged for dev, path in on.items()})
                 renaming = True
-                if all(lockstep.send(True)):
-                    return sum(made for _, made in staged)
+                renamed = lockstep.send(True)
+                if all(done is not None for done in renamed):
+                    for done in renamed:
+                        if stats is not None and done is not None:
+                            stats.update(done)
+                    return {dev: path for _, made, on in staged
+                            for dev, path in (*made.items(), *on.items())}
     except ShardFailed:
         # a process killed by another hand ran no `finally`: its temp files are removed here
         for pid in pids:
@@ -409,41 +496,46 @@ def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: i
             # some processes may have renamed their files and others not (one found dead
             # before it was told to, and those after it): all are written again here, so the
             # failed run leaves every file new, not a mix of old and new
-            _replace_here(files, dirs)
-            syncfs({os.path.dirname(file.path) for file in files})
+            syncfs(_replace_here(files, dirs, stats))
         raise
-    return _replace_here(files, dirs)
+    return _replace_here(files, dirs, stats)
+
+
+WriteStep = tuple[bool, Devices, Devices] | Stats | None
 
 
 def _write_shard(shares: Sequence[tuple[Sequence[str], Sequence[OutputFile]]], tickets: Tickets,
-                 process: int) -> Generator[tuple[bool, int] | bool, object, None]:
+                 process: int, stat: bool) -> Generator[WriteStep, object, None]:
     """One process's part of a write: make the dirs and stage the files of each chunk it takes,
-    yield (all staged, dirs made); when sent on, rename them and yield whether all were. A
-    failure yields False (the caller does it all again in one process, for its error); closed
-    early, its temp files are removed."""
+    yield (all staged, filesystems of the dirs made, of the files staged); when sent on, rename
+    them and yield their stats (empty without `stat`), None if one failed. A failure yields
+    False or None (the caller does it all again in one process, for its error); closed early,
+    its temp files are removed."""
     staged: list[tuple[str, OutputFile]] = []
     renamed = 0
     try:
-        made = 0
+        found: dict[str, int] = {}
+        made: list[str] = []
         try:
-            umask = _current_umask()
+            umask, pid = _current_umask(), os.getpid()
             for index in tickets.taken(process):
                 dirs, files = shares[index]
-                made += make_dirs([*dirs, *{os.path.dirname(file.path) for file in files}])
+                made += make_dirs([*dirs, *{os.path.dirname(file.path) for file in files}],
+                                  found)
                 for file in files:
-                    _stage(file, umask, staged)
+                    _stage(file, umask, pid, staged)
         except OSError:
-            yield False, 0
+            yield False, {}, {}
             return
-        yield True, made
+        yield True, _on(found, made), _on(found, (os.path.dirname(t) for t, _ in staged))
+        stats: Stats = {}
         try:
-            for temp, file in staged:
-                os.replace(temp, file.path)
+            for _ in _rename(staged, stats if stat else None):
                 renamed += 1
         except OSError:
-            yield False
+            yield None
             return
-        yield True
+        yield stats
     finally:
         for temp, _ in staged[renamed:]:
             with contextlib.suppress(FileNotFoundError):

@@ -8,8 +8,11 @@ none is written when it cannot be made) under a name hashed from the format and 
   config dir;
 - the signature (inode, size, mtime and ctime in ns, mode) of every entry under the config dir
   (symlinks followed) and of every file the manifest names outside it (profile and password files);
-- the signature of every output file, the names in the output dir (a stale file shows there), and
-  the inode of every directory the writer makes;
+- the signature of every output file (taken as the writer read it, or once it renamed it), the
+  names in the output dir (a stale file shows there), and the directories the writer makes that
+  nothing else recorded lies in (a file or directory found there is one in each above it): each
+  must still be a directory (whichever: the writer only makes a missing one), so one removed or
+  replaced by a file makes a full run;
 - the warnings it printed and how many files it manages.
 A later generate with the same key that finds every signature unchanged prints the same warnings
 and summary and returns without loading or rendering anything.
@@ -27,10 +30,11 @@ import contextlib
 import json
 import os
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from stat import S_ISDIR
 from typing import NamedTuple
 
-VERSION = 1
+VERSION = 2
 RACY_NS = 2_000_000_000
 SKIPPED_DIRS = ("__pycache__",)
 
@@ -110,14 +114,20 @@ def signatures(paths: Iterable[str]) -> dict[str, Signature]:
     return found
 
 
-def _inodes(dirs: Iterable[str]) -> dict[str, int]:
-    found = {}
-    for path in dirs:
-        try:
-            found[path] = os.stat(path).st_ino
-        except FileNotFoundError:
-            found[path] = 0
-    return found
+def _all_dirs(dirs: Iterable[str]) -> bool:
+    """Whether every path is a directory."""
+    try:
+        return all(S_ISDIR(os.stat(path).st_mode) for path in dirs)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _innermost(dirs: Iterable[str], files: Iterable[str]) -> list[str]:
+    """The dirs that hold none of the other dirs or files: if those are found, so are the rest
+    (only direct parents are dropped: enough for a node's dirs, and no walk up from each)."""
+    dirs = sorted(set(dirs))
+    holders = {os.path.dirname(path) for path in (*dirs, *files)}
+    return [path for path in dirs if path not in holders]
 
 
 def make_key(fmt: str, out_dir: str, docker: str, scripts_dir: str,
@@ -147,7 +157,7 @@ def check(path: str, key: list[object]) -> Replay | None:
                  and signatures(data["outside"]) == data["outside"]
                  and signatures(data["files"]) == data["files"]
                  and _listing(data["out_dir"]) == data["listing"]
-                 and _inodes(data["dirs"]) == data["dirs"] and 0 not in data["dirs"].values())
+                 and _all_dirs(data["dirs"]))
     except (KeyError, TypeError, AttributeError, OSError):
         return None
     return Replay(list(data["warnings"]), dict(data["counts"])) if holds else None
@@ -161,16 +171,21 @@ def forget(path: str) -> None:
 
 def record(path: str, key: list[object], config_dir: str, out_dir: str, outside: Iterable[str],
            outputs: Iterable[str], dirs: Iterable[str], warnings: list[str],
-           managed: int, started_ns: int) -> bool:
-    """Write the stamp of a finished run; False when an input is too new or there is no cache."""
+           started_ns: int, stats: Mapping[str, os.stat_result]) -> bool:
+    """Write the stamp of a finished run; False when an input is too new or there is no cache.
+
+    `stats` holds the stat of each output, taken by the writer (os.stat for any missing)."""
     inputs, extra = tree(config_dir), signatures(outside)
     for signature in (*inputs.values(), *extra.values()):
         if signature and max(signature[2], signature[3]) > started_ns - RACY_NS:
             return False
+    files = [str(output) for output in outputs]
     data = {"key": key, "config_dir": config_dir, "tree": inputs, "outside": extra,
-            "files": signatures(outputs), "out_dir": out_dir, "listing": _listing(out_dir),
-            "dirs": _inodes(dirs), "warnings": warnings,
-            "counts": {"new": 0, "changed": 0, "unchanged": managed, "stale": 0}}
+            "files": {output: _signature(stats[output]) if output in stats
+                      else signatures([output])[output] for output in files},
+            "out_dir": out_dir, "listing": _listing(out_dir),
+            "dirs": _innermost(dirs, files), "warnings": warnings,
+            "counts": {"new": 0, "changed": 0, "unchanged": len(files), "stale": 0}}
     temp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
