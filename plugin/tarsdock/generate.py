@@ -221,6 +221,9 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
 def _in_shards(job: Job, count: int) -> Rendered | None:
     """Every service resolved and rendered in `count` shards; None if anything is wrong."""
     # what every shard uses, imported once before the fork rather than in every process
+    # (hashlib: NodeSettings.instance, 3 ms of OpenSSL)
+    import hashlib  # noqa: F401
+
     from tarsdock import checks, package, supervisord, systemd  # noqa: F401
     from tarsdock.checks import node_warnings
     from tarsdock.errors import ErrorCollector, TarsdockError

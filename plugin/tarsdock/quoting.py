@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import string
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
@@ -28,8 +27,11 @@ FORBIDDEN = re.compile(r"[\n\r\0]")
 INLINE_COMMENT = re.compile(r"(\s)(?=[;#])")
 # A systemd word of these needs no quoting; shlex.quote leaves a word of the second set alone
 # (shlex._find_unsafe: ASCII \w and @%+=:,./-).
-SYSTEMD_SAFE_CHARS = string.ascii_letters + string.digits + "_@+=:,./-"
-SH_SAFE_CHARS = string.ascii_letters + string.digits + "_@%+=:,./-"
+# ALNUM is string.ascii_letters + string.digits: importing string (it compiles Template's
+# pattern) cost every run 0.5 ms
+ALNUM = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+SYSTEMD_SAFE_CHARS = ALNUM + "_@+=:,./-"
+SH_SAFE_CHARS = ALNUM + "_@%+=:,./-"
 SYSTEMD_SAFE = re.compile(f"[{re.escape(SYSTEMD_SAFE_CHARS)}]+")
 # Whole command lines of words that need no quoting, words apart by " " (see _plain_words).
 SYSTEMD_SAFE_LINE = (SYSTEMD_SAFE_CHARS + " ").encode()
