@@ -18,11 +18,12 @@ from test_bad_manifests import write_config
 from test_generate_cases import CASES as CASE_DIR
 from test_generate_cases import config_dir, read_case
 from test_one_pipeline import INPUTS
+from test_resolve import NODE
 
 from tarsdock import generate as generate_module
-from tarsdock import output, shards
+from tarsdock import output, resolve, shards, templates
 from tarsdock.cli import main
-from tarsdock.errors import EnvironmentFault, TarsdockError
+from tarsdock.errors import EnvironmentFault, ErrorCollector, TarsdockError
 from tarsdock.generate import Job, Part, Request, load_and_render_all
 from tarsdock.model import ServiceSpec
 from tarsdock.output import Change, Context, OutputFile
@@ -185,7 +186,29 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-@pytest.mark.parametrize("given", [i[1] for i in INPUTS], ids=[i[0] for i in INPUTS])
+# Template problems that only the shards find (the templates are parsed where they are used and
+# checked in shares): with 2 jobs the service is in the child's chunk, and the sorted template
+# names (these, then the stock tars.*) are split 4 in the parent's share, 5 in the child's.
+CYCLE = '[templates."t.a"]\nparent = "t.b"\n[templates."t.b"]\nparent = "t.a"\n'
+TEMPLATE_ROWS: list[tuple[str, dict[str, str], str]] = [
+    ("shards: a broken unused template in the parent's share",
+     {"node.toml": NODE, "templates/t.app": "<tars>\n</tars>\n", "templates/a.unused": "<a>\n"},
+     "error: templates/a.unused:1: "),
+    ("shards: a broken unused template in the child's share",
+     {"node.toml": NODE, "templates/t.app": "<tars>\n</tars>\n", "templates/zz.unused": "<a>\n"},
+     "error: templates/zz.unused:1: "),
+    ("shards: a broken template the child's service uses",
+     {"node.toml": NODE, "templates/t.app": "<tars>\n<a>\n</tars>\n"},
+     "error: templates/t.app:3: <a> closed by </tars>"),
+    ("shards: a cycle of unused templates",
+     {"node.toml": NODE + CYCLE, "templates/t.app": "<tars>\n</tars>\n",
+      "templates/t.a": "<tars>\n</tars>\n", "templates/t.b": "<tars>\n</tars>\n"},
+     "template cycle without a root: t.a -> t.b -> t.a"),
+]
+
+
+@pytest.mark.parametrize("given", [*(i[1] for i in INPUTS), *(r[1] for r in TEMPLATE_ROWS)],
+                         ids=[*(i[0] for i in INPUTS), *(r[0] for r in TEMPLATE_ROWS)])
 def test_every_bad_input_reports_the_same_in_shards(tmp_path: Path, given: object,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
@@ -203,6 +226,56 @@ def test_every_bad_input_reports_the_same_in_shards(tmp_path: Path, given: objec
         alone = run(argv, capsys)
         monkeypatch.setenv(JOBS_VARIABLE, "2")
         assert run(argv, capsys) == alone, argv
+
+
+@pytest.mark.parametrize(("files", "error"), [r[1:] for r in TEMPLATE_ROWS],
+                         ids=[r[0] for r in TEMPLATE_ROWS])
+def test_a_template_problem_found_in_a_shard_is_reported_at_its_line(
+        tmp_path: Path, files: dict[str, str], error: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # so that the comparison above is between two reports of the error
+    write_config(tmp_path, files)
+    monkeypatch.setenv(JOBS_VARIABLE, "2")
+    code, _, err = run(["--config-dir", str(tmp_path), "validate"], capsys)
+    assert code == 1 and error in err, err
+
+
+def test_templates_are_parsed_in_the_shards_and_each_checked_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {"node.toml": NODE, "templates/t.app": "<tars>\n</tars>\n",
+             **{f"templates/t.x{i:02}": "<tars>\n</tars>\n" for i in range(20)}}
+    write_config(tmp_path, files)
+    log = tmp_path / "log"
+    real_parse, real_check = templates.parse_template, resolve.check_templates
+
+    def parse_template(file: templates.TemplateFile) -> templates.Template:
+        with log.open("a") as out:
+            out.write(f"parse {os.getpid()} {file.name}\n")
+        return real_parse(file)
+
+    def check_templates(given: templates.TemplateSet, errors: ErrorCollector,
+                        names: Sequence[str] | None = None) -> None:
+        with log.open("a") as out:
+            out.write("".join(f"check {os.getpid()} {name}\n" for name in names or ()))
+        real_check(given, errors, names)
+
+    monkeypatch.setattr(templates, "parse_template", parse_template)
+    monkeypatch.setattr(resolve, "check_templates", check_templates)
+    inputs = resolve.read_inputs(tmp_path, False, ErrorCollector(), lazy=True)
+    assert not log.exists()            # listed before the fork, not read
+    monkeypatch.setenv(JOBS_VARIABLE, "3")
+    ctx = Context(tmp_path, "/opt/tarsdock/bin", "/usr/bin/docker")
+    assert load_and_render_all(("systemd",), tmp_path, ctx, tmp_path / "out").specs
+    seen: dict[str, list[tuple[int, str]]] = {"parse": [], "check": []}
+    for line in log.read_text().splitlines():
+        what, pid, name = line.split()
+        seen[what].append((int(pid), name))
+    checked = sorted(name for _, name in seen["check"])
+    assert checked == inputs.templates.names() and len(checked) == 28   # 21 and 7 stock
+    assert len({pid for pid, _ in seen["check"]}) == 3
+    # each process parses a template once at most: what its checks and its chains need
+    assert len(set(seen["parse"])) == len(seen["parse"])
+    assert {name for _, name in seen["parse"]} == set(checked)
 
 
 @pytest.mark.parametrize("path", sorted(CASE_DIR.glob("*.toml")), ids=lambda p: p.stem)
@@ -286,11 +359,12 @@ def test_a_node_written_in_shards_is_byte_identical(tmp_path: Path, fmt: str,
     renderers = tmp_path / "renderers"   # outside the compared trees
     real = generate_module.render_part
 
-    def render_part(job: Job, specs: Sequence[ServiceSpec]) -> Part | None:
+    def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
+                    ) -> Part | None:
         if job.request.formats:      # not the second pass, for the warnings' lines
             with renderers.open("a") as log:
                 log.write(f"{os.getpid()} {len(specs)}\n")
-        return real(job, specs)
+        return real(job, specs, templates)
 
     monkeypatch.setattr(generate_module, "render_part", render_part)
     assert generate(tmp_path, fmt, "3", monkeypatch, capsys) == alone

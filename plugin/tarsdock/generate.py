@@ -200,7 +200,7 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     request = Request(formats, directory, ctx, out_dir, configs, keep)
     errors = ErrorCollector()
     try:
-        inputs = read_inputs(directory, False, errors)
+        inputs = read_inputs(directory, False, errors, lazy=True)
     except (InputError, InputErrors):
         return _load_and_render_located(request)
     count = jobs(len(inputs.specs))
@@ -212,7 +212,7 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     # the same node read with lines, resolved again in shards for the warnings alone
     errors = ErrorCollector()
     located = _in_shards(Job(request._replace(formats=(), configs=False, keep=False),
-                             read_inputs(directory, True, errors)), count)
+                             read_inputs(directory, True, errors, lazy=True)), count)
     if located is None or errors.errors:
         return _with_located_warnings(done, directory)
     return done._replace(warnings=located.warnings)
@@ -226,23 +226,24 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
 
     from tarsdock import checks, package, supervisord, systemd  # noqa: F401
     from tarsdock.checks import node_warnings
-    from tarsdock.errors import ErrorCollector, TarsdockError
-    from tarsdock.resolve import check_templates, ports_clash
-    from tarsdock.shards import Lockstep, Tickets, chunks
+    from tarsdock.errors import TarsdockError
+    from tarsdock.resolve import ports_clash
+    from tarsdock.shards import Lockstep, Tickets, chunks, split
 
     inputs, request = job.inputs, job.request
     specs = [inputs.specs[name] for name in sorted(inputs.specs)]
     shares = chunks(specs, count)
+    # the templates' checks (check_templates; lazy, their parsing) shared out like the services
+    template_shares = split(inputs.templates.names(), len(shares))
     with Tickets(count, len(shares)) as tickets, Lockstep(
-            [partial(_render_step, job, shares, tickets, i) for i in range(count)]) as lockstep:
+            [partial(_render_step, job, shares, template_shares, tickets, i) for i in range(count)]
+    ) as lockstep:
         by_chunk = {index: part for taken in lockstep.first() for index, part in taken.items()}
         lockstep.finish()   # the rest is done here while the workers leave
         parts = [by_chunk[index] for index in range(len(shares))]
         done = [part for part in parts if part is not None]
-        errors = ErrorCollector()
-        check_templates(inputs.templates, errors)
         ports = frozenset[int]().union(*(part.ports for part in done))
-        if len(done) < len(parts) or errors.errors or ports_clash(inputs, ports):
+        if len(done) < len(parts) or ports_clash(inputs, ports):
             return None
         node = inputs.manifest.node
         try:
@@ -258,26 +259,32 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     return Rendered(inputs.manifest, specs, files, dirs, notes)
 
 
-def _render_step(job: Job, shares: list[Sequence[ServiceSpec]], tickets: Tickets, process: int
+def _render_step(job: Job, shares: list[Sequence[ServiceSpec]], checks: list[Sequence[str]],
+                 tickets: Tickets, process: int
                  ) -> Generator[dict[int, Part | None], object, None]:
-    """One process's step: render the chunks of services it takes, by chunk number."""
-    yield {index: render_part(job, shares[index]) for index in tickets.taken(process)}
+    """One process's step: render the chunks of services it takes, and check their share of the
+    templates, by chunk number."""
+    yield {index: render_part(job, shares[index], checks[index])
+           for index in tickets.taken(process)}
 
 
 @gc_paused()
-def render_part(job: Job, specs: Sequence[ServiceSpec]) -> Part | None:
-    """Resolve and render the services of `specs`; None at the first error (the pass with lines
-    reports them all)."""
+def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str] = ()
+                ) -> Part | None:
+    """Resolve and render the services of `specs`, check the `templates` named (check_templates);
+    None at the first error (the pass with lines reports them all)."""
     from tarsdock.checks import service_warnings
-    from tarsdock.errors import TarsdockError
+    from tarsdock.errors import ErrorCollector, TarsdockError
     from tarsdock.package import with_package_facts
-    from tarsdock.resolve import ports_in_use, resolve_all
+    from tarsdock.resolve import check_templates, ports_in_use, resolve_all
 
     manifest, request = job.inputs.manifest, job.request
     try:
         resolved, problems = resolve_all({spec.name: spec for spec in specs}, manifest.node,
                                          job.inputs.templates)
-        if problems or len(resolved) < len(specs):
+        checked = ErrorCollector()
+        check_templates(job.inputs.templates, checked, templates)
+        if problems or checked.errors or len(resolved) < len(specs):
             return None
         services = with_package_facts(resolved)
         units = {fmt: render_units(fmt, services, request.ctx, request.out_dir)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
@@ -20,7 +20,14 @@ from tarsdock.manifest import load_manifest, read_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.records import Record
 from tarsdock.tcconfig import Config, Param
-from tarsdock.templates import BrokenTemplate, TemplateSet, load_templates, read_text
+from tarsdock.templates import (
+    BrokenTemplate,
+    Template,
+    TemplateSet,
+    load_templates,
+    read_text,
+    template_files,
+)
 
 # In name order, as tarsnode writes them: CommandLoad::updateConfigFile passes a std::map to
 # TC_Config::insertDomainParam, and TC_ConfigDomain::insertParamValue adds keys in map order.
@@ -179,16 +186,26 @@ class Inputs(Record):
         self.specs = specs
 
 
-def read_inputs(config_dir: Path, lines: bool, errors: ErrorCollector) -> Inputs:
+def read_inputs(config_dir: Path, lines: bool, errors: ErrorCollector,
+                lazy: bool = False) -> Inputs:
     """Templates, manifest and specs; problems go to `errors`, raised at once only when node.toml's
-    own tables are wrong (nothing more can be said then)."""
-    templates, broken = load_templates(config_dir, errors)
+    own tables are wrong (nothing more can be said then).
+
+    With `lazy` the templates are only listed: each is parsed where a chain or check_templates
+    first needs it (a lazy TemplateSet), so a broken one is found there, not in `errors`.
+    """
+    templates: dict[str, Template] = {}
+    broken: dict[str, Origin] = {}
+    if lazy:
+        unread = template_files(config_dir)
+    else:
+        (templates, broken), unread = load_templates(config_dir, errors), []
     manifest, manifest_errors = read_manifest(config_dir, lines)
     for problem in manifest_errors:
         errors.extend(problem)
     if manifest is None:
         raise InputErrors(errors.errors)
-    template_set = TemplateSet(templates, manifest.template_parents, broken)
+    template_set = TemplateSet(templates, manifest.template_parents, broken, unread)
     return Inputs(manifest, template_set, with_local_ports(manifest))
 
 
@@ -282,10 +299,18 @@ def _with_port(spec: ServiceSpec, port: int) -> ServiceSpec:
     return copy
 
 
-def check_templates(templates: TemplateSet, errors: ErrorCollector) -> None:
-    """Every template's chain must resolve, whether or not a service uses it yet."""
-    for name, template in sorted(templates.templates.items()):
-        if template.origin.path.startswith("templates/"):
+def check_templates(templates: TemplateSet, errors: ErrorCollector,
+                    names: Iterable[str] | None = None) -> None:
+    """Every template's chain must resolve, whether or not a service uses it yet.
+
+    With `names` (a shard's share of templates.names()) only those, each parsed first if the
+    set is lazy: a broken one's own errors are reported here then.
+    """
+    for name in sorted(templates.templates) if names is None else names:
+        template = templates.get(name)
+        if names is not None and name in templates.problems:
+            errors.extend(templates.problems[name])
+        if template is not None and template.origin.path.startswith("templates/"):
             try:
                 templates.resolve(name, template.origin)
             except BrokenTemplate:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from tarsdock import tcconfig, textfile
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did_you_mean
@@ -41,35 +41,55 @@ def read_text(path: str | Path, shown: str) -> str:
     return textfile.read(path, shown)
 
 
-def _load_dir(directory: Path, shown_prefix: str, errors: ErrorCollector,
-              broken: dict[str, Origin], stock: bool = False) -> dict[str, Template]:
-    templates: dict[str, Template] = {}
+class TemplateFile(NamedTuple):
+    """A template file found in a template dir, not read yet."""
+
+    name: str
+    path: str       # to read
+    shown: str      # in errors and origins
+    stock: bool
+
+
+def _list_dir(directory: Path, shown_prefix: str, stock: bool) -> list[TemplateFile]:
     try:
         names = sorted(os.listdir(directory))   # names, not Paths: a node may have 1,000
     except (FileNotFoundError, NotADirectoryError):
-        return templates
-    for name in names:
-        if name.startswith(".") or name.endswith("~"):
-            continue
-        shown = f"{shown_prefix}{name}"
-        try:
-            config = tcconfig.parse(read_text(f"{directory}/{name}", shown), shown)
-        except (InputError, InputErrors) as problem:
-            errors.extend(problem)
-            first = problem.errors[0] if isinstance(problem, InputErrors) else problem
-            broken[name] = first.origin
-            continue
-        templates[name] = Template(name, config, Origin(shown), stock)
-    return templates
+        return []
+    return [TemplateFile(name, f"{directory}/{name}", f"{shown_prefix}{name}", stock)
+            for name in names if not name.startswith(".") and not name.endswith("~")]
+
+
+def template_files(config_dir: Path) -> list[TemplateFile]:
+    """The stock templates shipped with tarsdock, then the config dir's templates/, each by name:
+    listed, none read."""
+    return [*_list_dir(STOCK_DIR, f"{STOCK_DIR}/", stock=True),
+            *_list_dir(config_dir / "templates", "templates/", stock=False)]
+
+
+def parse_template(file: TemplateFile) -> Template:
+    """The template in `file`; raises InputError or InputErrors at its lines."""
+    return Template(file.name, tcconfig.parse(read_text(file.path, file.shown), file.shown),
+                    Origin(file.shown), file.stock)
+
+
+def first_origin(problem: InputError | InputErrors) -> Origin:
+    """Where a template's first error is (what a chain reaching it points at)."""
+    return (problem.errors[0] if isinstance(problem, InputErrors) else problem).origin
 
 
 def load_templates(config_dir: Path,
                    errors: ErrorCollector) -> tuple[dict[str, Template], dict[str, Origin]]:
     """The config dir's templates/ over the stock ones shipped with tarsdock, and the broken
     ones with the line of their first error."""
+    templates: dict[str, Template] = {}
     broken: dict[str, Origin] = {}
-    stock = _load_dir(STOCK_DIR, f"{STOCK_DIR}/", errors, broken, stock=True)
-    return stock | _load_dir(config_dir / "templates", "templates/", errors, broken), broken
+    for file in template_files(config_dir):
+        try:
+            templates[file.name] = parse_template(file)
+        except (InputError, InputErrors) as problem:
+            errors.extend(problem)
+            broken[file.name] = first_origin(problem)
+    return templates, broken
 
 
 class BrokenTemplate(InputError):
@@ -77,22 +97,49 @@ class BrokenTemplate(InputError):
 
 
 class TemplateSet:
-    """Templates plus their parents; resolves chains once per template name."""
+    """Templates plus their parents; resolves chains once per template name.
+
+    A lazy set (made with `unread` files) parses each template when a chain or a check first
+    needs it, in the process that needs it: a large node's shards each parse what their own
+    services and their share of the checks use (see check_templates), not the parent all of
+    them before the fork. A broken one's errors are kept in `problems` then.
+    """
 
     def __init__(self, templates: Mapping[str, Template],
                  parents: Mapping[str, tuple[str, Origin]],
-                 broken: Mapping[str, Origin] | None = None) -> None:
-        self.templates = templates
+                 broken: Mapping[str, Origin] | None = None,
+                 unread: Iterable[TemplateFile] = ()) -> None:
+        self.templates = dict(templates)      # parsed so far: all of them unless lazy
         self.parents = parents
-        self.broken = broken or {}
+        self.broken = dict(broken or {})
+        # not parsed yet, by name: a config-dir file over the stock one of its name (which a
+        # lazy set never reads: tarsdock's own file, never broken)
+        self._unread = {file.name: file for file in unread}
+        self.problems: dict[str, InputError | InputErrors] = {}   # by template, when lazy
         self._resolved: dict[str, Config] = {}
         self._fillers: dict[str, tcconfig.Filler] = {}
+
+    def names(self) -> list[str]:
+        """Every template's name, sorted (in a lazy set the broken ones' too)."""
+        return sorted({*self.templates, *self._unread})
+
+    def get(self, name: str) -> Template | None:
+        """The template `name`, parsed now if a lazy set has not yet (a broken one goes to
+        `broken` and `problems`); None if there is none that parses."""
+        file = self._unread.pop(name, None)
+        if file is not None:
+            try:
+                self.templates[name] = parse_template(file)
+            except (InputError, InputErrors) as problem:
+                self.problems[name] = problem
+                self.broken[name] = first_origin(problem)
+        return self.templates.get(name)
 
     def parent_of(self, name: str) -> str:
         if name in self.parents:
             return self.parents[name][0]
-        template = self.templates.get(name)
-        return STOCK_PARENTS.get(name, ROOT_TEMPLATE) if template and template.stock \
+        found = self.templates.get(name) or self._unread.get(name)
+        return STOCK_PARENTS.get(name, ROOT_TEMPLATE) if found and found.stock \
             else ROOT_TEMPLATE
 
     def listing(self) -> list[tuple[str, str, str]]:
@@ -111,14 +158,15 @@ class TemplateSet:
         seen: list[str] = []
         current, referrer = name, used_at
         while current not in seen:
+            template = self.get(current)
             if current in self.broken:
                 raise BrokenTemplate(referrer, f"template '{current}' has errors (see "
                                      f"{self.broken[current]})")
-            if current not in self.templates:
+            if template is None:
                 raise InputError(referrer, f"template '{current}' does not exist"
-                                 f"{did_you_mean(current, self.templates)}")
+                                 f"{did_you_mean(current, [*self.templates, *self._unread])}")
             seen.append(current)
-            chain.append(self.templates[current])
+            chain.append(template)
             parent = self.parent_of(current)
             if parent == current:
                 return chain
