@@ -14,7 +14,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, NamedTuple, TextIO
+from typing import Any, Final, TextIO
 
 from tarsdock import __version__
 from tarsdock.errors import (
@@ -35,20 +35,29 @@ from tarsdock.options import (
     GLOBAL_OPTIONS,
     add_global_options,
 )
+from tarsdock.records import Record
 
 Handler = Callable[[argparse.Namespace], int]
 Registrar = Callable[[argparse.ArgumentParser], None]
 CONFIG = "the config dir (node.toml, services.d/*.toml, templates/)"
 
 
-class Command(NamedTuple):
+class Command(Record):
     """One subcommand: where its arguments are added, and what it reads and writes."""
 
-    name: str
-    registrar: str   # "module:function", imported only when the command is chosen
-    help: str
-    reads: str
-    writes: str
+    __slots__ = _fields = ("name", "registrar", "help", "reads", "writes")
+    name: Final[str]
+    registrar: Final[str]         # "module:function", imported only when the command is chosen
+    help: Final[str]
+    reads: Final[str]
+    writes: Final[str]
+
+    def __init__(self, name: str, registrar: str, help: str, reads: str, writes: str) -> None:
+        self.name = name
+        self.registrar = registrar
+        self.help = help
+        self.reads = reads
+        self.writes = writes
 
 
 COMMANDS: tuple[Command, ...] = (

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import NamedTuple
+from typing import Final
+
+from tarsdock.records import Record
 
 TRANSPORTS = ("tcp", "udp", "ssl")
 DEFAULT_TIMEOUT = 3000   # TC_Endpoint's default, in milliseconds
@@ -24,14 +26,23 @@ class EndpointError(ValueError):
     """An endpoint or proxy string that TarsCpp would reject, or that we refuse."""
 
 
-class Endpoint(NamedTuple):
+class Endpoint(Record):
     """One `tcp|udp|ssl -h HOST -p PORT [-t TIMEOUT] ...` endpoint."""
 
-    transport: str
-    host: str
-    port: int
-    timeout: int = DEFAULT_TIMEOUT
-    extra: tuple[tuple[str, int], ...] = ()   # (option letter, value) for -g -q -w -v -e
+    __slots__ = _fields = ("transport", "host", "port", "timeout", "extra")
+    transport: Final[str]
+    host: Final[str]
+    port: Final[int]
+    timeout: Final[int]
+    extra: Final[tuple[tuple[str, int], ...]]  # (option letter, value) for -g -q -w -v -e
+
+    def __init__(self, transport: str, host: str, port: int, timeout: int = DEFAULT_TIMEOUT,
+                 extra: tuple[tuple[str, int], ...] = ()) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.extra = extra
 
     def format(self) -> str:
         """The endpoint in Tars syntax, options in a fixed order."""

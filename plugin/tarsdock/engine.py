@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import quote, urlencode
 
 from tarsdock.errors import TarsdockError
@@ -77,17 +77,30 @@ class DockerUnreachable(TarsdockError):
         super().__init__(f"Docker unreachable at {socket_path}: {cause}")
 
 
-class Container(NamedTuple):
+class Container(Record):
     """A container that carries tarsdock's labels."""
 
-    id: str
-    name: str
-    service: str
-    node: str
-    state: str
-    instance: str = ""            # its tarsdock.instance label ("" for containers from before it)
-    image: str = ""               # the reference it was run with
-    image_id: str = ""            # sha256:... of that image
+    __slots__ = _fields = ("id", "name", "service", "node", "state", "instance", "image",
+                           "image_id")
+    id: Final[str]
+    name: Final[str]
+    service: Final[str]
+    node: Final[str]
+    state: Final[str]
+    instance: Final[str]          # its tarsdock.instance label ("" for containers from before it)
+    image: Final[str]             # the reference it was run with
+    image_id: Final[str]          # sha256:... of that image
+
+    def __init__(self, id: str, name: str, service: str, node: str, state: str, instance: str = "",
+                 image: str = "", image_id: str = "") -> None:
+        self.id = id
+        self.name = name
+        self.service = service
+        self.node = node
+        self.state = state
+        self.instance = instance
+        self.image = image
+        self.image_id = image_id
 
 
 class Engine(Protocol):

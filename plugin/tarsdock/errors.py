@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Final, NamedTuple
+
+from tarsdock.records import Record
 
 
 class Origin(NamedTuple):
@@ -73,12 +75,18 @@ class InputErrors(TarsdockError):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
-class InputWarning(NamedTuple):
+class InputWarning(Record):
     """Something in the input the operator should know about, located like an InputError."""
 
-    origin: Origin
-    message: str
-    key: str | None = None
+    __slots__ = _fields = ("origin", "message", "key")
+    origin: Final[Origin]
+    message: Final[str]
+    key: Final[str | None]
+
+    def __init__(self, origin: Origin, message: str, key: str | None = None) -> None:
+        self.origin = origin
+        self.message = message
+        self.key = key
 
     def __str__(self) -> str:
         what = f"key '{self.key}': " if self.key is not None else ""

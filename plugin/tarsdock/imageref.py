@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Final
+
+from tarsdock.records import Record
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _DOMAIN_PART = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
@@ -14,13 +16,20 @@ REFERENCE = re.compile(
 )
 
 
-class ImageRef(NamedTuple):
+class ImageRef(Record):
     """A parsed reference; `domain` is empty when the reference names none (Docker Hub)."""
 
-    domain: str
-    path: str
-    tag: str
-    digest: str
+    __slots__ = _fields = ("domain", "path", "tag", "digest")
+    domain: Final[str]
+    path: Final[str]
+    tag: Final[str]
+    digest: Final[str]
+
+    def __init__(self, domain: str, path: str, tag: str, digest: str) -> None:
+        self.domain = domain
+        self.path = path
+        self.tag = tag
+        self.digest = digest
 
     def normalized(self) -> str:
         """The reference as written, with `:latest` when it has neither tag nor digest."""

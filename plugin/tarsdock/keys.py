@@ -6,12 +6,13 @@ import json
 import posixpath
 import re
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Final, Literal
 
 from tarsdock.endpoint import EndpointError, check_servant, parse_endpoint, parse_proxy
 from tarsdock.errors import did_you_mean
 from tarsdock.imageref import parse_image_ref
 from tarsdock.model import SERVER_TYPES
+from tarsdock.records import Record
 
 ValueKind = Literal["bool", "str", "int", "float", "size", "words"]
 
@@ -42,12 +43,18 @@ Check = Callable[[Any], str]
 REQUIRED: Any = object()   # a default that makes the key mandatory
 
 
-class KeyRule(NamedTuple):
+class KeyRule(Record):
     """How one manifest key is read: its TOML kind, default and value check."""
 
-    kind: TomlKind
-    default: Any
-    check: Check | None = None
+    __slots__ = _fields = ("kind", "default", "check")
+    kind: Final[TomlKind]
+    default: Final[Any]
+    check: Final[Check | None]
+
+    def __init__(self, kind: TomlKind, default: Any, check: Check | None = None) -> None:
+        self.kind = kind
+        self.default = default
+        self.check = check
 
 
 KIND_NAMES: dict[TomlKind, str] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import posixpath
-from typing import TYPE_CHECKING, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Final, Literal
 
 from tarsdock.errors import Origin
 from tarsdock.records import Record
@@ -127,40 +127,76 @@ class NodeSettings(Record):
         return posixpath.join(self.tars_path, "app_log")
 
 
-class Registry(NamedTuple):
+class Registry(Record):
     """A [registries.ID] table; the password stays in its file and is read only when pulling."""
 
-    id: str
-    url: str = "docker.io"
-    username: str = ""
-    password_file: str = ""
-    origin: Origin = NODE_TOML
+    __slots__ = _fields = ("id", "url", "username", "password_file", "origin")
+    id: Final[str]
+    url: Final[str]
+    username: Final[str]
+    password_file: Final[str]
+    origin: Final[Origin]
+
+    def __init__(self, id: str, url: str = "docker.io", username: str = "",
+                 password_file: str = "", origin: Origin = NODE_TOML) -> None:
+        self.id = id
+        self.url = url
+        self.username = username
+        self.password_file = password_file
+        self.origin = origin
 
 
-class Image(NamedTuple):
+class Image(Record):
     """A base image: an [images.ID] table, or a literal reference given by a service."""
 
-    ref: str                      # normalized: always carries a tag or a digest
-    id: str = ""                  # empty for a literal reference
-    registry: Registry | None = None
-    pull: PullPolicy = "missing"
-    restart_on_update: bool = False
-    origin: Origin = NODE_TOML
+    __slots__ = _fields = ("ref", "id", "registry", "pull", "restart_on_update", "origin")
+    ref: Final[str]               # normalized: always carries a tag or a digest
+    id: Final[str]                # empty for a literal reference
+    registry: Final[Registry | None]
+    pull: Final[PullPolicy]
+    restart_on_update: Final[bool]
+    origin: Final[Origin]
+
+    def __init__(self, ref: str, id: str = "", registry: Registry | None = None,
+                 pull: PullPolicy = "missing", restart_on_update: bool = False,
+                 origin: Origin = NODE_TOML) -> None:
+        self.ref = ref
+        self.id = id
+        self.registry = registry
+        self.pull = pull
+        self.restart_on_update = restart_on_update
+        self.origin = origin
 
 
-class AdapterSpec(NamedTuple):
+class AdapterSpec(Record):
     """One [[services."App.Server".adapters]] entry; becomes a domain under <server>."""
 
-    name: str
-    servant: str
-    endpoint: str
-    threads: int = 1
-    maxconns: int = 10000
-    queuecap: int = 10000
-    queuetimeout: int = 60000
-    protocol: str = "tars"
-    allow: str = ""
-    origin: Origin = NODE_TOML
+    __slots__ = _fields = ("name", "servant", "endpoint", "threads", "maxconns", "queuecap",
+                           "queuetimeout", "protocol", "allow", "origin")
+    name: Final[str]
+    servant: Final[str]
+    endpoint: Final[str]
+    threads: Final[int]
+    maxconns: Final[int]
+    queuecap: Final[int]
+    queuetimeout: Final[int]
+    protocol: Final[str]
+    allow: Final[str]
+    origin: Final[Origin]
+
+    def __init__(self, name: str, servant: str, endpoint: str, threads: int = 1,
+                 maxconns: int = 10000, queuecap: int = 10000, queuetimeout: int = 60000,
+                 protocol: str = "tars", allow: str = "", origin: Origin = NODE_TOML) -> None:
+        self.name = name
+        self.servant = servant
+        self.endpoint = endpoint
+        self.threads = threads
+        self.maxconns = maxconns
+        self.queuecap = queuecap
+        self.queuetimeout = queuetimeout
+        self.protocol = protocol
+        self.allow = allow
+        self.origin = origin
 
 
 class ServiceSpec(Record):
@@ -242,42 +278,70 @@ class Manifest(Record):
         self.unread_files = unread_files
 
 
-class Volume(NamedTuple):
+class Volume(Record):
     """A <volumes> line host=container[:ro|:rw], both absolute."""
 
-    host: str
-    container: str
-    origin: Origin
-    mode: str = ""                # "ro", "rw" or "" (Docker's default, rw)
+    __slots__ = _fields = ("host", "container", "origin", "mode")
+    host: Final[str]
+    container: Final[str]
+    origin: Final[Origin]
+    mode: Final[str]              # "ro", "rw" or "" (Docker's default, rw)
+
+    def __init__(self, host: str, container: str, origin: Origin, mode: str = "") -> None:
+        self.host = host
+        self.container = container
+        self.origin = origin
+        self.mode = mode
 
 
-class PortMapping(NamedTuple):
+class PortMapping(Record):
     """A <ports> line like 80/tcp=192.168.0.1:80."""
 
-    port: int
-    proto: Literal["tcp", "udp"]
-    host_ip: str
-    host_port: int
-    origin: Origin
+    __slots__ = _fields = ("port", "proto", "host_ip", "host_port", "origin")
+    port: Final[int]
+    proto: Final[Literal["tcp", "udp"]]
+    host_ip: Final[str]
+    host_port: Final[int]
+    origin: Final[Origin]
+
+    def __init__(self, port: int, proto: Literal["tcp", "udp"], host_ip: str, host_port: int,
+                 origin: Origin) -> None:
+        self.port = port
+        self.proto = proto
+        self.host_ip = host_ip
+        self.host_port = host_port
+        self.origin = origin
 
 
-class ContainerOptions(NamedTuple):
+class ContainerOptions(Record):
     """The validated <tars><application><container> domain."""
 
-    volumes: tuple[Volume, ...] = ()
-    ports: tuple[PortMapping, ...] = ()
-    options: tuple[tuple[str, str], ...] = ()   # (key from keys.CONTAINER_OPTIONS, value)
+    __slots__ = _fields = ("volumes", "ports", "options")
+    volumes: Final[tuple[Volume, ...]]
+    ports: Final[tuple[PortMapping, ...]]
+    options: Final[tuple[tuple[str, str], ...]]  # (key from keys.CONTAINER_OPTIONS, value)
+
+    def __init__(self, volumes: tuple[Volume, ...] = (), ports: tuple[PortMapping, ...] = (),
+                 options: tuple[tuple[str, str], ...] = ()) -> None:
+        self.volumes = volumes
+        self.ports = ports
+        self.options = options
 
     @property
     def privileged(self) -> bool:
         return ("privileged", "true") in self.options
 
 
-class PackageFacts(NamedTuple):
+class PackageFacts(Record):
     """What the release deployed in the bin dir says about starting it (read by an adapter)."""
 
-    node_agent: bool = True       # bin/tars_nodejs/node-agent present, or nothing deployed yet
-    entry: str = ""               # tars_nodejs without node-agent: entry point relative to bin/
+    __slots__ = _fields = ("node_agent", "entry")
+    node_agent: Final[bool]       # bin/tars_nodejs/node-agent present, or nothing deployed yet
+    entry: Final[str]             # tars_nodejs without node-agent: entry point relative to bin/
+
+    def __init__(self, node_agent: bool = True, entry: str = "") -> None:
+        self.node_agent = node_agent
+        self.entry = entry
 
 
 NO_CONTAINER_OPTIONS = ContainerOptions()

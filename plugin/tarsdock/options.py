@@ -10,7 +10,9 @@ import argparse
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Final, Literal
+
+from tarsdock.records import Record
 
 DEFAULT_CONFIG_DIR = "/etc/tarsdock"
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
@@ -35,13 +37,20 @@ def bounded_number(kind: type[float] | type[int], low: float, high: float, what:
     return parse
 
 
-class GlobalOption(NamedTuple):
+class GlobalOption(Record):
     """An option every subcommand accepts, before or after its name."""
 
-    flag: str
-    dest: str
-    metavar: str
-    help: str
+    __slots__ = _fields = ("flag", "dest", "metavar", "help")
+    flag: Final[str]
+    dest: Final[str]
+    metavar: Final[str]
+    help: Final[str]
+
+    def __init__(self, flag: str, dest: str, metavar: str, help: str) -> None:
+        self.flag = flag
+        self.dest = dest
+        self.metavar = metavar
+        self.help = help
 
 
 # One row per global option. Each is added to the top parser (default None) and to every

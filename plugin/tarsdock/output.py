@@ -59,7 +59,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from stat import S_ISDIR
-from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from tarsdock.errors import Terminated
 from tarsdock.quoting import check_text
@@ -149,14 +149,18 @@ def generated_kind(path: Path) -> str | None:
     return first[len(MARK) + 2:].split(")", 1)[0]
 
 
-class Lines(NamedTuple):
+class Lines(Record):
     """Rows already quoted (`key=value` lines), written as they are.
 
     For runs of rows with the same value in every file (KillMode=mixed, autorestart=true):
     quoted once, at import, instead of in each of a node's 1,000 files (fixed_lines).
     """
 
-    text: str
+    __slots__ = _fields = ("text",)
+    text: Final[str]
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 Rows = Sequence[tuple[str, Any] | Lines]

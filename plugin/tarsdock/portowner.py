@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Final
+
+from tarsdock.records import Record
 
 LISTEN = "0A"   # st column of /proc/net/tcp: TCP_LISTEN (include/net/tcp_states.h)
 # Local addresses whose listener keeps 127.0.0.1:PORT from being bound (hex as /proc shows them:
@@ -25,12 +27,18 @@ BLOCKING = {"tcp": {"00000000", "0100007F"},
             "tcp6": {"0" * 32, "0000000000000000FFFF00000100007F"}}
 
 
-class Holder(NamedTuple):
+class Holder(Record):
     """A process holding a listening socket: its pid, argv and working directory."""
 
-    pid: int
-    argv: tuple[str, ...]
-    cwd: str = ""
+    __slots__ = _fields = ("pid", "argv", "cwd")
+    pid: Final[int]
+    argv: Final[tuple[str, ...]]
+    cwd: Final[str]
+
+    def __init__(self, pid: int, argv: tuple[str, ...], cwd: str = "") -> None:
+        self.pid = pid
+        self.argv = argv
+        self.cwd = cwd
 
     def __str__(self) -> str:
         return f"pid {self.pid} ({' '.join(self.argv) or '?'})"

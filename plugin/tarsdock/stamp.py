@@ -32,7 +32,9 @@ import os
 import zlib
 from collections.abc import Iterable, Mapping
 from stat import S_ISDIR
-from typing import NamedTuple
+from typing import Final
+
+from tarsdock.records import Record
 
 VERSION = 2
 RACY_NS = 2_000_000_000
@@ -41,11 +43,16 @@ SKIPPED_DIRS = ("__pycache__",)
 Signature = list[int]
 
 
-class Replay(NamedTuple):
+class Replay(Record):
     """What an unchanged generate prints again."""
 
-    warnings: list[str]
-    counts: dict[str, int]
+    __slots__ = _fields = ("warnings", "counts")
+    warnings: Final[list[str]]
+    counts: Final[dict[str, int]]
+
+    def __init__(self, warnings: list[str], counts: dict[str, int]) -> None:
+        self.warnings = warnings
+        self.counts = counts
 
 
 def cache_dir() -> str:

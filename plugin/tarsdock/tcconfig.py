@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Final
 
 from tarsdock.errors import ErrorCollector, Origin
+from tarsdock.records import Record
 
 TRIM = " \r\n\t"   # TC_Common::trim's default set; str.strip() would trim more
 UNESCAPES = {"\\": "\\", "r": "\r", "n": "\n", "t": "\t", "=": "="}
@@ -25,11 +26,16 @@ NAME_FORBIDDEN = frozenset("\\\r\n\t=<>/")
 MACRO = re.compile(r"\$\{([^}]*)\}")
 
 
-class Param(NamedTuple):
+class Param(Record):
     """A parameter value and the line it came from."""
 
-    value: str
-    origin: Origin
+    __slots__ = _fields = ("value", "origin")
+    value: Final[str]
+    origin: Final[Origin]
+
+    def __init__(self, value: str, origin: Origin) -> None:
+        self.value = value
+        self.origin = origin
 
 
 class Config:
