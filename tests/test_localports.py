@@ -85,6 +85,32 @@ def test_local_port_read_from_server_domain_only() -> None:
     assert localports.local_port_in("<tars>\n</tars>\n") == 0
 
 
+def test_read_back_reads_each_written_config_as_open_would(tmp_path: Path) -> None:
+    node = NodeSettings(name="n", localip="127.0.0.1", tars_path=str(tmp_path),
+                        locator="tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890")
+    names = ["A.Crlf", "A.Cr", "A.Bad", "A.Gone", "A.Dir", "A.Nolocal"]
+    given = Manifest(node, services={name: spec(name) for name in names})
+    assert localports.read_back(given) == {}          # nothing generated yet: no data dir
+    text = ("<tars>\n<application>\n<server>\nlocal=tcp -h 127.0.0.1 -p {port} -t 10000\n"
+            "</server>\n</application>\n</tars>\n")
+    contents = {"A.Crlf": text.format(port=31001).replace("\n", "\r\n").encode(),
+                "A.Cr": text.format(port=31002).replace("\n", "\r").encode(),
+                # a byte that is not UTF-8 is replaced, the rest still read
+                "A.Bad": text.format(port=31003).replace("<tars>", "<tars>\xff").encode(
+                    "latin-1"),
+                "A.Nolocal": b"<tars>\n</tars>\n"}
+    for name in names:
+        conf = Path(node.data_dir) / name / "conf"
+        if name == "A.Gone":
+            continue                  # never generated: no directory of its own
+        conf.mkdir(parents=True)
+        if name == "A.Dir":
+            (conf / f"{name}.config.conf").mkdir()      # not a file: nothing read back
+        else:
+            (conf / f"{name}.config.conf").write_bytes(contents[name])
+    assert localports.read_back(given) == {"A.Crlf": 31001, "A.Cr": 31002, "A.Bad": 31003}
+
+
 def test_listening_probe_sees_a_listener() -> None:
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
