@@ -280,10 +280,12 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
 
     manifest, request = job.inputs.manifest, job.request
     try:
-        resolved, problems = resolve_all({spec.name: spec for spec in specs}, manifest.node,
-                                         job.inputs.templates)
+        # the templates' checks first: their parsing in one run, not between services (the
+        # same parses interleaved with rendering cost a third more), and most are the chunk's
         checked = ErrorCollector()
         check_templates(job.inputs.templates, checked, templates)
+        resolved, problems = resolve_all({spec.name: spec for spec in specs}, manifest.node,
+                                         job.inputs.templates)
         if problems or checked.errors or len(resolved) < len(specs):
             return None
         services = with_package_facts(resolved)
