@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from unit_helpers import make_service
 
 from tarsdock import systemd
-from tarsdock.errors import InputErrors
+from tarsdock.errors import InputErrors, Origin
 from tarsdock.importcmd import validate
 from tarsdock.importmap import exe_dir, import_node, strto_int
 from tarsdock.importtoml import render, toml_string, toml_text
@@ -348,7 +348,7 @@ def test_former_node_toml_that_does_not_parse_is_an_error(tmp_path: Path, text: 
     (tmp_path / "node.toml").write_bytes(text)
     with pytest.raises(InputError) as raised:
         former_node(tmp_path)
-    assert raised.value.origin == (str(tmp_path / "node.toml"), line)
+    assert raised.value.origin == Origin(str(tmp_path / "node.toml"), line)
     assert problem in raised.value.message and "nothing was written" in raised.value.message
 
 
@@ -369,9 +369,9 @@ def test_own_services_files_are_never_replaced_or_duplicated(tmp_path: Path) -> 
     with pytest.raises(InputErrors) as raised:
         import_into(good, "", tmp_path)
     assert [(e.origin, e.message.split(",")[0].split(":")[0]) for e in raised.value.errors] == [
-        ((str(tmp_path / "node.toml"), 1), "TOML syntax error"),
-        ((str(services / "Own.Server.toml"), 0), "import did not write this file"),
-        ((str(services / "mine.toml"), 0), "declares service 'Twice.Server'"),   # only it
+        (Origin(str(tmp_path / "node.toml"), 1), "TOML syntax error"),
+        (Origin(str(services / "Own.Server.toml"), 0), "import did not write this file"),
+        (Origin(str(services / "mine.toml"), 0), "declares service 'Twice.Server'"),   # only it
     ]
     bad = rows(server(name="Hello.HelloServer", server_type="tars_x"))
     with pytest.raises(InputErrors) as raised:
