@@ -93,6 +93,7 @@ def test_an_unchanged_generate_loads_no_part_of_the_pipeline(tmp_path: Path) -> 
             "--out", str(tmp_path / "out"), "--docker", "/usr/bin/docker")
     first = loaded(*argv)
     assert first >= PIPELINE   # the first run did the work
+    assert not top_packages(first, NEVER_ON_A_NODE_PATH)   # writing too
     assert not top_packages(loaded(*argv), PIPELINE | NEVER_ON_A_NODE_PATH)
 
 
