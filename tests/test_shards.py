@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import signal
 from collections.abc import Generator, Sequence
@@ -427,14 +428,17 @@ def temp_files(root: Path) -> list[Path]:
     return [path for path in root.rglob(".*.tmp")]
 
 
+@pytest.mark.parametrize("where", ["conf", "data"])
 def test_a_write_failing_in_one_shard_changes_no_file_and_leaves_no_temp_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        where: str) -> None:
     node(tmp_path, 11, {})
     assert generate(tmp_path, "supervisord", "1", monkeypatch, capsys)[0] == 0
     node(tmp_path, 11, {i: WARNS for i in range(11)})   # every config changes
-    # a file where App.S09's conf dir must be: the process that takes its chunk fails
-    conf = tmp_path / "tars/tarsnode/data/App.S09/conf"
+    # a file where App.S09's conf dir must be: the process that takes its chunk fails to read
+    # its config file to compare it; where its data dir must be (no file in it): it fails to
+    # make the dir, once every process has planned
+    conf = tmp_path / f"tars/tarsnode/data/App.S09/{where}"
     shutil.rmtree(conf)
     conf.write_text("in the way\n")
     before = tree(tmp_path)
@@ -581,15 +585,140 @@ def test_sigterm_while_writing_is_one_line_and_leaves_no_temp_file(
     assert tree(tmp_path) == before and temp_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("jobs_", ["1", "3"])
 def test_ctrl_c_while_writing_is_one_line_and_exit_130(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], jobs_: str) -> None:
     node(tmp_path, 11, {})
+    others = children()
 
     def stage(file: OutputFile, umask: int, pid: int,
               staged: list[tuple[str, OutputFile]]) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(output, "_stage", stage)
-    code, _, err = generate(tmp_path, "supervisord", "1", monkeypatch, capsys)
+    code, _, err = generate(tmp_path, "supervisord", jobs_, monkeypatch, capsys)
     assert (code, err.splitlines()[-1]) == (130, "error: interrupted (Ctrl-C)")
+    assert temp_files(tmp_path) == [] and children() == others
+
+
+# --- generate: one set of workers renders, plans and writes ----------------------------------
+
+def test_generate_forks_once_and_no_file_comes_back(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, 11, {})
+    alone = generate(tmp_path, "systemd", "1", monkeypatch, capsys)
+    files = tree(tmp_path)
+    shutil.rmtree(tmp_path / "out")
+    shutil.rmtree(tmp_path / "tars")
+    forks: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        pid = real()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    def refused(self: OutputFile) -> object:
+        raise AssertionError(f"{self.path} sent between processes")
+
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(OutputFile, "__reduce__", refused)   # the workers inherit it
+    assert generate(tmp_path, "systemd", "3", monkeypatch, capsys) == alone
+    assert len(forks) == 2 and all(gone(pid) for pid in forks)
+    assert tree(tmp_path) == files
+
+
+def new_tree(root: Path, monkeypatch: pytest.MonkeyPatch,
+             capsys: pytest.CaptureFixture[str]) -> dict[str, tuple[int, str]]:
+    """A node of 11 services written, then every config changed: the tree a generate of the
+    change leaves (made in a copy); the node is left as it was before that generate."""
+    node(root, 11, {})
+    assert generate(root, "supervisord", "1", monkeypatch, capsys)[0] == 0
+    node(root, 11, {i: WARNS for i in range(11)})
+    copy = root.parent / f"{root.name}-copy"
+    shutil.copytree(root, copy, symlinks=True)
+    try:
+        assert generate(root, "supervisord", "1", monkeypatch, capsys)[0] == 0
+        written = tree(root)
+    finally:
+        for name in ("out", "tars"):
+            shutil.rmtree(root / name)
+            shutil.copytree(copy / name, root / name, symlinks=True)
+        shutil.rmtree(copy)
+    return written
+
+
+KILLED = r"^error: tarsdock worker process \d+: died \(killed by SIGKILL\)$"
+
+
+def test_a_worker_killed_while_staging_in_generate_changes_no_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    new_tree(tmp_path, monkeypatch, capsys)
+    before = tree(tmp_path)
+    parent, real = os.getpid(), output._stage
+
+    def stage(file: OutputFile, umask: int, pid: int,
+              staged: list[tuple[str, OutputFile]]) -> None:
+        real(file, umask, pid, staged)
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)   # its first file staged
+
+    monkeypatch.setattr(output, "_stage", stage)
+    others = children()
+    code, _, err = generate(tmp_path, "supervisord", "3", monkeypatch, capsys)
+    assert code == 5 and re.match(KILLED, err.splitlines()[-1]), err
+    assert tree(tmp_path) == before and temp_files(tmp_path) == []
+    assert children() == others
+
+
+@pytest.mark.parametrize("when", ["renaming", "between staging and renaming"])
+def test_a_worker_killed_once_generate_renames_leaves_every_file_new(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        when: str) -> None:
+    written = new_tree(tmp_path, monkeypatch, capsys)
+    parent, others = os.getpid(), children()
+    real_replace, real_syncfs, calls = os.replace, output.syncfs, []
+
+    def replace(source: str, target: str) -> None:
+        real_replace(source, target)
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)   # after its first rename (the OOM killer)
+
+    def syncfs(devices: output.Devices) -> int:
+        if not calls:     # the first, between staging and renaming: kill a worker
+            child = min(children() - others)
+            os.kill(child, signal.SIGKILL)
+            os.waitid(os.P_PID, child, os.WEXITED | os.WNOWAIT)   # dead, reaped by close()
+        calls.append(devices)
+        return real_syncfs(devices)
+
+    if when == "renaming":
+        monkeypatch.setattr(os, "replace", replace)
+    else:
+        monkeypatch.setattr(output, "syncfs", syncfs)
+    code, _, err = generate(tmp_path, "supervisord", "3", monkeypatch, capsys)
+    assert code == 5 and re.match(KILLED, err.splitlines()[-1]), err
+    assert tree(tmp_path) == written and temp_files(tmp_path) == []
+    assert children() == others
+
+
+def test_a_rename_failing_in_a_worker_is_done_again_in_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # the files were rendered in the workers: this process renders them again to write them
+    written = new_tree(tmp_path, monkeypatch, capsys)
+    parent, real = os.getpid(), os.replace
+
+    def replace(source: str, target: str) -> None:
+        if os.getpid() != parent:
+            raise OSError(errno.EIO, "Input/output error", target)
+        real(source, target)
+
+    monkeypatch.setattr(os, "replace", replace)
+    code, out, _ = generate(tmp_path, "supervisord", "3", monkeypatch, capsys)
+    assert (code, out) == (0, "11 written, 23 unchanged, 0 removed\n")
+    assert tree(tmp_path) == written and temp_files(tmp_path) == []

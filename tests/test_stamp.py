@@ -44,13 +44,13 @@ def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def loads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the full loads generate makes."""
     calls: list[int] = []
-    real = generate_module.load_and_render_all
+    real = generate_module.run_node
 
     def counting(*args: object, **kwargs: object) -> object:
         calls.append(1)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(generate_module, "load_and_render_all", counting)
+    monkeypatch.setattr(generate_module, "run_node", counting)
     return calls
 
 

@@ -20,10 +20,19 @@ from tarsdock.options import docker_cli
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
     from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
-    from tarsdock.output import Change, Context, OutputFile, Stats
+    from tarsdock.output import (
+        Batch,
+        Change,
+        ChangeKind,
+        Context,
+        Devices,
+        OutputFile,
+        Stats,
+        WriteStep,
+    )
     from tarsdock.portowner import Holder
     from tarsdock.resolve import Inputs
-    from tarsdock.shards import Tickets
+    from tarsdock.shards import Lockstep, Tickets
 
 FORMATS = ("supervisord", "systemd")
 CONFIG_FORMAT = "tars-config"   # header tag of the service config files
@@ -121,7 +130,8 @@ def plan_all(fmt: str, files: list[OutputFile], out_dir: Path,
     return plan(units, out_dir, fmt, stats) + plan(configs, stats=stats)
 
 
-def group_restart_note(fmt: str, changes: list[Change], out_dir: Path) -> str | None:
+def group_restart_note(fmt: str, changes: Sequence[Change | Planned],
+                       out_dir: Path) -> str | None:
     """supervisord replaces a changed group whole: say so before an update restarts them all."""
     # Program files only (a service added or removed, or a section changed, as after an upgrade
     # of tarsdock): a changed run file needs just `supervisorctl restart tars:App.Server`.
@@ -207,14 +217,22 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     done = None if errors.errors else _in_shards(Job(request, inputs), count)
     if done is None:
         return _load_and_render_located(request)
+    return with_warnings_located(done, request, count)
+
+
+def with_warnings_located(done: Rendered, request: Request, count: int) -> Rendered:
+    """`done` with its warnings found again in the node read with lines (if it has any), its
+    services resolved again in `count` shards for the warnings alone."""
+    from tarsdock.errors import ErrorCollector
+    from tarsdock.resolve import read_inputs
+
     if not done.warnings:
         return done
-    # the same node read with lines, resolved again in shards for the warnings alone
     errors = ErrorCollector()
     located = _in_shards(Job(request._replace(formats=(), configs=False, keep=False),
-                             read_inputs(directory, True, errors, lazy=True)), count)
+                             read_inputs(request.directory, True, errors, lazy=True)), count)
     if located is None or errors.errors:
-        return _with_located_warnings(done, directory)
+        return _with_located_warnings(done, request.directory)
     return done._replace(warnings=located.warnings)
 
 
@@ -225,9 +243,6 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     import hashlib  # noqa: F401
 
     from tarsdock import checks, package, supervisord, systemd  # noqa: F401
-    from tarsdock.checks import node_warnings
-    from tarsdock.errors import TarsdockError
-    from tarsdock.resolve import ports_clash
     from tarsdock.shards import Lockstep, Tickets, chunks, split
 
     inputs, request = job.inputs, job.request
@@ -241,22 +256,39 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
         by_chunk = {index: part for taken in lockstep.first() for index, part in taken.items()}
         lockstep.finish()   # the rest is done here while the workers leave
         parts = [by_chunk[index] for index in range(len(shares))]
-        done = [part for part in parts if part is not None]
-        ports = frozenset[int]().union(*(part.ports for part in done))
-        if len(done) < len(parts) or ports_clash(inputs, ports):
-            return None
-        node = inputs.manifest.node
-        try:
-            shared = {fmt: render_node(fmt, specs, node, request.ctx, request.out_dir)
-                      for fmt in request.formats}
-        except TarsdockError:
-            return None
+        joined = join_parts(job, specs, parts)
+    if joined is None:
+        return None
+    rendered, shared = joined
+    done = [part for part in parts if part is not None]
     configs = [file for part in done for file in part.configs]
     files = {fmt: [*(file for part in done for file in part.units[fmt]), *shared[fmt], *configs]
              for fmt in request.formats} if request.keep else {}
+    return rendered._replace(files=files)
+
+
+def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None]
+               ) -> tuple[Rendered, dict[str, list[OutputFile]]] | None:
+    """The shards' parts (their files left out) joined, checked as a whole node, with the
+    node's own files by format; None if anything is wrong."""
+    from tarsdock.checks import node_warnings
+    from tarsdock.errors import TarsdockError
+    from tarsdock.resolve import ports_clash
+
+    inputs, request = job.inputs, job.request
+    done = [part for part in parts if part is not None]
+    ports = frozenset[int]().union(*(part.ports for part in done))
+    if len(done) < len(parts) or ports_clash(inputs, ports):
+        return None
+    node = inputs.manifest.node
+    try:
+        shared = {fmt: render_node(fmt, specs, node, request.ctx, request.out_dir)
+                  for fmt in request.formats}
+    except TarsdockError:
+        return None
     dirs = [*node_dirs(node), *(path for part in done for path in part.dirs)]
     notes = node_warnings(inputs.manifest, specs, [note for part in done for note in part.notes])
-    return Rendered(inputs.manifest, specs, files, dirs, notes)
+    return Rendered(inputs.manifest, specs, {}, dirs, notes), shared
 
 
 def _render_step(job: Job, shares: list[Sequence[ServiceSpec]], checks: list[Sequence[str]],
@@ -298,6 +330,275 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
         units, configs = {}, []
     return Part(units, configs, own_dirs(services), ports_in_use(services, manifest),
                 [note for service in services for note in service_warnings(service)])
+
+
+# --- generate: a node rendered, planned and written by one set of worker processes ----------
+# (tarsdock.shards, forked once)
+#
+# Each process renders the chunks of services it takes, keeps their files, and compares them with
+# the disk itself (its reads in parallel with the others'); it sends back only what this process
+# needs to decide and to print: each chunk's dirs, ports and warnings, and each file's change as
+# its kind and path (for --dry-run or --diff, whole changes: the old text and the new). This
+# process joins the chunks and checks the node as a whole, renders and compares the node's own
+# files, and lists the stale ones. Then, on its word, the same processes make their dirs and
+# stage their files, this process calls syncfs once per filesystem, and each renames its own
+# files, reporting each file's stat for the stamp (tarsdock.output.drive: the order its
+# docstring describes holds for the run as a whole).
+#
+# Every other road is the one the node took before, in one process where it was one: a node
+# read with an error, or one whose chunks find anything wrong (an input error, or a file that
+# cannot be read to compare), is loaded and rendered again in this process (errors with lines:
+# _load_and_render_located), then planned (plan_all, which meets the same unreadable file and
+# raises its error) and written by tarsdock.output.write, as before. A write failure in any
+# process is undone in all and done again in this one, the files rendered again here (they
+# stayed in the workers), so the error is the one a single process meets; a worker killed once
+# the renames began makes this process write every file again before it reports the failure.
+
+NODEJS = "tars_nodejs"   # how it starts depends on the release in its bin dir: never stamped
+
+
+class Planned(NamedTuple):
+    """A change to a file that a worker process keeps: its kind and path."""
+
+    kind: ChangeKind
+    path: str
+
+
+Seen = list["Change"] | list[Planned]
+
+
+class Chunk(NamedTuple):
+    """What a worker sends back of one chunk of services: its part without files, and each
+    file's change, units then configs, each split as plan_all splits them (in the output dir
+    or not)."""
+
+    part: Part
+    units: tuple[Seen, Seen]
+    configs: tuple[Seen, Seen]
+
+
+class NodeRun:
+    """A node rendered and planned, ready to be written; a context manager (the workers stay
+    until it is left, or until the write is done).
+
+    `rendered` has no files; `changes` are in plan_all's order; `stats` (None when no stamp is
+    to be made) gets each output's stat once written."""
+
+    def __init__(self, rendered: Rendered, changes: Sequence[Change | Planned],
+                 stats: Stats | None) -> None:
+        self.rendered, self.changes, self.stats = rendered, changes, stats
+
+    def __enter__(self) -> NodeRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let the workers go (none in a run made in one process)."""
+
+    def counts(self) -> dict[str, int]:
+        """How many files of each kind."""
+        counts = {"new": 0, "changed": 0, "unchanged": 0, "stale": 0}
+        for change in self.changes:
+            counts[change.kind] += 1
+        return counts
+
+    def write(self) -> dict[str, int]:
+        """Write the changes (tarsdock.output.write); count each kind."""
+        raise NotImplementedError
+
+
+class SerialRun(NodeRun):
+    """A node rendered in this process (or its files sent back to it): tarsdock.output writes
+    the changes."""
+
+    def __init__(self, rendered: Rendered, changes: list[Change], stats: Stats | None,
+                 jobs: int) -> None:
+        super().__init__(rendered, changes, stats)
+        self._changes, self._jobs = changes, jobs
+
+    def write(self) -> dict[str, int]:
+        from tarsdock.output import write
+
+        return write(self._changes, self.rendered.dirs, self._jobs, self.stats)
+
+
+class ShardedRun(NodeRun):
+    """A node whose files the workers of `lockstep` keep; this process keeps the node's own
+    (`shared`, written by the first process, this one, with the node's dirs)."""
+
+    def __init__(self, rendered: Rendered, changes: list[Change | Planned], stats: Stats | None,
+                 lockstep: Lockstep, job: Job, shared: list[OutputFile],
+                 node: list[Batch]) -> None:
+        super().__init__(rendered, changes, stats)
+        self._lockstep, self._job, self._shared, self._node = lockstep, job, shared, node
+
+    def close(self) -> None:
+        self._lockstep.close()
+
+    def write(self) -> dict[str, int]:
+        from tarsdock.output import drive, finish, sigterm_raises
+
+        written = [os.fspath(c.path) for c in self.changes if c.kind in ("new", "changed")]
+        stale = [Path(c.path) for c in self.changes if c.kind == "stale"]
+        # the first process, this one, writes the node's own dirs and files with its chunks:
+        # given here, where its generator runs (nothing more crosses a pipe)
+        self._node.append((node_dirs(self.rendered.manifest.node), self._shared))
+        with sigterm_raises():
+            touched = drive(self._lockstep, partial(self._lockstep.send, True), written,
+                            partial(self._again, set(written)), self.stats)
+            finish(stale, touched)
+        return self.counts()
+
+    def _again(self, written: set[str]) -> Devices:
+        """Every file to write, rendered again here and written in this process (raising the
+        error one process meets)."""
+        from tarsdock.output import replace_here
+
+        done = _in_shards(self._job, 1)
+        if done is None:    # it rendered without error in the workers: cannot happen
+            raise AssertionError("the node rendered again with an error")
+        fmt = self._job.request.formats[0]
+        files = [file for file in done.files[fmt] if os.fspath(file.path) in written]
+        return replace_here(files, self.rendered.dirs, self.stats)
+
+
+@gc_paused()   # as load_and_render_all: the inputs, the rendering and the plan make no cycles
+def run_node(fmt: str, directory: Path, ctx: Context, out_dir: Path, show: bool) -> NodeRun:
+    """Load, render and plan a node for `tarsdock generate` (see the module docstring); with
+    `show` (--dry-run, --diff), every change whole, and no stats for a stamp."""
+    from tarsdock.errors import ErrorCollector, InputError, InputErrors
+    from tarsdock.resolve import read_inputs
+    from tarsdock.shards import jobs
+
+    request = Request((fmt,), directory, ctx, out_dir, True, True)
+    errors = ErrorCollector()
+    try:
+        inputs = read_inputs(directory, False, errors)
+    except (InputError, InputErrors):
+        return _serial(request, show)
+    count = jobs(len(inputs.specs))
+    if errors.errors:
+        return _serial(request, show)
+    stat = not show and all(spec.type != NODEJS for spec in inputs.specs.values())
+    return _sharded(Job(request, inputs), count, show, stat) or _serial(request, show)
+
+
+def _serial(request: Request, show: bool) -> SerialRun:
+    """The pipeline in this process, with lines on error (it raises them), then planned here."""
+    from tarsdock.shards import jobs
+
+    done = _load_and_render_located(request)
+    fmt = request.formats[0]
+    stats: Stats | None = None if show or any(spec.type == NODEJS for spec in done.specs) \
+        else {}
+    changes = plan_all(fmt, done.files[fmt], request.out_dir, stats)
+    return SerialRun(done, changes, stats, jobs(len(done.specs)))
+
+
+def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
+    """The node rendered and planned by `count` workers, which stay; None if anything is
+    wrong (the workers gone)."""
+    # what every shard uses, imported once before the fork rather than in every process
+    # (hashlib: NodeSettings.instance, 3 ms of OpenSSL)
+    import hashlib  # noqa: F401
+
+    from tarsdock import checks, output, package, supervisord, systemd  # noqa: F401
+    from tarsdock.output import plan, stale
+    from tarsdock.shards import Lockstep, Tickets, chunks, split
+
+    inputs, request = job.inputs, job.request
+    fmt, out_dir = request.formats[0], request.out_dir
+    specs = [inputs.specs[name] for name in sorted(inputs.specs)]
+    shares = chunks(specs, count)
+    # the templates' checks (check_templates; lazy, their parsing) shared out like the services
+    template_shares = split(inputs.templates.names(), len(shares))
+    node: list[Batch] = []    # the node's own batch, for the first process (see write)
+    with Tickets(count, len(shares)) as tickets:
+        lockstep = Lockstep([partial(_work, job, (shares, template_shares), tickets, i, show,
+                                     stat, node) for i in range(count)])
+        try:
+            answers = lockstep.first()
+        except BaseException:
+            lockstep.close()
+            raise
+    try:
+        by_chunk = {index: chunk for taken in answers for index, chunk in taken.items()}
+        chunks_ = [by_chunk[index] for index in range(len(shares))]
+        parts = [chunk.part if chunk is not None else None for chunk in chunks_]
+        joined = join_parts(job, specs, parts)
+        if joined is None:
+            lockstep.close()
+            return None
+        rendered, shared_by_format = joined
+        rendered = with_warnings_located(rendered, request, count)
+        stats: Stats | None = {} if stat else None
+        shared = _split(plan(shared_by_format[fmt], stats=stats), os.fspath(out_dir))
+        done = [chunk for chunk in chunks_ if chunk is not None]
+        units = [*(c for chunk in done for c in chunk.units[0]), *shared[0],
+                 *(c for chunk in done for c in chunk.configs[0])]
+        others = [*(c for chunk in done for c in chunk.units[1]), *shared[1],
+                  *(c for chunk in done for c in chunk.configs[1])]
+        changes: list[Change | Planned] = [
+            *units, *stale(out_dir, {os.fspath(c.path) for c in units}, fmt), *others]
+        return ShardedRun(rendered, changes, stats, lockstep, job,
+                          [c.file for c in (*shared[0], *shared[1])
+                           if c.file is not None and c.kind in ("new", "changed")], node)
+    except BaseException:
+        lockstep.close()
+        raise
+
+
+def _split(changes: Iterable[Change], out: str) -> tuple[list[Change], list[Change]]:
+    """Changes in the output dir, and the others (as plan_all splits files)."""
+    inside: list[Change] = []
+    others: list[Change] = []
+    for change in changes:
+        (inside if os.path.dirname(change.path) == out else others).append(change)
+    return inside, others
+
+
+def _seen(changes: list[Change], show: bool) -> Seen:
+    """What this process is sent of a worker's changes: whole to be shown, else kind and path."""
+    return changes if show else [Planned(c.kind, os.fspath(c.path)) for c in changes]
+
+
+def _work(job: Job, shares: tuple[list[Sequence[ServiceSpec]], list[Sequence[str]]],
+          tickets: Tickets, process: int, show: bool, stat: bool, node: list[Batch]
+          ) -> Generator[dict[int, Chunk | None] | WriteStep, object, None]:
+    """One process's part: render and plan the chunks it takes (each a share of the services
+    and of the templates to check, see _in_shards), yield them by number (None for a chunk with
+    an error); when sent on, make the dirs and stage the files to write (the first
+    process, this one, those of `node` too, given meanwhile), then rename them (see
+    tarsdock.output.staging)."""
+    from tarsdock.output import plan, raise_on_sigterm, staging
+
+    fmt, out = job.request.formats[0], os.fspath(job.request.out_dir)
+    stats: Stats = {}
+    answer: dict[int, Chunk | None] = {}
+    batches: list[Batch] = []
+    for index in tickets.taken(process):
+        part = render_part(job, shares[0][index], shares[1][index])
+        if part is None:
+            answer[index] = None
+            continue
+        try:
+            units = _split(plan(part.units[fmt], stats=stats if stat else None), out)
+            configs = _split(plan(part.configs, stats=stats if stat else None), out)
+        except OSError:    # done again in one process, which reports it as it always has
+            answer[index] = None
+            continue
+        batches.append((part.dirs, [c.file for c in (*units[0], *units[1], *configs[0],
+                                                     *configs[1])
+                                    if c.file is not None and c.kind in ("new", "changed")]))
+        answer[index] = Chunk(part._replace(units={}, configs=[]),
+                              (_seen(units[0], show), _seen(units[1], show)),
+                              (_seen(configs[0], show), _seen(configs[1], show)))
+    yield answer
+    if process:   # a worker process: SIGTERM removes its temp files as this process does
+        raise_on_sigterm()
+    yield from staging([*node, *batches], stat, stats)
 
 
 def _load_and_render_located(request: Request) -> Rendered:
@@ -399,37 +700,33 @@ def cmd_generate(args: argparse.Namespace) -> int:
         return 0
 
     # imported only now: an unchanged run needs none of the writer (3 ms of its start-up)
-    from tarsdock.output import Context, describe, diff, write
-    from tarsdock.shards import jobs
+    from tarsdock.output import Context, describe, diff
 
     ctx = Context(absolute, scripts_dir, args.docker)
-    done = load_and_render_all((args.format,), directory, ctx, out_dir)
-    files = done.files[args.format]
-    stamped = not showing and all(spec.type != "tars_nodejs" for spec in done.specs)
-    # each output's stat for the stamp, taken by the writer as it reads or renames it
-    stats: Stats | None = {} if stamped else None
-    changes = plan_all(args.format, files, out_dir, stats)
-    notes = [str(note) for note in [*done.warnings, *filter(None, [
-        group_restart_note(args.format, changes, out_dir)])]]
-    print_warnings(notes)
-    # about the engine, not the input: never replayed from the stamp
-    print_warnings(engine_warnings(done.manifest.node))
-    if showing:
-        sys.stdout.write(describe(changes) if args.dry_run else diff(changes))
-        return 0
-    dirs = done.dirs
-    stamp.forget(stamp_file)
-    try:
-        counts = write(changes, dirs, jobs(len(done.specs)), stats)
-    except OSError as error:
-        # the writer replaces files only once all are staged: nothing existing has changed
-        raise write_fault(error) from None
-    if stats is not None:
+    # rendered, planned and (below) written by the same worker processes, which stay till then
+    with run_node(args.format, directory, ctx, out_dir, showing) as run:
+        done, changes = run.rendered, run.changes
+        notes = [str(note) for note in [*done.warnings, *filter(None, [
+            group_restart_note(args.format, changes, out_dir)])]]
+        print_warnings(notes)
+        # about the engine, not the input: never replayed from the stamp
+        print_warnings(engine_warnings(done.manifest.node))
+        if showing:
+            sys.stdout.write(describe(changes) if args.dry_run  # type: ignore[arg-type]
+                             else diff(changes))  # type: ignore[arg-type]
+            return 0
+        stamp.forget(stamp_file)
+        try:
+            counts = run.write()
+        except OSError as error:
+            # the writer replaces files only once all are staged: nothing existing has changed
+            raise write_fault(error) from None
+    if run.stats is not None:
         # only the warnings every unchanged run prints again (not the one about this update)
         stamp.record(stamp_file, key, str(ctx.config_dir), str(out_dir),
                      outside_inputs(done.manifest, done.specs),
-                     [os.fspath(f.path) for f in files], dirs, [str(w) for w in done.warnings],
-                     started, stats)
+                     [os.fspath(c.path) for c in changes if c.kind != "stale"], done.dirs,
+                     [str(w) for w in done.warnings], started, run.stats)
     print(summary(counts))
     return 0
 
