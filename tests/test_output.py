@@ -253,6 +253,23 @@ def test_make_dirs_finds_each_filesystem_with_no_failing_mkdir_and_one_stat(
     assert found == {str(p): device for p in (tmp_path, *wanted)}
 
 
+def test_make_dirs_takes_a_dir_another_process_makes_meanwhile(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the writers of a sharded generate make the dirs of their services at once: a parent they
+    # share (app_log/App) may be made by another between a mkdir refused for want of it and
+    # the next
+    real, wanted = os.mkdir, tmp_path / "a" / "b" / "c"
+
+    def mkdir(path: str, mode: int = 0o777) -> None:
+        if path == str(tmp_path / "a" / "b") and (tmp_path / "a").is_dir():
+            real(path, mode)      # the other process, just before this one
+        real(path, mode)
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    assert output.make_dirs([wanted]) == [str(tmp_path / "a"), str(wanted)]
+    assert wanted.is_dir()
+
+
 def test_make_dirs_refuses_a_file_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(FileExistsError):

@@ -282,10 +282,12 @@ def _make_dir(path: str, found: dict[str, int], made: list[str]) -> None:
         return
     except FileNotFoundError:
         parent = os.path.dirname(path)
-        if parent == path:
+        if parent == path or parent in found:   # no root, or its parent gone meanwhile
             raise
         _make_dir(parent, found, made)
-        os.mkdir(path, 0o755)
+        # once more, the parent there: another process writing the node may make it meanwhile
+        _make_dir(path, found, made)
+        return
     # a directory just made is no mount point: it is on its parent's filesystem
     found[path] = _device(os.path.dirname(path), found)
     made.append(path)
