@@ -28,6 +28,7 @@ from tarsdock.errors import EnvironmentFault, ErrorCollector, TarsdockError
 from tarsdock.generate import Job, Part, Request, load_and_render_all
 from tarsdock.model import ServiceSpec
 from tarsdock.output import Change, Context, OutputFile
+from tarsdock.records import replace
 from tarsdock.shards import JOBS_VARIABLE, Lockstep, ShardFailed, Tickets, chunks, jobs, split
 
 Shard = Generator[object, object, None]
@@ -277,6 +278,25 @@ def test_templates_are_parsed_in_the_shards_and_each_checked_once(
     # each process parses a template once at most: what its checks and its chains need
     assert len(set(seen["parse"])) == len(seen["parse"])
     assert {name for _, name in seen["parse"]} == set(checked)
+
+
+def test_a_chunks_share_of_the_checks_holds_its_own_templates_and_each_name_once(
+        tmp_path: Path) -> None:
+    write_config(tmp_path, {"node.toml": NODE, **{f"templates/t.{c}": "<tars>\n</tars>\n"
+                                                  for c in "abcdefg"}})
+    inputs = resolve.read_inputs(tmp_path, False, ErrorCollector(), lazy=True)
+    spec = inputs.specs["App.Server"]
+    # chunk 2 uses t.g and a template that does not exist; chunk 3 uses t.b and t.g again
+    uses = [[], ["t.f"], ["t.g", "t.gone"], ["t.b", "t.g"]]
+    chunks_ = [[replace(spec, template=name) for name in names] for names in uses]
+    shares = resolve.check_shares(inputs.templates, chunks_)
+    names = [name for share in shares for name in share]
+    assert sorted(names) == inputs.templates.names() and len(set(names)) == len(names)
+    assert shares[1][0] == "t.f" and shares[2][0] == "t.g" and shares[3][0] == "t.b"
+    # the rest (t.a, t.c ... and the stock templates) evenly, in name order
+    rest = [name for name in inputs.templates.names() if name not in ("t.b", "t.f", "t.g")]
+    assert [share[len(own):] for share, own in zip(shares, [[], [1], [1], [1]], strict=True)] \
+        == split(rest, 4)
 
 
 @pytest.mark.parametrize("path", sorted(CASE_DIR.glob("*.toml")), ids=lambda p: p.stem)

@@ -243,13 +243,14 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     import hashlib  # noqa: F401
 
     from tarsdock import checks, package, supervisord, systemd  # noqa: F401
-    from tarsdock.shards import Lockstep, Tickets, chunks, split
+    from tarsdock.resolve import check_shares
+    from tarsdock.shards import Lockstep, Tickets, chunks
 
     inputs, request = job.inputs, job.request
     specs = [inputs.specs[name] for name in sorted(inputs.specs)]
     shares = chunks(specs, count)
     # the templates' checks (check_templates; lazy, their parsing) shared out like the services
-    template_shares = split(inputs.templates.names(), len(shares))
+    template_shares = check_shares(inputs.templates, shares)
     with Tickets(count, len(shares)) as tickets, Lockstep(
             [partial(_render_step, job, shares, template_shares, tickets, i) for i in range(count)]
     ) as lockstep:
@@ -506,14 +507,15 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
 
     from tarsdock import checks, output, package, supervisord, systemd  # noqa: F401
     from tarsdock.output import plan, stale
-    from tarsdock.shards import Lockstep, Tickets, chunks, split
+    from tarsdock.resolve import check_shares
+    from tarsdock.shards import Lockstep, Tickets, chunks
 
     inputs, request = job.inputs, job.request
     fmt, out_dir = request.formats[0], request.out_dir
     specs = [inputs.specs[name] for name in sorted(inputs.specs)]
     shares = chunks(specs, count)
     # the templates' checks (check_templates; lazy, their parsing) shared out like the services
-    template_shares = split(inputs.templates.names(), len(shares))
+    template_shares = check_shares(inputs.templates, shares)
     node: list[Batch] = []    # the node's own batch, for the first process (see write)
     with Tickets(count, len(shares)) as tickets:
         lockstep = Lockstep([partial(_work, job, (shares, template_shares), tickets, i, show,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -317,6 +317,24 @@ def check_templates(templates: TemplateSet, errors: ErrorCollector,
                 pass   # its parent's own errors are reported
             except InputError as problem:
                 errors.extend(problem)
+
+
+def check_shares(templates: TemplateSet, shares: Sequence[Sequence[ServiceSpec]]
+                 ) -> list[Sequence[str]]:
+    """Every template's name once, in a share per chunk of services (check_templates' `names`
+    for the shard that takes the chunk): a chunk's own templates, which its services parse
+    anyway, then an even part of the rest (the parents, the unused ones)."""
+    from tarsdock.shards import split
+
+    names = templates.names()
+    left = set(names)
+    own = []
+    for share in shares:
+        found = sorted(left.intersection(spec.template for spec in share))
+        left.difference_update(found)
+        own.append(found)
+    rest = split([name for name in names if name in left], len(shares))
+    return [[*found, *more] for found, more in zip(own, rest, strict=True)]
 
 
 def load_services(config_dir: Path) -> tuple[Service, ...]:
