@@ -235,11 +235,18 @@ def test_every_bad_input_reports_the_same_in_shards(tmp_path: Path, given: objec
 def test_a_template_problem_found_in_a_shard_is_reported_at_its_line(
         tmp_path: Path, files: dict[str, str], error: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    # so that the comparison above is between two reports of the error
-    write_config(tmp_path, files)
+    # so that the comparison above is between two reports of the error; nothing written
+    node = files["node.toml"].replace('"/usr/local/app/tars"', f'"{tmp_path}/tars"')
+    assert node != files["node.toml"]
+    write_config(tmp_path / "cfg", {**files, "node.toml": node})
     monkeypatch.setenv(JOBS_VARIABLE, "2")
-    code, _, err = run(["--config-dir", str(tmp_path), "validate"], capsys)
-    assert code == 1 and error in err, err
+    base = ["--config-dir", str(tmp_path / "cfg")]
+    out = ["--format", "systemd", "--out", str(tmp_path / "out")]
+    for argv in ([*base, "validate"], [*base, "generate", *out, "--dry-run"],
+                 [*base, "generate", *out]):
+        code, _, err = run(argv, capsys)
+        assert code == 1 and error in err, (argv, err)
+    assert tree(tmp_path) == {}
 
 
 def test_templates_are_parsed_in_the_shards_and_each_checked_once(

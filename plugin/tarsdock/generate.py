@@ -476,7 +476,7 @@ def run_node(fmt: str, directory: Path, ctx: Context, out_dir: Path, show: bool)
     request = Request((fmt,), directory, ctx, out_dir, True, True)
     errors = ErrorCollector()
     try:
-        inputs = read_inputs(directory, False, errors)
+        inputs = read_inputs(directory, False, errors, lazy=True)
     except (InputError, InputErrors):
         return _serial(request, show)
     count = jobs(len(inputs.specs))
