@@ -35,9 +35,6 @@ NEVER_ON_A_NODE_PATH = {
     # the Engine API and the port probes use _socket, the C module under socket (socket's enums
     # and selectors: 2.4 ms); quoting spells out string's two constants (its import: 0.5 ms)
     "socket", "selectors", "string",
-    # shutil imports bz2 and lzma: argparse imports it for the terminal's width (cli._Unmeasured
-    # keeps it to help and usage text), generate for `which docker` (options.docker_cli)
-    "shutil", "bz2", "lzma",
 }
 # What an unchanged generate (the stamp says nothing changed) must not load: the whole pipeline,
 # the writer, hashlib (OpenSSL)
@@ -95,47 +92,3 @@ def test_an_unchanged_generate_loads_no_part_of_the_pipeline(tmp_path: Path) -> 
     assert first >= PIPELINE   # the first run did the work
     assert not top_packages(first, NEVER_ON_A_NODE_PATH)   # writing too
     assert not top_packages(loaded(*argv), PIPELINE | NEVER_ON_A_NODE_PATH)
-
-
-@pytest.mark.parametrize("path", ["", "/nonexistent", "D1:D2", "D2:/usr/bin", "::/usr/bin", None])
-def test_docker_cli_finds_what_shutil_which_finds(path: str | None, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import shutil
-
-    from tarsdock.options import docker_cli
-
-    (tmp_path / "d1" / "docker").mkdir(parents=True)        # a directory named docker: skipped
-    (tmp_path / "d2").mkdir()
-    (tmp_path / "d2" / "docker").write_text("#!/bin/sh\n")
-    (tmp_path / "d2" / "docker").chmod(0o755)
-    if path is None:
-        monkeypatch.delenv("PATH", raising=False)
-    else:
-        monkeypatch.setenv("PATH", path.replace("D1", str(tmp_path / "d1"))
-                           .replace("D2", str(tmp_path / "d2")))
-    assert docker_cli() == (shutil.which("docker") or "/usr/bin/docker")
-
-
-@pytest.mark.parametrize("argv", [
-    ["--help"], ["generate", "--help"], ["validate", "--help"], ["template", "show", "--help"],
-    ["generate"], ["bogus"], [],
-])
-@pytest.mark.parametrize("columns", ["30", "80", "200"])
-def test_help_and_usage_are_argparse_s_own(argv: list[str], columns: str,
-                                           monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    """Parsers built with cli._Unmeasured print what parsers built with argparse's formatter
-    print, at any terminal width."""
-    import argparse
-
-    from tarsdock import cli
-
-    monkeypatch.setenv("COLUMNS", columns)
-    outputs = []
-    for formatter in (cli._Unmeasured, argparse.HelpFormatter):
-        monkeypatch.setattr(cli, "_Unmeasured", formatter)
-        with pytest.raises(SystemExit):
-            cli.build_parser(argv).parse_args(argv)
-        outputs.append(capsys.readouterr())
-    assert outputs[0] == outputs[1]
-    assert "usage: tarsdock" in outputs[0].out + outputs[0].err

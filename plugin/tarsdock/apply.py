@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import sysconfig
 import time
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tarsdock.errors import EnvironmentFault, TarsdockError
-from tarsdock.options import bounded_number, docker_cli
+from tarsdock.options import bounded_number
 from tarsdock.records import replace
 
 if TYPE_CHECKING:
@@ -261,7 +262,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=bounded_number(float, 0.1, 86400.0, "in 0.1..86400 seconds"),
                    default=START_TIMEOUT,
                    help=f"seconds to wait for started services to run (default {START_TIMEOUT:g})")
-    p.add_argument("--docker", default=docker_cli(),
+    p.add_argument("--docker", default=shutil.which("docker") or "/usr/bin/docker",
                    help="the docker CLI the units run (default: from PATH)")
     p.add_argument("--as-config-dir", type=Path, metavar="DIR",
                    help="with --check: read the config dir given (a staged copy) but plan as if "

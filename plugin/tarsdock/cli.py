@@ -200,23 +200,12 @@ def _finish(parser: argparse.ArgumentParser, command: Command, notes: bool) -> N
         each.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
-class _Unmeasured(argparse.HelpFormatter):
-    """The formatter while parsers are built. argparse makes one at every add_argument (to check
-    the metavar), and its own measures the terminal with shutil, whose import (it imports bz2 and
-    lzma) cost every run 1.9 ms; nothing made while building depends on the width (a subparser's
-    prog is the parent's name and positionals, never wrapped: it has none before its command).
-    Built, each parser gets argparse's formatter back (build_parser), for help and usage text."""
-
-    def __init__(self, prog: str) -> None:
-        super().__init__(prog, width=80)
-
-
 def build_parser(argv: Sequence[str] = (), full: bool = False) -> argparse.ArgumentParser:
     """The parser; only the chosen command's module is imported, and its parser the only one
     made when nothing asks for the others (see sole_command), unless `full` (man, completion)."""
     parser = argparse.ArgumentParser(
         prog="tarsdock", description="Run Tars services in Docker containers under supervisord "
-        "or systemd.", formatter_class=_Unmeasured)
+        "or systemd.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     add_global_options(parser, top=True)
     parser.set_defaults(full_parser=lambda: build_parser(full=True))
@@ -226,14 +215,10 @@ def build_parser(argv: Sequence[str] = (), full: bool = False) -> argparse.Argum
     for command in COMMANDS:
         if sole not in (None, command.name):
             continue
-        child = sub.add_parser(command.name, help=command.help, description=command.help,
-                               formatter_class=_Unmeasured)
+        child = sub.add_parser(command.name, help=command.help, description=command.help)
         if full or command.name == chosen:
             _registrar(command)(child)
             _finish(child, command, notes=full or help_asked(argv))
-    for each in (parser, *_subparsers(parser)):
-        if each.formatter_class is _Unmeasured:   # _finish gave the chosen command's its own
-            each.formatter_class = argparse.HelpFormatter
     return parser
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from tarsdock.errors import InputError
-from tarsdock.options import EXIT_OK, complete_names, config_dir, docker_cli
+from tarsdock.options import EXIT_OK, complete_names, config_dir
 
 VALIDATE_OUT = Path("/nonexistent/tarsdock-validate")
 
@@ -15,13 +15,14 @@ VALIDATE_OUT = Path("/nonexistent/tarsdock-validate")
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load, resolve and render every format in memory, as generate does; print its warnings
     and a one-line summary (input errors are raised, all together)."""
+    import shutil
     import sysconfig
 
     from tarsdock.generate import FORMATS, engine_warnings, load_and_render_all, print_warnings
     from tarsdock.output import Context
 
     directory = config_dir(args)
-    docker = docker_cli()
+    docker = shutil.which("docker") or "/usr/bin/docker"
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), docker)
     # the output dir only names files in the rendered text; nothing is written
     done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT, configs=False, keep=False)

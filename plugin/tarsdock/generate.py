@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import sysconfig
 import time
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, NamedTuple
 from tarsdock import stamp
 from tarsdock.bulk import gc_paused
 from tarsdock.errors import EnvironmentFault
-from tarsdock.options import docker_cli
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
@@ -42,7 +42,7 @@ def register(p: argparse.ArgumentParser) -> None:
     """The arguments of `generate` (imports stay light: the renderers load on use)."""
     p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument("--out", type=Path, required=True, help="directory for the units")
-    p.add_argument("--docker", default=docker_cli(),
+    p.add_argument("--docker", default=shutil.which("docker") or "/usr/bin/docker",
                    help="the docker CLI the units run (default: from PATH)")
     show = p.add_mutually_exclusive_group()
     show.add_argument("--dry-run", action="store_true", help="print what would change")

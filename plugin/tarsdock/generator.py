@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import shutil
 import stat
 import sys
 import sysconfig
@@ -194,11 +195,9 @@ def main(argv: Sequence[str] | None = None, log: Log | None = None) -> int:
 
 def register(p: argparse.ArgumentParser) -> None:
     """The arguments of `install-generator`."""
-    from tarsdock.options import docker_cli
-
     p.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR),
                    help=f"systemd's generator dir (default {DEFAULT_DIR})")
-    p.add_argument("--docker", default=docker_cli(),
+    p.add_argument("--docker", default=shutil.which("docker") or "/usr/bin/docker",
                    help="the docker CLI the units run (default: from PATH)")
     p.add_argument("--remove", action="store_true", help="remove the generator instead")
     p.set_defaults(func=cmd_install_generator)

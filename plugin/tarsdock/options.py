@@ -71,25 +71,6 @@ def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
         action.complete = DIRECTORY  # type: ignore[attr-defined]
 
 
-def docker_cli() -> str:
-    """The docker CLI: the first `docker` on PATH, else /usr/bin/docker.
-
-    shutil.which's search (PATH, else the system's default path; an executable file, not a
-    directory), without importing shutil: it imports bz2 and lzma, 1.9 ms of every run.
-    """
-    path = os.environ.get("PATH")
-    if path is None:
-        try:
-            path = os.confstr("CS_PATH")
-        except (AttributeError, ValueError):
-            path = os.defpath
-    for directory in path.split(os.pathsep) if path else ():
-        name = os.path.join(directory, "docker")
-        if os.access(name, os.F_OK | os.X_OK) and not os.path.isdir(name):
-            return name
-    return "/usr/bin/docker"
-
-
 def config_dir(args: argparse.Namespace) -> Path:
     """The config dir: --config-dir, else $TARSDOCK_CONFIG_DIR, else /etc/tarsdock."""
     given = getattr(args, "config_dir", None)
