@@ -274,3 +274,12 @@ def test_make_dirs_refuses_a_file_in_the_way(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(FileExistsError):
         output.make_dirs([tmp_path / "f"])
+
+
+def test_a_directory_in_a_files_place_is_an_error_naming_it(tmp_path: Path) -> None:
+    # open(2) of a directory succeeds and read(2) fails with EISDIR, an error os.read names no
+    # file in: generate's one line was "error: ?: Is a directory" (found trying issue 14)
+    (tmp_path / "a.service").mkdir()
+    with pytest.raises(IsADirectoryError) as caught:
+        plan([unit(tmp_path, "a.service")], tmp_path, "systemd")
+    assert caught.value.filename == os.fspath(tmp_path / "a.service")

@@ -205,7 +205,8 @@ Stats = dict[str, os.stat_result]   # a file -> its stat as read or once renamed
 
 
 def _read(path: Path) -> tuple[str | None, os.stat_result | None]:
-    """A file's content and fstat, or (None, None) when it does not exist."""
+    """A file's content and fstat, or (None, None) when it does not exist.
+    Raises OSError naming `path` (a directory in the file's place: IsADirectoryError)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -215,6 +216,11 @@ def _read(path: Path) -> tuple[str | None, os.stat_result | None]:
         chunks = []
         while chunk := os.read(fd, READ_CHUNK):
             chunks.append(chunk)
+    except OSError as error:
+        # open(2) of a directory succeeds; read(2) fails with EISDIR, and os.read's error
+        # names no file: without this the run's one line would be "error: ?: Is a directory"
+        error.filename = os.fspath(path)
+        raise
     finally:
         os.close(fd)
     return b"".join(chunks).decode("utf-8", "surrogateescape"), info
