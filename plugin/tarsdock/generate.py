@@ -194,9 +194,10 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     and dropped: `files` is empty, and no shard sends its files back (validate).
 
     The one pipeline of validate and generate: both report the same errors and warnings, with
-    lines. The manifest and templates are read once; the services are then resolved and
-    rendered in shards, one per CPU on a large node (tarsdock.shards), and joined in name order:
-    the files, warnings and errors are those of one process. A first pass skips locating TOML
+    lines. The manifest is read once and the templates listed; the services are then resolved
+    and rendered in shards, one per CPU on a large node (tarsdock.shards), each parsing the
+    templates it uses and checking its share of them, and joined in name order: the files,
+    warnings and errors are those of one process. A first pass skips locating TOML
     keys (slow on big nodes); anything wrong found in it (an error, an admin port to give out
     again) makes a second pass in one process with lines, so every report points at its line
     and reads as it always has. Warnings need only the node loaded again with lines: the files
