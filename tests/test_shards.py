@@ -22,7 +22,7 @@ from test_one_pipeline import INPUTS
 from test_resolve import NODE
 
 from tarsdock import generate as generate_module
-from tarsdock import output, resolve, shards, templates
+from tarsdock import output, resolve, shards, stamp, templates
 from tarsdock.cli import main
 from tarsdock.errors import EnvironmentFault, ErrorCollector, TarsdockError
 from tarsdock.generate import Job, Part, Request, load_and_render_all
@@ -749,3 +749,37 @@ def test_a_rename_failing_in_a_worker_is_done_again_in_one_process(
     code, out, _ = generate(tmp_path, "supervisord", "3", monkeypatch, capsys)
     assert (code, out) == (0, "11 written, 23 unchanged, 0 removed\n")
     assert tree(tmp_path) == written and temp_files(tmp_path) == []
+
+
+def test_generate_writes_its_stamp_while_the_workers_leave_and_reaps_them_before_it_returns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, 11, {})
+    others, real, seen = children(), stamp.record, []
+
+    def record(*args: object, **kwargs: object) -> bool:
+        seen.append(children() - others)    # a worker that has left stays a child till reaped
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(stamp, "record", record)
+    code, out, _ = generate(tmp_path, "systemd", "3", monkeypatch, capsys)
+    assert (code, out) == (0, "29 written, 0 unchanged, 0 removed\n")
+    assert [len(workers) for workers in seen] == [2] and children() == others
+
+
+@pytest.mark.parametrize(("fault", "code", "line"), [
+    (OSError(errno.EIO, "Input/output error", "stamp"), 5, "error: stamp: Input/output error"),
+    (KeyboardInterrupt(), 130, "error: interrupted (Ctrl-C)")])
+def test_a_stamp_write_that_fails_leaves_no_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        fault: BaseException, code: int, line: str) -> None:
+    node(tmp_path, 11, {})
+    others = children()
+
+    def record(*args: object, **kwargs: object) -> bool:
+        raise fault
+
+    monkeypatch.setattr(stamp, "record", record)
+    exit_code, _, err = generate(tmp_path, "systemd", "3", monkeypatch, capsys)
+    assert (exit_code, err.splitlines()[-1]) == (code, line)
+    assert children() == others

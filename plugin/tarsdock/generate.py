@@ -380,8 +380,8 @@ class Chunk(NamedTuple):
 
 
 class NodeRun:
-    """A node rendered and planned, ready to be written; a context manager (the workers stay
-    until it is left, or until the write is done).
+    """A node rendered and planned, ready to be written; a context manager: the workers are
+    reaped as it is left (the write ends their work, and they leave meanwhile).
 
     `rendered` has no files; `changes` are in plan_all's order; `stats` (None when no stamp is
     to be made) gets each output's stat once written."""
@@ -397,7 +397,7 @@ class NodeRun:
         self.close()
 
     def close(self) -> None:
-        """Let the workers go (none in a run made in one process)."""
+        """Let the workers go and reap them (none in a run made in one process)."""
 
     def counts(self) -> dict[str, int]:
         """How many files of each kind."""
@@ -724,12 +724,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
         except OSError as error:
             # the writer replaces files only once all are staged: nothing existing has changed
             raise write_fault(error) from None
-    if run.stats is not None:
-        # only the warnings every unchanged run prints again (not the one about this update)
-        stamp.record(stamp_file, key, str(ctx.config_dir), str(out_dir),
-                     outside_inputs(done.manifest, done.specs),
-                     [os.fspath(c.path) for c in changes if c.kind != "stale"], done.dirs,
-                     [str(w) for w in done.warnings], started, run.stats)
+        # the stamp made while the workers, done, leave (their exit takes milliseconds): they
+        # are reaped as the block is left, before anything more is printed, error or summary
+        if run.stats is not None:
+            # only the warnings every unchanged run prints again (not the one about this update)
+            stamp.record(stamp_file, key, str(ctx.config_dir), str(out_dir),
+                         outside_inputs(done.manifest, done.specs),
+                         [os.fspath(c.path) for c in changes if c.kind != "stale"], done.dirs,
+                         [str(w) for w in done.warnings], started, run.stats)
     print(summary(counts))
     return 0
 

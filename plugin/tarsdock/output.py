@@ -504,9 +504,9 @@ def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: i
 
     by_files = chunks(files, jobs)
     shares = list(zip(split(dirs, len(by_files)), by_files, strict=True))
-    with Tickets(jobs, len(shares)) as tickets:
-        lockstep = Lockstep([partial(_write_shard, shares, tickets, i, stats is not None)
-                             for i in range(jobs)])
+    with Tickets(jobs, len(shares)) as tickets, Lockstep(
+            [partial(_write_shard, shares, tickets, i, stats is not None) for i in range(jobs)]
+    ) as lockstep:
         return drive(lockstep, lockstep.first, [os.fspath(file.path) for file in files],
                      partial(replace_here, files, dirs, stats), stats)
 
@@ -515,7 +515,9 @@ def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[
           again: Callable[[], Devices], stats: Stats | None) -> Devices:
     """Drive the shards of a write, each a `staging`: `stage()` has each make its dirs and stage
     its files; once all have, one syncfs per filesystem here; then each renames its own. The
-    lockstep is closed before this returns. The filesystems of the dirs made and the files.
+    lockstep is finished (every shard ended) before this returns, and closed (every process
+    reaped) unless every file was written: the caller closes it then, once it has done what it
+    can while they leave. The filesystems of the dirs made and the files.
 
     A shard that fails to stage or rename: every process's temp files are removed (their
     `finally`, as the lockstep closes) and again() does the whole write in this process, which
@@ -526,9 +528,9 @@ def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[
     from tarsdock.shards import ShardFailed
 
     pids = list(lockstep.pids)
-    renaming = False
+    renaming = written_all = False
     try:
-        with lockstep:
+        try:
             staged = stage()
             if all(ok for ok, _, _ in staged):
                 syncfs({dev: path for _, _, on in staged for dev, path in on.items()})
@@ -538,8 +540,16 @@ def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[
                     for done in renamed:
                         if stats is not None and done is not None:
                             stats.update(done)
+                    # every process has answered its last step: it only leaves now (its exit,
+                    # unmapping its memory, takes milliseconds), reaped by the caller's close
+                    # once this process has done what it can meanwhile
+                    lockstep.finish()
+                    written_all = True
                     return {dev: path for _, made, on in staged
                             for dev, path in (*made.items(), *on.items())}
+        finally:
+            if not written_all:
+                lockstep.close()
     except ShardFailed:
         # a process killed by another hand ran no `finally`: its temp files are removed here
         for pid in pids:

@@ -131,10 +131,15 @@ def _all_dirs(dirs: Iterable[str]) -> bool:
 
 def _innermost(dirs: Iterable[str], files: Iterable[str]) -> list[str]:
     """The dirs that hold none of the other dirs or files: if those are found, so are the rest
-    (only direct parents are dropped: enough for a node's dirs, and no walk up from each)."""
-    dirs = sorted(set(dirs))
-    holders = {os.path.dirname(path) for path in (*dirs, *files)}
-    return [path for path in dirs if path not in holders]
+    (only direct parents are dropped: enough for a node's dirs, and no walk up from each), in
+    the order given."""
+    # 7,000 paths on a 1,000-service node: rpartition, not os.path.dirname (5x the time; for
+    # these absolute, normalised paths they differ only below the root, "/" never a recorded
+    # dir), and the order given: stable, with no sort of long paths sharing a long prefix
+    unique = dict.fromkeys(dirs)
+    holders = {path.rpartition("/")[0] for path in unique}
+    holders.update([path.rpartition("/")[0] for path in files])
+    return [path for path in unique if path not in holders]
 
 
 def make_key(fmt: str, out_dir: str, docker: str, scripts_dir: str,
