@@ -253,6 +253,51 @@ def test_make_dirs_finds_each_filesystem_with_no_failing_mkdir_and_one_stat(
     assert found == {str(p): device for p in (tmp_path, *wanted)}
 
 
+def test_make_dirs_asks_nothing_of_a_dir_known_to_exist_and_stats_the_others_first(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a node written before (a file found in conf): conf and the service's dir exist, and the
+    # others most likely: one stat each, no mkdir refused; a missing one is still made
+    service = tmp_path / "S"
+    for name in ("bin", "conf", "data"):
+        (service / name).mkdir(parents=True)
+    calls: list[str] = []
+    real_mkdir, real_stat = os.mkdir, os.stat
+    monkeypatch.setattr(os, "mkdir", lambda path, mode=0o777: (calls.append(f"mkdir {path}"),
+                                                              real_mkdir(path, mode))[1])
+    monkeypatch.setattr(os, "stat", lambda path, **kw: (calls.append(f"stat {path}"),
+                                                        real_stat(path, **kw))[1])
+    found: dict[str, int] = {}
+    wanted = [service, *(service / d for d in ("bin", "conf", "data", "log"))]
+    assert output.make_dirs(wanted, found, [str(service / "conf")]) == [str(service / "log")]
+    assert calls == [f"stat {service}/bin", f"stat {service}/data", f"stat {service}/log",
+                     f"mkdir {service}/log", f"stat {service}"]   # the filesystem of log's
+    device = real_stat(tmp_path).st_dev
+    assert found == {str(p): device for p in (service, *wanted[1:]) if p.name != "conf"}
+    assert (service / "log").is_dir()
+
+
+def test_make_dirs_likely_there_still_refuses_a_file_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "bin").write_text("")
+    with pytest.raises(FileExistsError):
+        output.make_dirs([tmp_path / "bin", tmp_path / "conf"], {}, [str(tmp_path / "conf")])
+
+
+def test_a_file_staged_in_a_dir_known_to_exist_names_its_filesystem(
+        tmp_path: Path, second_fs: Path) -> None:
+    # make_dirs asked nothing of the dir: the temp file's fstat says which filesystem to sync
+    conf = second_fs / "S" / "conf"
+    conf.mkdir(parents=True)
+    (conf / "f").write_text("old\n")
+    steps = output.staging([([str(conf)], [OutputFile(conf / "f", "new\n")], {str(conf)})],
+                           True, {})
+    assert next(steps) == (True, {}, {second_fs.stat().st_dev: str(conf)})
+    stats = steps.send(True)
+    assert isinstance(stats, dict) and stats[str(conf / "f")] == (conf / "f").stat()
+    assert (conf / "f").read_text() == "new\n"
+    steps.close()
+
+
 def test_make_dirs_takes_a_dir_another_process_makes_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the writers of a sharded generate make the dirs of their services at once: a parent they

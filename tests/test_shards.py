@@ -481,9 +481,9 @@ def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
     parent = os.getpid()
     real = output._stage
 
-    def stage(file: OutputFile, umask: int, pid: int,
-              staged: list[tuple[str, OutputFile]]) -> None:
-        real(file, umask, pid, staged)
+    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]],
+              found: dict[str, int]) -> None:
+        real(file, umask, pid, staged, found)
         if os.getpid() != parent:
             with (tmp_path / "writers").open("a") as log:
                 log.write(f"{os.getpid()}\n")
@@ -592,9 +592,9 @@ def test_sigterm_while_writing_is_one_line_and_leaves_no_temp_file(
     before = tree(tmp_path)
     parent, real = os.getpid(), output._stage
 
-    def stage(file: OutputFile, umask: int, pid: int,
-              staged: list[tuple[str, OutputFile]]) -> None:
-        real(file, umask, pid, staged)
+    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]],
+              found: dict[str, int]) -> None:
+        real(file, umask, pid, staged, found)
         if os.getpid() == parent:   # its first file (in shards: of its own first chunk)
             os.kill(parent, signal.SIGTERM)
 
@@ -619,8 +619,8 @@ def test_ctrl_c_while_writing_is_one_line_and_exit_130(
     node(tmp_path, 11, {})
     others = children()
 
-    def stage(file: OutputFile, umask: int, pid: int,
-              staged: list[tuple[str, OutputFile]]) -> None:
+    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]],
+              found: dict[str, int]) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(output, "_stage", stage)
@@ -688,9 +688,9 @@ def test_a_worker_killed_while_staging_in_generate_changes_no_file(
     before = tree(tmp_path)
     parent, real = os.getpid(), output._stage
 
-    def stage(file: OutputFile, umask: int, pid: int,
-              staged: list[tuple[str, OutputFile]]) -> None:
-        real(file, umask, pid, staged)
+    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]],
+              found: dict[str, int]) -> None:
+        real(file, umask, pid, staged, found)
         if os.getpid() != parent:
             os.kill(os.getpid(), signal.SIGKILL)   # its first file staged
 
@@ -783,3 +783,24 @@ def test_a_stamp_write_that_fails_leaves_no_worker(
     exit_code, _, err = generate(tmp_path, "systemd", "3", monkeypatch, capsys)
     assert (exit_code, err.splitlines()[-1]) == (code, line)
     assert children() == others
+
+
+def test_a_rewrite_of_every_file_makes_no_dir_that_exists_and_one_removed_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    written = new_tree(tmp_path, monkeypatch, capsys)
+    gone_dir = sorted((tmp_path / "tars").rglob("bin"))[0]
+    gone_dir.rmdir()
+    refused, real = [], os.mkdir
+
+    def mkdir(path: str, mode: int = 0o777) -> None:
+        try:
+            real(path, mode)
+        except FileExistsError:
+            refused.append(path)
+            raise
+
+    monkeypatch.setattr(os, "mkdir", mkdir)
+    code, out, _ = generate(tmp_path, "supervisord", "1", monkeypatch, capsys)
+    assert (code, out) == (0, "11 written, 23 unchanged, 0 removed\n")
+    assert refused == [] and tree(tmp_path) == written

@@ -428,10 +428,10 @@ class SerialRun(NodeRun):
 
 class ShardedRun(NodeRun):
     """A node whose files the workers of `lockstep` keep; this process keeps the node's own
-    (`shared`, written by the first process, this one, with the node's dirs)."""
+    (`shared`: their changes; written by the first process, this one, with the node's dirs)."""
 
     def __init__(self, rendered: Rendered, changes: list[Change | Planned], stats: Stats | None,
-                 lockstep: Lockstep, job: Job, shared: list[OutputFile],
+                 lockstep: Lockstep, job: Job, shared: list[Change],
                  node: list[Batch]) -> None:
         super().__init__(rendered, changes, stats)
         self._lockstep, self._job, self._shared, self._node = lockstep, job, shared, node
@@ -446,7 +446,10 @@ class ShardedRun(NodeRun):
         stale = [Path(c.path) for c in self.changes if c.kind == "stale"]
         # the first process, this one, writes the node's own dirs and files with its chunks:
         # given here, where its generator runs (nothing more crosses a pipe)
-        self._node.append((node_dirs(self.rendered.manifest.node), self._shared))
+        self._node.append((node_dirs(self.rendered.manifest.node),
+                           [c.file for c in self._shared
+                            if c.file is not None and c.kind in ("new", "changed")],
+                           {os.path.dirname(c.path) for c in self._shared if c.kind != "new"}))
         with sigterm_raises():
             touched = drive(self._lockstep, partial(self._lockstep.send, True), written,
                             partial(self._again, set(written)), self.stats)
@@ -545,9 +548,8 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
                   *(c for chunk in done for c in chunk.configs[1])]
         changes: list[Change | Planned] = [
             *units, *stale(out_dir, {os.fspath(c.path) for c in units}, fmt), *others]
-        return ShardedRun(rendered, changes, stats, lockstep, job,
-                          [c.file for c in (*shared[0], *shared[1])
-                           if c.file is not None and c.kind in ("new", "changed")], node)
+        return ShardedRun(rendered, changes, stats, lockstep, job, [*shared[0], *shared[1]],
+                          node)
     except BaseException:
         lockstep.close()
         raise
@@ -592,9 +594,13 @@ def _work(job: Job, shares: tuple[list[Sequence[ServiceSpec]], list[Sequence[str
         except OSError:    # done again in one process, which reports it as it always has
             answer[index] = None
             continue
-        batches.append((part.dirs, [c.file for c in (*units[0], *units[1], *configs[0],
-                                                     *configs[1])
-                                    if c.file is not None and c.kind in ("new", "changed")]))
+        changes = (*units[0], *units[1], *configs[0], *configs[1])
+        batches.append((part.dirs,
+                        [c.file for c in changes
+                         if c.file is not None and c.kind in ("new", "changed")],
+                        # a file found is in a directory that exists: make_dirs need not ask
+                        # (a template edit rewrites every file: 2,000 mkdirs refused, 2,000 stats)
+                        {os.path.dirname(c.path) for c in changes if c.kind != "new"}))
         answer[index] = Chunk(part._replace(units={}, configs=[]),
                               (_seen(units[0], show), _seen(units[1], show)),
                               (_seen(configs[0], show), _seen(configs[1], show)))
