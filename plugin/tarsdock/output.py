@@ -209,7 +209,9 @@ def ini_text(head: str, sections: Sequence[tuple[str, Rows]], quote: Quote, what
 
 
 Devices = dict[int, str]     # st_dev -> a directory on that filesystem (to open for syncfs)
-Stats = dict[str, os.stat_result]   # a file -> its stat as read or once renamed (for the stamp)
+# a file -> the signature (tarsdock.stamp.signature) of its stat as read or once renamed, for the
+# stamp: five ints, not the stat_result, which pickles at 8x the cost (a worker sends 1,000)
+Stats = dict[str, list[int]]
 
 
 def _read(path: Path) -> tuple[str | None, os.stat_result | None]:
@@ -237,7 +239,10 @@ def _read(path: Path) -> tuple[str | None, os.stat_result | None]:
 def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
          kind: str | None = None, stats: Stats | None = None) -> list[Change]:
     """Compare files with the disk; with out_dir, also list its stale generated files of kind.
-    With `stats`, the stat of each unchanged file (as read) goes into it."""
+    With `stats`, the signature of each unchanged file (as read) goes into it."""
+    if stats is not None:
+        # imported here: only generate keeps stats, and has the stamp loaded
+        from tarsdock.stamp import signature
     changes: list[Change] = []
     wanted = set()
     for file in files:
@@ -250,7 +255,7 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
         else:
             changes.append(Change("unchanged", file.path, file, old))
             if stats is not None:
-                stats[os.fspath(file.path)] = info
+                stats[os.fspath(file.path)] = signature(info)
     if out_dir is not None:
         changes += stale(out_dir, {os.fspath(path) for path in wanted}, kind)
     return changes
@@ -422,10 +427,12 @@ def _on(found: dict[str, int], directories: Iterable[str]) -> Devices:
 def _rename(staged: Sequence[tuple[str, OutputFile]], stats: Stats | None) -> Iterator[None]:
     """Rename each staged temp file over its target, one a step (the caller counts them); with
     `stats`, stat each target once renamed (a rename changes the inode's ctime)."""
+    if stats is not None:
+        from tarsdock.stamp import signature  # as in plan
     for temp, file in staged:
         os.replace(temp, file.path)
         if stats is not None:
-            stats[os.fspath(file.path)] = os.stat(file.path)
+            stats[os.fspath(file.path)] = signature(os.stat(file.path))
         yield
 
 
@@ -462,7 +469,8 @@ def write(changes: Iterable[Change], dirs: Iterable[str | Path] = (),
     """Apply a plan: make dirs, write new and changed files, remove stale ones; count each kind.
 
     With `jobs` > 1 the dirs and files are split over that many processes (see the module
-    docstring). With `stats`, each file written is stat'ed once renamed, into it. Everything is
+    docstring). With `stats`, each file written is stat'ed once renamed, its signature into it
+    (see Stats). Everything is
     on disk when this returns. SIGTERM meanwhile raises Terminated (the temp files removed, the
     worker processes reaped; files already renamed stay new).
     """

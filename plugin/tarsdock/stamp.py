@@ -73,7 +73,8 @@ def stamp_path(out_dir: str, fmt: str) -> str:
     return os.path.join(cache_dir(), f"generate-{digest:08x}.json")
 
 
-def _signature(info: os.stat_result) -> Signature:
+def signature(info: os.stat_result) -> Signature:
+    """What a stamp keeps of a stat: inode, size, mtime and ctime in ns, mode."""
     return [info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode]
 
 
@@ -88,7 +89,7 @@ def tree(root: str) -> dict[str, Signature]:
         if (info.st_dev, info.st_ino) in seen:
             continue
         seen.add((info.st_dev, info.st_ino))
-        found[folder] = _signature(info)
+        found[folder] = signature(info)
         with os.scandir(folder) as entries:
             for entry in entries:
                 try:
@@ -99,7 +100,7 @@ def tree(root: str) -> dict[str, Signature]:
                 if entry.is_dir() and entry.name not in SKIPPED_DIRS:
                     pending.append(entry.path)
                 elif not entry.is_dir():
-                    found[entry.path] = _signature(entry_info)
+                    found[entry.path] = signature(entry_info)
     return found
 
 
@@ -115,7 +116,7 @@ def signatures(paths: Iterable[str]) -> dict[str, Signature]:
     found: dict[str, Signature] = {}
     for path in paths:
         try:
-            found[path] = _signature(os.stat(path))
+            found[path] = signature(os.stat(path))
         except FileNotFoundError:
             found[path] = []
     return found
@@ -183,17 +184,17 @@ def forget(path: str) -> None:
 
 def record(path: str, key: list[object], config_dir: str, out_dir: str, outside: Iterable[str],
            outputs: Iterable[str], dirs: Iterable[str], warnings: list[str],
-           started_ns: int, stats: Mapping[str, os.stat_result]) -> bool:
+           started_ns: int, stats: Mapping[str, Signature]) -> bool:
     """Write the stamp of a finished run; False when an input is too new or there is no cache.
 
-    `stats` holds the stat of each output, taken by the writer (os.stat for any missing)."""
+    `stats` holds the signature of each output, taken by the writer (os.stat for any missing)."""
     inputs, extra = tree(config_dir), signatures(outside)
     for signature in (*inputs.values(), *extra.values()):
         if signature and max(signature[2], signature[3]) > started_ns - RACY_NS:
             return False
     files = [str(output) for output in outputs]
     data = {"key": key, "config_dir": config_dir, "tree": inputs, "outside": extra,
-            "files": {output: _signature(stats[output]) if output in stats
+            "files": {output: stats[output] if output in stats
                       else signatures([output])[output] for output in files},
             "out_dir": out_dir, "listing": _listing(out_dir),
             "dirs": _innermost(dirs, files), "warnings": warnings,
