@@ -226,11 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run tarsdock; return 0 on success, 1 on errors in the input, 2 on usage errors, 5 when
     the environment stops it (commands add their own: see README, exit statuses)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = build_parser(argv)
     try:
+        # building the parser imports the commands' modules: tens of ms a Ctrl-C may fall in
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     handler: Handler = args.func
     stdout = sys.stdout
     sys.stdout = _Stdout(stdout)
