@@ -299,6 +299,14 @@ def test_a_file_staged_in_a_dir_known_to_exist_names_its_filesystem(
     steps.close()
 
 
+@pytest.mark.parametrize("path", ["/", "/x", "x", "a/b", "/a/b/c", "//x/y", "/a/b/", "./a",
+                                  "../a/b", "/.x.1.tmp", "/a//b/c"])
+def test_parent_is_dirname_of_a_path_as_a_path_gives_it(path: str) -> None:
+    given = os.fspath(Path(path))
+    assert output._parent(given) == os.path.dirname(given)
+    assert output._parent("//x") == "/"     # dirname: "//", the same directory on Linux
+
+
 def test_make_dirs_takes_a_dir_another_process_makes_meanwhile(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the writers of a sharded generate make the dirs of their services at once: a parent they

@@ -297,7 +297,7 @@ def _with_parents(dirs: Iterable[str]) -> set[str]:
     for path in dirs:
         while path not in known:
             known.add(path)
-            path = os.path.dirname(path)
+            path = _parent(path)
     return known
 
 
@@ -326,7 +326,7 @@ def _make_dir(path: str, found: dict[str, int], made: list[str], likely: bool = 
         found[path] = info.st_dev
         return
     except FileNotFoundError:
-        parent = os.path.dirname(path)
+        parent = _parent(path)
         if parent == path or parent in found:   # no root, or its parent gone meanwhile
             raise
         _make_dir(parent, found, made)
@@ -334,8 +334,16 @@ def _make_dir(path: str, found: dict[str, int], made: list[str], likely: bool = 
         _make_dir(path, found, made)
         return
     # a directory just made is no mount point: it is on its parent's filesystem
-    found[path] = _device(os.path.dirname(path), found)
+    found[path] = _device(_parent(path), found)
     made.append(path)
+
+
+def _parent(path: str) -> str:
+    """os.path.dirname of a path as a Path gives it (no "//" but at its start), at a third of
+    the cost: 9,000 calls a write of a 1,000-service node. "//x" gives "/" (dirname: "//",
+    the same directory on Linux)."""
+    head, slash, _ = path.rpartition("/")
+    return head or slash
 
 
 def _device(directory: str, found: dict[str, int]) -> int:
@@ -368,7 +376,7 @@ def _stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, Outpu
         os.unlink(temp)
         fd = os.open(temp, flags, file.mode)
     try:
-        head = temp.rpartition("/")[0]
+        head = _parent(temp)
         if head not in found:   # the temp file is on its directory's filesystem: fstat says
             found[head] = os.fstat(fd).st_dev
         data = memoryview(file.content.encode("utf-8"))
@@ -450,7 +458,7 @@ def _replace_all(files: Sequence[OutputFile], found: dict[str, int],
         for file in files:
             _stage(file, umask, pid, staged, found)
         # every temp file's data is on disk before any name points at it
-        syncfs(_on(found, (os.path.dirname(temp) for temp, _ in staged)))
+        syncfs(_on(found, (_parent(temp) for temp, _ in staged)))
         for _ in _rename(staged, stats):
             renamed += 1
     finally:
@@ -535,7 +543,7 @@ def replace_here(files: Sequence[OutputFile], dirs: Sequence[str],
     """Make the dirs and the files' parents, then replace the files; the filesystems of the
     dirs made and of the files."""
     found: dict[str, int] = {}
-    parents = {os.path.dirname(file.path) for file in files}
+    parents = {_parent(os.fspath(file.path)) for file in files}
     made = make_dirs([*dirs, *parents], found)
     if files:
         _replace_all(files, found, stats)
@@ -638,14 +646,14 @@ def staging(batches: Iterable[Batch], stat: bool,
         try:
             umask, pid = _current_umask(), os.getpid()
             for dirs, files, exists in batches:
-                made += make_dirs([*dirs, *{os.path.dirname(file.path) for file in files}],
+                made += make_dirs([*dirs, *{_parent(os.fspath(file.path)) for file in files}],
                                   found, exists)
                 for file in files:
                     _stage(file, umask, pid, staged, found)
         except OSError:
             yield False, {}, {}
             return
-        yield True, _on(found, made), _on(found, (os.path.dirname(t) for t, _ in staged))
+        yield True, _on(found, made), _on(found, (_parent(t) for t, _ in staged))
         try:
             for _ in _rename(staged, stats if stat else None):
                 renamed += 1
