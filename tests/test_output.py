@@ -53,6 +53,18 @@ def test_stale_removal_only_of_our_files_of_the_same_kind(tmp_path: Path) -> Non
                                                            "other.conf"]
 
 
+@pytest.mark.parametrize("out", [".", "out", "out/"])
+def test_stale_files_are_found_in_a_relative_out_dir_too(tmp_path: Path, out: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path(out).mkdir(exist_ok=True)
+    for name in ("a.service", "b.service"):
+        (Path(out) / name).write_text(unit(Path(out), name).content)
+    changes = plan([unit(Path(out), "a.service")], Path(out), "systemd")
+    assert [(c.kind, c.path) for c in changes] == [("unchanged", Path(out) / "a.service"),
+                                                   ("stale", Path(out) / "b.service")]
+
+
 def test_interrupted_write_leaves_the_old_file(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     write(plan([unit(tmp_path, "a.service", "old\n")], tmp_path, "systemd"))

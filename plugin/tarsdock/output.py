@@ -265,9 +265,14 @@ def stale(out_dir: Path, wanted: Container[str], kind: str | None) -> list[Chang
     """The generated files of `kind` in out_dir that are not `wanted` (paths), to remove."""
     if not out_dir.is_dir():
         return []
-    return [Change("stale", path, None, _read(path)[0]) for path in sorted(out_dir.iterdir())
-            if os.fspath(path) not in wanted and path.is_file() and not path.is_symlink()
-            and generated_kind(path) == kind]
+    # names first, a Path only for one not wanted: a node's 1,000 units are (a Path each, and
+    # a sort of Paths, took 3 ms of the main process); sorted names sort as their Paths do.
+    # Each name as its Path would print it: Path(".") / "a" is "a"
+    prefix = os.path.join(out_dir, "") if out_dir.parts else ""
+    others = [out_dir / name for name in sorted(os.listdir(out_dir))
+              if prefix + name not in wanted]
+    return [Change("stale", path, None, _read(path)[0]) for path in others
+            if path.is_file() and not path.is_symlink() and generated_kind(path) == kind]
 
 
 def make_dirs(paths: Iterable[str | Path], found: dict[str, int] | None = None,
