@@ -181,8 +181,11 @@ def test_template_cycle_without_a_root(tmp_path: Path, capsys: pytest.CaptureFix
     (root / "templates" / "t.other").write_text("<tars>\n</tars>\n")
     code, _, err = run(capsys, "--config-dir", str(root), "validate")
     assert code == 1
-    assert "template cycle without a root: t.app -> t.other -> t.app" in err
-    assert "node.toml:" in err
+    # at the `parent` line that closes the loop, naming the key (house rule: file, line and key)
+    cycle = "key 'parent': template cycle without a root:"
+    assert err.splitlines()[:2] == [
+        f"error: node.toml:7: {cycle} t.other -> t.app -> t.other",
+        f"error: node.toml:9: {cycle} t.app -> t.other -> t.app"]
     assert len(err.splitlines()) == len(set(err.splitlines())), err   # each error once
 
 
@@ -191,7 +194,7 @@ def test_missing_template_and_parent(tmp_path: Path, capsys: pytest.CaptureFixtu
     root = config_dir(tmp_path, "<tars>\n</tars>\n", node)
     code, _, err = run(capsys, "--config-dir", str(root), "validate")
     assert code == 1
-    assert "template 't.gone' does not exist" in err
+    assert "error: node.toml:7: key 'parent': template 't.gone' does not exist" in err, err
 
 
 def test_all_errors_of_a_run_are_reported_together(

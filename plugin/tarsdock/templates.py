@@ -153,27 +153,30 @@ class TemplateSet:
         return rows
 
     def chain(self, name: str, used_at: Origin) -> list[Template]:
-        """The template and its ancestors, child first; a cycle not ending at a root is an error."""
+        """The template and its ancestors, child first; a cycle not ending at a root is an error.
+        An error past the first template is at the `parent` key that led there (key 'parent')."""
         chain: list[Template] = []
         seen: list[str] = []
-        current, referrer = name, used_at
+        current, referrer, key = name, used_at, None
         while current not in seen:
             template = self.get(current)
             if current in self.broken:
                 raise BrokenTemplate(referrer, f"template '{current}' has errors (see "
-                                     f"{self.broken[current]})")
+                                     f"{self.broken[current]})", key)
             if template is None:
                 raise InputError(referrer, f"template '{current}' does not exist"
-                                 f"{did_you_mean(current, [*self.templates, *self._unread])}")
+                                 f"{did_you_mean(current, [*self.templates, *self._unread])}",
+                                 key)
             seen.append(current)
             chain.append(template)
             parent = self.parent_of(current)
             if parent == current:
                 return chain
-            referrer = self.parents[current][1] if current in self.parents else referrer
+            if current in self.parents:
+                referrer, key = self.parents[current][1], "parent"
             current = parent
         loop = " -> ".join([*seen[seen.index(current):], current])
-        raise InputError(referrer, f"template cycle without a root: {loop}")
+        raise InputError(referrer, f"template cycle without a root: {loop}", key)
 
     def resolve(self, name: str, used_at: Origin) -> Config:
         """resolve(T) = T over resolve(parent(T)), without macro substitution.
