@@ -135,11 +135,17 @@ def group_restart_note(fmt: str, changes: Sequence[Change | Planned],
     """supervisord replaces a changed group whole: say so before an update restarts them all."""
     # Program files only (a service added or removed, or a section changed, as after an upgrade
     # of tarsdock): a changed run file needs just `supervisorctl restart tars:App.Server`.
+    # the cheap tests first: no look at the 2,000-3,000 paths of a systemd node or of a new one
+    # (2-2.5 ms of the main process)
+    if fmt != "supervisord":
+        return None
     out = os.fspath(out_dir)
-    programs = [c for c in changes
-                if os.path.dirname(c.path) == out and os.path.splitext(c.path)[1] == ".conf"]
-    existed = any(c.kind != "new" for c in programs)
-    if fmt != "supervisord" or not existed or all(c.kind == "unchanged" for c in programs):
+
+    def program(change: Change | Planned) -> bool:
+        return os.path.splitext(change.path)[1] == ".conf" and os.path.dirname(change.path) == out
+
+    existed = any(c.kind != "new" and program(c) for c in changes)
+    if not existed or all(c.kind == "unchanged" for c in changes if program(c)):
         return None
     return ("group tars changed: `supervisorctl update` will restart every program of the "
             "group, not only the changed ones (supervisord replaces a changed group whole)")
