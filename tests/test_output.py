@@ -246,22 +246,29 @@ def test_make_dirs_makes_missing_parents_first_and_counts_only_new_ones(tmp_path
     assert output.make_dirs(wanted) == []
 
 
-def test_make_dirs_finds_each_filesystem_with_no_failing_mkdir_and_one_stat(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # a service's dir comes before its bin, conf and data: no mkdir fails, no stat of each
-    service = tmp_path / "S"
+def traced_mkdir_and_stat(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The list every os.mkdir and os.stat call is noted in (`mkdir PATH`, `stat PATH`), in order;
+    the calls still happen."""
     calls: list[str] = []
     real_mkdir, real_stat = os.mkdir, os.stat
     monkeypatch.setattr(os, "mkdir", lambda path, mode=0o777: (calls.append(f"mkdir {path}"),
                                                               real_mkdir(path, mode))[1])
     monkeypatch.setattr(os, "stat", lambda path, **kw: (calls.append(f"stat {path}"),
                                                         real_stat(path, **kw))[1])
+    return calls
+
+
+def test_make_dirs_finds_each_filesystem_with_no_failing_mkdir_and_one_stat(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a service's dir comes before its bin, conf and data: no mkdir fails, no stat of each
+    service = tmp_path / "S"
+    calls = traced_mkdir_and_stat(monkeypatch)
     found: dict[str, int] = {}
     wanted = [service / "bin", service / "conf", service, service / "data"]
     assert len(output.make_dirs(wanted, found)) == 4
     assert calls == [f"mkdir {service}", f"stat {tmp_path}",   # once made: its filesystem's
                      *(f"mkdir {service}/{d}" for d in ("bin", "conf", "data"))]
-    device = real_stat(tmp_path).st_dev
+    device = os.lstat(tmp_path).st_dev   # not traced
     assert found == {str(p): device for p in (tmp_path, *wanted)}
 
 
@@ -272,18 +279,13 @@ def test_make_dirs_asks_nothing_of_a_dir_known_to_exist_and_stats_the_others_fir
     service = tmp_path / "S"
     for name in ("bin", "conf", "data"):
         (service / name).mkdir(parents=True)
-    calls: list[str] = []
-    real_mkdir, real_stat = os.mkdir, os.stat
-    monkeypatch.setattr(os, "mkdir", lambda path, mode=0o777: (calls.append(f"mkdir {path}"),
-                                                              real_mkdir(path, mode))[1])
-    monkeypatch.setattr(os, "stat", lambda path, **kw: (calls.append(f"stat {path}"),
-                                                        real_stat(path, **kw))[1])
+    calls = traced_mkdir_and_stat(monkeypatch)
     found: dict[str, int] = {}
     wanted = [service, *(service / d for d in ("bin", "conf", "data", "log"))]
     assert output.make_dirs(wanted, found, [str(service / "conf")]) == [str(service / "log")]
     assert calls == [f"stat {service}/bin", f"stat {service}/data", f"stat {service}/log",
                      f"mkdir {service}/log", f"stat {service}"]   # the filesystem of log's
-    device = real_stat(tmp_path).st_dev
+    device = os.lstat(tmp_path).st_dev   # not traced
     assert found == {str(p): device for p in (service, *wanted[1:]) if p.name != "conf"}
     assert (service / "log").is_dir()
 
