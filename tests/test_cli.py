@@ -257,8 +257,9 @@ def test_the_import_graph_has_no_cycle() -> None:
 
 def test_only_the_entry_point_imports_the_cli() -> None:
     users = sorted(m for m, deps in import_graph().items() if "tarsdock.cli" in deps)
-    # manpages documents the parser; nothing imports manpages
-    assert users == ["tarsdock.__main__", "tarsdock.manpages"], users
+    # start is the console script's and `python -m`'s entry (through __main__); manpages
+    # documents the parser; nothing imports manpages
+    assert users == ["tarsdock.manpages", "tarsdock.start"], users
 
 
 def test_the_cli_module_has_no_command_bodies() -> None:
@@ -441,3 +442,33 @@ def test_ctrl_c_while_the_parser_is_built_is_one_line(monkeypatch: pytest.Monkey
         pytest.fail("KeyboardInterrupt escaped main")
     assert code == 130
     assert capsys.readouterr().err == "error: interrupted (Ctrl-C)\n"
+
+
+class _InterruptedImport:
+    """A meta path finder: importing tarsdock.cli is interrupted, as by a Ctrl-C while it loads."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        if name == "tarsdock.cli":
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_while_the_command_line_loads_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # importing tarsdock.cli (argparse, typing, ...) is tens of ms of every start: a Ctrl-C there
+    # was a traceback (found trying issue 14: most of the tracebacks of early Ctrl-Cs)
+    from tarsdock import start
+
+    monkeypatch.delitem(sys.modules, "tarsdock.cli")
+    monkeypatch.setattr(sys, "meta_path", [_InterruptedImport(), *sys.meta_path])
+    with pytest.raises(SystemExit) as exit_:
+        start.entry()
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted (Ctrl-C)\n"
+
+
+def test_the_console_script_and_python_m_run_start_entry() -> None:
+    # both run the guarded entry; tarsdock.cli.entry stays for the scripts of older installs
+    scripts = importlib.metadata.entry_points(group="console_scripts", name="tarsdock")
+    assert [script.value for script in scripts] == ["tarsdock.start:entry"]
+    main_py = Path(cli.__file__).with_name("__main__.py").read_text()
+    assert "from tarsdock.start import entry" in main_py

@@ -1,5 +1,5 @@
 """Entry point for `python -m tarsdock`."""
 
-from tarsdock.cli import entry
+from tarsdock.start import entry
 
 entry()

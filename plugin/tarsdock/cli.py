@@ -327,5 +327,6 @@ def _unreadable(error: InputError | InputErrors) -> bool:
 
 
 def entry() -> None:
-    """Console-script entry point."""
+    """The console script of installs made before tarsdock.start.entry (their bin/tarsdock
+    names this one; reinstalling moves them there)."""
     sys.exit(main())
