@@ -53,6 +53,19 @@ def test_stale_removal_only_of_our_files_of_the_same_kind(tmp_path: Path) -> Non
                                                            "other.conf"]
 
 
+def test_a_temp_file_of_a_running_writer_is_not_stale_one_of_a_dead_writer_is(
+        tmp_path: Path) -> None:
+    # two generates into one out dir: the second must not remove the first's temp files (the
+    # first's rename would fail); a killed writer's leftover goes with the next run
+    # the pid of a process that has exited and been reaped
+    dead = int(subprocess.run(["sh", "-c", "echo $$"], check=True, capture_output=True,
+                              text=True).stdout)
+    for pid in (os.getpid(), dead):
+        (tmp_path / f".a.service.{pid}.tmp").write_text(HEAD)
+    changes = plan([], tmp_path, "systemd")
+    assert [(c.kind, c.path.name) for c in changes] == [("stale", f".a.service.{dead}.tmp")]
+
+
 @pytest.mark.parametrize("out", [".", "out", "out/"])
 def test_stale_files_are_found_in_a_relative_out_dir_too(tmp_path: Path, out: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:

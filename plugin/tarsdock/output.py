@@ -272,7 +272,26 @@ def stale(out_dir: Path, wanted: Container[str], kind: str | None) -> list[Chang
     others = [out_dir / name for name in sorted(os.listdir(out_dir))
               if prefix + name not in wanted]
     return [Change("stale", path, None, _read(path)[0]) for path in others
-            if path.is_file() and not path.is_symlink() and generated_kind(path) == kind]
+            if path.is_file() and not path.is_symlink() and not _staged_by_a_live_writer(path.name)
+            and generated_kind(path) == kind]
+
+
+def _staged_by_a_live_writer(name: str) -> bool:
+    """Whether `name` is a temp file (see _temp_path) of a process still running: another
+    generate writing into the same out dir now. Removed as stale, its rename would fail and that
+    run with it; one of a process gone (killed before it could clean up) is stale."""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    pid = name[:-len(".tmp")].rpartition(".")[2]
+    if not (pid.isascii() and pid.isdigit()):
+        return False
+    try:
+        os.kill(int(pid), 0)          # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:           # it exists, under another user
+        return True
+    return True
 
 
 def make_dirs(paths: Iterable[str | Path], found: dict[str, int] | None = None,
