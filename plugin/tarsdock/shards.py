@@ -2,7 +2,8 @@
 run in this process and each other in a forked child, driven in lockstep over pipes.
 
 Why fork and pipes, not multiprocessing: a child made by fork(2) starts with everything the
-parent has read (manifest, templates) and costs about a millisecond; multiprocessing's import and
+parent has read (the manifest, the list of templates: each process parses the templates its
+services use, see resolve.read_inputs) and costs about a millisecond; multiprocessing's import and
 pool cost tens of milliseconds, a tenth of a whole run. Each step sends the same value to every
 shard and returns what each yields next, in shard order, so the caller can decide between steps
 (all rendered without error: go on and write; otherwise stop) with every shard waiting.
