@@ -451,6 +451,15 @@ def old_files(root: Path) -> list[Path]:
     return targets
 
 
+def generated_then_every_config_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """An 11-service node generated once (supervisord, one process), then changed so that every
+    service's config changes."""
+    node(tmp_path, 11, {})
+    assert generate(tmp_path, "supervisord", "1", monkeypatch, capsys)[0] == 0
+    node(tmp_path, 11, {i: WARNS for i in range(11)})
+
+
 def temp_files(root: Path) -> list[Path]:
     return [path for path in root.rglob(".*.tmp")]
 
@@ -459,9 +468,7 @@ def temp_files(root: Path) -> list[Path]:
 def test_a_write_failing_in_one_shard_changes_no_file_and_leaves_no_temp_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         where: str) -> None:
-    node(tmp_path, 11, {})
-    assert generate(tmp_path, "supervisord", "1", monkeypatch, capsys)[0] == 0
-    node(tmp_path, 11, {i: WARNS for i in range(11)})   # every config changes
+    generated_then_every_config_changed(tmp_path, monkeypatch, capsys)
     # a file where App.S09's conf dir must be: the process that takes its chunk fails to read
     # its config file to compare it; where its data dir must be (no file in it): it fails to
     # make the dir, once every process has planned
@@ -586,9 +593,7 @@ def test_sigterm_while_writing_is_one_line_and_leaves_no_temp_file(
         jobs_: str) -> None:
     # SIGTERM's default action ended generate at once: hundreds of .*.tmp files stayed under
     # tars_path (found trying issue 14 as a user; the old one-process writer did the same)
-    node(tmp_path, 11, {})
-    assert generate(tmp_path, "supervisord", "1", monkeypatch, capsys)[0] == 0
-    node(tmp_path, 11, {i: WARNS for i in range(11)})   # every config changes
+    generated_then_every_config_changed(tmp_path, monkeypatch, capsys)
     before = tree(tmp_path)
     parent, real = os.getpid(), output._stage
 
