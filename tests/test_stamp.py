@@ -166,6 +166,19 @@ def test_a_changed_tarsdock_makes_a_full_run(node: Path, tmp_path: Path, loads: 
     assert loads == [1, 1]
 
 
+def test_the_code_fingerprint_names_a_dangling_symlink_and_sees_it_go(tmp_path: Path) -> None:
+    package = tmp_path / "tarsdock"
+    (package / "templates").mkdir(parents=True)
+    (package / "argv.py").write_text("x = 1\n")
+    code = stamp.code_fingerprint(str(package))[0]
+    (package / "templates" / "gone").symlink_to(tmp_path / "nowhere")
+    with_link = stamp.code_fingerprint(str(package))
+    # the templates dir's own entry changes too (its mtime): a new link is a changed tarsdock
+    assert with_link[0] == code and ["/templates/gone"] in with_link
+    (package / "templates" / "gone").unlink()
+    assert ["/templates/gone"] not in stamp.code_fingerprint(str(package))
+
+
 def test_nodejs_services_are_never_stamped(node: Path, tmp_path: Path,
                                            loads: list[int]) -> None:
     text = (node / "node.toml").read_text().replace('"tars_cpp"', '"tars_nodejs"')
