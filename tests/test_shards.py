@@ -249,6 +249,42 @@ def test_a_template_problem_found_in_a_shard_is_reported_at_its_line(
     assert tree(tmp_path) == {}
 
 
+# Units only rendering refuses: validate's shards render them without text
+# (generate.check_units), and must fail exactly where one process rendering the text fails. With
+# 2 jobs the first of two services is in this process's chunk, the second in the child's.
+COMMAND = '[services."App.{name}"]\ntype = "not_tars"\nrun = "native"\ncommand = ["{argv0}"]\n'
+
+
+def two(first: str, second: str) -> str:
+    """A node of two not_tars services, App.A and App.B, running these executables."""
+    return (NODE.split("[services.")[0] + COMMAND.format(name="A", argv0=first)
+            + COMMAND.format(name="B", argv0=second))
+
+
+RENDER_ROWS: list[tuple[str, str, str, str]] = [
+    ("shards: only systemd refuses the child's service", "config", two("/bin/true", "-oops"),
+     "error: App.B: command: executable '-oops' would be read as a systemd prefix"),
+    ("shards: only systemd refuses this process's service", "config", two("@oops", "/bin/true"),
+     "error: App.A: command: executable '@oops' would be read as a systemd prefix"),
+    ("shards: both refuse the config dir's path in every header", "con\nfig",
+     two("/bin/true", "/bin/true"), "error: config dir: "),
+]
+
+
+@pytest.mark.parametrize(("directory", "node", "error"), [r[1:] for r in RENDER_ROWS],
+                         ids=[r[0] for r in RENDER_ROWS])
+def test_a_unit_only_rendering_refuses_is_reported_in_shards_as_in_one_process(
+        tmp_path: Path, directory: str, node: str, error: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    write_config(tmp_path / directory, {"node.toml": node})
+    argv = ["--config-dir", str(tmp_path / directory), "validate"]
+    monkeypatch.setenv(JOBS_VARIABLE, "1")
+    alone = run(argv, capsys)
+    assert alone[0] == 1 and error in alone[2], alone
+    monkeypatch.setenv(JOBS_VARIABLE, "2")
+    assert run(argv, capsys) == alone
+
+
 def test_templates_are_parsed_in_the_shards_and_each_checked_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     files = {"node.toml": NODE, "templates/t.app": "<tars>\n</tars>\n",

@@ -70,6 +70,26 @@ def render_units(fmt: str, services: Sequence[Service], ctx: Context,
     return render_services(services, ctx, out_dir)
 
 
+def check_units(formats: Sequence[str], services: Sequence[Service], ctx: Context,
+                out_dir: Path) -> None:
+    """Raise what render_units raises for any of `formats` (an error, if there is one), making
+    no text: validate's shards need only to know that every unit renders (a node that does not
+    is rendered again in one process, whose error is the one reported). A container service's
+    docker arguments are made once for both formats."""
+    from tarsdock import supervisord, systemd
+    from tarsdock.argv import docker_run_argv
+
+    if not formats:
+        return
+    run_args = [docker_run_argv(service, ctx.docker)[1:] if service.spec.run == "container"
+                else None for service in services]
+    for fmt in formats:
+        if fmt == "supervisord":
+            supervisord.check_services(services, ctx, out_dir, run_args)
+        else:
+            systemd.check_services(services, ctx, run_args)
+
+
 def render_node(fmt: str, specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,
                 out_dir: Path) -> list[OutputFile]:
     """The node's own units in the chosen format, naming the services of `specs`."""
@@ -210,7 +230,8 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     Without `configs` the service config files are left out (validate): their text is a
     serialized config, which cannot fail, under a header naming the same config dir and sources
     as the service's unit, checked there. Without `keep` the files are rendered (so checked)
-    and dropped: `files` is empty, and no shard sends its files back (validate).
+    and dropped: `files` and `dirs` are empty, and no shard makes the files' text or sends
+    anything of them back (validate).
 
     The one pipeline of validate and generate: both report the same errors and warnings, with
     lines. The manifest is read once and the templates listed; the services are then resolved
@@ -307,7 +328,8 @@ def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None]
                   for fmt in request.formats}
     except TarsdockError:
         return None
-    dirs = [*node_dirs(node), *(path for part in done for path in part.dirs)]
+    dirs = [*node_dirs(node), *(path for part in done for path in part.dirs)] \
+        if request.keep else []
     notes = node_warnings(inputs.manifest, specs, [note for part in done for note in part.notes])
     return Rendered(inputs.manifest, specs, {}, dirs, notes), shared
 
@@ -342,14 +364,19 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
         if problems or checked.errors or len(resolved) < len(specs):
             return None
         services = with_package_facts(resolved)
-        units = {fmt: render_units(fmt, services, request.ctx, request.out_dir)
-                 for fmt in request.formats}
+        if request.keep:
+            units = {fmt: render_units(fmt, services, request.ctx, request.out_dir)
+                     for fmt in request.formats}
+        else:   # validate: rendered without text, as nothing is kept
+            check_units(request.formats, services, request.ctx, request.out_dir)
+            units = {}
         configs = config_files(services, request.ctx) if request.configs else []
     except TarsdockError:
         return None
     if not request.keep:
-        units, configs = {}, []
-    return Part(units, configs, own_dirs(services), ports_in_use(services, manifest),
+        configs = []
+    return Part(units, configs, own_dirs(services) if request.keep else [],
+                ports_in_use(services, manifest),
                 [note for service in services for note in service_warnings(service)])
 
 
@@ -628,7 +655,7 @@ def _load_and_render_located(request: Request) -> Rendered:
                  for fmt in formats}
         return Rendered(node.manifest, [service.spec for service in services],
                         files if keep else {},
-                        service_dirs(services, node.manifest.node),
+                        service_dirs(services, node.manifest.node) if keep else [],
                         input_warnings(node.manifest, services))
 
     try:

@@ -208,6 +208,15 @@ def ini_text(head: str, sections: Sequence[tuple[str, Rows]], quote: Quote, what
     return "".join(parts)
 
 
+def check_ini(sections: Sequence[tuple[str, Rows]], quote: Quote, what: str) -> None:
+    """Raise what ini_text raises for these sections (a value `quote` refuses), making no text:
+    validate needs only to know that every file renders."""
+    for _, rows in sections:
+        for row in rows:
+            if not isinstance(row, Lines):
+                quote(row[1], what)
+
+
 Devices = dict[int, str]     # st_dev -> a directory on that filesystem (to open for syncfs)
 # a file -> the signature (tarsdock.stamp.signature) of its stat as read or once renamed, for the
 # stamp: five ints, not the stat_result, which pickles at 8x the cost (a worker sends 1,000)

@@ -24,7 +24,16 @@ from tarsdock.argv import (
     wrapper_settings,
 )
 from tarsdock.model import NodeSettings, Service, ServiceSpec
-from tarsdock.output import Context, Lines, OutputFile, Quote, fixed_lines, header, ini_text
+from tarsdock.output import (
+    Context,
+    Lines,
+    OutputFile,
+    Quote,
+    check_ini,
+    fixed_lines,
+    header,
+    ini_text,
+)
 from tarsdock.quoting import (
     QuotingError,
     Value,
@@ -69,10 +78,11 @@ def run_path(service: Service, out_dir: Path) -> Path:
     return out_dir / f"{service.name}{RUN_SUFFIX}"
 
 
-def run_argv(service: Service, ctx: Context) -> list[str]:
-    """The positional parameters of the run file: `docker`'s arguments, or env(1) and the argv."""
+def run_argv(service: Service, ctx: Context, args: list[str] | None = None) -> list[str]:
+    """The positional parameters of the run file: `docker`'s arguments (`args` when the caller
+    has them: docker_run_argv without the docker path), or env(1) and the argv."""
     if service.spec.run == "container":
-        return docker_run_argv(service, ctx.docker)[1:]
+        return args if args is not None else docker_run_argv(service, ctx.docker)[1:]
     # env(1): the service's environment without a shell's quoting rules in between.
     assignments = [f"{key}={value}" for key, value in service_env(service)]
     command = service_command(service)
@@ -87,10 +97,10 @@ def _sh(word: str, what: str) -> str:
     return shlex.quote(check_text(word, what))
 
 
-def run_lines(service: Service, ctx: Context) -> list[str]:
-    """The sh lines of the run file: its variables, then `set -- ARGV`."""
+def run_lines(service: Service, ctx: Context, args: list[str] | None = None) -> list[str]:
+    """The sh lines of the run file: its variables, then `set -- ARGV` (`args`: see run_argv)."""
     what = f"{service.name}: command"
-    argv = run_argv(service, ctx)
+    argv = run_argv(service, ctx, args)
     if not argv:
         raise QuotingError(f"{what}: empty command")
     if service.spec.run == "container":
@@ -222,6 +232,18 @@ def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) ->
                                 _render(sections, head, service.name, quote)))
         files.append(OutputFile(run_path(service, out_dir), render_run(service, ctx, head)))
     return files
+
+
+def check_services(services: Sequence[Service], ctx: Context, out_dir: Path,
+                   run_args: Sequence[list[str] | None]) -> None:
+    """Raise what render_services raises for these services, making no text (validate);
+    `run_args`: each service's docker arguments (see run_argv), or None."""
+    quote = remembering(supervisor)
+    for service, args in zip(services, run_args, strict=True):
+        header(FORMAT, ctx.config_dir, _sources(service))
+        check_ini([(f"program:{service.name}", program_rows(service, ctx, out_dir))], quote,
+                  service.name)
+        run_lines(service, ctx, args)
 
 
 def render_node(specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,

@@ -16,7 +16,16 @@ from tarsdock.argv import (
     wrapper_settings,
 )
 from tarsdock.model import NodeSettings, Service, ServiceSpec
-from tarsdock.output import Context, Lines, OutputFile, Quote, fixed_lines, header, ini_text
+from tarsdock.output import (
+    Context,
+    Lines,
+    OutputFile,
+    Quote,
+    check_ini,
+    fixed_lines,
+    header,
+    ini_text,
+)
 from tarsdock.quoting import EnvAssignment, Value, check_text, remembering, systemd
 from tarsdock.records import Record
 
@@ -130,7 +139,7 @@ def wrapper_argv(service: Service, ctx: Context, settings: list[tuple[str, str]]
     return argv
 
 
-def _container_rows(service: Service, ctx: Context) -> Rows:
+def _container_rows(service: Service, ctx: Context, args: list[str] | None) -> Rows:
     name, node = service.name, service.node
     pull = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "images", "sync",
             "--only", name, "--timeout", str(PULL_TIMEOUT), "--quiet"]
@@ -139,7 +148,9 @@ def _container_rows(service: Service, ctx: Context) -> Rows:
     # signals=cgroup: `systemctl kill -s HUP` signals every process of the unit, the docker
     # client too, whose own proxy then delivers it; the wrapper must not deliver it again.
     settings = wrapper_settings(service, ctx.docker, "cgroup", f"{ctx.scripts_dir}/tarsdock")
-    run = wrapper_argv(service, ctx, settings, docker_run_argv(service, ctx.docker)[1:])
+    if args is None:
+        args = docker_run_argv(service, ctx.docker)[1:]
+    run = wrapper_argv(service, ctx, settings, args)
     wait = wrapper_argv(service, ctx, _wait_settings(service, ctx), pull)
     reap = wrapper_argv(service, ctx, [("mode", "reap"), ("docker", ctx.docker),
                                        ("instance", node.instance)])
@@ -199,9 +210,11 @@ def _native_rows(service: Service, ctx: Context) -> Rows:
             ("TimeoutStopSec", str(service.stop_timeout))]
 
 
-def service_rows(service: Service, ctx: Context) -> list[tuple[str, Rows]]:
-    """The sections of a service's unit, in file order."""
-    body = _container_rows(service, ctx) if service.spec.run == "container" \
+def service_rows(service: Service, ctx: Context,
+                 args: list[str] | None = None) -> list[tuple[str, Rows]]:
+    """The sections of a service's unit, in file order; `args`: a container service's docker
+    arguments when the caller has them (docker_run_argv without the docker path)."""
+    body = _container_rows(service, ctx, args) if service.spec.run == "container" \
         else _native_rows(service, ctx)
     # A disabled service (Tars setting_state inactive) has no [Install]: tars.target does not
     # want it, so it starts only by `systemctl start`; PartOf= still stops it with the target.
@@ -323,6 +336,17 @@ def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) ->
         files.append(OutputFile(out_dir / unit_name(service),
                                 _render(service_rows(service, ctx), head, service.name, quote)))
     return files
+
+
+def check_services(services: Sequence[Service], ctx: Context,
+                   run_args: Sequence[list[str] | None]) -> None:
+    """Raise what render_services raises for these services, making no text (validate);
+    `run_args`: each service's docker arguments (see service_rows), or None."""
+    quote = remembering(_systemd_filter)
+    for service, args in zip(services, run_args, strict=True):
+        header(FORMAT, ctx.config_dir, [service.spec.origin.path,
+                                        f"template {service.spec.template}"])
+        check_ini(service_rows(service, ctx, args), quote, service.name)
 
 
 def render_node(specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,
