@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -364,3 +364,157 @@ def test_a_directory_in_a_files_place_is_an_error_naming_it(tmp_path: Path) -> N
     with pytest.raises(IsADirectoryError) as caught:
         plan([unit(tmp_path, "a.service")], tmp_path, "systemd")
     assert caught.value.filename == os.fspath(tmp_path / "a.service")
+
+
+# --- plan with a Listing: no open of a file in a directory known missing ---------------------
+
+def traced_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The list every os.open for reading is noted in (its path), in order; the opens happen."""
+    opened: list[str] = []
+    real = os.open
+
+    def traced(path: str | os.PathLike[str], flags: int, *args: int, **kw: int) -> int:
+        if not flags & (os.O_WRONLY | os.O_RDWR):
+            opened.append(os.fspath(path))
+        return real(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", traced)
+    return opened
+
+
+def node_files(root: Path) -> list[OutputFile]:
+    """A node's files: units in out/, each service's config in data/NAME/conf/."""
+    return [unit(root / "out", "a.service"), unit(root / "out", "b.service"),
+            OutputFile(root / "data/A/conf/A.conf", "a=1\n"),
+            OutputFile(root / "data/B/conf/B.conf", "b=1\n")]
+
+
+def written_before(root: Path) -> None:
+    write(plan(node_files(root)))
+
+
+def one_service_more(root: Path) -> None:
+    write(plan(node_files(root)[::2]))
+
+
+def out_dir_empty(root: Path) -> None:
+    (root / "out").mkdir()
+
+
+def changed_and_a_stale_unit(root: Path) -> None:
+    write(plan(node_files(root)))
+    (root / "data/A/conf/A.conf").write_text("a=0\n")
+    (root / "out/c.service").write_text(HEAD)
+
+
+def roots_are_symlinks(root: Path) -> None:
+    written_before(root / "real")
+    (root / "out").symlink_to(root / "real/out")
+    (root / "data").symlink_to(root / "real/data")
+
+
+def a_service_dir_is_a_symlink(root: Path) -> None:
+    written_before(root)
+    (root / "data/A").rename(root / "elsewhere")
+    (root / "data/A").symlink_to(root / "elsewhere")
+
+
+def a_dangling_symlink_for_a_service_dir(root: Path) -> None:
+    (root / "data").mkdir()
+    (root / "data/A").symlink_to(root / "nowhere")
+
+
+def a_file_where_a_service_dir_should_be(root: Path) -> None:
+    (root / "data").mkdir()
+    (root / "data/A").write_text("")
+
+
+def a_file_where_the_data_dir_should_be(root: Path) -> None:
+    (root / "data").write_text("")
+
+
+def a_dir_where_a_unit_should_be(root: Path) -> None:
+    (root / "out/a.service").mkdir(parents=True)
+
+
+LAYOUTS = [None, written_before, one_service_more, out_dir_empty, changed_and_a_stale_unit,
+           roots_are_symlinks, a_service_dir_is_a_symlink, a_dangling_symlink_for_a_service_dir,
+           a_file_where_a_service_dir_should_be, a_file_where_the_data_dir_should_be,
+           a_dir_where_a_unit_should_be]
+
+
+def planned(root: Path, listing: output.Listing | None) -> object:
+    """plan's changes as (kind, path, old), or the error it raises as (type, file)."""
+    files = node_files(root)
+    try:
+        changes = [*plan(files[:2], root / "out", "systemd", listing=listing),
+                   *plan(files[2:], listing=listing)]
+    except OSError as error:
+        return type(error), error.filename
+    return [(c.kind, c.path, c.old) for c in changes]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=lambda f: f.__name__ if f else "new_node")
+def test_a_plan_with_a_listing_is_the_plan_without_one(
+        tmp_path: Path, layout: Callable[[Path], None] | None) -> None:
+    if layout is not None:
+        layout(tmp_path)
+    expected = planned(tmp_path, None)
+    assert planned(tmp_path, output.Listing([tmp_path / "out", tmp_path / "data"])) == expected
+    if layout is a_file_where_a_service_dir_should_be:   # errors as without the listing
+        assert expected == (NotADirectoryError, str(tmp_path / "data/A/conf/A.conf"))
+
+
+def test_a_new_node_is_planned_with_no_open_and_one_listing_per_root(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "out").mkdir()
+    listed: list[str] = []
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda path: (listed.append(os.fspath(path)),
+                                                     real(path))[1])
+    opened = traced_reads(monkeypatch)
+    files = node_files(tmp_path)
+    listing = output.Listing([tmp_path / "out", tmp_path / "data"])
+    changes = [*plan(files[:2], tmp_path / "out", "systemd", listing=listing),
+               *plan(files[2:], listing=listing)]
+    assert [(c.kind, c.path) for c in changes] == [("new", f.path) for f in files]
+    assert opened == [] and listed == [str(tmp_path / "out"), str(tmp_path / "data")]
+
+
+def test_a_file_in_a_directory_listed_missing_is_new_even_once_it_appears(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # what the listing showed missing is never opened, so the plan cannot find a file there:
+    # it is as a plan made when the root was listed (the write then replaces the file)
+    listing = output.Listing([tmp_path / "data"])
+    assert listing.missing(str(tmp_path / "data/A/conf/A.conf"))
+    written_before(tmp_path)
+    opened = traced_reads(monkeypatch)
+    assert [c.kind for c in plan(node_files(tmp_path)[2:], listing=listing)] == ["new", "new"]
+    assert opened == []
+
+
+@pytest.mark.parametrize("path", ["data/A/../B/conf/B.conf", "data/./B/x", "out/a.service"])
+def test_paths_through_dot_or_below_no_root_are_not_known_missing(tmp_path: Path,
+                                                                   path: str) -> None:
+    listing = output.Listing([tmp_path / "data"])
+    assert not listing.missing(f"{tmp_path}/{path}")
+
+
+def test_a_root_that_cannot_be_listed_knows_nothing_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(path: str) -> list[str]:
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(os, "listdir", refused)
+    listing = output.Listing([tmp_path / "data"])
+    assert not listing.missing(str(tmp_path / "data/A/conf/A.conf"))
+    assert listing.names(str(tmp_path / "data")) is None
+
+
+@pytest.mark.parametrize("root", ["out", "out/", "out//", "./out"])
+def test_a_root_is_found_however_it_is_spelled(tmp_path: Path, root: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    listing = output.Listing([root])
+    assert listing.missing(os.fspath(Path("out") / "a.service"))

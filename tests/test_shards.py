@@ -845,3 +845,35 @@ def test_a_rewrite_of_every_file_makes_no_dir_that_exists_and_one_removed_again(
     code, out, _ = generate(tmp_path, "supervisord", "1", monkeypatch, capsys)
     assert (code, out) == (0, "11 written, 23 unchanged, 0 removed\n")
     assert refused == [] and tree(tmp_path) == written
+
+
+@pytest.mark.parametrize("fmt", ["systemd", "supervisord"])
+def test_a_new_node_is_planned_with_no_open_of_a_file_to_write(
+        tmp_path: Path, fmt: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # one process (no fork: every open is seen here), a service added to a node written before
+    # (its config's dir is missing, and its unit from the out dir's listing), then the serial
+    # road's plan_all of a new node
+    node(tmp_path, 11, {})
+    assert generate(tmp_path, fmt, "1", monkeypatch, capsys)[0] == 0
+    node(tmp_path, 12, {})
+    read, real = [], os.open
+
+    def traced(path: str, flags: int, *args: int, **kwargs: int) -> int:
+        if not flags & os.O_WRONLY:
+            read.append(os.fspath(path))
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", traced)
+    code = generate(tmp_path, fmt, "1", monkeypatch, capsys)[0]
+    new = {os.fspath(p) for p in tmp_path.rglob("*App.S11*") if p.is_file()}
+    assert code == 0 and len(new) == 2 + (fmt == "supervisord") and not new & set(read)
+    assert {os.fspath(p) for p in tmp_path.rglob("*App.S10*") if p.is_file()} <= set(read)
+    shutil.rmtree(tmp_path / "out")
+    shutil.rmtree(tmp_path / "tars")
+    ctx = Context(tmp_path / "cfg", "/usr/bin")
+    done = load_and_render_all((fmt,), tmp_path / "cfg", ctx, tmp_path / "out")
+    read.clear()
+    changes = generate_module.plan_all(fmt, done.files[fmt], tmp_path / "out", None,
+                                       done.manifest.node.data_dir)
+    assert {c.kind for c in changes} == {"new"} and read == []

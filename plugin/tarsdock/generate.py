@@ -136,13 +136,15 @@ def summary(counts: Mapping[str, int]) -> str:
 
 
 def plan_all(fmt: str, files: list[OutputFile], out_dir: Path,
-             stats: Stats | None = None) -> list[Change]:
+             stats: Stats | None = None, data_dir: str | None = None) -> list[Change]:
     """Units (with stale ones in out_dir) and service configs, compared with the disk (`stats`:
-    see plan)."""
-    from tarsdock.output import plan
+    see plan); no file is opened in a directory that out_dir's or data_dir's listing shows
+    missing (tarsdock.output.Listing)."""
+    from tarsdock.output import Listing, plan
 
+    listing = Listing([out_dir] if data_dir is None else [out_dir, data_dir])
     units, configs = _split(files, os.fspath(out_dir))
-    return plan(units, out_dir, fmt, stats) + plan(configs, stats=stats)
+    return plan(units, out_dir, fmt, stats, listing) + plan(configs, stats=stats, listing=listing)
 
 
 class _AtPath(Protocol):
@@ -540,7 +542,8 @@ def _serial(request: Request, show: bool) -> SerialRun:
     fmt = request.formats[0]
     stats: Stats | None = None if show or any(spec.type == NODEJS for spec in done.specs) \
         else {}
-    changes = plan_all(fmt, done.files[fmt], request.out_dir, stats)
+    changes = plan_all(fmt, done.files[fmt], request.out_dir, stats,
+                       done.manifest.node.data_dir)
     return SerialRun(done, changes, stats, jobs(len(done.specs)))
 
 
@@ -552,7 +555,7 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
     import hashlib  # noqa: F401
 
     from tarsdock import checks, output, package, supervisord, systemd  # noqa: F401
-    from tarsdock.output import plan, stale
+    from tarsdock.output import Listing, plan, stale
     from tarsdock.resolve import check_shares
     from tarsdock.shards import Lockstep, Tickets, chunks
 
@@ -582,14 +585,18 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
         rendered, shared_by_format = joined
         rendered = with_warnings_located(rendered, request, count)
         stats: Stats | None = {} if stat else None
-        shared = _split(plan(shared_by_format[fmt], stats=stats), os.fspath(out_dir))
+        listing = Listing([out_dir, inputs.manifest.node.data_dir])
+        shared = _split(plan(shared_by_format[fmt], stats=stats, listing=listing),
+                        os.fspath(out_dir))
         done = [chunk for chunk in chunks_ if chunk is not None]
         units = [*(c for chunk in done for c in chunk.units[0]), *shared[0],
                  *(c for chunk in done for c in chunk.configs[0])]
         others = [*(c for chunk in done for c in chunk.units[1]), *shared[1],
                   *(c for chunk in done for c in chunk.configs[1])]
         changes: list[Change | Planned] = [
-            *units, *stale(out_dir, {os.fspath(c.path) for c in units}, fmt), *others]
+            *units, *stale(out_dir, {os.fspath(c.path) for c in units}, fmt,
+                           listing.names(os.fspath(out_dir))),
+            *others]
         return ShardedRun(rendered, changes, stats, lockstep, job, [*shared[0], *shared[1]],
                           node)
     except BaseException:
@@ -612,9 +619,11 @@ def _work(job: Job, shares: tuple[list[Sequence[ServiceSpec]], list[Sequence[str
     an error); when sent on, make the dirs and stage the files to write (the first
     process, this one, those of `node` too, given meanwhile), then rename them (see
     tarsdock.output.staging)."""
-    from tarsdock.output import batch, plan, raise_on_sigterm, staging
+    from tarsdock.output import Listing, batch, plan, raise_on_sigterm, staging
 
     fmt, out = job.request.formats[0], os.fspath(job.request.out_dir)
+    # listed here, when first asked, not before the fork: as near the plan as the opens were
+    listing = Listing([out, job.inputs.manifest.node.data_dir])
     stats: Stats = {}
     answer: dict[int, Chunk | None] = {}
     batches: list[Batch] = []
@@ -624,8 +633,10 @@ def _work(job: Job, shares: tuple[list[Sequence[ServiceSpec]], list[Sequence[str
             answer[index] = None
             continue
         try:
-            units = _split(plan(part.units[fmt], stats=stats if stat else None), out)
-            configs = _split(plan(part.configs, stats=stats if stat else None), out)
+            units = _split(plan(part.units[fmt], stats=stats if stat else None,
+                                listing=listing), out)
+            configs = _split(plan(part.configs, stats=stats if stat else None,
+                                  listing=listing), out)
         except OSError:    # done again in one process, which reports it as it always has
             answer[index] = None
             continue

@@ -245,10 +245,57 @@ def _read(path: Path) -> tuple[str | None, os.stat_result | None]:
     return b"".join(chunks).decode("utf-8", "surrogateescape"), info
 
 
+class Listing:
+    """The names in a few directories (`roots`: the output dir, the node's data dir), each listed
+    once, when a path below it is first asked about: which paths cannot exist, so that a plan
+    opens no file there (a new node's 2,000 files were 2,000 failing opens, 9 ms of CPU).
+
+    A path is missing when a root above it lacks the next component of the path (a root that
+    does not exist lacks every name): resolving the path, open(2) would fail there with ENOENT,
+    so "missing" is what the open would have said. The root nearest the path decides, once for
+    each directory on the way. Anything else is not known missing and the file is opened as
+    before, for its content or its error: a root that cannot be listed (mode 0111, a file in
+    its place), a name present whatever it is (a symlink, a file where a directory should be),
+    a path through "." or "..", a path below no root. A directory made after its root was
+    listed counts as missing, as a plan made a moment earlier would have seen it."""
+
+    def __init__(self, roots: Iterable[str | Path]) -> None:
+        # as Path prints them ("//" and "/." gone): the files' paths are Paths
+        self._roots = {os.fspath(Path(root)) for root in roots}
+        self._names: dict[str, Collection[str] | None] = {}
+        self._missing: dict[str, bool] = {}    # the directories decided so far
+
+    def names(self, root: str) -> Collection[str] | None:
+        """The names in `root` (none when it does not exist); None if it cannot be listed."""
+        if root not in self._names:
+            try:
+                self._names[root] = set(os.listdir(root))
+            except FileNotFoundError:
+                self._names[root] = ()
+            except OSError:
+                self._names[root] = None
+        return self._names[root]
+
+    def missing(self, path: str) -> bool:
+        """Whether nothing can be at `path` (absolute, as a Path prints it)."""
+        head, slash, name = path.rpartition("/")
+        if not slash or name in ("", ".", ".."):   # a relative name, the root, a walk back
+            return False
+        head = head or slash
+        if head in self._roots:
+            names = self.names(head)
+            return names is not None and name not in names
+        if head not in self._missing:
+            self._missing[head] = self.missing(head)
+        return self._missing[head]
+
+
 def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
-         kind: str | None = None, stats: Stats | None = None) -> list[Change]:
+         kind: str | None = None, stats: Stats | None = None,
+         listing: Listing | None = None) -> list[Change]:
     """Compare files with the disk; with out_dir, also list its stale generated files of kind.
-    With `stats`, the signature of each unchanged file (as read) goes into it."""
+    With `stats`, the signature of each unchanged file (as read) goes into it. With `listing`,
+    a file it knows missing is new without an open (and out_dir is listed once, there)."""
     if stats is not None:
         # imported here: only generate keeps stats, and has the stamp loaded
         from tarsdock.stamp import signature
@@ -256,6 +303,9 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
     wanted = set()
     for file in files:
         wanted.add(file.path)
+        if listing is not None and listing.missing(os.fspath(file.path)):
+            changes.append(Change("new", file.path, file))
+            continue
         old, info = _read(file.path)
         if old is None or info is None:
             changes.append(Change("new", file.path, file))
@@ -266,20 +316,24 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
             if stats is not None:
                 stats[os.fspath(file.path)] = signature(info)
     if out_dir is not None:
-        changes += stale(out_dir, {os.fspath(path) for path in wanted}, kind)
+        names = None if listing is None else listing.names(os.fspath(out_dir))
+        changes += stale(out_dir, {os.fspath(path) for path in wanted}, kind, names)
     return changes
 
 
-def stale(out_dir: Path, wanted: Container[str], kind: str | None) -> list[Change]:
-    """The generated files of `kind` in out_dir that are not `wanted` (paths), to remove."""
-    if not out_dir.is_dir():
-        return []
+def stale(out_dir: Path, wanted: Container[str], kind: str | None,
+          names: Collection[str] | None = None) -> list[Change]:
+    """The generated files of `kind` in out_dir that are not `wanted` (paths), to remove;
+    `names`: out_dir's, as a Listing has them (listed here when None)."""
+    if names is None:
+        if not out_dir.is_dir():
+            return []
+        names = os.listdir(out_dir)
     # names first, a Path only for one not wanted: a node's 1,000 units are (a Path each, and
     # a sort of Paths, took 3 ms of the main process); sorted names sort as their Paths do.
     # Each name as its Path would print it: Path(".") / "a" is "a"
     prefix = os.path.join(out_dir, "") if out_dir.parts else ""
-    others = [out_dir / name for name in sorted(os.listdir(out_dir))
-              if prefix + name not in wanted]
+    others = [out_dir / name for name in sorted(names) if prefix + name not in wanted]
     return [Change("stale", path, None, _read(path)[0]) for path in others
             if path.is_file() and not path.is_symlink() and not _staged_by_a_live_writer(path.name)
             and generated_kind(path) == kind]
