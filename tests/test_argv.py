@@ -11,8 +11,15 @@ import pytest
 from shared_templates import SHARED_TEMPLATES
 from unit_helpers import NODE, make_service
 
+from tarsdock import argv as argv_module
 from tarsdock import systemd
-from tarsdock.argv import docker_run_argv, mounts, service_command, service_env
+from tarsdock.argv import (
+    docker_run_argv,
+    mount_problems,
+    mounts,
+    service_command,
+    service_env,
+)
 from tarsdock.cli import main
 from tarsdock.errors import InputError, Origin
 from tarsdock.model import ContainerOptions, PackageFacts, Volume
@@ -107,6 +114,19 @@ def test_volume_over_the_service_dir_is_refused_at_its_line() -> None:
     volumes = (Volume("/srv/x", target, Origin("templates/t", 9)),)
     with pytest.raises(InputError, match="templates/t:9"):
         mounts(make_service(container=ContainerOptions(volumes=volumes)))
+
+
+def test_the_mount_plan_is_made_once_per_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    # resolve checks the mounts and each format's argv mounts them: one plan, kept in the
+    # service; each caller gets a list of its own
+    made: list[object] = []
+    plan = argv_module._plan_mounts
+    monkeypatch.setattr(argv_module, "_plan_mounts", lambda s: made.append(s) or plan(s))
+    service, other = make_service(), make_service()
+    assert mount_problems(service) == []
+    mounts(service).clear()
+    assert docker_run_argv(service) == docker_run_argv(other)
+    assert made == [service, other]
 
 
 def test_labels_are_the_contract() -> None:

@@ -212,3 +212,20 @@ def test_macro_names_are_the_macros_given_values() -> None:
     node = load_node(EXAMPLE)
     for service in node.services:
         assert set(macros(service.spec, service.node)) == MACRO_NAMES
+
+
+def test_an_env_value_read_again_reports_its_problems_at_each_line() -> None:
+    # read_env keeps what it made of a value (every service of a template has the same one):
+    # the problems found the first time must still name the line of each later config
+    from tarsdock.containerspec import read_env
+    from tarsdock.errors import ErrorCollector
+
+    text = ("<tars>\n<application>\n<server>\n{}env=A=1;B-C=2;D=x\n</server>\n</application>\n"
+            "</tars>\n")
+    errors = ErrorCollector()
+    first = read_env(tcconfig.parse(text.format(""), "templates/a"), errors)
+    second = read_env(tcconfig.parse(text.format("\n\n"), "templates/b"), errors)
+    assert first == second == (("A", "1"), ("D", "x"))
+    assert [str(error) for error in errors.errors] == [
+        f"templates/{name}: key 'env': bad environment item 'B-C=2': expected NAME=VALUE, NAME "
+        "of letters, digits and _" for name in ("a:4", "b:6")]

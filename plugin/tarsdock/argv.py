@@ -26,7 +26,7 @@ from tarsdock.containerspec import SERVER_PATH
 from tarsdock.endpoint import EndpointError, parse_endpoint
 from tarsdock.errors import InputError, Origin
 from tarsdock.keys import CONTAINER_OPTIONS
-from tarsdock.model import NodeSettings, Service
+from tarsdock.model import MountPlan, NodeSettings, Service
 
 # tarsnode: CommandLoad reads these keys for the interpreter, defaulting to the bare name.
 INTERPRETERS = {"tars_java": "java", "tars_nodejs": "nodejs", "tars_php": "php"}
@@ -189,8 +189,15 @@ def _host_source(service: Service, path: str) -> str:
 Mount = tuple[str, str, str]   # source (as the Docker daemon sees it), target, options
 
 
-def _mount_plan(service: Service) -> tuple[list[Mount], list[InputError]]:
-    """Every bind mount, in order, and the <volumes> lines that cannot be honoured."""
+def _mount_plan(service: Service) -> MountPlan:
+    """Every bind mount, in order, and the <volumes> lines that cannot be honoured; worked out
+    once per service (resolve checks them, then each format mounts them) and kept in it."""
+    if service.mount_plan is None:
+        service.mount_plan = _plan_mounts(service)
+    return service.mount_plan
+
+
+def _plan_mounts(service: Service) -> MountPlan:
     entries = [(service.service_dir, service.service_dir, ""),
                (service.log_dir, service.log_dir, "")]
     if service.spec.type != "not_tars":
@@ -225,12 +232,12 @@ def _mount_plan(service: Service) -> tuple[list[Mount], list[InputError]]:
         if ":" in host or ":" in target or "," in host:
             problems.append(InputError(service.node.origin, f"mount '{host}:{target}' has ':' "
                                        "or ',', which docker -v cannot express", "host_path"))
-    return result, problems
+    return tuple(result), tuple(problems)
 
 
 def mount_problems(service: Service) -> list[InputError]:
     """The <volumes> lines of a service that cannot be mounted, each at its line."""
-    return _mount_plan(service)[1]
+    return list(_mount_plan(service)[1])
 
 
 def mounts(service: Service) -> list[Mount]:
@@ -238,7 +245,7 @@ def mounts(service: Service) -> list[Mount]:
     result, problems = _mount_plan(service)
     if problems:
         raise problems[0]
-    return result
+    return list(result)
 
 
 def _option_args(service: Service) -> Iterator[str]:

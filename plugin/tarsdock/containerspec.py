@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import posixpath
@@ -143,28 +144,39 @@ def read_env(config: Config, errors: ErrorCollector) -> tuple[tuple[str, str], .
     param = config.param(f"{SERVER_PATH}<env>")
     if param is None:
         return ()
+    pairs, problems = _env_items(param.value)
+    for problem in problems:
+        errors.add(param.origin, problem, "env")
+    return pairs
+
+
+# cached: the value depends on the text alone, and every service of a template has the same one
+@functools.lru_cache(maxsize=256)
+def _env_items(value: str) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """read_env of one server<env> value: its (name, value) pairs and what is wrong with it."""
     pairs: list[tuple[str, str]] = []
-    for item in filter(None, (part.strip() for part in ENV_SEPARATORS.split(param.value))):
+    problems: list[str] = []
+    for item in filter(None, (part.strip() for part in ENV_SEPARATORS.split(value))):
         try:
             word = shwords.export_item(item)
         except shwords.ShellNeeded as reason:
             meant = shwords.under_tarsnode(item)
             said = f"; tarsnode would have exported {meant}" if meant else ""
-            if str(reason).startswith("unterminated") and ENV_SEPARATORS.search(param.value):
+            if str(reason).startswith("unterminated") and ENV_SEPARATORS.search(value):
                 # CommandStart::prepareScript splits at every ';' and '|', quoted or not
                 said += "; tarsnode splits env at every ';' and '|', even inside quotes"
             if str(reason) == shwords.BLANK:
                 said += (" (tarsnode writes `export ITEM`, so the rest becomes a second export); "
                          "quote the value, e.g. NAME=\"a b\"")
-            errors.add(param.origin, f"environment item {item!r}: {reason}{said}", "env")
+            problems.append(f"environment item {item!r}: {reason}{said}")
             continue
-        name, sep, value = word.partition("=")
+        name, sep, text = word.partition("=")
         if not sep or not ENV_NAME.fullmatch(name):
-            errors.add(param.origin, f"bad environment item {item!r}: expected NAME=VALUE, "
-                       "NAME of letters, digits and _", "env")
+            problems.append(f"bad environment item {item!r}: expected NAME=VALUE, "
+                            "NAME of letters, digits and _")
         else:
-            pairs.append((name, value))
-    return tuple(pairs)
+            pairs.append((name, text))
+    return tuple(pairs), tuple(problems)
 
 
 # <server> keys the node object (tarsdock.nodeserver) reads as milliseconds; empty or 0 means

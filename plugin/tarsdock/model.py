@@ -15,6 +15,7 @@ from tarsdock.errors import Origin
 from tarsdock.records import Record
 
 if TYPE_CHECKING:
+    from tarsdock.errors import InputError
     from tarsdock.tcconfig import Config
 
 RunMode = Literal["container", "native"]
@@ -344,6 +345,10 @@ class PackageFacts(Record):
         self.entry = entry
 
 
+# a service's bind mounts (source as the Docker daemon sees it, target, options), in order, and
+# the <volumes> lines that cannot be honoured (tarsdock.argv)
+MountPlan = tuple[tuple[tuple[str, str, str], ...], tuple["InputError", ...]]
+
 NO_CONTAINER_OPTIONS = ContainerOptions()
 NO_PACKAGE_FACTS = PackageFacts()
 
@@ -371,6 +376,9 @@ class Service(Record):
         self.container = container
         self.stop_timeout = stop_timeout
         self.package = package
+        # tarsdock.argv's mount plan, kept there on first use: resolve checks it, and each
+        # format's `docker run` mounts it
+        self.mount_plan: MountPlan | None = None
 
     @functools.cached_property
     def name(self) -> str:
