@@ -22,7 +22,7 @@ from tarsdock.argv import (
 )
 from tarsdock.cli import main
 from tarsdock.errors import InputError, Origin
-from tarsdock.model import ContainerOptions, PackageFacts, Volume
+from tarsdock.model import ContainerOptions, PackageFacts, Service, Volume
 from tarsdock.output import Context
 from tarsdock.records import replace
 
@@ -127,6 +127,40 @@ def test_the_mount_plan_is_made_once_per_service(monkeypatch: pytest.MonkeyPatch
     mounts(service).clear()
     assert docker_run_argv(service) == docker_run_argv(other)
     assert made == [service, other]
+
+
+def _wrapped(service: Service, ctx: Context, settings: list[tuple[str, str]],
+             args: list[str] | None = None) -> list[str]:
+    return systemd.wrapper_argv(service, ctx, settings, args)
+
+
+def test_unit_wait_and_reap_steps_are_wrapper_argvs() -> None:
+    # _container_rows builds them of words made once per node (and image): they must be what
+    # wrapper_argv makes of each service's settings, whatever node, image or ctx comes next
+    other_node = replace(NODE, name="10.0.0.6", instance_setting="other")
+    services = [make_service("A.B"), make_service("C.D", image="x/y:2"),
+                make_service("E.F", image=None, run="native"),
+                make_service("A.B", node=other_node),
+                make_service("G.H", image="x/y:2", node=other_node)]
+    services.append(replace(services[1], spec=replace(services[1].spec, image=replace(
+        services[1].spec.image, pull="always"))))
+    contexts = [Context(Path("/etc/tarsdock"), "/usr/bin"),
+                Context(Path("/srv/cfg dir"), "/opt/bin", "/usr/local/bin/docker")]
+    for ctx in contexts:
+        for service in services:
+            if service.spec.run != "container":
+                continue
+            rows = dict(row for row in systemd.service_rows(service, ctx)[1][1]
+                        if isinstance(row, tuple))
+            image = service.spec.image
+            wait = [("mode", "wait"), ("docker", ctx.docker), ("wait", "60")]
+            if image is not None and image.pull != "always":
+                wait.append(("image", image.ref))
+            pull = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "images",
+                    "sync", "--only", service.name, "--timeout", "60", "--quiet"]
+            reap = [("mode", "reap"), ("docker", ctx.docker), ("instance", service.node.instance)]
+            assert rows["ExecStartPre"] == systemd.IgnoreFailure(_wrapped(service, ctx, wait, pull))
+            assert rows["ExecStopPost"] == systemd.IgnoreFailure(_wrapped(service, ctx, reap))
 
 
 def test_labels_are_the_contract() -> None:

@@ -229,3 +229,22 @@ def test_an_env_value_read_again_reports_its_problems_at_each_line() -> None:
     assert [str(error) for error in errors.errors] == [
         f"templates/{name}: key 'env': bad environment item 'B-C=2': expected NAME=VALUE, NAME "
         "of letters, digits and _" for name in ("a:4", "b:6")]
+
+
+def test_a_volumes_line_read_again_reports_its_problem_at_each_line() -> None:
+    # read_container keeps what it made of a <volumes> line (each service of a template has
+    # the template's lines): a problem found the first time names each later config's line
+    from tarsdock.containerspec import read_container
+    from tarsdock.errors import ErrorCollector
+
+    text = ("<tars>\n<application>\n{}<container>\n<volumes>\n/a=/b:rx\n/c=/d:ro\n</volumes>\n"
+            "</container>\n</application>\n</tars>\n")
+    errors = ErrorCollector()
+    first = read_container(tcconfig.parse(text.format(""), "templates/a"), errors)
+    second = read_container(tcconfig.parse(text.format("\n"), "templates/b"), errors)
+    assert [(v.host, v.container, v.mode, str(v.origin)) for v in first.volumes] == [
+        ("/c", "/d", "ro", "templates/a:6")]
+    assert [str(v.origin) for v in second.volumes] == ["templates/b:7"]
+    assert [str(error) for error in errors.errors] == [
+        f"templates/{name}: key '/a': unknown mount option ':rx' in '/b:rx': only :ro and :rw"
+        for name in ("a:5", "b:6")]

@@ -43,12 +43,11 @@ def _option_value(kind: ValueKind, value: str) -> str | None:
     return value if KIND_PATTERNS[kind].fullmatch(value) else None
 
 
-def _check_path(errors: ErrorCollector, param: Param, key: str, path: str, what: str) -> bool:
+def _path_problem(path: str, what: str) -> str | None:
     if not SAFE_PATH.fullmatch(path) or posixpath.normpath(path) != path or "/../" in f"{path}/":
-        errors.add(param.origin, f"{what} '{path}' must be an absolute, normalized path of "
-                   "letters, digits and . _ @ + - /", key)
-        return False
-    return True
+        return (f"{what} '{path}' must be an absolute, normalized path of letters, digits and "
+                ". _ @ + - /")
+    return None
 
 
 MOUNT_MODES = ("ro", "rw")
@@ -59,25 +58,30 @@ def _volumes(domain: Config | None, errors: ErrorCollector) -> tuple[Volume, ...
     the suffix works, so it works here too."""
     volumes: list[Volume] = []
     for host, param in (domain.params.items() if domain else ()):
-        if not param.value:
-            errors.add(param.origin, "a <volumes> line must be host=container", host)
-            continue
-        target, colon, mode = param.value.rpartition(":")
-        if not colon:
-            target, mode = param.value, ""
-        elif mode not in MOUNT_MODES:
-            errors.add(param.origin, f"unknown mount option ':{mode}' in '{param.value}': "
-                       "only :ro and :rw", host)
-            continue
-        if target == "/":
-            # Docker refuses the container at creation ("destination can't be '/'"): say so here.
-            errors.add(param.origin, "container path '/' is the container's root: Docker cannot "
-                       "mount onto it", host)
-            continue
-        if _check_path(errors, param, host, host, "host path") and \
-                _check_path(errors, param, host, target, "container path"):
+        target, mode, problem = _volume_line(host, param.value)
+        if problem:
+            errors.add(param.origin, problem, host)
+        else:
             volumes.append(Volume(host, target, param.origin, mode))
     return tuple(volumes)
+
+
+# cached: what a line makes depends on its text alone, and every service of a template has the
+# template's lines
+@functools.lru_cache(maxsize=1024)
+def _volume_line(host: str, value: str) -> tuple[str, str, str | None]:
+    """A <volumes> line's container path and mount option, or what is wrong with it."""
+    if not value:
+        return "", "", "a <volumes> line must be host=container"
+    target, colon, mode = value.rpartition(":")
+    if not colon:
+        target, mode = value, ""
+    elif mode not in MOUNT_MODES:
+        return "", "", f"unknown mount option ':{mode}' in '{value}': only :ro and :rw"
+    if target == "/":
+        # Docker refuses the container at creation ("destination can't be '/'"): say so here.
+        return "", "", "container path '/' is the container's root: Docker cannot mount onto it"
+    return target, mode, _path_problem(host, "host path") or _path_problem(target, "container path")
 
 
 def _port(key: str, param: Param) -> PortMapping | None:

@@ -3,6 +3,7 @@ the `tars-punish@` timer that gives a service that hit its start limit another t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -141,8 +142,8 @@ def wrapper_argv(service: Service, ctx: Context, settings: list[tuple[str, str]]
 
 def _container_rows(service: Service, ctx: Context, args: list[str] | None) -> Rows:
     name, node = service.name, service.node
-    pull = [f"{ctx.scripts_dir}/tarsdock", "--config-dir", str(ctx.config_dir), "images", "sync",
-            "--only", name, "--timeout", str(PULL_TIMEOUT), "--quiet"]
+    runner, pull_head, pull_tail, reaping = _node_words(ctx.scripts_dir, str(ctx.config_dir),
+                                                        ctx.docker, node.instance)
     environment: Rows = [("Environment", EnvAssignment("DOCKER_HOST", node.docker_host))] \
         if node.docker_host else []
     # signals=cgroup: `systemctl kill -s HUP` signals every process of the unit, the docker
@@ -151,9 +152,13 @@ def _container_rows(service: Service, ctx: Context, args: list[str] | None) -> R
     if args is None:
         args = docker_run_argv(service, ctx.docker)[1:]
     run = wrapper_argv(service, ctx, settings, args)
-    wait = wrapper_argv(service, ctx, _wait_settings(service, ctx), pull)
-    reap = wrapper_argv(service, ctx, [("mode", "reap"), ("docker", ctx.docker),
-                                       ("instance", node.instance)])
+    image = service.spec.image
+    # wrapper_argv(service, ctx, _wait_settings(...), pull) and (..., reap settings), of words
+    # made once per node
+    wait = [runner, name, "-", *_wait_words(ctx.docker, image.ref if image and
+                                            image.pull != "always" else None),
+            "--", *pull_head, name, *pull_tail]
+    reap = [runner, name, "-", *reaping]
     return [
         *environment,
         # A Docker outage is waited out here, in one start that stays "activating", instead
@@ -173,13 +178,26 @@ def _container_rows(service: Service, ctx: Context, args: list[str] | None) -> R
     ]
 
 
-def _wait_settings(service: Service, ctx: Context) -> list[tuple[str, str]]:
-    """The wait step's settings; `image` lets a present image skip the pull (not with "always")."""
-    settings = [("mode", "wait"), ("docker", ctx.docker), ("wait", str(DOCKER_WAIT))]
-    image = service.spec.image
-    if image is not None and image.pull != "always":
-        settings.append(("image", image.ref))
-    return settings
+# The words of a unit's commands that every unit of a node has, made once rather than in each
+# unit: tarsdock-run's path, the head and tail of `images sync --only NAME`, the reap settings.
+@functools.lru_cache(maxsize=8)
+def _node_words(scripts_dir: str, config_dir: str, docker: str, instance: str
+                ) -> tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    pull_head = (f"{scripts_dir}/tarsdock", "--config-dir", config_dir, "images", "sync",
+                 "--only")
+    reap = ("mode=reap", f"docker={docker}", f"instance={instance}")
+    return f"{scripts_dir}/tarsdock-run", pull_head, ("--timeout", str(PULL_TIMEOUT), "--quiet"), \
+        reap
+
+
+@functools.lru_cache(maxsize=64)
+def _wait_words(docker: str, image: str | None) -> tuple[str, ...]:
+    """The wait step's settings as words; `image` lets a present image skip the pull (None: a
+    service without one, or with pull = "always")."""
+    settings = [("mode", "wait"), ("docker", docker), ("wait", str(DOCKER_WAIT))]
+    if image is not None:
+        settings.append(("image", image))
+    return tuple(f"{key}={value}" for key, value in settings)
 
 
 def _speaks_admin(service: Service) -> bool:
