@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import select
 import shutil
 import signal
 from collections.abc import Generator, Sequence
@@ -83,6 +84,31 @@ def test_lockstep_answers_in_shard_order_from_other_processes_and_reaps_them() -
     assert [tag for tag, _ in first] == [0, 1, 2]
     assert [pid for _, pid in first] == [os.getpid(), *children]
     assert len(set(children)) == 2 and all(gone(pid) for pid in children)
+
+
+def woken(read: int) -> Shard:
+    """A shard whose first step waits for a byte on `read` (a minute at most)."""
+    ready, _, _ = select.select([read], [], [], 60)
+    yield "woken" if ready else "never woken"
+
+
+def test_meanwhile_runs_here_after_its_own_shard_before_the_answers_are_read() -> None:
+    # the child answers only once meanwhile has run here: were meanwhile run after the answers
+    # are read, first() would wait for ever
+    read, write = os.pipe()
+    ran: list[int] = []
+
+    def meanwhile() -> None:
+        ran.append(os.getpid())
+        os.write(write, b"x")
+
+    try:
+        with Lockstep([partial(echo, 0), partial(woken, read)]) as lockstep:
+            assert lockstep.first(meanwhile) == [(0, os.getpid()), "woken"]
+        assert ran == [os.getpid()]
+    finally:
+        os.close(read)
+        os.close(write)
 
 
 def takes(tickets: Tickets, process: int) -> Shard:
@@ -697,6 +723,38 @@ def test_generate_forks_once_and_no_file_comes_back(tmp_path: Path,
     assert generate(tmp_path, "systemd", "3", monkeypatch, capsys) == alone
     assert len(forks) == 2 and all(gone(pid) for pid in forks)
     assert tree(tmp_path) == files
+
+
+@pytest.mark.parametrize("show", [(), ("--dry-run",)])
+def test_generate_asks_the_engine_while_the_workers_render_and_warns_as_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        show: tuple[str, ...]) -> None:
+    node(tmp_path, 11, {3: WARNS})
+    asked: list[tuple[int, bool]] = []
+    rendering = [False]
+    real_first = Lockstep.first
+
+    def first(self: Lockstep, meanwhile: object = None) -> list[object]:
+        rendering[0] = True
+        try:
+            return real_first(self, meanwhile)  # type: ignore[arg-type]
+        finally:
+            rendering[0] = False
+
+    def engine_warnings(node: object) -> list[str]:
+        asked.append((os.getpid(), rendering[0]))
+        return ["the engine says so"]
+
+    monkeypatch.setattr(generate_module, "engine_warnings", engine_warnings)
+    alone = generate(tmp_path, "systemd", "1", monkeypatch, capsys, *show)
+    assert alone[0] == 0 and alone[2].endswith("warning: the engine says so\n"), alone
+    assert asked == [(os.getpid(), False)]
+    shutil.rmtree(tmp_path / "out", ignore_errors=True)
+    shutil.rmtree(tmp_path / "tars", ignore_errors=True)
+    asked.clear()
+    monkeypatch.setattr(Lockstep, "first", first)
+    assert generate(tmp_path, "systemd", "3", monkeypatch, capsys, *show) == alone
+    assert asked == [(os.getpid(), True)]
 
 
 def new_tree(root: Path, monkeypatch: pytest.MonkeyPatch,

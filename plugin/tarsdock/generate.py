@@ -294,13 +294,15 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     shares = chunks(specs, count)
     # the templates' checks (check_templates; lazy, their parsing) shared out like the services
     template_shares = check_shares(inputs.templates, shares)
+    own = Own(job, specs)
     with Tickets(count, len(shares)) as tickets, Lockstep(
             [partial(_render_step, job, shares, template_shares, tickets, i) for i in range(count)]
     ) as lockstep:
-        by_chunk = {index: part for taken in lockstep.first() for index, part in taken.items()}
+        by_chunk = {index: part for taken in lockstep.first(own.find)
+                    for index, part in taken.items()}
         lockstep.finish()   # the rest is done here while the workers leave
         parts = [by_chunk[index] for index in range(len(shares))]
-        joined = join_parts(job, specs, parts)
+        joined = join_parts(job, specs, parts, own)
     if joined is None:
         return None
     rendered, shared = joined
@@ -311,27 +313,54 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     return rendered._replace(files=files)
 
 
-def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None]
+class Own:
+    """What this process finds of a node rendered in shards that needs nothing from the
+    workers, found while they may still render (Lockstep.first's meanwhile) rather than after:
+    the node's own files by format (None when one cannot be rendered: the node has an error,
+    which the pass with lines reports) and, with `engine` (generate), engine_warnings."""
+
+    def __init__(self, job: Job, specs: Sequence[ServiceSpec], engine: bool = False) -> None:
+        self._job, self._specs, self._engine = job, specs, engine
+        self._found = False
+        self.files: dict[str, list[OutputFile]] | None = None
+        self.engine: list[str] | None = None
+
+    def find(self) -> None:
+        """Render the node's own files (and ask the engine), unless done already."""
+        from tarsdock.errors import TarsdockError
+
+        if self._found:
+            return
+        self._found = True
+        request, node = self._job.request, self._job.inputs.manifest.node
+        try:
+            self.files = {fmt: render_node(fmt, self._specs, node, request.ctx, request.out_dir)
+                          for fmt in request.formats}
+        except TarsdockError:
+            self.files = None
+        if self._engine:
+            self.engine = engine_warnings(node)
+
+
+def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None], own: Own
                ) -> tuple[Rendered, dict[str, list[OutputFile]]] | None:
     """The shards' parts (their files left out) joined, checked as a whole node, with the
-    node's own files by format; None if anything is wrong."""
+    node's own files by format (`own`'s); None if anything is wrong."""
     from tarsdock.checks import node_warnings
-    from tarsdock.errors import TarsdockError
     from tarsdock.resolve import ports_clash
 
-    inputs, request = job.inputs, job.request
+    inputs = job.inputs
     done = [part for part in parts if part is not None]
     ports = frozenset[int]().union(*(part.ports for part in done))
     if len(done) < len(parts) or ports_clash(inputs, ports):
         return None
-    node = inputs.manifest.node
-    try:
-        shared = {fmt: render_node(fmt, specs, node, request.ctx, request.out_dir)
-                  for fmt in request.formats}
-    except TarsdockError:
+    own.find()
+    shared = own.files
+    if shared is None:
         return None
+    node = inputs.manifest.node
     dirs = [*node_dirs(node), *(path for part in done for path in part.dirs)] \
-        if request.keep else []
+        if job.request.keep else []
     notes = node_warnings(inputs.manifest, specs, [note for part in done for note in part.notes])
     return Rendered(inputs.manifest, specs, {}, dirs, notes), shared
 
@@ -435,8 +464,15 @@ class NodeRun:
     to be made) gets each output's stat once written."""
 
     def __init__(self, rendered: Rendered, changes: Sequence[Change | Planned],
-                 stats: Stats | None) -> None:
+                 stats: Stats | None, engine: list[str] | None = None) -> None:
         self.rendered, self.changes, self.stats = rendered, changes, stats
+        self._engine = engine
+
+    def engine_warnings(self) -> list[str]:
+        """engine_warnings of the node: as found while the workers rendered, else now."""
+        if self._engine is None:
+            return engine_warnings(self.rendered.manifest.node)
+        return self._engine
 
     def __enter__(self) -> NodeRun:
         return self
@@ -479,8 +515,8 @@ class ShardedRun(NodeRun):
 
     def __init__(self, rendered: Rendered, changes: list[Change | Planned], stats: Stats | None,
                  lockstep: Lockstep, job: Job, shared: list[Change],
-                 node: list[Batch]) -> None:
-        super().__init__(rendered, changes, stats)
+                 node: list[Batch], engine: list[str] | None) -> None:
+        super().__init__(rendered, changes, stats, engine)
         self._lockstep, self._job, self._shared, self._node = lockstep, job, shared, node
 
     def close(self) -> None:
@@ -566,11 +602,12 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
     # the templates' checks (check_templates; lazy, their parsing) shared out like the services
     template_shares = check_shares(inputs.templates, shares)
     node: list[Batch] = []    # the node's own batch, for the first process (see write)
+    own = Own(job, specs, engine=True)
     with Tickets(count, len(shares)) as tickets:
         lockstep = Lockstep([partial(_work, job, (shares, template_shares), tickets, i, show,
                                      stat, node) for i in range(count)])
         try:
-            answers = lockstep.first()
+            answers = lockstep.first(own.find)
         except BaseException:
             lockstep.close()
             raise
@@ -578,7 +615,7 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
         by_chunk = {index: chunk for taken in answers for index, chunk in taken.items()}
         chunks_ = [by_chunk[index] for index in range(len(shares))]
         parts = [chunk.part if chunk is not None else None for chunk in chunks_]
-        joined = join_parts(job, specs, parts)
+        joined = join_parts(job, specs, parts, own)
         if joined is None:
             lockstep.close()
             return None
@@ -598,7 +635,7 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
                            listing.names(os.fspath(out_dir))),
             *others]
         return ShardedRun(rendered, changes, stats, lockstep, job, [*shared[0], *shared[1]],
-                          node)
+                          node, own.engine)
     except BaseException:
         lockstep.close()
         raise
@@ -759,7 +796,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             group_restart_note(args.format, changes, out_dir)])]]
         print_warnings(notes)
         # about the engine, not the input: never replayed from the stamp
-        print_warnings(engine_warnings(done.manifest.node))
+        print_warnings(run.engine_warnings())
         if showing:
             sys.stdout.write(describe(changes) if args.dry_run  # type: ignore[arg-type]
                              else diff(changes))  # type: ignore[arg-type]

@@ -161,15 +161,20 @@ class Lockstep:
         self.pids.append(pid)
         self._pipes.append((to_child, from_child))
 
-    def first(self) -> list[Any]:
-        """Run every shard to its first yield; what each yielded, in shard order."""
-        return self._step(None)
+    def first(self, meanwhile: Callable[[], object] | None = None) -> list[Any]:
+        """Run every shard to its first yield; what each yielded, in shard order.
+
+        `meanwhile` runs in this process once its own shard has yielded, before the children's
+        answers are read: work of its own that needs none of them, done while a child may still
+        work on its last chunk (whose end the chunks' sizes make uneven), not after.
+        """
+        return self._step(None, meanwhile)
 
     def send(self, value: object) -> list[Any]:
         """Send `value` to every shard; what each yields next, in shard order."""
         return self._step(value)
 
-    def _step(self, value: object) -> list[Any]:
+    def _step(self, value: object, meanwhile: Callable[[], object] | None = None) -> list[Any]:
         data = pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
         for pid, (to_child, _) in zip(self.pids, self._pipes, strict=True):
             try:
@@ -177,6 +182,8 @@ class Lockstep:
             except BrokenPipeError:
                 raise _answer_error(pid, None) from None
         results = [self._local.send(value)]            # meanwhile the children work
+        if meanwhile is not None:
+            meanwhile()
         for pid, (_, from_child) in zip(self.pids, self._pipes, strict=True):
             results.append(_answer(pid, _get(from_child)))
         return results
