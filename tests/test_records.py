@@ -67,3 +67,25 @@ def test_every_field_counts_for_equality_and_replace(cls: type[Record]) -> None:
         assert getattr(changed, name) == "other"
         assert changed != record, name
         assert replace(changed, **{name: f"<{name}>"}) == record
+
+
+def test_cached_computes_on_first_use_and_keeps_the_value() -> None:
+    from tarsdock.records import Cached
+
+    calls: list[int] = []
+
+    class Holder:
+        def __init__(self, base: int) -> None:
+            self.base = base
+
+        @Cached
+        def doubled(self) -> int:
+            """Twice the base."""
+            calls.append(self.base)
+            return self.base * 2
+
+    one, two = Holder(1), Holder(2)
+    assert (one.doubled, one.doubled, two.doubled) == (2, 2, 4)
+    assert calls == [1, 2]                      # once per instance, on first use
+    assert vars(one)["doubled"] == 2            # kept where a later read finds it first
+    assert isinstance(Holder.doubled, Cached) and Holder.doubled.__doc__ == "Twice the base."

@@ -12,7 +12,7 @@ import posixpath
 from typing import TYPE_CHECKING, Final, Literal
 
 from tarsdock.errors import Origin
-from tarsdock.records import Record
+from tarsdock.records import Cached, Record
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputError
@@ -380,11 +380,11 @@ class Service(Record):
         # format's `docker run` mounts it
         self.mount_plan: MountPlan | None = None
 
-    @functools.cached_property
+    @Cached
     def name(self) -> str:
         return self.spec.name
 
-    @functools.cached_property
+    @Cached
     def config_text(self) -> str:
         """The final config as written to conf_path (serialized on first use: validate skips it)."""
         from tarsdock.tcconfig import serialize
@@ -393,26 +393,26 @@ class Service(Record):
 
     # Paths are str, joined with "/": the node's dirs are normalized and end in a name, and
     # App and Server are names; PurePosixPath arithmetic cost a tenth of a large node's load.
-    @functools.cached_property
+    @Cached
     def service_dir(self) -> str:
         return f"{self.node.data_dir}/{self.name}"
 
-    @functools.cached_property
+    @Cached
     def bin_dir(self) -> str:
         return f"{self.service_dir}/bin"
 
-    @functools.cached_property
+    @Cached
     def conf_dir(self) -> str:
         return f"{self.service_dir}/conf"
 
-    @functools.cached_property
+    @Cached
     def data_path(self) -> str:
         return f"{self.service_dir}/data"
 
-    @functools.cached_property
+    @Cached
     def conf_path(self) -> str:
         return f"{self.conf_dir}/{self.name}.config.conf"
 
-    @functools.cached_property
+    @Cached
     def log_dir(self) -> str:
         return f"{self.node.log_dir}/{self.spec.app}/{self.spec.server}"
