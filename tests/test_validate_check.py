@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from test_quoting import WORD
 from unit_helpers import NODE, make_service
 
-from tarsdock.errors import TarsdockError
-from tarsdock.generate import FORMATS, check_units, render_units
+from tarsdock.errors import Origin, TarsdockError
+from tarsdock.generate import FORMATS, check_units, config_files, render_units
 from tarsdock.model import NodeSettings, Service
 from tarsdock.output import Context
 from tarsdock.records import replace
@@ -105,7 +105,7 @@ ENV = st.lists(st.tuples(ENV_NAME, WORD), max_size=3).map(tuple)
 PATH_PART = st.sampled_from(["", " ", " ;x", "#", "a\nb", "%n", "$x", "-", "é"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(argv=st.lists(WORD, max_size=5), env=ENV, run=st.sampled_from(["native", "container"]),
        scripts=PATH_PART, docker=PATH_PART, config=PATH_PART, tars=PATH_PART)
 def test_check_units_fails_exactly_when_rendering_fails(argv: list[str],
@@ -120,3 +120,23 @@ def test_check_units_fails_exactly_when_rendering_fails(argv: list[str],
         assert (checked(formats, [service], ctx) is None) == \
             (rendered(formats, [service], ctx) is None), formats
 
+
+
+SOURCE = st.sampled_from(["node.toml", "services.d/a b.toml", "x\ny", "%n", " #"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(config=PATH_PART, source=SOURCE, template=SOURCE)
+def test_what_check_units_accepts_the_config_files_accept(config: str, source: str,
+                                                          template: str) -> None:
+    # validate leaves the service config files out (configs=False): their text is a serialized
+    # config, which cannot fail, under a header of the same config dir and sources as the
+    # service's units, which check_units checks
+    base = make_service("Hello.Any")
+    service = replace(base, spec=replace(base.spec, template=template,
+                                         origin=Origin(source, 1)))
+    ctx = replace(CTX, config_dir=Path(f"/etc/c{config}"))
+    if checked(FORMATS, [service], ctx) is None:
+        assert outcome(lambda: config_files([service], ctx)) is None
+    else:   # so that the implication above is tried both ways
+        assert outcome(lambda: config_files([service], ctx)) is not None
