@@ -19,6 +19,7 @@ import pytest
 from test_bad_manifests import write_config
 from test_generate_cases import CASES as CASE_DIR
 from test_generate_cases import config_dir, read_case
+from test_localports import NODE_TOML, PROFILE_ADAPTER, first_draw
 from test_one_pipeline import INPUTS
 from test_resolve import NODE
 
@@ -309,6 +310,58 @@ def test_a_unit_only_rendering_refuses_is_reported_in_shards_as_in_one_process(
     assert alone[0] == 1 and error in alone[2], alone
     monkeypatch.setenv(JOBS_VARIABLE, "2")
     assert run(argv, capsys) == alone
+
+
+def test_an_admin_port_an_endpoint_takes_is_given_out_again_in_shards(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # only Hello.Other's resolved config (its profile) names the port Hello.Cpp's admin endpoint
+    # is first given: the shards find it (ports_in_use) and the node goes to the pass in one
+    # process, which gives out another
+    taken = first_draw("Hello.Cpp")
+    (tmp_path / "node.toml").write_text(NODE_TOML.format(tars=tmp_path / "tars") + f"""
+[services."Hello.Other"]
+type = "tars_cpp"
+local_port = 20002
+{PROFILE_ADAPTER.format(port=taken)}""")
+    ctx = Context(tmp_path, "/opt/tarsdock/bin", "/usr/bin/docker")
+    for count in ("1", "2"):
+        monkeypatch.setenv(JOBS_VARIABLE, count)
+        done = load_and_render_all(("systemd",), tmp_path, ctx, tmp_path / "out")
+        ports = {spec.name: spec.local_port for spec in done.specs}
+        assert ports["Hello.Cpp"] == taken + 1, count
+
+
+def test_a_node_that_pins_every_admin_port_looks_for_no_port_in_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # no admin port given out: none can clash, and the shards do not look (ports_in_use walks
+    # every resolved config); the run reports what it reports with the walk
+    node = NODE_TOML.format(tars=tmp_path / "tars").replace(
+        '[services."Hello.Cpp"]\ntype = "tars_cpp"\n',
+        '[services."Hello.Cpp"]\ntype = "tars_cpp"\nlocal_port = 20000\n')
+    assert "local_port = 20000" in node
+    (tmp_path / "node.toml").write_text(node + f"""
+[services."Hello.Other"]
+type = "tars_cpp"
+local_port = 20002
+{PROFILE_ADAPTER.format(port=20003)}""")
+    argv = ["--config-dir", str(tmp_path), "validate"]
+    monkeypatch.setenv(JOBS_VARIABLE, "1")
+    walked = run(argv, capsys)
+    walks: list[int] = []
+    real = resolve.ports_in_use
+
+    def ports_in_use(services: list[object], manifest: object) -> frozenset[int]:
+        walks.append(len(services))
+        return real(services, manifest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(resolve, "ports_in_use", ports_in_use)
+    assert run(argv, capsys) == walked and walked[0] == 0
+    assert walks == []
+    # the same node with one port given out walks the configs again
+    (tmp_path / "node.toml").write_text(node.replace("local_port = 20000\n", ""))
+    run(argv, capsys)
+    assert sum(walks) == 3
 
 
 def test_templates_are_parsed_in_the_shards_and_each_checked_once(

@@ -212,6 +212,9 @@ class Job(NamedTuple):
 
     request: Request
     inputs: Inputs
+    # whether the shards find the ports only a resolved config names (ports_in_use): only
+    # when tarsdock gives out an admin port can one clash (resolve.given_out)
+    ports: bool = True
 
 
 class Part(NamedTuple):
@@ -257,7 +260,7 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     except (InputError, InputErrors):
         return _load_and_render_located(request)
     count = jobs(len(inputs.specs))
-    done = None if errors.errors else _in_shards(Job(request, inputs), count)
+    done = None if errors.errors else _in_shards(job_of(request, inputs), count)
     if done is None:
         return _load_and_render_located(request)
     return with_warnings_located(done, request, count)
@@ -272,11 +275,18 @@ def with_warnings_located(done: Rendered, request: Request, count: int) -> Rende
     if not done.warnings:
         return done
     errors = ErrorCollector()
-    located = _in_shards(Job(request._replace(formats=(), configs=False, keep=False),
+    located = _in_shards(job_of(request._replace(formats=(), configs=False, keep=False),
                              read_inputs(request.directory, True, errors, lazy=True)), count)
     if located is None or errors.errors:
         return _with_located_warnings(done, request.directory)
     return done._replace(warnings=located.warnings)
+
+
+def job_of(request: Request, inputs: Inputs) -> Job:
+    """The Job of rendering `inputs` as `request` says."""
+    from tarsdock.resolve import given_out
+
+    return Job(request, inputs, next(given_out(inputs), None) is not None)
 
 
 def _in_shards(job: Job, count: int) -> Rendered | None:
@@ -407,7 +417,7 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
     if not request.keep:
         configs = []
     return Part(units, configs, own_dirs(services) if request.keep else [],
-                ports_in_use(services, manifest),
+                ports_in_use(services, manifest) if job.ports else frozenset(),
                 [note for service in services for note in service_warnings(service)])
 
 
@@ -567,7 +577,7 @@ def run_node(fmt: str, directory: Path, ctx: Context, out_dir: Path, show: bool)
     if errors.errors:
         return _serial(request, show)
     stat = not show and all(spec.type != NODEJS for spec in inputs.specs.values())
-    return _sharded(Job(request, inputs), count, show, stat) or _serial(request, show)
+    return _sharded(job_of(request, inputs), count, show, stat) or _serial(request, show)
 
 
 def _serial(request: Request, show: bool) -> SerialRun:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -212,8 +212,14 @@ def read_inputs(config_dir: Path, lines: bool, errors: ErrorCollector,
 def ports_clash(inputs: Inputs, reserved: frozenset[int]) -> bool:
     """Whether an admin port given out by tarsdock is taken by an endpoint only a resolved config
     names (`reserved`, from ports_in_use)."""
-    return any(spec.local_port in reserved for name, spec in inputs.specs.items()
-               if not inputs.manifest.services[name].local_port)
+    return any(spec.local_port in reserved for spec in given_out(inputs))
+
+
+def given_out(inputs: Inputs) -> Iterator[ServiceSpec]:
+    """The specs whose admin port tarsdock gave out (the manifest pins none): only those can
+    clash (ports_clash); a node that pins every one need not look for the ports in use."""
+    return (spec for name, spec in inputs.specs.items()
+            if spec.local_port and not inputs.manifest.services[name].local_port)
 
 
 def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
