@@ -273,16 +273,31 @@ def traced_mkdir_and_stat(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_make_dirs_finds_each_filesystem_with_no_failing_mkdir_and_one_stat(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # a service's dir comes before its bin, conf and data: no mkdir fails, no stat of each
+    # a service's dir given before its bin, conf and data: no mkdir fails, no stat of each
     service = tmp_path / "S"
     calls = traced_mkdir_and_stat(monkeypatch)
     found: dict[str, int] = {}
-    wanted = [service / "bin", service / "conf", service, service / "data"]
-    assert len(output.make_dirs(wanted, found)) == 4
+    wanted = [service, service / "bin", service / "conf", service / "data", service / "bin"]
+    assert output.make_dirs(wanted, found) == [str(p) for p in wanted[:4]]
     assert calls == [f"mkdir {service}", f"stat {tmp_path}",   # once made: its filesystem's
                      *(f"mkdir {service}/{d}" for d in ("bin", "conf", "data"))]
     device = os.lstat(tmp_path).st_dev   # not traced
     assert found == {str(p): device for p in (tmp_path, *wanted)}
+
+
+def test_make_dirs_makes_a_parent_given_after_its_child_with_one_mkdir_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in the order given (no sort of 5,000 paths): a child first finds its parent missing,
+    # makes it, and the parent given later is not asked again
+    service = tmp_path / "S"
+    calls = traced_mkdir_and_stat(monkeypatch)
+    found: dict[str, int] = {}
+    wanted = [service / "bin", service / "conf", service]
+    assert output.make_dirs(wanted, found) == [str(service), str(service / "bin"),
+                                               str(service / "conf")]
+    assert calls == [f"mkdir {service}/bin", f"mkdir {service}", f"stat {tmp_path}",
+                     f"mkdir {service}/bin", f"mkdir {service}/conf"]
+    assert sorted(p.name for p in service.iterdir()) == ["bin", "conf"]
 
 
 def test_make_dirs_asks_nothing_of_a_dir_known_to_exist_and_stats_the_others_first(
@@ -518,3 +533,27 @@ def test_a_root_is_found_however_it_is_spelled(tmp_path: Path, root: str,
     monkeypatch.chdir(tmp_path)
     listing = output.Listing([root])
     assert listing.missing(os.fspath(Path("out") / "a.service"))
+
+
+def test_a_short_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # write(2) may write less than asked (a signal caught meanwhile): the rest follows
+    real, sizes = os.write, []
+
+    def short(fd: int, data: bytes | memoryview) -> int:
+        sizes.append(len(data))
+        return real(fd, data[:7])
+
+    monkeypatch.setattr(os, "write", short)
+    body = "x=" + "é" * 10 + "\n"
+    output.write_atomic([unit(tmp_path, "a.service", body)])
+    assert (tmp_path / "a.service").read_text() == HEAD + body
+    size = len((HEAD + body).encode())
+    assert sizes == list(range(size, 0, -7))
+
+
+@pytest.mark.parametrize(("path", "temp", "directory"), [
+    ("/out/a.service", "/out/.a.service.42.tmp", "/out"),
+    ("/a.service", "/.a.service.42.tmp", "/"),
+    ("out/a.service", "out/.a.service.42.tmp", "out")])
+def test_a_temp_file_is_beside_its_target(path: str, temp: str, directory: str) -> None:
+    assert output._temp_path(path, 42) == (temp, directory)

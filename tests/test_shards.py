@@ -603,7 +603,7 @@ def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
     parent = os.getpid()
     real = output._stage
 
-    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]],
+    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, str]],
               found: dict[str, int]) -> None:
         real(file, umask, pid, staged, found)
         if os.getpid() != parent:
@@ -712,7 +712,7 @@ def test_sigterm_while_writing_is_one_line_and_leaves_no_temp_file(
     before = tree(tmp_path)
     parent, real = os.getpid(), output._stage
 
-    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]],
+    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, str]],
               found: dict[str, int]) -> None:
         real(file, umask, pid, staged, found)
         if os.getpid() == parent:   # its first file (in shards: of its own first chunk)
@@ -739,7 +739,7 @@ def test_ctrl_c_while_writing_is_one_line_and_exit_130(
     node(tmp_path, 11, {})
     others = children()
 
-    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]],
+    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, str]],
               found: dict[str, int]) -> None:
         raise KeyboardInterrupt
 
@@ -840,7 +840,7 @@ def test_a_worker_killed_while_staging_in_generate_changes_no_file(
     before = tree(tmp_path)
     parent, real = os.getpid(), output._stage
 
-    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, OutputFile]],
+    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, str]],
               found: dict[str, int]) -> None:
         real(file, umask, pid, staged, found)
         if os.getpid() != parent:
