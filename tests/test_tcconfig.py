@@ -309,6 +309,29 @@ def test_filler_substitutes_like_re_sub(items: list[tuple[str, str, str]], a: st
             values).params["k"].value
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["", "d", "d/e"]), st.sampled_from("kmn"), MACRO_TEXT),
+                max_size=6),
+       st.lists(st.tuples(st.sampled_from(["1", "2", "", "{a}", "${b}"]),
+                          st.sampled_from(["1", "2", "x\\y"])), min_size=1, max_size=6))
+@example([("d", "k", "${a}"), ("d", "m", "${a}x${a}"), ("", "n", "${b}${zz}")],
+         [("1", "1"), ("1", "2"), ("2", "2"), ("1", "2")])
+def test_a_filler_used_again_fills_each_service_with_its_own_values(
+        items: list[tuple[str, str, str]], runs: list[tuple[str, str]]) -> None:
+    # a filled parameter whose one macro has the value it had last time is the one made then:
+    # every fill of a sequence must still be what re.sub gives with that fill's values
+    config = tcconfig.Config("", Origin("gen"))
+    for line, (where, key, value) in enumerate(items):
+        domain = config
+        for part in filter(None, where.split("/")):
+            domain = domain.subdomain(part, Origin("gen", line))
+        domain.set(key, tcconfig.Param(value, Origin("gen", line)))
+    filler = tcconfig.Filler(config, NAMES)
+    for a, b in runs:
+        values = {"a": a, "b": b}
+        assert shape(filler.fill(values)) == shape(substituted(config, values))
+
+
 def parsed_or_errors(text: str) -> object:
     try:
         return shape(tcconfig.parse(text, "t"))

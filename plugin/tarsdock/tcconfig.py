@@ -388,7 +388,7 @@ class Filler:
         """`names`: the macros to replace (identifiers); others stay as they are written."""
         self.config = config
         # str.format_map per value: one C call, where re.sub would call back per macro
-        self.formats = [(key, _format(param.value, names), param.origin)
+        self.formats = [_Macros(key, param, names)
                         for key, param in config.params.items() if "${" in param.value]
         subs = ((name, Filler(sub, names)) for name, sub in config.domains.items())
         self.subs: dict[str, Filler] = {
@@ -419,8 +419,8 @@ class Filler:
         if not self.formats and not self.subs:
             return config
         params = dict(config.params)
-        for key, template, origin in self.formats:
-            params[key] = Param(template.format_map(values), origin)
+        for macros in self.formats:
+            params[macros.key] = macros.filled(values)
         domains = dict(config.domains)
         for name, sub in self.subs.items():
             domains[name] = sub._filled(values)
@@ -436,14 +436,40 @@ class Filler:
                 | config.params
         else:
             params = dict(config.params)
-        for key, template, origin in self.formats:    # keys kept in place: the same order
-            params[key] = Param(template.format_map(values), origin)
+        for macros in self.formats:    # keys kept in place: the same order
+            params[macros.key] = macros.filled(values)
         domains = dict(lower.domains)
         for name in config.domains:
             domains[name] = self._sub(name, values, domains.get(name))
         joined = Config(config.name, lower.origin, params, domains)
         joined.replaced = lower.replaced + config.replaced
         return joined
+
+
+class _Macros:
+    """A parameter whose value holds ${macros}, to be filled in per service (Filler)."""
+
+    __slots__ = ("key", "last", "name", "origin", "template")
+
+    def __init__(self, key: str, param: Param, names: frozenset[str]) -> None:
+        self.key = key
+        self.template = _format(param.value, names)
+        self.origin = param.origin
+        # the one known macro the value holds (None: several, or none): when it is the same
+        # as the last time, so is the value (most are the node's, the same in every service)
+        used = [name for name in MACRO.findall(param.value) if name in names]
+        self.name = used[0] if len(set(used)) == 1 else None
+        self.last: tuple[str, Param] | None = None
+
+    def filled(self, values: Mapping[str, str]) -> Param:
+        """The parameter with `values` (which has every name) in place of its macros: the one
+        made last time when the one macro it holds has the same value (a Param never changes)."""
+        if self.name is None:
+            return Param(self.template.format_map(values), self.origin)
+        value, last = values[self.name], self.last
+        if last is None or last[0] != value:
+            last = self.last = (value, Param(self.template.format_map(values), self.origin))
+        return last[1]
 
 
 def substitute_macros(text: str, macros: Mapping[str, str]) -> str:
