@@ -93,9 +93,9 @@ def woken(read: int) -> Shard:
     yield "woken" if ready else "never woken"
 
 
-def test_meanwhile_runs_here_after_its_own_shard_before_the_answers_are_read() -> None:
+def test_meanwhile_runs_here_while_the_children_work_before_its_own_shard() -> None:
     # the child answers only once meanwhile has run here: were meanwhile run after the answers
-    # are read, first() would wait for ever
+    # are read, first() would wait for ever; and this process's shard starts after it
     read, write = os.pipe()
     ran: list[int] = []
 
@@ -103,10 +103,15 @@ def test_meanwhile_runs_here_after_its_own_shard_before_the_answers_are_read() -
         ran.append(os.getpid())
         os.write(write, b"x")
 
+    def mine() -> Shard:
+        ran.append(0)
+        yield "mine"
+
     try:
-        with Lockstep([partial(echo, 0), partial(woken, read)]) as lockstep:
-            assert lockstep.first(meanwhile) == [(0, os.getpid()), "woken"]
-        assert ran == [os.getpid()]
+        with Lockstep([mine, partial(woken, read)]) as lockstep:
+            assert ran == []
+            assert lockstep.first(meanwhile) == ["mine", "woken"]
+        assert ran == [os.getpid(), 0]
     finally:
         os.close(read)
         os.close(write)

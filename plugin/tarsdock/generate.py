@@ -325,7 +325,7 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
 
 class Own:
     """What this process finds of a node rendered in shards that needs nothing from the
-    workers, found while they may still render (Lockstep.first's meanwhile) rather than after:
+    workers, found while they render (Lockstep.first's meanwhile) rather than after the join:
     the node's own files by format (None when one cannot be rendered: the node has an error,
     which the pass with lines reports) and, with `engine` (generate), engine_warnings."""
 

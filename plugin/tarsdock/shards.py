@@ -164,9 +164,9 @@ class Lockstep:
     def first(self, meanwhile: Callable[[], object] | None = None) -> list[Any]:
         """Run every shard to its first yield; what each yielded, in shard order.
 
-        `meanwhile` runs in this process once its own shard has yielded, before the children's
-        answers are read: work of its own that needs none of them, done while a child may still
-        work on its last chunk (whose end the chunks' sizes make uneven), not after.
+        `meanwhile` runs in this process once the children are sent on, before its own shard:
+        work of its own that needs none of their answers, done while they work rather than
+        after (they take more of the chunks, see Tickets, while this process does it).
         """
         return self._step(None, meanwhile)
 
@@ -181,9 +181,9 @@ class Lockstep:
                 _put(to_child, data)      # a step's value is small: never blocks
             except BrokenPipeError:
                 raise _answer_error(pid, None) from None
-        results = [self._local.send(value)]            # meanwhile the children work
         if meanwhile is not None:
             meanwhile()
+        results = [self._local.send(value)]            # meanwhile the children work
         for pid, (_, from_child) in zip(self.pids, self._pipes, strict=True):
             results.append(_answer(pid, _get(from_child)))
         return results
