@@ -13,6 +13,7 @@ from e2e import harness
 
 from tarsdock import output, stamp
 from tarsdock.output import OutputFile, diff, generated_kind, header, plan, write
+from tarsdock.quoting import QuotingError
 
 HEAD = header("systemd", Path("/etc/tarsdock"), ["node.toml"])
 
@@ -557,3 +558,23 @@ def test_a_short_write_is_completed(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ("out/a.service", "out/.a.service.42.tmp", "out")])
 def test_a_temp_file_is_beside_its_target(path: str, temp: str, directory: str) -> None:
     assert output._temp_path(path, 42) == (temp, directory)
+
+
+def test_service_headers_are_header_made_once_per_file_and_template(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[tuple[str, ...]] = []
+    monkeypatch.setattr(output, "header", lambda kind, where, sources: made.append(
+        (kind, str(where), *sources)) or header(kind, where, sources))
+    head = output.service_headers("systemd", Path("/etc/tarsdock"))
+    sources = [("node.toml", "a"), ("services.d/x.toml", "a"), ("node.toml", "b"),
+               ("node.toml", "a"), ("services.d/x.toml", "a")]
+    assert [head(*pair) for pair in sources] == [
+        header("systemd", Path("/etc/tarsdock"), [path, f"template {name}"])
+        for path, name in sources]
+    assert made == [("systemd", "/etc/tarsdock", "node.toml", "template a"),
+                    ("systemd", "/etc/tarsdock", "services.d/x.toml", "template a"),
+                    ("systemd", "/etc/tarsdock", "node.toml", "template b")]
+    refused = output.service_headers("systemd", Path("/etc/tars\ndock"))
+    for _ in range(2):      # a refusal is not kept as a text: each file meets it
+        with pytest.raises(QuotingError, match="config dir"):
+            refused("node.toml", "a")

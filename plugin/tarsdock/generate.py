@@ -101,11 +101,11 @@ def render_node(fmt: str, specs: Sequence[ServiceSpec], node: NodeSettings, ctx:
 
 def config_files(services: Sequence[Service], ctx: Context) -> list[OutputFile]:
     """Each service's final Tars config, under a header naming its sources."""
-    from tarsdock.output import OutputFile, header
+    from tarsdock.output import OutputFile, service_headers
 
+    head = service_headers(CONFIG_FORMAT, ctx.config_dir)
     return [OutputFile(Path(service.conf_path),
-                       header(CONFIG_FORMAT, ctx.config_dir, [service.spec.origin.path,
-                                                              f"template {service.spec.template}"])
+                       head(service.spec.origin.path, service.spec.template)
                        + service.config_text)
             for service in services]
 

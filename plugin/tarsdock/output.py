@@ -151,6 +151,22 @@ def header(kind: str, config_dir: Path, sources: Sequence[str]) -> str:
             "# Do not edit: change the config dir and run `tarsdock generate` again.\n")
 
 
+def service_headers(kind: str, config_dir: Path) -> Callable[[str, str], str]:
+    """header(kind, config_dir, [FILE, "template T"]) of a service's file from (FILE, T), each
+    text made once per call of this: a node's 1,000 services come from a few files and
+    templates. Not kept beyond what this returns."""
+    made: dict[tuple[str, str], str] = {}
+
+    def head(source: str, template: str) -> str:
+        text = made.get((source, template))
+        if text is None:
+            text = header(kind, config_dir, [source, f"template {template}"])
+            made[source, template] = text
+        return text
+
+    return head
+
+
 def generated_kind(path: Path) -> str | None:
     """The generator tag of a file tarsdock wrote, or None for any other file."""
     try:

@@ -33,6 +33,7 @@ from tarsdock.output import (
     fixed_lines,
     header,
     ini_text,
+    service_headers,
 )
 from tarsdock.quoting import (
     QuotingError,
@@ -225,9 +226,10 @@ def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) ->
     """Each service's program file and run file."""
     files = []
     quote = remembering(supervisor)
+    heads = service_headers(FORMAT, ctx.config_dir)
     for service in services:
         sections = [(f"program:{service.name}", program_rows(service, ctx, out_dir))]
-        head = header(FORMAT, ctx.config_dir, _sources(service))
+        head = heads(service.spec.origin.path, service.spec.template)
         files.append(OutputFile(out_dir / f"{service.name}.conf",
                                 _render(sections, head, service.name, quote)))
         files.append(OutputFile(run_path(service, out_dir), render_run(service, ctx, head)))

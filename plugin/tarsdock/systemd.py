@@ -26,6 +26,7 @@ from tarsdock.output import (
     fixed_lines,
     header,
     ini_text,
+    service_headers,
 )
 from tarsdock.quoting import EnvAssignment, Value, check_text, remembering, systemd
 from tarsdock.records import Record
@@ -348,9 +349,9 @@ def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) ->
     """The unit of each service."""
     files = []
     quote = remembering(_systemd_filter)
+    heads = service_headers(FORMAT, ctx.config_dir)
     for service in services:
-        head = header(FORMAT, ctx.config_dir, [service.spec.origin.path,
-                                               f"template {service.spec.template}"])
+        head = heads(service.spec.origin.path, service.spec.template)
         files.append(OutputFile(out_dir / unit_name(service),
                                 _render(service_rows(service, ctx), head, service.name, quote)))
     return files
