@@ -993,3 +993,32 @@ def test_a_new_node_is_planned_with_no_open_of_a_file_to_write(
     changes = generate_module.plan_all(fmt, done.files[fmt], tmp_path / "out", None,
                                        done.manifest.node.data_dir)
     assert {c.kind for c in changes} == {"new"} and read == []
+
+
+@pytest.mark.parametrize("show", [(), ("--dry-run",)])
+def test_syncfs_is_loaded_before_this_process_takes_a_chunk_unless_nothing_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        show: tuple[str, ...]) -> None:
+    # imported in the render step, whose chunks the other processes share meanwhile, not at
+    # the syncfs, where every process waits for this one
+    import builtins
+
+    node(tmp_path, 11, {})
+    parent, events = os.getpid(), []
+    real_import, real_render = builtins.__import__, generate_module.render_part
+
+    def imports(name: str, *args: object, **kwargs: object) -> object:
+        if name == "ctypes" and os.getpid() == parent:
+            events.append("import ctypes")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    def render_part(*args: object, **kwargs: object) -> object:
+        if os.getpid() == parent:
+            events.append("render")
+        return real_render(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", imports)
+    monkeypatch.setattr(generate_module, "render_part", render_part)
+    assert generate(tmp_path, "systemd", "2", monkeypatch, capsys, *show)[0] == 0
+    # (ctypes' own modules import it again, as it loads)
+    assert set(events[:events.index("render")]) == (set() if show else {"import ctypes"})

@@ -669,6 +669,11 @@ def _work(job: Job, shares: tuple[list[Sequence[ServiceSpec]], list[Sequence[str
     from tarsdock.output import Listing, batch, plan, raise_on_sigterm, staging
 
     fmt, out = job.request.formats[0], os.fspath(job.request.out_dir)
+    if not process and not show:
+        # syncfs's ctypes (2 ms) for this process, the first, which calls syncfs once all are
+        # staged: imported before it takes a chunk, the others take more chunks meanwhile;
+        # at the syncfs, every process would wait for it
+        import ctypes  # noqa: F401
     # listed here, when first asked, not before the fork: as near the plan as the opens were
     listing = Listing([out, job.inputs.manifest.node.data_dir])
     stats: Stats = {}

@@ -513,7 +513,8 @@ def _current_umask() -> int:
 
 def _syncfs_fd(fd: int) -> None:
     """syncfs(2) of the filesystem holding fd."""
-    # imported here: only a run that wrote something pays for it
+    # imported here: only a run that writes something pays for it (generate's first process
+    # imports it earlier, while the others render: generate._work)
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
