@@ -6,6 +6,7 @@ fails, in any process, leaves no process, no temp file and no changed file behin
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import re
 import select
@@ -136,6 +137,24 @@ def test_tickets_give_each_chunk_once_and_each_process_its_own_first(jobs_: int,
 def test_chunks_are_several_per_process_and_numbered_by_one_byte(items: int, jobs_: int,
                                                                   count: int) -> None:
     assert len(chunks(range(items), jobs_)) == count
+
+
+@pytest.mark.parametrize(("items", "jobs_", "shrinks"), [
+    (1000, 2, True), (3000, 8, True), (10**5, 2, True),
+    # too few for the last to hold MIN_LAST: even runs
+    (300, 2, False), (5000, 64, False), (37, 3, False)])
+def test_chunks_keep_order_and_shrink_toward_the_end_unless_too_few(items: int, jobs_: int,
+                                                                   shrinks: bool) -> None:
+    parts = chunks(range(items), jobs_)
+    assert [i for part in parts for i in part] == list(range(items))
+    lengths = [len(part) for part in parts]
+    if not shrinks:
+        assert max(lengths) - min(lengths) <= 1
+        return
+    assert min(lengths) >= shards.MIN_LAST
+    # each no longer than the one before (give or take the rounding), the last an eighth
+    assert all(later <= earlier + 1 for earlier, later in itertools.pairwise(lengths))
+    assert lengths[-1] * shards.TAIL <= lengths[0] + shards.TAIL < lengths[-1] * 2 * shards.TAIL
 
 
 def fails(how: str) -> Shard:

@@ -42,6 +42,13 @@ MIN_SERVICES = 300
 MAX_JOBS = 8
 CHUNKS_PER_JOB = 8
 MAX_CHUNKS = 256          # a chunk's number is one byte (Tickets)
+# The chunks shrink toward the end, the last about TAIL times smaller than the first: the
+# processes end their shares at most one last chunk apart (a 1,000-service node's 16 equal
+# chunks were ~7 ms of rendering each: on average ~2 ms of one process waiting on the other;
+# its last chunk is now 18 services). A chunk costs ~0.1 ms of its own (its plan, its answer):
+# none smaller than MIN_LAST items, even chunks rather.
+TAIL = 8
+MIN_LAST = 8
 SIZE = struct.Struct("!Q")
 
 T = TypeVar("T")
@@ -80,8 +87,17 @@ def split(items: Sequence[T], count: int) -> list[Sequence[T]]:
 def chunks(items: Sequence[T], jobs: int) -> list[Sequence[T]]:
     """Runs of consecutive items for `jobs` processes to share out (see Tickets): several per
     process, so that one the machine's other work slows down holds the others back by one small
-    run at most."""
-    return split(items, max(jobs, min(jobs * CHUNKS_PER_JOB, len(items), MAX_CHUNKS)))
+    run at most; each smaller than the one before (a geometric series down to a TAIL-th of the
+    first), so the last are small, unless the last would hold fewer than MIN_LAST items (even
+    runs then)."""
+    count = max(jobs, min(jobs * CHUNKS_PER_JOB, len(items), MAX_CHUNKS))
+    if count > 1:
+        ratio = TAIL ** (-1 / (count - 1))
+        bounds = [round(len(items) * (1 - ratio ** k) / (1 - ratio ** count))
+                  for k in range(count + 1)]
+        if bounds[-1] - bounds[-2] >= MIN_LAST:
+            return [items[bounds[i]:bounds[i + 1]] for i in range(count)]
+    return split(items, count)
 
 
 class Tickets:
