@@ -481,8 +481,9 @@ def test_a_plan_with_a_listing_is_the_plan_without_one(
         assert expected == (NotADirectoryError, str(tmp_path / "data/A/conf/A.conf"))
 
 
-def test_a_new_node_is_planned_with_no_open_and_one_listing_per_root(
+def test_a_new_node_is_planned_with_one_open_and_one_listing_per_root(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the first file's open finds it missing: the roots are listed, and nothing more opened
     (tmp_path / "out").mkdir()
     listed: list[str] = []
     real = os.listdir
@@ -494,7 +495,21 @@ def test_a_new_node_is_planned_with_no_open_and_one_listing_per_root(
     changes = [*plan(files[:2], tmp_path / "out", "systemd", listing=listing),
                *plan(files[2:], listing=listing)]
     assert [(c.kind, c.path) for c in changes] == [("new", f.path) for f in files]
-    assert opened == [] and listed == [str(tmp_path / "out"), str(tmp_path / "data")]
+    assert opened == [str(files[0].path)]
+    assert listed == [str(tmp_path / "out"), str(tmp_path / "data")]
+
+
+def test_a_node_written_before_is_planned_with_no_listing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # every file found: nothing armed the listing, which costs no listdir and no look-up
+    written_before(tmp_path)
+    (tmp_path / "data/A/conf/A.conf").write_text("a=0\n")
+    listed: list[str] = []
+    monkeypatch.setattr(os, "listdir", lambda path: listed.append(os.fspath(path)))
+    listing = output.Listing([tmp_path / "out", tmp_path / "data"])
+    changes = plan(node_files(tmp_path), listing=listing)
+    assert [c.kind for c in changes] == ["unchanged", "unchanged", "changed", "unchanged"]
+    assert listed == [] and not listing.armed
 
 
 def test_a_file_in_a_directory_listed_missing_is_new_even_once_it_appears(
@@ -502,6 +517,8 @@ def test_a_file_in_a_directory_listed_missing_is_new_even_once_it_appears(
     # what the listing showed missing is never opened, so the plan cannot find a file there:
     # it is as a plan made when the root was listed (the write then replaces the file)
     listing = output.Listing([tmp_path / "data"])
+    assert not listing.missing(str(tmp_path / "data/A/conf/A.conf"))   # not armed yet
+    listing.arm()
     assert listing.missing(str(tmp_path / "data/A/conf/A.conf"))
     written_before(tmp_path)
     opened = traced_reads(monkeypatch)
@@ -509,11 +526,17 @@ def test_a_file_in_a_directory_listed_missing_is_new_even_once_it_appears(
     assert opened == []
 
 
-@pytest.mark.parametrize("path", ["data/A/../B/conf/B.conf", "data/./B/x", "out/a.service"])
-def test_paths_through_dot_or_below_no_root_are_not_known_missing(tmp_path: Path,
-                                                                   path: str) -> None:
+@pytest.mark.parametrize(("path", "missing"), [
+    ("data/../data/B/x", False), ("data/./B/x", False), ("out/a.service", False),
+    ("data/B/x", True), ("data/B/../x", True)])   # open(2) meets the missing B first
+def test_a_path_whose_first_name_below_a_root_is_dot_or_below_no_root_is_not_known_missing(
+        tmp_path: Path, path: str, missing: bool) -> None:
     listing = output.Listing([tmp_path / "data"])
-    assert not listing.missing(f"{tmp_path}/{path}")
+    listing.arm()
+    assert listing.missing(f"{tmp_path}/{path}") == missing
+    if missing:
+        with pytest.raises(FileNotFoundError):
+            os.open(f"{tmp_path}/{path}", os.O_RDONLY)
 
 
 def test_a_root_that_cannot_be_listed_knows_nothing_missing(
@@ -524,6 +547,7 @@ def test_a_root_that_cannot_be_listed_knows_nothing_missing(
     (tmp_path / "data").mkdir()
     monkeypatch.setattr(os, "listdir", refused)
     listing = output.Listing([tmp_path / "data"])
+    listing.arm()
     assert not listing.missing(str(tmp_path / "data/A/conf/A.conf"))
     assert listing.names(str(tmp_path / "data")) is None
 
@@ -533,6 +557,7 @@ def test_a_root_is_found_however_it_is_spelled(tmp_path: Path, root: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     listing = output.Listing([root])
+    listing.arm()
     assert listing.missing(os.fspath(Path("out") / "a.service"))
 
 

@@ -263,23 +263,29 @@ def _read(path: Path) -> tuple[str | None, os.stat_result | None]:
 
 class Listing:
     """The names in a few directories (`roots`: the output dir, the node's data dir), each listed
-    once, when a path below it is first asked about: which paths cannot exist, so that a plan
-    opens no file there (a new node's 2,000 files were 2,000 failing opens, 9 ms of CPU).
+    once, when first needed: which paths cannot exist, so that a plan opens no file there (a new
+    node's 2,000 files were 2,000 failing opens, 9 ms of CPU).
 
-    A path is missing when a root above it lacks the next component of the path (a root that
-    does not exist lacks every name): resolving the path, open(2) would fail there with ENOENT,
-    so "missing" is what the open would have said. The root nearest the path decides, once for
-    each directory on the way. Anything else is not known missing and the file is opened as
-    before, for its content or its error: a root that cannot be listed (mode 0111, a file in
-    its place), a name present whatever it is (a symlink, a file where a directory should be),
-    a path through "." or "..", a path below no root. A directory made after its root was
-    listed counts as missing, as a plan made a moment earlier would have seen it."""
+    A path is missing when a root it lies below lacks the path's first name after the root (a
+    root that does not exist lacks every name): resolving the path, open(2) would fail there
+    with ENOENT, so "missing" is what the open would have said. Anything else is not known
+    missing and the file is opened as before, for its content or its error: a root that cannot
+    be listed (mode 0111, a file in its place), a name present whatever it is (a symlink, a file
+    where a directory should be), a first name "." or "..", a path below no root. A directory
+    made after its root was listed counts as missing, as a plan made a moment earlier would have
+    seen it. Asked nothing until armed (plan arms it once an open finds a file missing): a node
+    written before lists nothing and asks nothing more than before."""
 
     def __init__(self, roots: Iterable[str | Path]) -> None:
         # as Path prints them ("//" and "/." gone): the files' paths are Paths
-        self._roots = {os.fspath(Path(root)) for root in roots}
+        self._roots = [(root, root if root.endswith("/") else root + "/")
+                       for root in dict.fromkeys(os.fspath(Path(root)) for root in roots)]
         self._names: dict[str, Collection[str] | None] = {}
-        self._missing: dict[str, bool] = {}    # the directories decided so far
+        self.armed = False
+
+    def arm(self) -> None:
+        """Answer `missing` from now on (a file was found missing: part of the node is new)."""
+        self.armed = True
 
     def names(self, root: str) -> Collection[str] | None:
         """The names in `root` (none when it does not exist); None if it cannot be listed."""
@@ -293,17 +299,16 @@ class Listing:
         return self._names[root]
 
     def missing(self, path: str) -> bool:
-        """Whether nothing can be at `path` (absolute, as a Path prints it)."""
-        head, slash, name = path.rpartition("/")
-        if not slash or name in ("", ".", ".."):   # a relative name, the root, a walk back
+        """Whether nothing can be at `path` (as a Path prints it); False until armed."""
+        if not self.armed:
             return False
-        head = head or slash
-        if head in self._roots:
-            names = self.names(head)
-            return names is not None and name not in names
-        if head not in self._missing:
-            self._missing[head] = self.missing(head)
-        return self._missing[head]
+        for root, prefix in self._roots:
+            if path.startswith(prefix):
+                name = path[len(prefix):].partition("/")[0]
+                names = self.names(root)
+                if names is not None and name not in names and name not in ("", ".", ".."):
+                    return True
+        return False
 
 
 def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
@@ -311,7 +316,8 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
          listing: Listing | None = None) -> list[Change]:
     """Compare files with the disk; with out_dir, also list its stale generated files of kind.
     With `stats`, the signature of each unchanged file (as read) goes into it. With `listing`,
-    a file it knows missing is new without an open (and out_dir is listed once, there)."""
+    once a file is found missing, one it knows missing is new without an open (and out_dir is
+    listed once, there)."""
     if stats is not None:
         # imported here: only generate keeps stats, and has the stamp loaded
         from tarsdock.stamp import signature
@@ -319,12 +325,14 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
     wanted = set()
     for file in files:
         wanted.add(file.path)
-        if listing is not None and listing.missing(os.fspath(file.path)):
+        if listing is not None and listing.armed and listing.missing(str(file.path)):
             changes.append(Change("new", file.path, file))
             continue
         old, info = _read(file.path)
         if old is None or info is None:
             changes.append(Change("new", file.path, file))
+            if listing is not None:
+                listing.arm()
         elif old != file.content or info.st_mode & 0o7777 != file.mode:
             changes.append(Change("changed", file.path, file, old))
         else:
