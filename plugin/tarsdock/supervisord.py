@@ -241,8 +241,9 @@ def check_services(services: Sequence[Service], ctx: Context, out_dir: Path,
     """Raise what render_services raises for these services, making no text (validate);
     `run_args`: each service's docker arguments (see run_argv), or None."""
     quote = remembering(supervisor)
+    heads = service_headers(FORMAT, ctx.config_dir)
     for service, args in zip(services, run_args, strict=True):
-        header(FORMAT, ctx.config_dir, _sources(service))
+        heads(service.spec.origin.path, service.spec.template)
         check_ini([(f"program:{service.name}", program_rows(service, ctx, out_dir))], quote,
                   service.name)
         run_lines(service, ctx, args)

@@ -362,9 +362,9 @@ def check_services(services: Sequence[Service], ctx: Context,
     """Raise what render_services raises for these services, making no text (validate);
     `run_args`: each service's docker arguments (see service_rows), or None."""
     quote = remembering(_systemd_filter)
+    heads = service_headers(FORMAT, ctx.config_dir)
     for service, args in zip(services, run_args, strict=True):
-        header(FORMAT, ctx.config_dir, [service.spec.origin.path,
-                                        f"template {service.spec.template}"])
+        heads(service.spec.origin.path, service.spec.template)
         check_ini(service_rows(service, ctx, args), quote, service.name)
 
 
