@@ -37,7 +37,7 @@ def never(port: int) -> bool:
 
 
 def first_draw(name: str) -> int:
-    return next(iter(localports._walk(name)))
+    return localports._draw(name, set(), never)
 
 
 @pytest.mark.parametrize(("specs", "existing", "busy", "expected"), [
@@ -69,6 +69,15 @@ def test_draws_stay_in_tarsnodes_range_and_differ_per_service() -> None:
     got = localports.allocate(manifest(*(spec(n) for n in names)), {}, never)
     assert all(30000 <= p <= 44999 for p in got.values())
     assert len(set(got.values())) == len(names)
+
+
+def test_a_draw_past_the_range_end_goes_on_from_its_start() -> None:
+    # every port from the name's first draw to the end is answered: the walk wraps to 30000
+    first = first_draw("A.B")
+    busy = set(range(first, 45000))
+    assert localports.allocate(manifest(spec("A.B")), {}, busy.__contains__) == {"A.B": 30000}
+    busy |= {30000, 30001}
+    assert localports.allocate(manifest(spec("A.B")), {}, busy.__contains__) == {"A.B": 30002}
 
 
 def test_range_exhausted_is_an_input_error() -> None:
