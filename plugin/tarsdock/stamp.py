@@ -206,8 +206,10 @@ def record(path: str, key: list[object], config_dir: str, out_dir: str, outside:
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         with open(temp, "w", encoding="utf-8") as stream:
-            # dumps, not dump: only a one-shot encoding uses the C encoder
-            stream.write(json.dumps(data))
+            # dumps, not dump: only a one-shot encoding uses the C encoder; no check for
+            # cycles (data and the key are made of new lists, 2,000 of them on a 1,000-service
+            # node) and no spaces: 1.7 -> 1.5 ms of the run's serial end
+            stream.write(json.dumps(data, check_circular=False, separators=(",", ":")))
     except OSError:       # no cache dir to be had: every run is a full one
         return False
     # no fsync: a stamp lost in a crash costs one full run, and a torn one reads as none
