@@ -163,6 +163,20 @@ def test_unit_wait_and_reap_steps_are_wrapper_argvs() -> None:
             assert rows["ExecStopPost"] == systemd.IgnoreFailure(_wrapped(service, ctx, reap))
 
 
+@pytest.mark.parametrize("tars_path", ["/usr/local/app/tars", "/", "//srv", "rel/tars", "/a//b/",
+                                       "/a/./b", "/a/../b", "."])
+def test_a_config_file_is_at_the_services_conf_path(tars_path: str) -> None:
+    # config_files builds the path from the data dir, parsed once: it must be Path(conf_path)
+    from tarsdock.generate import config_files
+
+    node = replace(NODE, tars_path=tars_path)
+    services = [make_service("A.B", node=node), make_service("C.D", node=node),
+                make_service("E.F")]
+    paths = [file.path for file in config_files(services, Context(Path("/etc/tarsdock"), "/b"))]
+    assert paths == [Path(service.conf_path) for service in services]
+    assert [str(path) for path in paths] == [str(Path(service.conf_path)) for service in services]
+
+
 def test_labels_are_the_contract() -> None:
     argv = docker_run_argv(make_service())
     labels = [argv[i + 1] for i, word in enumerate(argv) if word == "--label"]
