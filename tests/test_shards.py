@@ -802,11 +802,14 @@ def test_generate_forks_once_and_no_file_comes_back(tmp_path: Path,
     assert tree(tmp_path) == files
 
 
-@pytest.mark.parametrize("show", [(), ("--dry-run",)])
-def test_generate_asks_the_engine_while_the_workers_render_and_warns_as_one_process(
+@pytest.mark.parametrize("command", [["generate"], ["generate", "--dry-run"], ["validate"]])
+def test_the_engine_is_asked_while_the_workers_render_and_warns_as_in_one_process(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        show: tuple[str, ...]) -> None:
+        command: list[str]) -> None:
     node(tmp_path, 11, {3: WARNS})
+    argv = ["--config-dir", str(tmp_path / "cfg"), *command]
+    if command[0] == "generate":
+        argv += ["--format", "systemd", "--out", str(tmp_path / "out")]
     asked: list[tuple[int, bool]] = []
     rendering = [False]
     real_first = Lockstep.first
@@ -823,14 +826,16 @@ def test_generate_asks_the_engine_while_the_workers_render_and_warns_as_one_proc
         return ["the engine says so"]
 
     monkeypatch.setattr(generate_module, "engine_warnings", engine_warnings)
-    alone = generate(tmp_path, "systemd", "1", monkeypatch, capsys, *show)
+    monkeypatch.setenv(JOBS_VARIABLE, "1")
+    alone = run(argv, capsys)
     assert alone[0] == 0 and alone[2].endswith("warning: the engine says so\n"), alone
     assert asked == [(os.getpid(), False)]
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
     shutil.rmtree(tmp_path / "tars", ignore_errors=True)
     asked.clear()
     monkeypatch.setattr(Lockstep, "first", first)
-    assert generate(tmp_path, "systemd", "3", monkeypatch, capsys, *show) == alone
+    monkeypatch.setenv(JOBS_VARIABLE, "3")
+    assert run(argv, capsys) == alone
     assert asked == [(os.getpid(), True)]
 
 

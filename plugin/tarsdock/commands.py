@@ -18,15 +18,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     import shutil
     import sysconfig
 
-    from tarsdock.generate import FORMATS, engine_warnings, load_and_render_all, print_warnings
+    from tarsdock.generate import FORMATS, engine_notes, load_and_render_all, print_warnings
     from tarsdock.output import Context
 
     directory = config_dir(args)
     docker = shutil.which("docker") or "/usr/bin/docker"
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), docker)
     # the output dir only names files in the rendered text; nothing is written
-    done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT, configs=False, keep=False)
-    print_warnings([*done.warnings, *engine_warnings(done.manifest.node)])
+    done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT, configs=False, keep=False,
+                               engine=True)
+    print_warnings([*done.warnings, *engine_notes(done)])
     print(f"ok: {len(done.specs)} services in {directory}")
     return EXIT_OK
 

@@ -201,6 +201,7 @@ class Rendered(NamedTuple):
     files: dict[str, list[OutputFile]]   # by format
     dirs: list[str]                      # what their starts need (service_dirs)
     warnings: list[InputWarning]
+    engine: list[str] | None = None      # engine_warnings, if asked while the workers rendered
 
 
 class Request(NamedTuple):
@@ -236,8 +237,12 @@ class Part(NamedTuple):
 
 @gc_paused()   # the inputs read before the shards are a bulk of small objects too
 def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
-                        out_dir: Path, configs: bool = True, keep: bool = True) -> Rendered:
+                        out_dir: Path, configs: bool = True, keep: bool = True,
+                        engine: bool = False) -> Rendered:
     """Load the config dir, read what each release says, render every format, gather warnings.
+
+    With `engine` (validate), the engine is asked (engine_warnings) while the workers render,
+    for `engine_notes`.
 
     Without `configs` the service config files are left out (validate): their text is a
     serialized config, which cannot fail, under a header naming the same config dir and sources
@@ -267,7 +272,7 @@ def load_and_render_all(formats: Sequence[str], directory: Path, ctx: Context,
     except (InputError, InputErrors):
         return _load_and_render_located(request)
     count = jobs(len(inputs.specs))
-    done = None if errors.errors else _in_shards(job_of(request, inputs), count)
+    done = None if errors.errors else _in_shards(job_of(request, inputs), count, engine)
     if done is None:
         return _load_and_render_located(request)
     return with_warnings_located(done, request, count)
@@ -296,8 +301,9 @@ def job_of(request: Request, inputs: Inputs) -> Job:
     return Job(request, inputs, next(given_out(inputs), None) is not None)
 
 
-def _in_shards(job: Job, count: int) -> Rendered | None:
-    """Every service resolved and rendered in `count` shards; None if anything is wrong."""
+def _in_shards(job: Job, count: int, engine: bool = False) -> Rendered | None:
+    """Every service resolved and rendered in `count` shards (with `engine`, the engine asked
+    meanwhile: see Own); None if anything is wrong."""
     # what every shard uses, imported once before the fork rather than in every process
     # (hashlib: NodeSettings.instance, 3 ms of OpenSSL)
     import hashlib  # noqa: F401
@@ -311,7 +317,7 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     shares = chunks(specs, count)
     # the templates' checks (check_templates; lazy, their parsing) shared out like the services
     template_shares = check_shares(inputs.templates, shares)
-    own = Own(job, specs)
+    own = Own(job, specs, engine)
     with Tickets(count, len(shares)) as tickets, Lockstep(
             [partial(_render_step, job, shares, template_shares, tickets, i) for i in range(count)]
     ) as lockstep:
@@ -327,7 +333,12 @@ def _in_shards(job: Job, count: int) -> Rendered | None:
     configs = [file for part in done for file in part.configs]
     files = {fmt: [*(file for part in done for file in part.units[fmt]), *shared[fmt], *configs]
              for fmt in request.formats} if request.keep else {}
-    return rendered._replace(files=files)
+    return rendered._replace(files=files, engine=own.engine)
+
+
+def engine_notes(done: Rendered) -> list[str]:
+    """engine_warnings of the node: as found while the workers rendered, else asked now."""
+    return engine_warnings(done.manifest.node) if done.engine is None else done.engine
 
 
 class Own:
@@ -481,15 +492,8 @@ class NodeRun:
     to be made) gets each output's stat once written."""
 
     def __init__(self, rendered: Rendered, changes: Sequence[Change | Planned],
-                 stats: Stats | None, engine: list[str] | None = None) -> None:
+                 stats: Stats | None) -> None:
         self.rendered, self.changes, self.stats = rendered, changes, stats
-        self._engine = engine
-
-    def engine_warnings(self) -> list[str]:
-        """engine_warnings of the node: as found while the workers rendered, else now."""
-        if self._engine is None:
-            return engine_warnings(self.rendered.manifest.node)
-        return self._engine
 
     def __enter__(self) -> NodeRun:
         return self
@@ -532,8 +536,8 @@ class ShardedRun(NodeRun):
 
     def __init__(self, rendered: Rendered, changes: list[Change | Planned], stats: Stats | None,
                  lockstep: Lockstep, job: Job, shared: list[Change],
-                 node: list[Batch], engine: list[str] | None) -> None:
-        super().__init__(rendered, changes, stats, engine)
+                 node: list[Batch]) -> None:
+        super().__init__(rendered, changes, stats)
         self._lockstep, self._job, self._shared, self._node = lockstep, job, shared, node
 
     def close(self) -> None:
@@ -637,7 +641,7 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
             lockstep.close()
             return None
         rendered, shared_by_format = joined
-        rendered = with_warnings_located(rendered, request, count)
+        rendered = with_warnings_located(rendered._replace(engine=own.engine), request, count)
         stats: Stats | None = {} if stat else None
         listing = Listing([out_dir, inputs.manifest.node.data_dir])
         shared = _split(plan(shared_by_format[fmt], stats=stats, listing=listing),
@@ -652,7 +656,7 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
                            listing.names(os.fspath(out_dir))),
             *others]
         return ShardedRun(rendered, changes, stats, lockstep, job, [*shared[0], *shared[1]],
-                          node, own.engine)
+                          node)
     except BaseException:
         lockstep.close()
         raise
@@ -818,7 +822,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             group_restart_note(args.format, changes, out_dir)])]]
         print_warnings(notes)
         # about the engine, not the input: never replayed from the stamp
-        print_warnings(run.engine_warnings())
+        print_warnings(engine_notes(done))
         if showing:
             sys.stdout.write(describe(changes) if args.dry_run  # type: ignore[arg-type]
                              else diff(changes))  # type: ignore[arg-type]
