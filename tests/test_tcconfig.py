@@ -277,6 +277,17 @@ def substituted(config: tcconfig.Config, values: dict[str, str]) -> tcconfig.Con
     return copy
 
 
+def config_of(items: list[tuple[str, str, str]]) -> tcconfig.Config:
+    """A config of (domain path, key, value) items, each at its own line of "gen"."""
+    config = tcconfig.Config("", Origin("gen"))
+    for line, (where, key, value) in enumerate(items):
+        domain = config
+        for part in filter(None, where.split("/")):
+            domain = domain.subdomain(part, Origin("gen", line))
+        domain.set(key, tcconfig.Param(value, Origin("gen", line)))
+    return config
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["", "d", "d/e", "f", "a", "a/b"]),
                           st.sampled_from("kmn"), MACRO_TEXT), max_size=8),
@@ -285,12 +296,7 @@ def substituted(config: tcconfig.Config, values: dict[str, str]) -> tcconfig.Con
          ["<a>", "k=v", "j", "<b>", "</b>", "</a>"])
 def test_filler_substitutes_like_re_sub(items: list[tuple[str, str, str]], a: str, b: str,
                                         low: list[str]) -> None:
-    config = tcconfig.Config("", Origin("gen"))
-    for line, (where, key, value) in enumerate(items):
-        domain = config
-        for part in filter(None, where.split("/")):
-            domain = domain.subdomain(part, Origin("gen", line))
-        domain.set(key, tcconfig.Param(value, Origin("gen", line)))
+    config = config_of(items)
     values = {"a": a, "b": b}
     before = shape(config)
     filler = tcconfig.Filler(config, NAMES)
@@ -320,12 +326,7 @@ def test_a_filler_used_again_fills_each_service_with_its_own_values(
         items: list[tuple[str, str, str]], runs: list[tuple[str, str]]) -> None:
     # a filled parameter whose one macro has the value it had last time is the one made then:
     # every fill of a sequence must still be what re.sub gives with that fill's values
-    config = tcconfig.Config("", Origin("gen"))
-    for line, (where, key, value) in enumerate(items):
-        domain = config
-        for part in filter(None, where.split("/")):
-            domain = domain.subdomain(part, Origin("gen", line))
-        domain.set(key, tcconfig.Param(value, Origin("gen", line)))
+    config = config_of(items)
     filler = tcconfig.Filler(config, NAMES)
     for a, b in runs:
         values = {"a": a, "b": b}
