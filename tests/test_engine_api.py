@@ -88,3 +88,26 @@ def test_no_daemon_is_unreachable(tmp_path: Path) -> None:
         DockerEngine(str(tmp_path / "none.sock"), api_timeout=1).image_id("a:1")
     with pytest.raises(TarsdockError, match="docker engine at"):
         OTHER_INSTANCES(str(tmp_path / "none.sock"), "n", "me")
+
+
+def test_an_answer_cut_short_or_not_json_is_an_error_not_a_crash(sock_path: Path) -> None:
+    # a daemon that goes away mid-answer (a restart) leaves a 200 with half a body; anything
+    # else on the socket may answer HTTP with no JSON: validate and generate ask the engine
+    # for other instances on every run, and must report one line, never a traceback
+    listing = http("200 OK", [{"Id": "a", "Names": ["/a"], "Labels": {}}])
+    FakeDaemon(sock_path, [listing[:-5], b"HTTP/1.0 200 OK\r\n\r\n\xff<html>",
+                           http("200 OK", {"message": "page not found"}),
+                           http("200 OK", ["a"]),
+                           http("200 OK", {"Id": "sha256:abc"})[:-3],
+                           http("200 OK", {"Id": 5})])
+    for _ in range(2):
+        with pytest.raises(DockerUnreachable, match="not JSON"):
+            OTHER_INSTANCES(str(sock_path), "n", "me")
+    for _ in range(2):
+        with pytest.raises(TarsdockError, match="list containers: not a list of containers"):
+            OTHER_INSTANCES(str(sock_path), "n", "me")
+    api = DockerEngine(str(sock_path), api_timeout=5)
+    with pytest.raises(DockerUnreachable, match="not JSON"):
+        api.image_id("a:1")
+    with pytest.raises(TarsdockError, match="inspect a:1: no image id"):
+        api.image_id("a:1")

@@ -165,7 +165,10 @@ class DockerEngine:
             return None
         if status != 200:
             raise TarsdockError(f"docker engine: inspect {ref}: HTTP {status}")
-        image_id: str = json.loads(body)["Id"]
+        image = _json_body(body, self.socket_path)
+        image_id = image.get("Id") if isinstance(image, dict) else None
+        if not isinstance(image_id, str):
+            raise TarsdockError(f"docker engine: inspect {ref}: no image id in the answer")
         return image_id
 
     def running_images(self, node: str, instance: str) -> dict[str, str]:
@@ -362,8 +365,21 @@ def _list_containers(socket_path: str, timeout: float,
         raise TarsdockError(f"docker engine at {socket_path}: {error}") from error
     if status != 200:
         raise TarsdockError(f"docker engine: list containers: HTTP {status}")
-    entries: list[dict[str, Any]] = json.loads(body)
+    entries = _json_body(body, socket_path)
+    if not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
+        raise TarsdockError("docker engine: list containers: not a list of containers")
     return entries
+
+
+def _json_body(body: bytes, socket_path: str) -> Any:
+    """An answer's JSON body. One cut short (the daemon went away mid-answer: a restart) or not
+    JSON at all (something else answers on the socket) is DockerUnreachable, as no answer is:
+    one line for the user, never a traceback (validate asks on every run).
+    Raises DockerUnreachable."""
+    try:
+        return json.loads(body)
+    except ValueError as error:       # JSONDecodeError, UnicodeDecodeError
+        raise DockerUnreachable(socket_path, f"an answer that is not JSON ({error})") from None
 
 
 def registry_status(ref: str, auth: Auth | None, timeout: float) -> int | None:
