@@ -373,6 +373,18 @@ def test_make_dirs_refuses_a_file_in_the_way(tmp_path: Path) -> None:
         output.make_dirs([tmp_path / "f"])
 
 
+def test_make_dirs_reports_the_failure_a_pass_in_name_order_meets_first(tmp_path: Path) -> None:
+    # the dirs are made in the order given (a node's own dirs, then each service's), but the
+    # error is the one the pass in name order meets first, as before: with app_log a file,
+    # generate said "app_log/App0/S0: Not a directory", not "app_log/tarsdock" (tryout14c D2)
+    for name in ("a", "b"):
+        (tmp_path / name).write_text("")
+    for found in ({}, {str(tmp_path): os.stat(tmp_path).st_dev}):
+        with pytest.raises(NotADirectoryError) as caught:
+            output.make_dirs([tmp_path / "b" / "x", tmp_path / "c", tmp_path / "a" / "y"], found)
+        assert caught.value.filename == os.fspath(tmp_path / "a" / "y")
+
+
 def test_a_directory_in_a_files_place_is_an_error_naming_it(tmp_path: Path) -> None:
     # open(2) of a directory succeeds and read(2) fails with EISDIR, an error os.read names no
     # file in: generate's one line was "error: ?: Is a directory" (found trying issue 14)

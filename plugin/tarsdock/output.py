@@ -399,9 +399,19 @@ def make_dirs(paths: Iterable[str | Path], found: dict[str, int] | None = None,
     # On a new node mkdir first and a stat only when it exists (6,000 dirs: no stat each), on
     # one written before a stat first (5,000 dirs: no mkdir refused each)
     likely = bool(known)
-    for path in dict.fromkeys([os.fspath(p) for p in paths]):
-        if path not in known and path not in found:
-            _make_dir(path, found, made, likely)
+    ordered = dict.fromkeys([os.fspath(p) for p in paths])
+    try:
+        for path in ordered:
+            if path not in known and path not in found:
+                _make_dir(path, found, made, likely)
+    except OSError:
+        # the error is the one a pass in name order meets first, as it was when the paths were
+        # sorted: which path a failure names does not depend on the order callers list them in
+        # (only a failing run pays for the sort)
+        for path in sorted(ordered):
+            if path not in known and path not in found:
+                _make_dir(path, found, made, likely)
+        raise
     return made
 
 
