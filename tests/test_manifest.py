@@ -141,6 +141,23 @@ def test_minimal_node(tmp_path: Path) -> None:
 MINIMAL_NODE = ('[node]\nname = "n1"\ntars_path = "/t"\nlocator = "a.b.C@tcp -h 127.0.0.1 -p 1"\n')
 
 
+@pytest.mark.parametrize(("line", "localip"), [
+    ("", "n1"), ('localip = ""\n', "n1"), ('localip = "10.0.0.5"\n', "10.0.0.5")])
+def test_localip_empty_or_left_out_is_the_node_name(tmp_path: Path, line: str,
+                                                      localip: str) -> None:
+    (tmp_path / "node.toml").write_text(MINIMAL_NODE + line)
+    assert load_manifest(tmp_path).node.localip == localip
+
+
+def test_localip_of_spaces_is_refused(tmp_path: Path) -> None:
+    from tarsdock.errors import InputErrors
+
+    (tmp_path / "node.toml").write_text(MINIMAL_NODE + 'localip = " "\n')
+    with pytest.raises(InputErrors) as caught:
+        load_manifest(tmp_path)
+    assert "node.toml:5: key 'localip': \" \" is not a host name or IP address" in str(caught.value)
+
+
 @pytest.mark.parametrize(("lines", "supervisor", "url"), [
     ('supervisor = "systemd"\n', "systemd", "unix:///var/run/supervisor.sock"),
     ('supervisor_url = "unix:///run/sv.sock"\n', "supervisord", "unix:///run/sv.sock"),

@@ -67,6 +67,7 @@ ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")        # [registries.X] and [im
 INSTANCE = re.compile(r"\A\Z|[A-Za-z0-9][A-Za-z0-9._:@-]*\Z")   # a Docker label value
 TEMPLATE_NAME = re.compile(r"(?!\.\.?\Z)[A-Za-z0-9._-]+\Z")   # a file name in templates/
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*\Z")  # node name, IPs, registry host[:port]
+HOST_NAME_OR_EMPTY = re.compile(r"\A\Z|" + HOST_NAME.pattern)
 SET_DIVISION = re.compile(r"[A-Za-z0-9]+\.[A-Za-z0-9]+\.(?:[A-Za-z0-9]+|\*)\Z")
 WORD = re.compile(r"[^\s]+\Z")
 
@@ -198,7 +199,8 @@ def name_list(value: list[str]) -> str:
 
 NODE_KEYS: dict[str, KeyRule] = {
     "name": KeyRule("str", REQUIRED, matches(HOST_NAME, "a host name or IP address")),
-    "localip": KeyRule("str", "", matches(HOST_NAME, "a host name or IP address")),
+    # "" (the default, written out by some tools): the node's name, as docs/node-toml.md says
+    "localip": KeyRule("str", "", matches(HOST_NAME_OR_EMPTY, "a host name or IP address")),
     "tars_path": KeyRule("str", REQUIRED, absolute_path),
     "locator": KeyRule("str", REQUIRED, _endpoint_check(parse_proxy)),
     "docker_socket": KeyRule("str", "/var/run/docker.sock", absolute_path),
