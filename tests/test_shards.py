@@ -12,7 +12,7 @@ import re
 import select
 import shutil
 import signal
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -621,22 +621,32 @@ def test_a_write_failing_in_one_shard_changes_no_file_and_leaves_no_temp_file(
     assert tree(tmp_path) == before and temp_files(tmp_path) == []
 
 
-def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    targets = old_files(tmp_path)
-    parent = os.getpid()
+def after_each_stage(monkeypatch: pytest.MonkeyPatch, then: Callable[[OutputFile], None]
+                     ) -> None:
+    """output._stage as it is, then `then(file)` in the process that staged the file."""
     real = output._stage
 
     def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, str]],
               found: dict[str, int]) -> None:
         real(file, umask, pid, staged, found)
+        then(file)
+
+    monkeypatch.setattr(output, "_stage", stage)
+
+
+def test_a_writer_process_killed_is_one_line_and_leaves_no_temp_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    targets = old_files(tmp_path)
+    parent = os.getpid()
+
+    def staged(file: OutputFile) -> None:
         if os.getpid() != parent:
             with (tmp_path / "writers").open("a") as log:
                 log.write(f"{os.getpid()}\n")
             if file.path == targets[2]:   # one file a chunk: the third process's own first
                 os.kill(os.getpid(), signal.SIGKILL)   # once it is staged
 
-    monkeypatch.setattr(output, "_stage", stage)
+    after_each_stage(monkeypatch, staged)
     write_new_with_a_writer_killed(targets)
     assert [path.read_text() for path in targets] == ["old\n"] * 6
     assert temp_files(tmp_path) == []
@@ -734,18 +744,16 @@ def test_sigterm_while_writing_is_one_line_and_leaves_no_temp_file(
     # tars_path (found trying issue 14 as a user; the old one-process writer did the same)
     generated_then_every_config_changed(tmp_path, monkeypatch, capsys)
     before = tree(tmp_path)
-    parent, real = os.getpid(), output._stage
+    parent = os.getpid()
 
-    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, str]],
-              found: dict[str, int]) -> None:
-        real(file, umask, pid, staged, found)
+    def staged(file: OutputFile) -> None:
         if os.getpid() == parent:   # its first file (in shards: of its own first chunk)
             os.kill(parent, signal.SIGTERM)
 
     def not_generate(signum: int, frame: object) -> None:
         raise AssertionError("SIGTERM reached the handler generate found")
 
-    monkeypatch.setattr(output, "_stage", stage)
+    after_each_stage(monkeypatch, staged)
     handler = signal.signal(signal.SIGTERM, not_generate)   # not pytest's end, if it fails
     try:
         code, _, err = generate(tmp_path, "supervisord", jobs_, monkeypatch, capsys)
@@ -867,15 +875,13 @@ def test_a_worker_killed_while_staging_in_generate_changes_no_file(
         capsys: pytest.CaptureFixture[str]) -> None:
     new_tree(tmp_path, monkeypatch, capsys)
     before = tree(tmp_path)
-    parent, real = os.getpid(), output._stage
+    parent = os.getpid()
 
-    def stage(file: OutputFile, umask: int, pid: int, staged: list[tuple[str, str]],
-              found: dict[str, int]) -> None:
-        real(file, umask, pid, staged, found)
+    def staged(file: OutputFile) -> None:
         if os.getpid() != parent:
             os.kill(os.getpid(), signal.SIGKILL)   # its first file staged
 
-    monkeypatch.setattr(output, "_stage", stage)
+    after_each_stage(monkeypatch, staged)
     others = children()
     code, _, err = generate(tmp_path, "supervisord", "3", monkeypatch, capsys)
     assert code == 5 and re.match(KILLED, err.splitlines()[-1]), err
