@@ -143,3 +143,21 @@ def test_a_native_tars_service_gets_the_graceful_stop_and_a_not_tars_one_is_exec
     else:
         assert stop["timeout"] == "3" and stop["admin"] and stop["admin"].isdigit()
         assert stop["tarsdock"] and stop["tarsdock"].endswith("/tarsdock")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])   # 2: the changes come from a worker (Planned)
+def test_a_program_file_chmod_by_hand_is_put_right_without_the_group_warning(
+        jobs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # supervisord reads a program's text, not its mode: `update` restarts nothing for this
+    monkeypatch.setenv("TARSDOCK_JOBS", jobs)
+    config, out, tars = tmp_path / "config", tmp_path / "out", tmp_path / "tars"
+    (config / "templates").mkdir(parents=True)
+    shutil.copy(SHARED_TEMPLATES / "tars.default", config / "templates" / "tars.default")
+    shutil.copy(SHARED_TEMPLATES / "tars.cpp.default", config / "templates" / "tars.cpp.default")
+    before = generate(config, out, tars)
+    (out / f"{SERVICE}.conf").chmod(0o600)
+    capsys.readouterr()
+    assert generate(config, out, tars) == before
+    assert (out / f"{SERVICE}.conf").stat().st_mode & 0o777 == 0o644
+    assert "group tars changed" not in capsys.readouterr().err

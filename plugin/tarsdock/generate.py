@@ -187,10 +187,19 @@ def group_restart_note(fmt: str, changes: Sequence[Change | Planned],
         return os.path.splitext(change.path)[1] == ".conf" and os.path.dirname(change.path) == out
 
     existed = any(c.kind != "new" and program(c) for c in changes)
-    if not existed or all(c.kind == "unchanged" for c in changes if program(c)):
+    if not existed or not any(_text_changes(c) for c in changes if program(c)):
         return None
     return ("group tars changed: `supervisorctl update` will restart every program of the "
             "group, not only the changed ones (supervisord replaces a changed group whole)")
+
+
+def _text_changes(change: Change | Planned) -> bool:
+    """Whether a file's text is new, changed or removed: supervisord reads a program's text, so
+    a mode put right (a program file chmod'ed by hand) changes nothing it sees."""
+    if isinstance(change, Planned):
+        return change.text
+    return change.kind != "unchanged" and (
+        change.kind != "changed" or change.file is None or change.old != change.file.content)
 
 
 class Rendered(NamedTuple):
@@ -469,6 +478,7 @@ class Planned(NamedTuple):
 
     kind: ChangeKind
     path: str
+    text: bool      # its text is new, changed or removed, not only its mode (_text_changes)
 
 
 Seen = list["Change"] | list[Planned]
@@ -666,7 +676,8 @@ def _sharded(job: Job, count: int, show: bool, stat: bool) -> ShardedRun | None:
 
 def _seen(changes: list[Change], show: bool) -> Seen:
     """What this process is sent of a worker's changes: whole to be shown, else kind and path."""
-    return changes if show else [Planned(c.kind, os.fspath(c.path)) for c in changes]
+    return changes if show else [Planned(c.kind, os.fspath(c.path), _text_changes(c))
+                                 for c in changes]
 
 
 def _work(job: Job, shares: tuple[list[Sequence[ServiceSpec]], list[Sequence[str]]],
