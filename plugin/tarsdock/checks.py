@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from tarsdock import portowner
 from tarsdock.containerspec import CONTAINER_PATH, SERVER_PATH
 from tarsdock.errors import (
+    ErrorCollector,
     InputWarning,
     Origin,
     TarsdockError,
@@ -20,6 +21,7 @@ from tarsdock.errors import (
 )
 from tarsdock.imageref import registry_host
 from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
+from tarsdock.listeners import check_listeners
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config
 
@@ -155,8 +157,12 @@ def registry_warnings(manifest: Manifest, specs: Iterable[ServiceSpec]) -> list[
 
 def input_warnings(manifest: Manifest, services: Iterable[Service]) -> list[InputWarning]:
     """Every warning about the config dir, sorted by file and line, each once."""
+    from tarsdock.resolve import node_listeners
+
     services = list(services)
     notes = [note for service in services for note in service_warnings(service)]
+    # the errors were raised as the node was resolved (resolve._load_node): the warnings here
+    notes += check_listeners(node_listeners(services), ErrorCollector(), manifest.listeners)
     return node_warnings(manifest, [service.spec for service in services], notes)
 
 
@@ -168,7 +174,8 @@ def node_warnings(manifest: Manifest, specs: Iterable[ServiceSpec],
                            "services, so what this one declares is not on the node (rename it "
                            "to .toml, or start its name with '.' to keep it unread without this "
                            "warning)") for path in manifest.unread_files]
-    return sorted_warnings([*notes, *registry_warnings(manifest, specs), *unread])
+    return sorted_warnings([*notes, *manifest.notes, *registry_warnings(manifest, specs),
+                            *unread])
 
 
 # (socket, node name, instance) -> {other instance: container names}; engine.other_instances

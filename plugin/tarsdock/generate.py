@@ -19,6 +19,7 @@ from tarsdock.errors import EnvironmentFault
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
+    from tarsdock.listeners import Listener
     from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
     from tarsdock.output import (
         Batch,
@@ -242,6 +243,7 @@ class Part(NamedTuple):
     dirs: list[str]
     ports: frozenset[int]                # ports_in_use
     notes: list[InputWarning]            # service_warnings
+    listeners: list[Listener]            # resolve.node_listeners
 
 
 @gc_paused()   # the inputs read before the shards are a bulk of small objects too
@@ -384,12 +386,19 @@ def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None],
     """The shards' parts (their files left out) joined, checked as a whole node, with the
     node's own files by format (`own`'s); None if anything is wrong."""
     from tarsdock.checks import node_warnings
+    from tarsdock.errors import ErrorCollector
+    from tarsdock.listeners import check_listeners
     from tarsdock.resolve import ports_clash
 
     inputs = job.inputs
     done = [part for part in parts if part is not None]
     ports = frozenset[int]().union(*(part.ports for part in done))
     if len(done) < len(parts) or ports_clash(inputs, ports):
+        return None
+    clashes = ErrorCollector()
+    found = check_listeners([listener for part in done for listener in part.listeners], clashes,
+                            inputs.manifest.listeners)
+    if clashes:
         return None
     own.find()
     shared = own.files
@@ -398,7 +407,8 @@ def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None],
     node = inputs.manifest.node
     dirs = [*node_dirs(node), *(path for part in done for path in part.dirs)] \
         if job.request.keep else []
-    notes = node_warnings(inputs.manifest, specs, [note for part in done for note in part.notes])
+    notes = node_warnings(inputs.manifest, specs,
+                          [*(note for part in done for note in part.notes), *found])
     return Rendered(inputs.manifest, specs, {}, dirs, notes), shared
 
 
@@ -419,7 +429,7 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
     from tarsdock.checks import service_warnings
     from tarsdock.errors import ErrorCollector, TarsdockError
     from tarsdock.package import with_package_facts
-    from tarsdock.resolve import check_templates, ports_in_use, resolve_all
+    from tarsdock.resolve import check_templates, node_listeners, ports_in_use, resolve_all
 
     manifest, request = job.inputs.manifest, job.request
     try:
@@ -445,7 +455,8 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
         configs = []
     return Part(units, configs, own_dirs(services) if request.keep else [],
                 ports_in_use(services, manifest) if job.ports else frozenset(),
-                [note for service in services for note in service_warnings(service)])
+                [note for service in services for note in service_warnings(service)],
+                node_listeners(services))
 
 
 # --- generate: a node rendered, planned and written by one set of worker processes ----------

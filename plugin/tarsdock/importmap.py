@@ -22,8 +22,8 @@ from tarsdock.importer import (
     where,
 )
 from tarsdock.keys import NAME, WORD, exe_path
+from tarsdock.listeners import clash, family
 from tarsdock.model import SERVER_TYPES
-from tarsdock.servicetable import clash, family
 from tarsdock.tarsdb import TarsRows
 
 APP_OR_SERVER = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")

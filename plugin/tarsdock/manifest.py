@@ -20,7 +20,14 @@ from typing import Any
 
 from tarsdock import textfile
 from tarsdock.endpoint import Endpoint
-from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin, did_you_mean
+from tarsdock.errors import (
+    ErrorCollector,
+    InputError,
+    InputErrors,
+    InputWarning,
+    Origin,
+    did_you_mean,
+)
 from tarsdock.imageref import hub_or_host, parse_image_ref
 from tarsdock.keys import (
     ID,
@@ -33,6 +40,7 @@ from tarsdock.keys import (
     TEMPLATE_NAME,
     quote_value,
 )
+from tarsdock.listeners import check_listeners
 from tarsdock.model import (
     Image,
     Manifest,
@@ -40,7 +48,7 @@ from tarsdock.model import (
     Registry,
     ServiceSpec,
 )
-from tarsdock.servicetable import ServiceReader, check_listeners, registry_for
+from tarsdock.servicetable import ServiceReader, registry_for
 from tarsdock.tomlread import TableReader, TomlDoc
 
 SERVICE_NAME = re.compile(r"([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)\Z")
@@ -207,9 +215,10 @@ class ManifestReader(TableReader):
                     found[name] = spec
         return dict(sorted(found.items()))
 
-    def check_endpoints(self) -> None:
-        """No two listeners of the node on the same port of the same address (or a wildcard)."""
-        check_listeners(self.endpoints, self.errors)
+    def check_endpoints(self) -> list[InputWarning]:
+        """No two listeners of the node on the same port of the same address (or a wildcard);
+        the warnings of those that may be one address (tarsdock.listeners)."""
+        return check_listeners(self.endpoints, self.errors)
 
 
 def _service_files(config_dir: Path, errors: ErrorCollector) -> tuple[list[Path], list[str]]:
@@ -275,8 +284,9 @@ def read_manifest(config_dir: Path, lines: bool = True
     docs = [node_doc, *extra_docs] if node_doc is not None else extra_docs
     node_ok = node is not None and not errors
     services = reader.services(docs, images, registries)
-    reader.check_endpoints()
+    notes = reader.check_endpoints()
     if not node_ok or node is None:
         return None, errors.errors
     return Manifest(node, registries, images, templates, services,
-                    tuple(f"services.d/{name}" for name in unread)), errors.errors
+                    tuple(f"services.d/{name}" for name in unread), tuple(reader.endpoints),
+                    tuple(notes)), errors.errors

@@ -15,7 +15,8 @@ from tarsdock.errors import Origin
 from tarsdock.records import Cached, Record
 
 if TYPE_CHECKING:
-    from tarsdock.errors import InputError
+    from tarsdock.errors import InputError, InputWarning
+    from tarsdock.listeners import Listener
     from tarsdock.tcconfig import Config
 
 RunMode = Literal["container", "native"]
@@ -258,25 +259,32 @@ class Manifest(Record):
     """Everything the config dir's TOML files say, validated."""
 
     __slots__ = _fields = ("node", "registries", "images", "template_parents", "services",
-                           "unread_files")
+                           "unread_files", "listeners", "notes")
     node: Final[NodeSettings]
     registries: Final[dict[str, Registry]]
     images: Final[dict[str, Image]]
     template_parents: Final[dict[str, tuple[str, Origin]]]
     services: Final[dict[str, ServiceSpec]]
     unread_files: Final[tuple[str, ...]]     # services.d files not named *.toml (not hidden)
+    # the endpoints its tables say the node listens on (tarsdock.listeners.Listener), and the
+    # warnings of those that clash if a host name resolves so (check_listeners)
+    listeners: Final[tuple[Listener, ...]]
+    notes: Final[tuple[InputWarning, ...]]
 
     def __init__(self, node: NodeSettings, registries: dict[str, Registry] | None = None,
                  images: dict[str, Image] | None = None,
                  template_parents: dict[str, tuple[str, Origin]] | None = None,
                  services: dict[str, ServiceSpec] | None = None,
-                 unread_files: tuple[str, ...] = ()) -> None:
+                 unread_files: tuple[str, ...] = (), listeners: tuple[Listener, ...] = (),
+                 notes: tuple[InputWarning, ...] = ()) -> None:
         self.node = node
         self.registries = {} if registries is None else registries
         self.images = {} if images is None else images
         self.template_parents = {} if template_parents is None else template_parents
         self.services = {} if services is None else services
         self.unread_files = unread_files
+        self.listeners = listeners
+        self.notes = notes
 
 
 class Volume(Record):

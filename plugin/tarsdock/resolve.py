@@ -15,7 +15,9 @@ from tarsdock.containerspec import (
     read_env,
     read_stop_timeout,
 )
+from tarsdock.endpoint import Endpoint
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
+from tarsdock.listeners import Listener, check_listeners
 from tarsdock.manifest import load_manifest, read_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.records import Record
@@ -69,9 +71,7 @@ def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
         "basepath": f"{service_dir}/bin/",
         "datapath": f"{service_dir}/data/",
         "logpath": node.log_dir,
-        # tarsnode CommandLoad::updateConfigFile: host 0.0.0.0 in a container of its own network
-        "local": (_endpoint(spec, node, f"tcp -h 127.0.0.1 -p {spec.local_port} -t 10000")
-                  if spec.local_port else ""),
+        "local": admin_endpoint(spec, node),
         "mainclass": spec.main_class,
         # tarsnode CommandLoad::updateConfigFile: "NULL" and "n" without a set, lower-case "y"
         "setdivision": spec.set_division or "NULL",
@@ -79,6 +79,13 @@ def macros(spec: ServiceSpec, node: NodeSettings) -> dict[str, str]:
         "asyncthread": str(spec.async_thread),
         "baseimage": spec.image.ref if spec.image else "",
     }
+
+
+def admin_endpoint(spec: ServiceSpec, node: NodeSettings) -> str:
+    """${local}: the admin endpoint on the service's local port, "" without one."""
+    # tarsnode CommandLoad::updateConfigFile: host 0.0.0.0 in a container of its own network
+    return (_endpoint(spec, node, f"tcp -h 127.0.0.1 -p {spec.local_port} -t 10000")
+            if spec.local_port else "")
 
 
 def _endpoint(spec: ServiceSpec, node: NodeSettings, endpoint: str) -> str:
@@ -234,6 +241,7 @@ def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
         services, problems = resolve_all(specs, manifest.node, template_set)
     for found in problems:
         errors.extend(found)
+    check_listeners(node_listeners(services), errors, manifest.listeners)
     check_templates(template_set, errors)
     errors.raise_if_any()
     return ResolvedNode(manifest, tuple(services), template_set)
@@ -257,26 +265,90 @@ def resolve_all(specs: dict[str, ServiceSpec], node: NodeSettings, templates: Te
 
 def ports_in_use(services: list[Service], manifest: Manifest) -> frozenset[int]:
     """TCP ports the node's services take that the manifest's tables do not show: endpoints of
-    adapters a template or profile declares (a <server> sub-domain with `endpoint`) and, with
-    bridge networking, the host ports of <ports> lines (Docker publishes them on the host)."""
-    from tarsdock.endpoint import EndpointError, parse_endpoint
-
+    adapters a template or profile declares (a <server> sub-domain with `endpoint`), an admin
+    endpoint a template or profile writes itself (not ${local}) and, with bridge networking,
+    the host ports of <ports> lines (Docker publishes them on the host)."""
     ports: set[int] = set()
     for service in services:
-        server = service.config
-        for part in ("tars", "application", "server"):
-            server = server.domains.get(part) or Config(part, server.origin)
+        server = _server(service.config)
         for domain in server.domains.values():
             param = domain.params.get("endpoint")
-            try:
-                endpoint = parse_endpoint(param.value) if param else None
-            except EndpointError:
-                continue        # reported where the endpoint is checked
+            endpoint = _parsed(param.value) if param else None
             if endpoint is not None and endpoint.transport != "udp":
                 ports.add(endpoint.port)
+        local = _own_local(service, server)
+        if local is not None:
+            ports.add(local[0].port)
         if manifest.node.network == "bridge":
             ports |= {m.host_port for m in service.container.ports if m.proto == "tcp"}
     return frozenset(ports)
+
+
+def _server(config: Config) -> Config:
+    """The <tars><application><server> domain of a final config (an empty one if none)."""
+    server = config
+    for part in ("tars", "application", "server"):
+        server = server.domains.get(part) or Config(part, server.origin)
+    return server
+
+
+def _parsed(text: str) -> Endpoint | None:
+    from tarsdock.endpoint import EndpointError, parse_endpoint
+
+    try:
+        return parse_endpoint(text)
+    except EndpointError:
+        return None   # not an endpoint tarsdock can read: no port it can check
+
+
+def _own_local(service: Service, server: Config) -> Listener | None:
+    """The service's admin endpoint when a template or profile writes one other than ${local}
+    (the one tarsdock gives: pinned, a listener of the manifest, or given out clear of every
+    other endpoint); None for ${local}, an empty one or one tarsdock cannot read."""
+    local = server.params.get("local")
+    spec = service.spec
+    if local is None or not local.value.strip() or local.value == admin_endpoint(spec,
+                                                                                 service.node):
+        return None
+    endpoint = _parsed(local.value)
+    return None if endpoint is None else (endpoint, local.origin, f"{spec.name} admin", "local")
+
+
+def final_listeners(service: Service) -> list[Listener]:
+    """The endpoints a service's final config listens on that the manifest's tables do not
+    show (tarsdock.listeners checks them against the manifest's): the adapters a template or
+    profile declares or rewrites (Application::bindAdapter binds each <server> sub-domain with
+    an `endpoint`), and an admin endpoint other than ${local} (_own_local).
+
+    None for a container on a bridge network, whose endpoints are bound in its own network
+    namespace (what reaches the host is published from the manifest's: argv._published), nor
+    for a not_tars program, which need not read its Tars config (the manifest says what it
+    listens on). An endpoint tarsdock cannot parse is left out.
+    """
+    spec = service.spec
+    if spec.type == "not_tars" or (service.node.network == "bridge" and spec.run == "container"):
+        return []
+    server = _server(service.config)
+    declared = {f"{spec.name}.{adapter.name}": adapter.endpoint for adapter in spec.adapters}
+    found: list[Listener] = []
+    for name, domain in server.domains.items():
+        param = domain.params.get("endpoint")
+        # the manifest's endpoint, as adapter_config wrote it: a listener of the manifest
+        if param is None or declared.get(name) == param.value:
+            continue
+        endpoint = _parsed(param.value)
+        if endpoint is not None:
+            # the manifest's label for a domain of its own (check_listeners: not a clash
+            # with itself)
+            short = name.removeprefix(f"{spec.name}.")
+            found.append((endpoint, param.origin, f"{spec.name} adapter {short}", "endpoint"))
+    local = _own_local(service, server)
+    return found if local is None else [*found, local]
+
+
+def node_listeners(services: Iterable[Service]) -> list[Listener]:
+    """final_listeners of every service, in order."""
+    return [listener for service in services for listener in final_listeners(service)]
 
 
 def with_local_ports(manifest: Manifest, reserved: frozenset[int] = frozenset()

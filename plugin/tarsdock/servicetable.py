@@ -1,49 +1,22 @@
-"""One [services."App.Server"] table of the manifest, and the node's listening endpoints."""
+"""One [services."App.Server"] table of the manifest (its listeners go to tarsdock.listeners)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tarsdock.endpoint import Endpoint, parse_endpoint
-from tarsdock.errors import ErrorCollector, Origin, did_you_mean
+from tarsdock.errors import Origin, did_you_mean
 from tarsdock.imageref import hub_or_host, looks_like_ref, parse_image_ref
 from tarsdock.keys import ADAPTER_KEYS, SERVICE_KEYS, quote_value
 from tarsdock.model import AdapterSpec, Image, Registry, RunMode, ServiceSpec
 from tarsdock.tomlpos import KeyPath
 from tarsdock.tomlread import TableReader, TomlDoc
 
-Listener = tuple[Endpoint, Origin, str, str]   # endpoint, where, what listens, manifest key
-
-
-def check_listeners(listeners: list[Listener], errors: ErrorCollector) -> None:
-    """No two listeners on the same port of the same address (or a wildcard)."""
-    # bucket by (family, port): only listeners in one bucket can clash, and buckets are small
-    by_port: dict[tuple[str, int], list[Listener]] = {}
-    for here, origin, label, key in listeners:
-        bucket = by_port.setdefault((family(here), here.port), [])
-        bucket.append((here, origin, label, key))
-        for there, first, other, _ in bucket[:-1]:
-            if clash(here, there):
-                errors.add(origin, f"{label} listens on {here.host}:{here.port}, "
-                           f"already used by {other} at {first}", key)
-                break
-
 
 def registry_for(domain: str, registries: dict[str, Registry]) -> Registry | None:
     """The registry whose url is the reference's host (docker.io for none)."""
     host = hub_or_host(domain)
     return next((r for _, r in sorted(registries.items()) if r.url == host), None)
-
-
-def family(endpoint: Endpoint) -> str:
-    # tcp and ssl share the TCP port space; udp has its own
-    return "udp" if endpoint.transport == "udp" else "tcp"
-
-
-def clash(a: Endpoint, b: Endpoint) -> bool:
-    wild = ("0.0.0.0", "*")
-    return (family(a) == family(b) and a.port == b.port
-            and (a.host == b.host or a.host in wild or b.host in wild))
 
 
 class ServiceReader:

@@ -1,0 +1,202 @@
+"""Endpoints only a template or profile names are checked for clashes like the manifest's
+(tarsdock.listeners): against pinned admin ports, manifest adapters, node_port and each other,
+at the line that writes them, by validate and generate alike, nothing written (tryout14c O2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tarsdock.cli import main
+from tarsdock.endpoint import parse_endpoint
+from tarsdock.errors import ErrorCollector, Origin
+from tarsdock.listeners import Listener, check_listeners, clash, may_clash
+from tarsdock.shards import JOBS_VARIABLE
+
+NODE = """\
+[node]
+name = "10.0.0.5"
+tars_path = "{tars}"
+locator = "tars.tarsregistry.QueryObj@tcp -h 10.0.0.1 -p 17890"
+node_port = 19500
+
+[services."App1.S1"]
+type = "tars_cpp"
+local_port = 41001
+[[services."App1.S1".adapters]]
+servant = "App1.S1.Obj"
+endpoint = "tcp -h 10.0.0.5 -p 21001"
+"""
+# node.toml lines: node_port 5, local_port 9, the adapter's endpoint 12
+
+# a profile adapter of App2.S2; its endpoint is at line PROFILE_LINE of node.toml
+PROFILE = '''
+[services."App2.S2"]
+type = "tars_cpp"
+local_port = 41002
+profile = """
+<tars>
+  <application>
+    <server>
+      <App2.S2.FooAdapter>
+        endpoint = {endpoint}
+        servant = App2.S2.FooObj
+      </App2.S2.FooAdapter>
+    </server>
+  </application>
+</tars>
+"""
+'''
+PROFILE_LINE = 22
+
+
+def run(root: Path, *argv: str) -> int:
+    return main(["--config-dir", str(root / "cfg"), *argv])
+
+
+def node(root: Path, endpoint: str, more: str = "") -> None:
+    (root / "cfg").mkdir()
+    (root / "cfg" / "node.toml").write_text(NODE.format(tars=root / "tars")
+                                           + PROFILE.format(endpoint=endpoint) + more)
+
+
+def listener(text: str, label: str = "x", line: int = 1) -> Listener:
+    return (parse_endpoint(text), Origin("f", line), label, "endpoint")
+
+
+@pytest.fixture(params=["1", "3"], ids=["one process", "three processes"])
+def jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a node rendered in shards finds the clash there and is loaded again with lines
+    monkeypatch.setenv(JOBS_VARIABLE, request.param)
+
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize(("endpoint", "first"), [
+    ("tcp -h 127.0.0.1 -p 41001 -t 60000", "App1.S1 admin at node.toml:9"),
+    ("tcp -h 10.0.0.5 -p 21001 -t 60000", "App1.S1 adapter ObjAdapter at node.toml:12"),
+    ("tcp -h 127.0.0.1 -p 19500 -t 60000", "tarsdock's node object at node.toml:5"),
+    # bind semantics: the wildcard takes the port on every address
+    ("tcp -h 0.0.0.0 -p 21001 -t 60000", "App1.S1 adapter ObjAdapter at node.toml:12"),
+    ("ssl -h * -p 41001 -t 60000", "App1.S1 admin at node.toml:9"),
+], ids=["pinned local_port", "manifest adapter", "node_port", "0.0.0.0", "ssl *"])
+def test_a_profile_endpoint_on_a_port_of_the_manifest_is_an_error_at_its_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str, first: str) -> None:
+    node(tmp_path, endpoint)
+    host_port = " ".join(endpoint.split()[2:5:2]).replace(" ", ":")
+    expected = (f"node.toml:{PROFILE_LINE}: key 'endpoint': App2.S2 adapter FooAdapter listens "
+                f"on {host_port}, already used by {first}")
+    assert run(tmp_path, "validate") == 1
+    assert expected in capsys.readouterr().err
+    out = tmp_path / "out"
+    assert run(tmp_path, "generate", "--format", "systemd", "--out", str(out)) == 1
+    assert expected in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "tars").exists()
+
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize("endpoint", [
+    "udp -h 10.0.0.5 -p 21001 -t 60000",        # udp has ports of its own
+    "tcp -h 10.0.0.6 -p 21001 -t 60000",        # another address
+    "tcp -h 127.0.0.1 -p 21002 -t 60000",       # another port
+], ids=["udp", "other address", "other port"])
+def test_a_profile_endpoint_that_clashes_with_nothing_is_ok(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str) -> None:
+    node(tmp_path, endpoint)
+    assert run(tmp_path, "validate") == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.usefixtures("jobs")
+def test_two_template_endpoints_clash_and_every_error_comes_together(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a template two services use declares one adapter: the second service cannot bind it;
+    # a profile hard-codes an admin endpoint on node_port; a manifest error besides
+    template = ("<tars>\n  <application>\n    <server>\n      <Shared>\n"
+                "        endpoint = tcp -h 0.0.0.0 -p 23000\n      </Shared>\n"
+                "    </server>\n  </application>\n</tars>\n")
+    more = ('[services."App3.S3"]\ntype = "tars_cpp"\ntemplate = "t.shared"\n'
+            '[services."App3.S4"]\ntype = "tars_cpp"\ntemplate = "t.shared"\n'
+            'profile = """\n<tars>\n<application>\n<server>\n'
+            'local = tcp -h 127.0.0.1 -p 19500\n</server>\n</application>\n</tars>\n"""\n'
+            '[services."App3.S5"]\ntype = "tars_cpp"\nthreads = 1\n')
+    node(tmp_path, "tcp -h 10.0.0.5 -p 22000", more)
+    (tmp_path / "cfg" / "templates").mkdir()
+    (tmp_path / "cfg" / "templates" / "t.shared").write_text(template)
+    assert run(tmp_path, "validate") == 1
+    err = capsys.readouterr().err
+    shared = ("templates/t.shared:5: key 'endpoint': App3.S4 adapter Shared listens on "
+              "0.0.0.0:23000, already used by App3.S3 adapter Shared at templates/t.shared:5")
+    admin = ("node.toml:39: key 'local': App3.S4 admin listens on 127.0.0.1:19500, already used "
+             "by tarsdock's node object at node.toml:5")
+    assert shared in err and admin in err and "key 'threads'" in err
+    assert run(tmp_path, "generate", "--format", "supervisord", "--out",
+               str(tmp_path / "out")) == 1
+    assert capsys.readouterr().err == err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.usefixtures("jobs")
+def test_a_host_name_on_a_port_of_an_address_is_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # TC_Socket::parseAddr resolves a name when the service binds: localhost is 127.0.0.1 on
+    # nearly every host, but not certainly
+    node(tmp_path, "tcp -h localhost -p 41001 -t 60000")
+    assert run(tmp_path, "validate") == 0
+    assert capsys.readouterr().err == (
+        f"warning: node.toml:{PROFILE_LINE}: key 'endpoint': App2.S2 adapter FooAdapter listens "
+        "on localhost:41001, and App1.S1 admin on 127.0.0.1:41001 at node.toml:9: one of them "
+        "cannot bind if 'localhost' resolves to 127.0.0.1 (a service resolves a host name when "
+        "it binds); write the address\n")
+
+
+def test_a_template_rewriting_a_manifest_adapter_does_not_clash_with_itself(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # App1.S1's profile moves its own adapter from 10.0.0.5 to every address of that port
+    profile = ('profile = "<tars>\\n<application>\\n<server>\\n<App1.S1.ObjAdapter>\\n'
+               'endpoint = tcp -h 0.0.0.0 -p 21001\\n</App1.S1.ObjAdapter>\\n</server>\\n'
+               '</application>\\n</tars>\\n"\n')
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "node.toml").write_text(NODE.format(tars=tmp_path / "tars").replace(
+        "local_port = 41001\n", "local_port = 41001\n" + profile))
+    assert run(tmp_path, "validate") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_clash_is_bind_semantics() -> None:
+    assert clash(parse_endpoint("tcp -h 0.0.0.0 -p 1"), parse_endpoint("tcp -h 10.0.0.5 -p 1"))
+    assert clash(parse_endpoint("tcp -h 10.0.0.5 -p 1"), parse_endpoint("ssl -h * -p 1"))
+    assert clash(parse_endpoint("tcp -h LocalHost -p 1"), parse_endpoint("tcp -h localhost -p 1"))
+    assert clash(parse_endpoint("udp -h 0.0.0.0 -p 1"), parse_endpoint("udp -h 10.0.0.5 -p 1"))
+    assert not clash(parse_endpoint("udp -h 0.0.0.0 -p 1"), parse_endpoint("tcp -h 0.0.0.0 -p 1"))
+    assert not clash(parse_endpoint("tcp -h 10.0.0.6 -p 1"), parse_endpoint("tcp -h 10.0.0.5 -p 1"))
+    assert not clash(parse_endpoint("tcp -h 10.0.0.5 -p 2"), parse_endpoint("tcp -h 10.0.0.5 -p 1"))
+    assert may_clash(parse_endpoint("tcp -h localhost -p 1"),
+                     parse_endpoint("tcp -h 127.0.0.1 -p 1"))
+    assert may_clash(parse_endpoint("tcp -h a -p 1"), parse_endpoint("tcp -h b -p 1"))
+    assert not may_clash(parse_endpoint("tcp -h 127.0.0.2 -p 1"),
+                         parse_endpoint("tcp -h 127.0.0.1 -p 1"))
+    assert not may_clash(parse_endpoint("udp -h localhost -p 1"),
+                         parse_endpoint("tcp -h 127.0.0.1 -p 1"))
+    # not an address inet_pton takes: gethostbyname_r may read it as one, or not
+    assert may_clash(parse_endpoint("tcp -h 127.1 -p 1"), parse_endpoint("tcp -h 127.0.0.1 -p 1"))
+
+
+def test_check_listeners_reports_the_later_against_known_and_its_own() -> None:
+    errors = ErrorCollector()
+    known = [listener("tcp -h 10.0.0.5 -p 1", "manifest", 1),
+             listener("tcp -h 10.0.0.5 -p 9", "elsewhere", 2)]
+    notes = check_listeners([listener("tcp -h 0.0.0.0 -p 1", "a", 10),
+                             listener("tcp -h 10.0.0.6 -p 2", "b", 11),
+                             listener("tcp -h 10.0.0.6 -p 2", "c", 12),
+                             listener("tcp -h name -p 3", "d", 13),
+                             listener("tcp -h 10.0.0.7 -p 3", "e", 14)], errors, known)
+    assert [str(e) for e in errors.errors] == [
+        "f:10: key 'endpoint': a listens on 0.0.0.0:1, already used by manifest at f:1",
+        "f:12: key 'endpoint': c listens on 10.0.0.6:2, already used by b at f:11"]
+    assert [str(n) for n in notes] == [
+        "f:14: key 'endpoint': e listens on 10.0.0.7:3, and d on name:3 at f:13: one of them "
+        "cannot bind if 'name' resolves to 10.0.0.7 (a service resolves a host name when it "
+        "binds); write the address"]
+    # nothing to check: the known ones are not looked at (they were checked as they were read)
+    assert check_listeners([], errors, known) == [] and len(errors.errors) == 2
