@@ -200,3 +200,20 @@ def test_check_listeners_reports_the_later_against_known_and_its_own() -> None:
         "binds); write the address"]
     # nothing to check: the known ones are not looked at (they were checked as they were read)
     assert check_listeners([], errors, known) == [] and len(errors.errors) == 2
+
+
+def test_an_admin_endpoint_a_profile_writes_is_never_given_out(tmp_path: Path) -> None:
+    # App2.S2's profile writes its own local on the port the walk gives App3.S3 first: the
+    # draw goes around it, as around a template's adapter (ports_in_use)
+    from test_localports import first_draw
+
+    from tarsdock.resolve import load_node
+
+    taken = first_draw("App3.S3")
+    node(tmp_path, "tcp -h 10.0.0.5 -p 22000", '[services."App3.S3"]\ntype = "tars_cpp"\n')
+    text = (tmp_path / "cfg" / "node.toml").read_text().replace(
+        "    <server>\n", f"    <server>\n      local = tcp -h 127.0.0.1 -p {taken}\n", 1)
+    (tmp_path / "cfg" / "node.toml").write_text(text)
+    services = {s.name: s for s in load_node(tmp_path / "cfg").services}
+    assert f"local=tcp -h 127.0.0.1 -p {taken}\n" in services["App2.S2"].config_text
+    assert services["App3.S3"].spec.local_port == taken + 1
