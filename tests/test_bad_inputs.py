@@ -137,6 +137,18 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
      "warning"),
     ("services.d file not named .toml", {"node.toml": NODE, "services.d/a.tml": SVC},
      "services.d/a.tml: not read: only services.d/*.toml files declare services", "warning"),
+    # every generated file's header names the file a service comes from (tryout14c O5: the
+    # error named neither file nor line: "sources: '...' contains a line break")
+    ("a line break in a services.d file's name", {"node.toml": NODE, "services.d/a\nb.toml": SVC},
+     "services.d/a\\nb.toml: the file's name holds a line break, which the header of every "
+     "file generated from it would carry, and supervisord and systemd files cannot: rename the "
+     "file", "error"),
+    # a value unescaped from \n, quoted raw in the message, made one error two lines
+    ("a line break in a <container> value", {
+        "node.toml": NODE + USES_T + 'image = "busybox:1"\n',
+        "templates/t": "<tars>\n<application>\n<container>\nmemory = 1g\\nx\n</container>\n"
+                       "</application>\n</tars>\n"},
+     "templates/t:4: key 'memory': bad value '1g\\nx' for a size option", "error"),
 ]
 
 
@@ -232,3 +244,96 @@ def test_a_services_d_file_not_named_toml_is_warned_about(
         "warning: services.d/Hello.Server.tml: not read: only services.d/*.toml files declare "
         "services, so what this one declares is not on the node (rename it to .toml, or start "
         "its name with '.' to keep it unread without this warning)"], lines
+
+
+def tree(root: Path) -> list[str]:
+    """Every path under root, relative, sorted."""
+    return sorted(str(path.relative_to(root)) for path in root.rglob("*"))
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    code = main(argv)
+    return code, capsys.readouterr().err.splitlines()
+
+
+PREFIX = ("would be read as a systemd prefix (@-:+!|) of ExecStart=: give its absolute path")
+NOT_TARS = '[services."A.{name}"]\ntype = "not_tars"\ncommand = ["{argv0}", "x"]\n'
+SERVER_T = "<tars>\n<application>\n<server>\n{line}\n</server>\n</application>\n</tars>\n"
+PROFILE = ('profile = """\n<tars>\n<application>\n<server>\n{line}\n</server>\n</application>\n'
+           '</tars>\n"""\n')
+
+# (id, files, the errors validate and generate --format systemd report, in this order)
+PREFIX_ROWS: list[tuple[str, dict[str, Content], list[str]]] = [
+    ("not_tars command", {"node.toml": NODE + NOT_TARS.format(name="S", argv0="-oops")},
+     [f"node.toml:7: key 'command': executable '-oops' {PREFIX}"]),
+    ("not_tars command in services.d", {
+        "node.toml": NODE, "services.d/s.toml": "# x\n" + NOT_TARS.format(name="S", argv0="@x")},
+     [f"services.d/s.toml:4: key 'command': executable '@x' {PREFIX}"]),
+    ("tars_java's java in a template", {
+        "node.toml": NODE + SVC.replace("tars_cpp", "tars_java") + 'template = "t"\n',
+        "templates/t": SERVER_T.format(line="java = -jdk\nmainclass = a.B")},
+     [f"templates/t:4: key 'java': executable '-jdk' {PREFIX}"]),
+    ("tars_php's php in a profile", {
+        "node.toml": NODE + SVC.replace("tars_cpp", "tars_php") + PROFILE.format(line="php = +p")},
+     [f"node.toml:11: key 'php': executable '+p' {PREFIX}"]),
+    ("tars_nodejs's nodejs in a template", {
+        "node.toml": NODE + SVC.replace("tars_cpp", "tars_nodejs") + 'template = "t"\n',
+        "templates/t": SERVER_T.format(line="nodejs = !node")},
+     [f"templates/t:4: key 'nodejs': executable '!node' {PREFIX}"]),
+    # every service's error in one report, in file and line order
+    ("three services", {
+        "node.toml": NODE + NOT_TARS.format(name="B", argv0=":b")
+        + NOT_TARS.format(name="A", argv0="|a"),
+        "services.d/c.toml": NOT_TARS.format(name="C", argv0="-c")},
+     [f"node.toml:7: key 'command': executable ':b' {PREFIX}",
+      f"node.toml:10: key 'command': executable '|a' {PREFIX}",
+      f"services.d/c.toml:3: key 'command': executable '-c' {PREFIX}"]),
+]
+
+
+@pytest.mark.parametrize(("files", "errors"), [r[1:] for r in PREFIX_ROWS],
+                         ids=[r[0] for r in PREFIX_ROWS])
+def test_an_executable_systemd_reads_as_a_prefix_is_an_error_at_its_key(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, Content],
+        errors: list[str]) -> None:
+    """Only systemd's ExecStart= reads a leading -@:+!| as a prefix: the error named the service
+    alone (tryout14c O5, "A.S: command: executable '-oops' ..."), found only by rendering.
+    validate and generate --format systemd report it at its line; supervisord takes it."""
+    root = tmp_path / "tars"
+    files = {name: text.replace("/usr/local/app/tars", str(root)) if isinstance(text, str)
+             else text for name, text in files.items()}
+    write_config(tmp_path / "cfg", files)
+    base = ["--config-dir", str(tmp_path / "cfg")]
+    expected = (1, [f"error: {error}" for error in errors])
+    assert run([*base, "validate"], capsys) == expected
+    for show in (["--dry-run"], []):
+        out = ["--format", "systemd", "--out", str(tmp_path / "out")]
+        assert run([*base, "generate", *out, *show], capsys) == expected
+    assert not root.exists() and not (tmp_path / "out").exists()
+    code, _ = run([*base, "generate", "--format", "supervisord", "--out", str(tmp_path / "sv")],
+                  capsys)
+    assert code == 0
+
+
+def test_no_admin_port_left_is_an_error_at_each_service_naming_local_port(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every port of 30000..44999 answers: each service that wants a port given out is an
+    error at its table, naming the key to set there (tryout14c O5: no key); a pinned one is
+    not; nothing written."""
+    from tarsdock import localports
+
+    monkeypatch.setattr(localports, "in_use_probe", lambda: lambda port: True)
+    write_config(tmp_path / "cfg", {
+        "node.toml": NODE.replace("/usr/local/app/tars", str(tmp_path / "tars")) + SVC
+        + '[services."Hello.Pinned"]\ntype = "tars_cpp"\nlocal_port = 30001\n',
+        "services.d/b.toml": '# b\n[services."B.C"]\ntype = "tars_go"\n'})
+    message = ("key 'local_port': no free port in 30000..44999 to give the admin endpoint: set "
+               "one that no other endpoint uses")
+    base = ["--config-dir", str(tmp_path / "cfg")]
+    expected = (1, [f"error: node.toml:5: {message}", f"error: services.d/b.toml:2: {message}"])
+    assert run([*base, "validate"], capsys) == expected
+    assert run([*base, "generate", "--format", "systemd", "--out", str(tmp_path / "out")],
+               capsys) == expected
+    assert tree(tmp_path) == sorted(["cfg", "cfg/node.toml", "cfg/services.d",
+                                     "cfg/services.d/b.toml"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tarsdock import localports
-from tarsdock.errors import InputError, Origin
+from tarsdock.errors import InputErrors, Origin
 from tarsdock.model import AdapterSpec, Manifest, NodeSettings, ServiceSpec
 from tarsdock.resolve import load_node
 
@@ -80,9 +80,20 @@ def test_a_draw_past_the_range_end_goes_on_from_its_start() -> None:
     assert localports.allocate(manifest(spec("A.B")), {}, busy.__contains__) == {"A.B": 30002}
 
 
-def test_range_exhausted_is_an_input_error() -> None:
-    with pytest.raises(InputError, match=r"no free port in 30000\.\.44999"):
-        localports.allocate(manifest(spec("A.B")), {}, lambda port: True)
+def test_range_exhausted_is_an_error_at_each_service_left_naming_the_key_to_set() -> None:
+    # every port answers: each service without a port is an error at its table, with the key
+    # to add there; the pinned one is none; all of them together (tryout14c O5)
+    pinned = ServiceSpec(app="A", server="P", type="tars_cpp", template="tars.default",
+                         run="native", origin=Origin("node.toml", 9), local_port=30000)
+    other = ServiceSpec(app="A", server="C", type="tars_cpp", template="tars.default",
+                        run="native", origin=Origin("services.d/c.toml", 3))
+    with pytest.raises(InputErrors) as raised:
+        localports.allocate(manifest(spec("A.B"), pinned, other), {}, lambda port: True)
+    assert str(raised.value).splitlines() == [
+        "node.toml:1: key 'local_port': no free port in 30000..44999 to give the admin "
+        "endpoint: set one that no other endpoint uses",
+        "services.d/c.toml:3: key 'local_port': no free port in 30000..44999 to give the admin "
+        "endpoint: set one that no other endpoint uses"]
 
 
 def test_local_port_read_from_server_domain_only() -> None:

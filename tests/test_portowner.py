@@ -122,6 +122,22 @@ def test_another_config_dirs_node_server_on_the_node_port_is_warned_of() -> None
     assert "is held by pid 5 (nc -lk 19386): this node's" in other
 
 
+def test_a_holder_started_with_line_breaks_is_warned_of_on_one_line() -> None:
+    # a `python3 -c "..."` holder's script spanned the warning over several lines (tryout14c
+    # O3): its words escaped, and a long command line cut
+    script = "import socket\ns = socket.socket()\ns.bind(('127.0.0.1', 19386))\n"
+    [note] = node_port_warnings(settings(), lambda port: [po.Holder(7, ("python3", "-c", script))])
+    assert note.startswith(
+        "[node] node_port 19386: 127.0.0.1:19386 is held by pid 7 (python3 -c import socket\\ns "
+        "= socket.socket()\\ns.bind(('127.0.0.1', 19386))\\n): this node's node server")
+    assert "\n" not in note
+    [long] = node_port_warnings(settings(), lambda port: [po.Holder(8, ("x" * 500, "\t"))])
+    assert f"held by pid 8 ({'x' * 197}...): this node's" in long
+    # a node server whose config dir holds one
+    [other] = node_port_warnings(settings(), lambda port: [node_server(9, "/etc/b\nc")])
+    assert "\n" not in other and "the tarsdock node server of config dir /etc/b\\nc:" in other
+
+
 @pytest.mark.parametrize(("supervisor", "holders"), [
     ("supervisord", []),                                          # nothing there, or not shown
     ("supervisord", [node_server(9, "/etc/a")]),                  # its own node server

@@ -21,8 +21,9 @@ from unit_helpers import (
 )
 
 from tarsdock import quoting, supervisord, systemd
+from tarsdock.errors import InputErrors, Origin
 from tarsdock.output import Context
-from tarsdock.quoting import QuotingError, supervisor_value, systemd_env
+from tarsdock.quoting import QuotingError, supervisor_value, systemd_argv, systemd_env
 
 CTX = Context(Path("/etc/tarsdock"), "/opt/tarsdock/bin", "/usr/bin/docker")
 HOSTILE = ["", " ", "a b", "'", '"', "\\", "\\\\", "%", "%%", "%(here)s", "%n", "$", "$$",
@@ -220,10 +221,22 @@ def test_supervisor_value_refuses_what_configparser_would_cut(value: str) -> Non
         supervisor_value(value)
 
 
-def test_systemd_refuses_an_executable_read_as_a_prefix() -> None:
-    with pytest.raises(QuotingError, match="prefix"):
+@pytest.mark.parametrize("argv0", ["-oops", "@x", ":x", "+x", "!x", "|x"])
+def test_systemd_refuses_an_executable_read_as_a_prefix_at_its_key(argv0: str) -> None:
+    # at the line `command` is written on, not the service's name alone (tryout14c O5)
+    with pytest.raises(InputErrors) as raised:
         rendered(systemd, make_service("Hello.Quoted", type="not_tars", run="native",
-                                       command=("-oops",)))
+                                       command=(argv0, "x"),
+                                       command_origin=Origin("services.d/q.toml", 4)))
+    assert str(raised.value) == (
+        f"services.d/q.toml:4: key 'command': executable '{argv0}' would be read as a systemd "
+        "prefix (@-:+!|) of ExecStart=: give its absolute path")
+
+
+def test_quoting_still_refuses_a_prefix_it_is_given() -> None:
+    # what no input line gives (the --docker path) is refused by quoting itself
+    with pytest.raises(QuotingError, match="prefix"):
+        systemd_argv(["-oops"])
 
 
 @pytest.mark.parametrize(("name", "value"), [("1X", "v"), ("A-B", "v"), ("A", "x\x01y")])

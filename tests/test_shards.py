@@ -314,9 +314,14 @@ def two(first: str, second: str) -> str:
 
 RENDER_ROWS: list[tuple[str, str, str, str]] = [
     ("shards: only systemd refuses the child's service", "config", two("/bin/true", "-oops"),
-     "error: App.B: command: executable '-oops' would be read as a systemd prefix"),
+     "error: node.toml:16: key 'command': executable '-oops' would be read as a systemd prefix"),
     ("shards: only systemd refuses this process's service", "config", two("@oops", "/bin/true"),
-     "error: App.A: command: executable '@oops' would be read as a systemd prefix"),
+     "error: node.toml:12: key 'command': executable '@oops' would be read as a systemd prefix"),
+    # both reported, in one report, whichever process rendered each
+    ("shards: systemd refuses both services", "config", two("@oops", "-oops"),
+     "error: node.toml:12: key 'command': executable '@oops' would be read as a systemd prefix "
+     "(@-:+!|) of ExecStart=: give its absolute path\n"
+     "error: node.toml:16: key 'command': executable '-oops' would be read as a systemd prefix"),
     ("shards: both refuse the config dir's path in every header", "con\nfig",
      two("/bin/true", "/bin/true"), "error: config dir: "),
 ]

@@ -104,6 +104,20 @@ def executable(service: Service) -> str:
     return f"{service.bin_dir}/{service.spec.server}"
 
 
+def executable_source(service: Service) -> tuple[Origin, str | None]:
+    """Where executable()'s text is written, and its key: not_tars's `command`, the template or
+    profile line of java, nodejs or php (the service's table when the default is used), or the
+    service's table for `exe` and the server binary (paths tarsdock makes absolute)."""
+    spec = service.spec
+    if spec.type == "not_tars":
+        return spec.command_origin or spec.origin, "command"
+    if spec.exe or spec.type not in INTERPRETERS:
+        return spec.origin, "exe" if spec.exe else None
+    key = INTERPRETERS[spec.type]
+    param = service.config.param(f"{SERVER_PATH}<{key}>")
+    return (param.origin if param is not None else spec.origin), key
+
+
 def exe_dir(service: Service) -> str:
     """tarsnode's exe path (CommandLoad::execute): bin/, or the directory of exe_path."""
     if service.spec.exe and service.spec.type != "tars_java":

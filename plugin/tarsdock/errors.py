@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Callable, Iterable
+from typing import Final, TypeVar
 
 from tarsdock.records import Record
+
+
+def one_line(text: str) -> str:
+    """`text` with each character that is not printable (a line break, a tab, a control
+    character) written as its escape (`\\n`, `\\t`, `\\x01`): one message, one line.
+
+    A value reaches a message raw in many places (a template value unescaped from `\\n`, a file
+    name, a process's argv): a line break in it made one error read as two.
+    """
+    if text.isprintable():
+        return text
+    return "".join([char if char.isprintable() else repr(char)[1:-1] for char in text])
 
 
 class Origin(Record):
@@ -26,7 +38,8 @@ class Origin(Record):
         return (self.path, self.line) < (other.path, other.line)
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}" if self.line else self.path
+        path = one_line(self.path)   # a file named with a line break (services.d/a\nb.toml)
+        return f"{path}:{self.line}" if self.line else path
 
 
 class TarsdockError(Exception):
@@ -45,7 +58,8 @@ class InputError(TarsdockError):
     def __str__(self) -> str:
         where = f"{self.origin}: "
         what = f"key '{self.key}': " if self.key is not None else ""
-        return f"{where}{what}{self.message}"
+        # a key or value quoted raw (a template's `k = a\nb`) stays on the error's one line
+        return one_line(f"{where}{what}{self.message}")
 
 
 class UnreadableInput(InputError):
@@ -100,7 +114,7 @@ class InputWarning(Record):
 
     def __str__(self) -> str:
         what = f"key '{self.key}': " if self.key is not None else ""
-        return f"{self.origin}: {what}{self.message}"
+        return one_line(f"{self.origin}: {what}{self.message}")
 
 
 def sorted_warnings(warnings: Iterable[InputWarning]) -> list[InputWarning]:
@@ -134,6 +148,24 @@ class ErrorCollector:
 
     def __bool__(self) -> bool:
         return bool(self.errors)
+
+
+Item = TypeVar("Item")
+Made = TypeVar("Made")
+
+
+def each_or_errors(items: Iterable[Item], make: Callable[[Item], Made]) -> list[Made]:
+    """make(item) for each item, in order; raises InputErrors with the input errors of every
+    item that fails, not only the first one's (each service's units, each format)."""
+    made: list[Made] = []
+    errors = ErrorCollector()
+    for item in items:
+        try:
+            made.append(make(item))
+        except (InputError, InputErrors) as error:
+            errors.extend(error)
+    errors.raise_if_any()
+    return made
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

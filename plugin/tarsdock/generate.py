@@ -79,16 +79,20 @@ def check_units(formats: Sequence[str], services: Sequence[Service], ctx: Contex
     docker arguments are made once for both formats."""
     from tarsdock import supervisord, systemd
     from tarsdock.argv import docker_run_argv
+    from tarsdock.errors import each_or_errors
 
     if not formats:
         return
-    run_args = [docker_run_argv(service, ctx.docker)[1:] if service.spec.run == "container"
-                else None for service in services]
-    for fmt in formats:
+    run_args = each_or_errors(services, lambda service: docker_run_argv(
+        service, ctx.docker)[1:] if service.spec.run == "container" else None)
+
+    def check(fmt: str) -> None:
         if fmt == "supervisord":
             supervisord.check_services(services, ctx, out_dir, run_args)
         else:
             systemd.check_services(services, ctx, run_args)
+
+    each_or_errors(formats, check)   # every format's errors, together
 
 
 def render_node(fmt: str, specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,
@@ -102,20 +106,22 @@ def render_node(fmt: str, specs: Sequence[ServiceSpec], node: NodeSettings, ctx:
 
 def config_files(services: Sequence[Service], ctx: Context) -> list[OutputFile]:
     """Each service's final Tars config, under a header naming its sources."""
+    from tarsdock.errors import each_or_errors
     from tarsdock.output import OutputFile, service_headers
 
     head = service_headers(CONFIG_FORMAT, ctx.config_dir)
     data_dirs: dict[str, Path] = {}
-    files = []
-    for service in services:
+
+    def config_file(service: Service) -> OutputFile:
         # Path(service.conf_path), at half the cost: the node's data dir parsed once, and only
         # the service's own three parts after it (the same parts: data_dir is never empty)
         data_dir = service.node.data_dir
         base = data_dirs.get(data_dir) or data_dirs.setdefault(data_dir, Path(data_dir))
         path = base.joinpath(service.name, "conf", f"{service.name}.config.conf")
-        files.append(OutputFile(path, head(service.spec.origin.path, service.spec.template)
-                                + service.config_text))
-    return files
+        return OutputFile(path, head(service.spec.origin.path, service.spec.template)
+                          + service.config_text)
+
+    return each_or_errors(services, config_file)
 
 
 def node_dirs(node: NodeSettings) -> list[str]:
@@ -738,7 +744,7 @@ def _work(job: Job, shares: tuple[list[Sequence[ServiceSpec]], list[Sequence[str
 def _load_and_render_located(request: Request) -> Rendered:
     """The whole pipeline in this process, first without lines, then (on error) with them."""
     from tarsdock.checks import input_warnings
-    from tarsdock.errors import InputError, InputErrors
+    from tarsdock.errors import InputError, InputErrors, each_or_errors
     from tarsdock.package import with_package_facts
     from tarsdock.resolve import load_node
 
@@ -747,8 +753,9 @@ def _load_and_render_located(request: Request) -> Rendered:
     def attempt(lines: bool) -> Rendered:
         node = load_node(directory, lines)
         services = with_package_facts(node.services)
-        files = {fmt: render(fmt, services, node.manifest.node, ctx, out_dir, configs)
-                 for fmt in formats}
+        # every format's errors together (validate renders both)
+        files = dict(zip(formats, each_or_errors(formats, lambda fmt: render(
+            fmt, services, node.manifest.node, ctx, out_dir, configs)), strict=True))
         return Rendered(node.manifest, [service.spec for service in services],
                         files if keep else {},
                         service_dirs(services, node.manifest.node) if keep else [],

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 
 from tarsdock.endpoint import EndpointError, parse_endpoint
-from tarsdock.errors import InputError
+from tarsdock.errors import ErrorCollector
 from tarsdock.model import Manifest, ServiceSpec
 
 FIRST, LAST = 30000, 44999            # CommandLoad::updateConfigFile: 30000 + rand() % 15000
@@ -243,8 +243,8 @@ def allocate(manifest: Manifest, existing: Mapping[str, int], in_use: Probe,
 
     `reserved`: more ports of the node's endpoints, never read back nor drawn (those only a
     resolved config shows, tarsdock.resolve.ports_in_use). Services are taken in name order,
-    so two that read back the same port keep it for the first only. Raises InputError when
-    the whole range is taken (15,000 ports).
+    so two that read back the same port keep it for the first only. Raises InputErrors, one
+    for each service left without a port, when the whole range is taken (15,000 ports).
     """
     taken = taken_ports(manifest) | set(reserved)
     chosen: dict[str, int] = {}
@@ -258,13 +258,18 @@ def allocate(manifest: Manifest, existing: Mapping[str, int], in_use: Probe,
         if old and old not in taken:
             chosen[name] = old
             taken.add(old)
+    errors = ErrorCollector()
     for name, spec in sorted(manifest.services.items()):
         if name in chosen or not wants_local(spec):
             continue
-        port = _draw(name, taken, in_use)
+        # once the range is full it stays full: no walk of 15,000 ports for each service left
+        port = 0 if errors else _draw(name, taken, in_use)
         if not port:
-            raise InputError(spec.origin, f"no free port in {FIRST}..{LAST} for the admin "
-                             "endpoint (set local_port)")
+            # at the service's table, naming the key to add there
+            errors.add(spec.origin, f"no free port in {FIRST}..{LAST} to give the admin "
+                       "endpoint: set one that no other endpoint uses", "local_port")
+            continue
         chosen[name] = port
         taken.add(port)
+    errors.raise_if_any()
     return chosen

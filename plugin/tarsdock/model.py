@@ -206,7 +206,7 @@ class ServiceSpec(Record):
 
     _fields = ("app", "server", "type", "template", "run", "origin", "profile", "profile_origin",
                "image", "exe", "command", "local_port", "set_division", "async_thread",
-               "main_class", "adapters", "enabled")
+               "main_class", "adapters", "enabled", "command_origin")
     app: Final[str]
     server: Final[str]
     type: Final[ServerType]
@@ -224,13 +224,15 @@ class ServiceSpec(Record):
     main_class: Final[str]
     adapters: Final[tuple[AdapterSpec, ...]]
     enabled: Final[bool]          # false: not started by supervisord/tars.target (Tars inactive)
+    # where `command` is written (None: not given), for an error only rendering finds in it
+    command_origin: Final[Origin | None]
 
     def __init__(self, app: str, server: str, type: ServerType, template: str, run: RunMode,
                  origin: Origin, profile: str = "", profile_origin: Origin = NODE_TOML,
                  image: Image | None = None, exe: str = "", command: tuple[str, ...] = (),
                  local_port: int = 0, set_division: str = "", async_thread: int = 3,
                  main_class: str = "", adapters: tuple[AdapterSpec, ...] = (),
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, command_origin: Origin | None = None) -> None:
         self.app = app
         self.server = server
         self.type = type
@@ -248,6 +250,7 @@ class ServiceSpec(Record):
         self.main_class = main_class
         self.adapters = adapters
         self.enabled = enabled
+        self.command_origin = command_origin
 
     @functools.cached_property
     def name(self) -> str:

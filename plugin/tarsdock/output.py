@@ -75,8 +75,8 @@ from pathlib import Path
 from stat import S_ISDIR
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
-from tarsdock.errors import Terminated
-from tarsdock.quoting import check_text
+from tarsdock.errors import InputError, Origin, Terminated
+from tarsdock.quoting import FORBIDDEN, check_text
 from tarsdock.records import Record
 
 if TYPE_CHECKING:
@@ -154,12 +154,19 @@ def header(kind: str, config_dir: Path, sources: Sequence[str]) -> str:
 def service_headers(kind: str, config_dir: Path) -> Callable[[str, str], str]:
     """header(kind, config_dir, [FILE, "template T"]) of a service's file from (FILE, T), each
     text made once per call of this: a node's 1,000 services come from a few files and
-    templates. Not kept beyond what this returns."""
+    templates. Not kept beyond what this returns. InputError for a FILE whose name holds a
+    line break."""
     made: dict[tuple[str, str], str] = {}
 
     def head(source: str, template: str) -> str:
         text = made.get((source, template))
         if text is None:
+            if FORBIDDEN.search(source):
+                # a services.d file's name (a template's is a checked name): the file itself
+                # is the fault, not a line of it
+                raise InputError(Origin(source), "the file's name holds a line break, which "
+                                 "the header of every file generated from it would carry, and "
+                                 "supervisord and systemd files cannot: rename the file")
             text = header(kind, config_dir, [source, f"template {template}"])
             made[source, template] = text
         return text

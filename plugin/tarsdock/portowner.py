@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Final
 
+from tarsdock.errors import one_line
 from tarsdock.records import Record
 
 LISTEN = "0A"   # st column of /proc/net/tcp: TCP_LISTEN (include/net/tcp_states.h)
@@ -41,7 +42,7 @@ class Holder(Record):
         self.cwd = cwd
 
     def __str__(self) -> str:
-        return f"pid {self.pid} ({' '.join(self.argv) or '?'})"
+        return f"pid {self.pid} ({shown_argv(self.argv)})"
 
 
 def listening_inodes(table: str, port: int, blocking: Iterable[str]) -> set[str]:
@@ -143,13 +144,26 @@ def held_by(port: int) -> str:
     return describe(port_holders(port))
 
 
+# characters of a holder's command line a message shows: a `python3 -c "..."` holder's script
+# can run to kilobytes
+ARGV_SHOWN = 200
+
+
+def shown_argv(argv: tuple[str, ...]) -> str:
+    """A command line for a one-line message: escaped (its words may hold line breaks) and cut
+    to ARGV_SHOWN characters, `...` marking the cut; `?` for none."""
+    text = one_line(" ".join(argv)) or "?"
+    return text if len(text) <= ARGV_SHOWN else text[:ARGV_SHOWN - 3] + "..."
+
+
 def describe(holders: Iterable[Holder]) -> str:
     """`held by pid N (ARGV)[, the node server of config dir DIR]; ...`, or "" for none."""
     parts = []
     for holder in holders:
         config_dir = node_server_config_dir(holder)
+        shown = one_line(config_dir or "")
         whose = ("" if config_dir is None else
-                 f", the tarsdock node server of config dir {config_dir}" if config_dir else
+                 f", the tarsdock node server of config dir {shown}" if config_dir else
                  ", a tarsdock node server")
         parts.append(f"{holder}{whose}")
     return f"held by {'; '.join(parts)}" if parts else ""

@@ -59,6 +59,7 @@ class ServiceReader:
             image=image, exe=v["exe"], command=tuple(v["command"]), local_port=v["local_port"],
             set_division=v["set_division"], async_thread=v["async_thread"],
             main_class=v["main_class"], adapters=adapters, enabled=v["enabled"],
+            command_origin=self.origin("command") if v["command"] else None,
         )
 
     def image(self, text: str) -> Image | None:

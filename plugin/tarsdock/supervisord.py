@@ -23,6 +23,7 @@ from tarsdock.argv import (
     speaks_admin,
     wrapper_settings,
 )
+from tarsdock.errors import each_or_errors
 from tarsdock.model import NodeSettings, Service, ServiceSpec
 from tarsdock.output import (
     Context,
@@ -223,17 +224,19 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
 
 
 def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) -> list[OutputFile]:
-    """Each service's program file and run file."""
-    files = []
+    """Each service's program file and run file; the input errors of every service raised
+    together."""
     quote = remembering(supervisor)
     heads = service_headers(FORMAT, ctx.config_dir)
-    for service in services:
+
+    def program(service: Service) -> tuple[OutputFile, OutputFile]:
         sections = [(f"program:{service.name}", program_rows(service, ctx, out_dir))]
         head = heads(service.spec.origin.path, service.spec.template)
-        files.append(OutputFile(out_dir / f"{service.name}.conf",
-                                _render(sections, head, service.name, quote)))
-        files.append(OutputFile(run_path(service, out_dir), render_run(service, ctx, head)))
-    return files
+        return (OutputFile(out_dir / f"{service.name}.conf",
+                           _render(sections, head, service.name, quote)),
+                OutputFile(run_path(service, out_dir), render_run(service, ctx, head)))
+
+    return [file for pair in each_or_errors(services, program) for file in pair]
 
 
 def check_services(services: Sequence[Service], ctx: Context, out_dir: Path,
@@ -242,11 +245,15 @@ def check_services(services: Sequence[Service], ctx: Context, out_dir: Path,
     `run_args`: each service's docker arguments (see run_argv), or None."""
     quote = remembering(supervisor)
     heads = service_headers(FORMAT, ctx.config_dir)
-    for service, args in zip(services, run_args, strict=True):
+
+    def check(service_args: tuple[Service, list[str] | None]) -> None:
+        service, args = service_args
         heads(service.spec.origin.path, service.spec.template)
         check_ini([(f"program:{service.name}", program_rows(service, ctx, out_dir))], quote,
                   service.name)
         run_lines(service, ctx, args)
+
+    each_or_errors(zip(services, run_args, strict=True), check)
 
 
 def render_node(specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,

@@ -10,12 +10,14 @@ from typing import Final
 
 from tarsdock.argv import (
     docker_run_argv,
+    executable_source,
     node_server_command,
     service_command,
     service_env,
     speaks_admin,
     wrapper_settings,
 )
+from tarsdock.errors import InputError, each_or_errors
 from tarsdock.model import NodeSettings, Service, ServiceSpec
 from tarsdock.output import (
     Context,
@@ -28,7 +30,14 @@ from tarsdock.output import (
     ini_text,
     service_headers,
 )
-from tarsdock.quoting import EnvAssignment, Value, check_text, remembering, systemd
+from tarsdock.quoting import (
+    SYSTEMD_EXEC_PREFIXES,
+    EnvAssignment,
+    Value,
+    check_text,
+    remembering,
+    systemd,
+)
 from tarsdock.records import Record
 
 FORMAT = "systemd"
@@ -223,9 +232,22 @@ def _shutdown_rows(service: Service, ctx: Context) -> Rows:
         "--timeout", str(SHUTDOWN_ANSWER)]))]
 
 
+def _native_command(service: Service) -> list[str]:
+    """The service's argv for ExecStart=; InputError, at the line the executable comes from,
+    when systemd would read its first character as a prefix (quoting.systemd_argv refuses it
+    too, but knows no line)."""
+    argv = service_command(service)
+    if not argv[0] or argv[0][0] in SYSTEMD_EXEC_PREFIXES:
+        origin, key = executable_source(service)
+        raise InputError(origin, f"executable {argv[0]!r} would be read as a systemd prefix "
+                         f"({SYSTEMD_EXEC_PREFIXES}) of ExecStart=: give its absolute path",
+                         key)
+    return argv
+
+
 def _native_rows(service: Service, ctx: Context) -> Rows:
     env: Rows = [("Environment", EnvAssignment(k, v)) for k, v in service_env(service)]
-    return [("ExecStart", service_command(service)), *env, *_shutdown_rows(service, ctx),
+    return [("ExecStart", _native_command(service)), *env, *_shutdown_rows(service, ctx),
             ("TimeoutStopSec", str(service.stop_timeout))]
 
 
@@ -346,15 +368,16 @@ def render(services: Sequence[Service], node: NodeSettings, ctx: Context,
 
 
 def render_services(services: Sequence[Service], ctx: Context, out_dir: Path) -> list[OutputFile]:
-    """The unit of each service."""
-    files = []
+    """The unit of each service; the input errors of every service raised together."""
     quote = remembering(_systemd_filter)
     heads = service_headers(FORMAT, ctx.config_dir)
-    for service in services:
+
+    def unit(service: Service) -> OutputFile:
         head = heads(service.spec.origin.path, service.spec.template)
-        files.append(OutputFile(out_dir / unit_name(service),
-                                _render(service_rows(service, ctx), head, service.name, quote)))
-    return files
+        return OutputFile(out_dir / unit_name(service),
+                          _render(service_rows(service, ctx), head, service.name, quote))
+
+    return each_or_errors(services, unit)
 
 
 def check_services(services: Sequence[Service], ctx: Context,
@@ -363,9 +386,13 @@ def check_services(services: Sequence[Service], ctx: Context,
     `run_args`: each service's docker arguments (see service_rows), or None."""
     quote = remembering(_systemd_filter)
     heads = service_headers(FORMAT, ctx.config_dir)
-    for service, args in zip(services, run_args, strict=True):
+
+    def check(service_args: tuple[Service, list[str] | None]) -> None:
+        service, args = service_args
         heads(service.spec.origin.path, service.spec.template)
         check_ini(service_rows(service, ctx, args), quote, service.name)
+
+    each_or_errors(zip(services, run_args, strict=True), check)
 
 
 def render_node(specs: Sequence[ServiceSpec], node: NodeSettings, ctx: Context,
