@@ -217,3 +217,32 @@ def test_an_admin_endpoint_a_profile_writes_is_never_given_out(tmp_path: Path) -
     services = {s.name: s for s in load_node(tmp_path / "cfg").services}
     assert f"local=tcp -h 127.0.0.1 -p {taken}\n" in services["App2.S2"].config_text
     assert services["App3.S3"].spec.local_port == taken + 1
+
+
+@pytest.mark.usefixtures("jobs")
+def test_an_admin_endpoint_a_template_writes_is_checked_at_its_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, "tcp -h 10.0.0.5 -p 22000",
+         '[services."App3.S3"]\ntype = "tars_cpp"\ntemplate = "t.admin"\n')
+    (tmp_path / "cfg" / "templates").mkdir()
+    (tmp_path / "cfg" / "templates" / "t.admin").write_text(
+        "<tars>\n<application>\n<server>\nlocal = tcp -h 127.0.0.1 -p 41001 -t 10000\n"
+        "</server>\n</application>\n</tars>\n")
+    assert run(tmp_path, "validate") == 1
+    assert capsys.readouterr().err == (
+        "error: templates/t.admin:4: key 'local': App3.S3 admin listens on 127.0.0.1:41001, "
+        "already used by App1.S1 admin at node.toml:9\n")
+
+
+@pytest.mark.usefixtures("jobs")
+def test_manifest_endpoints_on_a_host_name_and_an_address_are_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    more = ('[services."App3.S3"]\ntype = "tars_cpp"\n[[services."App3.S3".adapters]]\n'
+            'servant = "App3.S3.Obj"\nendpoint = "tcp -h Node5 -p 21001"\n')
+    node(tmp_path, "tcp -h 10.0.0.5 -p 22000", more)
+    assert run(tmp_path, "validate") == 0
+    assert capsys.readouterr().err == (
+        "warning: node.toml:33: key 'endpoint': App3.S3 adapter ObjAdapter listens on "
+        "Node5:21001, and App1.S1 adapter ObjAdapter on 10.0.0.5:21001 at node.toml:12: one of "
+        "them cannot bind if 'Node5' resolves to 10.0.0.5 (a service resolves a host name when "
+        "it binds); write the address\n")

@@ -462,7 +462,7 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
     return Part(units, configs, own_dirs(services) if request.keep else [],
                 ports_in_use(services, manifest) if job.ports else frozenset(),
                 [note for service in services for note in service_warnings(service)],
-                node_listeners(services))
+                node_listeners(services, job.inputs.templates))
 
 
 # --- generate: a node rendered, planned and written by one set of worker processes ----------
