@@ -380,11 +380,9 @@ def _writes_endpoints(server: Config) -> bool:
     local = server.params.get("local")
     if local is not None and local.value != "${local}":
         return True
-    # a loop, not any() over a generator: most chains' <server> has no domain at all
-    for domain in server.domains.values():
-        if "endpoint" in domain.params:
-            return True
-    return False
+    # no generator made where there is no domain: most chains' <server> has none at all
+    domains = server.domains
+    return bool(domains) and any("endpoint" in domain.params for domain in domains.values())
 
 
 def with_local_ports(manifest: Manifest, reserved: frozenset[int] = frozenset()
