@@ -334,7 +334,7 @@ def test_a_file_staged_in_a_dir_known_to_exist_names_its_filesystem(
     (conf / "f").write_text("old\n")
     steps = output.staging([([str(conf)], [OutputFile(conf / "f", "new\n")], {str(conf)})],
                            True, {})
-    assert next(steps) == (True, {}, {second_fs.stat().st_dev: str(conf)})
+    assert next(steps) == (True, {}, {second_fs.stat().st_dev: str(conf)}, [])
     stats = steps.send(True)
     assert isinstance(stats, dict) and stats[str(conf / "f")] == stamp.signature(
         (conf / "f").stat())

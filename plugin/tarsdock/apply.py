@@ -407,11 +407,11 @@ def _must_reload(plan: Plan, node: NodeSettings, digest: str) -> bool:
 def _act(plan: Plan, args: argparse.Namespace, node: NodeSettings, services: list[Service],
          control: Supervisor, digest: str) -> None:
     """Record the plan, stop, write, reload, start and wait; the outcome into the report."""
-    from tarsdock.generate import service_dirs
+    from tarsdock.generate import marks_dir, service_dirs
     from tarsdock.output import write
 
     def write_all() -> None:
-        write(plan.changes, service_dirs(services, node))
+        write(plan.changes, service_dirs(services, node), marks=marks_dir(node))
 
     started_at = time.time()
     pending = pending_path(node)

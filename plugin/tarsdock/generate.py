@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from tarsdock.portowner import Holder
     from tarsdock.resolve import Inputs
     from tarsdock.shards import Lockstep, Tickets
+    from tarsdock.unfinished import Unfinished
 
 FORMATS = ("supervisord", "systemd")
 CONFIG_FORMAT = "tars-config"   # header tag of the service config files
@@ -141,6 +142,12 @@ def own_dirs(services: Sequence[Service]) -> list[str]:
 def service_dirs(services: Sequence[Service], node: NodeSettings) -> list[str]:
     """Directories a start needs: the node's, then each service's."""
     return [*node_dirs(node), *own_dirs(services)]
+
+
+def marks_dir(node: NodeSettings) -> str:
+    """Where every write of the node keeps the marker of its being unfinished and its lock
+    (tarsdock.unfinished): the node's own dir, whichever output dir or command writes it."""
+    return os.path.dirname(node.state_dir)
 
 
 def summary(counts: Mapping[str, int]) -> str:
@@ -554,7 +561,8 @@ class SerialRun(NodeRun):
     def write(self) -> dict[str, int]:
         from tarsdock.output import write
 
-        return write(self._changes, self.rendered.dirs, self._jobs, self.stats)
+        return write(self._changes, self.rendered.dirs, self._jobs, self.stats,
+                     marks_dir(self.rendered.manifest.node))
 
 
 class ShardedRun(NodeRun):
@@ -572,19 +580,25 @@ class ShardedRun(NodeRun):
 
     def write(self) -> dict[str, int]:
         from tarsdock.output import batch, drive, finish, sigterm_raises
+        from tarsdock.unfinished import Unfinished
 
         written = [os.fspath(c.path) for c in self.changes if c.kind in ("new", "changed")]
         stale = [Path(c.path) for c in self.changes if c.kind == "stale"]
+        node = self.rendered.manifest.node
         # the first process, this one, writes the node's own dirs and files with its chunks:
         # given here, where its generator runs (nothing more crosses a pipe)
-        self._node.append(batch(node_dirs(self.rendered.manifest.node), self._shared))
-        with sigterm_raises():
+        self._node.append(batch(node_dirs(node), self._shared))
+        with sigterm_raises(), Unfinished(marks_dir(node)) as unfinished:
+            if written:
+                unfinished.mark([os.getpid(), *self._lockstep.pids],
+                                {path.rpartition("/")[0] or "/" for path in written})
             touched = drive(self._lockstep, partial(self._lockstep.send, True), written,
-                            partial(self._again, set(written)), self.stats)
+                            partial(self._again, set(written), unfinished), self.stats,
+                            unfinished)
             finish(stale, touched)
         return self.counts()
 
-    def _again(self, written: set[str]) -> Devices:
+    def _again(self, written: set[str], unfinished: Unfinished) -> Devices:
         """Every file to write, rendered again here and written in this process (raising the
         error one process meets)."""
         from tarsdock.output import replace_here
@@ -594,7 +608,7 @@ class ShardedRun(NodeRun):
             raise AssertionError("the node rendered again with an error")
         fmt = self._job.request.formats[0]
         files = [file for file in done.files[fmt] if os.fspath(file.path) in written]
-        return replace_here(files, self.rendered.dirs, self.stats)
+        return replace_here(files, self.rendered.dirs, self.stats, unfinished)
 
 
 @gc_paused()   # as load_and_render_all: the inputs, the rendering and the plan make no cycles

@@ -87,23 +87,25 @@ def _mode(path: str) -> int:
 
 
 def render_units(config_dir: Path, out_dir: Path, docker: str,
-                 log: Log) -> tuple[bool, list[OutputFile]]:
-    """(is the node's supervisor systemd, every file to write: units and Tars configs)."""
+                 log: Log) -> tuple[bool, list[OutputFile], str]:
+    """(is the node's supervisor systemd, every file to write: units and Tars configs, the
+    node's dir for the marker of an unfinished write: tarsdock.unfinished)."""
     from tarsdock.apply import load
+    from tarsdock.generate import marks_dir
     from tarsdock.output import Context
 
     ctx = Context(config_dir.absolute(), sysconfig.get_path("scripts"), docker)
     node, _, files, warnings = load(config_dir, ctx, fmt="systemd", out_dir=out_dir)
     for warning in warnings:
         log(WARNING, f"warning: {warning}")
-    return node.supervisor == "systemd", files
+    return node.supervisor == "systemd", files, marks_dir(node)
 
 
-def _write_units(files: Sequence[OutputFile], out_dir: Path) -> None:
+def _write_units(files: Sequence[OutputFile], out_dir: Path, marks: str | None = None) -> None:
     """Write the units and the link that makes multi-user.target want tars.target."""
     from tarsdock.output import write_atomic
 
-    write_atomic(list(files))
+    write_atomic(list(files), marks=marks)
     wants = out_dir / "multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     link = wants / "tars.target"
@@ -111,13 +113,14 @@ def _write_units(files: Sequence[OutputFile], out_dir: Path) -> None:
         link.symlink_to("../tars.target")
 
 
-def _keep(files: Sequence[OutputFile], state: Path) -> None:
+def _keep(files: Sequence[OutputFile], state: Path, marks: str) -> None:
     """Replace the last good units with these."""
     from tarsdock.output import OutputFile, write_atomic
 
     state.mkdir(parents=True, exist_ok=True)
     names = {file.path.name for file in files}
-    write_atomic([OutputFile(state / f.path.name, f.content, f.mode) for f in files])
+    write_atomic([OutputFile(state / f.path.name, f.content, f.mode) for f in files],
+                 marks=marks)
     for old in state.iterdir():
         if old.name not in names:
             old.unlink()
@@ -132,13 +135,13 @@ def _last_good(state: Path, out_dir: Path) -> list[OutputFile]:
             for path in sorted(state.iterdir()) if path.is_file()]
 
 
-def _write_configs(files: Sequence[OutputFile], log: Log) -> None:
+def _write_configs(files: Sequence[OutputFile], log: Log, marks: str) -> None:
     from tarsdock.output import plan, write
 
     try:
         for file in files:
             file.path.parent.mkdir(parents=True, exist_ok=True)
-        write(plan(files))
+        write(plan(files), marks=marks)
     except OSError as error:
         log(WARNING, f"Tars config files not written ({error}); the units use those on disk")
 
@@ -148,7 +151,7 @@ def generate(config_dir: Path, out_dir: Path, state: Path, docker: str, log: Log
     from tarsdock.errors import InputError, InputErrors, TarsdockError
 
     try:
-        systemd, files = render_units(config_dir, out_dir, docker, log)
+        systemd, files, marks = render_units(config_dir, out_dir, docker, log)
     except (InputError, InputErrors, TarsdockError) as error:
         for line in str(error).splitlines():
             log(ERR, f"error: {line}")
@@ -162,10 +165,10 @@ def generate(config_dir: Path, out_dir: Path, state: Path, docker: str, log: Log
         log(INFO, f"{config_dir}: [node] supervisor is not \"systemd\": no units")
         return 0
     units = [f for f in files if f.path.parent == out_dir]
-    _write_units(units, out_dir)
-    _write_configs([f for f in files if f.path.parent != out_dir], log)
+    _write_units(units, out_dir, marks)
+    _write_configs([f for f in files if f.path.parent != out_dir], log, marks)
     try:
-        _keep(units, state)
+        _keep(units, state, marks)
     except OSError as error:
         log(WARNING, f"last good units not kept in {state}: {error}")
     return len(units)

@@ -55,6 +55,24 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
   mix. SIGTERM raises Terminated in this process and in the writing processes, as Ctrl-C raises
   KeyboardInterrupt here (the others ignore SIGINT): either way every `finally` removes its temp
   files and every process is reaped before the error is reported.
+- What no `finally` covers: the whole run killed at once (SIGKILL of its process group, as the
+  OOM killer may send; a power cut) leaves the temp files it had staged. The targets are whole
+  all the same (old or new, by the rename's atomicity above). Temp files in the output dir are
+  stale files of the next run there; those beside the service configs are swept by the next
+  write of the node through the marker of an unfinished write (tarsdock.unfinished: a file in
+  `<tars_path>/tarsdock` naming the pids and directories of the temp files, made durable,
+  with its directory entry, by fsync(2) before the first temp file exists, and removed once the
+  write is over; the next write that can take the node's lock exclusively, which no live
+  writer of the node lets it, lists those directories, removes the temp names of those pids,
+  and goes on). A run that stages nothing makes no marker. A crash before the marker's fsync
+  has returned leaves no temp file (none is made before it) but perhaps the marker, empty or
+  torn: it is removed with nothing else.
+- A write that fails before any rename (an error, Ctrl-C, SIGTERM) removes the directories it
+  made that are still empty, deepest first, when no other write of the node holds the lock
+  (rmdir(2) removes only an empty directory: what another process put in one meanwhile stays,
+  and a directory that existed before the run is never touched). A worker killed from outside
+  takes the list of the directories it made with it: those stay. Once the renames have begun,
+  the directories the new files need stay.
 """
 
 from __future__ import annotations
@@ -78,6 +96,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 from tarsdock.errors import InputError, Origin, Terminated
 from tarsdock.quoting import FORBIDDEN, check_text
 from tarsdock.records import Record
+from tarsdock.unfinished import Unfinished, temp_pid
 
 if TYPE_CHECKING:
     from tarsdock.shards import Lockstep, Tickets
@@ -374,13 +393,11 @@ def _staged_by_a_live_writer(name: str) -> bool:
     """Whether `name` is a temp file (see _temp_path) of a process still running: another
     generate writing into the same out dir now. Removed as stale, its rename would fail and that
     run with it; one of a process gone (killed before it could clean up) is stale."""
-    if not (name.startswith(".") and name.endswith(".tmp")):
-        return False
-    pid = name[:-len(".tmp")].rpartition(".")[2]
-    if not (pid.isascii() and pid.isdigit()):
+    pid = temp_pid(name)
+    if pid is None:
         return False
     try:
-        os.kill(int(pid), 0)          # signal 0: only asks whether the process exists
+        os.kill(pid, 0)          # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
     except PermissionError:           # it exists, under another user
@@ -389,8 +406,10 @@ def _staged_by_a_live_writer(name: str) -> bool:
 
 
 def make_dirs(paths: Iterable[str | Path], found: dict[str, int] | None = None,
-              exists: Iterable[str] = ()) -> list[str]:
-    """Create every missing directory (mode 0755, parents too); return those made, in order.
+              exists: Iterable[str] = (), made: list[str] | None = None) -> list[str]:
+    """Create every missing directory (mode 0755, parents too); return those made, in order
+    (each parent before its children). With `made`, each is also appended to it as it is
+    made: the caller knows what a failing call made before it raised (Unfinished.made).
 
     `found` gets the filesystem (st_dev) of each directory in `paths`, and of those met above
     them, at the cost of no stat more than making them takes (see the module docstring).
@@ -398,7 +417,8 @@ def make_dirs(paths: Iterable[str | Path], found: dict[str, int] | None = None,
     are neither made nor stat'ed, and their filesystems are not found (see _stage); the others
     most likely exist too (the node was written before), so each is stat'ed before any mkdir."""
     found = {} if found is None else found
-    made: list[str] = []
+    made = [] if made is None else made
+    first = len(made)
     known = _with_parents(exists)
     # in the order given, each once: callers list a parent before its children (service_dirs),
     # so there is one mkdir each and no walk up from every leaf (a child given first costs one
@@ -419,7 +439,7 @@ def make_dirs(paths: Iterable[str | Path], found: dict[str, int] | None = None,
             if path not in known and path not in found:
                 _make_dir(path, found, made, likely)
         raise
-    return made
+    return made[first:]
 
 
 def _with_parents(dirs: Iterable[str]) -> set[str]:
@@ -583,9 +603,10 @@ def _rename(staged: Staged, stats: Stats | None) -> Iterator[None]:
 
 
 def _replace_all(files: Sequence[OutputFile], parents: Iterable[str], found: dict[str, int],
-                 stats: Stats | None = None) -> None:
+                 stats: Stats | None = None, unfinished: Unfinished | None = None) -> None:
     """Stage every file as a temp file, sync them, then rename each over its target (`parents`:
-    the files' directories; `found`: the filesystem of each, from make_dirs).
+    the files' directories; `found`: the filesystem of each, from make_dirs; `unfinished`: told
+    when the renames begin).
 
     A failure before the renames leaves every target as it was, and no temp file behind.
     """
@@ -597,6 +618,8 @@ def _replace_all(files: Sequence[OutputFile], parents: Iterable[str], found: dic
             _stage(file, umask, pid, staged, found)
         # every temp file's data is on disk before any name points at it
         syncfs(_on(found, parents))
+        if unfinished is not None:
+            unfinished.renaming = True
         for _ in _rename(staged, stats):
             renamed += 1
     finally:
@@ -605,33 +628,38 @@ def _replace_all(files: Sequence[OutputFile], parents: Iterable[str], found: dic
                 os.unlink(temp)
 
 
-def write_atomic(files: Sequence[OutputFile], dirs: Iterable[str | Path] = ()) -> None:
-    """Make dirs and the files' parents, replace every file, and sync once they all are."""
-    write([Change("new", file.path, file) for file in files], dirs)
+def write_atomic(files: Sequence[OutputFile], dirs: Iterable[str | Path] = (),
+                 marks: str | None = None) -> None:
+    """Make dirs and the files' parents, replace every file, and sync once they all are
+    (`marks`: see write)."""
+    write([Change("new", file.path, file) for file in files], dirs, marks=marks)
 
 
 def write(changes: Iterable[Change], dirs: Iterable[str | Path] = (),
-          jobs: int = 1, stats: Stats | None = None) -> dict[str, int]:
+          jobs: int = 1, stats: Stats | None = None, marks: str | None = None) -> dict[str, int]:
     """Apply a plan: make dirs, write new and changed files, remove stale ones; count each kind.
 
     With `jobs` > 1 the dirs and files are split over that many processes (see the module
     docstring). With `stats`, each file written is stat'ed once renamed, its signature into it
-    (see Stats). Everything is
+    (see Stats). With `marks` (the node's dir, see tarsdock.unfinished): first the temp files
+    of writers of the node that were killed are swept; a marker names the temp files this one
+    may leave while it stages and renames them; a failure before the renames removes the dirs
+    it made that are empty. Everything is
     on disk when this returns. SIGTERM meanwhile raises Terminated (the temp files removed, the
     worker processes reaped; files already renamed stay new).
     """
-    with sigterm_raises():
-        return _write(list(changes), dirs, jobs, stats)
+    with sigterm_raises(), Unfinished(marks) as unfinished:
+        return _write(list(changes), dirs, jobs, stats, unfinished)
 
 
 def _write(changes: list[Change], dirs: Iterable[str | Path], jobs: int,
-           stats: Stats | None) -> dict[str, int]:
+           stats: Stats | None, unfinished: Unfinished) -> dict[str, int]:
     counts = count_kinds(changes)
     files = to_write(changes)
     stale = [c.path for c in changes if c.kind == "stale"]
     wanted = [os.fspath(d) for d in dirs]
-    touched = (_replace_in_shards(files, wanted, jobs, stats) if jobs > 1
-               else replace_here(files, wanted, stats))
+    touched = (_replace_in_shards(files, wanted, jobs, stats, unfinished) if jobs > 1
+               else replace_here(files, wanted, stats, unfinished))
     finish(stale, touched)
     return counts
 
@@ -702,19 +730,25 @@ def sigterm_raises() -> Iterator[None]:
 
 
 def replace_here(files: Sequence[OutputFile], dirs: Sequence[str],
-                  stats: Stats | None) -> Devices:
+                 stats: Stats | None, unfinished: Unfinished | None = None) -> Devices:
     """Make the dirs and the files' parents, then replace the files; the filesystems of the
-    dirs made and of the files."""
+    dirs made and of the files. `unfinished`: marked before anything is made, told of each dir
+    made and of the renames."""
     found: dict[str, int] = {}
     parents = {_parent(str(file.path)) for file in files}
-    made = make_dirs([*dirs, *parents], found)
+    if unfinished is None:
+        made = make_dirs([*dirs, *parents], found)
+    else:
+        if files:
+            unfinished.mark([os.getpid()], parents)
+        made = make_dirs([*dirs, *parents], found, made=unfinished.made)
     if files:
-        _replace_all(files, parents, found, stats)
+        _replace_all(files, parents, found, stats, unfinished)
     return {**_on(found, made), **_on(found, parents)}
 
 
 def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: int,
-                       stats: Stats | None) -> Devices:
+                       stats: Stats | None, unfinished: Unfinished) -> Devices:
     """replace_here in `jobs` processes: each makes the dirs and stages the files of the chunks
     it takes; once all are staged, one syncfs per filesystem here; then each renames its own
     (see drive). The filesystems of the dirs made and the files."""
@@ -726,12 +760,16 @@ def _replace_in_shards(files: Sequence[OutputFile], dirs: Sequence[str], jobs: i
     with Tickets(jobs, len(shares)) as tickets, Lockstep(
             [partial(_write_shard, shares, tickets, i, stats is not None) for i in range(jobs)]
     ) as lockstep:
-        return drive(lockstep, lockstep.first, [os.fspath(file.path) for file in files],
-                     partial(replace_here, files, dirs, stats), stats)
+        paths = [os.fspath(file.path) for file in files]
+        if files:
+            unfinished.mark([os.getpid(), *lockstep.pids], {_parent(path) for path in paths})
+        return drive(lockstep, lockstep.first, paths,
+                     partial(replace_here, files, dirs, stats, unfinished), stats, unfinished)
 
 
 def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[str],
-          again: Callable[[], Devices], stats: Stats | None) -> Devices:
+          again: Callable[[], Devices], stats: Stats | None,
+          unfinished: Unfinished | None = None) -> Devices:
     """Drive the shards of a write, each a `staging`: `stage()` has each make its dirs and stage
     its files; once all have, one syncfs per filesystem here; then each renames its own. The
     lockstep is finished (every shard ended) before this returns, and closed (every process
@@ -743,7 +781,9 @@ def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[
     raises the error one process meets (or, the fault gone, succeeds). A shard that dies
     (ShardFailed): its temp files (of the paths `written`, named by its pid) are removed here
     once it is reaped; if the renames had begun, again() writes every file (synced) before the
-    failure is raised, so the failed run leaves every file new, not a mix of old and new."""
+    failure is raised, so the failed run leaves every file new, not a mix of old and new.
+    `unfinished` (the caller has marked it with every process's pid) is told of the dirs each
+    process made and of the renames."""
     from tarsdock.shards import ShardFailed
 
     pids = list(lockstep.pids)
@@ -751,9 +791,14 @@ def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[
     try:
         try:
             staged = stage()
-            if all(ok for ok, _, _ in staged):
-                syncfs({dev: path for _, _, on in staged for dev, path in on.items()})
+            if unfinished is not None:
+                for _, _, _, made in staged:
+                    unfinished.made += made
+            if all(ok for ok, _, _, _ in staged):
+                syncfs({dev: path for _, _, on, _ in staged for dev, path in on.items()})
                 renaming = True
+                if unfinished is not None:
+                    unfinished.renaming = True
                 renamed = lockstep.send(True)
                 if all(done is not None for done in renamed):
                     for done in renamed:
@@ -764,7 +809,7 @@ def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[
                     # once this process has done what it can meanwhile
                     lockstep.finish()
                     written_all = True
-                    return {dev: path for _, made, on in staged
+                    return {dev: path for _, made, on, _ in staged
                             for dev, path in (*made.items(), *on.items())}
         finally:
             if not written_all:
@@ -783,7 +828,8 @@ def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[
     return again()
 
 
-WriteStep = tuple[bool, Devices, Devices] | Stats | None
+# (all staged, filesystems of the dirs made, of the files staged, the dirs made), then the stats
+WriteStep = tuple[bool, Devices, Devices, list[str]] | Stats | None
 # dirs to make, files to write, dirs known to exist (see make_dirs)
 Batch = tuple[Sequence[str], Sequence[OutputFile], Collection[str]]
 
@@ -797,7 +843,8 @@ def _write_shard(shares: Sequence[Batch], tickets: Tickets, process: int,
 def staging(batches: Iterable[Batch], stat: bool,
             stats: Stats) -> Generator[WriteStep, object, None]:
     """One process's part of a write: make the dirs and stage the files of each batch, yield
-    (all staged, filesystems of the dirs made, of the files staged); when sent on, rename them
+    (all staged, filesystems of the dirs made, of the files staged, the dirs made: even on a
+    failure, for Unfinished); when sent on, rename them
     and yield `stats` with each one's stat once renamed (with `stat`; else as given). A failure
     yields False or None (the caller does it all again in one process, for its error); closed
     early, its temp files are removed."""
@@ -811,14 +858,14 @@ def staging(batches: Iterable[Batch], stat: bool,
             umask, pid = _current_umask(), os.getpid()
             for dirs, files, exists in batches:
                 held = {_parent(str(file.path)) for file in files}
-                made += make_dirs([*dirs, *held], found, exists)
+                make_dirs([*dirs, *held], found, exists, made)
                 parents |= held
                 for file in files:
                     _stage(file, umask, pid, staged, found)
         except OSError:
-            yield False, {}, {}
+            yield False, {}, {}, made
             return
-        yield True, _on(found, made), _on(found, parents)
+        yield True, _on(found, made), _on(found, parents), made
         try:
             for _ in _rename(staged, stats if stat else None):
                 renamed += 1
