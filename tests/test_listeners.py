@@ -246,3 +246,21 @@ def test_manifest_endpoints_on_a_host_name_and_an_address_are_a_warning(
         "Node5:21001, and App1.S1 adapter ObjAdapter on 10.0.0.5:21001 at node.toml:12: one of "
         "them cannot bind if 'Node5' resolves to 10.0.0.5 (a service resolves a host name when "
         "it binds); write the address\n")
+
+
+@pytest.mark.parametrize(("host", "address"), [
+    ("10.0.0.5", True), ("0.0.0.0", True), ("255.255.255.255", True),
+    ("256.0.0.1", False), ("10.0.0", False), ("10.0.0.5.1", False), ("010.0.0.5", False),
+    ("10..0.5", False), ("localhost", False), ("1e1.0.0.1", False), ("\u0661.0.0.1", False),
+])
+def test_is_ipv4_is_what_inet_pton_takes(host: str, address: bool) -> None:
+    import socket
+
+    from tarsdock.listeners import is_ipv4
+
+    try:
+        socket.inet_pton(socket.AF_INET, host)
+        taken = True
+    except OSError:
+        taken = False
+    assert is_ipv4(host) is address is taken

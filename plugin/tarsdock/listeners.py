@@ -24,7 +24,6 @@ the datagrams: an error too, as it always was for the manifest's.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from tarsdock.endpoint import Endpoint
@@ -33,9 +32,16 @@ from tarsdock.errors import ErrorCollector, InputWarning, Origin
 Listener = tuple[Endpoint, Origin, str, str]   # endpoint, where, what listens, key
 
 WILDCARDS = ("0.0.0.0", "*")   # TC_Socket::parseAddrWithPort's INADDR_ANY ("" never parses)
-# what inet_pton(AF_INET) takes (TC_Socket::parseAddr): four decimal octets, no leading zero
-IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
-                  r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+
+
+def is_ipv4(host: str) -> bool:
+    """Whether inet_pton(AF_INET) takes the host (TC_Socket::parseAddr): four decimal octets
+    of at most 255, none with a leading zero."""
+    # not a regular expression: compiling one cost every run 1.5 ms at import
+    octets = host.split(".")
+    return len(octets) == 4 and all(
+        octet.isascii() and octet.isdigit() and int(octet) < 256
+        and (octet == "0" or not octet.startswith("0")) for octet in octets)
 
 
 def family(endpoint: Endpoint) -> str:
@@ -53,7 +59,7 @@ def may_clash(a: Endpoint, b: Endpoint) -> bool:
     """Whether the two bind one address if a host name among them resolves to the other host
     (call it when they do not clash)."""
     return (family(a) == family(b) and a.port == b.port
-            and not (IPV4.match(a.host) and IPV4.match(b.host)))
+            and not (is_ipv4(a.host) and is_ipv4(b.host)))
 
 
 def check_listeners(listeners: Iterable[Listener], errors: ErrorCollector,
@@ -66,7 +72,7 @@ def check_listeners(listeners: Iterable[Listener], errors: ErrorCollector,
     # of `known` only the buckets of `listeners` (a node's 2,000 manifest listeners, most
     # with no template endpoint on their port)
     by_port: dict[tuple[str, int], list[Listener]] = {}
-    if listeners:
+    if listeners and known:
         wanted = {(family(listener[0]), listener[0].port) for listener in listeners}
         for listener in known:
             where = (family(listener[0]), listener[0].port)
@@ -93,8 +99,8 @@ def check_listeners(listeners: Iterable[Listener], errors: ErrorCollector,
 def _maybe(here: Listener, there: Listener) -> str:
     """The warning of two listeners that clash if a host name is the other's address."""
     a, b = here[0].host, there[0].host
-    if IPV4.match(a) or IPV4.match(b):
-        name, address = (b, a) if IPV4.match(a) else (a, b)
+    if is_ipv4(a) or is_ipv4(b):
+        name, address = (b, a) if is_ipv4(a) else (a, b)
         which = f"'{name}' resolves to {address}"
     else:
         which = f"'{a}' and '{b}' resolve to one address"
