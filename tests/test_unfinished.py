@@ -19,7 +19,7 @@ from test_apply import control, run_apply, write_node  # noqa: F401 - control: a
 from test_generator import config, run_generator
 from test_shards import WARNS, after_each_stage, generate, node, temp_files, tree
 
-from tarsdock import output, unfinished
+from tarsdock import apply, output, unfinished
 from tarsdock.cli import main
 from tarsdock.output import Change, OutputFile
 from tarsdock.shards import JOBS_VARIABLE
@@ -355,14 +355,16 @@ def test_a_generate_that_fails_leaves_no_dir_it_made(
 
 # --- apply and the systemd generator write through the same marker ---------------------------
 
+@pytest.mark.parametrize("at", ["App.Two.config.conf", apply.PENDING_FILE])
 def test_an_apply_killed_whole_while_writing_is_swept_by_the_next(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, control: object) -> None:  # noqa: F811
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, control: object,  # noqa: F811
+        at: str) -> None:
     cfg = write_node(tmp_path, ["One", "Two"])
     assert run_apply(cfg)[0] == 0
     new_locator(cfg)      # every service's config changes
-    killed_whole(monkeypatch, lambda file: file.path.name == "App.Two.config.conf",
-                 lambda: run_apply(cfg))
-    assert temp_files(tmp_path) and len(markers(tmp_path)) == 1
+    killed_whole(monkeypatch, lambda file: file.path.name == at, lambda: run_apply(cfg))
+    assert [path.name for path in temp_files(tmp_path) if path.name.startswith(f".{at}.")]
+    assert len(markers(tmp_path)) == 1
     code, report = run_apply(cfg)
     assert code == 0 and report["changed"] is True
     assert temp_files(tmp_path) == [] and markers(tmp_path) == []

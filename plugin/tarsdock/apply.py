@@ -217,11 +217,13 @@ def read_pending(path: Path) -> dict[str, ServiceAction]:
             if action in ("start", "restart", "remove")}
 
 
-def write_pending(path: Path, actions: Iterable[ServiceAction]) -> None:
+def write_pending(path: Path, actions: Iterable[ServiceAction], marks: str | None = None) -> None:
+    """Record the actions (`marks`: the node's dir, see tarsdock.output.write)."""
     from tarsdock.output import OutputFile, write_atomic
 
     record = {a.name: a.action for a in actions if a.action != "none"}
-    write_atomic([OutputFile(path, json.dumps(record, sort_keys=True) + "\n", 0o600)])
+    write_atomic([OutputFile(path, json.dumps(record, sort_keys=True) + "\n", 0o600)],
+                 marks=marks)
 
 
 def make_control(node: NodeSettings) -> Supervisor:
@@ -417,13 +419,13 @@ def _act(plan: Plan, args: argparse.Namespace, node: NodeSettings, services: lis
     pending = pending_path(node)
     reload = _must_reload(plan, node, digest)
     if plan.report.changed:
-        write_pending(pending, plan.actions)
+        write_pending(pending, plan.actions, marks_dir(node))
     outcome, replaced = execute(plan.actions, control, write_all, _remover(node), reload,
                                 args.timeout)
     _record(plan.report, outcome, replaced)
     _explain(plan.report, node, started_at)
     if reload:
-        _write_text(loaded_path(node), digest)
+        _write_text(loaded_path(node), digest, marks_dir(node))
     pending.unlink(missing_ok=True)
 
 
@@ -469,10 +471,10 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _write_text(path: Path, text: str) -> None:
+def _write_text(path: Path, text: str, marks: str) -> None:
     from tarsdock.output import OutputFile, write_atomic
 
-    write_atomic([OutputFile(path, text + "\n", 0o644)])
+    write_atomic([OutputFile(path, text + "\n", 0o644)], marks=marks)
 
 
 def _count(changes: Iterable[Change]) -> dict[str, int]:
