@@ -47,8 +47,8 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
   done. If a process fails to stage or rename, every process removes its temp files (a
   generator's `finally`) and the whole write is done again in this one process (generate
   renders the files again here first: they stayed in the workers), so the error reported is the
-  one a single process meets (a few directories a process made before the failure may stay, as
-  one process's own would). A process killed from outside runs no `finally`: its temp files,
+  one a single process meets (every process reports the directories it made, removed when the
+  write fails: see below). A process killed from outside runs no `finally`: its temp files,
   whose names its pid makes, are removed here once it is reaped; if it was killed once the
   renames began, some files may be new and others old, so this process writes them all again
   (rendered again, for generate) before it reports the failure: every file is then new, not a
