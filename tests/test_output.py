@@ -54,6 +54,23 @@ def test_stale_removal_only_of_our_files_of_the_same_kind(tmp_path: Path) -> Non
                                                            "other.conf"]
 
 
+@pytest.mark.parametrize(("kind", "name"), [
+    ("systemd", "tars-A.S.service"), ("systemd", "tars.target"), ("systemd", "x.timer"),
+    ("systemd", "x.socket"), ("supervisord", "A.S.conf"), ("supervisord", "A.S.run")])
+def test_an_operators_copy_of_a_generated_file_is_never_stale(
+        kind: str, name: str, tmp_path: Path) -> None:
+    # `cp tars-A.S.service{,.bak}` in /etc/systemd/system: our header, a name no supervisor
+    # reads; the file itself, no longer generated, is stale
+    text = header(kind, Path("/etc/tarsdock"), ["node.toml"]) + "[x]\n"
+    copies = [f"{name}.bak", f"{name}~", f"{name}.orig", f"{name}.dpkg-old"]
+    for each in (name, *copies):
+        (tmp_path / each).write_text(text)
+    changes = plan([], tmp_path, kind)
+    assert [(c.kind, c.path.name) for c in changes] == [("stale", name)]
+    write(changes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(copies)
+
+
 def test_a_temp_file_of_a_running_writer_is_not_stale_one_of_a_dead_writer_is(
         tmp_path: Path) -> None:
     # two generates into one out dir: the second must not remove the first's temp files (the

@@ -371,9 +371,20 @@ def plan(files: Iterable[OutputFile], out_dir: Path | None = None,
     return changes
 
 
+# The names a format writes into its out dir, by suffix: what its supervisor reads (systemd's
+# units; supervisord's `files = *.conf` include and tarsdock-run's run files). A file with our
+# header under any other name is an operator's copy (`cp tars-App.Server.service{,.bak}` in
+# /etc/systemd/system, which neither supervisor reads): never stale. A kind not here: any name.
+OUT_SUFFIXES: Final[dict[str | None, tuple[str, ...]]] = {
+    "systemd": (".service", ".socket", ".target", ".timer"),
+    "supervisord": (".conf", ".run"),
+}
+
+
 def stale(out_dir: Path, wanted: Container[str], kind: str | None,
           names: Collection[str] | None = None) -> list[Change]:
-    """The generated files of `kind` in out_dir that are not `wanted` (paths), to remove;
+    """The generated files of `kind` in out_dir that are not `wanted` (paths), to remove:
+    those with a name of the kind (OUT_SUFFIXES) and the temp files of writers gone;
     `names`: out_dir's, as a Listing has them (listed here when None)."""
     if names is None:
         if not out_dir.is_dir():
@@ -383,7 +394,9 @@ def stale(out_dir: Path, wanted: Container[str], kind: str | None,
     # a sort of Paths, took 3 ms of the main process); sorted names sort as their Paths do.
     # Each name as its Path would print it: Path(".") / "a" is "a"
     prefix = os.path.join(out_dir, "") if out_dir.parts else ""
-    others = [out_dir / name for name in sorted(names) if prefix + name not in wanted]
+    suffixes = OUT_SUFFIXES.get(kind, ("",))
+    others = [out_dir / name for name in sorted(names) if prefix + name not in wanted
+              and (name.endswith(suffixes) or temp_pid(name) is not None)]
     return [Change("stale", path, None, _read(path)[0]) for path in others
             if path.is_file() and not path.is_symlink() and not _staged_by_a_live_writer(path.name)
             and generated_kind(path) == kind]
