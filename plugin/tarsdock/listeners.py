@@ -82,7 +82,8 @@ def check_listeners(listeners: Iterable[Listener], errors: ErrorCollector,
     for listener in listeners:
         here, origin, label, key = listener
         bucket = by_port.setdefault((family(here), here.port), [])
-        for there, first, other, _ in bucket:
+        for earlier in bucket:
+            there, first, other, _ = earlier
             if other == label:
                 continue   # itself: a manifest adapter whose endpoint a template rewrote
             if clash(here, there):
@@ -90,8 +91,7 @@ def check_listeners(listeners: Iterable[Listener], errors: ErrorCollector,
                            f"already used by {other} at {first}", key)
                 break
             if may_clash(here, there):
-                notes.append(InputWarning(origin, _maybe(listener, (there, first, other, _)),
-                                          key))
+                notes.append(InputWarning(origin, _maybe(listener, earlier), key))
         bucket.append(listener)
     return notes
 
