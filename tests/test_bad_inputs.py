@@ -143,6 +143,11 @@ BAD_INPUTS: list[tuple[str, dict[str, Content], str, str]] = [
      "services.d/a\\nb.toml: the file's name holds a line break, which the header of every "
      "file generated from it would carry, and supervisord and systemd files cannot: rename the "
      "file", "error"),
+    # at the key that names it, not the service's table line
+    ("a template that does not exist", {"node.toml": NODE + SVC + 'template = "t.nope"\n',
+                                        "templates/t.no": TEMPLATE},
+     "node.toml:7: key 'template': template 't.nope' does not exist, did you mean 't.no'?",
+     "error"),
     # a value unescaped from \n, quoted raw in the message, made one error two lines
     ("a line break in a <container> value", {
         "node.toml": NODE + USES_T + 'image = "busybox:1"\n',
@@ -337,3 +342,31 @@ def test_no_admin_port_left_is_an_error_at_each_service_naming_local_port(
                capsys) == expected
     assert tree(tmp_path) == sorted(["cfg", "cfg/node.toml", "cfg/services.d",
                                      "cfg/services.d/b.toml"])
+
+
+def test_the_package_json_of_every_release_is_reported_together(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A tars_nodejs release's package.json is input too: each error at its file, line and key,
+    all of them in one report (the first one stopped the run), nothing written."""
+    nodejs = '[services."A.{name}"]\ntype = "tars_nodejs"\n'
+    write_config(tmp_path / "cfg", {"node.toml": NODE.replace(
+        "/usr/local/app/tars", str(tmp_path / "tars")) + "".join(
+        nodejs.format(name=name) for name in "STUV")})
+    data = tmp_path / "tars" / "tarsnode" / "data"
+    for name, text in (("S", '{"main": "a\\nb.js"}'), ("T", '{\n"main": "../x.js"\n}\n'),
+                       ("U", '{\n"main":\n}\n'), ("V", '{"main": "ok.js"}')):
+        (data / f"A.{name}" / "bin").mkdir(parents=True)
+        (data / f"A.{name}" / "bin" / "package.json").write_text(text)
+    before = tree(tmp_path)
+    expected = (1, [
+        f"error: {data}/A.S/bin/package.json:1: key 'main': entry point 'a\\nb.js' holds a line "
+        "break, which no supervisord or systemd file can carry",
+        f"error: {data}/A.T/bin/package.json:2: key 'main': entry point '../x.js' leaves the "
+        "package",
+        f"error: {data}/A.U/bin/package.json:3: cannot read package.json: Expecting value"])
+    base = ["--config-dir", str(tmp_path / "cfg")]
+    assert run([*base, "validate"], capsys) == expected
+    for fmt in ("systemd", "supervisord"):
+        assert run([*base, "generate", "--format", fmt, "--out", str(tmp_path / "out")],
+                   capsys) == expected
+    assert tree(tmp_path) == before

@@ -227,7 +227,7 @@ def test_systemd_refuses_an_executable_read_as_a_prefix_at_its_key(argv0: str) -
     with pytest.raises(InputErrors) as raised:
         rendered(systemd, make_service("Hello.Quoted", type="not_tars", run="native",
                                        command=(argv0, "x"),
-                                       command_origin=Origin("services.d/q.toml", 4)))
+                                       key_origins=(("command", Origin("services.d/q.toml", 4)),)))
     assert str(raised.value) == (
         f"services.d/q.toml:4: key 'command': executable '{argv0}' would be read as a systemd "
         "prefix (@-:+!|) of ExecStart=: give its absolute path")

@@ -110,7 +110,7 @@ def executable_source(service: Service) -> tuple[Origin, str | None]:
     service's table for `exe` and the server binary (paths tarsdock makes absolute)."""
     spec = service.spec
     if spec.type == "not_tars":
-        return spec.command_origin or spec.origin, "command"
+        return spec.origin_of("command"), "command"
     if spec.exe or spec.type not in INTERPRETERS:
         return spec.origin, "exe" if spec.exe else None
     key = INTERPRETERS[spec.type]

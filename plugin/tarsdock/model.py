@@ -206,7 +206,7 @@ class ServiceSpec(Record):
 
     _fields = ("app", "server", "type", "template", "run", "origin", "profile", "profile_origin",
                "image", "exe", "command", "local_port", "set_division", "async_thread",
-               "main_class", "adapters", "enabled", "command_origin")
+               "main_class", "adapters", "enabled", "key_origins")
     app: Final[str]
     server: Final[str]
     type: Final[ServerType]
@@ -224,15 +224,17 @@ class ServiceSpec(Record):
     main_class: Final[str]
     adapters: Final[tuple[AdapterSpec, ...]]
     enabled: Final[bool]          # false: not started by supervisord/tars.target (Tars inactive)
-    # where `command` is written (None: not given), for an error only rendering finds in it
-    command_origin: Final[Origin | None]
+    # where the keys that errors found after the manifest (a missing template, an executable
+    # only rendering refuses) name are written: (key, origin) for those given (see origin_of)
+    key_origins: Final[tuple[tuple[str, Origin], ...]]
 
     def __init__(self, app: str, server: str, type: ServerType, template: str, run: RunMode,
                  origin: Origin, profile: str = "", profile_origin: Origin = NODE_TOML,
                  image: Image | None = None, exe: str = "", command: tuple[str, ...] = (),
                  local_port: int = 0, set_division: str = "", async_thread: int = 3,
                  main_class: str = "", adapters: tuple[AdapterSpec, ...] = (),
-                 enabled: bool = True, command_origin: Origin | None = None) -> None:
+                 enabled: bool = True,
+                 key_origins: tuple[tuple[str, Origin], ...] = ()) -> None:
         self.app = app
         self.server = server
         self.type = type
@@ -250,12 +252,16 @@ class ServiceSpec(Record):
         self.main_class = main_class
         self.adapters = adapters
         self.enabled = enabled
-        self.command_origin = command_origin
+        self.key_origins = key_origins
 
     @functools.cached_property
     def name(self) -> str:
         # once per service: rendering its files reads it some ten times
         return f"{self.app}.{self.server}"
+
+    def origin_of(self, key: str) -> Origin:
+        """Where the table writes `key` (one of key_origins'), else the table's own line."""
+        return next((origin for name, origin in self.key_origins if name == key), self.origin)
 
 
 class Manifest(Record):

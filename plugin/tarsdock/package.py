@@ -8,8 +8,9 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
-from tarsdock.errors import InputError, Origin
+from tarsdock.errors import InputError, Origin, each_or_errors
 from tarsdock.model import PackageFacts, Service
+from tarsdock.quoting import FORBIDDEN
 from tarsdock.records import replace
 
 NODE_AGENT_DIR = ("tars_nodejs", "node-agent")
@@ -22,10 +23,11 @@ DEFAULT_ENTRY = "index.js"
 
 
 def with_package_facts(services: Iterable[Service]) -> list[Service]:
-    """The services, each tars_nodejs one with the facts of its deployed release."""
+    """The services, each tars_nodejs one with the facts of its deployed release; the errors of
+    every release's package.json raised together."""
     # only tars_nodejs starts depend on them: no bin dir reads for the other 1,000 services
-    return [replace(s, package=read_package_facts(Path(s.bin_dir)))
-            if s.spec.type == "tars_nodejs" else s for s in services]
+    return each_or_errors(services, lambda s: replace(
+        s, package=read_package_facts(Path(s.bin_dir))) if s.spec.type == "tars_nodejs" else s)
 
 
 def read_package_facts(bin_dir: Path) -> PackageFacts:
@@ -43,17 +45,26 @@ def read_package_facts(bin_dir: Path) -> PackageFacts:
 def _entry_point(app_dir: Path) -> str:
     """The entry script relative to app_dir, found the way node-agent finds it."""
     manifest = app_dir / "package.json"
-    declared = _declared_entry(manifest) if manifest.is_file() else ""
-    if declared:
-        return _checked(declared, manifest)
+    declared = _declared_entry(manifest) if manifest.is_file() else None
+    if declared is not None:
+        return _checked(*declared, manifest)
     return next((name for name in FALLBACK_ENTRIES if (app_dir / name).is_file()), DEFAULT_ENTRY)
 
 
-def _declared_entry(manifest: Path) -> str:
-    """nodeAgent.main, else a `node X` scripts.start, else main; empty when none is set."""
+# where node-agent looks for the entry point, first to last, as the key an error names
+ENTRY_KEYS = ("nodeAgent.main", "scripts.start", "main")
+
+
+def _declared_entry(manifest: Path) -> tuple[str, str, int] | None:
+    """nodeAgent.main, else a `node X` scripts.start, else main, with the key it came from and
+    its line (see _line_of); None when none is set."""
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        text = manifest.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputError(Origin(str(manifest), error.lineno),
+                         f"cannot read package.json: {error.msg}") from error
+    except (OSError, UnicodeDecodeError) as error:
         raise InputError(Origin(str(manifest)), f"cannot read package.json: {error}") from error
     if not isinstance(data, dict):
         raise InputError(Origin(str(manifest)), "package.json is not a JSON object")
@@ -64,7 +75,19 @@ def _declared_entry(manifest: Path) -> str:
         _node_script(scripts.get("start")) if isinstance(scripts, dict) else None,
         data.get("main"),
     )
-    return next((c for c in candidates if isinstance(c, str) and c.strip()), "").strip()
+    for key, value in zip(ENTRY_KEYS, candidates, strict=True):
+        if isinstance(value, str) and value.strip():
+            return value.strip(), key, _line_of(text, value)
+    return None
+
+
+def _line_of(text: str, value: str) -> int:
+    """The line of package.json where `value` is written as a JSON string, 0 if not found.
+
+    json gives no positions: the value's own JSON text is looked for (a key's value is found,
+    unless the same string is written earlier; an error's line is then that earlier one's)."""
+    at = text.find(json.dumps(value, ensure_ascii=False)[1:-1])
+    return text.count("\n", 0, at) + 1 if at >= 0 else 0
 
 
 def _node_script(command: object) -> str | None:
@@ -80,9 +103,15 @@ def _node_script(command: object) -> str | None:
     return None
 
 
-def _checked(entry: str, manifest: Path) -> str:
-    """Normalize an entry path; refuse one that leaves the application dir."""
+def _checked(entry: str, key: str, line: int, manifest: Path) -> str:
+    """Normalize an entry path; refuse one that leaves the application dir, or that no command
+    line of a unit can carry (a line break: it would fail only when rendered, naming no file)."""
     normal = posixpath.normpath(entry)
+    origin = Origin(str(manifest), line)
     if posixpath.isabs(normal) or normal == ".." or normal.startswith("../"):
-        raise InputError(Origin(str(manifest)), f"entry point '{entry}' leaves the package")
+        raise InputError(origin, f"entry point {entry!r} leaves the package", key)
+    if FORBIDDEN.search(entry):
+        # it becomes a word of the service's command line (argv._nodejs_args)
+        raise InputError(origin, f"entry point {entry!r} holds a line break, which no "
+                         "supervisord or systemd file can carry", key)
     return normal

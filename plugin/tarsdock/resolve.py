@@ -129,7 +129,8 @@ def final_config(spec: ServiceSpec, node: NodeSettings, templates: TemplateSet) 
     domains that hold a macro or that the adapters or the profile reach are this service's own.
     """
     values = macros(spec, node)
-    chain = templates.filler(spec.template, spec.origin, MACRO_NAMES)
+    # a template that does not exist: at the `template` key naming it
+    chain = templates.filler(spec.template, spec.origin_of("template"), MACRO_NAMES, "template")
     config = chain.fill(values, under=adapter_config(spec, node, values))
     if spec.profile.strip():
         origin = spec.profile_origin

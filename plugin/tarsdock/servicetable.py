@@ -12,6 +12,10 @@ from tarsdock.model import AdapterSpec, Image, Registry, RunMode, ServiceSpec
 from tarsdock.tomlpos import KeyPath
 from tarsdock.tomlread import TableReader, TomlDoc
 
+# keys whose errors are found after the manifest is read, at their line (ServiceSpec.origin_of):
+# a template that does not exist, an executable only systemd's rendering refuses
+LATE_KEYS = ("command", "template")
+
 
 def registry_for(domain: str, registries: dict[str, Registry]) -> Registry | None:
     """The registry whose url is the reference's host (docker.io for none)."""
@@ -59,7 +63,7 @@ class ServiceReader:
             image=image, exe=v["exe"], command=tuple(v["command"]), local_port=v["local_port"],
             set_division=v["set_division"], async_thread=v["async_thread"],
             main_class=v["main_class"], adapters=adapters, enabled=v["enabled"],
-            command_origin=self.origin("command") if v["command"] else None,
+            key_origins=tuple((key, self.origin(key)) for key in LATE_KEYS if key in raw),
         )
 
     def image(self, text: str) -> Image | None:

@@ -152,12 +152,13 @@ class TemplateSet:
             rows.append((name, self.parent_of(name), where))
         return rows
 
-    def chain(self, name: str, used_at: Origin) -> list[Template]:
+    def chain(self, name: str, used_at: Origin, key: str | None = None) -> list[Template]:
         """The template and its ancestors, child first; a cycle not ending at a root is an error.
-        An error past the first template is at the `parent` key that led there (key 'parent')."""
+        An error about the first template is at `used_at` (with `key`, the key naming it there),
+        one past it at the `parent` key that led there (key 'parent')."""
         chain: list[Template] = []
         seen: list[str] = []
-        current, referrer, key = name, used_at, None
+        current, referrer = name, used_at
         while current not in seen:
             template = self.get(current)
             if current in self.broken:
@@ -178,7 +179,7 @@ class TemplateSet:
         loop = " -> ".join([*seen[seen.index(current):], current])
         raise InputError(referrer, f"template cycle without a root: {loop}", key)
 
-    def resolve(self, name: str, used_at: Origin) -> Config:
+    def resolve(self, name: str, used_at: Origin, key: str | None = None) -> Config:
         """resolve(T) = T over resolve(parent(T)), without macro substitution.
 
         The parent's resolved tree is kept too and reused: templates that share a parent merge
@@ -187,16 +188,17 @@ class TemplateSet:
         resolved tree, so a kept tree is never altered.
         """
         if name not in self._resolved:
-            chain = self.chain(name, used_at)   # every error of the chain, at `used_at`
+            chain = self.chain(name, used_at, key)   # every error of the chain, at `used_at`
             config = chain[0].config
             if len(chain) > 1:
                 config = tcconfig.join(self.resolve(chain[1].name, used_at), config)
             self._resolved[name] = config
         return self._resolved[name]
 
-    def filler(self, name: str, used_at: Origin, macros: frozenset[str]) -> tcconfig.Filler:
+    def filler(self, name: str, used_at: Origin, macros: frozenset[str],
+               key: str | None = None) -> tcconfig.Filler:
         """resolve(name) with its macros found, to be filled in per service: once per template
         (in each process that asks), not once per service. `macros` is the same in every call."""
         if name not in self._fillers:
-            self._fillers[name] = tcconfig.Filler(self.resolve(name, used_at), macros)
+            self._fillers[name] = tcconfig.Filler(self.resolve(name, used_at, key), macros)
         return self._fillers[name]
