@@ -71,7 +71,8 @@ COMMANDS: tuple[Command, ...] = (
             "write supervisord programs or systemd units", f"{CONFIG}, and the release in each "
             "service's bin/", "the units or programs (and run files) in --out; each service's "
             "Tars config <tars_path>/tarsnode/data/App.Server/conf/App.Server.config.conf; the "
-            "service dirs (created when missing); --dry-run and --diff write nothing"),
+            "service dirs (created when missing); while it writes, <tars_path>/tarsdock/"
+            "writing-PID-N.json (removed once done); --dry-run and --diff write nothing"),
     Command("images", "tarsdock.images:register", "manage the base images of the node's services",
             f"{CONFIG}; registry password files", "images pulled into the Docker Engine"),
     Command("listener", "tarsdock.listener:register",
