@@ -370,3 +370,32 @@ def test_the_package_json_of_every_release_is_reported_together(
         assert run([*base, "generate", "--format", fmt, "--out", str(tmp_path / "out")],
                    capsys) == expected
     assert tree(tmp_path) == before
+
+
+def test_errors_of_every_step_are_reported_together_in_file_and_line_order(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An error in one service's template, another's package.json and a third's executable
+    (which only rendering systemd's unit finds) came a run each: the load stopped the run
+    before the rendering. Now one report, sorted; nothing written."""
+    root = tmp_path / "tars"
+    write_config(tmp_path / "cfg", {
+        "node.toml": NODE.replace("/usr/local/app/tars", str(root))
+        + NOT_TARS.format(name="Prefixed", argv0="-oops")
+        + '[services."A.Env"]\ntype = "tars_cpp"\ntemplate = "t"\n'
+        + '[services."A.Js"]\ntype = "tars_nodejs"\n',
+        "templates/t": SERVER_T.format(line="env = X=`date`")})
+    (root / "tarsnode" / "data" / "A.Js" / "bin").mkdir(parents=True)
+    (root / "tarsnode" / "data" / "A.Js" / "bin" / "package.json").write_text('{"main": "/x"}')
+    before = tree(tmp_path)
+    base = ["--config-dir", str(tmp_path / "cfg")]
+    code, lines = run([*base, "validate"], capsys)
+    assert code == 1
+    assert [line.split(": ", 2)[1] for line in lines] == [
+        f"{root}/tarsnode/data/A.Js/bin/package.json:1", "node.toml:7", "templates/t:4"], lines
+    assert "executable '-oops' would be read as a systemd prefix" in lines[1]
+    systemd = run([*base, "generate", "--format", "systemd", "--out", str(tmp_path / "o")], capsys)
+    assert systemd == (code, lines)
+    # supervisord takes the executable: the two other errors
+    assert run([*base, "generate", "--format", "supervisord", "--out", str(tmp_path / "o")],
+               capsys) == (1, [lines[0], lines[2]])
+    assert tree(tmp_path) == before

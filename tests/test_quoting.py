@@ -233,6 +233,27 @@ def test_systemd_refuses_an_executable_read_as_a_prefix_at_its_key(argv0: str) -
         "prefix (@-:+!|) of ExecStart=: give its absolute path")
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(WORD, WORD.map(lambda w: "-" + w), st.sampled_from(["@", ":", "+", "!", "|"])
+                 .flatmap(lambda c: WORD.map(lambda w: c + w))), ARGV)
+def test_an_executable_is_read_back_or_refused_at_its_key(argv0: str, argv: list[str]) -> None:
+    """Any executable: ExecStart= gives the argv back, or (only when systemd would take its
+    first character for a prefix, or it is empty) an input error at the command key's line,
+    never a QuotingError that names no line."""
+    service = make_service("Hello.Quoted", type="not_tars", run="native", command=(argv0, *argv),
+                           key_origins=(("command", Origin("node.toml", 8)),))
+    try:
+        text = rendered(systemd, service)
+    except InputErrors as error:
+        assert argv0[:1] in quoting.SYSTEMD_EXEC_PREFIXES
+        assert str(error) == (f"node.toml:8: key 'command': executable {argv0!r} would be read "
+                              "as a systemd prefix (@-:+!|) of ExecStart=: give its absolute path")
+        return
+    assert argv0[:1] not in quoting.SYSTEMD_EXEC_PREFIXES
+    exec_start = [value for _, key, value in systemd_keys(text) if key == "ExecStart"]
+    assert systemd_exec_argv(exec_start[0]) == [argv0, *argv]
+
+
 def test_quoting_still_refuses_a_prefix_it_is_given() -> None:
     # what no input line gives (the --docker path) is refused by quoting itself
     with pytest.raises(QuotingError, match="prefix"):

@@ -758,18 +758,24 @@ def _work(job: Job, shares: tuple[list[Sequence[ServiceSpec]], list[Sequence[str
 def _load_and_render_located(request: Request) -> Rendered:
     """The whole pipeline in this process, first without lines, then (on error) with them."""
     from tarsdock.checks import input_warnings
-    from tarsdock.errors import InputError, InputErrors, each_or_errors
-    from tarsdock.package import with_package_facts
-    from tarsdock.resolve import load_node
+    from tarsdock.errors import ErrorCollector, InputError, InputErrors, each_or_errors
+    from tarsdock.package import package_facts
+    from tarsdock.resolve import resolve_node
 
     formats, directory, ctx, out_dir, configs, keep = request
 
     def attempt(lines: bool) -> Rendered:
-        node = load_node(directory, lines)
-        services = with_package_facts(node.services)
-        # every format's errors together (validate renders both)
-        files = dict(zip(formats, each_or_errors(formats, lambda fmt: render(
-            fmt, services, node.manifest.node, ctx, out_dir, configs)), strict=True))
+        # every error of the run in one report: the input's, each release's package.json's, and
+        # what rendering each format of the services without those finds (validate: both)
+        errors = ErrorCollector()
+        node = resolve_node(directory, lines, errors)
+        services = package_facts(node.services, errors)
+        try:
+            files = dict(zip(formats, each_or_errors(formats, lambda fmt: render(
+                fmt, services, node.manifest.node, ctx, out_dir, configs)), strict=True))
+        except InputErrors as problems:
+            errors.extend(problems)
+        errors.raise_if_any()
         return Rendered(node.manifest, [service.spec for service in services],
                         files if keep else {},
                         service_dirs(services, node.manifest.node) if keep else [],

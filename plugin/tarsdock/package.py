@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
-from tarsdock.errors import InputError, Origin, each_or_errors
+from tarsdock.errors import ErrorCollector, InputError, Origin
 from tarsdock.model import PackageFacts, Service
 from tarsdock.quoting import FORBIDDEN
 from tarsdock.records import replace
@@ -25,9 +25,26 @@ DEFAULT_ENTRY = "index.js"
 def with_package_facts(services: Iterable[Service]) -> list[Service]:
     """The services, each tars_nodejs one with the facts of its deployed release; the errors of
     every release's package.json raised together."""
-    # only tars_nodejs starts depend on them: no bin dir reads for the other 1,000 services
-    return each_or_errors(services, lambda s: replace(
-        s, package=read_package_facts(Path(s.bin_dir))) if s.spec.type == "tars_nodejs" else s)
+    errors = ErrorCollector()
+    done = package_facts(services, errors)
+    errors.raise_if_any()
+    return done
+
+
+def package_facts(services: Iterable[Service], errors: ErrorCollector) -> list[Service]:
+    """with_package_facts, the errors of each package.json added to `errors` and its service
+    left out."""
+    done = []
+    for service in services:
+        # only tars_nodejs starts depend on them: no bin dir reads for the other 1,000 services
+        if service.spec.type == "tars_nodejs":
+            try:
+                service = replace(service, package=read_package_facts(Path(service.bin_dir)))
+            except InputError as error:
+                errors.extend(error)
+                continue
+        done.append(service)
+    return done
 
 
 def read_package_facts(bin_dir: Path) -> PackageFacts:

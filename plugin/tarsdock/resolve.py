@@ -232,6 +232,15 @@ def given_out(inputs: Inputs) -> Iterator[ServiceSpec]:
 
 def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
     errors = ErrorCollector()
+    node = resolve_node(config_dir, lines, errors)
+    errors.raise_if_any()
+    return node
+
+
+def resolve_node(config_dir: Path, lines: bool, errors: ErrorCollector) -> ResolvedNode:
+    """The config dir read and resolved, with the services that resolve; every problem goes to
+    `errors` (raised at once only when node.toml's own tables are wrong, see read_inputs), so a
+    caller can add the errors it finds in those services (rendering) to the same report."""
     inputs = read_inputs(config_dir, lines, errors)
     manifest, template_set = inputs.manifest, inputs.templates
     services, problems = resolve_all(inputs.specs, manifest.node, template_set)
@@ -244,7 +253,6 @@ def _load_node(config_dir: Path, lines: bool) -> ResolvedNode:
         errors.extend(found)
     check_listeners(node_listeners(services, template_set), errors, manifest.listeners)
     check_templates(template_set, errors)
-    errors.raise_if_any()
     return ResolvedNode(manifest, tuple(services), template_set)
 
 
