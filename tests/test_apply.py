@@ -533,6 +533,25 @@ def test_apply_input_error_writes_nothing(tmp_path: Path, control: FakeControl) 
     assert not (tmp_path / "out").exists() and control.calls == []
 
 
+def test_apply_reports_every_error_of_the_node_together_as_validate_does(
+        tmp_path: Path, control: FakeControl, capsys: pytest.CaptureFixture[str]) -> None:
+    # two executables only systemd's rendering refuses (each at its `command` line, not the
+    # service's name alone) and a template that does not exist: one report, nothing done
+    cfg = write_node(tmp_path, ["One", "Two", "Three"], fmt="systemd")
+    toml = cfg / "node.toml"
+    toml.write_text(toml.read_text().replace('"/bin/sleep", "1"]', '"-oops"]', 2)
+                    .replace('type = "not_tars"\nrun', 'type = "not_tars"\ntemplate = "t.x"\nrun')
+                    .replace('template = "t.x"', 'template = "tars.default"', 2))
+    assert main(["--config-dir", str(cfg), "validate"]) == 1
+    said = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 3)[1:3] for line in said] == [
+        ["node.toml:11", "key 'command'"], ["node.toml:16", "key 'command'"],
+        ["node.toml:19", "key 'template'"]], said
+    assert main(["--config-dir", str(cfg), "apply"]) == 1
+    assert capsys.readouterr().err.splitlines() == said
+    assert not (tmp_path / "out").exists() and control.calls == []
+
+
 def test_apply_when_supervisord_does_not_answer_exits_5_and_writes_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_node(tmp_path, ["One"])

@@ -304,21 +304,28 @@ def load(directory: Path, ctx: Context, fmt: str | None = None, out_dir: Path | 
     node is the one `directory` describes but placed at `as_dir` (its instance id derives from
     the config dir's path): a staged copy renders what the real config dir would."""
     from tarsdock.checks import input_warnings
-    from tarsdock.errors import InputError, InputErrors
+    from tarsdock.errors import ErrorCollector, InputError, InputErrors
     from tarsdock.generate import render
-    from tarsdock.package import with_package_facts
-    from tarsdock.resolve import load_node
+    from tarsdock.package import package_facts
+    from tarsdock.resolve import resolve_node
 
     def attempt(lines: bool) -> tuple[NodeSettings, list[Service], list[OutputFile],
                                       list[InputWarning]]:
-        resolved = load_node(directory, lines)
+        # every error in one report, as generate's (_load_and_render_located)
+        errors = ErrorCollector()
+        resolved = resolve_node(directory, lines, errors)
         node = resolved.manifest.node
-        services = with_package_facts(resolved.services)
+        services = package_facts(resolved.services, errors)
         if as_dir is not None:
             node = replace(node, config_dir=os.path.realpath(as_dir))
             services = [replace(s, node=node) for s in services]
-        files = render(fmt or node.supervisor, services, node, ctx,
-                       out_dir or Path(node.units_dir))
+        files: list[OutputFile] = []
+        try:
+            files = render(fmt or node.supervisor, services, node, ctx,
+                           out_dir or Path(node.units_dir))
+        except InputErrors as problems:
+            errors.extend(problems)
+        errors.raise_if_any()
         return node, services, files, input_warnings(resolved.manifest, services)
 
     try:

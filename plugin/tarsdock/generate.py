@@ -770,6 +770,7 @@ def _load_and_render_located(request: Request) -> Rendered:
         errors = ErrorCollector()
         node = resolve_node(directory, lines, errors)
         services = package_facts(node.services, errors)
+        files: dict[str, list[OutputFile]] = {}
         try:
             files = dict(zip(formats, each_or_errors(formats, lambda fmt: render(
                 fmt, services, node.manifest.node, ctx, out_dir, configs)), strict=True))
