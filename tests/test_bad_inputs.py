@@ -332,16 +332,19 @@ def test_no_admin_port_left_is_an_error_at_each_service_naming_local_port(
     write_config(tmp_path / "cfg", {
         "node.toml": NODE.replace("/usr/local/app/tars", str(tmp_path / "tars")) + SVC
         + '[services."Hello.Pinned"]\ntype = "tars_cpp"\nlocal_port = 30001\n',
-        "services.d/b.toml": '# b\n[services."B.C"]\ntype = "tars_go"\n'})
+        "services.d/b.toml": '# b\n[services."B.C"]\ntype = "tars_go"\n',
+        # the other errors of the run come in the same report
+        "services.d/c.toml": '[services."B.D"]\ntype = "tars_go"\nexe = 5\n'})
     message = ("key 'local_port': no free port in 30000..44999 to give the admin endpoint: set "
                "one that no other endpoint uses")
     base = ["--config-dir", str(tmp_path / "cfg")]
-    expected = (1, [f"error: node.toml:5: {message}", f"error: services.d/b.toml:2: {message}"])
+    expected = (1, [f"error: node.toml:5: {message}", f"error: services.d/b.toml:2: {message}",
+                    "error: services.d/c.toml:3: key 'exe': expected a string, got 5"])
     assert run([*base, "validate"], capsys) == expected
     assert run([*base, "generate", "--format", "systemd", "--out", str(tmp_path / "out")],
                capsys) == expected
     assert tree(tmp_path) == sorted(["cfg", "cfg/node.toml", "cfg/services.d",
-                                     "cfg/services.d/b.toml"])
+                                     "cfg/services.d/b.toml", "cfg/services.d/c.toml"])
 
 
 def test_the_package_json_of_every_release_is_reported_together(

@@ -214,7 +214,7 @@ def read_inputs(config_dir: Path, lines: bool, errors: ErrorCollector,
     if manifest is None:
         raise InputErrors(errors.errors)
     template_set = TemplateSet(templates, manifest.template_parents, broken, unread)
-    return Inputs(manifest, template_set, with_local_ports(manifest))
+    return Inputs(manifest, template_set, _local_ports(manifest, errors))
 
 
 def ports_clash(inputs: Inputs, reserved: frozenset[int]) -> bool:
@@ -247,7 +247,7 @@ def resolve_node(config_dir: Path, lines: bool, errors: ErrorCollector) -> Resol
     reserved = ports_in_use(services, manifest)
     if ports_clash(inputs, reserved):
         # allocate again around those ports (rare: only then is the node resolved twice)
-        specs = with_local_ports(manifest, reserved)
+        specs = _local_ports(manifest, errors, reserved)
         services, problems = resolve_all(specs, manifest.node, template_set)
     for found in problems:
         errors.extend(found)
@@ -408,6 +408,17 @@ def with_local_ports(manifest: Manifest, reserved: frozenset[int] = frozenset()
                                 localports.in_use_probe(), reserved)
     return {name: _with_port(spec, ports.get(name, 0))
             for name, spec in manifest.services.items()}
+
+
+def _local_ports(manifest: Manifest, errors: ErrorCollector,
+                 reserved: frozenset[int] = frozenset()) -> dict[str, ServiceSpec]:
+    """with_local_ports, a range with no port left to give out an error in `errors` beside the
+    others of the run (the specs then as the manifest gives them: the run fails anyway)."""
+    try:
+        return with_local_ports(manifest, reserved)
+    except InputErrors as full:
+        errors.extend(full)
+        return dict(manifest.services)
 
 
 def _with_port(spec: ServiceSpec, port: int) -> ServiceSpec:
