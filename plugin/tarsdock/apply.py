@@ -326,7 +326,8 @@ def load(directory: Path, ctx: Context, fmt: str | None = None, out_dir: Path | 
         except InputErrors as problems:
             errors.extend(problems)
         errors.raise_if_any()
-        return node, services, files, input_warnings(resolved.manifest, services)
+        return node, services, files, input_warnings(resolved.manifest, services,
+                                                      resolved.templates)
 
     try:
         first = attempt(lines=False)

@@ -8,6 +8,7 @@ commands print the same list (DESIGN §6: validate finds everything generate fin
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from tarsdock import portowner
 from tarsdock.containerspec import CONTAINER_PATH, SERVER_PATH
@@ -24,6 +25,9 @@ from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
 from tarsdock.listeners import check_listeners
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config
+
+if TYPE_CHECKING:
+    from tarsdock.templates import TemplateSet
 
 # Where a container key most likely belongs when it is found somewhere else.
 CONTAINER_HINT = "did you mean <tars><application><container>?"
@@ -155,14 +159,18 @@ def registry_warnings(manifest: Manifest, specs: Iterable[ServiceSpec]) -> list[
     return notes
 
 
-def input_warnings(manifest: Manifest, services: Iterable[Service]) -> list[InputWarning]:
-    """Every warning about the config dir, sorted by file and line, each once."""
+def input_warnings(manifest: Manifest, services: Iterable[Service],
+                   templates: TemplateSet | None = None) -> list[InputWarning]:
+    """Every warning about the config dir, sorted by file and line, each once; `templates`,
+    those the services were resolved with, spares a look into most services' final configs
+    (resolve.node_listeners)."""
     from tarsdock.resolve import node_listeners
 
     services = list(services)
     notes = [note for service in services for note in service_warnings(service)]
     # the errors were raised as the node was resolved (resolve._load_node): the warnings here
-    notes += check_listeners(node_listeners(services), ErrorCollector(), manifest.listeners)
+    notes += check_listeners(node_listeners(services, templates), ErrorCollector(),
+                             manifest.listeners)
     return node_warnings(manifest, [service.spec for service in services], notes)
 
 

@@ -780,7 +780,7 @@ def _load_and_render_located(request: Request) -> Rendered:
         return Rendered(node.manifest, [service.spec for service in services],
                         files if keep else {},
                         service_dirs(services, node.manifest.node) if keep else [],
-                        input_warnings(node.manifest, services))
+                        input_warnings(node.manifest, services, node.templates))
 
     try:
         first = attempt(lines=False)
@@ -798,8 +798,8 @@ def _with_located_warnings(done: Rendered, directory: Path) -> Rendered:
     if not done.warnings:
         return done
     located = load_node(directory, lines=True)
-    return done._replace(warnings=input_warnings(located.manifest,
-                                                 with_package_facts(located.services)))
+    return done._replace(warnings=input_warnings(
+        located.manifest, with_package_facts(located.services), located.templates))
 
 
 def load_and_render(fmt: str, directory: Path, ctx: Context,

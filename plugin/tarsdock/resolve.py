@@ -15,7 +15,7 @@ from tarsdock.containerspec import (
     read_env,
     read_stop_timeout,
 )
-from tarsdock.endpoint import Endpoint
+from tarsdock.endpoint import Endpoint, EndpointError, parse_endpoint
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
 from tarsdock.listeners import Listener, check_listeners
 from tarsdock.manifest import load_manifest, read_manifest
@@ -302,8 +302,6 @@ def _server(config: Config) -> Config:
 
 
 def _parsed(text: str) -> Endpoint | None:
-    from tarsdock.endpoint import EndpointError, parse_endpoint
-
     try:
         return parse_endpoint(text)
     except EndpointError:
