@@ -204,6 +204,22 @@ def test_a_torn_marker_is_removed_with_nothing_else(tmp_path: Path) -> None:
     assert os.listdir(place) == [] and (tmp_path / ".f.7.tmp").exists()
 
 
+@pytest.mark.parametrize("text", [
+    "[" * 100_000,                                     # json.loads: RecursionError
+    '{"pids": [7], "dirs": ["a\\u0000b"]}',           # os.listdir: ValueError (a NUL byte)
+])
+def test_a_marker_no_writer_could_have_written_is_removed_with_nothing_else(
+        tmp_path: Path, text: str) -> None:
+    # no write makes these (a path holds no NUL byte); a hand-made or damaged one must not
+    # stop every later write of the node with a traceback (found by the tryout)
+    place = tmp_path / "marks"
+    place.mkdir()
+    (place / "writing-7-0.json").write_text(text)
+    (tmp_path / ".f.7.tmp").write_text("not of that marker")
+    assert unfinished.sweep(str(place)) == 0
+    assert os.listdir(place) == [] and (tmp_path / ".f.7.tmp").exists()
+
+
 def test_a_marker_whose_dir_cannot_be_listed_stays_for_a_later_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     a = tmp_path / "a"

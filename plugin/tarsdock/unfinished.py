@@ -260,9 +260,12 @@ def _sweep_marker(marker: str) -> int | None:
         data = json.loads(raw)
         pids = {int(pid) for pid in data["pids"]}
         dirs = [str(path) for path in data["dirs"]]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         # torn or empty: its writer died before the fsync that comes before any temp file
+        # (RecursionError: arrays nested deeper than json.loads goes, which no writer makes)
         return 0
+    if any("\0" in directory for directory in dirs):
+        return 0               # no writer's: a path holds no NUL byte (os.listdir: ValueError)
     removed, complete = 0, True
     for directory in dirs:
         count = _sweep_dir(directory, pids)
