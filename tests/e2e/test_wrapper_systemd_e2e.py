@@ -90,6 +90,9 @@ def test_a_failure_reason_reaches_the_journal(node: Node) -> None:
     node.box.systemctl("start", unit, check=True)
     try:
         wait_for(lambda: line in node.box.journal(unit), "the reason line in the journal", 60)
+        # tarsdock-run's fail() prints the line, then appends it to the failures file (under
+        # the state dir's lock): the record may come a moment after the journal has the line
+        wait_for(lambda: node.dir.failures(name), "the failure recorded", 30)
         failures = node.dir.failures(name)
         assert failures and (failures[0].code, failures[0].text) == (
             "exit", "exited with status 3")
