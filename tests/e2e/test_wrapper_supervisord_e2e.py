@@ -153,6 +153,9 @@ def test_an_oom_kill_says_so_with_the_limit(node: Node) -> None:
                              f"{node.log('Oom')[-2000:]}") from err
     finally:
         node.supervisor.ctl("stop", program)
+    # tarsdock-run's fail() prints the line, then appends it to the failures file (under the
+    # state dir's lock): the record may come a moment after the log has the line
+    wait_for(lambda: node.dir.failures(name), "the failure recorded", 30)
     failures = node.dir.failures(name)
     assert failures and failures[0].code == "oom", failures
     assert failures[0].text == "killed for memory (limit 32m)"

@@ -114,6 +114,7 @@ def test_a_missing_image_is_pulled_at_start_and_says_why_it_cannot_be(node: Node
         # the pull ran (pull = "never" refuses it) and said why, before `docker run`
         assert f'failed   {ABSENT}: not present and pull = "never"' in journal, journal
         assert "images: 0 present, 0 pulled, 0 updated, 1 failed (of 1)" in journal
+        wait_for(lambda: node.dir.failures(name), "the failure recorded", 30)   # see above
         failures = node.dir.failures(name)
         assert failures and (failures[0].code, failures[0].text) == ("image-missing", reason)
     finally:
