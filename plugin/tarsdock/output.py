@@ -70,9 +70,11 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
 - A write that fails before any rename (an error, Ctrl-C, SIGTERM) removes the directories it
   made that are still empty, deepest first, when no other write of the node holds the lock
   (rmdir(2) removes only an empty directory: what another process put in one meanwhile stays,
-  and a directory that existed before the run is never touched). A worker killed from outside
-  takes the list of the directories it made with it: those stay. Once the renames have begun,
-  the directories the new files need stay.
+  and a directory that existed before the run is never touched). The directories a shard made
+  are known here from its answer to the staging step (drive): a worker killed from outside, or
+  a sharded write interrupted by Ctrl-C or SIGTERM before the shards have answered, leaves
+  those it made (empty; the next run uses them). Once the renames have begun, the directories
+  the new files need stay.
 """
 
 from __future__ import annotations
