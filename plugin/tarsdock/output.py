@@ -71,10 +71,10 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
   made that are still empty, deepest first, when no other write of the node holds the lock
   (rmdir(2) removes only an empty directory: what another process put in one meanwhile stays,
   and a directory that existed before the run is never touched). The directories a shard made
-  are known here from its answer to the staging step (drive): a worker killed from outside, or
-  a sharded write interrupted by Ctrl-C or SIGTERM before the shards have answered, leaves
-  those it made (empty; the next run uses them). Once the renames have begun, the directories
-  the new files need stay.
+  are known here from its answer to the staging step (drive), so Ctrl-C and SIGTERM are held
+  in this process until every answer is in (_interrupts_held); a worker killed from outside
+  takes the list of the directories it made with it: those stay. Once the renames have begun,
+  the directories the new files need stay.
 """
 
 from __future__ import annotations
@@ -728,6 +728,28 @@ def raise_on_sigterm() -> None:
 
 
 @contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back in this thread until the block is left, then raised there.
+
+    For the staging step of a sharded write (drive): the directories each process makes reach
+    Unfinished only with its answer to the step, so an interrupt in the middle (KeyboardInterrupt
+    raised inside this process's own shard, or while it reads another's answer) would lose them
+    and leave them, empty (the tester's D2 at 1ed4081). Held, it comes once every answer is in:
+    a step's staging, tens of ms. Signals to a blocked thread stay pending (pthread_sigmask(3));
+    a write runs no other thread that could take them instead."""
+    import signal
+
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        # a pending one is delivered as the mask is restored: raised here, or at the next
+        # instruction of this thread, by its handler (KeyboardInterrupt, Terminated)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """SIGTERM raises Terminated inside the block, in this process and in the worker processes
     forked in it (they inherit the handler)."""
@@ -805,10 +827,11 @@ def drive(lockstep: Lockstep, stage: Callable[[], list[Any]], written: Sequence[
     renaming = written_all = False
     try:
         try:
-            staged = stage()
-            if unfinished is not None:
-                for _, _, _, made in staged:
-                    unfinished.made += made
+            with _interrupts_held():
+                staged = stage()
+                if unfinished is not None:
+                    for _, _, _, made in staged:
+                        unfinished.made += made
             if all(ok for ok, _, _, _ in staged):
                 syncfs({dev: path for _, _, on, _ in staged for dev, path in on.items()})
                 renaming = True

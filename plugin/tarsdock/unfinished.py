@@ -28,15 +28,13 @@ process has the pid now (no writer of the node can be staging). One that cannot 
 a later run sweeps. A node dir that cannot be locked (a filesystem without flock) gets no
 marker and no sweep: the write goes on as before.
 
-A failed write (anything raised before the first rename) also removes the directories it
-made that are still empty, deepest first, under the exclusive lock
+A failed write (an error, Ctrl-C, SIGTERM: anything raised before the first rename) also
+removes the directories it made that are still empty, deepest first, under the exclusive lock
 (another write of the node may be about to stage into one it found): rmdir(2) removes only an
 empty directory, so nothing another process put there meanwhile goes. A directory that existed
 before is never removed. Once the renames have begun the files are new and the directories
-they need stay. Which directories a write made is known from each process's answer to its
-staging step: a write interrupted (Ctrl-C, SIGTERM) before the processes have answered knows
-none of them, and leaves them (the tester's D2 at 1ed4081; each shard removing its own under
-the lock its parent holds would need the lock taken by the shard's open file description).
+they need stay. Which directories a sharded write made is known from each process's answer
+to its staging step: Ctrl-C and SIGTERM wait for the answers (tarsdock.output.drive).
 """
 
 from __future__ import annotations
