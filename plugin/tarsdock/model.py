@@ -261,7 +261,10 @@ class ServiceSpec(Record):
 
     def origin_of(self, key: str) -> Origin:
         """Where the table writes `key` (one of key_origins'), else the table's own line."""
-        return next((origin for name, origin in self.key_origins if name == key), self.origin)
+        for name, origin in self.key_origins:
+            if name == key:
+                return origin
+        return self.origin
 
 
 class Manifest(Record):
