@@ -74,26 +74,33 @@ def main() -> None:
     installed.byte_compile()
     compileall.compile_dir(options.against, quiet=1, force=True)
     this = Path(__file__).resolve().parent.parent / "plugin"
-    versions = {"this": this, "other": options.against.resolve()}
+    compare({"this": this, "other": options.against.resolve()}, options.runs, options.services)
+
+
+def compare(versions: dict[str, Path], runs: int, services: int) -> None:
+    """Time each command with each version's plugin dir first on the path, alternated; print
+    medians and the ratio of the first version to the second (bench_compiled uses it too)."""
+    this, other = versions
     with tempfile.TemporaryDirectory(prefix="bench-versions-", dir="/dev/shm") as temp:
         work = Path(temp)
-        bench_generate.make_config_dir(work / "generate", options.services)
-        bench_validate.make_config_dir(work / "validate", options.services)
-        print(f"{options.services} services, {options.runs} runs each, alternated; "
-              f"other = {versions['other']}")
+        bench_generate.make_config_dir(work / "generate", services)
+        bench_validate.make_config_dir(work / "validate", services)
+        print(f"{services} services, {runs} runs each, alternated; "
+              f"{other} = {versions[other]}")
         for label, argv in commands(work).items():
             figures: dict[str, list[tuple[float, float]]] = {name: [] for name in versions}
-            for _ in range(options.runs):
+            for _ in range(runs):
                 for name, plugin in versions.items():
                     fresh(work)
                     figures[name].append(timed(argv, plugin, work / "cache"))
-            wall = {name: statistics.median(w for w, _ in runs) for name, runs in figures.items()}
-            cpu = {name: statistics.median(c for _, c in runs) for name, runs in figures.items()}
-            print(f"  {label:22} this {wall['this'] * 1000:6.1f} ms (CPU {cpu['this'] * 1000:6.1f})"
-                  f"  other {wall['other'] * 1000:6.1f} ms (CPU {cpu['other'] * 1000:6.1f})"
-                  f"  ratio wall {wall['this'] / wall['other']:.2f}, "
-                  f"CPU {cpu['this'] / cpu['other']:.2f}")
-
+            wall = {name: statistics.median(w for w, _ in timings)
+                    for name, timings in figures.items()}
+            cpu = {name: statistics.median(c for _, c in timings)
+                   for name, timings in figures.items()}
+            print(f"  {label:22} {this} {wall[this] * 1000:6.1f} ms (CPU {cpu[this] * 1000:6.1f})"
+                  f"  {other} {wall[other] * 1000:6.1f} ms (CPU {cpu[other] * 1000:6.1f})"
+                  f"  ratio wall {wall[this] / wall[other]:.2f}, "
+                  f"CPU {cpu[this] / cpu[other]:.2f}")
 
 if __name__ == "__main__":
     main()
