@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tarsdock.cli import main
 from tarsdock.endpoint import parse_endpoint
@@ -264,3 +266,226 @@ def test_is_ipv4_is_what_inet_pton_takes(host: str, address: bool) -> None:
     except OSError:
         taken = False
     assert is_ipv4(host) is address is taken
+
+
+# --- endpoints as TarsCpp reads them (TC_Endpoint::parse), and what it cannot bind -----------
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize(("endpoint", "problem"), [
+    ("tcp -h 10.0.0.5 -p 99999", "-p must be an integer in 0..65535, not '99999'"),
+    ("tcp -h 10.0.0.5 -p 80x", "-p must be an integer in 0..65535, not '80x'"),
+    ("tcp -h 10.0.0.5 -p", "-p must be an integer in 0..65535, not ''"),
+    ("tcp -h -p 21009", "-h has no value"),
+    ("TCP -h 10.0.0.5 -p 21009", "it must start with tcp, udp or ssl, not 'TCP'"),
+    ("tcp -h 10.0.0.5 -p 21009 60000", "'60000' is not an option (-x)"),
+    ("tcp -h 10.0.0.5 -p 21009 -t", "-t must be an integer, not ''"),
+    ("tcp -h 10.0.0.5 -p 21009 -e 2", "-e must be 0 or 1, not '2'"),
+    ("tcp -h [::1] -p 21009", "host '[::1]' has a ':', so TarsCpp binds it as IPv6 "
+                              "(TC_Socket::addressIsIPv6), and it is no IPv6 address"),
+], ids=["port out of range", "port not a number", "port without value", "host without value",
+        "unknown transport", "stray word", "timeout without value", "bad -e", "bracketed v6"])
+def test_an_endpoint_tarscpp_cannot_bind_is_an_error_at_its_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str, problem: str) -> None:
+    # TC_Endpoint::parse throws, or TC_Socket::parseAddr: Application::main catches it and exits
+    node(tmp_path, endpoint)
+    expected = (f"error: node.toml:{PROFILE_LINE}: key 'endpoint': TarsCpp cannot bind"
+                f" endpoint '{endpoint}': {problem}\n")
+    assert run(tmp_path, "validate") == 1
+    assert capsys.readouterr().err == expected
+    out = tmp_path / "out"
+    assert run(tmp_path, "generate", "--format", "supervisord", "--out", str(out)) == 1
+    assert capsys.readouterr().err == expected
+    assert not out.exists() and not (tmp_path / "tars").exists()
+
+
+@pytest.mark.usefixtures("jobs")
+def test_a_bad_endpoint_is_reported_with_every_other_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a template's bad admin endpoint, a profile's bad adapter endpoint, a clash, a manifest error
+    node(tmp_path, "tcp -h 10.0.0.5 -p 70000",
+         '[services."App3.S3"]\ntype = "tars_cpp"\ntemplate = "t.bad"\n'
+         '[services."App3.S4"]\ntype = "tars_cpp"\nthreads = 1\n'
+         '[services."App3.S5"]\ntype = "tars_cpp"\nprofile = "<tars>\\n<application>\\n'
+         '<server>\\nlocal = tcp -h 127.0.0.1 -p 19500\\n</server>\\n</application>\\n'
+         '</tars>\\n"\n')
+    (tmp_path / "cfg" / "templates").mkdir()
+    (tmp_path / "cfg" / "templates" / "t.bad").write_text(
+        "<tars>\n<application>\n<server>\nlocal = udp -h 127.0.0.1 -p 1 -q x\n"
+        "</server>\n</application>\n</tars>\n")
+    assert run(tmp_path, "validate") == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: node.toml:{PROFILE_LINE}: key 'endpoint': TarsCpp cannot bind"
+        " endpoint 'tcp -h 10.0.0.5 -p 70000': -p must be an integer in 0..65535, "
+        "not '70000'",
+        "error: node.toml:34: key 'threads': unknown key in [services.\"App3.S4\"], did you mean "
+        "'async_thread'?",
+        "error: node.toml:40: key 'local': App3.S5 admin listens on 127.0.0.1:19500, already "
+        "used by tarsdock's node object at node.toml:5",
+        "error: templates/t.bad:4: key 'local': TarsCpp cannot bind endpoint "
+        "'udp -h 127.0.0.1 -p 1 -q x': -q must be an integer, not 'x'"]
+    assert run(tmp_path, "generate", "--format", "systemd", "--out", str(tmp_path / "o")) == 1
+    assert capsys.readouterr().err == err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize(("endpoint", "host"), [
+    ("tcp -p 21001 -t 60000", "0.0.0.0"),                  # no -h: TC_Endpoint's 0.0.0.0
+    ("tcp -h :: -p 21001", "::"),                          # dual-stack: every IPv4 address too
+    ("tcp -h ::ffff:10.0.0.5 -p 21001", "::ffff:10.0.0.5"),  # 10.0.0.5 as IPv6 sees it
+    ("tcp -p 1 -h 10.0.0.5 -p 21001 -P 3", "10.0.0.5"),   # later -p wins, -P is ignored
+], ids=["no -h", "::", "v4-mapped", "odd but read"])
+def test_endpoints_tarscpp_reads_are_checked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str, host: str) -> None:
+    node(tmp_path, endpoint)
+    assert run(tmp_path, "validate") == 1
+    assert capsys.readouterr().err == (
+        f"error: node.toml:{PROFILE_LINE}: key 'endpoint': App2.S2 adapter FooAdapter listens "
+        f"on {host}:21001, already used by App1.S1 adapter ObjAdapter at node.toml:12\n")
+
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize("endpoint", [
+    "tcp -h ::1 -p 41001",                 # IPv6 loopback is not 127.0.0.1
+    "tcp -h fe80::1 -p 21001",
+    "tcp -h /run/app2.sock -p 0",          # a unix-domain socket (TC_Endpoint::isUnixLocal)
+    "tcp -h 10.0.0.6 -p 21001 -x 7 -t 1",  # TarsCpp ignores an unknown option
+], ids=["::1", "other v6", "unix socket", "unknown option"])
+def test_endpoints_tarscpp_reads_that_clash_with_nothing_are_ok(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str) -> None:
+    node(tmp_path, endpoint)
+    assert run(tmp_path, "validate") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_an_endpoint_without_a_port_is_a_unix_socket_and_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, "tcp -h 10.0.0.5 -t 60000")
+    assert run(tmp_path, "validate") == 0
+    assert capsys.readouterr().err == (
+        f"warning: node.toml:{PROFILE_LINE}: key 'endpoint': 'tcp -h 10.0.0.5 -t 60000' "
+        "has no -p (or -p 0): TarsCpp binds a unix-domain socket "
+        "at the path '10.0.0.5' (TC_Endpoint::isUnixLocal), no TCP or UDP port\n")
+
+
+@pytest.mark.parametrize(("a", "b", "clashes"), [
+    ("tcp -h :: -p 1", "tcp -h 10.0.0.5 -p 1", True),
+    ("tcp -h :: -p 1", "tcp -h ::1 -p 1", True),
+    ("tcp -h :: -p 1", "tcp -h name -p 1", True),
+    ("udp -h :: -p 1", "udp -h 0.0.0.0 -p 1", True),
+    ("tcp -h ::1 -p 1", "tcp -h 0:0:0:0:0:0:0:1 -p 1", True),
+    ("tcp -h ::ffff:127.0.0.1 -p 1", "tcp -h 127.0.0.1 -p 1", True),
+    ("tcp -h ::ffff:127.0.0.1 -p 1", "tcp -h 0.0.0.0 -p 1", True),
+    ("tcp -p 1", "tcp -h 127.0.0.1 -p 1", True),
+    ("tcp -h ::1 -p 1", "tcp -h 127.0.0.1 -p 1", False),
+    ("tcp -h ::1 -p 1", "tcp -h 0.0.0.0 -p 1", False),
+    ("tcp -h ::1 -p 1", "tcp -h ::2 -p 1", False),
+    ("tcp -h :: -p 1", "udp -h :: -p 1", False),
+    ("tcp -h :: -p 1", "tcp -h :: -p 2", False),
+])
+def test_clash_with_ipv6_is_linux_dual_stack(a: str, b: str, clashes: bool) -> None:
+    from tarsdock.endpoint import parse_bind
+
+    here, there = parse_bind(a), parse_bind(b)
+    assert clash(here, there) is clashes and clash(there, here) is clashes
+    # a host name is looked up as IPv4 (gethostbyname_r): never an IPv6 address
+    assert not may_clash(parse_bind("tcp -h name -p 1"), parse_bind("tcp -h ::1 -p 1"))
+
+
+def test_a_template_moving_a_manifest_adapter_frees_the_manifest_port(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # App1.S1's profile moves its adapter to 21005 and its admin endpoint off the pinned 41001;
+    # App2.S2 takes both freed ports, and a third service clashes with where they went
+    profile = ('profile = "<tars>\\n<application>\\n<server>\\nlocal = tcp -h 127.0.0.1 -p 41005'
+               '\\n<App1.S1.ObjAdapter>\\nendpoint = tcp -h 10.0.0.5 -p 21005\\n'
+               '</App1.S1.ObjAdapter>\\n</server>\\n</application>\\n</tars>\\n"\n')
+    node(tmp_path, "tcp -h 10.0.0.5 -p 21001", '[services."App3.S3"]\ntype = "tars_cpp"\n'
+         'profile = "<tars>\\n<application>\\n<server>\\n<App3.S3.A>\\n'
+         'endpoint = tcp -h 0.0.0.0 -p 21005\\n</App3.S3.A>\\n</server>\\n</application>\\n'
+         '</tars>\\n"\n')
+    text = (tmp_path / "cfg" / "node.toml").read_text()
+    text = text.replace("local_port = 41001\n", "local_port = 41001\n" + profile).replace(
+        "    <server>\n", "    <server>\n      local = tcp -h 127.0.0.1 -p 41001\n", 1)
+    (tmp_path / "cfg" / "node.toml").write_text(text)
+    assert run(tmp_path, "validate") == 1
+    err = capsys.readouterr().err
+    assert "App2.S2" not in err
+    assert err == ("error: node.toml:37: key 'endpoint': App3.S3 adapter A listens on "
+                   "0.0.0.0:21005, already used by App1.S1 adapter ObjAdapter at node.toml:15\n")
+
+
+FRAMEWORK = ("tars.tarsnode", "tars.tarsregistry")
+
+
+def test_the_shared_templates_give_an_ordinary_node_no_error_nor_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from shared_templates import SHARED_TEMPLATES
+
+    # a business service's templates: tars.tarsnode and tars.tarsregistry are the framework's
+    # own (with a <container> of tarsnode's, which tarsdock warns it does not read)
+    names = sorted(p.name for p in SHARED_TEMPLATES.iterdir()
+                   if p.name.startswith("tars.") and p.name not in FRAMEWORK)
+    assert len(names) == 5
+    (tmp_path / "cfg" / "templates").mkdir(parents=True)
+    more = ""
+    for i, name in enumerate(names):
+        (tmp_path / "cfg" / "templates" / name).write_text((SHARED_TEMPLATES / name).read_text())
+        more += (f'[services."Shared{i}.S"]\ntype = "tars_cpp"\ntemplate = "{name}"\n'
+                 f'local_port = {42000 + i}\n[[services."Shared{i}.S".adapters]]\n'
+                 f'servant = "Shared{i}.S.Obj"\nendpoint = "tcp -h 10.0.0.5 -p {22000 + i}"\n')
+    (tmp_path / "cfg" / "node.toml").write_text(NODE.format(tars=tmp_path / "tars") + more)
+    assert run(tmp_path, "validate") == 0
+    assert capsys.readouterr().err == ""
+
+
+# an option and a value TarsCpp reads, in the text written for it (any sign, leading zeros)
+OPTION_VALUES = {
+    "h": st.sampled_from(["10.0.0.5", "0.0.0.0", "*", "::", "::1", "name.example", "/run/a.sock"]),
+    "p": st.integers(0, 65535), "t": st.integers(0, 2**31 - 1), "g": st.integers(0, 9),
+    "q": st.integers(0, 63), "w": st.integers(0, 100), "v": st.integers(0, 2),
+    "e": st.integers(0, 1), "z": st.integers(0, 9)}
+SPACE = st.text(" \t", min_size=1, max_size=2)
+
+
+@st.composite
+def written(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
+    """An endpoint text TarsCpp reads, and what it reads in it (the last of a repeated
+    option; an unknown one such as -z ignored)."""
+    transport = draw(st.sampled_from(["tcp", "udp", "ssl"]))
+    options = draw(st.lists(st.sampled_from(sorted(OPTION_VALUES)), max_size=6))
+    words, read = [transport], {}
+    for letter in options:
+        value = draw(OPTION_VALUES[letter])
+        text = str(value)
+        if isinstance(value, int):
+            text = draw(st.sampled_from(["", "+", "0"])) + text
+        words += [f"-{letter}", text]
+        read[letter] = value
+    gaps = [draw(SPACE) for _ in words]
+    return draw(SPACE) + "".join(w + g for w, g in zip(words, gaps, strict=True)), {
+        "transport": transport, **read}
+
+
+@given(written())
+def test_any_endpoint_tarscpp_reads_is_read_as_it_reads_it(
+        case: tuple[str, dict[str, object]]) -> None:
+    from tarsdock.endpoint import parse_bind
+
+    text, read = case
+    endpoint = parse_bind(text)
+    assert endpoint.transport == read["transport"]
+    # TC_Endpoint() starts at 0.0.0.0, port 0, timeout 3000 (TC_Endpoint's constructor)
+    assert endpoint.host == read.get("h", "0.0.0.0")
+    assert endpoint.port == read.get("p", 0)
+    assert endpoint.timeout == read.get("t", 3000)
+
+
+@given(written(), st.sampled_from(["x", "-p", "-t 1x", "-pp 1", "-é 1", "-e 3", "-p 65536",
+                                   "-h", "-v +-1", "-t 2147483648"]))
+def test_an_endpoint_with_a_word_tarscpp_refuses_is_refused(
+        case: tuple[str, dict[str, object]], bad: str) -> None:
+    from tarsdock.endpoint import EndpointError, parse_bind
+
+    with pytest.raises(EndpointError):
+        parse_bind(f"{case[0]} {bad}")

@@ -22,7 +22,7 @@ from tarsdock.errors import (
 )
 from tarsdock.imageref import registry_host
 from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
-from tarsdock.listeners import check_listeners
+from tarsdock.listeners import check_listening
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config
 
@@ -169,7 +169,7 @@ def input_warnings(manifest: Manifest, services: Iterable[Service],
     services = list(services)
     notes = [note for service in services for note in service_warnings(service)]
     # the errors were raised as the node was resolved (resolve._load_node): the warnings here
-    notes += check_listeners(node_listeners(services, templates), ErrorCollector(),
+    notes += check_listening(node_listeners(services, templates), ErrorCollector(),
                              manifest.listeners)
     return node_warnings(manifest, [service.spec for service in services], notes)
 

@@ -1,13 +1,16 @@
-"""Tars endpoint and proxy strings, parsed as TarsCpp's TC_Endpoint::parse reads them, but strictly.
+"""Tars endpoint and proxy strings, parsed as TarsCpp's TC_Endpoint::parse reads them: strictly
+for the manifest (parse_endpoint), faithfully for what a template or profile writes (parse_bind).
 
-TarsCpp ignores unknown option letters; here they are errors, because a typo such as `-P 80`
-would otherwise leave the port at 0.
+TarsCpp ignores unknown option letters; in the manifest they are errors, because a typo such as
+`-P 80` would otherwise leave the port at 0. A template's endpoint goes to the service as it is
+written, so there the question is only what TarsCpp makes of it.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Final
 
 from tarsdock.records import Record
@@ -127,3 +130,82 @@ def check_servant(servant: str) -> None:
     """A servant (object) name is three dot-separated names: App.Server.Obj."""
     if not SERVANT.match(servant):
         raise EndpointError(f"'{servant}' is not a servant name App.Server.Obj")
+
+
+# --- what a TarsCpp server makes of an endpoint it binds -------------------------------------
+# TarsCpp util/src/tc_clientsocket.cpp, TC_Endpoint::parse (TarsCloud/TarsCpp 0f6c3a0); a server
+# parses into a TC_Endpoint made by its default constructor (BindAdapter::_ep, and the `ep` of
+# Application::bindAdapter, servant/libservant/Application.cpp), so what no option sets stays at
+# host 0.0.0.0, port 0, timeout 3000. What parse throws, Application::main catches, and exits.
+BIND_DELIMITERS = re.compile(r"[^ \t\n\r]+")   # parse's delim " \t\n\r", no other space
+# `istringstream >> int` then eof(): an optional sign and ASCII digits, base 10 ("080" is 80)
+DECIMAL = re.compile(r"[+-]?[0-9]+\Z")
+INT_MAX = 2**31 - 1
+
+
+def _stream_int(letter: str, text: str, top: int = INT_MAX) -> int:
+    """`istringstream(text) >> value` that must reach the end, as parse reads -t -g -q -w -v;
+    `top` is the type's largest value (an overflow sets failbit)."""
+    if not DECIMAL.match(text) or not -INT_MAX - 1 <= int(text) <= top:
+        raise EndpointError(f"-{letter} must be an integer, not '{text}'")
+    return int(text)
+
+
+def _check_host(text: str) -> None:
+    if not text:
+        raise EndpointError("-h has no value")
+
+
+def _check_port(text: str) -> None:
+    if not DECIMAL.match(text) or not 0 <= int(text) <= 65535:
+        raise EndpointError(f"-p must be an integer in 0..65535, not '{text}'")
+
+
+def _check_auth(text: str) -> None:
+    if _stream_int("e", text) not in (0, 1):
+        raise EndpointError(f"-e must be 0 or 1, not '{text}'")
+
+
+# what parse's switch checks of each option's value (the case throws at the first bad one);
+# any other letter is skipped, its value with it
+BIND_CHECKS: dict[str, Callable[[str], object]] = {
+    "h": _check_host, "p": _check_port, "e": _check_auth,
+    "t": functools.partial(_stream_int, "t"), "g": functools.partial(_stream_int, "g"),
+    "q": functools.partial(_stream_int, "q"), "w": functools.partial(_stream_int, "w"),
+    "v": functools.partial(_stream_int, "v", top=2**32 - 1),   # an unsigned int
+}
+
+
+def _bind_options(words: list[str]) -> dict[str, str]:
+    """parse's option loop: each word `-X`, its value the next word unless that starts with
+    '-' (then none); a later option wins."""
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(words):
+        option = words[i]
+        # option.length() counts bytes: "-é" is three
+        if len(option.encode()) != 2 or option[0] != "-":
+            raise EndpointError(f"'{option}' is not an option (-x)")
+        value = words[i + 1] if i + 1 < len(words) and words[i + 1][0] != "-" else ""
+        i += 2 if value else 1
+        check = BIND_CHECKS.get(option[1])
+        if check is not None:
+            check(value)
+            found[option[1]] = value
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_bind(text: str) -> Endpoint:
+    """The endpoint a TarsCpp server binds for `text` (an adapter's `endpoint`, a `local`), or
+    EndpointError saying why TC_Endpoint::parse throws. Port 0 is a unix-domain socket at the
+    path in the host (TC_Endpoint::isUnixLocal); no -h is host 0.0.0.0; a host `*` is kept as
+    written (parse makes it 0.0.0.0: listeners.WILDCARDS takes both); `extra` stays empty."""
+    # cached: a template's endpoint is the same text in every service of the template
+    words = BIND_DELIMITERS.findall(text)
+    if not words or words[0] not in TRANSPORTS:
+        found = f"'{words[0]}'" if words else "nothing"
+        raise EndpointError(f"it must start with tcp, udp or ssl, not {found}")
+    options = _bind_options(words[1:])
+    return Endpoint(words[0], options.get("h", "0.0.0.0"), int(options.get("p", 0)),
+                    int(options.get("t", DEFAULT_TIMEOUT)))

@@ -19,7 +19,7 @@ from tarsdock.errors import EnvironmentFault
 
 if TYPE_CHECKING:
     from tarsdock.errors import InputWarning
-    from tarsdock.listeners import Listener
+    from tarsdock.listeners import Listening
     from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
     from tarsdock.output import (
         Batch,
@@ -256,7 +256,7 @@ class Part(NamedTuple):
     dirs: list[str]
     ports: frozenset[int]                # ports_in_use
     notes: list[InputWarning]            # service_warnings
-    listeners: list[Listener]            # resolve.node_listeners
+    listeners: Listening                 # resolve.node_listeners, with no error
 
 
 @gc_paused()   # the inputs read before the shards are a bulk of small objects too
@@ -400,7 +400,7 @@ def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None],
     node's own files by format (`own`'s); None if anything is wrong."""
     from tarsdock.checks import node_warnings
     from tarsdock.errors import ErrorCollector
-    from tarsdock.listeners import check_listeners
+    from tarsdock.listeners import check_listening, joined
     from tarsdock.resolve import ports_clash
 
     inputs = job.inputs
@@ -409,7 +409,7 @@ def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None],
     if len(done) < len(parts) or ports_clash(inputs, ports):
         return None
     clashes = ErrorCollector()
-    found = check_listeners([listener for part in done for listener in part.listeners], clashes,
+    found = check_listening(joined(part.listeners for part in done), clashes,
                             inputs.manifest.listeners)
     if clashes:
         return None
@@ -464,12 +464,14 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
         configs = config_files(services, request.ctx) if request.configs else []
     except TarsdockError:
         return None
+    found = node_listeners(services, job.inputs.templates)
+    if found.errors:
+        return None
     if not request.keep:
         configs = []
     return Part(units, configs, own_dirs(services) if request.keep else [],
                 ports_in_use(services, manifest) if job.ports else frozenset(),
-                [note for service in services for note in service_warnings(service)],
-                node_listeners(services, job.inputs.templates))
+                [note for service in services for note in service_warnings(service)], found)
 
 
 # --- generate: a node rendered, planned and written by one set of worker processes ----------

@@ -20,18 +20,111 @@ every address), SO_REUSEADDR (which TC_Socket::bind sets) notwithstanding. Hence
 - none: different ports or families, or two different IPv4 addresses.
 Two udp endpoints on one address and port both bind (SO_REUSEADDR), but only one of them gets
 the datagrams: an error too, as it always was for the manifest's.
+
+IPv6. TC_Socket::addressIsIPv6 (util/include/util/tc_socket.h) takes any host with a ':' as
+IPv6: TC_EpollServer::bind makes an AF_INET6 socket for it, and TC_Socket::parseAddrWithPort
+reads it with inet_pton(AF_INET6) (else getaddrinfo with AI_NUMERICHOST, whose answer
+TC_Socket::parseAddr copies in the wrong shape: a scoped fe80::1%eth0 binds no address of the
+host). Nothing in TC_Socket or TC_EpollServer sets IPV6_V6ONLY, so on Linux (where
+net.ipv6.bindv6only is 0 unless an operator changed it) `::` is dual-stack: it takes the port
+on every IPv4 address as well, like 0.0.0.0 and more; `::ffff:a.b.c.d` is the IPv4 address
+a.b.c.d; any other IPv6 address clashes only with itself and `::`. A host name never binds
+IPv6 (TC_Socket::parseAddr looks it up with gethostbyname_r, IPv4 only).
+
+Only what the final config has counts: a template or profile that gives a manifest adapter (or
+the admin endpoint) another endpoint takes its place, and the manifest's endpoint is no
+listener then (Listening.replaced).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from tarsdock.endpoint import Endpoint
-from tarsdock.errors import ErrorCollector, InputWarning, Origin
+from tarsdock.errors import ErrorCollector, InputError, InputWarning, Origin
 
 Listener = tuple[Endpoint, Origin, str, str]   # endpoint, where, what listens, key
 
 WILDCARDS = ("0.0.0.0", "*")   # TC_Socket::parseAddrWithPort's INADDR_ANY ("" never parses)
+EVERY = ("every", "")          # `::`: every address of both families
+EVERY_IPV4 = ("every IPv4", "")
+V4_MAPPED = bytes(10) + b"\xff\xff"   # ::ffff:0:0/96
+
+
+class Listening(NamedTuple):
+    """What the services' final configs listen on beyond the manifest's tables
+    (resolve.node_listeners): their listeners, the labels of the manifest's listeners that
+    those take the place of, and the endpoints TarsCpp cannot bind (errors) or binds oddly
+    (warnings)."""
+
+    listeners: list[Listener]
+    replaced: set[str]
+    errors: list[InputError]
+    notes: list[InputWarning]
+
+
+def listening() -> Listening:
+    """An empty Listening, to fill."""
+    return Listening([], set(), [], [])
+
+
+def joined(parts: Iterable[Listening]) -> Listening:
+    """The Listening of the shards' parts, in their order."""
+    whole = listening()
+    for part in parts:
+        whole.listeners.extend(part.listeners)
+        whole.replaced.update(part.replaced)
+        whole.errors.extend(part.errors)
+        whole.notes.extend(part.notes)
+    return whole
+
+
+def check_listening(found: Listening, errors: ErrorCollector, known: Iterable[Listener] = ()
+                    ) -> list[InputWarning]:
+    """check_listeners of what the final configs listen on against the manifest's listeners
+    that they do not replace, with the endpoints TarsCpp cannot bind in `errors`; returns the
+    warnings."""
+    for error in found.errors:
+        errors.extend(error)
+    if found.replaced:
+        known = [listener for listener in known if listener[2] not in found.replaced]
+    return [*found.notes, *check_listeners(found.listeners, errors, known)]
+
+
+def bind_problem(endpoint: Endpoint) -> str | None:
+    """Why a TarsCpp server cannot bind the endpoint on any host, or None (a unix-domain
+    socket, port 0, is bound at its path: TC_EpollServer::bind)."""
+    if endpoint.port and ":" in endpoint.host and _ipv6(endpoint.host) is None:
+        return (f"host '{endpoint.host}' has a ':', so TarsCpp binds it as IPv6 "
+                "(TC_Socket::addressIsIPv6), and it is no IPv6 address")
+    return None
+
+
+def _ipv6(host: str) -> bytes | None:
+    """inet_pton(AF_INET6) of the host (TC_Socket::parseAddr), None if it refuses it."""
+    # imported here: only a host with a ':' needs it, and nearly no node has one
+    import socket
+
+    try:
+        return socket.inet_pton(socket.AF_INET6, host)
+    except (OSError, ValueError):   # ValueError: a NUL in the text
+        return None
+
+
+def address(host: str) -> tuple[str, str]:
+    """What a host binds: EVERY (`::`), EVERY_IPV4 (WILDCARDS), one ("IPv4", a.b.c.d) or
+    ("IPv6", hex) address, or ("name", lower-case) resolved when the service starts."""
+    if host in WILDCARDS:
+        return EVERY_IPV4
+    if ":" in host:
+        packed = _ipv6(host) or b""   # never b"": such a host is refused (bind_problem)
+        if packed == bytes(16):
+            return EVERY
+        if packed.startswith(V4_MAPPED):
+            return ("IPv4", ".".join(str(byte) for byte in packed[12:]))
+        return ("IPv6", packed.hex())
+    return ("IPv4", host) if is_ipv4(host) else ("name", host.lower())
 
 
 def is_ipv4(host: str) -> bool:
@@ -51,15 +144,27 @@ def family(endpoint: Endpoint) -> str:
 
 def clash(a: Endpoint, b: Endpoint) -> bool:
     """Whether the two cannot both bind, whatever the host's resolver says."""
-    return (family(a) == family(b) and a.port == b.port
-            and (a.host.lower() == b.host.lower() or a.host in WILDCARDS or b.host in WILDCARDS))
+    if family(a) != family(b) or a.port != b.port:
+        return False
+    if a.host.lower() == b.host.lower():
+        return True
+    if ":" not in a.host and ":" not in b.host:   # IPv4 only: the common case, in short
+        return a.host in WILDCARDS or b.host in WILDCARDS
+    here, there = address(a.host), address(b.host)
+    if EVERY in (here, there):
+        return True
+    if here == EVERY_IPV4 or there == EVERY_IPV4:
+        return "IPv6" not in (here[0], there[0])
+    return here == there
 
 
 def may_clash(a: Endpoint, b: Endpoint) -> bool:
     """Whether the two bind one address if a host name among them resolves to the other host
-    (call it when they do not clash)."""
-    return (family(a) == family(b) and a.port == b.port
-            and not (is_ipv4(a.host) and is_ipv4(b.host)))
+    (call it when they do not clash); a name resolves to an IPv4 address only."""
+    if family(a) != family(b) or a.port != b.port:
+        return False
+    kinds = (address(a.host)[0], address(b.host)[0])
+    return "name" in kinds and "IPv6" not in kinds
 
 
 def check_listeners(listeners: Iterable[Listener], errors: ErrorCollector,
@@ -84,8 +189,6 @@ def check_listeners(listeners: Iterable[Listener], errors: ErrorCollector,
         bucket = by_port.setdefault((family(here), here.port), [])
         for earlier in bucket:
             there, first, other, _ = earlier
-            if other == label:
-                continue   # itself: a manifest adapter whose endpoint a template rewrote
             if clash(here, there):
                 errors.add(origin, f"{label} listens on {here.host}:{here.port}, "
                            f"already used by {other} at {first}", key)

@@ -15,9 +15,9 @@ from tarsdock.containerspec import (
     read_env,
     read_stop_timeout,
 )
-from tarsdock.endpoint import Endpoint, EndpointError, parse_endpoint
-from tarsdock.errors import ErrorCollector, InputError, InputErrors, Origin
-from tarsdock.listeners import Listener, check_listeners
+from tarsdock.endpoint import Endpoint, EndpointError, parse_bind
+from tarsdock.errors import ErrorCollector, InputError, InputErrors, InputWarning, Origin
+from tarsdock.listeners import Listening, bind_problem, check_listening, listening
 from tarsdock.manifest import load_manifest, read_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.records import Record
@@ -251,7 +251,7 @@ def resolve_node(config_dir: Path, lines: bool, errors: ErrorCollector) -> Resol
         services, problems = resolve_all(specs, manifest.node, template_set)
     for found in problems:
         errors.extend(found)
-    check_listeners(node_listeners(services, template_set), errors, manifest.listeners)
+    check_listening(node_listeners(services, template_set), errors, manifest.listeners)
     check_templates(template_set, errors)
     return ResolvedNode(manifest, tuple(services), template_set)
 
@@ -282,12 +282,13 @@ def ports_in_use(services: list[Service], manifest: Manifest) -> frozenset[int]:
         server = _server(service.config)
         for domain in server.domains.values():
             param = domain.params.get("endpoint")
-            endpoint = _parsed(param.value) if param else None
+            endpoint = _bound(param.value) if param else None
             if endpoint is not None and endpoint.transport != "udp":
                 ports.add(endpoint.port)
         local = _own_local(service, server)
-        if local is not None:
-            ports.add(local[0].port)
+        endpoint = _bound(local.value) if local is not None else None
+        if endpoint is not None:
+            ports.add(endpoint.port)
         if manifest.node.network == "bridge":
             ports |= {m.host_port for m in service.container.ports if m.proto == "tcp"}
     return frozenset(ports)
@@ -301,69 +302,91 @@ def _server(config: Config) -> Config:
     return server
 
 
-def _parsed(text: str) -> Endpoint | None:
+def _bound(text: str) -> Endpoint | None:
+    """The port endpoint a TarsCpp server binds for `text`; None for a unix-domain socket or
+    what it cannot bind (final_listeners reports that)."""
     try:
-        return parse_endpoint(text)
+        endpoint = parse_bind(text)
     except EndpointError:
-        return None   # not an endpoint tarsdock can read: no port it can check
+        return None
+    return endpoint if endpoint.port and bind_problem(endpoint) is None else None
 
 
-def _own_local(service: Service, server: Config) -> Listener | None:
+def _own_local(service: Service, server: Config) -> Param | None:
     """The service's admin endpoint when a template or profile writes one other than ${local}
     (the one tarsdock gives: pinned, a listener of the manifest, or given out clear of every
-    other endpoint); None for ${local}, an empty one or one tarsdock cannot read."""
+    other endpoint); None for ${local} or an empty one (Application::initializeServer makes no
+    admin adapter then)."""
     local = server.params.get("local")
-    spec = service.spec
-    if local is None or not local.value.strip() or local.value == admin_endpoint(spec,
-                                                                                 service.node):
+    if local is None or not local.value.strip() or local.value == admin_endpoint(
+            service.spec, service.node):
         return None
-    endpoint = _parsed(local.value)
-    return None if endpoint is None else (endpoint, local.origin, f"{spec.name} admin", "local")
+    return local
 
 
-def final_listeners(service: Service) -> list[Listener]:
-    """The endpoints a service's final config listens on that the manifest's tables do not
-    show (tarsdock.listeners checks them against the manifest's): the adapters a template or
-    profile declares or rewrites (Application::bindAdapter binds each <server> sub-domain with
-    an `endpoint`), and an admin endpoint other than ${local} (_own_local).
+def final_listeners(service: Service, found: Listening) -> None:
+    """Add to `found` the endpoints a service's final config listens on that the manifest's
+    tables do not show (tarsdock.listeners checks them against the manifest's): the adapters a
+    template or profile declares or rewrites (Application::bindAdapter binds each <server>
+    sub-domain with an `endpoint`), and an admin endpoint other than ${local} (_own_local);
+    with the manifest listeners they replace, and what TarsCpp cannot bind.
 
-    None for a container on a bridge network, whose endpoints are bound in its own network
+    Nothing for a container on a bridge network, whose endpoints are bound in its own network
     namespace (what reaches the host is published from the manifest's: argv._published), nor
     for a not_tars program, which need not read its Tars config (the manifest says what it
-    listens on). An endpoint tarsdock cannot parse is left out.
+    listens on).
     """
     spec = service.spec
     if spec.type == "not_tars" or (service.node.network == "bridge" and spec.run == "container"):
-        return []
+        return
     server = _server(service.config)
     declared = {f"{spec.name}.{adapter.name}": adapter.endpoint for adapter in spec.adapters}
-    found: list[Listener] = []
     for name, domain in server.domains.items():
         param = domain.params.get("endpoint")
         # the manifest's endpoint, as adapter_config wrote it: a listener of the manifest
         if param is None or declared.get(name) == param.value:
             continue
-        endpoint = _parsed(param.value)
-        if endpoint is not None:
-            # the manifest's label for a domain of its own (check_listeners: not a clash
-            # with itself)
-            short = name.removeprefix(f"{spec.name}.")
-            found.append((endpoint, param.origin, f"{spec.name} adapter {short}", "endpoint"))
+        # the manifest's label for a domain of its own, whose endpoint this one replaces
+        label = f"{spec.name} adapter {name.removeprefix(f'{spec.name}.')}"
+        if name in declared:
+            found.replaced.add(label)
+        _listen(param, label, "endpoint", found)
     local = _own_local(service, server)
-    return found if local is None else [*found, local]
+    if local is not None:
+        found.replaced.add(f"{spec.name} admin")   # a pinned local_port is not listened on
+        _listen(local, f"{spec.name} admin", "local", found)
+
+
+def _listen(param: Param, label: str, key: str, found: Listening) -> None:
+    """The endpoint of `param` as TarsCpp binds it: a listener, an error, or a warning."""
+    try:
+        endpoint = parse_bind(param.value)
+        problem = bind_problem(endpoint)
+    except EndpointError as error:
+        problem = str(error)
+    if problem is not None:
+        # not the label: a template's bad endpoint is one error, whatever uses the template
+        found.errors.append(InputError(param.origin, f"TarsCpp cannot bind endpoint "
+                                       f"'{param.value}': {problem}", key))
+    elif endpoint.port:
+        found.listeners.append((endpoint, param.origin, label, key))
+    elif not endpoint.host.startswith("/"):
+        found.notes.append(InputWarning(param.origin, (
+            f"'{param.value}' has no -p (or -p 0): TarsCpp binds a unix-domain socket at the "
+            f"path '{endpoint.host}' (TC_Endpoint::isUnixLocal), no TCP or UDP port"), key))
 
 
 def node_listeners(services: Iterable[Service], templates: TemplateSet | None = None
-                   ) -> list[Listener]:
+                   ) -> Listening:
     """final_listeners of every service, in order. With `templates` (those the services were
     resolved with), a service whose template chain and profile write no endpoint is not looked
     into: nearly every service, whose final config, long out of the CPU's caches by then, took
     5 ms a 1,000-service node to walk."""
     chains: dict[str, bool] = {}
-    found: list[Listener] = []
+    found = listening()
     for service in services:
         if templates is None or _may_listen(service.spec, templates, chains):
-            found += final_listeners(service)
+            final_listeners(service, found)
     return found
 
 
