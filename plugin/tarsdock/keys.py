@@ -13,6 +13,7 @@ from tarsdock.errors import did_you_mean
 from tarsdock.imageref import parse_image_ref
 from tarsdock.model import SERVER_TYPES
 from tarsdock.records import Record
+from tarsdock.tcconfig import value_problem
 
 ValueKind = Literal["bool", "str", "int", "float", "size", "words"]
 
@@ -44,17 +45,25 @@ REQUIRED: Any = object()   # a default that makes the key mandatory
 
 
 class KeyRule(Record):
-    """How one manifest key is read: its TOML kind, default and value check."""
+    """How one manifest key is read: its TOML kind, default and value check.
 
-    __slots__ = _fields = ("kind", "default", "check")
+    `in_config`: the value is written into every service's Tars config, as it is or through a
+    ${macro} of the templates; then `check` also refuses what the config could not carry
+    exactly (tcconfig.value_problem), so that rule is kept in one place for every such key.
+    """
+
+    __slots__ = _fields = ("kind", "default", "check", "in_config")
     kind: Final[TomlKind]
     default: Final[Any]
     check: Final[Check | None]
+    in_config: Final[bool]
 
-    def __init__(self, kind: TomlKind, default: Any, check: Check | None = None) -> None:
+    def __init__(self, kind: TomlKind, default: Any, check: Check | None = None,
+                 in_config: bool = False) -> None:
         self.kind = kind
         self.default = default
-        self.check = check
+        self.check = carried(check) if in_config and kind == "str" else check
+        self.in_config = in_config
 
 
 KIND_NAMES: dict[TomlKind, str] = {
@@ -80,6 +89,17 @@ def quote_value(value: Any) -> str:
         return "a table"
     text = json.dumps(value, ensure_ascii=False)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def carried(check: Check | None) -> Check:
+    """`check`, then whether a Tars config can carry the value exactly (KeyRule.in_config)."""
+    def check_carried(value: str) -> str:
+        problem = check(value) if check else ""
+        if problem:
+            return problem
+        lost = value_problem(value)
+        return f"{quote_value(value)}: {lost}" if lost else ""
+    return check_carried
 
 
 def one_of(*choices: str) -> Check:
@@ -197,12 +217,16 @@ def name_list(value: list[str]) -> str:
     return ""
 
 
+# in_config=True: a key whose value lands in every service's Tars config (adapter_config in
+# resolve.py writes the adapters' keys; the others are ${macros}: resolve.macros)
 NODE_KEYS: dict[str, KeyRule] = {
-    "name": KeyRule("str", REQUIRED, matches(HOST_NAME, "a host name or IP address")),
+    "name": KeyRule("str", REQUIRED, matches(HOST_NAME, "a host name or IP address"),
+                    in_config=True),
     # "" (the default, written out by some tools): the node's name, as docs/node-toml.md says
-    "localip": KeyRule("str", "", matches(HOST_NAME_OR_EMPTY, "a host name or IP address")),
-    "tars_path": KeyRule("str", REQUIRED, absolute_path),
-    "locator": KeyRule("str", REQUIRED, _endpoint_check(parse_proxy)),
+    "localip": KeyRule("str", "", matches(HOST_NAME_OR_EMPTY, "a host name or IP address"),
+                       in_config=True),
+    "tars_path": KeyRule("str", REQUIRED, absolute_path, in_config=True),
+    "locator": KeyRule("str", REQUIRED, _endpoint_check(parse_proxy), in_config=True),
     "docker_socket": KeyRule("str", "/var/run/docker.sock", absolute_path),
     "host_path": KeyRule("str", "", absolute_path_or_empty),
     "network": KeyRule("str", "host", one_of("host", "bridge")),
@@ -213,7 +237,7 @@ NODE_KEYS: dict[str, KeyRule] = {
     # "": the supervisor's default (DEFAULT_OUTPUT_DIRS in model.py)
     "output_dir": KeyRule("str", "", absolute_path_or_empty),
     # tarsdock's node object on 127.0.0.1 (ServerF: keepAlive, reportVersion); tarsnode's port
-    "node_port": KeyRule("int", 19386, at_least(1, 65535)),
+    "node_port": KeyRule("int", 19386, at_least(1, 65535), in_config=True),
     # milliseconds without keepAlive before a service is restarted, unless its config's
     # <server> hearttimeout says otherwise (tarsnode's default 45000, but in ms, see README)
     "heartbeat_timeout": KeyRule("int", 45000, at_least(1000)),
@@ -225,7 +249,7 @@ REGISTRY_KEYS: dict[str, KeyRule] = {
     "password_file": KeyRule("str", "", file_path),
 }
 IMAGE_KEYS: dict[str, KeyRule] = {
-    "ref": KeyRule("str", REQUIRED, image_ref),
+    "ref": KeyRule("str", REQUIRED, image_ref, in_config=True),
     "registry": KeyRule("str", "", matches(ID, "a [registries] id")),
     "pull": KeyRule("str", "missing", one_of("missing", "always", "never")),
     "restart_on_update": KeyRule("bool", False),
@@ -239,30 +263,34 @@ SERVICE_KEYS: dict[str, KeyRule] = {
     "profile": KeyRule("text", ""),
     "profile_file": KeyRule("str", "", file_path),
     "run": KeyRule("str", "", one_of("container", "native")),   # "": derived from `image`
-    "image": KeyRule("str", ""),                                 # an [images] id or a reference
-    "exe": KeyRule("str", "", exe_path),
+    "image": KeyRule("str", "", in_config=True),                 # an [images] id or a reference
+    "exe": KeyRule("str", "", exe_path, in_config=True),
     "command": KeyRule("strlist", (), name_list),
     # 0, the default, written out or not: allocated (tarsdock.localports), not pinned
-    "local_port": KeyRule("int", 0, at_least(0, 65535)),
-    "set_division": KeyRule("str", "", matches(SET_DIVISION, "a set name.area.group")),
+    "local_port": KeyRule("int", 0, at_least(0, 65535), in_config=True),
+    "set_division": KeyRule("str", "", matches(SET_DIVISION, "a set name.area.group"),
+                            in_config=True),
     # tarsregistry's default is 0 for tars_nodejs (CDbHandle::getServers), so 0 is a real value
-    "async_thread": KeyRule("int", 3, at_least(0)),
-    "main_class": KeyRule("str", "", matches(WORD, "a class name without blanks")),
+    "async_thread": KeyRule("int", 3, at_least(0), in_config=True),
+    "main_class": KeyRule("str", "", matches(WORD, "a class name without blanks"),
+                          in_config=True),
     "adapters": KeyRule("tables", ()),
     # Tars setting_state: a disabled service is generated but not started with the others
     "enabled": KeyRule("bool", True),
 }
 # TarsCpp treats any protocol other than "tars" as a raw one; Tars' web UI offers these two names
 ADAPTER_KEYS: dict[str, KeyRule] = {
-    "name": KeyRule("str", "", matches(NAME, "a letter followed by letters, digits or _")),
-    "servant": KeyRule("str", REQUIRED, servant_name),
-    "endpoint": KeyRule("str", REQUIRED, _endpoint_check(parse_endpoint)),
-    "threads": KeyRule("int", 1, at_least(1)),
-    "maxconns": KeyRule("int", 10000, at_least(1)),
-    "queuecap": KeyRule("int", 10000, at_least(1)),
-    "queuetimeout": KeyRule("int", 60000, at_least(0)),
-    "protocol": KeyRule("str", "tars", one_of("tars", "not_tars")),
-    "allow": KeyRule("str", "", matches(WORD, "a list of addresses without blanks")),
+    "name": KeyRule("str", "", matches(NAME, "a letter followed by letters, digits or _"),
+                    in_config=True),
+    "servant": KeyRule("str", REQUIRED, servant_name, in_config=True),
+    "endpoint": KeyRule("str", REQUIRED, _endpoint_check(parse_endpoint), in_config=True),
+    "threads": KeyRule("int", 1, at_least(1), in_config=True),
+    "maxconns": KeyRule("int", 10000, at_least(1), in_config=True),
+    "queuecap": KeyRule("int", 10000, at_least(1), in_config=True),
+    "queuetimeout": KeyRule("int", 60000, at_least(0), in_config=True),
+    "protocol": KeyRule("str", "tars", one_of("tars", "not_tars"), in_config=True),
+    "allow": KeyRule("str", "", matches(WORD, "a list of addresses without blanks"),
+                     in_config=True),
 }
 NODE_FILE_TABLES: tuple[str, ...] = ("node", "registries", "images", "templates", "services")
 SERVICES_FILE_TABLES: tuple[str, ...] = ("services",)

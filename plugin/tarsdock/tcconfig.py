@@ -21,6 +21,9 @@ ESCAPES = {"\\": "\\\\", "\r": "\\r", "\n": "\\n", "\t": "\\t", "=": "\\="}
 ESCAPE_TABLE = str.maketrans(ESCAPES)
 NEEDS_ESCAPE = re.compile(f"[{re.escape(''.join(ESCAPES))}]")
 UNWRITABLE = "<>"   # reverse_parse throws on these
+# TC_ConfigDomain::setParamValue trims a line's name and value with TRIM before it unescapes
+# them: what escape() leaves as it is of that set (the blank) is lost at a value's either end
+LOST_AT_EDGES = "".join(sorted(set(TRIM) - set(ESCAPES)))
 # domain names are not unescaped, so nothing in them may need escaping
 NAME_FORBIDDEN = frozenset("\\\r\n\t=<>/")
 MACRO = re.compile(r"\$\{([^}]*)\}")
@@ -166,6 +169,24 @@ def write_problem(key: str, value: str) -> str | None:
     if key.endswith("\\"):
         # written as `k\\=v`, TarsCpp takes that '=' as escaped and reads a different key
         return f"key '{key}' ends in '\\' and would read back differently"
+    return None
+
+
+def value_problem(value: str) -> str | None:
+    """Why a value given elsewhere (the manifest) could not be written into a Tars config and
+    read back as it is, or None.
+
+    TarsCpp util/src/tc_config.cpp: TC_ConfigDomain::reverse_parse (what tostr() writes a value
+    with) throws on '<' and '>'; TC_ConfigDomain::setParamValue (what TC_Config::parse reads a
+    line with) trims the value before parse() unescapes it, so an unescaped blank at either
+    end is lost. Every other character is carried: parse() undoes reverse_parse's escapes.
+    """
+    bad = [c for c in UNWRITABLE if c in value]
+    if bad:
+        return f"'{bad[0]}' cannot be written into a Tars config (TarsCpp throws)"
+    if value and (value[0] in LOST_AT_EDGES or value[-1] in LOST_AT_EDGES):
+        return ("a blank at either end is lost in a Tars config (TarsCpp trims the value when "
+                "it reads it)")
     return None
 
 
