@@ -371,14 +371,17 @@ def make_plan(args: argparse.Namespace, node: NodeSettings, services: list[Servi
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Plan, then (unless --check) write, reload and act; report."""
-    from tarsdock.generate import engine_warnings, print_warnings
-    from tarsdock.options import config_dir
+    from tarsdock.generate import engine_warnings, print_warnings, with_the_others
+    from tarsdock.options import config_dir, path_errors
     from tarsdock.output import Context
 
     directory = config_dir(args)
     if args.as_config_dir is not None and not args.check:
         print("error: --as-config-dir needs --check", file=sys.stderr)
         return EXIT_USAGE
+    problems = path_errors(args, ("config_dir", "as_config_dir"))
+    if problems:
+        raise with_the_others(problems, args.docker, lambda ctx: load(directory, ctx))
     real = args.as_config_dir or directory
     ctx = Context(real.absolute(), sysconfig.get_path("scripts"), args.docker)
     node, services, files, warnings = load(directory, ctx, as_dir=args.as_config_dir)

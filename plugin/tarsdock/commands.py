@@ -9,8 +9,6 @@ from pathlib import Path
 from tarsdock.errors import InputError
 from tarsdock.options import EXIT_OK, complete_names, config_dir
 
-VALIDATE_OUT = Path("/nonexistent/tarsdock-validate")
-
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """Load, resolve and render every format in memory, as generate does; print its warnings
@@ -18,11 +16,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     import shutil
     import sysconfig
 
-    from tarsdock.generate import FORMATS, engine_notes, load_and_render_all, print_warnings
+    from tarsdock.generate import (
+        FORMATS,
+        VALIDATE_OUT,
+        engine_notes,
+        load_and_render_all,
+        print_warnings,
+        with_the_others,
+    )
+    from tarsdock.options import path_errors
     from tarsdock.output import Context
 
     directory = config_dir(args)
     docker = shutil.which("docker") or "/usr/bin/docker"
+    problems = path_errors(args, ("config_dir",))
+    if problems:
+        raise with_the_others(problems, docker, lambda ctx: load_and_render_all(
+            FORMATS, directory, ctx, VALIDATE_OUT, configs=False, keep=False))
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), docker)
     # the output dir only names files in the rendered text; nothing is written
     done = load_and_render_all(FORMATS, directory, ctx, VALIDATE_OUT, configs=False, keep=False,

@@ -73,7 +73,8 @@ class EnvironmentFault(TarsdockError):
     def __init__(self, path: str, cause: str) -> None:
         self.path = path
         self.cause = cause
-        super().__init__(f"{path}: {cause}")
+        # a path given on the command line may hold a control character (`--out $'a\tb'`)
+        super().__init__(one_line(f"{path}: {cause}"))
 
     @classmethod
     def of(cls, error: OSError, path: object = None) -> EnvironmentFault:

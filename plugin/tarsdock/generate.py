@@ -8,7 +8,7 @@ import shutil
 import sys
 import sysconfig
 import time
-from collections.abc import Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
@@ -18,7 +18,7 @@ from tarsdock.bulk import gc_paused
 from tarsdock.errors import EnvironmentFault
 
 if TYPE_CHECKING:
-    from tarsdock.errors import InputWarning
+    from tarsdock.errors import InputError, InputErrors, InputWarning
     from tarsdock.listeners import Listening
     from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
     from tarsdock.output import (
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 FORMATS = ("supervisord", "systemd")
 CONFIG_FORMAT = "tars-config"   # header tag of the service config files
+# the out dir validate renders for: it only names files in the rendered text; nothing is written
+VALIDATE_OUT = Path("/nonexistent/tarsdock-validate")
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -844,11 +846,40 @@ def print_warnings(warnings: Iterable[object]) -> None:
         print(f"warning: {note}", file=sys.stderr)
 
 
+def with_the_others(problems: list[InputError], docker: str,
+                    render_all: Callable[[Context], object]) -> InputErrors:
+    """The command line's `problems` (options.path_errors) and every input error of the config
+    dir, to be raised together before anything is written.
+
+    `render_all(ctx)` renders the node in memory as the command would, here with the default
+    config dir in place of the one given: the text is dropped, and a path given would only
+    repeat the command line's problem at every file.
+    """
+    from tarsdock.errors import ErrorCollector, InputError, InputErrors
+    from tarsdock.options import DEFAULT_CONFIG_DIR
+    from tarsdock.output import Context
+
+    errors = ErrorCollector()
+    for problem in problems:
+        errors.extend(problem)
+    try:
+        render_all(Context(Path(DEFAULT_CONFIG_DIR), sysconfig.get_path("scripts"), docker))
+    except (InputError, InputErrors) as found:
+        errors.extend(found)
+    return InputErrors(errors.errors)
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     """Load, render everything, then write (or show) the changes."""
-    from tarsdock.options import config_dir
+    from tarsdock.options import config_dir, path_errors
 
     directory = config_dir(args)
+    problems = path_errors(args, ("config_dir", "out"))
+    if problems:
+        # validate's out dir for the one given: a line break in --out would otherwise be the
+        # fault of every supervisord program's command
+        raise with_the_others(problems, args.docker, lambda ctx: load_and_render_all(
+            (args.format,), directory, ctx, VALIDATE_OUT, configs=False, keep=False))
     absolute, scripts_dir = directory.absolute(), sysconfig.get_path("scripts")
     out_dir = args.out.absolute()
     if out_dir.exists() and not out_dir.is_dir():

@@ -93,7 +93,8 @@ def quote_value(value: Any) -> str:
 
 def carried(check: Check | None) -> Check:
     """`check`, then whether a Tars config can carry the value exactly (KeyRule.in_config)."""
-    less, greater = UNWRITABLE
+    less, greater = UNWRITABLE[0], UNWRITABLE[1]   # '<' and '>'
+
     def check_carried(value: str) -> str:
         problem = check(value) if check else ""
         # value_problem's rule tested inline, its message made only on failure: this runs for

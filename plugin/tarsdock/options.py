@@ -12,9 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Final, Literal
 
+from tarsdock.errors import InputError, Origin
 from tarsdock.records import Record
 
 DEFAULT_CONFIG_DIR = "/etc/tarsdock"
+CONFIG_DIR_VARIABLE = "TARSDOCK_CONFIG_DIR"
 EXIT_OK, EXIT_INPUT, EXIT_USAGE = 0, 1, 2
 # The environment stopped the run (an unwritable or full --out, a permission denied, the listener
 # outside supervisord): 3 and 4 are taken by `images sync`/`status` and `apply`.
@@ -74,7 +76,37 @@ def add_global_options(parser: argparse.ArgumentParser, top: bool) -> None:
 def config_dir(args: argparse.Namespace) -> Path:
     """The config dir: --config-dir, else $TARSDOCK_CONFIG_DIR, else /etc/tarsdock."""
     given = getattr(args, "config_dir", None)
-    return Path(given or os.environ.get("TARSDOCK_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    return Path(given or os.environ.get(CONFIG_DIR_VARIABLE) or DEFAULT_CONFIG_DIR)
+
+
+# A path the command line gives that generated files name (the config dir in every file's
+# header and in the units' `tarsdock --config-dir` commands, --out in supervisord's program
+# lines) or that --dry-run prints one to a line: supervisord and systemd read their files
+# line by line, so a line break in it cannot be carried (quoting.FORBIDDEN, NUL aside: argv
+# cannot hold one).
+LINE_BREAKS = ("\n", "\r")
+# the option each checked path comes from, by its argparse dest
+PATH_OPTIONS: dict[str, str] = {"config_dir": "--config-dir", "out": "--out",
+                                "as_config_dir": "--as-config-dir"}
+
+
+def path_errors(args: argparse.Namespace, dests: tuple[str, ...]) -> list[InputError]:
+    """An error naming the option (or $TARSDOCK_CONFIG_DIR) for each path of `dests` (keys of
+    PATH_OPTIONS) that holds a line break; none when every one is fine.
+
+    Reported with the config dir's own errors (tarsdock.generate.with_the_others), one line
+    each (the value is quoted with its escapes, errors.one_line).
+    """
+    found: list[InputError] = []
+    for dest in dests:
+        value, where = getattr(args, dest, None), PATH_OPTIONS[dest]
+        if not value and dest == "config_dir":   # config_dir(): then the variable is read
+            value, where = os.environ.get(CONFIG_DIR_VARIABLE), f"${CONFIG_DIR_VARIABLE}"
+        text = os.fspath(value) if value is not None else ""
+        if any(char in text for char in LINE_BREAKS):
+            found.append(InputError(Origin(where), f"'{text}' holds a line break, which "
+                                    "supervisord and systemd files cannot carry"))
+    return found
 
 
 NameKind = Literal["services", "templates"]
