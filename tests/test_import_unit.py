@@ -687,3 +687,21 @@ def test_an_error_in_an_imported_file_names_the_row_to_correct(tmp_path: Path) -
     assert "services.d/Hello.HelloServer.toml:" in message, message
     assert "key 'env'" in message and "(imported from t_server_conf id 9 (Hello.HelloServer): " \
         "correct the row and import again)" in message, message
+
+
+@pytest.mark.parametrize(("allow", "problem"), [
+    ("10.0.0.1<", "'10.0.0.1<': '<' cannot be written into a Tars config (TarsCpp throws)"),
+    ("10.0.0.1 10.0.0.2", "'10.0.0.1 10.0.0.2' must not contain blanks"),
+])
+def test_an_allow_ip_the_config_cannot_carry_is_a_row_error(allow: str, problem: str) -> None:
+    """tarsnode would write it into the service's config, where TarsCpp's reverse_parse throws
+    on '<' and '>' (tc_config.cpp): refused at its row, as the manifest's `allow` is."""
+    adapter = {"id": 5, "application": "Hello", "server_name": "HelloServer", "node_name": NODE,
+               "adapter_name": "Hello.HelloServer.ObjAdapter", "endpoint":
+               "tcp -h 10.0.0.5 -p 20001 -t 60000", "servant": "Hello.HelloServer.Obj",
+               "thread_num": 1, "max_connections": 10, "queuecap": 1, "queuetimeout": 1,
+               "protocol": "tars", "allow_ip": allow, "handlegroup": ""}
+    with pytest.raises(InputErrors) as refused:
+        import_node(rows(server(), adapters=[adapter]))
+    assert str(refused.value) == ("t_adapter_conf id 5 (Hello.HelloServer): column 'allow_ip': "
+                                  + problem)

@@ -260,8 +260,7 @@ class ServerMapper:
         if protocol not in ("tars", "not_tars"):
             m.error(at, "protocol", f"'{protocol}' is not tars or not_tars")
             ok = False
-        allow = m.check(at, row, "allow_ip", lambda v: "" if not v or WORD.match(v)
-                        else f"'{v}' must not contain blanks")
+        allow = m.check(at, row, "allow_ip", allow_problem)
         if text(row, "handlegroup"):
             m.warn(at, "handlegroup", f"'{text(row, 'handlegroup')}' is ignored: handle groups "
                    "are not supported")
@@ -272,6 +271,15 @@ class ServerMapper:
         if not ok or allow is None:
             return None
         return ImportedAdapter(short, servant, endpoint, *numbers, protocol, allow)
+
+
+def allow_problem(value: str) -> str:
+    """What the manifest's `allow` would refuse in an allow_ip (at the row, not later at the
+    node.toml import writes): a blank, or what a Tars config cannot carry (keys.carried)."""
+    if value and not WORD.match(value):
+        return f"'{value}' must not contain blanks"
+    lost = tcconfig.value_problem(value)
+    return f"'{value}': {lost}" if lost else ""
 
 
 def check_clashes(mapper: Mapper, rows: list[Row]) -> None:
