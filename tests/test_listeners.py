@@ -489,3 +489,18 @@ def test_an_endpoint_with_a_word_tarscpp_refuses_is_refused(
 
     with pytest.raises(EndpointError):
         parse_bind(f"{case[0]} {bad}")
+
+
+@pytest.mark.usefixtures("jobs")
+def test_a_bad_endpoint_in_a_template_is_one_error_however_many_services_use_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    node(tmp_path, "tcp -h 10.0.0.5 -p 22000", "".join(
+        f'[services."App3.S{i}"]\ntype = "tars_cpp"\ntemplate = "t.bad"\n' for i in range(3)))
+    (tmp_path / "cfg" / "templates").mkdir()
+    (tmp_path / "cfg" / "templates" / "t.bad").write_text(
+        "<tars>\n<application>\n<server>\n<${modulename}.A>\nendpoint = tcp -h ${localip} -p 0x50\n"
+        "servant = ${modulename}.AObj\n</${modulename}.A>\n</server>\n</application>\n</tars>\n")
+    assert run(tmp_path, "validate") == 1
+    assert capsys.readouterr().err == (
+        "error: templates/t.bad:5: key 'endpoint': TarsCpp cannot bind endpoint "
+        "'tcp -h 10.0.0.5 -p 0x50': -p must be an integer in 0..65535, not '0x50'\n")

@@ -137,16 +137,28 @@ def check_servant(servant: str) -> None:
 # parses into a TC_Endpoint made by its default constructor (BindAdapter::_ep, and the `ep` of
 # Application::bindAdapter, servant/libservant/Application.cpp), so what no option sets stays at
 # host 0.0.0.0, port 0, timeout 3000. What parse throws, Application::main catches, and exits.
-BIND_DELIMITERS = re.compile(r"[^ \t\n\r]+")   # parse's delim " \t\n\r", no other space
-# `istringstream >> int` then eof(): an optional sign and ASCII digits, base 10 ("080" is 80)
-DECIMAL = re.compile(r"[+-]?[0-9]+\Z")
 INT_MAX = 2**31 - 1
+
+
+def _words(text: str) -> list[str]:
+    """The words of `text` split at parse's delim " \t\n\r" only (str.split() would split at
+    other spaces too: \v, \f, \x1c ...)."""
+    for space in "\t\n\r":
+        text = text.replace(space, " ")
+    return [word for word in text.split(" ") if word]
+
+
+def _decimal(text: str) -> bool:
+    """Whether `istringstream >> int` reads all of `text`: an optional sign, ASCII digits (in
+    base 10: "080" is 80)."""
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    return digits.isascii() and digits.isdigit()
 
 
 def _stream_int(letter: str, text: str, top: int = INT_MAX) -> int:
     """`istringstream(text) >> value` that must reach the end, as parse reads -t -g -q -w -v;
     `top` is the type's largest value (an overflow sets failbit)."""
-    if not DECIMAL.match(text) or not -INT_MAX - 1 <= int(text) <= top:
+    if not _decimal(text) or not -INT_MAX - 1 <= int(text) <= top:
         raise EndpointError(f"-{letter} must be an integer, not '{text}'")
     return int(text)
 
@@ -157,7 +169,7 @@ def _check_host(text: str) -> None:
 
 
 def _check_port(text: str) -> None:
-    if not DECIMAL.match(text) or not 0 <= int(text) <= 65535:
+    if not _decimal(text) or not 0 <= int(text) <= 65535:
         raise EndpointError(f"-p must be an integer in 0..65535, not '{text}'")
 
 
@@ -202,7 +214,7 @@ def parse_bind(text: str) -> Endpoint:
     path in the host (TC_Endpoint::isUnixLocal); no -h is host 0.0.0.0; a host `*` is kept as
     written (parse makes it 0.0.0.0: listeners.WILDCARDS takes both); `extra` stays empty."""
     # cached: a template's endpoint is the same text in every service of the template
-    words = BIND_DELIMITERS.findall(text)
+    words = _words(text)
     if not words or words[0] not in TRANSPORTS:
         found = f"'{words[0]}'" if words else "nothing"
         raise EndpointError(f"it must start with tcp, udp or ssl, not {found}")

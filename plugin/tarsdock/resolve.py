@@ -17,7 +17,7 @@ from tarsdock.containerspec import (
 )
 from tarsdock.endpoint import Endpoint, EndpointError, parse_bind
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, InputWarning, Origin
-from tarsdock.listeners import Listening, bind_problem, check_listening, listening
+from tarsdock.listeners import Listening, bind_problem, check_listening
 from tarsdock.manifest import load_manifest, read_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.records import Record
@@ -361,19 +361,25 @@ def _listen(param: Param, label: str, key: str, found: Listening) -> None:
     """The endpoint of `param` as TarsCpp binds it: a listener, an error, or a warning."""
     try:
         endpoint = parse_bind(param.value)
-        problem = bind_problem(endpoint)
     except EndpointError as error:
-        problem = str(error)
+        _cannot_bind(param, str(error), key, found)
+        return
+    problem = bind_problem(endpoint)
     if problem is not None:
-        # not the label: a template's bad endpoint is one error, whatever uses the template
-        found.errors.append(InputError(param.origin, f"TarsCpp cannot bind endpoint "
-                                       f"'{param.value}': {problem}", key))
+        _cannot_bind(param, problem, key, found)
     elif endpoint.port:
         found.listeners.append((endpoint, param.origin, label, key))
     elif not endpoint.host.startswith("/"):
         found.notes.append(InputWarning(param.origin, (
             f"'{param.value}' has no -p (or -p 0): TarsCpp binds a unix-domain socket at the "
             f"path '{endpoint.host}' (TC_Endpoint::isUnixLocal), no TCP or UDP port"), key))
+
+
+def _cannot_bind(param: Param, problem: str, key: str, found: Listening) -> None:
+    # not the listener's label: a template's bad endpoint is one error, however many services
+    # use the template (InputErrors keeps one of equal errors)
+    found.errors.append(InputError(param.origin, f"TarsCpp cannot bind endpoint "
+                                   f"'{param.value}': {problem}", key))
 
 
 def node_listeners(services: Iterable[Service], templates: TemplateSet | None = None
@@ -383,7 +389,7 @@ def node_listeners(services: Iterable[Service], templates: TemplateSet | None = 
     into: nearly every service, whose final config, long out of the CPU's caches by then, took
     5 ms a 1,000-service node to walk."""
     chains: dict[str, bool] = {}
-    found = listening()
+    found = Listening()
     for service in services:
         if templates is None or _may_listen(service.spec, templates, chains):
             final_listeners(service, found)
