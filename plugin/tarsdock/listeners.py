@@ -66,11 +66,13 @@ class Listening(Record):
     errors: Final[list[InputError]]
     notes: Final[list[InputWarning]]
 
-    def __init__(self) -> None:
-        self.listeners = []
-        self.replaced = set()
-        self.errors = []
-        self.notes = []
+    def __init__(self, listeners: list[Listener] | None = None, replaced: set[str] | None = None,
+                 errors: list[InputError] | None = None,
+                 notes: list[InputWarning] | None = None) -> None:
+        self.listeners = [] if listeners is None else listeners
+        self.replaced = set() if replaced is None else replaced
+        self.errors = [] if errors is None else errors
+        self.notes = [] if notes is None else notes
 
 
 def joined(parts: Iterable[Listening]) -> Listening:
