@@ -9,9 +9,21 @@ holds a node_port that answers: a demo or a real node here must not change a uni
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from wheels import build_wheel
 
 from tarsdock import localports
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def checkout_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tarsdock's wheel built from this checkout as a user builds it (pip, isolated build), once
+    a run: what it ships (test_manpages) and its version (test_version)."""
+    return build_wheel(REPO, tmp_path_factory.mktemp("wheel"))
 
 
 @pytest.fixture(autouse=True)

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+from wheels import wheel_version
 
-from tarsdock import __version__
 from tarsdock.manpages import MAN_DIR, PAGES, pages
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,13 +25,9 @@ def test_the_shipped_page_is_up_to_date(name: str) -> None:
                              "run `.venv/bin/python -m tarsdock.manpages --write` and commit it")
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built as a user builds it (pip, isolated build)."""
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO), "-w",
-                    str(out)], check=True, capture_output=True, timeout=600)
-    return next(out.glob("tarsdock-*.whl"))
+@pytest.fixture
+def wheel(checkout_wheel: Path) -> Path:
+    return checkout_wheel
 
 
 def man_render(page: Path) -> str:
@@ -52,7 +47,9 @@ def man_render(page: Path) -> str:
 ])
 def test_man_renders_each_page_from_the_wheel(wheel: Path, tmp_path: Path, name: str,
                                               section: str, must_show: list[str]) -> None:
-    member = f"tarsdock-{__version__}.data/data/share/man/{section}/{name}"
+    # the build's own version (this checkout's commit), not the installed tarsdock's, which may
+    # have been installed at an earlier commit
+    member = f"tarsdock-{wheel_version(wheel)}.data/data/share/man/{section}/{name}"
     with zipfile.ZipFile(wheel) as archive:
         assert member in archive.namelist(), sorted(archive.namelist())
         page = tmp_path / name
@@ -65,7 +62,7 @@ def test_man_renders_each_page_from_the_wheel(wheel: Path, tmp_path: Path, name:
 
 def test_the_wheel_ships_the_supervisord_include(wheel: Path) -> None:
     # README "Your first real node" copies it from share/tarsdock/ of the environment
-    member = f"tarsdock-{__version__}.data/data/share/tarsdock/tarsdock-supervisord.conf"
+    member = f"tarsdock-{wheel_version(wheel)}.data/data/share/tarsdock/tarsdock-supervisord.conf"
     with zipfile.ZipFile(wheel) as archive:
         assert member in archive.namelist(), sorted(archive.namelist())
         shipped = archive.read(member)

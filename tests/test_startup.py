@@ -35,6 +35,9 @@ NEVER_ON_A_NODE_PATH = {
     # the Engine API and the port probes use _socket, the C module under socket (socket's enums
     # and selectors: 2.4 ms); quoting spells out string's two constants (its import: 0.5 ms)
     "socket", "selectors", "string",
+    # the version is a module setuptools-scm writes at install time (tarsdock/__init__.py), not
+    # installed metadata: importlib.metadata loads email, zipfile, csv and more
+    "importlib.metadata",
 }
 # What an unchanged generate (the stamp says nothing changed) must not load: the whole pipeline,
 # the writer, hashlib (OpenSSL)

@@ -11,7 +11,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tarsdock import __version__
 from tarsdock.options import GLOBAL_OPTIONS
 
 MAN_DIR = Path(__file__).parent / "man"
@@ -38,8 +37,11 @@ def inline(text: str) -> str:
 
 
 def header(name: str, section: int, title: str) -> list[str]:
-    # no hyphenation, ragged right: option names and paths must not be split
-    return [f'.TH {name.upper()} {section} "" "tarsdock {__version__}" "{title}"', ".nh", ".ad l"]
+    # The source field names no version: the pages are checked in, and every commit has its own
+    # version (setuptools-scm), so a version here would be stale at once or dirty each commit;
+    # `tarsdock --version` tells the build. No hyphenation, ragged right: option names and
+    # paths must not be split.
+    return [f'.TH {name.upper()} {section} "" "tarsdock" "{title}"', ".nh", ".ad l"]
 
 
 # --- tarsdock(1) ---------------------------------------------------------------------------------

@@ -89,9 +89,18 @@ def build_wheelhouse(dest: Path) -> Path:
     Raises AssertionError with pip's output if pip fails."""
     source = dest.parent / "tarsdock-src"
     shutil.copytree(REPO_ROOT, source, ignore=NOT_BUILT)
+    # the copy has no git to take its version from (setuptools-scm): it is told this checkout's
+    env = {**os.environ, "SETUPTOOLS_SCM_PRETEND_VERSION_FOR_TARSDOCK": checkout_version()}
     run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(dest), str(source)],
-        timeout=300)
+        timeout=300, env=env)
     return dest
+
+
+def checkout_version() -> str:
+    """The version setuptools-scm gives a build of this checkout (pyproject.toml).
+    Raises AssertionError with its output if it fails."""
+    return run([sys.executable, "-m", "setuptools_scm", "-c",
+                str(REPO_ROOT / "pyproject.toml")]).stdout.strip()
 
 
 def task_status(out: str, task: str) -> dict[str, str]:
@@ -369,6 +378,6 @@ def assert_installed_by_the_role(node: FleetNode, out: str) -> None:
                              str(REPO_ROOT / "plugin" / "tarsdock" / module))
         assert same.returncode == 0, f"{module}: {same.stdout}{same.stderr}"
     version = node.box.exec(f"{VENV}/bin/tarsdock", "--version")
-    assert version.returncode == 0 and version.stdout.startswith("tarsdock "), version
+    assert version.returncode == 0 and version.stdout == f"tarsdock {checkout_version()}\n", version
     unit = node.box.exec("cat", node.program_file(node.name("WebServer")), check=True).stdout
     assert re.search(rf"^ExecStart=\S*{VENV}/bin/tarsdock-run ", unit, re.M), unit

@@ -1,0 +1,107 @@
+"""Every build has a version of its own (setuptools-scm, from git; pyproject.toml): the release
+tag gives X.Y.Z, the Nth commit after it X.Y.(Z+1).devN+gHASH, greater than the one before, so
+`pip install --upgrade` replaces an older build and `tarsdock --version` tells which build a node
+runs. These build wheels (isolated pip builds, a few seconds each), so they are few."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from packaging.version import Version
+from wheels import build_wheel, wheel_version
+
+REPO = Path(__file__).resolve().parents[1]
+# what a copy of the tree leaves out: git's data (the copy gets a history of its own) and what
+# builds and test runs write into a checkout
+NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".testenv", "build", "*.egg-info",
+                                    "__pycache__", ".*_cache", ".hypothesis", "node_modules",
+                                    "_version.py")
+# the copy's commits and tag, whatever the user's git config holds
+GIT_CONFIG = ["-c", "user.name=tarsdock test", "-c", "user.email=test@tarsdock.invalid",
+              "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false",
+              "-c", "init.defaultBranch=main"]
+
+
+def git(repo: Path, *args: str) -> str:
+    """git's output for `args` in `repo`, stripped. Raises CalledProcessError if git fails."""
+    return subprocess.run(["git", *GIT_CONFIG, "-C", str(repo), *args], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    """Commit everything in `repo` (a file changed, so each commit differs); the commit's id."""
+    (repo / "CHANGES").write_text(f"{message}\n", encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+def built_from(version: Version, commit_id: str) -> bool:
+    """Whether a dev version's local part (gHASH, .dDATE after it if the tree was dirty) names
+    this commit."""
+    node = (version.local or "").split(".")[0]
+    return node.startswith("g") and len(node) > 7 and commit_id.startswith(node[1:])
+
+
+def test_a_build_of_the_checkout_has_its_commits_version(checkout_wheel: Path) -> None:
+    version = Version(wheel_version(checkout_wheel))
+    # the release tag below HEAD and how many commits HEAD is past it: CI's full clone of main
+    # has the tags (v0.1.0 is on main)
+    described = git(REPO, "describe", "--tags", "--long", "--match", "v[0-9]*")
+    tag, distance, _node = described.rsplit("-", 2)
+    release = Version(tag.removeprefix("v"))
+    dirty = bool(git(REPO, "status", "--porcelain", "--untracked-files=no"))
+    if distance == "0" and not dirty:     # the tagged commit itself: the release
+        assert version == release, described
+    else:
+        assert version > release and version.dev == int(distance), (version, described)
+        assert built_from(version, git(REPO, "rev-parse", "HEAD")), (version, described)
+    with zipfile.ZipFile(checkout_wheel) as archive:
+        # what __init__ reads, and what pip records: the same version
+        written = archive.read("tarsdock/_version.py").decode()
+        metadata = archive.read(f"tarsdock-{version}.dist-info/METADATA").decode()
+    assert f"__version__ = '{version}'" in written, written
+    assert f"\nVersion: {version}\n" in metadata, metadata[:300]
+
+
+def test_each_commit_builds_a_greater_version_and_pip_upgrades_to_it(tmp_path: Path) -> None:
+    # this tree (uncommitted changes too) in a repository of its own: a release tag, then two
+    # commits, each built as a user builds it
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=NOT_COPIED, symlinks=True)
+    git(src, "init", "-q")
+    commit(src, "base")
+    git(src, "tag", "-a", "v0.1.0", "-m", "release 0.1.0")
+    builds = []
+    for n in (1, 2):
+        commit_id = commit(src, f"commit {n}")
+        wheel = build_wheel(src, tmp_path / f"wheels{n}")
+        builds.append((wheel, Version(wheel_version(wheel)), commit_id))
+    (older_wheel, older, older_commit), (newer_wheel, newer, newer_commit) = builds
+    assert Version("0.1.0") < older < newer, (older, newer)
+    assert built_from(older, older_commit) and built_from(newer, newer_commit), builds
+
+    # a venv of its own, no index: the newer wheel replaces the older with a plain --upgrade
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+
+    def install(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"),
+                               "install", "--no-deps", "--no-index", *args],
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def reported() -> str:
+        return subprocess.run([str(venv / "bin/tarsdock"), "--version"], capture_output=True,
+                              text=True, check=True).stdout
+
+    install(str(older_wheel))
+    assert reported() == f"tarsdock {older}\n"
+    out = install("--upgrade", str(newer_wheel))
+    assert f"Successfully installed tarsdock-{newer}" in out, out
+    assert reported() == f"tarsdock {newer}\n"
