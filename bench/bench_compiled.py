@@ -49,6 +49,8 @@ MYPY_CONFIG = """[mypy]
 python_version = 3.11
 [mypy-docker.*,supervisor.*,pymysql.*]
 ignore_missing_imports = True
+[mypy-tarsdock._version]
+ignore_missing_imports = True
 """
 SLOTS_AND_FIELDS = re.compile(r"^(\s+)__slots__ = _fields = (\([^)]*\))", re.MULTILINE)
 
