@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from wheels import build_wheel
+from wheels import build_wheel, checkout_copy
 
 from tarsdock import localports
 
@@ -22,8 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def checkout_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """tarsdock's wheel built from this checkout as a user builds it (pip, isolated build), once
-    a run: what it ships (test_manpages) and its version (test_version)."""
-    return build_wheel(REPO, tmp_path_factory.mktemp("wheel"))
+    a run: what it ships (test_manpages) and its version (test_version). Built in a copy with
+    the checkout's git history (wheels.checkout_copy): a build writes into its source tree."""
+    work = tmp_path_factory.mktemp("wheel")
+    return build_wheel(checkout_copy(REPO, work / "src"), work / "dist")
 
 
 @pytest.fixture(autouse=True)

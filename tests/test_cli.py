@@ -25,6 +25,8 @@ BIN = Path(sys.executable).parent   # the venv's bin: tarsdock and tarsdock-run 
 
 def test_version_is_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--version"]) == 0
+    # both written by the same install (setuptools-scm); an editable install from before versions
+    # came from git has no tarsdock/_version.py: install it again (pip install -e '.[test]')
     assert capsys.readouterr().out == f"tarsdock {importlib.metadata.version('tarsdock')}\n"
 
 

@@ -5,31 +5,16 @@ runs. These build wheels (isolated pip builds, a few seconds each), so they are 
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 from packaging.version import Version
-from wheels import build_wheel, wheel_version
+from wheels import build_wheel, checkout_copy, git, wheel_version
 
 REPO = Path(__file__).resolve().parents[1]
-# what a copy of the tree leaves out: git's data (the copy gets a history of its own) and what
-# builds and test runs write into a checkout
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", ".testenv", "build", "*.egg-info",
-                                    "__pycache__", ".*_cache", ".hypothesis", "node_modules",
-                                    "_version.py")
-# the copy's commits and tag, whatever the user's git config holds
-GIT_CONFIG = ["-c", "user.name=tarsdock test", "-c", "user.email=test@tarsdock.invalid",
-              "-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false",
-              "-c", "init.defaultBranch=main"]
-
-
-def git(repo: Path, *args: str) -> str:
-    """git's output for `args` in `repo`, stripped. Raises CalledProcessError if git fails."""
-    return subprocess.run(["git", *GIT_CONFIG, "-C", str(repo), *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
+RELEASE = "v[0-9]*"   # the release tags (v0.1.0 is on main; CI's full clone of main has them)
 
 
 def commit(repo: Path, message: str) -> str:
@@ -47,19 +32,22 @@ def built_from(version: Version, commit_id: str) -> bool:
     return node.startswith("g") and len(node) > 7 and commit_id.startswith(node[1:])
 
 
+def past_release(repo: Path) -> tuple[Version, int]:
+    """The release tag below repo's HEAD, and how many commits HEAD is past it."""
+    tag, distance, _node = git(repo, "describe", "--tags", "--long", "--match", RELEASE
+                               ).rsplit("-", 2)
+    return Version(tag.removeprefix("v")), int(distance)
+
+
 def test_a_build_of_the_checkout_has_its_commits_version(checkout_wheel: Path) -> None:
     version = Version(wheel_version(checkout_wheel))
-    # the release tag below HEAD and how many commits HEAD is past it: CI's full clone of main
-    # has the tags (v0.1.0 is on main)
-    described = git(REPO, "describe", "--tags", "--long", "--match", "v[0-9]*")
-    tag, distance, _node = described.rsplit("-", 2)
-    release = Version(tag.removeprefix("v"))
+    release, distance = past_release(REPO)
     dirty = bool(git(REPO, "status", "--porcelain", "--untracked-files=no"))
-    if distance == "0" and not dirty:     # the tagged commit itself: the release
-        assert version == release, described
+    if distance == 0 and not dirty:     # the tagged commit itself: the release
+        assert version == release
     else:
-        assert version > release and version.dev == int(distance), (version, described)
-        assert built_from(version, git(REPO, "rev-parse", "HEAD")), (version, described)
+        assert version > release and version.dev == distance, (version, release, distance)
+        assert built_from(version, git(REPO, "rev-parse", "HEAD")), version
     with zipfile.ZipFile(checkout_wheel) as archive:
         # what __init__ reads, and what pip records: the same version
         written = archive.read("tarsdock/_version.py").decode()
@@ -69,20 +57,18 @@ def test_a_build_of_the_checkout_has_its_commits_version(checkout_wheel: Path) -
 
 
 def test_each_commit_builds_a_greater_version_and_pip_upgrades_to_it(tmp_path: Path) -> None:
-    # this tree (uncommitted changes too) in a repository of its own: a release tag, then two
-    # commits, each built as a user builds it
-    src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=NOT_COPIED, symlinks=True)
-    git(src, "init", "-q")
-    commit(src, "base")
-    git(src, "tag", "-a", "v0.1.0", "-m", "release 0.1.0")
+    # a clone of this checkout (uncommitted changes too), two commits past its HEAD, each built
+    # as a user builds it
+    src = checkout_copy(REPO, tmp_path / "src")
+    release, distance = past_release(src)
     builds = []
     for n in (1, 2):
         commit_id = commit(src, f"commit {n}")
-        wheel = build_wheel(src, tmp_path / f"wheels{n}")
+        wheel = build_wheel(src, tmp_path / f"dist{n}")
         builds.append((wheel, Version(wheel_version(wheel)), commit_id))
     (older_wheel, older, older_commit), (newer_wheel, newer, newer_commit) = builds
-    assert Version("0.1.0") < older < newer, (older, newer)
+    assert release < older < newer, (release, older, newer)
+    assert (older.dev, newer.dev) == (distance + 1, distance + 2), (older, newer, distance)
     assert built_from(older, older_commit) and built_from(newer, newer_commit), builds
 
     # a venv of its own, no index: the newer wheel replaces the older with a plain --upgrade
