@@ -33,9 +33,16 @@ def built_from(version: Version, commit_id: str) -> bool:
 
 
 def past_release(repo: Path) -> tuple[Version, int]:
-    """The release tag below repo's HEAD, and how many commits HEAD is past it."""
-    tag, distance, _node = git(repo, "describe", "--tags", "--long", "--match", RELEASE
-                               ).rsplit("-", 2)
+    """The release tag below repo's HEAD, and how many commits HEAD is past it.
+
+    A clone without the tag (`git clone --no-tags`, a fetch of the branch alone) has no release
+    below HEAD: setuptools-scm then counts from 0.0 over the whole history (0.1.devN, N the
+    number of commits), and so does this."""
+    try:
+        described = git(repo, "describe", "--tags", "--long", "--match", RELEASE)
+    except subprocess.CalledProcessError:
+        return Version("0.0"), int(git(repo, "rev-list", "--count", "HEAD"))
+    tag, distance, _node = described.rsplit("-", 2)
     return Version(tag.removeprefix("v")), int(distance)
 
 
