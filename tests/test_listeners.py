@@ -359,6 +359,7 @@ def test_endpoints_tarscpp_reads_that_clash_with_nothing_are_ok(
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.usefixtures("jobs")
 def test_an_endpoint_without_a_port_is_a_unix_socket_and_a_warning(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     node(tmp_path, "tcp -h 10.0.0.5 -t 60000")
@@ -504,3 +505,20 @@ def test_a_bad_endpoint_in_a_template_is_one_error_however_many_services_use_it(
     assert capsys.readouterr().err == (
         "error: templates/t.bad:5: key 'endpoint': TarsCpp cannot bind endpoint "
         "'tcp -h 10.0.0.5 -p 0x50': -p must be an integer in 0..65535, not '0x50'\n")
+
+
+@pytest.mark.parametrize(("endpoint", "err"), [
+    ("tcp -h 0.0.0.0 -p 21001", ""),   # bound in the container's own network: no clash
+    ("tcp -h 0.0.0.0 -p 99999", f"error: node.toml:{PROFILE_LINE + 2}: key 'endpoint': TarsCpp "
+                                "cannot bind endpoint 'tcp -h 0.0.0.0 -p 99999': -p must be an "
+                                "integer in 0..65535, not '99999'\n"),
+], ids=["clash", "bad"])
+def test_a_bridged_container_binds_in_its_own_network_but_a_bad_endpoint_stops_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str, err: str) -> None:
+    node(tmp_path, endpoint)
+    text = (tmp_path / "cfg" / "node.toml").read_text().replace(
+        'node_port = 19500\n', 'node_port = 19500\nnetwork = "bridge"\n').replace(
+        'local_port = 41002\n', 'local_port = 41002\nimage = "tarsdock-test/busybox:1"\n')
+    (tmp_path / "cfg" / "node.toml").write_text(text)
+    assert run(tmp_path, "validate") == (1 if err else 0)
+    assert capsys.readouterr().err == err

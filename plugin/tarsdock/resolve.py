@@ -331,34 +331,38 @@ def final_listeners(service: Service, found: Listening) -> None:
     sub-domain with an `endpoint`), and an admin endpoint other than ${local} (_own_local);
     with the manifest listeners they replace, and what TarsCpp cannot bind.
 
-    Nothing for a container on a bridge network, whose endpoints are bound in its own network
-    namespace (what reaches the host is published from the manifest's: argv._published), nor
-    for a not_tars program, which need not read its Tars config (the manifest says what it
-    listens on).
+    A container on a bridge network binds its endpoints in its own network namespace: none is
+    a listener of the node (what reaches the host is published from the manifest's and its
+    `local`, which argv._published checks), but an adapter endpoint TarsCpp cannot bind still
+    stops it. Nothing for a not_tars program, which need not read its Tars config (the manifest
+    says what it listens on).
     """
     spec = service.spec
-    if spec.type == "not_tars" or (service.node.network == "bridge" and spec.run == "container"):
+    if spec.type == "not_tars":
         return
+    bridged = service.node.network == "bridge" and spec.run == "container"
     server = _server(service.config)
-    declared = {f"{spec.name}.{adapter.name}": adapter.endpoint for adapter in spec.adapters}
+    # the manifest's endpoints as adapter_config wrote them (bridged: on 0.0.0.0)
+    declared = {f"{spec.name}.{adapter.name}": _endpoint(spec, service.node, adapter.endpoint)
+                for adapter in spec.adapters}
     for name, domain in server.domains.items():
         param = domain.params.get("endpoint")
-        # the manifest's endpoint, as adapter_config wrote it: a listener of the manifest
         if param is None or declared.get(name) == param.value:
-            continue
+            continue   # the manifest's endpoint: a listener of the manifest
         # the manifest's label for a domain of its own, whose endpoint this one replaces
         label = f"{spec.name} adapter {name.removeprefix(f'{spec.name}.')}"
-        if name in declared:
+        if name in declared and not bridged:
             found.replaced.add(label)
-        _listen(param, label, "endpoint", found)
+        _listen(param, label, "endpoint", found, listens=not bridged)
     local = _own_local(service, server)
-    if local is not None:
+    if local is not None and not bridged:
         found.replaced.add(f"{spec.name} admin")   # a pinned local_port is not listened on
         _listen(local, f"{spec.name} admin", "local", found)
 
 
-def _listen(param: Param, label: str, key: str, found: Listening) -> None:
-    """The endpoint of `param` as TarsCpp binds it: a listener, an error, or a warning."""
+def _listen(param: Param, label: str, key: str, found: Listening, listens: bool = True) -> None:
+    """The endpoint of `param` as TarsCpp binds it: a listener of the node (unless not
+    `listens`), an error, or a warning."""
     try:
         endpoint = parse_bind(param.value)
     except EndpointError as error:
@@ -368,7 +372,8 @@ def _listen(param: Param, label: str, key: str, found: Listening) -> None:
     if problem is not None:
         _cannot_bind(param, problem, key, found)
     elif endpoint.port:
-        found.listeners.append((endpoint, param.origin, label, key))
+        if listens:
+            found.listeners.append((endpoint, param.origin, label, key))
     elif not endpoint.host.startswith("/"):
         found.notes.append(InputWarning(param.origin, (
             f"'{param.value}' has no -p (or -p 0): TarsCpp binds a unix-domain socket at the "
