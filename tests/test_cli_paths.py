@@ -109,6 +109,25 @@ def test_as_config_dir_names_the_option(tmp_path: Path,
     nothing_written(tmp_path, cfg)
 
 
+@pytest.mark.parametrize("argv", [
+    ["generate", "--format", "supervisord", "--out", "OUT"],
+    ["generate", "--format", "systemd", "--out", "OUT"],
+    ["apply", "--check"],
+])
+def test_a_line_break_in_docker_names_the_option(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 argv: list[str]) -> None:
+    cfg = write_node(tmp_path / "cfg", tmp_path / "tars", allow="a>b")
+    argv = [str(tmp_path / "out") if word == "OUT" else word for word in argv]
+    assert main(["--config-dir", str(cfg), *argv, "--docker", "/usr/bin/do\ncker"]) == 1
+    # before: an error at each service's command
+    assert errors_of(capsys) == [
+        f"error: --docker: '/usr/bin/do\\ncker' {LINE_BREAK}",
+        f"error: node.toml:{ALLOW_LINE}: key 'allow': \"a>b\": '>' cannot be written into a "
+        "Tars config (TarsCpp throws)"]
+    nothing_written(tmp_path, cfg)
+
+
 def test_an_environment_fault_naming_a_path_is_one_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write_node(tmp_path / "cfg", tmp_path / "tars")

@@ -379,9 +379,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.as_config_dir is not None and not args.check:
         print("error: --as-config-dir needs --check", file=sys.stderr)
         return EXIT_USAGE
-    problems = path_errors(args, ("config_dir", "as_config_dir"))
+    problems = path_errors(args, ("config_dir", "as_config_dir", "docker"))
     if problems:
-        raise with_the_others(problems, args.docker, lambda ctx: load(directory, ctx))
+        raise with_the_others(problems, lambda ctx: load(directory, ctx))
     real = args.as_config_dir or directory
     ctx = Context(real.absolute(), sysconfig.get_path("scripts"), args.docker)
     node, services, files, warnings = load(directory, ctx, as_dir=args.as_config_dir)

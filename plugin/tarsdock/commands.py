@@ -31,7 +31,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     docker = shutil.which("docker") or "/usr/bin/docker"
     problems = path_errors(args, ("config_dir",))
     if problems:
-        raise with_the_others(problems, docker, lambda ctx: load_and_render_all(
+        raise with_the_others(problems, lambda ctx: load_and_render_all(
             FORMATS, directory, ctx, VALIDATE_OUT, configs=False, keep=False))
     ctx = Context(directory.absolute(), sysconfig.get_path("scripts"), docker)
     # the output dir only names files in the rendered text; nothing is written

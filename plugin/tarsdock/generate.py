@@ -846,14 +846,14 @@ def print_warnings(warnings: Iterable[object]) -> None:
         print(f"warning: {note}", file=sys.stderr)
 
 
-def with_the_others(problems: list[InputError], docker: str,
+def with_the_others(problems: list[InputError],
                     render_all: Callable[[Context], object]) -> InputErrors:
     """The command line's `problems` (options.path_errors) and every input error of the config
     dir, to be raised together before anything is written.
 
     `render_all(ctx)` renders the node in memory as the command would, here with the default
-    config dir in place of the one given: the text is dropped, and a path given would only
-    repeat the command line's problem at every file.
+    config dir and docker in place of those given: the text is dropped, and a path given would
+    only repeat the command line's problem at every file.
     """
     from tarsdock.errors import ErrorCollector, InputError, InputErrors
     from tarsdock.options import DEFAULT_CONFIG_DIR
@@ -863,7 +863,7 @@ def with_the_others(problems: list[InputError], docker: str,
     for problem in problems:
         errors.extend(problem)
     try:
-        render_all(Context(Path(DEFAULT_CONFIG_DIR), sysconfig.get_path("scripts"), docker))
+        render_all(Context(Path(DEFAULT_CONFIG_DIR), sysconfig.get_path("scripts")))
     except (InputError, InputErrors) as found:
         errors.extend(found)
     return InputErrors(errors.errors)
@@ -874,11 +874,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from tarsdock.options import config_dir, path_errors
 
     directory = config_dir(args)
-    problems = path_errors(args, ("config_dir", "out"))
+    problems = path_errors(args, ("config_dir", "out", "docker"))
     if problems:
         # validate's out dir for the one given: a line break in --out would otherwise be the
         # fault of every supervisord program's command
-        raise with_the_others(problems, args.docker, lambda ctx: load_and_render_all(
+        raise with_the_others(problems, lambda ctx: load_and_render_all(
             (args.format,), directory, ctx, VALIDATE_OUT, configs=False, keep=False))
     absolute, scripts_dir = directory.absolute(), sysconfig.get_path("scripts")
     out_dir = args.out.absolute()

@@ -81,13 +81,13 @@ def config_dir(args: argparse.Namespace) -> Path:
 
 # A path the command line gives that generated files name (the config dir in every file's
 # header and in the units' `tarsdock --config-dir` commands, --out in supervisord's program
-# lines) or that --dry-run prints one to a line: supervisord and systemd read their files
-# line by line, so a line break in it cannot be carried (quoting.FORBIDDEN, NUL aside: argv
-# cannot hold one).
+# lines, --docker in every unit's command) or that --dry-run prints one to a line: supervisord
+# and systemd read their files line by line, so a line break in it cannot be carried
+# (quoting.FORBIDDEN, NUL aside: argv cannot hold one).
 LINE_BREAKS = ("\n", "\r")
 # the option each checked path comes from, by its argparse dest
 PATH_OPTIONS: dict[str, str] = {"config_dir": "--config-dir", "out": "--out",
-                                "as_config_dir": "--as-config-dir"}
+                                "as_config_dir": "--as-config-dir", "docker": "--docker"}
 
 
 def path_errors(args: argparse.Namespace, dests: tuple[str, ...]) -> list[InputError]:
