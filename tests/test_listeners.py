@@ -378,6 +378,12 @@ def test_an_endpoint_without_a_port_is_a_unix_socket_and_a_warning(
     ("tcp -h ::1 -p 1", "tcp -h 0:0:0:0:0:0:0:1 -p 1", True),
     ("tcp -h ::ffff:127.0.0.1 -p 1", "tcp -h 127.0.0.1 -p 1", True),
     ("tcp -h ::ffff:127.0.0.1 -p 1", "tcp -h 0.0.0.0 -p 1", True),
+    # ::ffff:0.0.0.0 is IPv4's wildcard as IPv6 sees it: every IPv4 address, no IPv6 one
+    ("tcp -h ::ffff:0.0.0.0 -p 1", "tcp -h 127.0.0.1 -p 1", True),
+    ("tcp -h ::ffff:0.0.0.0 -p 1", "tcp -h ::ffff:127.0.0.1 -p 1", True),
+    ("tcp -h ::ffff:0.0.0.0 -p 1", "tcp -h 0.0.0.0 -p 1", True),
+    ("tcp -h ::ffff:0.0.0.0 -p 1", "tcp -h :: -p 1", True),
+    ("tcp -h ::ffff:0.0.0.0 -p 1", "tcp -h ::1 -p 1", False),
     ("tcp -p 1", "tcp -h 127.0.0.1 -p 1", True),
     ("tcp -h ::1 -p 1", "tcp -h 127.0.0.1 -p 1", False),
     ("tcp -h ::1 -p 1", "tcp -h 0.0.0.0 -p 1", False),

@@ -28,8 +28,9 @@ TC_Socket::parseAddr copies in the wrong shape: a scoped fe80::1%eth0 binds no a
 host). Nothing in TC_Socket or TC_EpollServer sets IPV6_V6ONLY, so on Linux (where
 net.ipv6.bindv6only is 0 unless an operator changed it) `::` is dual-stack: it takes the port
 on every IPv4 address as well, like 0.0.0.0 and more; `::ffff:a.b.c.d` is the IPv4 address
-a.b.c.d; any other IPv6 address clashes only with itself and `::`. A host name never binds
-IPv6 (TC_Socket::parseAddr looks it up with gethostbyname_r, IPv4 only).
+a.b.c.d (`::ffff:0.0.0.0` every IPv4 address, as 0.0.0.0); any other IPv6 address clashes
+only with itself and `::`. A host name never binds IPv6 (TC_Socket::parseAddr looks it up with
+gethostbyname_r, IPv4 only).
 
 Only what the final config has counts: a template or profile that gives a manifest adapter (or
 the admin endpoint) another endpoint takes its place, and the manifest's endpoint is no
@@ -119,8 +120,9 @@ def _ipv6(host: str) -> bytes | None:
 
 
 def address(host: str) -> tuple[str, str]:
-    """What a host binds: EVERY (`::`), EVERY_IPV4 (WILDCARDS), one ("IPv4", a.b.c.d) or
-    ("IPv6", hex) address, or ("name", lower-case) resolved when the service starts."""
+    """What a host binds: EVERY (`::`), EVERY_IPV4 (WILDCARDS, `::ffff:0.0.0.0`), one ("IPv4",
+    a.b.c.d) or ("IPv6", hex) address, or ("name", lower-case) resolved when the service
+    starts."""
     if host in WILDCARDS:
         return EVERY_IPV4
     if ":" in host:
@@ -128,7 +130,9 @@ def address(host: str) -> tuple[str, str]:
         if packed == bytes(16):
             return EVERY
         if packed.startswith(V4_MAPPED):
-            return ("IPv4", ".".join(str(byte) for byte in packed[12:]))
+            # ::ffff:0.0.0.0 binds IPv4's INADDR_ANY (Linux inet6_bind of a v4-mapped address)
+            ipv4 = ".".join(str(byte) for byte in packed[12:])
+            return EVERY_IPV4 if ipv4 == WILDCARDS[0] else ("IPv4", ipv4)
         return ("IPv6", packed.hex())
     return ("IPv4", host) if is_ipv4(host) else ("name", host.lower())
 
