@@ -119,16 +119,6 @@ CASES: list[tuple[str, dict[str, Content], str]] = [
      "node.toml:9: key 'endpoint': \"tcp -h 10.0.0.5\": endpoint needs both -h HOST and -p PORT"),
     ("endpoint not tcp", {"node.toml": NODE + SVC + ADAPTER.replace("tcp", "http")},
      "endpoint must start with tcp, udp or ssl, not 'http'"),
-    ("duplicate endpoints",
-     {"node.toml": NODE + SVC + ADAPTER + '[services."Other.Server"]\ntype = "tars_go"\n'
-      + ADAPTER.replace("Hello", "Other")},
-     "node.toml:14: key 'endpoint': Other.Server adapter OtherObjAdapter listens on "
-     "10.0.0.5:20001, already used by Hello.Server adapter HelloObjAdapter at node.toml:9"),
-    ("endpoint on the admin port",
-     {"node.toml": NODE + SVC + "local_port = 20001\n"
-      + ADAPTER.replace("10.0.0.5", "0.0.0.0")},
-     "node.toml:10: key 'endpoint': Hello.Server adapter HelloObjAdapter listens on "
-     "0.0.0.0:20001, already used by Hello.Server admin at node.toml:7"),
     ("duplicate adapter names",
      {"node.toml": NODE + SVC + ADAPTER + ADAPTER.replace("20001", "20002")},
      "node.toml:10: key 'name': adapter 'HelloObjAdapter' is defined twice: also at node.toml:7"),
@@ -277,6 +267,28 @@ def test_bad_manifest(tmp_path: Path, files: dict[str, Content], expected: str) 
     expected = expected.replace("{dir}", str(tmp_path))
     found = errors_of(tmp_path)
     assert any(expected in error for error in found), "\n".join(found)
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({"node.toml": NODE + SVC + ADAPTER + '[services."Other.Server"]\ntype = "tars_go"\n'
+      + ADAPTER.replace("Hello", "Other")},
+     "node.toml:14: key 'endpoint': Other.Server adapter OtherObjAdapter listens on "
+     "10.0.0.5:20001, already used by Hello.Server adapter HelloObjAdapter at node.toml:9"),
+    ({"node.toml": NODE + SVC + "local_port = 20001\n" + ADAPTER.replace("10.0.0.5", "0.0.0.0")},
+     "node.toml:10: key 'endpoint': Hello.Server adapter HelloObjAdapter listens on "
+     "0.0.0.0:20001, already used by Hello.Server admin at node.toml:7"),
+], ids=["duplicate endpoints", "endpoint on the admin port"])
+def test_manifest_endpoints_on_one_port_are_an_error_of_the_node(
+        tmp_path: Path, files: dict[str, Content], expected: str) -> None:
+    # reported once the services are resolved (a template or profile may move one of them:
+    # test_listeners), by validate and generate; the manifest alone says it is `clashing`
+    from tarsdock.resolve import load_node
+
+    write_config(tmp_path, files)
+    assert load_manifest(tmp_path).clashing
+    with pytest.raises(InputErrors) as caught:
+        load_node(tmp_path)
+    assert expected in [str(error) for error in caught.value.errors]
 
 
 def test_all_errors_of_a_file_are_reported(tmp_path: Path) -> None:

@@ -528,3 +528,32 @@ def test_a_bridged_container_binds_in_its_own_network_but_a_bad_endpoint_stops_i
     (tmp_path / "cfg" / "node.toml").write_text(text)
     assert run(tmp_path, "validate") == (1 if err else 0)
     assert capsys.readouterr().err == err
+
+
+MOVED = ('profile = "<tars>\\n<application>\\n<server>\\n<App1.S1.ObjAdapter>\\n'
+         'endpoint = tcp -h 10.0.0.5 -p 21005\\n</App1.S1.ObjAdapter>\\n</server>\\n'
+         '</application>\\n</tars>\\n"\n')
+
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize(("takers", "err"), [
+    (1, ""),
+    (2, "error: node.toml:39: key 'endpoint': App3.S4 adapter ObjAdapter listens on "
+        "10.0.0.5:21001, already used by App3.S3 adapter ObjAdapter at node.toml:34\n"),
+], ids=["one manifest adapter takes the freed port", "two do"])
+def test_a_manifest_adapter_may_take_the_port_a_template_moved_another_from(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], takers: int, err: str) -> None:
+    more = "".join(f'[services."App3.S{3 + i}"]\ntype = "tars_cpp"\n'
+                   f'[[services."App3.S{3 + i}".adapters]]\nservant = "App3.S{3 + i}.Obj"\n'
+                   'endpoint = "tcp -h 10.0.0.5 -p 21001"\n' for i in range(takers))
+    node(tmp_path, "tcp -h 10.0.0.5 -p 22000", more)
+    text = (tmp_path / "cfg" / "node.toml").read_text()
+    (tmp_path / "cfg" / "node.toml").write_text(
+        text.replace("local_port = 41001\n", "local_port = 41001\n" + MOVED))
+    assert run(tmp_path, "validate") == (1 if err else 0)
+    assert capsys.readouterr().err == err
+    out = tmp_path / "out"
+    assert run(tmp_path, "generate", "--format", "systemd", "--out", str(out)) == (
+        1 if err else 0)
+    assert capsys.readouterr().err == err
+    assert out.exists() is not err

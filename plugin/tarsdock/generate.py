@@ -403,7 +403,7 @@ def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None],
     from tarsdock.checks import node_warnings
     from tarsdock.errors import ErrorCollector
     from tarsdock.listeners import check_listening, joined
-    from tarsdock.resolve import ports_clash
+    from tarsdock.resolve import check_manifest_listeners, ports_clash
 
     inputs = job.inputs
     done = [part for part in parts if part is not None]
@@ -411,8 +411,9 @@ def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None],
     if len(done) < len(parts) or ports_clash(inputs, ports):
         return None
     clashes = ErrorCollector()
-    found = check_listening(joined(part.listeners for part in done), clashes,
-                            inputs.manifest.listeners)
+    listening = joined(part.listeners for part in done)
+    check_manifest_listeners(inputs.manifest, listening.replaced, clashes)
+    found = check_listening(listening, clashes, inputs.manifest.listeners)
     if clashes:
         return None
     own.find()

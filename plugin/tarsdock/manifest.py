@@ -215,10 +215,11 @@ class ManifestReader(TableReader):
                     found[name] = spec
         return dict(sorted(found.items()))
 
-    def check_endpoints(self) -> list[InputWarning]:
-        """No two listeners of the node on the same port of the same address (or a wildcard);
-        the warnings of those that may be one address (tarsdock.listeners)."""
-        return check_listeners(self.endpoints, self.errors)
+    def check_endpoints(self, clashes: ErrorCollector) -> list[InputWarning]:
+        """No two listeners of the node on the same port of the same address (or a wildcard),
+        an error in `clashes`; the warnings of those that may be one address
+        (tarsdock.listeners)."""
+        return check_listeners(self.endpoints, clashes)
 
 
 def _service_files(config_dir: Path, errors: ErrorCollector) -> tuple[list[Path], list[str]]:
@@ -259,7 +260,12 @@ def read_manifest(config_dir: Path, lines: bool = True
     """load_manifest that also returns what can be resolved despite the errors: when only
     service tables are wrong, the manifest without those services (the others, their templates
     and their configs are still checked, so a run reports their errors too, all together); when
-    node.toml's own tables are wrong, None (anything resolved from them would be a follow-on)."""
+    node.toml's own tables are wrong, None (anything resolved from them would be a follow-on).
+
+    Two of the manifest's listeners on one port are no error here: the manifest says
+    `clashing`, and validate and generate report them once the services are resolved
+    (resolve.check_manifest_listeners), as a template or profile may move one of them. The
+    other commands (listener, node-server, images, notify, ...) have no use for ports."""
     errors = ErrorCollector()
     reader = ManifestReader(config_dir, errors, lines)
     node_file = config_dir / "node.toml"
@@ -284,9 +290,10 @@ def read_manifest(config_dir: Path, lines: bool = True
     docs = [node_doc, *extra_docs] if node_doc is not None else extra_docs
     node_ok = node is not None and not errors
     services = reader.services(docs, images, registries)
-    notes = reader.check_endpoints()
+    clashed = ErrorCollector()
+    notes = reader.check_endpoints(clashed)
     if not node_ok or node is None:
         return None, errors.errors
     return Manifest(node, registries, images, templates, services,
                     tuple(f"services.d/{name}" for name in unread), tuple(reader.endpoints),
-                    tuple(notes)), errors.errors
+                    tuple(notes), bool(clashed.errors)), errors.errors

@@ -271,7 +271,7 @@ class Manifest(Record):
     """Everything the config dir's TOML files say, validated."""
 
     __slots__ = _fields = ("node", "registries", "images", "template_parents", "services",
-                           "unread_files", "listeners", "notes")
+                           "unread_files", "listeners", "notes", "clashing")
     node: Final[NodeSettings]
     registries: Final[dict[str, Registry]]
     images: Final[dict[str, Image]]
@@ -282,13 +282,16 @@ class Manifest(Record):
     # warnings of those that clash if a host name resolves so (check_listeners)
     listeners: Final[tuple[Listener, ...]]
     notes: Final[tuple[InputWarning, ...]]
+    # whether two of `listeners` clash: the errors wait for the services to be resolved, whose
+    # final configs may not have one of them (resolve.check_manifest_listeners)
+    clashing: Final[bool]
 
     def __init__(self, node: NodeSettings, registries: dict[str, Registry] | None = None,
                  images: dict[str, Image] | None = None,
                  template_parents: dict[str, tuple[str, Origin]] | None = None,
                  services: dict[str, ServiceSpec] | None = None,
                  unread_files: tuple[str, ...] = (), listeners: tuple[Listener, ...] = (),
-                 notes: tuple[InputWarning, ...] = ()) -> None:
+                 notes: tuple[InputWarning, ...] = (), clashing: bool = False) -> None:
         self.node = node
         self.registries = {} if registries is None else registries
         self.images = {} if images is None else images
@@ -297,6 +300,7 @@ class Manifest(Record):
         self.unread_files = unread_files
         self.listeners = listeners
         self.notes = notes
+        self.clashing = clashing
 
 
 class Volume(Record):

@@ -17,7 +17,7 @@ from tarsdock.containerspec import (
 )
 from tarsdock.endpoint import Endpoint, EndpointError, parse_bind
 from tarsdock.errors import ErrorCollector, InputError, InputErrors, InputWarning, Origin
-from tarsdock.listeners import Listening, bind_problem, check_listening
+from tarsdock.listeners import Listening, bind_problem, check_listeners, check_listening
 from tarsdock.manifest import load_manifest, read_manifest
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.records import Record
@@ -251,9 +251,20 @@ def resolve_node(config_dir: Path, lines: bool, errors: ErrorCollector) -> Resol
         services, problems = resolve_all(specs, manifest.node, template_set)
     for found in problems:
         errors.extend(found)
-    check_listening(node_listeners(services, template_set), errors, manifest.listeners)
+    listening = node_listeners(services, template_set)
+    check_manifest_listeners(manifest, listening.replaced, errors)
+    check_listening(listening, errors, manifest.listeners)
     check_templates(template_set, errors)
     return ResolvedNode(manifest, tuple(services), template_set)
+
+
+def check_manifest_listeners(manifest: Manifest, replaced: set[str],
+                             errors: ErrorCollector) -> None:
+    """The manifest's listeners that clash (manifest.clashing), but for those whose endpoint
+    the final configs do not have (`replaced`, Listening.replaced): errors in `errors`."""
+    if manifest.clashing:
+        check_listeners([listener for listener in manifest.listeners
+                         if listener[2] not in replaced], errors)
 
 
 def resolve_all(specs: dict[str, ServiceSpec], node: NodeSettings, templates: TemplateSet
