@@ -557,3 +557,50 @@ def test_a_manifest_adapter_may_take_the_port_a_template_moved_another_from(
         1 if err else 0)
     assert capsys.readouterr().err == err
     assert out.exists() is not err
+
+
+def java_node(root: Path, endpoint: str) -> None:
+    """node() with App2.S2 a tars_java service (its profile writes the adapter and the class)."""
+    node(root, endpoint)
+    toml = root / "cfg" / "node.toml"
+    text = toml.read_text()
+    text = text.replace('[services."App2.S2"]\ntype = "tars_cpp"\n',
+                        '[services."App2.S2"]\ntype = "tars_java"\n', 1)
+    # the class java starts: a line above the adapter's endpoint
+    toml.write_text(text.replace("    <server>\n", "    <server>\n      mainclass = a.B\n", 1))
+
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize(("endpoint", "problem"), [
+    ("TCP -h 10.0.0.5 -p 21001", "it must start with tcp, udp or ssl, not 'TCP'"),
+    ("tcp -h 10.0.0.5 -p 21001 60000", "'60000' is not an option (-x)"),
+    ("tcp -p 21001", "no -h"),
+    ("tcp -h 10.0.0.5 -t 60000", "no port"),
+], ids=["transport in capitals", "stray word", "no host", "no port"])
+def test_an_endpoint_of_another_runtime_tarscpp_rules_cannot_read_is_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], endpoint: str, problem: str) -> None:
+    # a tester's finding: TarsJava's Endpoint.parseString (TarsCloud/TarsJava,
+    # core/src/main/java/com/qq/tars/common/support/Endpoint.java) takes the transport in any
+    # case, skips a stray word and makes no endpoint without -h; TarsCpp's rules made these
+    # errors of a Java service.
+    # Each would clash with App1.S1's adapter on 21001 as TarsCpp reads it: not checked here.
+    java_node(tmp_path, endpoint)
+    expected = (f"warning: node.toml:{PROFILE_LINE + 1}: key 'endpoint': endpoint '{endpoint}' "
+                f"of a tars_java service is not checked for port clashes: tarsdock reads "
+                f"endpoints as TarsCpp does ({problem}), and tars_java's runtime reads them "
+                "its own way\n")
+    assert run(tmp_path, "validate") == 0
+    assert capsys.readouterr().err == expected
+    out = tmp_path / "out"
+    assert run(tmp_path, "generate", "--format", "supervisord", "--out", str(out)) == 0
+    assert capsys.readouterr().err.startswith(expected)
+
+
+@pytest.mark.usefixtures("jobs")
+def test_an_endpoint_of_another_runtime_that_tarscpp_rules_read_is_still_checked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    java_node(tmp_path, "tcp -h 10.0.0.5 -p 21001 -t 60000")
+    assert run(tmp_path, "validate") == 1
+    err = capsys.readouterr().err
+    assert f"error: node.toml:{PROFILE_LINE + 1}: key 'endpoint'" in err, err
+    assert "App1.S1 adapter ObjAdapter at node.toml:12" in err, err
