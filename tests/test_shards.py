@@ -384,9 +384,10 @@ local_port = 20002
     walks: list[int] = []
     real = resolve.ports_in_use
 
-    def ports_in_use(services: list[object], manifest: object) -> frozenset[int]:
+    def ports_in_use(services: list[object], manifest: object,
+                     templates: object = None) -> frozenset[int]:
         walks.append(len(services))
-        return real(services, manifest)  # type: ignore[arg-type]
+        return real(services, manifest, templates)  # type: ignore[arg-type]
 
     monkeypatch.setattr(resolve, "ports_in_use", ports_in_use)
     assert run(argv, capsys) == walked and walked[0] == 0

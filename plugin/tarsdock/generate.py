@@ -473,7 +473,8 @@ def render_part(job: Job, specs: Sequence[ServiceSpec], templates: Sequence[str]
     if not request.keep:
         configs = []
     return Part(units, configs, own_dirs(services) if request.keep else [],
-                ports_in_use(services, manifest) if job.ports else frozenset(),
+                ports_in_use(services, manifest, job.inputs.templates) if job.ports
+                else frozenset(),
                 [note for service in services for note in service_warnings(service)], found)
 
 

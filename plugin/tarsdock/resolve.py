@@ -244,7 +244,7 @@ def resolve_node(config_dir: Path, lines: bool, errors: ErrorCollector) -> Resol
     inputs = read_inputs(config_dir, lines, errors)
     manifest, template_set = inputs.manifest, inputs.templates
     services, problems = resolve_all(inputs.specs, manifest.node, template_set)
-    reserved = ports_in_use(services, manifest)
+    reserved = ports_in_use(services, manifest, template_set)
     if ports_clash(inputs, reserved):
         # allocate again around those ports (rare: only then is the node resolved twice)
         specs = _local_ports(manifest, errors, reserved)
@@ -283,13 +283,21 @@ def resolve_all(specs: dict[str, ServiceSpec], node: NodeSettings, templates: Te
     return services, problems
 
 
-def ports_in_use(services: list[Service], manifest: Manifest) -> frozenset[int]:
+def ports_in_use(services: list[Service], manifest: Manifest,
+                 templates: TemplateSet | None = None) -> frozenset[int]:
     """TCP ports the node's services take that the manifest's tables do not show: endpoints of
     adapters a template or profile declares (a <server> sub-domain with `endpoint`), an admin
     endpoint a template or profile writes itself (not ${local}) and, with bridge networking,
-    the host ports of <ports> lines (Docker publishes them on the host)."""
+    the host ports of <ports> lines (Docker publishes them on the host). With `templates` (those
+    the services were resolved with), a service whose template chain and profile write no
+    endpoint is not looked into (as in node_listeners): its endpoints are the manifest's."""
     ports: set[int] = set()
+    chains: dict[str, bool] = {}
     for service in services:
+        if manifest.node.network == "bridge":
+            ports |= {m.host_port for m in service.container.ports if m.proto == "tcp"}
+        if templates is not None and not _may_listen(service.spec, templates, chains):
+            continue   # 5 us a service to parse the endpoints again as TarsCpp does
         server = _server(service.config)
         for domain in server.domains.values():
             param = domain.params.get("endpoint")
@@ -300,8 +308,6 @@ def ports_in_use(services: list[Service], manifest: Manifest) -> frozenset[int]:
         endpoint = _bound(local.value) if local is not None else None
         if endpoint is not None:
             ports.add(endpoint.port)
-        if manifest.node.network == "bridge":
-            ports |= {m.host_port for m in service.container.ports if m.proto == "tcp"}
     return frozenset(ports)
 
 
