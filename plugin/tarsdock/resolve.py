@@ -353,12 +353,11 @@ def final_listeners(service: Service, found: Listening) -> None:
     `local`, which argv._published checks), but an adapter endpoint TarsCpp cannot bind still
     stops it. Nothing for a not_tars program, which need not read its Tars config (the manifest
     says what it listens on). The rules are TarsCpp's: another runtime's endpoint that they
-    cannot read is a warning, not an error (_listen).
+    cannot read is a warning, not an error (_unreadable).
     """
     spec = service.spec
     if spec.type == "not_tars":
         return
-    reader = TarsCpp if spec.type == "tars_cpp" else OtherRuntime(spec.type)
     bridged = service.node.network == "bridge" and spec.run == "container"
     server = _server(service.config)
     # the manifest's endpoints as adapter_config wrote them (bridged: on 0.0.0.0)
@@ -372,71 +371,25 @@ def final_listeners(service: Service, found: Listening) -> None:
         label = f"{spec.name} adapter {name.removeprefix(f'{spec.name}.')}"
         if name in declared and not bridged:
             found.replaced.add(label)
-        _listen(param, label, "endpoint", found, reader, listens=not bridged)
+        _listen(param, label, "endpoint", found, spec.type, listens=not bridged)
     local = _own_local(service, server)
     if local is not None and not bridged:
         found.replaced.add(f"{spec.name} admin")   # a pinned local_port is not listened on
-        _listen(local, f"{spec.name} admin", "local", found, reader)
+        _listen(local, f"{spec.name} admin", "local", found, spec.type)
 
 
-class TarsCpp:
-    """How a TarsCpp server's endpoints are read: what TC_Endpoint::parse throws on stops the
-    service (Application::main exits), so it is an error; no -h binds every address."""
-
-    @staticmethod
-    def unreadable(param: Param, problem: str, key: str, found: Listening) -> None:
-        # not the listener's label: a template's bad endpoint is one error, however many
-        # services use the template (InputErrors keeps one of equal errors)
-        found.errors.append(InputError(param.origin, f"TarsCpp cannot bind endpoint "
-                                       f"'{param.value}': {problem}", key))
-
-    @staticmethod
-    def unread(param: Param, endpoint: Endpoint) -> str | None:
-        return None
-
-
-class OtherRuntime(Record):
-    """How the endpoints of a Java, Go, Node.js or PHP service are read: each runtime has a
-    parser of its own (TarsJava's Endpoint.parseString, TarsCloud/TarsJava
-    core/src/main/java/com/qq/tars/common/support/Endpoint.java, takes `TCP` in any case, skips
-    a stray word, and makes no endpoint without -h), so what TarsCpp's rules cannot read, or an
-    endpoint without -h, is only not checked for clashes: a warning that says so."""
-
-    __slots__ = _fields = ("runtime",)
-    runtime: Final[str]
-
-    def __init__(self, runtime: str) -> None:
-        self.runtime = runtime
-
-    def unreadable(self, param: Param, problem: str, key: str, found: Listening) -> None:
-        found.notes.append(InputWarning(param.origin, (
-            f"endpoint '{param.value}' of a {self.runtime} service is not checked for port "
-            f"clashes: tarsdock reads endpoints as TarsCpp does ({problem}), and "
-            f"{self.runtime}'s runtime reads them its own way"), key))
-
-    def unread(self, param: Param, endpoint: Endpoint) -> str | None:
-        """What TarsCpp reads its own way here: no -h (TarsJava's parseString then gives no
-        endpoint; TarsCpp binds every address) and port 0 (TarsCpp: a unix-domain socket)."""
-        if "-h" not in param.value.split():
-            return "no -h"
-        return None if endpoint.port else "no port"
-
-
-Reader = type[TarsCpp] | OtherRuntime
-
-
-def _listen(param: Param, label: str, key: str, found: Listening, reader: Reader,
+def _listen(param: Param, label: str, key: str, found: Listening, runtime: str,
             listens: bool = True) -> None:
     """The endpoint of `param` as TarsCpp binds it: a listener of the node (unless not
-    `listens`), an error or warning (`reader` says which), or a warning."""
+    `listens`), an error or warning (_unreadable), or a warning."""
     try:
         endpoint = parse_bind(param.value)
     except EndpointError as error:
-        reader.unreadable(param, str(error), key, found)
+        _unreadable(param, str(error), key, found, runtime)
         return
-    problem = bind_problem(endpoint) or reader.unread(param, endpoint)
+    problem = bind_problem(endpoint) or _read_otherwise(param, endpoint, runtime)
     if problem is not None:
-        reader.unreadable(param, problem, key, found)
+        _unreadable(param, problem, key, found, runtime)
     elif endpoint.port:
         if listens:
             found.listeners.append((endpoint, param.origin, label, key))
@@ -444,6 +397,37 @@ def _listen(param: Param, label: str, key: str, found: Listening, reader: Reader
         found.notes.append(InputWarning(param.origin, (
             f"'{param.value}' has no -p (or -p 0): TarsCpp binds a unix-domain socket at the "
             f"path '{endpoint.host}' (TC_Endpoint::isUnixLocal), no TCP or UDP port"), key))
+
+
+def _read_otherwise(param: Param, endpoint: Endpoint, runtime: str) -> str | None:
+    """What a runtime other than TarsCpp reads its own way, or None: no -h (TarsJava's
+    parseString then gives no endpoint; TarsCpp binds every address) and port 0 (TarsCpp: a
+    unix-domain socket).
+
+    A Java, Go, Node.js or PHP service reads its endpoints with a parser of its own (TarsJava's
+    Endpoint.parseString, TarsCloud/TarsJava
+    core/src/main/java/com/qq/tars/common/support/Endpoint.java, takes `TCP` in any case, skips
+    a stray word, and makes no endpoint without -h)."""
+    if runtime == "tars_cpp":
+        return None
+    if "-h" not in param.value.split():
+        return "no -h"
+    return None if endpoint.port else "no port"
+
+
+def _unreadable(param: Param, problem: str, key: str, found: Listening, runtime: str) -> None:
+    """An endpoint TarsCpp's rules cannot read: for tars_cpp an error, as TC_Endpoint::parse's
+    throw stops the service (Application::main exits); for another runtime a warning."""
+    if runtime == "tars_cpp":
+        # not the listener's label: a template's bad endpoint is one error, however many
+        # services use the template (InputErrors keeps one of equal errors)
+        found.errors.append(InputError(param.origin, f"TarsCpp cannot bind endpoint "
+                                       f"'{param.value}': {problem}", key))
+        return
+    found.notes.append(InputWarning(param.origin, (
+        f"endpoint '{param.value}' of a {runtime} service is not checked for port clashes: "
+        f"tarsdock reads endpoints as TarsCpp does ({problem}), and {runtime}'s runtime reads "
+        "them its own way"), key))
 
 
 def node_listeners(services: Iterable[Service], templates: TemplateSet | None = None
