@@ -4,7 +4,10 @@ Whole processes, alternated run by run, on a tmpfs and on disk:
 - systemd: `tarsdock generate --format systemd` against Quadlet (Debian 13's podman 5.4) on 1,000
   equivalent `.container` files (same image, host network and IPC through PodmanArgs, RunInit,
   the same volumes, env, labels, stop timeout and exec line) and `honcho export systemd`;
-- supervisord: `tarsdock generate --format supervisord` against `honcho export supervisord`.
+- supervisord: `tarsdock generate --format supervisord` against `honcho export supervisord`;
+- both: the floor (floor_generate.py), a CPython program that only reads node.toml and writes the
+  same files durably, as tarsdock does, with no logic: what is left between it and the peer is
+  the whole budget of tarsdock's checks, rendering and imports.
 Each run starts from new, empty dirs, so none finds a stamp of generate's to reuse (nothing is
 deleted until the end: on this discard-mounted ext4 a large rmtree slows the metadata operations
 that follow it for seconds). Then unchanged re-runs: their times (the stamp makes them no-ops)
@@ -161,6 +164,11 @@ def generate_argv(config: Path, fmt: str, out: Path) -> list[str]:
             "--out", str(out)]
 
 
+def floor_argv(config: Path, fmt: str, out: Path) -> list[str]:
+    return [sys.executable, str(Path(__file__).parent / "floor_generate.py"), str(config), fmt,
+            str(out)]
+
+
 def honcho_argv(procfile: Path, fmt: str, out: Path) -> list[str]:
     honcho = shutil.which("honcho", path=str(Path(sys.executable).parent)) or "honcho"
     return [honcho, "export", "-f", str(procfile), "-d", str(procfile.parent), "-a", "bench",
@@ -216,15 +224,17 @@ def ratio_line(times: dict[str, list[float]], cpu: dict[str, list[float]], label
 
 def compare(where: Path, fmt: str, runs: int, services: int, chroot: Path | None) -> None:
     """Alternate tarsdock, honcho and (systemd, with a chroot) Quadlet; print medians, ratios."""
-    times: dict[str, list[float]] = {"tarsdock": [], "honcho": [], "quadlet": []}
+    times: dict[str, list[float]] = {"tarsdock": [], "honcho": [], "quadlet": [], "floor": []}
     # CPU time beside wall time: on a shared machine the wall time also measures the others
-    cpu: dict[str, list[float]] = {"tarsdock": [], "honcho": [], "quadlet": []}
+    cpu: dict[str, list[float]] = {name: [] for name in times}
     for run in range(runs):
         work = where / f"{fmt}-{run}"
         config, procfile = make_config_dir(work, services), make_procfile(work, services)
         containers = make_containers(work, services) if chroot and fmt == "systemd" else None
         steps = [("tarsdock", generate_argv(config, fmt, work / "out")),
-                 ("honcho", honcho_argv(procfile, fmt, work / "honcho"))]
+                 ("honcho", honcho_argv(procfile, fmt, work / "honcho")),
+                 ("floor", floor_argv(make_config_dir(work / "floor", services), fmt,
+                                      work / "floor" / "out"))]
         if chroot and containers:
             (work / "quadlet").mkdir()
             steps.append(("quadlet", quadlet_argv(chroot, containers, work / "quadlet")))
@@ -240,6 +250,14 @@ def compare(where: Path, fmt: str, runs: int, services: int, chroot: Path | None
         print(ratio_line(times, cpu, "quadlet", "<= 1"))
     target = "<= 1.5" if fmt == "supervisord" else "none"
     print(ratio_line(times, cpu, "honcho", target))
+    print(median_line("floor (no logic)", times["floor"], cpu["floor"], services))
+    print(ratio_line(times, cpu, "floor", "none: over it is tarsdock's logic and imports"))
+    # the target's peer: Quadlet for systemd (1x), honcho for supervisord (1.5x)
+    peer, factor = ("quadlet", 1.0) if times["quadlet"] else ("honcho", 1.5)
+    floor, other = statistics.median(times["floor"]), statistics.median(times[peer])
+    print(f"    floor/{peer}: wall {floor / other:.2f}; left over the floor for tarsdock's logic "
+          f"and imports at {factor:g}x {peer}: {factor * other - floor:.3f} s, used: "
+          f"{statistics.median(times['tarsdock']) - floor:.3f} s")
     rerun(work, config, fmt, runs)
 
 
