@@ -137,3 +137,29 @@ def test_an_environment_fault_naming_a_path_is_one_line(
                  "--out", str(out)]) == 5
     shown = str(out).replace("\x01", "\\x01")
     assert errors_of(capsys) == [f"error: {shown}: --out is not a directory"]
+
+
+@pytest.mark.parametrize("fmt", ["supervisord", "systemd"])
+def test_a_relative_path_in_a_working_directory_with_a_line_break_names_the_option(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        fmt: str) -> None:
+    # the tester's D3: a relative --out here got the old message, at each service's command
+    cwd = tmp_path / "w\nd"
+    cfg = write_node(cwd / "cfg", tmp_path / "tars")
+    monkeypatch.chdir(cwd)
+    assert main(["--config-dir", "cfg", "generate", "--format", fmt, "--out", "out"]) == 1
+    relative = f"is relative and the working directory '{escaped(cwd)}' {LINE_BREAK}"
+    assert errors_of(capsys) == [f"error: --config-dir: 'cfg' {relative}",
+                                 f"error: --out: 'out' {relative}"]
+    assert sorted(cwd.iterdir()) == [cfg]
+    nothing_written(tmp_path, cwd)
+
+
+def test_a_relative_path_in_a_plain_working_directory_is_fine(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    write_node(tmp_path / "cfg", tmp_path / "tars")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--config-dir", "cfg", "generate", "--format", "systemd", "--out", "out"]) == 0
+    assert (tmp_path / "out" / "tars-Hello.HelloServer.service").exists()
+    assert capsys.readouterr().err == ""

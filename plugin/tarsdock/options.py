@@ -88,6 +88,9 @@ LINE_BREAKS = ("\n", "\r")
 # the option each checked path comes from, by its argparse dest
 PATH_OPTIONS: dict[str, str] = {"config_dir": "--config-dir", "out": "--out",
                                 "as_config_dir": "--as-config-dir", "docker": "--docker"}
+# made absolute against the working directory when relative (a relative --docker is looked up
+# in PATH instead)
+RELATIVE_TO_CWD = frozenset({"config_dir", "out", "as_config_dir"})
 
 
 def path_errors(args: argparse.Namespace, dests: tuple[str, ...]) -> list[InputError]:
@@ -106,7 +109,22 @@ def path_errors(args: argparse.Namespace, dests: tuple[str, ...]) -> list[InputE
         if any(char in text for char in LINE_BREAKS):
             found.append(InputError(Origin(where), f"'{text}' holds a line break, which "
                                     "supervisord and systemd files cannot carry"))
+        elif text and dest in RELATIVE_TO_CWD and not os.path.isabs(text):
+            found.extend(_cwd_errors(text, where))
     return found
+
+
+def _cwd_errors(text: str, where: str) -> list[InputError]:
+    """A relative path lands in the files made absolute, so a line break in the working directory
+    is one in the path."""
+    try:
+        cwd = os.getcwd()
+    except OSError:     # removed: the path cannot be used, and saying so is the caller's
+        return []
+    if not any(char in cwd for char in LINE_BREAKS):
+        return []
+    return [InputError(Origin(where), f"'{text}' is relative and the working directory '{cwd}' "
+                       "holds a line break, which supervisord and systemd files cannot carry")]
 
 
 NameKind = Literal["services", "templates"]
