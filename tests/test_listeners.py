@@ -250,6 +250,36 @@ def test_manifest_endpoints_on_a_host_name_and_an_address_are_a_warning(
         "it binds); write the address\n")
 
 
+def moved_by_profile(adapter: str, endpoint: str) -> str:
+    """A service's profile key giving its manifest adapter `adapter` (App.Server.Name) another
+    endpoint."""
+    return (f'profile = "<tars>\\n<application>\\n<server>\\n<{adapter}>\\n'
+            f'endpoint = {endpoint}\\n</{adapter}>\\n</server>\\n</application>\\n'
+            '</tars>\\n"\n')
+
+
+@pytest.mark.usefixtures("jobs")
+@pytest.mark.parametrize("moved", ["App1.S1", "App3.S3"], ids=["the address", "the name"])
+@pytest.mark.parametrize("command", ["validate", "generate"])
+def test_a_manifest_listener_a_template_moved_is_in_no_may_clash_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], moved: str, command: str) -> None:
+    # the pair of test_manifest_endpoints_on_a_host_name_and_an_address_are_a_warning, with one
+    # of the two adapters moved to another port by its service's profile: the final configs
+    # bind no two endpoints on one port, as the errors already said (check_manifest_listeners)
+    more = ('[services."App3.S3"]\ntype = "tars_cpp"\n[[services."App3.S3".adapters]]\n'
+            'servant = "App3.S3.Obj"\nendpoint = "tcp -h Node5 -p 21001"\n')
+    node(tmp_path, "tcp -h 10.0.0.5 -p 22000", more)
+    toml = tmp_path / "cfg" / "node.toml"
+    host = "10.0.0.5" if moved == "App1.S1" else "Node5"
+    toml.write_text(toml.read_text().replace(
+        f'[services."{moved}"]\ntype = "tars_cpp"\n', f'[services."{moved}"]\ntype = "tars_cpp"\n'
+        + moved_by_profile(f"{moved}.ObjAdapter", f"tcp -h {host} -p 21009"), 1))
+    argv = ["generate", "--format", "systemd", "--out", str(tmp_path / "out")] \
+        if command == "generate" else ["validate"]
+    assert run(tmp_path, *argv) == 0
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize(("host", "address"), [
     ("10.0.0.5", True), ("0.0.0.0", True), ("255.255.255.255", True),
     ("256.0.0.1", False), ("10.0.0", False), ("10.0.0.5.1", False), ("010.0.0.5", False),

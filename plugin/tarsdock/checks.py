@@ -7,7 +7,7 @@ commands print the same list (DESIGN §6: validate finds everything generate fin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from tarsdock import portowner
@@ -22,7 +22,7 @@ from tarsdock.errors import (
 )
 from tarsdock.imageref import registry_host
 from tarsdock.keys import CONTAINER_DOMAINS, CONTAINER_OPTIONS
-from tarsdock.listeners import check_listening
+from tarsdock.listeners import check_listeners, check_listening
 from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
 from tarsdock.tcconfig import Config
 
@@ -169,21 +169,34 @@ def input_warnings(manifest: Manifest, services: Iterable[Service],
     services = list(services)
     notes = [note for service in services for note in service_warnings(service)]
     # the errors were raised as the node was resolved (resolve._load_node): the warnings here
-    notes += check_listening(node_listeners(services, templates), ErrorCollector(),
-                             manifest.listeners)
-    return node_warnings(manifest, [service.spec for service in services], notes)
+    listening = node_listeners(services, templates)
+    notes += check_listening(listening, ErrorCollector(), manifest.listeners)
+    return node_warnings(manifest, [service.spec for service in services], notes,
+                         listening.replaced)
 
 
 def node_warnings(manifest: Manifest, specs: Iterable[ServiceSpec],
-                  notes: Iterable[InputWarning]) -> list[InputWarning]:
+                  notes: Iterable[InputWarning], replaced: Collection[str] = ()
+                  ) -> list[InputWarning]:
     """input_warnings from the services' own warnings (`notes`, found where the services were
-    resolved: in another process for a large node) and the manifest's."""
+    resolved: in another process for a large node) and the manifest's, but for those about a
+    listener the final configs do not have (`replaced`, Listening.replaced)."""
     unread = [InputWarning(Origin(path), "not read: only services.d/*.toml files declare "
                            "services, so what this one declares is not on the node (rename it "
                            "to .toml, or start its name with '.' to keep it unread without this "
                            "warning)") for path in manifest.unread_files]
-    return sorted_warnings([*notes, *manifest.notes, *registry_warnings(manifest, specs),
-                            *unread])
+    return sorted_warnings([*notes, *manifest_notes(manifest, replaced),
+                            *registry_warnings(manifest, specs), *unread])
+
+
+def manifest_notes(manifest: Manifest, replaced: Collection[str]) -> Iterable[InputWarning]:
+    """The manifest's warnings of listeners that may clash (Manifest.notes), found again
+    without the listeners a template or profile moved (`replaced`): a pair with one of those
+    binds no longer as the manifest says, as check_manifest_listeners does for the errors."""
+    if not replaced or not manifest.notes:
+        return manifest.notes   # nearly every node: nothing to find again
+    kept = [listener for listener in manifest.listeners if listener[2] not in replaced]
+    return check_listeners(kept, ErrorCollector())
 
 
 # (socket, node name, instance) -> {other instance: container names}; engine.other_instances

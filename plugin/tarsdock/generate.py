@@ -424,7 +424,8 @@ def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None],
     dirs = [*node_dirs(node), *(path for part in done for path in part.dirs)] \
         if job.request.keep else []
     notes = node_warnings(inputs.manifest, specs,
-                          [*(note for part in done for note in part.notes), *found])
+                          [*(note for part in done for note in part.notes), *found],
+                          listening.replaced)
     return Rendered(inputs.manifest, specs, {}, dirs, notes), shared
 
 
