@@ -155,12 +155,12 @@ def test_image_drift_ignores_an_image_not_on_the_node() -> None:
 class FakeControl:
     calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
-    replaced: set[str] = field(default_factory=set)
+    replaced: dict[str, str] = field(default_factory=dict)
 
     def stop(self, names: Sequence[str]) -> None:
         self.calls.append(("stop", tuple(names)))
 
-    def reload(self) -> set[str]:
+    def reload(self) -> dict[str, str]:
         self.calls.append(("reload", ()))
         return self.replaced
 
@@ -191,7 +191,7 @@ def test_execute_stops_before_writing_and_starts_after_reloading() -> None:
         ("wait", ("New.S", "Prog.P", "Conf.C"))]
     assert removed == [["Gone.R"]]
     assert outcome == {"New.S": "FATAL: exited", "Prog.P": "", "Conf.C": ""}
-    assert replaced == set()
+    assert replaced == {}
 
 
 def test_execute_with_nothing_to_do_waits_for_nothing() -> None:
@@ -202,12 +202,12 @@ def test_execute_with_nothing_to_do_waits_for_nothing() -> None:
 
 
 def test_execute_waits_for_services_a_replaced_group_restarted() -> None:
-    control = FakeControl(replaced={"Same.N", "Gone.R"})
+    control = FakeControl(replaced=dict.fromkeys(["Same.N", "Gone.R"], "group replaced"))
     actions = [ServiceAction("Same.N", "none"), ServiceAction("Gone.R", "remove")]
     outcome, replaced = apply.execute(actions, control, lambda: None, lambda names: None,
                                       reload=True, timeout=5)
     assert outcome == {"Same.N": ""}
-    assert replaced == {"Same.N", "Gone.R"}
+    assert replaced == dict.fromkeys(["Same.N", "Gone.R"], "group replaced")
 
 
 # ---- supervisord over XML-RPC -------------------------------------------------------------------
@@ -257,7 +257,48 @@ def test_supervisord_updates_group_tars_in_place_when_tarsdock_rpc_is_loaded() -
     assert rpc.methods() == ["supervisor.reloadConfig", "tarsdock.getAPIVersion",
                              "tarsdock.updateGroup", "supervisor.addProcessGroup"]
     assert rpc.log[-1] == ("supervisor.addProcessGroup", ("tarsdock",))
-    assert replaced == set()
+    assert replaced == {}
+
+
+def test_supervisord_swaps_programs_a_generate_changed_while_they_ran() -> None:
+    """`tarsdock generate` wrote a changed program section, so apply saw no change and did not
+    stop the service: updateGroup refuses (STILL_RUNNING, the names after the code) and every
+    later apply failed the same way. The named programs are stopped, the update done, and they
+    are started again, reported as replaced (restarted)."""
+    answers = iter([xmlrpc.client.Fault(91, "STILL_RUNNING: Hello.A, Hello.B"),
+                    [[], ["Hello.A", "Hello.B"], []]])
+
+    def update_group(group: str) -> Any:
+        answer = next(answers)
+        if isinstance(answer, xmlrpc.client.Fault):
+            raise answer
+        return answer
+
+    rpc = FakeRPC({"supervisor.reloadConfig": [[[], ["tars"], []]],
+                   "tarsdock.getAPIVersion": "1",
+                   "tarsdock.updateGroup": update_group,
+                   "supervisor.getAllProcessInfo": [info("Hello.A", "STOPPED"),
+                                                    info("Hello.B", "STOPPED")]})
+    replaced = supervisors.Supervisord(rpc).reload()
+    assert rpc.log == [("supervisor.reloadConfig", ()), ("tarsdock.getAPIVersion", ()),
+                       ("tarsdock.updateGroup", ("tars",)),
+                       ("supervisor.stopProcess", ("tars:Hello.A", False)),
+                       ("supervisor.stopProcess", ("tars:Hello.B", False)),
+                       ("supervisor.getAllProcessInfo", ()),
+                       ("tarsdock.updateGroup", ("tars",)),
+                       ("supervisor.startProcess", ("tars:Hello.A", False)),
+                       ("supervisor.startProcess", ("tars:Hello.B", False))]
+    assert replaced == dict.fromkeys(["Hello.A", "Hello.B"], "program changed outside apply")
+
+
+def test_supervisord_update_group_refusing_twice_is_an_error_naming_it() -> None:
+    rpc = FakeRPC({"supervisor.reloadConfig": [[[], ["tars"], []]],
+                   "tarsdock.getAPIVersion": "1",
+                   "tarsdock.updateGroup": xmlrpc.client.Fault(91, "STILL_RUNNING: Hello.A"),
+                   "supervisor.getAllProcessInfo": [info("Hello.A", "STOPPED")]})
+    with pytest.raises(supervisors.ControlError,
+                       match=r"^supervisord: tarsdock.updateGroup tars: STILL_RUNNING: Hello.A$"):
+        supervisors.Supervisord(rpc).reload()
 
 
 def test_supervisord_without_tarsdock_rpc_replaces_the_group_and_says_who_restarted() -> None:
@@ -269,7 +310,7 @@ def test_supervisord_without_tarsdock_rpc_replaces_the_group_and_says_who_restar
     assert [m for m in rpc.methods() if "ProcessGroup" in m] == [
         "supervisor.stopProcessGroup", "supervisor.removeProcessGroup",
         "supervisor.addProcessGroup"]
-    assert replaced == {"Hello.A"}
+    assert replaced == {"Hello.A": "group replaced"}
 
 
 def test_supervisord_removes_a_group_that_is_gone() -> None:

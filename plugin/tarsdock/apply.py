@@ -178,8 +178,9 @@ def image_drift(services: Iterable[Service], probe: ImageProbe, node: NodeSettin
 
 def execute(actions: Sequence[ServiceAction], control: Supervisor, write: Callable[[], None],
             remove_containers: Callable[[Sequence[str]], None], reload: bool,
-            timeout: float) -> tuple[dict[str, str], set[str]]:
-    """Stop, write, reload, start/restart, wait; (name -> failure reason or '', replaced names).
+            timeout: float) -> tuple[dict[str, str], dict[str, str]]:
+    """Stop, write, reload, start/restart, wait; (name -> failure reason or '', replaced name ->
+    why the reload restarted it).
 
     Removed services, and services whose program or unit changes, stop before the files change
     (a removed unit can no longer be stopped by name once systemd forgot it; supervisord swaps a
@@ -192,12 +193,12 @@ def execute(actions: Sequence[ServiceAction], control: Supervisor, write: Callab
     started = [a.name for a in actions if a.action == "start"]
     control.stop([*removed, *stopped, *swapped])
     write()
-    replaced = control.reload() if reload else set()
+    replaced = control.reload() if reload else {}
     if removed:
         remove_containers(removed)
     control.start([*started, *swapped])
     control.restart(restarted)
-    waited = [*started, *swapped, *restarted, *sorted(replaced - set(removed))]
+    waited = [*started, *swapped, *restarted, *sorted(set(replaced) - set(removed))]
     outcome = control.wait(list(dict.fromkeys(waited)), timeout) if waited else {}
     return outcome, replaced
 
@@ -497,11 +498,11 @@ def _count(changes: Iterable[Change]) -> dict[str, int]:
     return counts
 
 
-def _record(report: Report, outcome: Mapping[str, str], replaced: Collection[str]) -> None:
-    """Add the services a replaced group restarted, and each waited service's state."""
-    for name in sorted(replaced):
+def _record(report: Report, outcome: Mapping[str, str], replaced: Mapping[str, str]) -> None:
+    """Add the services the reload restarted (with why), and each waited service's state."""
+    for name, why in sorted(replaced.items()):
         entry = report.services.setdefault(name, {"action": "restart", "reasons": []})
-        entry["reasons"] = [*entry["reasons"], "group replaced"]  # type: ignore[misc]
+        entry["reasons"] = [*entry["reasons"], why]  # type: ignore[misc]
         report.changed = True
     for name, reason in sorted(outcome.items()):
         entry = report.services[name]

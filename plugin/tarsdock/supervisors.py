@@ -20,6 +20,7 @@ from tarsdock.errors import EnvironmentFault, TarsdockError
 GROUP = "tars"
 # supervisor.xmlrpc.Faults, without importing supervisor on every apply
 BAD_NAME, ALREADY_STARTED, NOT_RUNNING, UNKNOWN_METHOD = 10, 60, 70, 1
+STILL_RUNNING = 91
 RUNNING_STATES = ("RUNNING",)
 FAILED_STATES = ("BACKOFF", "FATAL", "EXITED")
 POLL = 0.2            # seconds between state checks while waiting
@@ -39,7 +40,7 @@ class Supervisor(Protocol):
     """What `apply` asks of a process supervisor; names are service names (App.Server)."""
 
     def stop(self, names: Sequence[str]) -> None: ...
-    def reload(self) -> set[str]: ...
+    def reload(self) -> dict[str, str]: ...
     def start(self, names: Sequence[str]) -> None: ...
     def restart(self, names: Sequence[str]) -> None: ...
     def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]: ...
@@ -69,8 +70,9 @@ class Supervisord:
     rpc: Any                                   # ServerProxy: .supervisor.*, .tarsdock.*, .system.*
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    # services restarted as a side effect of a group replaced whole (no tarsdock.updateGroup)
-    replaced: set[str] = field(default_factory=set)
+    # services restarted by the reload, with why: a group replaced whole (no tarsdock.updateGroup),
+    # or a running program whose section changed outside apply
+    replaced: dict[str, str] = field(default_factory=dict)
     output_dir: str = ""                       # where the programs are, for error messages
 
     def _call(self, what: str, fn: Callable[[], Any], ok: tuple[int, ...] = (),
@@ -144,8 +146,9 @@ class Supervisord:
                 from None
         return True
 
-    def reload(self) -> set[str]:
-        """reloadConfig, then add, update or remove each changed group; the names restarted.
+    def reload(self) -> dict[str, str]:
+        """reloadConfig, then add, update or remove each changed group; the names restarted, each
+        with why.
 
         Group `tars` is updated in place by tarsdock.updateGroup (the others keep running).
         Without that interface, and for the listener's group, a changed group is replaced whole,
@@ -157,19 +160,41 @@ class Supervisord:
             self._replace(group, add=False)
         for group in changed:
             if group == GROUP and self.has_update_group():
-                self._call(f"tarsdock.updateGroup {group}",
-                           functools.partial(self.rpc.tarsdock.updateGroup, group))
+                self._update_group(group)
             else:
                 self._replace(group, add=True)
         for group in added:
             self._call(f"addProcessGroup {group}",
                        functools.partial(self.rpc.supervisor.addProcessGroup, group))
-        return set(self.replaced)
+        return dict(self.replaced)
+
+    def _update_group(self, group: str) -> None:
+        """tarsdock.updateGroup; the running programs it refuses to swap are stopped, swapped
+        and started again (added to `replaced`, "program changed outside apply").
+
+        apply stops a program before its section changes, but one that `tarsdock generate`
+        changed on disk looks unchanged to apply, so it is still running at the update (which
+        names it after the fault code, `STILL_RUNNING: A, B`: supervisor_rpc.updateGroup).
+        Raises ControlError if the update still fails.
+        """
+        what = f"tarsdock.updateGroup {group}"
+        update = functools.partial(self.rpc.tarsdock.updateGroup, group)
+        try:
+            self._call(what, update, raw=(STILL_RUNNING,))
+            return
+        except xmlrpc.client.Fault as fault:
+            busy = [name.strip() for name in fault.faultString.partition(":")[2].split(",")
+                    if name.strip()]
+        self.stop(busy)
+        self._call(what, update)
+        self.replaced.update(dict.fromkeys(busy, "program changed outside apply"))
+        self.start(busy)
 
     def _replace(self, group: str, add: bool) -> None:
         if group == GROUP:
-            self.replaced |= {name for name, info in self._states().items()
-                              if info["statename"] in RUNNING_STATES}
+            self.replaced.update(dict.fromkeys(
+                (name for name, info in self._states().items()
+                 if info["statename"] in RUNNING_STATES), "group replaced"))
         self._call(f"stopProcessGroup {group}",
                    lambda: self.rpc.supervisor.stopProcessGroup(group, True), ok=(BAD_NAME,))
         self._call(f"removeProcessGroup {group}",
@@ -255,7 +280,7 @@ class Systemd:
         if names:
             self._systemctl("stop", *map(unit, names), check=False)
 
-    def reload(self) -> set[str]:
+    def reload(self) -> dict[str, str]:
         """daemon-reload, then the node object listens before any service starts: its socket is
         started (only tars.target wants it), and restarted with its server when either unit
         changed (a socket keeps the port it was started with, the server its settings)."""
@@ -264,7 +289,7 @@ class Systemd:
         if changed:
             self._systemctl("stop", *reversed(NODE_UNITS), check=False)
         self._systemctl("start", NODE_UNITS[0], check=False)
-        return set()
+        return {}
 
     def _need_reload(self, units: Sequence[str]) -> bool:
         """Whether any of these units' files changed since systemd loaded them."""

@@ -237,6 +237,24 @@ def test_a_service_the_operator_stopped_stays_stopped_until_its_files_change(nod
     assert node.supervisor.status()[program] == "RUNNING"
 
 
+def test_a_program_generate_changed_is_swapped_by_the_next_apply(node: Node) -> None:
+    """`generate` by hand changes One's program section (its stop window) while it runs: apply
+    sees no file to write, and used to fail at every run (updateGroup: STILL_RUNNING)."""
+    before = node.identities()
+    node.dir.template("apply.other", TEMPLATE.format(extra="logLevel = WARN").replace(
+        "deactivating-timeout = 2000", "deactivating-timeout = 4000"))
+    run([sys.executable, "-m", "tarsdock", "--config-dir", str(node.dir.config_dir), "generate",
+         "--format", "supervisord", "--out", str(node.dir.out)])
+    report = node.dir.apply()
+    assert report["services"] == {node.name("One"): {
+        "action": "restart", "reasons": ["program changed outside apply"], "state": "running"}}
+    after = node.identities()
+    assert after["One"] != before["One"]
+    assert {s: p for s, p in after.items() if s != "One"} == \
+        {s: p for s, p in before.items() if s != "One"}
+    assert node.dir.apply()["changed"] is False
+
+
 @pytest.fixture
 def plain_node(tmp_path: Path) -> Iterator[Node]:
     """A supervisord without tarsdock's RPC interface: supervisord's own group semantics."""
