@@ -404,6 +404,44 @@ def test_a_generate_interrupted_while_staging_leaves_no_dir_it_made(
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.parametrize("jobs_", ["1", "3"])
+def test_a_sigterm_another_thread_takes_is_held_all_the_same(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        jobs_: str) -> None:
+    # a signal sent to the process while this thread blocks it goes to another thread that does
+    # not (signal(7)), whose C handler has CPython run the Python one in this thread at its next
+    # instruction: with the hold a thread's mask (pthread_sigmask), Terminated came in the middle
+    # of this process's staging and the dirs it had made stayed (as in a pytest-xdist worker,
+    # whose execnet threads took test_shards' SIGTERMs). Here the other thread is sent it itself
+    node(tmp_path, 11, {})
+    before = tree(tmp_path)
+    here, sent = os.getpid(), []
+    idle = threading.Event()
+    other = threading.Thread(target=idle.wait, daemon=True)
+    woken, wake = os.pipe()
+    os.set_blocking(wake, False)
+
+    def interrupt(file: OutputFile) -> None:
+        if os.getpid() == here and not sent:
+            sent.append(file.path.name)
+            signal.pthread_kill(other.ident or 0, signal.SIGTERM)
+            os.read(woken, 1)   # its C handler has run there: the Python one runs here now
+
+    after_each_stage(monkeypatch, interrupt)
+    other.start()
+    previous = signal.set_wakeup_fd(wake, warn_on_full_buffer=False)
+    try:
+        code, _, err = generate(tmp_path, "systemd", jobs_, monkeypatch, capsys)
+    finally:
+        signal.set_wakeup_fd(previous)
+        idle.set()
+        other.join()
+        os.close(woken)
+        os.close(wake)
+    assert sent and (code, err.splitlines()[-1]) == (143, "error: terminated (SIGTERM)"), err
+    assert tree(tmp_path) == before and temp_files(tmp_path) == []
+
+
 # --- apply and the systemd generator write through the same marker ---------------------------
 
 @pytest.mark.parametrize("at", ["App.Two.config.conf", apply.PENDING_FILE])

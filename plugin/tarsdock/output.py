@@ -54,7 +54,8 @@ Durability of `write` (what a crash, a power cut included, can leave behind):
   (rendered again, for generate) before it reports the failure: every file is then new, not a
   mix. SIGTERM raises Terminated in this process and in the writing processes, as Ctrl-C raises
   KeyboardInterrupt here (the others ignore SIGINT): either way every `finally` removes its temp
-  files and every process is reaped before the error is reported.
+  files and every process is reaped before the error is reported; a second SIGTERM or Ctrl-C
+  meanwhile is ignored, so that it cannot cut that clean-up short (_Interrupts).
 - What no `finally` covers: the whole run killed at once (SIGKILL of its process group, as the
   OOM killer may send; a power cut) leaves the temp files it had staged. The targets are whole
   all the same (old or new, by the rename's atomicity above). Temp files in the output dir are
@@ -716,53 +717,99 @@ def finish(stale: Iterable[Path], touched: Devices) -> None:
         syncfs(touched)
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise Terminated
+class _Interrupts:
+    """The handler of SIGTERM, and of SIGINT when Python's own raises KeyboardInterrupt for it,
+    while files are written (sigterm_raises): the first raises Terminated (KeyboardInterrupt)
+    in this process's main thread, where Python runs every handler; any later one is ignored,
+    so that the clean-up it started (every `finally` removing temp files, the marker, the dirs
+    made; the reaping of the workers) is not cut short by a second one, as `kill` twice or
+    Ctrl-C pressed twice would (cut, the temp files after it stayed, never swept: the marker
+    went all the same). Inside `_interrupts_held` the first is noted, then raised as the block
+    is left.
+
+    The hold is this flag, not the thread's signal mask: pthread_sigmask(3) holds a signal for
+    the calling thread only, and one sent to the process then goes to any other thread that
+    does not block it (signal(7)); its C handler there has CPython run this one in the main
+    thread all the same, at its next instruction (as in a pytest-xdist worker, whose execnet
+    threads took the SIGTERMs of test_shards' SIGTERM test, which then left a temp file now and
+    then)."""
+
+    def __init__(self) -> None:
+        self.holding = 0              # nesting depth of _interrupts_held
+        self.pending: int | None = None
+        self.raised = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.raised:
+            return
+        if self.holding:
+            self.pending = self.pending or signum
+            return
+        self.raise_for(signum)
+
+    def raise_for(self, signum: int) -> None:
+        """Raise what `signum` raises in a write, once: Terminated or KeyboardInterrupt."""
+        import signal
+
+        self.raised = True
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
 
 
 def raise_on_sigterm() -> None:
-    """From now on SIGTERM raises Terminated in this (worker) process, which leaves after."""
+    """From now on SIGTERM raises Terminated in this (worker) process, which leaves after (once:
+    see _Interrupts)."""
     import signal
 
-    signal.signal(signal.SIGTERM, _terminated)
+    signal.signal(signal.SIGTERM, _Interrupts())
 
 
 @contextlib.contextmanager
 def _interrupts_held() -> Iterator[None]:
-    """Ctrl-C and SIGTERM held back in this thread until the block is left, then raised there.
+    """Ctrl-C and SIGTERM held back until the block is left, then raised there (inside
+    sigterm_raises, in the main thread; elsewhere no handler of Python's runs meanwhile).
 
     For the staging step of a sharded write (drive): the directories each process makes reach
     Unfinished only with its answer to the step, so an interrupt in the middle (KeyboardInterrupt
     raised inside this process's own shard, or while it reads another's answer) would lose them
     and leave them, empty (the tester's D2 at 1ed4081). Held, it comes once every answer is in:
-    a step's staging, tens of ms. Signals to a blocked thread stay pending (pthread_sigmask(3));
-    a write runs no other thread that could take them instead."""
+    a step's staging, tens of ms."""
     import signal
 
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    handler = signal.getsignal(signal.SIGTERM)
+    if not isinstance(handler, _Interrupts):
+        yield
+        return
+    handler.holding += 1
     try:
         yield
     finally:
-        # a pending one is delivered as the mask is restored: raised here, or at the next
-        # instruction of this thread, by its handler (KeyboardInterrupt, Terminated)
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        handler.holding -= 1
+        if not handler.holding and handler.pending is not None and not handler.raised:
+            handler.raise_for(handler.pending)
 
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """SIGTERM raises Terminated inside the block, in this process and in the worker processes
-    forked in it (they inherit the handler)."""
+    forked in it (they inherit the handler); Ctrl-C raises KeyboardInterrupt as before. Either,
+    once raised, is the only one: see _Interrupts."""
     import signal
 
+    interrupts = _Interrupts()
     try:
-        previous = signal.signal(signal.SIGTERM, _terminated)
+        previous = signal.signal(signal.SIGTERM, interrupts)
     except ValueError:   # not the main thread, which alone receives signals in Python
         yield
         return
+    # only where Ctrl-C raises KeyboardInterrupt: ignored (a background job's), it stays so
+    ctrl_c = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    if ctrl_c:
+        signal.signal(signal.SIGINT, interrupts)
     try:
         yield
     finally:
+        if ctrl_c:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
