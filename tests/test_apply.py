@@ -263,10 +263,11 @@ def test_supervisord_updates_group_tars_in_place_when_tarsdock_rpc_is_loaded() -
 def test_supervisord_swaps_programs_a_generate_changed_while_they_ran() -> None:
     """`tarsdock generate` wrote a changed program section, so apply saw no change and did not
     stop the service: updateGroup refuses (STILL_RUNNING, the names after the code) and every
-    later apply failed the same way. The named programs are stopped, the update done, and they
-    are started again, reported as replaced (restarted)."""
-    answers = iter([xmlrpc.client.Fault(91, "STILL_RUNNING: Hello.A, Hello.B"),
-                    [[], ["Hello.A", "Hello.B"], []]])
+    later apply failed the same way. The named programs are stopped, the update done, and those
+    it swapped are started again, reported as replaced (restarted); one it removed (generate
+    left it out) stays stopped."""
+    answers = iter([xmlrpc.client.Fault(91, "STILL_RUNNING: Hello.A, Hello.B, Hello.C"),
+                    [[], ["Hello.A", "Hello.B"], ["Hello.C"]]])
 
     def update_group(group: str) -> Any:
         answer = next(answers)
@@ -278,12 +279,14 @@ def test_supervisord_swaps_programs_a_generate_changed_while_they_ran() -> None:
                    "tarsdock.getAPIVersion": "1",
                    "tarsdock.updateGroup": update_group,
                    "supervisor.getAllProcessInfo": [info("Hello.A", "STOPPED"),
-                                                    info("Hello.B", "STOPPED")]})
+                                                    info("Hello.B", "STOPPED"),
+                                                    info("Hello.C", "STOPPED")]})
     replaced = supervisors.Supervisord(rpc).reload()
     assert rpc.log == [("supervisor.reloadConfig", ()), ("tarsdock.getAPIVersion", ()),
                        ("tarsdock.updateGroup", ("tars",)),
                        ("supervisor.stopProcess", ("tars:Hello.A", False)),
                        ("supervisor.stopProcess", ("tars:Hello.B", False)),
+                       ("supervisor.stopProcess", ("tars:Hello.C", False)),
                        ("supervisor.getAllProcessInfo", ()),
                        ("tarsdock.updateGroup", ("tars",)),
                        ("supervisor.startProcess", ("tars:Hello.A", False)),

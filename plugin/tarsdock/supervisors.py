@@ -170,7 +170,8 @@ class Supervisord:
 
     def _update_group(self, group: str) -> None:
         """tarsdock.updateGroup; the running programs it refuses to swap are stopped, swapped
-        and started again (added to `replaced`, "program changed outside apply").
+        and started again (added to `replaced`, "program changed outside apply"); those it
+        removes stay stopped.
 
         apply stops a program before its section changes, but one that `tarsdock generate`
         changed on disk looks unchanged to apply, so it is still running at the update (which
@@ -186,9 +187,11 @@ class Supervisord:
             busy = [name.strip() for name in fault.faultString.partition(":")[2].split(",")
                     if name.strip()]
         self.stop(busy)
-        self._call(what, update)
-        self.replaced.update(dict.fromkeys(busy, "program changed outside apply"))
-        self.start(busy)
+        _, swapped, _ = self._call(what, update)
+        # a program removed outside apply stays stopped: the listener removes its container
+        again = [name for name in busy if name in swapped]
+        self.replaced.update(dict.fromkeys(again, "program changed outside apply"))
+        self.start(again)
 
     def _replace(self, group: str, add: bool) -> None:
         if group == GROUP:
