@@ -44,6 +44,8 @@ profile = """
       <App2.S2.FooAdapter>
         endpoint = {endpoint}
         servant = App2.S2.FooObj
+        allow =
+        threads = 1
       </App2.S2.FooAdapter>
     </server>
   </application>
@@ -115,7 +117,9 @@ def test_two_template_endpoints_clash_and_every_error_comes_together(
     # a template two services use declares one adapter: the second service cannot bind it;
     # a profile hard-codes an admin endpoint on node_port; a manifest error besides
     template = ("<tars>\n  <application>\n    <server>\n      <Shared>\n"
-                "        endpoint = tcp -h 0.0.0.0 -p 23000\n      </Shared>\n"
+                "        endpoint = tcp -h 0.0.0.0 -p 23000\n"
+                "        servant = ${modulename}.SharedObj\n        allow =\n        threads = 1\n"
+                "      </Shared>\n"
                 "    </server>\n  </application>\n</tars>\n")
     more = ('[services."App3.S3"]\ntype = "tars_cpp"\ntemplate = "t.shared"\n'
             '[services."App3.S4"]\ntype = "tars_cpp"\ntemplate = "t.shared"\n'
@@ -129,7 +133,7 @@ def test_two_template_endpoints_clash_and_every_error_comes_together(
     err = capsys.readouterr().err
     shared = ("templates/t.shared:5: key 'endpoint': App3.S4 adapter Shared listens on "
               "0.0.0.0:23000, already used by App3.S3 adapter Shared at templates/t.shared:5")
-    admin = ("node.toml:39: key 'local': App3.S4 admin listens on 127.0.0.1:19500, already used "
+    admin = ("node.toml:41: key 'local': App3.S4 admin listens on 127.0.0.1:19500, already used "
              "by tarsdock's node object at node.toml:5")
     assert shared in err and admin in err and "key 'threads'" in err
     assert run(tmp_path, "generate", "--format", "supervisord", "--out",
@@ -244,7 +248,7 @@ def test_manifest_endpoints_on_a_host_name_and_an_address_are_a_warning(
     node(tmp_path, "tcp -h 10.0.0.5 -p 22000", more)
     assert run(tmp_path, "validate") == 0
     assert capsys.readouterr().err == (
-        "warning: node.toml:33: key 'endpoint': App3.S3 adapter ObjAdapter listens on "
+        "warning: node.toml:35: key 'endpoint': App3.S3 adapter ObjAdapter listens on "
         "Node5:21001, and App1.S1 adapter ObjAdapter on 10.0.0.5:21001 at node.toml:12: one of "
         "them cannot bind if 'Node5' resolves to 10.0.0.5 (a service resolves a host name when "
         "it binds); write the address\n")
@@ -348,9 +352,9 @@ def test_a_bad_endpoint_is_reported_with_every_other_error(
         f"error: node.toml:{PROFILE_LINE}: key 'endpoint': TarsCpp cannot bind"
         " endpoint 'tcp -h 10.0.0.5 -p 70000': -p must be an integer in 0..65535, "
         "not '70000'",
-        "error: node.toml:34: key 'threads': unknown key in [services.\"App3.S4\"], did you mean "
+        "error: node.toml:36: key 'threads': unknown key in [services.\"App3.S4\"], did you mean "
         "'async_thread'?",
-        "error: node.toml:40: key 'local': App3.S5 admin listens on 127.0.0.1:19500, already "
+        "error: node.toml:42: key 'local': App3.S5 admin listens on 127.0.0.1:19500, already "
         "used by tarsdock's node object at node.toml:5",
         "error: templates/t.bad:4: key 'local': TarsCpp cannot bind endpoint "
         "'udp -h 127.0.0.1 -p 1 -q x': -q must be an integer, not 'x'"]
@@ -439,7 +443,8 @@ def test_a_template_moving_a_manifest_adapter_frees_the_manifest_port(
                '</App1.S1.ObjAdapter>\\n</server>\\n</application>\\n</tars>\\n"\n')
     node(tmp_path, "tcp -h 10.0.0.5 -p 21001", '[services."App3.S3"]\ntype = "tars_cpp"\n'
          'profile = "<tars>\\n<application>\\n<server>\\n<App3.S3.A>\\n'
-         'endpoint = tcp -h 0.0.0.0 -p 21005\\n</App3.S3.A>\\n</server>\\n</application>\\n'
+         'endpoint = tcp -h 0.0.0.0 -p 21005\\nservant = App3.S3.AObj\\nallow =\\nthreads = 1\\n'
+         '</App3.S3.A>\\n</server>\\n</application>\\n'
          '</tars>\\n"\n')
     text = (tmp_path / "cfg" / "node.toml").read_text()
     text = text.replace("local_port = 41001\n", "local_port = 41001\n" + profile).replace(
@@ -448,7 +453,7 @@ def test_a_template_moving_a_manifest_adapter_frees_the_manifest_port(
     assert run(tmp_path, "validate") == 1
     err = capsys.readouterr().err
     assert "App2.S2" not in err
-    assert err == ("error: node.toml:37: key 'endpoint': App3.S3 adapter A listens on "
+    assert err == ("error: node.toml:39: key 'endpoint': App3.S3 adapter A listens on "
                    "0.0.0.0:21005, already used by App1.S1 adapter ObjAdapter at node.toml:15\n")
 
 
@@ -536,7 +541,8 @@ def test_a_bad_endpoint_in_a_template_is_one_error_however_many_services_use_it(
     (tmp_path / "cfg" / "templates").mkdir()
     (tmp_path / "cfg" / "templates" / "t.bad").write_text(
         "<tars>\n<application>\n<server>\n<${modulename}.A>\nendpoint = tcp -h ${localip} -p 0x50\n"
-        "servant = ${modulename}.AObj\n</${modulename}.A>\n</server>\n</application>\n</tars>\n")
+        "servant = ${modulename}.AObj\nallow =\nthreads = 1\n</${modulename}.A>\n</server>\n"
+        "</application>\n</tars>\n")
     assert run(tmp_path, "validate") == 1
     assert capsys.readouterr().err == (
         "error: templates/t.bad:5: key 'endpoint': TarsCpp cannot bind endpoint "
@@ -568,8 +574,8 @@ MOVED = ('profile = "<tars>\\n<application>\\n<server>\\n<App1.S1.ObjAdapter>\\n
 @pytest.mark.usefixtures("jobs")
 @pytest.mark.parametrize(("takers", "err"), [
     (1, ""),
-    (2, "error: node.toml:39: key 'endpoint': App3.S4 adapter ObjAdapter listens on "
-        "10.0.0.5:21001, already used by App3.S3 adapter ObjAdapter at node.toml:34\n"),
+    (2, "error: node.toml:41: key 'endpoint': App3.S4 adapter ObjAdapter listens on "
+        "10.0.0.5:21001, already used by App3.S3 adapter ObjAdapter at node.toml:36\n"),
 ], ids=["one manifest adapter takes the freed port", "two do"])
 def test_a_manifest_adapter_may_take_the_port_a_template_moved_another_from(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], takers: int, err: str) -> None:

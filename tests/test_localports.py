@@ -257,6 +257,8 @@ profile = """
       <Hello.Other.FooAdapter>
         endpoint = tcp -h 127.0.0.1 -p {port} -t 60000
         servant = Hello.Other.FooObj
+        allow =
+        threads = 1
       </Hello.Other.FooAdapter>
     </server>
   </application>

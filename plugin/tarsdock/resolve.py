@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Final
 
 from tarsdock import tcconfig
-from tarsdock.argv import mount_problems, port_problems, start_problems
+from tarsdock.adapterdomains import check_domain, servant_prefix
+from tarsdock.argv import executable, mount_problems, port_problems, start_problems
 from tarsdock.bulk import gc_paused
 from tarsdock.containerspec import (
     check_heartbeat_times,
@@ -353,7 +354,8 @@ def final_listeners(service: Service, found: Listening) -> None:
     `local`, which argv._published checks), but an adapter endpoint TarsCpp cannot bind still
     stops it. Nothing for a not_tars program, which need not read its Tars config (the manifest
     says what it listens on). The rules are TarsCpp's: another runtime's endpoint that they
-    cannot read is a warning, not an error (_unreadable).
+    cannot read is a warning, not an error (_unreadable). Each domain is an adapter that
+    TarsCpp may not start with (tarsdock.adapterdomains).
     """
     spec = service.spec
     if spec.type == "not_tars":
@@ -363,7 +365,10 @@ def final_listeners(service: Service, found: Listening) -> None:
     # the manifest's endpoints as adapter_config wrote them (bridged: on 0.0.0.0)
     declared = {f"{spec.name}.{adapter.name}": _endpoint(spec, service.node, adapter.endpoint)
                 for adapter in spec.adapters}
+    prefix = servant_prefix(server, PurePosixPath(executable(service)).name) \
+        if spec.type == "tars_cpp" and server.domains else ""
     for name, domain in server.domains.items():
+        check_domain(domain, prefix, spec.type, found)
         param = domain.params.get("endpoint")
         if param is None or declared.get(name) == param.value:
             continue   # the manifest's endpoint: a listener of the manifest
@@ -445,28 +450,25 @@ def node_listeners(services: Iterable[Service], templates: TemplateSet | None = 
 
 
 def _may_listen(spec: ServiceSpec, templates: TemplateSet, chains: dict[str, bool]) -> bool:
-    """Whether the service's profile or template chain may write an endpoint final_listeners
-    finds; `chains` keeps the answer of each chain."""
-    # the words of every key final_listeners reads: a profile without them writes none of them
-    # (macros fill values only, and a value cannot hold a line break)
-    if "endpoint" in spec.profile or "local" in spec.profile:
+    """Whether the service's profile or template chain may write what final_listeners looks
+    at: a domain under <server> (an adapter, with an endpoint or not) or a `local`; `chains`
+    keeps the answer of each chain."""
+    # both are in <server>: a profile without the word writes neither (macros fill values
+    # only, and a value cannot hold a line break)
+    if "server" in spec.profile:
         return True
     found = chains.get(spec.template)
     if found is None:
         chain = templates.filler(spec.template, spec.origin, MACRO_NAMES).config
-        found = chains[spec.template] = _writes_endpoints(_server(chain))
+        found = chains[spec.template] = _declares_adapters(_server(chain))
     return found
 
 
-def _writes_endpoints(server: Config) -> bool:
-    """Whether a template chain's <server> (macros not filled) has an adapter domain with an
-    `endpoint`, or a `local` other than ${local}."""
+def _declares_adapters(server: Config) -> bool:
+    """Whether a template chain's <server> (macros not filled) has a domain (TarsCpp's adapter)
+    or a `local` other than ${local}."""
     local = server.params.get("local")
-    if local is not None and local.value != "${local}":
-        return True
-    # no generator made where there is no domain: most chains' <server> has none at all
-    domains = server.domains
-    return bool(domains) and any("endpoint" in domain.params for domain in domains.values())
+    return bool(server.domains) or (local is not None and local.value != "${local}")
 
 
 def with_local_ports(manifest: Manifest, reserved: frozenset[int] = frozenset()
