@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 from test_apply import control, run_apply, write_node  # noqa: F401 - control: a fixture
 from test_generator import config, run_generator
-from test_shards import WARNS, after_each_stage, generate, node, temp_files, tree
+from test_shards import (
+    INTERRUPTS,
+    WARNS,
+    after_each_stage,
+    again_as_a_temp_file_goes,
+    generate,
+    node,
+    temp_files,
+    tree,
+)
 
 from tarsdock import apply, output, unfinished
 from tarsdock.cli import main
@@ -457,6 +466,43 @@ def test_an_apply_killed_whole_while_writing_is_swept_by_the_next(
     code, report = run_apply(cfg)
     assert code == 0 and report["changed"] is True
     assert temp_files(tmp_path) == [] and markers(tmp_path) == []
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), INTERRUPTS)
+def test_an_apply_interrupted_twice_while_writing_leaves_no_temp_file_and_the_next_finishes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        control: object, sig: signal.Signals, code: int, said: str) -> None:  # noqa: F811
+    # apply writes in one process (output.write), where nothing is held: the first interrupt
+    # is raised at once, the second (kill twice, Ctrl-C twice) came as its temp files went
+    cfg = write_node(tmp_path, ["One", "Two"])
+    assert run_apply(cfg)[0] == 0
+    new_locator(cfg)      # every service's config changes
+    configs = sorted(tmp_path.rglob("App.*.config.conf"))
+    old = [path.read_text() for path in configs]
+    sent: list[str] = []
+    here: list[Path] = []
+
+    def staged(file: OutputFile) -> None:
+        if file.path.name.endswith(".config.conf"):
+            here.append(file.path)
+            if len(here) == 2:   # two temp files to remove
+                sent.append(str(file.path))
+                signal.pthread_kill(threading.get_ident(), sig)
+
+    after_each_stage(monkeypatch, staged)
+    again_as_a_temp_file_goes(monkeypatch, sig, sent)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        result = main(["--config-dir", str(cfg), "apply", "--json"])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    err = capsys.readouterr().err
+    assert len(sent) == 2 and (result, err.splitlines()[-1]) == (code, said), err
+    assert [path.read_text() for path in configs] == old
+    assert temp_files(tmp_path) == [] and markers(tmp_path) == []
+    result, report = run_apply(cfg)     # the next apply writes them (the hooks sent theirs)
+    assert result == 0 and report["changed"] is True
+    assert all("-p 17891" in path.read_text() for path in configs)
 
 
 def test_a_generator_killed_whole_while_writing_configs_is_swept_by_the_next(
