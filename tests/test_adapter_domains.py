@@ -247,3 +247,20 @@ def test_only_services_whose_chain_or_profile_may_declare_a_domain_are_looked_in
     with node_errors:
         resolve.load_node(tmp_path / "cfg")
     assert set(seen) == {"App1.S1", "App1.S3"}
+
+
+@pytest.mark.usefixtures("jobs")
+def test_a_template_app_of_another_name_fails_the_manifests_servants(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # checkServantNameValid holds for every adapter: a chain whose <server> writes another app
+    # (no domain of its own) makes the manifest adapter's servant one TarsCpp exits for
+    (tmp_path / "cfg" / "templates").mkdir(parents=True)
+    (tmp_path / "cfg" / "node.toml").write_text(NODE.format(tars=tmp_path / "tars",
+                                                            type="tars_cpp"))
+    (tmp_path / "cfg" / "templates" / "t.adapters").write_text(
+        "<tars>\n<application>\n<server>\napp = Other\n</server>\n</application>\n</tars>\n")
+    assert run(tmp_path, "validate") == 1
+    assert capsys.readouterr().err == (
+        "error: node.toml:11: key 'servant': servant 'App1.S1.Obj' of <App1.S1.ObjAdapter> does "
+        "not start with 'Other.S1.': TarsCpp exits at start (Application::checkServantNameValid)"
+        "\n")

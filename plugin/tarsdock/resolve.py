@@ -464,11 +464,18 @@ def _may_listen(spec: ServiceSpec, templates: TemplateSet, chains: dict[str, boo
     return found
 
 
+# what a chain's <server> writes as tars.default does; another value is looked into: `local`
+# binds another endpoint, `app` and `server` make the prefix every servant of the service,
+# the manifest's adapters' too, must start with (adapterdomains.servant_prefix)
+AS_TARSNODE_WRITES = {"local": "${local}", "app": "${app}", "server": "${server}"}
+
+
 def _declares_adapters(server: Config) -> bool:
     """Whether a template chain's <server> (macros not filled) has a domain (TarsCpp's adapter)
-    or a `local` other than ${local}."""
-    local = server.params.get("local")
-    return bool(server.domains) or (local is not None and local.value != "${local}")
+    or a `local`, `app` or `server` other than tars.default's (AS_TARSNODE_WRITES)."""
+    params = server.params
+    return bool(server.domains) or any(
+        key in params and params[key].value != value for key, value in AS_TARSNODE_WRITES.items())
 
 
 def with_local_ports(manifest: Manifest, reserved: frozenset[int] = frozenset()
