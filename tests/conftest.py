@@ -45,7 +45,9 @@ def no_port_in_use(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
 @pytest.fixture(autouse=True)
 def _no_engine_identity_lookup(request: pytest.FixtureRequest,
                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """validate and generate ask the Docker Engine for other instances' containers; unit tests
-    must not depend on what else runs on this machine's engine (e2e tests use the real one)."""
+    """validate and generate ask the Docker Engine for other instances' containers and for the
+    images pull = "never" needs (every one present here); unit tests must not depend on what
+    else runs on this machine's engine (e2e tests use the real one)."""
     if request.node.get_closest_marker("e2e") is None:
         monkeypatch.setattr("tarsdock.engine.other_instances", lambda *_args, **_kw: {})
+        monkeypatch.setattr("tarsdock.engine.has_image", lambda *_args, **_kw: True)

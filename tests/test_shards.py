@@ -930,7 +930,7 @@ def test_the_engine_is_asked_while_the_workers_render_and_warns_as_in_one_proces
         finally:
             rendering[0] = False
 
-    def engine_warnings(node: object) -> list[str]:
+    def engine_warnings(node: object, specs: object = ()) -> list[str]:
         asked.append((os.getpid(), rendering[0]))
         return ["the engine says so"]
 

@@ -387,7 +387,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     ctx = Context(real.absolute(), sysconfig.get_path("scripts"), args.docker)
     node, services, files, warnings = load(directory, ctx, as_dir=args.as_config_dir)
     plan = make_plan(args, node, services, files)
-    print_warnings([*warnings, *engine_warnings(node)])
+    print_warnings([*warnings, *engine_warnings(node, [s.spec for s in services])])
     if args.check:
         _print(plan.report, args.json)
         return EXIT_OK

@@ -224,6 +224,52 @@ def instance_warnings(node: NodeSettings, lookup: InstanceLookup) -> list[str]:
     return notes
 
 
+# an image reference -> whether the engine has it; raises TarsdockError when it does not answer
+ImageLookup = Callable[[str], bool]
+
+
+def image_origin(spec: ServiceSpec) -> Origin:
+    """Where a service's image is given: its [images.ID] table, or its own `image` key."""
+    image = spec.image
+    return image.origin if image is not None and image.id else spec.origin_of("image")
+
+
+def image_key_path(spec: ServiceSpec) -> tuple[str, ...]:
+    """The TOML path image_origin points at."""
+    image = spec.image
+    return ("images", image.id) if image is not None and image.id else \
+        ("services", spec.name, "image")
+
+
+def missing_image_warnings(specs: Iterable[ServiceSpec], present: ImageLookup,
+                           where: Callable[[ServiceSpec], Origin] = image_origin) -> list[str]:
+    """Images with pull = "never" that the engine does not have, for the enabled container
+    services using them: each start of those fails with image-missing until someone loads the
+    image (README, supervision), and nothing in tarsdock will pull it. A typo in such a ref
+    validated fine before. At the line `where` gives for the first service using the image (its
+    [images.ID] table, or its own `image` key); none when the engine does not answer."""
+    users: dict[str, list[ServiceSpec]] = {}
+    for spec in specs:
+        image = spec.image
+        if spec.run == "container" and spec.enabled and image is not None \
+                and image.pull == "never":
+            users.setdefault(image.ref, []).append(spec)
+    notes = []
+    for ref, using in sorted(users.items()):
+        try:
+            if present(ref):
+                continue
+        except TarsdockError:
+            return []
+        origin = where(using[0])
+        names = [spec.name for spec in using]
+        shown = ", ".join(names[:NAMES_SHOWN]) + (", ..." if len(names) > NAMES_SHOWN else "")
+        notes.append(f"{origin}: image '{ref}' is not in the engine and its pull is \"never\": "
+                     f"{len(names)} service(s) ({shown}) will not start (image-missing) until it "
+                     "is loaded (`docker load`, `docker pull`) or pull allows tarsdock to pull it")
+    return notes
+
+
 # port -> the processes holding a listener that blocks 127.0.0.1:port; portowner.port_holders
 HolderLookup = Callable[[int], list[portowner.Holder]]
 

@@ -154,22 +154,7 @@ class DockerEngine:
         return api
 
     def image_id(self, ref: str) -> str | None:
-        # the standard library, not the SDK: `images sync` with everything present must start
-        # and finish in a blink (it runs before every service start)
-        try:
-            status, body = _engine_get(self.socket_path, self.api_timeout,
-                                       f"/images/{quote(ref, safe='/:@')}/json")
-        except OSError as error:
-            raise DockerUnreachable(self.socket_path, _cause(error)) from None
-        if status == 404:
-            return None
-        if status != 200:
-            raise TarsdockError(f"docker engine: inspect {ref}: HTTP {status}")
-        image = _json_body(body, self.socket_path)
-        image_id = image.get("Id") if isinstance(image, dict) else None
-        if not isinstance(image_id, str):
-            raise TarsdockError(f"docker engine: inspect {ref}: no image id in the answer")
-        return image_id
+        return local_image_id(self.socket_path, ref, self.api_timeout)
 
     def running_images(self, node: str, instance: str) -> dict[str, str]:
         """Service -> image ID of the instance's running containers (standard library)."""
@@ -327,6 +312,34 @@ def other_instances(socket_path: str, node: str, instance: str,
         if container.instance != instance:
             found.setdefault(container.instance, []).append(container.name)
     return {owner: sorted(names) for owner, names in sorted(found.items())}
+
+
+def local_image_id(socket_path: str, ref: str, timeout: float) -> str | None:
+    """The local image ID for a reference, or None if the engine does not have it.
+
+    The standard library, not the SDK: `images sync` with everything present must start and
+    finish in a blink (it runs before every service start), and validate asks it too.
+    Raises DockerUnreachable when the engine does not answer, TarsdockError for an odd answer.
+    """
+    try:
+        status, body = _engine_get(socket_path, timeout, f"/images/{quote(ref, safe='/:@')}/json")
+    except OSError as error:
+        raise DockerUnreachable(socket_path, _cause(error)) from None
+    if status == 404:
+        return None
+    if status != 200:
+        raise TarsdockError(f"docker engine: inspect {ref}: HTTP {status}")
+    image = _json_body(body, socket_path)
+    found = image.get("Id") if isinstance(image, dict) else None
+    if not isinstance(found, str):
+        raise TarsdockError(f"docker engine: inspect {ref}: no image id in the answer")
+    return found
+
+
+def has_image(socket_path: str, ref: str, timeout: float = 2.0) -> bool:
+    """Whether the engine has an image for `ref` (validate's and generate's question, which unit
+    tests answer themselves: tests/conftest.py). Raises TarsdockError as local_image_id."""
+    return local_image_id(socket_path, ref, timeout) is not None
 
 
 def _engine_get(socket_path: str, timeout: float, path: str) -> tuple[int, bytes]:

@@ -18,7 +18,7 @@ from tarsdock.bulk import gc_paused
 from tarsdock.errors import EnvironmentFault
 
 if TYPE_CHECKING:
-    from tarsdock.errors import InputError, InputErrors, InputWarning
+    from tarsdock.errors import InputError, InputErrors, InputWarning, Origin
     from tarsdock.listeners import Listening
     from tarsdock.model import Manifest, NodeSettings, Service, ServiceSpec
     from tarsdock.output import (
@@ -364,7 +364,8 @@ def _in_shards(job: Job, count: int, engine: bool = False) -> Rendered | None:
 
 def engine_notes(done: Rendered) -> list[str]:
     """engine_warnings of the node: as found while the workers rendered, else asked now."""
-    return engine_warnings(done.manifest.node) if done.engine is None else done.engine
+    return engine_warnings(done.manifest.node, done.specs) if done.engine is None \
+        else done.engine
 
 
 class Own:
@@ -393,7 +394,7 @@ class Own:
         except TarsdockError:
             self.files = None
         if self._engine:
-            self.engine = engine_warnings(node)
+            self.engine = engine_warnings(node, self._specs)
 
 
 def join_parts(job: Job, specs: list[ServiceSpec], parts: Sequence[Part | None], own: Own
@@ -816,15 +817,32 @@ def load_and_render(fmt: str, directory: Path, ctx: Context,
     return done.manifest, done.specs, done.files[fmt]
 
 
-def engine_warnings(node: NodeSettings) -> list[str]:
-    """What the Docker Engine and this host say about this node's identity: another instance's
-    containers of its name (nothing when the engine does not answer), another process on its
-    node_port (what /proc shows)."""
-    from tarsdock.checks import instance_warnings, node_port_warnings
-    from tarsdock.engine import other_instances
+def engine_warnings(node: NodeSettings, specs: Iterable[ServiceSpec] = ()) -> list[str]:
+    """What the Docker Engine and this host say about this node: another instance's containers
+    of its name and the images with pull = "never" that `specs` need and it lacks (nothing when
+    the engine does not answer), another process on its node_port (what /proc shows)."""
+    from tarsdock.checks import instance_warnings, missing_image_warnings, node_port_warnings
+    from tarsdock.engine import has_image, other_instances
 
     return [*instance_warnings(node, other_instances),
+            *missing_image_warnings(specs, lambda ref: has_image(node.docker_socket, ref),
+                                    lambda spec: image_origin_located(node, spec)),
             *node_port_warnings(node, lambda port: node_port_holders(node, port))]
+
+
+def image_origin_located(node: NodeSettings, spec: ServiceSpec) -> Origin:
+    """checks.image_origin with its line: a node rendered in shards was read without lines
+    (every key on line 1), and this warning is rare enough to read its file again."""
+    from tarsdock.checks import image_key_path, image_origin
+    from tarsdock.errors import Origin
+    from tarsdock.tomlpos import locate
+
+    origin = image_origin(spec)
+    try:
+        text = Path(node.config_dir, origin.path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return origin
+    return Origin(origin.path, locate(text).line(image_key_path(spec)))
 
 
 def node_port_holders(node: NodeSettings, port: int) -> list[Holder]:
