@@ -792,3 +792,156 @@ def test_a_native_service_without_an_admin_port_is_execd(tmp_path: Path) -> None
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=10) == 143
     assert [c for c in calls(tmp_path) if c[0] != "service"] == [["signal", "SIGTERM"]]
+
+
+# --- the pull of a start (supervisord's run file sets `pull`) ----------------------------------
+
+# A fake `tarsdock` CLI for the pull: logs its argv among the calls; FAKE_PULL "ok" makes the
+# image present (removes `.noimage`) and exits 0, "fail" exits 3 (images sync: some image
+# missing), "hang" waits for ever (a pull stuck on a registry), logging the TERM that ends it.
+FAKE_PULLER = f"""#!{sys.executable}
+import json, os, signal, sys, time
+state = os.environ["FAKE_STATE"]
+def log(*entry):
+    with open(state + ".calls", "a") as out:
+        out.write(json.dumps(list(entry)) + "\\n")
+def on_term(sig, frame):
+    log("pull", "SIGTERM")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, on_term)
+log("tarsdock", *sys.argv[1:])
+how = os.environ.get("FAKE_PULL", "ok")
+if how == "ok":
+    os.remove(state + ".noimage")
+    sys.exit(0)
+if how == "hang":
+    while True:
+        time.sleep(0.05)
+sys.exit(3)
+"""
+
+
+def start_pulling(docker: Path, tmp_path: Path, pull: str, **env: str) -> subprocess.Popen[bytes]:
+    fake = tmp_path / "tarsdock"
+    fake.write_text(FAKE_PULLER)
+    fake.chmod(0o755)
+    return start(docker, tmp_path, f"pull={pull}", "config=/etc/td", "pulltimeout=60",
+                 shlex.join([f"tarsdock={fake}"]), **env)
+
+
+SYNC = ["tarsdock", "--config-dir", "/etc/td", "images", "sync", "--only", NAME, "--timeout", "60",
+        "--quiet"]
+
+
+def test_a_start_pulls_an_absent_image_as_a_unit_does_then_runs(docker: Path,
+                                                                tmp_path: Path) -> None:
+    (tmp_path / "state.noimage").touch()
+    runner = start_pulling(docker, tmp_path, "missing")
+    wait_for(lambda: running(tmp_path))
+    assert [c for c in calls(tmp_path) if c[0] in ("tarsdock", "run")] == [SYNC, RUN_ARGS]
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=10) == 143
+    assert failures(tmp_path) == []
+
+
+def test_a_present_image_is_not_pulled(docker: Path, tmp_path: Path) -> None:
+    runner = start_pulling(docker, tmp_path, "missing")
+    wait_for(lambda: running(tmp_path))
+    assert verbs(tmp_path)[:2] == ["image", "run"]   # one inspect, no Python start
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=10)
+
+
+def test_pull_always_pulls_at_every_start(docker: Path, tmp_path: Path) -> None:
+    runner = start_pulling(docker, tmp_path, "always", FAKE_PULL="fail")
+    wait_for(lambda: running(tmp_path))
+    assert [c for c in calls(tmp_path) if c[0] in ("tarsdock", "run")] == [SYNC, RUN_ARGS]
+    runner.send_signal(signal.SIGTERM)
+    runner.wait(timeout=10)
+
+
+def test_a_failed_pull_leaves_the_run_to_say_image_missing(docker: Path, tmp_path: Path) -> None:
+    (tmp_path / "state.noimage").touch()
+    runner = start_pulling(docker, tmp_path, "missing", FAKE_PULL="fail")
+    assert runner.wait(timeout=10) == 125
+    assert SYNC in calls(tmp_path)
+    assert [f.code for f in failures(tmp_path)] == ["image-missing"]
+
+
+def test_without_docker_there_is_no_pull_and_the_run_says_so(docker: Path,
+                                                             tmp_path: Path) -> None:
+    (tmp_path / "state.down").touch()
+    runner = start_pulling(docker, tmp_path, "missing")
+    assert runner.wait(timeout=10) == 125
+    assert SYNC not in calls(tmp_path)
+    assert [f.code for f in failures(tmp_path)] == ["docker-unreachable"]
+
+
+def test_a_stop_during_the_pull_ends_it_and_starts_nothing(docker: Path, tmp_path: Path) -> None:
+    (tmp_path / "state.noimage").touch()
+    runner = start_pulling(docker, tmp_path, "missing", FAKE_PULL="hang")
+    wait_for(lambda: SYNC in calls(tmp_path))
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=10) == 143
+    assert ["pull", "SIGTERM"] in calls(tmp_path)
+    assert "run" not in verbs(tmp_path) and failures(tmp_path) == []
+
+
+# --- supervisord's death (kill -9): the wrapper gets TERM and stops its service ----------------
+
+def start_under(tmp_path: Path, runs: Path, **env: str) -> tuple[subprocess.Popen[bytes], int]:
+    """The wrapper as the child of a stand-in supervisord (a sh that waits); both pids."""
+    parent = subprocess.Popen(
+        ["/bin/sh", "-c", f'/bin/sh "$0" "$1" "$2" & echo $! >{tmp_path / "wrapper"}; wait',
+         str(RUNNER), NAME, str(runs)],
+        env={**os.environ, "FAKE_STATE": str(tmp_path / "state"), **env},
+        start_new_session=True, preexec_fn=default_signals)
+    STARTED.append(parent)
+    wait_for(lambda: (tmp_path / "wrapper").exists() and (tmp_path / "wrapper").read_text())
+    return parent, int((tmp_path / "wrapper").read_text())
+
+
+def test_supervisords_death_stops_the_container(docker: Path, tmp_path: Path) -> None:
+    runs = run_file(tmp_path, [shlex.join([s]) for s in settings(docker, tmp_path)], RUN_ARGS)
+    parent, wrapper = start_under(tmp_path, runs)
+    wait_for(lambda: running(tmp_path))
+    parent.kill()
+    parent.wait(timeout=10)
+    wait_for(lambda: pid_gone(wrapper))
+    assert ["stop", "-t", "7", f"id-{NAME}"] in calls(tmp_path)
+    assert containers(tmp_path) == {}
+
+
+def test_supervisords_death_stops_a_native_service_as_a_stop(tmp_path: Path) -> None:
+    (tmp_path / "st").mkdir()
+    service, fake = tmp_path / "service", tmp_path / "tarsdock"
+    service.write_text(FAKE_SERVICE)
+    fake.write_text(FAKE_NATIVE_TARSDOCK)
+    for path in (service, fake):
+        path.chmod(0o755)
+    lines = ["mode=native", f"state={tmp_path / 'st'}", "timeout=2", "admin=31234",
+             f"tarsdock={fake}"]
+    runs = run_file(tmp_path, [shlex.join([line]) for line in lines],
+                    ["/usr/bin/env", "--", str(service)])
+    parent, wrapper = start_under(tmp_path, runs, FAKE_NOTIFY_LEAVE="1")
+    wait_for(lambda: service_pid(tmp_path) is not None)
+    pid = service_pid(tmp_path)
+    assert pid is not None
+    parent.kill()
+    parent.wait(timeout=10)
+    wait_for(lambda: pid_gone(wrapper) and pid_gone(pid))
+    # the stop of a stop: AdminF.shutdown, and the service left on its own
+    assert [c for c in calls(tmp_path) if c[0] != "service" or c[1] == "left"] == [
+        NATIVE_SHUTDOWN, ["service", "left"]]
+
+
+def test_a_wrapper_whose_supervisord_died_before_the_prctl_starts_nothing(
+        docker: Path, tmp_path: Path) -> None:
+    # the re-exec'd wrapper finds another parent than the one it was started by
+    runs = run_file(tmp_path, [shlex.join([s]) for s in settings(docker, tmp_path)], RUN_ARGS)
+    proc = subprocess.run(["/bin/sh", str(RUNNER), NAME, str(runs), f"pdeathsig={dead_pid()}"],
+                          env={**os.environ, "FAKE_STATE": str(tmp_path / "state")},
+                          capture_output=True, timeout=30)
+    assert proc.returncode == 143
+    assert calls(tmp_path) == []
+    assert b"supervisord (pid" in proc.stderr and b"is gone: not starting" in proc.stderr

@@ -161,3 +161,53 @@ def test_a_program_file_chmod_by_hand_is_put_right_without_the_group_warning(
     assert generate(config, out, tars) == before
     assert (out / f"{SERVICE}.conf").stat().st_mode & 0o777 == 0o644
     assert "group tars changed" not in capsys.readouterr().err
+
+
+IMAGES_TOML = """
+[images.base]
+ref = "tarsdock-test/busybox:1"
+pull = "{pull}"
+"""
+
+
+@pytest.mark.parametrize("pull", ["missing", "always", "never"])
+def test_the_pull_policy_is_in_the_run_file_and_the_program_stays(
+        pull: str, tmp_path: Path) -> None:
+    # tarsdock-run pulls an absent image at the start (issue D3), with what a unit's ExecStartPre
+    # runs (`images sync --only NAME` of this config dir, 60 s); pull = "never" gives it nothing
+    config, out, tars = tmp_path / "config", tmp_path / "out", tmp_path / "tars"
+    (config / "templates").mkdir(parents=True)
+    shutil.copy(SHARED_TEMPLATES / "tars.default", config / "templates" / "tars.default")
+    shutil.copy(SHARED_TEMPLATES / "tars.cpp.default", config / "templates" / "tars.cpp.default")
+    before = generate(config, out, tars)
+    toml = (config / "node.toml").read_text().replace(
+        'image = "tarsdock-test/busybox:1"', 'image = "base"', 1)
+    (config / "node.toml").write_text(toml + IMAGES_TOML.format(pull=pull))
+    argv = ["--config-dir", str(config), "generate", "--format", "supervisord", "--out", str(out),
+            "--docker", "/usr/bin/docker"]
+    assert main(argv) == 0
+    found = run_settings((out / f"{SERVICE}.run").read_bytes())
+    wanted = {"pull": pull, "config": str(config), "pulltimeout": "60"} \
+        if pull != "never" else {"pull": None, "config": None, "pulltimeout": None}
+    assert {key: found.get(key) for key in wanted} == wanted
+    assert found["image"] == "tarsdock-test/busybox:1"
+    assert (out / f"{SERVICE}.conf").read_bytes() == before[f"{SERVICE}.conf"]
+
+
+def test_a_container_service_without_an_admin_port_gets_tarsdock_for_the_pull(
+        tmp_path: Path) -> None:
+    config, out, tars = tmp_path / "config", tmp_path / "out", tmp_path / "tars"
+    (config / "templates").mkdir(parents=True)
+    shutil.copy(SHARED_TEMPLATES / "tars.default", config / "templates" / "tars.default")
+    shutil.copy(SHARED_TEMPLATES / "tars.cpp.default", config / "templates" / "tars.cpp.default")
+    generate(config, out, tars)
+    toml = (config / "node.toml").read_text().replace(
+        '[services."Hello.OtherServer"]\ntype = "tars_cpp"',
+        '[services."Hello.OtherServer"]\ntype = "not_tars"\ncommand = ["/bin/sleep", "9"]', 1)
+    (config / "node.toml").write_text(toml)
+    argv = ["--config-dir", str(config), "generate", "--format", "supervisord", "--out", str(out),
+            "--docker", "/usr/bin/docker"]
+    assert main(argv) == 0
+    found = run_settings((out / "Hello.OtherServer.run").read_bytes())
+    assert found["mode"] == "container" and "admin" not in found   # no stop through tarsdock
+    assert found["tarsdock"].endswith("/bin/tarsdock") and found["pull"] == "missing"

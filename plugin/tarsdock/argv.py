@@ -34,6 +34,10 @@ INTERPRETER_DEFAULTS = {"tars_java": "java", "tars_nodejs": "node", "tars_php": 
 # managed, service, node, instance: the last says which tarsdock owns it (NodeSettings.instance)
 LABELS = ("tarsdock.managed", "tarsdock.service", "tarsdock.node", "tarsdock.instance")
 LOCALTIME = "/etc/localtime"
+# A start pulls its image first if it is missing, for at most this long (a systemd unit's
+# ExecStartPre, tarsdock-run's own pull under supervisord); `docker run` itself never pulls
+# (--pull=never), so a start never waits on a registry longer than this.
+PULL_TIMEOUT = 60
 IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)")
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tarsdock.argv import (
+    PULL_TIMEOUT,
     docker_run_argv,
     node_server_command,
     service_command,
@@ -99,6 +100,21 @@ def _sh(word: str, what: str) -> str:
     return shlex.quote(check_text(word, what))
 
 
+def _pull_settings(service: Service, ctx: Context,
+                   settings: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """What tarsdock-run needs to pull a container's image at its start, as a systemd unit's
+    ExecStartPre does (`images sync --only NAME`); none with pull = "never"."""
+    image = service.spec.image
+    if image is None or image.pull == "never":
+        return []
+    pull = [("pull", image.pull), ("config", str(ctx.config_dir)),
+            ("pulltimeout", str(PULL_TIMEOUT))]
+    if not any(key == "tarsdock" for key, _ in settings):
+        # a service without an admin port has no `tarsdock` for the stop
+        pull.append(("tarsdock", f"{ctx.scripts_dir}/tarsdock"))
+    return pull
+
+
 def run_lines(service: Service, ctx: Context, args: list[str] | None = None) -> list[str]:
     """The sh lines of the run file: its variables, then `set -- ARGV` (`args`: see run_argv)."""
     what = f"{service.name}: command"
@@ -107,6 +123,7 @@ def run_lines(service: Service, ctx: Context, args: list[str] | None = None) -> 
         raise QuotingError(f"{what}: empty command")
     if service.spec.run == "container":
         settings = wrapper_settings(service, ctx.docker, "forward", f"{ctx.scripts_dir}/tarsdock")
+        settings += _pull_settings(service, ctx, settings)
     else:
         settings = [("mode", "native"), ("state", str(service.node.state_dir))]
         if speaks_admin(service):

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Final
 
 from tarsdock.argv import (
+    PULL_TIMEOUT,
     docker_run_argv,
     executable_source,
     node_server_command,
@@ -57,9 +58,6 @@ SYSTEMCTL = "/usr/bin/systemctl"
 # 128+SIGTERM: `docker run` after `docker stop`, or a JVM on SIGTERM. A clean stop, so that
 # `systemctl stop` never leaves a failed unit whose OnFailure= arms the punish timer.
 SIGTERM_EXIT = 143
-# A start pulls its image first if it is missing, for at most this long; `docker run` itself
-# never pulls (--pull=never), so a start never waits on a registry longer than this.
-PULL_TIMEOUT = 60
 # A start waits this long for an absent Docker daemon before it fails (and Restart= tries
 # again): at most one start a minute during an outage, never the 10 in 60 s of the start limit.
 DOCKER_WAIT = 60
