@@ -210,7 +210,7 @@ def supervisor_program(text: str, tmp_dir: Path, program: str) -> dict[str, str]
 
 # What tarsdock-run takes from a run file: these variables, then the positional parameters.
 RUN_VARS = ("mode", "timeout", "docker", "instance", "state", "image", "memory", "admin",
-            "tarsdock", "signals", "DOCKER_HOST")
+            "tarsdock", "signals", "pull", "config", "pulltimeout", "DOCKER_HOST")
 
 
 def read_run_file(path: Path) -> tuple[dict[str, str], list[str]]:
