@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import xmlrpc.client
 from collections.abc import Sequence
@@ -156,6 +157,8 @@ class FakeControl:
     calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     failures: dict[str, str] = field(default_factory=dict)
     replaced: dict[str, str] = field(default_factory=dict)
+    # the services it runs -> whether it holds an older definition than the file (systemd)
+    live: dict[str, bool] = field(default_factory=dict)
 
     def stop(self, names: Sequence[str]) -> None:
         self.calls.append(("stop", tuple(names)))
@@ -173,6 +176,10 @@ class FakeControl:
     def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]:
         self.calls.append(("wait", tuple(names)))
         return {name: self.failures.get(name, "") for name in names}
+
+    def running(self, names: Sequence[str]) -> dict[str, bool]:
+        self.calls.append(("running", tuple(names)))
+        return {name: self.live[name] for name in names if name in self.live}
 
 
 def test_execute_stops_before_writing_and_starts_after_reloading() -> None:
@@ -510,14 +517,23 @@ def test_apply_converges_and_a_second_run_changes_nothing(tmp_path: Path,
     assert not (tmp_path / "tars" / "tarsdock" / apply.PENDING_FILE).exists()
 
 
+@pytest.mark.parametrize("fmt", ["supervisord", "systemd"])
 def test_files_the_supervisor_has_not_loaded_through_apply_are_reloaded(
-        tmp_path: Path, control: FakeControl) -> None:
-    cfg = write_node(tmp_path, ["One"])
-    assert main(["--config-dir", str(cfg), "generate", "--format", "supervisord", "--out",
+        tmp_path: Path, control: FakeControl, fmt: str) -> None:
+    # systemd: the units `generate` wrote are daemon-reloaded (apply's record of what it had
+    # loaded differs); the service generate added, which never ran, is started as new, as
+    # apply would have started it had it written the files itself
+    cfg = write_node(tmp_path, ["One"], fmt=fmt)
+    assert main(["--config-dir", str(cfg), "generate", "--format", fmt, "--out",
                  str(tmp_path / "out")]) == 0
     code, report = run_apply(cfg)
-    assert code == 0 and report["changed"] is False
-    assert ("reload", ()) in control.calls
+    assert code == 0 and report["changed"] is True and report["files"]["written"] == 0
+    assert report["services"] == {"App.One": {"action": "start", "reasons": ["new"],
+                                              "state": "running"}}
+    # asked once per plan: the plan is made again under the node lock
+    assert control.calls == [("running", ("App.One",))] * 2 + [
+        ("stop", ()), ("reload", ()), ("start", ("App.One",)), ("restart", ()),
+        ("wait", ("App.One",))]
     control.calls.clear()
     run_apply(cfg)
     assert control.calls == []
@@ -757,3 +773,176 @@ def test_a_timeout_that_gives_no_time_is_a_usage_error(
     assert main(["--config-dir", str(cfg), "apply", "--timeout", timeout]) == 2
     assert "argument --timeout" in capsys.readouterr().err
     assert control.calls == [] and not (tmp_path / "out").exists()
+
+
+# ---- services started before their files changed (tarsdock.outdated) ---------------------------
+
+def started_at(tmp_path: Path, name: str, file: Path, offset_ns: int) -> None:
+    """Record a start of `name` (its starts file) `offset_ns` after `file`'s mtime (before, when
+    negative), as tarsdock-run's rewrite of the file would stamp it: no clock, no sleep."""
+    path = tmp_path / "tars" / "tarsdock" / "state" / f"{name}.starts"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("1\n")
+    at = file.stat().st_mtime_ns + offset_ns
+    os.utime(path, ns=(at, at))
+
+
+def touch(path: Path, at: int) -> None:
+    os.utime(path, ns=(at, at))
+
+
+def newest_file(tmp_path: Path, name: str) -> Path:
+    """The service's file (program, run file, Tars config) apply wrote last."""
+    return max((tmp_path / "out" / f"{name}.run", tmp_path / "out" / f"{name}.conf",
+                tmp_path / f"tars/tarsnode/data/{name}/conf/{name}.config.conf"),
+               key=lambda p: p.stat().st_mtime_ns)
+
+
+SECOND = 10**9
+
+
+def test_a_running_service_started_before_generate_wrote_its_files_is_restarted(
+        tmp_path: Path, control: FakeControl) -> None:
+    # the tester's D2: `generate` wrote the new run files, so apply found every file as it
+    # would write it, said "no change" and left One running with its old settings
+    cfg = write_node(tmp_path, ["One", "Two"])
+    run_apply(cfg)
+    write_node(tmp_path, ["One", "Two"], argument="2")
+    assert main(["--config-dir", str(cfg), "generate", "--format", "supervisord", "--out",
+                 str(tmp_path / "out")]) == 0
+    for name in ("App.One", "App.Two"):
+        run_file = tmp_path / "out" / f"{name}.run"
+        # the first apply wrote the program and config well before (a clock tick can hold both)
+        for old in (tmp_path / "out" / f"{name}.conf",
+                    tmp_path / f"tars/tarsnode/data/{name}/conf/{name}.config.conf"):
+            touch(old, run_file.stat().st_mtime_ns - 2 * SECOND)
+        started_at(tmp_path, name, run_file, -SECOND)
+    control.live = {"App.One": False}       # Two: stopped by the operator, left alone
+    control.calls.clear()
+    code, check = run_apply(cfg, "--check")
+    assert code == 0 and check["changed"] is True
+    assert check["services"] == {"App.One": {"action": "restart",
+                                             "reasons": ["started before its files changed"]}}
+    assert control.calls == [("running", ("App.One", "App.Two"))], "--check acts on nothing"
+    control.calls.clear()
+    code, report = run_apply(cfg)
+    assert code == 0 and report["files"]["written"] == 0
+    assert report["services"] == {"App.One": {
+        "action": "restart", "reasons": ["started before its files changed"], "state": "running"}}
+    assert control.calls[2:] == [("stop", ()), ("reload", ()), ("start", ()),
+                                 ("restart", ("App.One",)), ("wait", ("App.One",))]
+    # One's restart is recorded after its files: only Two, stopped, is still asked about
+    started_at(tmp_path, "App.One", tmp_path / "out" / "App.One.run", SECOND)
+    control.calls.clear()
+    code, again = run_apply(cfg)
+    assert code == 0 and again["changed"] is False
+    assert control.calls == [("running", ("App.Two",))]
+
+
+def test_a_service_started_after_its_files_changed_asks_nothing(tmp_path: Path,
+                                                                control: FakeControl) -> None:
+    cfg = write_node(tmp_path, ["One"])
+    run_apply(cfg)
+    # a file stamped in the same clock tick as the start counts as older
+    started_at(tmp_path, "App.One", newest_file(tmp_path, "App.One"), 0)
+    control.live = {"App.One": False}
+    control.calls.clear()
+    code, report = run_apply(cfg)
+    assert code == 0 and report["changed"] is False and control.calls == []
+
+
+def test_a_program_changed_outside_apply_is_stopped_before_the_reload_and_started_after(
+        tmp_path: Path, control: FakeControl) -> None:
+    # supervisord swaps a program only while it is stopped: as for a program apply writes,
+    # not a restart after the reload (which updateGroup would refuse: STILL_RUNNING)
+    cfg = write_node(tmp_path, ["One"])
+    run_apply(cfg)
+    program = tmp_path / "out" / "App.One.conf"
+    started_at(tmp_path, "App.One", newest_file(tmp_path, "App.One"), SECOND)
+    touch(program, newest_file(tmp_path, "App.One").stat().st_mtime_ns + 2 * SECOND)
+    control.live = {"App.One": False}
+    control.calls.clear()
+    code, report = run_apply(cfg)
+    assert code == 0
+    assert report["services"] == {"App.One": {
+        "action": "restart", "reasons": ["program changed outside apply"], "state": "running"}}
+    assert control.calls[1:] == [("running", ("App.One",)), ("stop", ("App.One",)),
+                                 ("start", ("App.One",)), ("restart", ()),
+                                 ("wait", ("App.One",))]
+
+
+@pytest.mark.parametrize(("stale", "expected"), [
+    (True, {"App.One": {"action": "restart", "reasons": ["started before its files changed"],
+                        "state": "running"}}),
+    (False, {})])
+def test_systemd_holding_an_older_unit_than_the_file_restarts_it_after_the_reload(
+        tmp_path: Path, control: FakeControl, stale: bool, expected: dict[str, Any]) -> None:
+    # the unit changed after apply's last daemon-reload, and the service started after that
+    # (systemd restarted it on a crash): it ran with the unit systemd had loaded, the old one,
+    # exactly when systemd says NeedDaemonReload
+    cfg = write_node(tmp_path, ["One"], fmt="systemd")
+    run_apply(cfg)
+    unit = tmp_path / "out" / "tars-App.One.service"
+    loaded = tmp_path / "tars" / "tarsdock" / apply.LOADED_FILE
+    touch(unit, loaded.stat().st_mtime_ns + SECOND)
+    started_at(tmp_path, "App.One", unit, SECOND)
+    control.live = {"App.One": stale}
+    control.calls.clear()
+    code, report = run_apply(cfg)
+    assert code == 0 and report["services"] == expected
+    assert ("restart", ("App.One",)) in control.calls if stale else \
+        control.calls == [("running", ("App.One",))]
+
+
+def test_a_service_generate_added_is_started_as_new_and_the_others_left_alone(
+        tmp_path: Path, control: FakeControl) -> None:
+    # before, supervisord started it at the update (autostart) and apply did not list it
+    cfg = write_node(tmp_path, ["One"])
+    run_apply(cfg)
+    write_node(tmp_path, ["One", "Two"])
+    assert main(["--config-dir", str(cfg), "generate", "--format", "supervisord", "--out",
+                 str(tmp_path / "out")]) == 0
+    control.calls.clear()
+    code, report = run_apply(cfg)
+    assert code == 0
+    assert report["services"] == {"App.Two": {"action": "start", "reasons": ["new"],
+                                              "state": "running"}}
+    assert control.calls[2:] == [("stop", ()), ("reload", ()), ("start", ("App.Two",)),
+                                 ("restart", ()), ("wait", ("App.Two",))]
+
+
+def test_a_supervisor_that_cannot_say_what_runs_is_a_warning_in_check(
+        tmp_path: Path, control: FakeControl, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_node(tmp_path, ["One"])
+    run_apply(cfg)
+    started_at(tmp_path, "App.One", tmp_path / "out" / "App.One.run", -SECOND)
+
+    def silent(names: Sequence[str]) -> dict[str, bool]:
+        raise supervisors.ControlError("supervisord: getAllProcessInfo: refused")
+    control.running = silent   # type: ignore[method-assign]
+    capsys.readouterr()
+    code, report = run_apply(cfg, "--check")
+    assert code == 0 and report["services"] == {}
+    assert capsys.readouterr().err == ("warning: services' states not known: supervisord: "
+                                       "getAllProcessInfo: refused\n")
+
+
+def test_supervisord_running_is_every_program_with_a_process_or_about_to() -> None:
+    rpc = FakeRPC({"supervisor.getAllProcessInfo": [
+        info("Hello.A", "RUNNING"), info("Hello.B", "STARTING"), info("Hello.C", "BACKOFF"),
+        info("Hello.D", "STOPPED"), info("Hello.E", "FATAL"), info("Hello.F", "EXITED")]})
+    names = ["Hello.A", "Hello.B", "Hello.C", "Hello.D", "Hello.E", "Hello.F", "Hello.Gone"]
+    assert supervisors.Supervisord(rpc).running(names) == dict.fromkeys(
+        ["Hello.A", "Hello.B", "Hello.C"], False)
+
+
+def test_systemd_running_is_active_or_activating_with_need_daemon_reload() -> None:
+    blocks = [("Hello.A", "active", "yes"), ("Hello.B", "activating", "no"),
+              ("Hello.C", "inactive", "yes"), ("Hello.D", "failed", "no")]
+    fake = FakeSystemctl(["\n".join(f"Id=tars-{n}.service\nActiveState={a}\nNeedDaemonReload={r}\n"
+                                    for n, a, r in blocks)])
+    names = [n for n, _, _ in blocks]
+    assert supervisors.Systemd(fake).running(names) == {"Hello.A": True, "Hello.B": False}
+    assert fake.commands == [["systemctl", "--no-pager", "show", "-p",
+                              "Id,ActiveState,NeedDaemonReload",
+                              *(f"tars-{n}.service" for n in names)]]

@@ -3,14 +3,16 @@ it, then start, restart or remove exactly the services whose files or image chan
 
 What restarts a service (its reasons): its program section (supervisord) or unit (systemd), its
 run file (supervisord), its Tars config, or a running container whose image is no longer the one
-its reference names on the node (a new digest after `images sync`). Files shared by all services
-(tars.conf, tars.target, the sync and punish units) restart nothing.
+its reference names on the node (a new digest after `images sync`); also a running service
+started before one of those files changed on disk (written by `generate`: tarsdock.outdated).
+Files shared by all services (tars.conf, tars.target, the sync and punish units) restart nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from tarsdock.errors import EnvironmentFault, TarsdockError
 from tarsdock.options import bounded_number
+from tarsdock.outdated import PROGRAM_OUTSIDE
 from tarsdock.records import replace
 
 if TYPE_CHECKING:
@@ -38,7 +41,7 @@ EXIT_OK, EXIT_USAGE, EXIT_FAILED_START = 0, 2, 4
 START_TIMEOUT = 60.0
 # reasons that replace the program or unit itself: supervisord can swap a program only while it
 # is stopped, so these services are stopped before the reload and started after it
-STOP_FIRST = frozenset({"program", "unit"})
+STOP_FIRST = frozenset({"program", "unit", PROGRAM_OUTSIDE})
 PENDING_FILE = "apply-pending.json"
 LOADED_FILE = "apply-loaded"
 LOCK_FILE = "apply.lock"
@@ -107,11 +110,14 @@ def removed_service(fmt: str, path: Path) -> str | None:
 def plan_actions(fmt: str, changes: Iterable[Change], owners: Mapping[Path, tuple[str, str]],
                  image_changed: Collection[str] = (),
                  pending: Mapping[str, ServiceAction] | None = None,
-                 disabled: Collection[str] = ()) -> list[ServiceAction]:
+                 disabled: Collection[str] = (), outside: Mapping[str, Sequence[str]] | None = None,
+                 added: Collection[str] = ()) -> list[ServiceAction]:
     """One action per service, current or removed, sorted by name; `disabled` never start.
 
     `pending` holds the actions an earlier apply planned but may not have finished (it stopped
-    after writing): they are done again, since the files no longer show the change.
+    after writing): they are done again, since the files no longer show the change. `outside`:
+    running services started before their files changed on disk, with the reasons; `added`:
+    services whose files were written outside apply and that never ran (tarsdock.outdated).
     """
     reasons: dict[str, list[str]] = {name: [] for name, _ in owners.values()}
     new: set[str] = set()
@@ -126,6 +132,10 @@ def plan_actions(fmt: str, changes: Iterable[Change], owners: Mapping[Path, tupl
             reasons[name].append(what)
             if change.kind == "new" and what in STOP_FIRST:
                 new.add(name)
+    new.update(name for name in added if name in reasons)
+    for name, why in (outside or {}).items():
+        if name in reasons and name not in new:
+            reasons[name].extend(why)
     for name in image_changed:
         if name in reasons and name not in new:
             reasons[name].append("image")
@@ -349,17 +359,21 @@ class Plan:
 
 
 def make_plan(args: argparse.Namespace, node: NodeSettings, services: list[Service],
-              files: list[OutputFile]) -> Plan:
-    """Compare the rendered files with the disk; each service's action; the report so far."""
+              files: list[OutputFile], control: Callable[[], Supervisor]) -> Plan:
+    """Compare the rendered files with the disk, and the files left as they are with the
+    running services' starts (asking `control()` only about suspects); each service's action;
+    the report so far."""
     from tarsdock.generate import plan_all
     from tarsdock.output import diff
 
     fmt, out_dir = node.supervisor, Path(node.units_dir)
-    changes = plan_all(fmt, files, out_dir)
+    stats: dict[str, list[int]] = {}
+    changes = plan_all(fmt, files, out_dir, stats)
     earlier = read_pending(pending_path(node))
-    actions = plan_actions(fmt, changes, file_owners(fmt, services, out_dir),
-                           _drift(services, node), earlier,
-                           {s.name for s in services if not s.spec.enabled})
+    owners = file_owners(fmt, services, out_dir)
+    outside, added = _outdated(fmt, owners, stats, node, control)
+    actions = plan_actions(fmt, changes, owners, _drift(services, node), earlier,
+                           {s.name for s in services if not s.spec.enabled}, outside, added)
     written = any(c.kind != "unchanged" for c in changes)
     acted: dict[str, dict[str, object]] = {
         a.name: {"action": a.action, "reasons": list(a.reasons)}
@@ -368,6 +382,29 @@ def make_plan(args: argparse.Namespace, node: NodeSettings, services: list[Servi
                     output_dir=str(out_dir), files=_count(changes), services=acted,
                     diff=diff(changes) if args.diff else None)
     return Plan(changes, earlier, actions, report)
+
+
+def _outdated(fmt: str, owners: Mapping[Path, tuple[str, str]], stats: Mapping[str, list[int]],
+              node: NodeSettings, control: Callable[[], Supervisor],
+              ) -> tuple[dict[str, tuple[str, ...]], set[str]]:
+    """tarsdock.outdated on the files left as they are (`stats`: their signatures, mtime ns
+    third); the supervisor is asked only when a service is suspect. One that does not answer
+    runs nothing: a warning, and nothing is found."""
+    from tarsdock import outdated
+
+    found = outdated.suspects(
+        fmt, outdated.instances(owners, {path: sig[2] for path, sig in stats.items()},
+                                node.state_dir),
+        outdated.mtime_ns(loaded_path(node)))
+    names = found.names()
+    if not names:
+        return {}, set()
+    try:
+        running = control().running(names)
+    except TarsdockError as error:
+        print(f"warning: services' states not known: {error}", file=sys.stderr)
+        return {}, set()
+    return outdated.verdict(found, running)
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -386,20 +423,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
     real = args.as_config_dir or directory
     ctx = Context(real.absolute(), sysconfig.get_path("scripts"), args.docker)
     node, services, files, warnings = load(directory, ctx, as_dir=args.as_config_dir)
-    plan = make_plan(args, node, services, files)
+    # made once, when first needed: a no-change apply asks the supervisor nothing
+    control = functools.cache(lambda: make_control(node))
+    plan = make_plan(args, node, services, files, control)
     print_warnings([*warnings, *engine_warnings(node, [s.spec for s in services])])
     if args.check:
         _print(plan.report, args.json)
         return EXIT_OK
     digest = units_digest(f for f in files if f.path.parent == Path(node.units_dir))
     if _must_act(plan, node, digest):
-        control = make_control(node)
+        control()
         with node_lock(node):
             # another apply may have done it all while this one waited for the lock (it then
             # looked like an unfinished apply): plan again, from what is on the disk now
-            plan = make_plan(args, node, services, files)
+            plan = make_plan(args, node, services, files, control)
             if _must_act(plan, node, digest):
-                _act(plan, args, node, services, control, digest)
+                _act(plan, args, node, services, control(), digest)
     _print(plan.report, args.json)
     return EXIT_FAILED_START if plan.report.failed else EXIT_OK
 

@@ -22,6 +22,10 @@ GROUP = "tars"
 BAD_NAME, ALREADY_STARTED, NOT_RUNNING, UNKNOWN_METHOD = 10, 60, 70, 1
 STILL_RUNNING = 91
 RUNNING_STATES = ("RUNNING",)
+# a process that runs, or will again without anyone starting it (apply restarts it when it was
+# started with older files: outdated.py)
+LIVE_STATES = ("RUNNING", "STARTING", "BACKOFF")
+LIVE_UNITS = ("active", "activating", "reloading")
 FAILED_STATES = ("BACKOFF", "FATAL", "EXITED")
 POLL = 0.2            # seconds between state checks while waiting
 # systemd: a started unit that is still active and has not restarted after this long has started
@@ -44,6 +48,7 @@ class Supervisor(Protocol):
     def start(self, names: Sequence[str]) -> None: ...
     def restart(self, names: Sequence[str]) -> None: ...
     def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]: ...
+    def running(self, names: Sequence[str]) -> dict[str, bool]: ...
 
 
 def telling_line(log: str) -> str:
@@ -93,6 +98,14 @@ class Supervisord:
     def _states(self) -> dict[str, dict[str, Any]]:
         infos = self._call("getAllProcessInfo", self.rpc.supervisor.getAllProcessInfo)
         return {info["name"]: info for info in infos if info["group"] == GROUP}
+
+    def running(self, names: Sequence[str]) -> dict[str, bool]:
+        """Those of `names` whose process runs or will again (RUNNING, STARTING, BACKOFF), each
+        with False: a program section supervisord holds older than the file is found at the
+        reload instead (_update_group). Raises ControlError."""
+        states = self._states()
+        return {name: False for name in names
+                if states.get(name, {}).get("statename") in LIVE_STATES}
 
     def stop(self, names: Sequence[str]) -> None:
         """Stop programs, all at once, and wait until none is stopping; programs unknown or not
@@ -264,6 +277,16 @@ def supervisord_silent(url: str, error: Exception, hint: str = "") -> Environmen
     return EnvironmentFault(url, f"supervisord does not answer ({cause}); is it running?{hint}")
 
 
+def _units(text: str) -> dict[str, dict[str, str]]:
+    """`systemctl show` of tars-*.service units: service name -> property -> value."""
+    found: dict[str, dict[str, str]] = {}
+    for block in text.strip().split("\n\n"):
+        values = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if values.get("Id", "").startswith("tars-"):
+            found[values["Id"].removeprefix("tars-").removesuffix(".service")] = values
+    return found
+
+
 @dataclass
 class Systemd:
     """systemd over systemctl; units are tars-App.Server.service."""
@@ -299,6 +322,18 @@ class Systemd:
         text = self._systemctl("show", "-p", "Id,NeedDaemonReload", *units, check=False)
         return "NeedDaemonReload=yes" in text.split()
 
+    def running(self, names: Sequence[str]) -> dict[str, bool]:
+        """Those of `names` whose unit is active or activating (auto-restart included), each
+        with whether systemd holds an older unit than its file (NeedDaemonReload: a unit
+        written since systemd last loaded it, whatever the start time says)."""
+        if not names:
+            return {}
+        text = self._systemctl("show", "-p", "Id,ActiveState,NeedDaemonReload",
+                               *map(unit, names), check=False)
+        return {name: values.get("NeedDaemonReload") == "yes"
+                for name, values in _units(text).items()
+                if values.get("ActiveState") in LIVE_UNITS}
+
     def _begin(self, verb: str, names: Sequence[str]) -> None:
         if not names:
             return
@@ -318,13 +353,7 @@ class Systemd:
 
     def _show(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
         props = "Id,ActiveState,SubState,Result,NRestarts,ExecMainStatus"
-        text = self._systemctl("show", "-p", props, *map(unit, names), check=False)
-        found: dict[str, dict[str, str]] = {}
-        for block in text.strip().split("\n\n"):
-            values = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-            if values.get("Id", "").startswith("tars-"):
-                found[values["Id"].removeprefix("tars-").removesuffix(".service")] = values
-        return found
+        return _units(self._systemctl("show", "-p", props, *map(unit, names), check=False))
 
     def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]:
         """Wait until each started unit has stayed active SETTLE s, or failed; name -> reason."""

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from . import harness
-from .e2e_nodes import LOCATOR, NodeDir, answer, container, containers_named
+from .e2e_nodes import LOCATOR, NodeDir, answer, container, containers_named, env_of
 from .harness import (
     PYTHON_IMAGE,
     app_name,
@@ -246,13 +246,83 @@ def test_a_program_generate_changed_is_swapped_by_the_next_apply(node: Node) -> 
     run([sys.executable, "-m", "tarsdock", "--config-dir", str(node.dir.config_dir), "generate",
          "--format", "supervisord", "--out", str(node.dir.out)])
     report = node.dir.apply()
+    # stopped before supervisord rereads it (its run file and config changed too)
     assert report["services"] == {node.name("One"): {
-        "action": "restart", "reasons": ["program changed outside apply"], "state": "running"}}
+        "action": "restart",
+        "reasons": ["program changed outside apply", "started before its files changed"],
+        "state": "running"}}
     after = node.identities()
     assert after["One"] != before["One"]
     assert {s: p for s, p in after.items() if s != "One"} == \
         {s: p for s, p in before.items() if s != "One"}
     assert node.dir.apply()["changed"] is False
+
+
+def generate(node: Node) -> None:
+    """`tarsdock generate` by hand into the node's output dir (what an older playbook does)."""
+    run([sys.executable, "-m", "tarsdock", "--config-dir", str(node.dir.config_dir), "generate",
+         "--format", "supervisord", "--out", str(node.dir.out)])
+
+
+def test_an_env_generate_wrote_reaches_the_service_at_the_next_apply(node: Node) -> None:
+    """The tester's D2: only Env's `env` changes (its run file and config), `generate` writes
+    them while it runs, and apply said "no change" and left the old environment running."""
+    node.dir.template("apply.env", TEMPLATE.format(extra="env = TARSDOCK_D2=old"))
+    node.ports["Env"] = free_port()
+    name = node.dir.add("Env", node.ports["Env"], template="apply.env")
+    node.dir.write()
+    assert node.dir.apply()["services"][name]["state"] == "running"
+    harness.wait_for(lambda: node.answers("Env"), "Env answering")
+    before = node.identities()
+
+    node.dir.template("apply.env", TEMPLATE.format(extra="env = TARSDOCK_D2=new"))
+    generate(node)
+    reasons = ["started before its files changed"]
+    check = node.dir.apply("--check")
+    assert check["services"] == {name: {"action": "restart", "reasons": reasons}}
+    assert node.identities() == before
+    report = node.dir.apply()
+    assert report["files"]["written"] == 0
+    assert report["services"] == {name: {"action": "restart", "reasons": reasons,
+                                         "state": "running"}}
+    after = node.identities()
+    assert after["Env"] != before["Env"]
+    assert {s: p for s, p in after.items() if s != "Env"} == \
+        {s: p for s, p in before.items() if s != "Env"}
+    info = container(name)
+    assert info is not None and "TARSDOCK_D2=new" in info["Config"]["Env"]
+    harness.wait_for(lambda: env_of(read_json_when_present(node.dir.started(name)))
+                     .get("TARSDOCK_D2") == "new", "Env started with the new env")
+    assert node.dir.apply()["changed"] is False
+
+
+def test_a_stopped_service_generate_changed_stays_stopped(node: Node) -> None:
+    name = node.name("Env")
+    program = f"tars:{name}"
+    node.supervisor.rpc().supervisor.stopProcess(program)
+    node.dir.template("apply.env", TEMPLATE.format(extra="env = TARSDOCK_D2=newer"))
+    generate(node)
+    report = node.dir.apply()
+    assert report["services"] == {}
+    assert node.supervisor.status()[program] == "STOPPED"
+    node.supervisor.rpc().supervisor.startProcess(program)
+    # its next start reads the new files
+    harness.wait_for(lambda: env_of(read_json_when_present(node.dir.started(name)))
+                     .get("TARSDOCK_D2") == "newer", "Env started by hand with the newer env")
+    assert node.dir.apply()["changed"] is False
+
+
+def test_a_service_generate_added_is_listed_as_started_by_apply(node: Node) -> None:
+    before = node.identities()
+    node.ports["Added"] = free_port()
+    name = node.dir.add("Added", node.ports["Added"])
+    node.dir.write()
+    generate(node)
+    report = node.dir.apply()
+    assert report["services"] == {name: {"action": "start", "reasons": ["new"],
+                                         "state": "running"}}
+    harness.wait_for(lambda: node.answers("Added"), "Added answering")
+    assert {s: node.identity(s) for s in before} == before
 
 
 @pytest.fixture
