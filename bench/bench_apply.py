@@ -10,6 +10,10 @@ everything; then, alternated run by run, whole processes of:
   Docker query for running containers' images; nothing written, nothing restarted);
 - `tarsdock generate --format supervisord --out OUT` on the same files (no change).
 
+With `--started-before`, every service has a starts file older than its files (it ran, then the
+operator stopped it): each is a suspect of tarsdock.outdated, so every apply also asks
+supervisord what runs (one getAllProcessInfo), the worst case of a no-change apply.
+
 Target (issue 11): apply median <= 0.5 s. Prints medians, the ratio to generate, and checks
 that no apply changed anything.
 """
@@ -88,6 +92,17 @@ def supervisord_conf(root: Path, socket: Path, out: Path) -> Path:
     return conf
 
 
+def record_old_starts(cfg: Path, count: int) -> None:
+    """A starts file per service, stamped a minute before its files were written."""
+    state = cfg.parent / "tars" / "tarsdock" / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    at = time.time_ns() - 60 * 10**9
+    for i in range(count):
+        path = state / f"Bench.Server{i:03d}.starts"
+        path.write_text(f"{at // 10**9}\n")
+        os.utime(path, ns=(at, at))
+
+
 def timed(argv: list[str]) -> tuple[float, str]:
     start = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -109,6 +124,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=SERVICES)
     parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--started-before", action="store_true",
+                        help="every service started (then stopped) before its files changed")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-apply-"))
     sock_dir = Path(tempfile.mkdtemp(prefix="ba-", dir="/tmp"))
@@ -122,6 +139,8 @@ def main() -> int:
         wait_socket(socket, supervisor)
         tarsdock = [tool("tarsdock"), "--config-dir", str(cfg)]
         first, _ = timed([*tarsdock, "apply", "--json"])
+        if args.started_before:
+            record_old_starts(cfg, args.services)
         apply_times, generate_times = [], []
         for _ in range(args.runs):
             seconds, report = timed([*tarsdock, "apply", "--json"])
@@ -141,7 +160,7 @@ def main() -> int:
     apply_median = statistics.median(apply_times)
     generate_median = statistics.median(generate_times)
     print(f"{args.services} services, supervisord, {args.runs} runs each, alternated "
-          "(whole processes)")
+          f"(whole processes){', each started before its files' if args.started_before else ''}")
     print(f"  first apply (writes, loads):     {first:6.3f} s")
     print(f"  apply, no change:   median {apply_median:6.3f} s  (min {min(apply_times):.3f}, "
           f"max {max(apply_times):.3f})")
