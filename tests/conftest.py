@@ -51,3 +51,10 @@ def _no_engine_identity_lookup(request: pytest.FixtureRequest,
     if request.node.get_closest_marker("e2e") is None:
         monkeypatch.setattr("tarsdock.engine.other_instances", lambda *_args, **_kw: {})
         monkeypatch.setattr("tarsdock.engine.has_image", lambda *_args, **_kw: True)
+
+
+@pytest.fixture(autouse=True)
+def _no_parent_death_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon's command run in-process (node-server) must not arm PR_SET_PDEATHSIG on pytest
+    itself; tests of tarsdock.parentdeath arm it in a child process of their own."""
+    monkeypatch.setattr("tarsdock.parentdeath.libc_prctl", lambda option, arg: 0)

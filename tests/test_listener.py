@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,9 @@ from fake_engine import FakeEngine, FakeLane, FakeSupervisor
 
 from tarsdock.dockerwatch import DockerWatch, FaultLog
 from tarsdock.engine import DockerUnreachable, PullError
-from tarsdock.errors import InputError, Origin
-from tarsdock.eventproto import Event, encode_event, read_event
-from tarsdock.listener import Lane, Listener, Options
+from tarsdock.errors import InputError, InputErrors, Origin
+from tarsdock.eventproto import OK, READY, Event, encode_event, read_event
+from tarsdock.listener import Gate, Lane, Listener, Options, open_when_loaded, serve
 from tarsdock.model import Image, Manifest, NodeSettings, ServiceSpec
 from tarsdock.state import read_failures
 
@@ -267,6 +267,62 @@ def test_a_broken_config_is_logged_and_retried(caplog: pytest.LogCaptureFixture)
     world.pull.run_due()
     assert "node.toml:3" in caplog.text
     assert world.pull.tasks[0][0] == world.now + 7
+
+
+def test_a_listener_whose_config_does_not_load_answers_events_and_starts_once_it_loads(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # the tester's D4: the listener exited on a bad node.toml (FATAL, for good, under
+    # supervisord); it answers every event meanwhile, says the error once, and starts late
+    caplog.set_level(logging.INFO, "tarsdock.listener")
+    world = World(spec("A.S", CPP), states={"tars:A.S": "FATAL"})
+    typo = InputErrors([InputError(Origin("node.toml", 6), "unknown key", "nodeport")])
+    broken = True
+    tries: list[float] = []
+    fixed = threading.Event()
+    started: list[bool] = []
+
+    def load() -> Manifest:
+        if broken:
+            raise typo
+        return world.manifest
+
+    def sleep(seconds: float) -> None:
+        tries.append(seconds)
+        if len(tries) == 3:
+            assert fixed.wait(30)
+
+    def start(loaded: Manifest, late: bool) -> Callable[[Event], None]:
+        started.append(late)
+        world.listener.manifest = loaded
+        world.listener.take_over()
+        if late:
+            world.listener.catch_up()
+        return world.listener.handle
+
+    gate = Gate()
+    waiting = open_when_loaded(load, start, gate, sleep=sleep)
+    assert waiting is not None
+    events = b"".join(encode_event(name, payload.encode(), serial) for serial, (name, payload)
+                      in enumerate([("PROCESS_STATE_FATAL", "processname:A.S groupname:tars"),
+                                    ("TICK_60", "when:1"),
+                                    ("SUPERVISOR_STATE_CHANGE_RUNNING", "")] * 50))
+    out = io.BytesIO()
+    assert serve(io.BytesIO(events), out, gate.handle) == 0
+    assert out.getvalue() == (READY + OK) * 150 + READY
+    assert started == [] and world.pull.tasks == [] and world.docker.tasks == []
+    broken = False
+    fixed.set()
+    waiting.join(30)
+    assert started == [True]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].endswith("node.toml:6: key 'nodeport': unknown key")
+    assert "the config reads again" in caplog.text
+    assert world.pull.keys() == ["sync"]
+    assert world.docker.keys() == ["seed", "persist", "reap"]
+    world.run()                           # its image pulled; A.S learnt FATAL from supervisord
+    assert [ref for ref, _ in world.engine.pulls] == [CPP]
+    world.advance(600)                    # and revived after the punish interval
+    assert ("start", "tars:A.S") in world.rpc.calls
 
 
 def test_real_lane_runs_tasks_in_due_order_and_coalesces() -> None:

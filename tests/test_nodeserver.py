@@ -15,8 +15,8 @@ import pytest
 
 from tarsdock import heartbeat as hb
 from tarsdock import nodeserver as ns
+from tarsdock import portowner, tcconfig
 from tarsdock import tarsproto as tp
-from tarsdock import tcconfig
 from tarsdock.state import (
     HEARTBEAT,
     failures_path,
@@ -300,10 +300,74 @@ def test_a_taken_node_port_is_a_clear_error_naming_who_holds_it() -> None:
 
 def test_a_holder_proc_does_not_show_is_said_so() -> None:
     error = OSError(errno.EADDRINUSE, "Address already in use")
-    assert "held by a process /proc does not show;" in ns.bind_failure(19386, error, lambda p: "")
+    assert "held by a process /proc does not show;" in ns.bind_failure(19386, error, lambda p: [])
     denied = OSError(errno.EACCES, "Permission denied")   # no holder to look for
-    assert ns.bind_failure(80, denied, lambda p: "unused") == (
+    assert ns.bind_failure(80, denied, lambda p: [portowner.Holder(1, ("x",))]) == (
         "node object: cannot listen on 127.0.0.1:80 ([node] node_port): Permission denied")
+
+
+def node_server(pid: int, config_dir: str, cwd: str = "/") -> portowner.Holder:
+    return portowner.Holder(pid, ("/usr/bin/tarsdock", "--config-dir", config_dir,
+                                  "node-server"), cwd)
+
+
+def test_a_leftover_node_server_of_this_config_dir_is_named_with_the_pid_to_stop(
+        tmp_path: Path) -> None:
+    # the tester's D5: supervisord killed with kill -9 left its node server holding the port;
+    # "set a node_port of its own" was the wrong advice: it is this node's own
+    error = OSError(errno.EADDRINUSE, "Address already in use")
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "cfg")
+    said = ns.bind_failure(19386, error, lambda p: [node_server(4242, "cfg", str(tmp_path))],
+                           str(tmp_path / "link"))
+    assert said == (
+        "node object: cannot listen on 127.0.0.1:19386 ([node] node_port): Address already in "
+        "use: held by pid 4242 (/usr/bin/tarsdock --config-dir cfg node-server), a node server "
+        "of this config dir left over, e.g. by a supervisord killed without stopping it: stop "
+        "pid 4242")
+
+
+def test_another_config_dirs_node_server_still_asks_for_a_node_port_of_its_own(
+        tmp_path: Path) -> None:
+    error = OSError(errno.EADDRINUSE, "Address already in use")
+    said = ns.bind_failure(19386, error, lambda p: [node_server(4242, "/etc/other")],
+                           str(tmp_path))
+    assert said.endswith("held by pid 4242 (/usr/bin/tarsdock --config-dir /etc/other "
+                         "node-server), the tarsdock node server of config dir /etc/other; "
+                         "every tarsdock node on a host needs a node_port of its own (set "
+                         "[node] node_port in one of them)")
+    assert "left over" not in said
+
+
+def test_a_bad_node_toml_is_waited_out_and_its_errors_name_their_lines(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the tester's D4 and L1: the node server said `node.toml:1` for a key on line 6 and exited
+    # (FATAL under supervisord, for good); it waits now, and goes on once the file is fixed
+    from tarsdock.cli import main
+
+    (tmp_path / "cfg").mkdir()
+    node_toml = tmp_path / "cfg" / "node.toml"
+    head = (f'[node]\nname = "n1"\ntars_path = "{tmp_path / "tars"}"\n'
+            'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"\n\n')
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        node_toml.write_text(head + f"nodeport = {port}\n")
+        said_then: list[str] = []
+
+        def fix(seconds: float) -> None:   # the operator fixes it during the first wait
+            said_then.append(capsys.readouterr().err)
+            node_toml.write_text(head + f"node_port = {port}\n")
+
+        monkeypatch.setattr("tarsdock.configwait.time.sleep", fix)
+        # the port is taken (by this test): serving stops there, with exit 5
+        assert main(["--config-dir", str(tmp_path / "cfg"), "node-server"]) == 5
+    assert said_then == [
+        "tarsdock node: cannot read the config (trying again every 10 s at most until it "
+        "reads):\nnode.toml:6: key 'nodeport': unknown key in [node], did you mean 'node_port'?\n"]
+    after = capsys.readouterr().err
+    assert after.startswith("tarsdock node: the config reads again\n")
+    assert f"cannot listen on 127.0.0.1:{port}" in after
 
 
 def test_a_node_server_that_cannot_listen_leaves_why_until_one_listens(

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -494,6 +495,11 @@ class Listener:
         self.docker_lane.submit(self.seed, key="seed")
         self.docker_lane.submit(self.persist, key="persist")
 
+    def catch_up(self) -> None:
+        """What supervisord's RUNNING event queues, for a listener that may have missed it."""
+        self.request_sync()
+        self.docker_lane.submit(self.reap, key="reap")
+
     def seed(self) -> None:
         """Learn the programs that are FATAL already (a listener restarted after them)."""
         for info in self.rpc.getAllProcessInfo():
@@ -626,11 +632,28 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, handle: Callable[[Event], None]) ->
         write(stdout, OK)
 
 
+class Gate:
+    """The event handler while the listener may not be up yet: events are answered and dropped
+    until `open` hands over the listener's own handler (a listener that stops reading makes
+    supervisord's event buffer overflow). A dropped event loses nothing the listener needs:
+    take_over learns the FATAL programs from supervisord, and catch_up does the rest."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[Event], None] | None = None
+
+    def handle(self, event: Event) -> None:
+        target = self.target   # one read: `open` may run on another thread meanwhile
+        if target is not None:
+            target(event)
+
+    def open(self, target: Callable[[Event], None]) -> None:
+        self.target = target
+
+
 def cmd_listener(args: argparse.Namespace) -> int:
     """Run as supervisord's [eventlistener:tarsdock]."""
-    from supervisor import childutils
-
     from tarsdock.errors import EnvironmentFault
+    from tarsdock.parentdeath import leave_with_parent
 
     if "SUPERVISOR_SERVER_URL" not in os.environ:
         # supervisord sets it for its event listeners; by hand there is no one to talk to
@@ -638,8 +661,10 @@ def cmd_listener(args: argparse.Namespace) -> int:
                                "unset): it is started by [eventlistener:tarsdock], see "
                                "share/tarsdock/tarsdock-supervisord.conf of tarsdock's "
                                "environment")
+    # its end of input ends it when supervisord dies, but not while a lane is busy starting or
+    # stopping programs of a node that a new supervisord's listener now runs
+    leave_with_parent()
 
-    from tarsdock.engine import DockerEngine
     from tarsdock.manifest import load_manifest
     from tarsdock.options import config_dir
 
@@ -648,11 +673,61 @@ def cmd_listener(args: argparse.Namespace) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s tarsdock-listener %(levelname)s %(message)s")
     directory = config_dir(args)
-    manifest = load_manifest(directory)
     options = Options(args.punish_interval, args.max_starts, args.start_window,
                       args.sync_interval, args.retry_initial, args.retry_max, args.pull_timeout,
                       args.pull_retries, args.jobs, args.docker_retry_max)
-    engine = DockerEngine(manifest.node.docker_socket, stall_timeout=args.stall_timeout)
+    gate = Gate()
+
+    def start(manifest: Manifest, late: bool) -> Callable[[Event], None]:
+        try:
+            return start_listener(manifest, directory, options, args.stall_timeout, late).handle
+        except BaseException:
+            if late:
+                # on the config thread, a failure would leave the main thread answering events
+                # for no listener: end the process, as a failure at start does (supervisord
+                # starts it again); the thread's traceback says why
+                os.kill(os.getpid(), signal.SIGTERM)
+            raise
+
+    open_when_loaded(lambda: load_manifest(directory), start, gate)
+    return serve(sys.stdin.buffer, protocol_out, gate.handle)
+
+
+def open_when_loaded(load: Callable[[], Manifest],
+                     start: Callable[[Manifest, bool], Callable[[Event], None]], gate: Gate,
+                     sleep: Callable[[float], None] | None = None) -> threading.Thread | None:
+    """Start the listener (`start(manifest, late)` -> its handler) and open the gate with it:
+    at once when the config dir loads, else on a thread that waits for it to load (saying why,
+    tarsdock.configwait) while the caller answers events. Returns that thread, or None."""
+    from tarsdock.configwait import wait_for_config
+
+    try:
+        manifest = load()
+    except TarsdockError:
+        def wait_then_start() -> None:
+            loaded = wait_for_config(load, log.error, recovered=log.info, sleep=sleep)
+            gate.open(start(loaded, True))
+
+        thread = threading.Thread(target=wait_then_start, name="config", daemon=True)
+        thread.start()
+        return thread
+    gate.open(start(manifest, False))
+    return None
+
+
+def start_listener(manifest: Manifest, directory: Path, options: Options, stall_timeout: float,
+                   late: bool = False) -> Listener:
+    """Build the listener on a loaded manifest, take over, follow Docker.
+
+    `late`: the config dir did not load at start, so supervisord's RUNNING event may have come
+    and gone: sync the images and reap now, as that event would have.
+    """
+    from supervisor import childutils
+
+    from tarsdock.engine import DockerEngine
+    from tarsdock.manifest import load_manifest
+
+    engine = DockerEngine(manifest.node.docker_socket, stall_timeout=stall_timeout)
     rpc = childutils.getRPCInterface(os.environ).supervisor
     listener = Listener(lambda: load_manifest(directory), engine, rpc, Lane("docker"),
                         Lane("pull"), options, state_dir=Path(manifest.node.state_dir))
@@ -660,10 +735,12 @@ def cmd_listener(args: argparse.Namespace) -> int:
     log.info("listening for %s, instance %s (config %s)", manifest.node.name,
              manifest.node.instance, directory)
     listener.take_over()
+    if late:
+        listener.catch_up()
     DockerWatch(engine, answered=listener.docker_answered, gone=listener.docker_gone,
                 event=listener.docker_event, retry_max=options.docker_retry_max,
                 since=listener.wall() - 1).start()
-    return serve(sys.stdin.buffer, protocol_out, listener.handle)
+    return listener
 
 
 def register(p: argparse.ArgumentParser) -> None:

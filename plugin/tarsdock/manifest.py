@@ -255,6 +255,15 @@ def load_manifest(config_dir: Path, lines: bool = True) -> Manifest:
     return manifest
 
 
+def load_manifest_located(config_dir: Path) -> Manifest:
+    """load_manifest's fast pass, and on any input error a second pass with lines, so the
+    errors raised (InputErrors) name the line of each key, as generate's and apply's do."""
+    try:
+        return load_manifest(config_dir, lines=False)
+    except (InputError, InputErrors):
+        return load_manifest(config_dir, lines=True)
+
+
 def read_manifest(config_dir: Path, lines: bool = True
                   ) -> tuple[Manifest | None, list[InputError]]:
     """load_manifest that also returns what can be resolved despite the errors: when only

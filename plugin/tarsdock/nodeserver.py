@@ -395,12 +395,14 @@ async def watch(node: NodeObject, restarter: Restarter, state_dir: Path,
         await check_once(node, restarter, state_dir)
 
 
-def listening_socket(port: int, holders: Callable[[int], str] = portowner.held_by,
+def listening_socket(port: int, config_dir: str = "",
+                     holders: Callable[[int], list[portowner.Holder]] = portowner.port_holders,
                      ) -> socket.socket:
     """The socket systemd passed (LISTEN_FDS), else a new one on 127.0.0.1:port.
 
     Raises EnvironmentFault when the port is taken (another node object, or a service on it),
-    naming who holds it where /proc tells (`holders`: port -> "held by ...", or "").
+    naming who holds it where /proc tells (`holders`: port -> the processes listening there);
+    `config_dir` (this node server's) tells a leftover of this node from another node.
     """
     if os.environ.get("LISTEN_PID") == str(os.getpid()) and os.environ.get("LISTEN_FDS") == "1":
         return socket.socket(fileno=LISTEN_FDS_START)
@@ -411,17 +413,31 @@ def listening_socket(port: int, holders: Callable[[int], str] = portowner.held_b
     except OSError as error:
         sock.close()
         # the environment (exit 5): the same line as the log's, "node object: ..."
-        said = bind_failure(port, error, holders)
+        said = bind_failure(port, error, holders, config_dir)
         raise EnvironmentFault("node object", said.removeprefix("node object: ")) from None
     return sock
 
 
-def bind_failure(port: int, error: OSError, holders: Callable[[int], str]) -> str:
-    """The one line a node server that cannot listen leaves in its log and the error file."""
+def bind_failure(port: int, error: OSError, holders: Callable[[int], list[portowner.Holder]],
+                 config_dir: str = "") -> str:
+    """The one line a node server that cannot listen leaves in its log and the error file.
+
+    A holder that is a node server of this very config dir is no other node: it is this node's
+    own, left running (a supervisord killed with `kill -9` stops none of its children), and
+    the fix is to stop it, not another node_port.
+    """
     text = f"node object: cannot listen on 127.0.0.1:{port} ([node] node_port): {error.strerror}"
     if error.errno != errno.EADDRINUSE:
         return text
-    who = holders(port) or "held by a process /proc does not show"
+    found = holders(port)
+    own = os.path.realpath(config_dir) if config_dir else None
+    leftovers = [h for h in found if own is not None and portowner.node_server_config_dir(h) == own]
+    if leftovers:
+        pids = " ".join(str(h.pid) for h in leftovers)
+        return (f"{text}: held by {'; '.join(str(h) for h in leftovers)}, a node server of this "
+                "config dir left over, e.g. by a supervisord killed without stopping it: "
+                f"stop pid {pids}")
+    who = portowner.describe(found) or "held by a process /proc does not show"
     return (f"{text}: {who}; every tarsdock node on a host needs a node_port of its own "
             "(set [node] node_port in one of them)")
 
@@ -512,13 +528,18 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_node_server(args: argparse.Namespace) -> int:
-    """Load the node's settings and serve until killed."""
-    from tarsdock.manifest import load_manifest
+    """Load the node's settings (waiting while the config dir does not load) and serve until
+    killed, or until the process that started it dies (tarsdock.parentdeath)."""
+    from tarsdock.configwait import wait_for_config
+    from tarsdock.manifest import load_manifest_located
     from tarsdock.options import config_dir
+    from tarsdock.parentdeath import leave_with_parent
     from tarsdock.state import node_error_path
     from tarsdock.supervisors import run_command, supervisord_proxy
 
-    node = load_manifest(config_dir(args), lines=False).node
+    leave_with_parent()
+    directory = config_dir(args)
+    node = wait_for_config(lambda: load_manifest_located(directory).node, log)
     state_dir = Path(node.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     restarter: Restarter = (SupervisordRestarter(supervisord_proxy(node.supervisor_url))
@@ -528,7 +549,7 @@ def cmd_node_server(args: argparse.Namespace) -> int:
                                     args.heartbeat_timeout or node.heartbeat_timeout),
                          runs=reported_versions(state_dir))
     try:
-        sock = listening_socket(args.node_port or node.node_port)
+        sock = listening_socket(args.node_port or node.node_port, str(directory))
     except TarsdockError as error:
         write_error(node_error_path(state_dir), str(error))
         raise
