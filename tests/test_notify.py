@@ -171,6 +171,16 @@ def test_cli_an_unquoted_command_is_its_words_joined(admin: AdminDouble, tmp_pat
         tp.encode_params([(tp.STRING, "tars.setloglevel DEBUG")])]
 
 
+def test_a_bad_node_toml_is_reported_at_its_line(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # notify read node.toml without lines: every error said `node.toml:1`
+    (tmp_path / "node.toml").write_text(
+        '[node]\nname = "n1"\ntars_path = "/tmp/t"\n'
+        'locator = "tars.tarsregistry.QueryObj@tcp -h 127.0.0.1 -p 17890"\n\nnodeport = 1\n')
+    assert main(["--config-dir", str(tmp_path), "notify", "Hello.S", "tars.viewstatus"]) == 1
+    assert "node.toml:6: key 'nodeport'" in capsys.readouterr().err
+
+
 def test_cli_shutdown_by_port_needs_no_config(admin: AdminDouble) -> None:
     assert main(["--config-dir", "/nonexistent", "notify", "--shutdown", "Hello.S", "--port",
                  str(admin.port), "--wait", "5"]) == 0

@@ -31,8 +31,8 @@ def wait_for_config(load: Callable[[], T], report: Callable[[str], None], *,
 
     `sleep` defaults to time.sleep. `report` gets one message per distinct error (a changed
     error restarts the back-off, as someone is editing); `recovered` (default `report`) one
-    when the config reads after errors. Only TarsdockError (bad input, an unreadable dir) is waited out; anything else
-    propagates.
+    when the config reads after errors. Only TarsdockError (bad input, an unreadable dir) is
+    waited out; anything else propagates.
     """
     pause = sleep or time.sleep   # looked up at the call: a test may replace time.sleep
     said = ""

@@ -133,9 +133,9 @@ def admin_endpoints(config_dir: Path) -> dict[str, AdminEndpoint | None]:
     """Each service's admin endpoint as its written config file says (None: it has none)."""
     from tarsdock.endpoint import EndpointError, parse_endpoint
     from tarsdock.localports import local_endpoint_in
-    from tarsdock.manifest import load_manifest
+    from tarsdock.manifest import load_manifest_located
 
-    manifest = load_manifest(config_dir, lines=False)
+    manifest = load_manifest_located(config_dir)
     found: dict[str, AdminEndpoint | None] = {}
     for name in manifest.services:
         path = Path(manifest.node.data_dir) / name / "conf" / f"{name}.config.conf"

@@ -248,3 +248,94 @@ def test_a_storm_of_restarts_overflows_no_event_buffer(
     assert "overflowed" not in sup.log_text()
     info = sup.rpc().supervisor.getProcessInfo("tarsdock")
     assert (info["statename"], info["pid"]) == ("RUNNING", listener_pid)
+
+
+def node_toml_with_typo(node: Node) -> tuple[str, str]:
+    """node.toml as generated, and with `node_port` (line 6) misspelt `nodeport`."""
+    good = (node.config / "node.toml").read_text()
+    assert good.splitlines()[5] == f"node_port = {node.node_port}", good
+    return good, good.replace("\nnode_port = ", "\nnodeport = ", 1)
+
+
+def test_a_bad_node_toml_at_start_is_waited_out_and_the_daemons_work_once_it_is_fixed(
+        node: Node, docker_engine: docker.DockerClient,
+        supervisord_factory: Callable[..., Supervisord]) -> None:
+    # the tester's D4: supervisord (re)started with a typo in node.toml; the listener exited,
+    # went FATAL and stayed FATAL after the fix, so nothing revived punished programs
+    starts = node.root / "starts"
+    crash = f"{APP}.Crash"
+    node.service(crash, None, ["/bin/sh", "-c", f"echo >> {starts}; exit 1"])
+    node.generate(FAST, {"startretries": "0", "startsecs": "1"})
+    labels = {"tarsdock.managed": "true", "tarsdock.service": f"{APP}.Gone",
+              "tarsdock.node": node.name, "tarsdock.instance": node.instance}
+    orphan = docker_engine.containers.run(
+        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"{APP}.Gone-{node.name}",
+        labels=labels)
+    good, typo = node_toml_with_typo(node)
+    (node.config / "node.toml").write_text(typo)
+    sup = supervisord_factory(node.out)
+    sup.wait_state(f"tars:{crash}", "FATAL", 60)
+    said = "node.toml:6: key 'nodeport'"
+    wait_for(lambda: said in node.listener_text(), "the listener to say what is wrong", 30)
+    node_log = node.tars / "app_log" / "tarsdock" / "node.log"
+    wait_for(lambda: node_log.exists() and said in node_log.read_text(),
+             "the node server to say what is wrong", 30)
+    info = sup.rpc().supervisor
+    listener_pid = info.getProcessInfo("tarsdock")["pid"]
+    node_pid = info.getProcessInfo("tarsdock-node")["pid"]
+    assert sup.status()["tarsdock"] == sup.status()["tarsdock-node"] == "RUNNING"
+    assert len(starts.read_text().splitlines()) == 1          # nobody revives it meanwhile
+    assert docker_engine.containers.get(orphan.id).status == "running"
+
+    (node.config / "node.toml").write_text(good)
+    # the punished program is revived (3 s punish interval) and the orphan reaped, by the
+    # same listener: nobody started it by hand
+    wait_for(lambda: len(starts.read_text().splitlines()) >= 2,
+             "the punished program to be revived", 60)
+    wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": orphan.id},
+                                                        ignore_removed=True),
+             "the orphan container to be reaped", 60)
+    ready = node.tars / "tarsdock" / "state" / "node-server.pid"
+    wait_for(lambda: ready.exists() and ready.read_text().strip() == str(node_pid),
+             "the node server to serve", 30)
+    assert info.getProcessInfo("tarsdock")["pid"] == listener_pid
+    assert info.getProcessInfo("tarsdock-node")["pid"] == node_pid
+    log = node.listener_text()
+    assert log.count("cannot read the config") == 1, log      # once, not once per try or event
+    assert "the config reads again" in log
+    assert "overflowed" not in sup.log_text()
+
+
+def gone(pid: int) -> bool:
+    """True when no process has the pid, or it has ended and is not reaped yet (a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def test_a_supervisord_killed_with_kill_9_leaves_no_daemon_and_the_next_one_serves(
+        node: Node, supervisord_factory: Callable[..., Supervisord]) -> None:
+    # the tester's D5: the old node server lived on unsupervised and held node_port, and the
+    # next supervisord's node server went FATAL
+    node.generate(FAST, {})
+    first = supervisord_factory(node.out)
+    first.wait_state("tarsdock-node", "RUNNING")
+    ready = node.tars / "tarsdock" / "state" / "node-server.pid"
+    node_pid = int(wait_for(lambda: ready.exists() and ready.read_text().strip(),
+                            "the node server to serve"))
+    listener_pid = first.rpc().supervisor.getProcessInfo("tarsdock")["pid"]
+    assert first.proc is not None
+    first.proc.kill()                      # SIGKILL: supervisord stops none of its children
+    first.proc.wait()
+    wait_for(lambda: gone(node_pid) and gone(listener_pid),
+             "the node server and the listener to leave with their supervisord", 30)
+
+    second = supervisord_factory(node.out)
+    second.wait_state("tarsdock-node", "RUNNING")
+    new_pid = second.rpc().supervisor.getProcessInfo("tarsdock-node")["pid"]
+    wait_for(lambda: ready.exists() and ready.read_text().strip() == str(new_pid),
+             "the next node server to serve", 30)
+    node_log = (node.tars / "app_log" / "tarsdock" / "node.log").read_text()
+    assert "cannot listen" not in node_log, node_log
