@@ -280,10 +280,11 @@ def test_a_bad_node_toml_at_start_is_waited_out_and_the_daemons_work_once_it_is_
     node_log = node.tars / "app_log" / "tarsdock" / "node.log"
     wait_for(lambda: node_log.exists() and said in node_log.read_text(),
              "the node server to say what is wrong", 30)
+    sup.wait_state("tarsdock", "RUNNING", 30)          # running, not exited into FATAL
+    sup.wait_state("tarsdock-node", "RUNNING", 30)
     info = sup.rpc().supervisor
     listener_pid = info.getProcessInfo("tarsdock")["pid"]
     node_pid = info.getProcessInfo("tarsdock-node")["pid"]
-    assert sup.status()["tarsdock"] == sup.status()["tarsdock-node"] == "RUNNING"
     assert len(starts.read_text().splitlines()) == 1          # nobody revives it meanwhile
     assert docker_engine.containers.get(orphan.id).status == "running"
 
