@@ -269,6 +269,36 @@ def test_a_broken_config_is_logged_and_retried(caplog: pytest.LogCaptureFixture)
     assert world.pull.tasks[0][0] == world.now + 7
 
 
+def test_a_config_broken_while_it_runs_is_said_once_and_the_last_one_that_read_is_used(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # the tester's D4 at run time: each TICK_60's reap said the whole error again, and reap,
+    # sync and cleanup stopped while an operator edited node.toml
+    caplog.set_level(logging.INFO, "tarsdock.listener")
+    world = World(spec("A.S", CPP))
+    world.event("TICK_60", "when:1")
+    world.run()
+    good = world.manifest
+    typo = InputErrors([InputError(Origin("node.toml", 6), "unknown key", "nodeport")])
+
+    def broken() -> Manifest:
+        raise typo
+
+    world.listener.load = broken
+    kept = world.engine.add_container("A.S", created=1)
+    gone = world.engine.add_container("B.Gone", created=1)
+    for _ in range(5):
+        world.event("TICK_60", "when:1")
+        world.advance(60)
+    assert world.engine.removed == [gone.id]            # reaped on the last manifest that read
+    assert kept.id not in world.engine.removed
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and errors[0].endswith("node.toml:6: key 'nodeport': unknown key")
+    world.listener.load = lambda: good
+    world.event("TICK_60", "when:1")
+    world.run()
+    assert caplog.text.count("the config reads again") == 1
+
+
 def test_a_listener_whose_config_does_not_load_answers_events_and_starts_once_it_loads(
         caplog: pytest.LogCaptureFixture) -> None:
     # the tester's D4: the listener exited on a bad node.toml (FATAL, for good, under

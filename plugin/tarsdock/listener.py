@@ -200,6 +200,7 @@ class Listener:
         self.last_sync = float("-inf")
         self.backoff = options.retry_initial
         self.manifest: Manifest | None = None
+        self.config_error = ""                # the config dir's error last said, "" for none
         self.programs: dict[str, ProgramState] = {}
         self.lock = threading.Lock()
         self.faults = FaultLog(clock)
@@ -343,9 +344,28 @@ class Listener:
     # --- the work: runs on a lane ---------------------------------------------------------
 
     def node(self, reload: bool = False) -> Manifest:
-        """The manifest, loaded once and on each sync or reap (the config dir may change)."""
+        """The manifest, loaded once and on each sync or reap (the config dir may change).
+
+        A config dir broken after a load (an edit in progress, a typo) leaves the last manifest
+        that read in use, so punished programs are still revived and containers cleaned up,
+        and is said once per distinct error, not at each sync or TICK_60's reap. Raises
+        TarsdockError only when nothing has loaded yet.
+        """
         if reload or self.manifest is None:
-            self.manifest = self.load()
+            try:
+                loaded = self.load()
+            except TarsdockError as error:
+                if self.manifest is None:
+                    raise
+                if str(error) != self.config_error:
+                    self.config_error = str(error)
+                    log.error("cannot read the config; going on with the last one that read "
+                              "until it does:\n%s", error)
+                return self.manifest
+            if self.config_error:
+                self.config_error = ""
+                log.info("the config reads again")
+            self.manifest = loaded
         return self.manifest
 
     def sync(self) -> None:
