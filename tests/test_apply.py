@@ -927,13 +927,29 @@ def test_a_supervisor_that_cannot_say_what_runs_is_a_warning_in_check(
                                        "getAllProcessInfo: refused\n")
 
 
-def test_supervisord_running_is_every_program_with_a_process_or_about_to() -> None:
-    rpc = FakeRPC({"supervisor.getAllProcessInfo": [
-        info("Hello.A", "RUNNING"), info("Hello.B", "STARTING"), info("Hello.C", "BACKOFF"),
-        info("Hello.D", "STOPPED"), info("Hello.E", "FATAL"), info("Hello.F", "EXITED")]})
-    names = ["Hello.A", "Hello.B", "Hello.C", "Hello.D", "Hello.E", "Hello.F", "Hello.Gone"]
+STATES = {"Hello.A": "RUNNING", "Hello.B": "STARTING", "Hello.C": "BACKOFF",
+          "Hello.D": "STOPPED", "Hello.E": "FATAL", "Hello.F": "EXITED"}
+
+
+@pytest.mark.parametrize(("answers", "asked"), [
+    ({"tarsdock.getStates": STATES}, ["tarsdock.getStates"]),
+    # a supervisord that loaded an older tarsdock (or none): the costly call
+    ({"tarsdock.getStates": NO_UPDATE_GROUP,
+      "supervisor.getAllProcessInfo": [info(name, state) for name, state in STATES.items()]},
+     ["tarsdock.getStates", "supervisor.getAllProcessInfo"]),
+])
+def test_supervisord_running_is_every_program_with_a_process_or_about_to(
+        answers: dict[str, Any], asked: list[str]) -> None:
+    rpc = FakeRPC(answers)
+    names = [*STATES, "Hello.Gone"]
     assert supervisors.Supervisord(rpc).running(names) == dict.fromkeys(
         ["Hello.A", "Hello.B", "Hello.C"], False)
+    assert rpc.methods() == asked
+
+
+def test_supervisord_running_without_group_tars_is_none() -> None:
+    rpc = FakeRPC({"tarsdock.getStates": xmlrpc.client.Fault(10, "BAD_NAME: tars")})
+    assert supervisors.Supervisord(rpc).running(["Hello.A"]) == {}
 
 
 def test_systemd_running_is_active_or_activating_with_need_daemon_reload() -> None:
@@ -946,3 +962,24 @@ def test_systemd_running_is_active_or_activating_with_need_daemon_reload() -> No
     assert fake.commands == [["systemctl", "--no-pager", "show", "-p",
                               "Id,ActiveState,NeedDaemonReload",
                               *(f"tars-{n}.service" for n in names)]]
+
+
+def test_the_rpc_interface_gives_each_program_state_of_a_group() -> None:
+    from types import SimpleNamespace
+
+    from supervisor.states import ProcessStates
+    from supervisor.xmlrpc import RPCError
+
+    from tarsdock.supervisor_rpc import TarsdockRPCInterface
+
+    def process(state: int) -> SimpleNamespace:
+        return SimpleNamespace(get_state=lambda: state)
+
+    group = SimpleNamespace(processes={"Hello.A": process(ProcessStates.RUNNING),
+                                       "Hello.B": process(ProcessStates.BACKOFF),
+                                       "Hello.C": process(ProcessStates.STOPPED)})
+    rpc = TarsdockRPCInterface(SimpleNamespace(process_groups={"tars": group}))
+    assert rpc.getStates("tars") == {"Hello.A": "RUNNING", "Hello.B": "BACKOFF",
+                                     "Hello.C": "STOPPED"}
+    with pytest.raises(RPCError):
+        rpc.getStates("other")

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from supervisor.options import ProcessGroupConfig
-from supervisor.states import STOPPED_STATES, SupervisorStates
+from supervisor.states import STOPPED_STATES, SupervisorStates, getProcessStateDescription
 from supervisor.xmlrpc import Faults, RPCError
 
 API_VERSION = "1"
@@ -36,6 +36,16 @@ class TarsdockRPCInterface:
     def getAPIVersion(self) -> str:
         """The version of this namespace: `apply` checks it is there."""
         return API_VERSION
+
+    def getStates(self, name: str) -> dict[str, str]:
+        """Each program of a running group -> its state's name (RUNNING, STOPPED, ...): what
+        `apply` asks about many programs at once, without getAllProcessInfo's dozen fields each
+        (about 0.5 s for 1,000 programs). Raises RPCError BAD_NAME (no such group running)."""
+        group = self.supervisord.process_groups.get(name)
+        if group is None:
+            raise RPCError(Faults.BAD_NAME, name)
+        return {process_name: getProcessStateDescription(process.get_state())
+                for process_name, process in group.processes.items()}
 
     def updateGroup(self, name: str) -> list[list[str]]:
         """Update a running group to its reread config; return [added, replaced, removed] names.
