@@ -8,7 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +164,28 @@ def container(name: str) -> dict[str, Any] | None:
         return None
     found: list[dict[str, Any]] = json.loads(proc.stdout)
     return found[0]
+
+
+def apply_restarts_it_alone(identities: Callable[[], Mapping[str, object]],
+                            apply: Callable[..., dict[str, Any]], server: str, name: str,
+                            reasons: list[str], env: str) -> None:
+    """`apply --check` plans a restart of `server` (service `name`) alone for `reasons` and
+    acts on nothing; `apply` then writes no file, restarts it alone (`identities`: each server's
+    process or container), and its container runs with `env` (NAME=VALUE)."""
+    before = identities()
+    check = apply("--check")
+    assert check["services"] == {name: {"action": "restart", "reasons": reasons}}
+    assert identities() == before
+    report = apply()
+    assert report["files"]["written"] == 0
+    assert report["services"] == {name: {"action": "restart", "reasons": reasons,
+                                         "state": "running"}}
+    after = identities()
+    assert after[server] != before[server]
+    assert {s: p for s, p in after.items() if s != server} == \
+        {s: p for s, p in before.items() if s != server}
+    info = container(name)
+    assert info is not None and env in info["Config"]["Env"]
 
 
 def containers_named(name: str) -> list[str]:

@@ -17,7 +17,15 @@ from typing import Any
 import pytest
 
 from . import harness
-from .e2e_nodes import LOCATOR, NodeDir, answer, container, containers_named, env_of
+from .e2e_nodes import (
+    LOCATOR,
+    NodeDir,
+    answer,
+    apply_restarts_it_alone,
+    container,
+    containers_named,
+    env_of,
+)
 from .harness import (
     PYTHON_IMAGE,
     app_name,
@@ -273,24 +281,11 @@ def test_an_env_generate_wrote_reaches_the_service_at_the_next_apply(node: Node)
     node.dir.write()
     assert node.dir.apply()["services"][name]["state"] == "running"
     harness.wait_for(lambda: node.answers("Env"), "Env answering")
-    before = node.identities()
 
     node.dir.template("apply.env", TEMPLATE.format(extra="env = TARSDOCK_D2=new"))
     generate(node)
-    reasons = ["started before its files changed"]
-    check = node.dir.apply("--check")
-    assert check["services"] == {name: {"action": "restart", "reasons": reasons}}
-    assert node.identities() == before
-    report = node.dir.apply()
-    assert report["files"]["written"] == 0
-    assert report["services"] == {name: {"action": "restart", "reasons": reasons,
-                                         "state": "running"}}
-    after = node.identities()
-    assert after["Env"] != before["Env"]
-    assert {s: p for s, p in after.items() if s != "Env"} == \
-        {s: p for s, p in before.items() if s != "Env"}
-    info = container(name)
-    assert info is not None and "TARSDOCK_D2=new" in info["Config"]["Env"]
+    apply_restarts_it_alone(node.identities, node.dir.apply, "Env", name,
+                            ["started before its files changed"], "TARSDOCK_D2=new")
     harness.wait_for(lambda: env_of(read_json_when_present(node.dir.started(name)))
                      .get("TARSDOCK_D2") == "new", "Env started with the new env")
     assert node.dir.apply()["changed"] is False

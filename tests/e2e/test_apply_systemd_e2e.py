@@ -15,7 +15,14 @@ from typing import Any
 import pytest
 
 from . import harness
-from .e2e_nodes import LOCATOR, NodeDir, answer, container, containers_named
+from .e2e_nodes import (
+    LOCATOR,
+    NodeDir,
+    answer,
+    apply_restarts_it_alone,
+    container,
+    containers_named,
+)
 from .harness import PYTHON_IMAGE, free_port, remove_containers, run
 
 pytestmark = pytest.mark.e2e
@@ -180,25 +187,12 @@ def test_an_env_generate_wrote_reaches_the_service_at_the_next_apply(node: Node)
     """The tester's D2 under systemd: `generate` writes One's unit and config (its env) while it
     runs; apply daemon-reloads (its record of what systemd loaded differs) and restarts One
     alone, which used to keep its old environment ("no change")."""
-    before = node.identities()
     name = node.name("One")
     node.dir.template("sd.other", TEMPLATE.format(extra="env = TARSDOCK_D2=new"))
     node.dir.box.exec("tarsdock", "--config-dir", str(node.dir.config_dir), "generate",
                       "--format", "systemd", "--out", "/etc/systemd/system", check=True)
-    reasons = ["started before its files changed"]
-    check = node.dir.apply("--check")
-    assert check["services"] == {name: {"action": "restart", "reasons": reasons}}
-    assert node.identities() == before
-    report = node.dir.apply()
-    assert report["files"]["written"] == 0
-    assert report["services"] == {name: {"action": "restart", "reasons": reasons,
-                                         "state": "running"}}
-    after = node.identities()
-    assert after["One"] != before["One"]
-    assert {s: p for s, p in after.items() if s != "One"} == \
-        {s: p for s, p in before.items() if s != "One"}
-    info = container(name)
-    assert info is not None and "TARSDOCK_D2=new" in info["Config"]["Env"]
+    apply_restarts_it_alone(node.identities, node.dir.apply, "One", name,
+                            ["started before its files changed"], "TARSDOCK_D2=new")
     assert node.dir.box.systemctl_ok("show", "-p", "NeedDaemonReload", "--value",
                                      f"tars-{name}.service").strip() == "no"
     assert node.dir.apply()["changed"] is False
