@@ -17,6 +17,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from docker.models.containers import Container
 
 from .harness import (
     BUSYBOX_IMAGE,
@@ -170,6 +171,21 @@ def test_a_stopped_registry_is_survived_and_fatal_programs_come_back(
     assert sup.rpc().supervisor.getProcessInfo("tarsdock")["pid"] == listener_pid
 
 
+def orphan_labels(node: Node) -> dict[str, str]:
+    """The labels tarsdock gives a container of service Gone on this node and instance."""
+    return {"tarsdock.managed": "true", "tarsdock.service": f"{APP}.Gone",
+            "tarsdock.node": node.name, "tarsdock.instance": node.instance}
+
+
+def orphan_container(docker_engine: docker.DockerClient, node: Node) -> Container:
+    """A running container of this node and instance whose service the node does not have:
+    the listener's to reap."""
+    orphan: Container = docker_engine.containers.run(
+        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"{APP}.Gone-{node.name}",
+        labels=orphan_labels(node))
+    return orphan
+
+
 def docker_client_pid(runner_pid: int) -> int:
     """The `docker run` client that the tarsdock-run wrapper spawned."""
     children = Path(f"/proc/{runner_pid}/task/{runner_pid}/children").read_text().split()
@@ -186,15 +202,11 @@ def test_a_killed_docker_client_leaves_no_container_and_orphans_are_reaped(
     kill = f"{APP}.Kill"
     node.service(kill, BUSYBOX_IMAGE, ["sleep", "100000"])
     node.generate(FAST, {"autorestart": "false", "startsecs": "1"})
-    labels = {"tarsdock.managed": "true", "tarsdock.service": f"{APP}.Gone",
-              "tarsdock.node": node.name, "tarsdock.instance": node.instance}
-    orphan = docker_engine.containers.run(
-        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"{APP}.Gone-{node.name}",
-        labels=labels)
+    orphan = orphan_container(docker_engine, node)
     # the same node name, another config dir: not this listener's to reap
     foreign = docker_engine.containers.run(
         BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"{APP}.Foreign-{node.name}",
-        labels={**labels, "tarsdock.service": f"{APP}.Foreign",
+        labels={**orphan_labels(node), "tarsdock.service": f"{APP}.Foreign",
                 "tarsdock.instance": f"{node.name}@elsewhere"})
     sup = supervisord_factory(node.out)
     wait_for(lambda: not docker_engine.containers.list(all=True, filters={"id": orphan.id},
@@ -266,11 +278,7 @@ def test_a_bad_node_toml_at_start_is_waited_out_and_the_daemons_work_once_it_is_
     crash = f"{APP}.Crash"
     node.service(crash, None, ["/bin/sh", "-c", f"echo >> {starts}; exit 1"])
     node.generate(FAST, {"startretries": "0", "startsecs": "1"})
-    labels = {"tarsdock.managed": "true", "tarsdock.service": f"{APP}.Gone",
-              "tarsdock.node": node.name, "tarsdock.instance": node.instance}
-    orphan = docker_engine.containers.run(
-        BUSYBOX_IMAGE, ["sleep", "100000"], detach=True, name=f"{APP}.Gone-{node.name}",
-        labels=labels)
+    orphan = orphan_container(docker_engine, node)
     good, typo = node_toml_with_typo(node)
     (node.config / "node.toml").write_text(typo)
     sup = supervisord_factory(node.out)
