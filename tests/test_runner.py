@@ -877,6 +877,27 @@ def test_without_docker_there_is_no_pull_and_the_run_says_so(docker: Path,
     assert [f.code for f in failures(tmp_path)] == ["docker-unreachable"]
 
 
+@pytest.mark.parametrize(("ago", "code", "pulls"), [
+    (5, "image-missing", False),     # supervisord's restart of a start whose pull failed
+    (200, "image-missing", True),    # the listener's revival, a punish interval later
+    (5, "exit", True),               # a crash loop's start after the image went away
+])
+def test_a_start_soon_after_one_that_missed_the_image_does_not_pull_again(
+        docker: Path, tmp_path: Path, ago: int, code: str, pulls: bool) -> None:
+    # a pull that failed after startsecs left the program RUNNING, and supervisord restarts its
+    # exit at once: pulling again at each restart would never let it go FATAL, where the
+    # listener's wait for the image takes over
+    (tmp_path / "state.noimage").touch()
+    (tmp_path / "st" / f"{NAME}.failures").write_text(
+        f"{int(time.time()) - ago}\t{code}\twhat happened\n")
+    runner = start_pulling(docker, tmp_path, "missing", FAKE_PULL="fail")
+    assert runner.wait(timeout=10) == 125
+    assert (SYNC in calls(tmp_path)) == pulls
+    said = "not pulling img: a start less than 120 s ago found it missing (its pull failed)"
+    assert (said in stderr(runner)) == (not pulls)
+    assert failures(tmp_path)[-1].code == "image-missing"
+
+
 def test_a_stop_during_the_pull_ends_it_and_starts_nothing(docker: Path, tmp_path: Path) -> None:
     (tmp_path / "state.noimage").touch()
     runner = start_pulling(docker, tmp_path, "missing", FAKE_PULL="hang")
