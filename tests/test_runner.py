@@ -865,7 +865,7 @@ def test_a_failed_pull_leaves_the_run_to_say_image_missing(docker: Path, tmp_pat
     runner = start_pulling(docker, tmp_path, "missing", FAKE_PULL="fail")
     assert runner.wait(timeout=10) == 125
     assert SYNC in calls(tmp_path)
-    assert [f.code for f in failures(tmp_path)] == ["image-missing"]
+    assert [(f.code, f.text) for f in failures(tmp_path)] == [("image-missing", PULL_FAILED)]
 
 
 def test_without_docker_there_is_no_pull_and_the_run_says_so(docker: Path,
@@ -877,25 +877,62 @@ def test_without_docker_there_is_no_pull_and_the_run_says_so(docker: Path,
     assert [f.code for f in failures(tmp_path)] == ["docker-unreachable"]
 
 
-@pytest.mark.parametrize(("ago", "code", "pulls"), [
-    (5, "image-missing", False),     # supervisord's restart of a start whose pull failed
-    (200, "image-missing", True),    # the listener's revival, a punish interval later
-    (5, "exit", True),               # a crash loop's start after the image went away
+PULL_FAILED = ("image img is not present: its pull failed (the lines above say why); the "
+               "listener pulls it at its next sync")
+
+
+@pytest.mark.parametrize(("ago", "code", "text", "pulls"), [
+    (5, "image-missing", PULL_FAILED, False),   # supervisord's restart of a start that failed
+    (200, "image-missing", PULL_FAILED, True),  # the listener's revival, a punish interval later
+    (5, "exit", "exited with status 1", True),  # a crash loop's start after the image went away
+    # one that did not pull (supervisord's first minute): the image was pulled since, and gone
+    (5, "image-missing", "image img is not present (pull it, or see `tarsdock images sync`)",
+     True),
 ])
-def test_a_start_soon_after_one_that_missed_the_image_does_not_pull_again(
-        docker: Path, tmp_path: Path, ago: int, code: str, pulls: bool) -> None:
+def test_a_start_soon_after_one_whose_pull_failed_does_not_pull_again(
+        docker: Path, tmp_path: Path, ago: int, code: str, text: str, pulls: bool) -> None:
     # a pull that failed after startsecs left the program RUNNING, and supervisord restarts its
     # exit at once: pulling again at each restart would never let it go FATAL, where the
     # listener's wait for the image takes over
     (tmp_path / "state.noimage").touch()
     (tmp_path / "st" / f"{NAME}.failures").write_text(
-        f"{int(time.time()) - ago}\t{code}\twhat happened\n")
+        f"{int(time.time()) - ago}\t{code}\t{text}\n")
     runner = start_pulling(docker, tmp_path, "missing", FAKE_PULL="fail")
     assert runner.wait(timeout=10) == 125
     assert (SYNC in calls(tmp_path)) == pulls
     said = "not pulling img: a start less than 120 s ago found it missing (its pull failed)"
     assert (said in stderr(runner)) == (not pulls)
     assert failures(tmp_path)[-1].code == "image-missing"
+    if pulls:
+        assert failures(tmp_path)[-1].text == PULL_FAILED
+    else:
+        assert failures(tmp_path)[-1].text == (
+            "image img is not present: its pull failed less than 120 s ago; the listener pulls "
+            "it at its next sync")
+
+
+def test_in_supervisords_first_minute_a_start_leaves_the_pull_to_the_listener(
+        docker: Path, tmp_path: Path) -> None:
+    # the listener pulls every image once at supervisord's start, however many services use it
+    (tmp_path / "state.noimage").touch()
+    fake = tmp_path / "tarsdock"
+    fake.write_text(FAKE_PULLER)
+    fake.chmod(0o755)
+    runs = run_file(tmp_path, [shlex.join([s]) for s in settings(docker, tmp_path)]
+                    + ["pull=missing", "config=/etc/td", "pulltimeout=60",
+                       shlex.join([f"tarsdock={fake}"])], RUN_ARGS)
+    # a parent whose name (comm) is supervisord, started just now
+    parent = tmp_path / "supervisord"
+    parent.write_text('#!/bin/sh\n"$@"\n')
+    parent.chmod(0o755)
+    proc = subprocess.run([str(parent), "/bin/sh", str(RUNNER), NAME, str(runs)],
+                          env={**os.environ, "FAKE_STATE": str(tmp_path / "state")},
+                          capture_output=True, timeout=30)
+    assert proc.returncode == 125
+    assert SYNC not in calls(tmp_path)
+    assert (f"tarsdock-run: {NAME}: not pulling img: supervisord started less than 60 s ago, and "
+            "the listener's pull at its start is under way") in proc.stderr.decode()
+    assert [f.code for f in failures(tmp_path)] == ["image-missing"]
 
 
 def test_a_stop_during_the_pull_ends_it_and_starts_nothing(docker: Path, tmp_path: Path) -> None:
