@@ -111,7 +111,7 @@ def test_a_tars_cpp_adapter_domain_without_servant_is_an_error_at_its_line(
 
 
 @pytest.mark.usefixtures("jobs")
-@pytest.mark.parametrize("servant", ["App1.S2.FooObj", "App1.S1.", "App1.S1", "app1.s1.FooObj"])
+@pytest.mark.parametrize("servant", ["App1.S2.FooObj", "App1.S1", "app1.s1.FooObj"])
 def test_a_servant_not_of_the_service_is_an_error_at_its_line(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], servant: str) -> None:
     # checkServantNameValid: longer than "App.Server." and starting with it, case and all
@@ -120,6 +120,20 @@ def test_a_servant_not_of_the_service_is_an_error_at_its_line(
     assert capsys.readouterr().err == (
         f"error: templates/t.adapters:{DOMAIN_LINE + 2}: key 'servant': servant '{servant}' of "
         "<${modulename}.FooAdapter> does not start with 'App1.S1.': TarsCpp exits at start "
+        "(Application::checkServantNameValid)\n")
+
+
+@pytest.mark.usefixtures("jobs")
+def test_a_servant_that_is_the_prefix_alone_is_said_to_name_no_object(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # checkServantNameValid (TarsCloud/TarsCpp servant/libservant/Application.cpp) exits for a
+    # servant no longer than "App.Server.": 'App1.S1.' starts with it, so the error says what
+    # it lacks (it said "'App1.S1.' does not start with 'App1.S1.'")
+    node(tmp_path, {**FULL, "servant": "App1.S1."})
+    assert run(tmp_path, "validate") == 1
+    assert capsys.readouterr().err == (
+        f"error: templates/t.adapters:{DOMAIN_LINE + 2}: key 'servant': servant 'App1.S1.' of "
+        "<${modulename}.FooAdapter> names no object after 'App1.S1.': TarsCpp exits at start "
         "(Application::checkServantNameValid)\n")
 
 

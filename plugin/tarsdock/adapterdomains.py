@@ -66,8 +66,11 @@ def check_domain(domain: Config, prefix: str, runtime: str, found: Listening) ->
             f"{_adapter(domain)} has no servant: the service exits at start (Application::"
             f"checkServantNameValid wants one that starts with '{prefix}'){hint}"), "servant"))
     elif len(servant.value) <= len(prefix) or not servant.value.startswith(prefix):
+        # checkServantNameValid wants the prefix and more: 'App.Server.' alone starts with it
+        what = (f"names no object after '{prefix}'" if servant.value.startswith(prefix)
+                else f"does not start with '{prefix}'")
         found.errors.append(InputError(servant.origin, (
-            f"servant '{servant.value}' of <{domain.name}> does not start with '{prefix}': "
+            f"servant '{servant.value}' of <{domain.name}> {what}: "
             "TarsCpp exits at start (Application::checkServantNameValid)"), "servant"))
     for key in THROWING:
         if key not in params:
