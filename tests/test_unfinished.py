@@ -305,6 +305,47 @@ def test_a_marker_that_cannot_be_made_lets_the_write_go_on_as_before(tmp_path: P
     assert target.read_text() == "a\n" and (tmp_path / "d").is_dir()
 
 
+@pytest.mark.parametrize("interrupt", [KeyboardInterrupt, output.Terminated])
+def test_an_interrupt_as_the_markers_name_is_made_durable_leaves_no_marker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt: type[BaseException]) -> None:
+    # a SIGTERM or Ctrl-C raised as the node dir's fsync returns (the marker made, not yet
+    # known) left the marker behind (the tester's walk-through: 1 in ~250 generates interrupted
+    # twice at 0.3 s)
+    place = tmp_path / "marks"
+    place.mkdir()
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            raise interrupt
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(interrupt), Unfinished(str(place)) as marks:
+        marks.mark([os.getpid()], [str(tmp_path / "conf")])
+    assert os.listdir(place) == []
+
+
+def test_a_second_marker_replaces_the_first_even_when_interrupted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    place = tmp_path / "marks"
+    place.mkdir()
+    real_fsync = os.fsync
+    calls: list[int] = []
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        if os.path.isdir(f"/proc/self/fd/{fd}"):
+            calls.append(fd)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(KeyboardInterrupt), Unfinished(str(place)) as marks:
+        marks.mark([os.getpid()], [str(tmp_path / "a")])
+        assert len(os.listdir(place)) == 1
+        marks.mark([os.getpid()], [str(tmp_path / "b")])
+    assert os.listdir(place) == []
+
+
 # --- a failed write removes the empty dirs it made -------------------------------------------
 
 @pytest.mark.parametrize("jobs_", [1, 3])

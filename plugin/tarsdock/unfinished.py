@@ -133,15 +133,19 @@ class Unfinished:
         marker = _write_marker(self.place, pids, dirs)
         if marker is None:
             return
-        if self._fd is not None:
-            # the marker's name durable too (on ext4 the file's fsync commits the transaction
-            # that made the name; elsewhere only the directory's fsync promises it)
-            with contextlib.suppress(OSError):
-                os.fsync(self._fd)
+        # known before the fsync below: a Ctrl-C or SIGTERM raised as it returns (it takes ms)
+        # would leave a marker __exit__ did not know of, and the previous one
         self._marker, self._pids, self._dirs = marker, pids, dirs
-        if previous is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(previous)
+        try:
+            if self._fd is not None:
+                # the marker's name durable too (on ext4 the file's fsync commits the
+                # transaction that made the name; elsewhere only the directory's fsync does)
+                with contextlib.suppress(OSError):
+                    os.fsync(self._fd)
+        finally:
+            if previous is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(previous)
 
     def _remove_made(self) -> None:
         """rmdir every dir this write made that is still empty, deepest first, if no other
