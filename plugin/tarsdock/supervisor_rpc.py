@@ -5,8 +5,10 @@ add or remove one program of group `tars`, every program of the group is stopped
 again (`removeProcessGroup` refuses while any of them runs). `tarsdock.updateGroup(name)` brings a
 running group in line with the config that `supervisor.reloadConfig()` has just read: programs
 that are new get a process (supervisord autostarts it), programs that are gone or whose section
-changed must be stopped first and are dropped or replaced, and all others keep their process,
-untouched. The group's config becomes the new one, so the next `reloadConfig` reports no change.
+changed must be stopped first and are dropped or replaced (a replaced one that was stopped stays
+so: the caller starts it, or it stays as the operator left it), and all others keep their
+process, untouched. The group's config becomes the new one, so the next `reloadConfig` reports no
+change.
 
 Loaded by supervisord itself, from a section in its config (units/tarsdock-supervisord.conf):
 
@@ -21,7 +23,12 @@ from __future__ import annotations
 from typing import Any
 
 from supervisor.options import ProcessGroupConfig
-from supervisor.states import STOPPED_STATES, SupervisorStates, getProcessStateDescription
+from supervisor.states import (
+    STOPPED_STATES,
+    ProcessStates,
+    SupervisorStates,
+    getProcessStateDescription,
+)
 from supervisor.xmlrpc import Faults, RPCError
 
 API_VERSION = "1"
@@ -76,7 +83,15 @@ class TarsdockRPCInterface:
         for process_name in [*added, *replaced]:
             config = wanted[process_name]
             config.create_autochildlogs()
-            group.processes[process_name] = config.make_process(group)
+            process = config.make_process(group)
+            before = group.processes.get(process_name)
+            if before is not None and before.get_state() == ProcessStates.STOPPED:
+                # supervisord autostarts a STOPPED process that never started (Subprocess.
+                # transition: `not self.laststart`): a replaced one that had been stopped keeps
+                # its stop (the operator's, or apply's, which starts it again itself); one
+                # EXITED or FATAL is started, as before
+                process.laststart = before.laststart
+            group.processes[process_name] = process
         group.config = new
         return [added, replaced, removed]
 

@@ -307,6 +307,25 @@ def test_a_stopped_service_generate_changed_stays_stopped(node: Node) -> None:
     assert node.dir.apply()["changed"] is False
 
 
+def test_a_stopped_service_whose_program_generate_changed_stays_stopped(node: Node) -> None:
+    """Its program section (the stop window) changes too: updateGroup swapped the program for a
+    new process, which supervisord autostarted, and apply said "no change" (the tester's
+    walk-through: an operator's stop undone by a generate and an apply)."""
+    name = node.name("Env")
+    program = f"tars:{name}"
+    node.supervisor.rpc().supervisor.stopProcess(program)
+    node.dir.template("apply.env", TEMPLATE.format(extra="env = TARSDOCK_D2=newest").replace(
+        "deactivating-timeout = 2000", "deactivating-timeout = 5000"))
+    generate(node)
+    report = node.dir.apply()
+    assert report["services"] == {}
+    assert node.supervisor.status()[program] == "STOPPED"
+    node.supervisor.rpc().supervisor.startProcess(program)
+    harness.wait_for(lambda: env_of(read_json_when_present(node.dir.started(name)))
+                     .get("TARSDOCK_D2") == "newest", "Env started by hand with the newest env")
+    assert node.dir.apply()["changed"] is False
+
+
 def test_a_service_generate_added_is_listed_as_started_by_apply(node: Node) -> None:
     before = node.identities()
     node.ports["Added"] = free_port()
