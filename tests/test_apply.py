@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -401,6 +402,45 @@ def test_supervisord_wait_gives_up_at_the_timeout() -> None:
     rpc = FakeRPC({"supervisor.getAllProcessInfo": [info("Hello.A", "STARTING")]})
     control = supervisors.Supervisord(rpc, clock=lambda: next(now), sleep=lambda s: None)
     assert control.wait(["Hello.A"], timeout=10) == {"Hello.A": "still STARTING after 10 s"}
+
+
+def test_supervisord_wait_counts_a_start_only_once_tarsdock_run_recorded_it(
+        tmp_path: Path) -> None:
+    # the second tester's D1: a start pulling its image is RUNNING after startsecs (3 s) and
+    # failed after; apply said it started. A RUNNING program runs once its starts file is newer
+    # than the start apply asked for (tarsdock-run writes it as `docker run` starts)
+    starts = tmp_path / "Hello.A.starts"
+    starts.write_text("1\n")
+    os.utime(starts, ns=(0, 0))                       # an earlier start's record
+    looks = []
+
+    def states() -> list[dict[str, object]]:
+        looks.append(1)
+        if len(looks) == 3:                           # by the third look the start is recorded
+            starts.write_text("2\n")
+        return [info("Hello.A", "RUNNING")]
+
+    rpc = FakeRPC({"supervisor.startProcess": True, "supervisor.getAllProcessInfo": states})
+    control = supervisors.Supervisord(rpc, clock=lambda: 0.0, sleep=lambda s: None,
+                                      state_dir=str(tmp_path))
+    control.start(["Hello.A"])
+    assert control.wait(["Hello.A"], timeout=10) == {"Hello.A": ""}
+    assert len(looks) == 3
+
+
+def test_supervisord_wait_says_a_start_still_short_of_docker_run_at_the_timeout(
+        tmp_path: Path) -> None:
+    now = itertools.count(0.0, 5.5)
+    rpc = FakeRPC({"supervisor.startProcess": True,
+                   "supervisor.getAllProcessInfo": [info("Hello.A", "RUNNING")]})
+    control = supervisors.Supervisord(rpc, clock=lambda: next(now), sleep=lambda s: None,
+                                      state_dir=str(tmp_path))
+    control.start(["Hello.A"])
+    assert control.wait(["Hello.A"], timeout=10) == {
+        "Hello.A": "RUNNING after 10 s, but its start has not reached `docker run` (still "
+                   "pulling its image?)"}
+    # a program this adapter did not start (the reload's) runs when supervisord says so
+    assert control.wait(["Hello.B"], timeout=10) == {"Hello.B": "not known to supervisord"}
 
 
 # ---- systemd over systemctl ---------------------------------------------------------------------

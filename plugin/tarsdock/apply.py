@@ -258,7 +258,7 @@ def make_control(node: NodeSettings) -> Supervisor:
         proxy.supervisor.getState()
     except OSError as error:
         raise supervisors.supervisord_silent(node.supervisor_url, error) from None
-    return supervisors.Supervisord(proxy, output_dir=node.units_dir)
+    return supervisors.Supervisord(proxy, output_dir=node.units_dir, state_dir=node.state_dir)
 
 
 # ---- the command --------------------------------------------------------------------------------

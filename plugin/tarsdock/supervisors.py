@@ -13,6 +13,7 @@ import time
 import xmlrpc.client
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from tarsdock.errors import EnvironmentFault, TarsdockError
@@ -33,6 +34,11 @@ POLL = 0.2            # seconds between state checks while waiting
 SETTLE = 3.0
 # longer than any program's stopwaitsecs (a 60 s window + 10 s), after which supervisord kills
 STOP_TIMEOUT = 90.0
+# A file's mtime comes from the kernel's coarse clock, up to a tick (1/HZ: 4-10 ms) behind
+# time.time_ns(): a starts file written right after apply asked may look older by that much.
+# Another start of the same program this close before apply's own is not possible: apply stops
+# it first.
+CLOCK_SLACK_NS = 20_000_000
 LOG_TAIL = 400        # bytes of a failed program's log quoted as its reason
 
 
@@ -79,6 +85,10 @@ class Supervisord:
     # or a running program whose section changed outside apply
     replaced: dict[str, str] = field(default_factory=dict)
     output_dir: str = ""                       # where the programs are, for error messages
+    # the node's state dir, where tarsdock-run records each start (`App.Server.starts`); with
+    # it, wait() counts a program started only once its start is recorded (see wait)
+    state_dir: str = ""
+    asked: dict[str, int] = field(default_factory=dict)   # name -> when start() asked (ns)
 
     def _call(self, what: str, fn: Callable[[], Any], ok: tuple[int, ...] = (),
               raw: tuple[int, ...] = ()) -> Any:
@@ -141,6 +151,7 @@ class Supervisord:
         reload says how to make it read the output dir."""
         for name in names:
             program = f"{GROUP}:{name}"
+            self.asked[name] = time.time_ns() - CLOCK_SLACK_NS
             try:
                 self._call(f"start {program}", functools.partial(
                     self.rpc.supervisor.startProcess, program, False), ok=(ALREADY_STARTED,),
@@ -230,7 +241,13 @@ class Supervisord:
                        lambda: self.rpc.supervisor.addProcessGroup(group))
 
     def wait(self, names: Sequence[str], timeout: float) -> dict[str, str]:
-        """Wait until each program runs or fails; name -> reason ('' when it runs)."""
+        """Wait until each program runs or fails; name -> reason ('' when it runs).
+
+        RUNNING is not enough for a program this adapter started: supervisord says so once it
+        has run `startsecs` (3 s), while tarsdock-run may still be pulling its image (up to
+        60 s) and fail after. It runs once tarsdock-run has recorded the start (its starts
+        file, rewritten as `docker run` or the native service starts) since start() asked.
+        """
         deadline = self.clock() + timeout
         pending = set(names)
         outcome: dict[str, str] = {}
@@ -240,19 +257,38 @@ class Supervisord:
                 info = states.get(name)
                 if info is None:
                     outcome[name] = "not known to supervisord"
-                elif info["statename"] in RUNNING_STATES:
+                elif info["statename"] in RUNNING_STATES and self._recorded(name):
                     outcome[name] = ""
                 elif info["statename"] in FAILED_STATES:
                     outcome[name] = self._reason(info)
             pending -= set(outcome)
             if pending and self.clock() >= deadline:
                 for name in pending:
-                    outcome[name] = f"still {states[name]['statename']} after {timeout:g} s" \
-                        if name in states else "not known to supervisord"
+                    outcome[name] = self._late(name, states.get(name), timeout)
                 break
             if pending:
                 self.sleep(POLL)
         return outcome
+
+    def _recorded(self, name: str) -> bool:
+        """Whether tarsdock-run recorded a start of `name` since start() asked (True for a
+        program this adapter did not start, or without a state dir: nothing to compare)."""
+        asked = self.asked.get(name)
+        if asked is None or not self.state_dir:
+            return True
+        from tarsdock.outdated import mtime_ns
+        from tarsdock.state import starts_path
+
+        recorded = mtime_ns(starts_path(Path(self.state_dir), name))
+        return recorded is not None and recorded >= asked
+
+    def _late(self, name: str, info: dict[str, Any] | None, timeout: float) -> str:
+        if info is None:
+            return "not known to supervisord"
+        if info["statename"] in RUNNING_STATES:
+            return (f"RUNNING after {timeout:g} s, but its start has not reached `docker run` "
+                    "(still pulling its image?)")
+        return f"still {info['statename']} after {timeout:g} s"
 
     def _reason(self, info: dict[str, Any]) -> str:
         why = info.get("spawnerr") or info.get("description") or ""
