@@ -74,6 +74,14 @@ CASES: list[tuple[str, dict[str, Content], str]] = [
      "services.d/hello.toml:2: key 'Hello.Server': service is defined twice: also at node.toml:5"),
     ("service twice in one file", {"node.toml": NODE + SVC + "\n" + SVC},
      "node.toml:8: [services.\"Hello.Server\"] is declared twice (first at node.toml:5)"),
+    # the first tester's L2 (30 Nov): "TOML syntax error: cannot overwrite a value", no key
+    ("key written twice", {"node.toml": NODE + SVC + 'exe = "a"\nexe = "b"\n'},
+     "node.toml:8: key 'exe': written twice in [services.\"Hello.Server\"] (first at "
+     "node.toml:7)"),
+    ("node key written twice in services.d",
+     {"node.toml": NODE, "services.d/a.toml": SVC + 'exe = "a"\n\nexe = "b"\n'},
+     "services.d/a.toml:5: key 'exe': written twice in [services.\"Hello.Server\"] (first at "
+     "services.d/a.toml:3)"),
     ("unknown image id", {"node.toml": NODE + IMAGES + SVC + 'image = "cppbse"\n'},
      "node.toml:9: key 'image': no image id \"cppbse\", did you mean 'cppbase'?"),
     ("unknown image id, no near miss", {"node.toml": NODE + SVC + 'image = "zzz"\n'},

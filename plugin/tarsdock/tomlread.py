@@ -18,6 +18,7 @@ from tarsdock.tomlpos import KeyPath, Located, locate, toml_path
 
 SYNTAX_WHERE = re.compile(r" \(at (?:line (\d+), column \d+|end of document)\)\Z")
 TWICE = re.compile(r"Cannot declare (\(.*\)) twice")
+OVERWRITE = "Cannot overwrite a value"      # tomllib's message for a key written twice
 
 
 class TomlDoc(Record):
@@ -94,7 +95,26 @@ def syntax_error(rel: str, text: str, error: ValueError) -> tuple[Origin, str]:
         first = locate(before).keys.get(path)
         return Origin(rel, line), (f"[{toml_path(path)}] is declared twice"
                                    + (f" (first at {Origin(rel, first)})" if first else ""))
+    if message == OVERWRITE:
+        written = _written_twice(rel, text, line)
+        if written:
+            return Origin(rel, line), written
     return Origin(rel, line), f"TOML syntax error: {message[:1].lower()}{message[1:]}"
+
+
+def _written_twice(rel: str, text: str, line: int) -> str | None:
+    """tomllib's "cannot overwrite a value" names no key (a key written twice, or a value then
+    a table of the same name): the key on that line and where it was first written. locate()
+    keeps a path's last line, so the path written again is the longest one on `line`."""
+    lines = text.split("\n")
+    again = [path for path, at in locate("\n".join(lines[:line])).keys.items() if at == line]
+    if not again:
+        return None
+    path = max(again, key=len)
+    first = locate("\n".join(lines[:line - 1])).keys.get(path)
+    table = f" in [{toml_path(path[:-1])}]" if len(path) > 1 else ""
+    return (f"key '{path[-1]}': written twice{table}"
+            + (f" (first at {Origin(rel, first)})" if first else ""))
 
 
 class TableReader:
