@@ -332,7 +332,8 @@ def test_profile_with_a_byte_order_mark_is_one_row_error() -> None:
 
 
 @pytest.mark.parametrize(("text", "line", "problem"), [
-    (b'[node]\nname = "a"\nname = "b"\n', 3, "TOML syntax error"),
+    (b'[node]\nname = "a"\nname = "b"\n', 3, "key 'name': written twice in [node]"),
+    (b'[node]\nname = "a\n', 2, "TOML syntax error"),
     (b"\xef\xbb\xbf[node]\n", 1, "byte-order mark"),
     (b'[node]\nname = "\xff"\n', 2, "not UTF-8"),
 ])
