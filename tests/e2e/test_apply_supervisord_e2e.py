@@ -291,11 +291,13 @@ def test_an_env_generate_wrote_reaches_the_service_at_the_next_apply(node: Node)
     assert node.dir.apply()["changed"] is False
 
 
-def test_a_stopped_service_generate_changed_stays_stopped(node: Node) -> None:
+def stopped_env_stays_stopped(node: Node, template: str, env: str) -> None:
+    """Env stopped by the operator, its template (TARSDOCK_D2=`env`) written and generated:
+    apply acts on nothing and Env stays STOPPED; started by hand, it runs with the new env."""
     name = node.name("Env")
     program = f"tars:{name}"
     node.supervisor.rpc().supervisor.stopProcess(program)
-    node.dir.template("apply.env", TEMPLATE.format(extra="env = TARSDOCK_D2=newer"))
+    node.dir.template("apply.env", template)
     generate(node)
     report = node.dir.apply()
     assert report["services"] == {}
@@ -303,27 +305,20 @@ def test_a_stopped_service_generate_changed_stays_stopped(node: Node) -> None:
     node.supervisor.rpc().supervisor.startProcess(program)
     # its next start reads the new files
     harness.wait_for(lambda: env_of(read_json_when_present(node.dir.started(name)))
-                     .get("TARSDOCK_D2") == "newer", "Env started by hand with the newer env")
+                     .get("TARSDOCK_D2") == env, f"Env started by hand with TARSDOCK_D2={env}")
     assert node.dir.apply()["changed"] is False
+
+
+def test_a_stopped_service_generate_changed_stays_stopped(node: Node) -> None:
+    stopped_env_stays_stopped(node, TEMPLATE.format(extra="env = TARSDOCK_D2=newer"), "newer")
 
 
 def test_a_stopped_service_whose_program_generate_changed_stays_stopped(node: Node) -> None:
     """Its program section (the stop window) changes too: updateGroup swapped the program for a
     new process, which supervisord autostarted, and apply said "no change" (the tester's
     walk-through: an operator's stop undone by a generate and an apply)."""
-    name = node.name("Env")
-    program = f"tars:{name}"
-    node.supervisor.rpc().supervisor.stopProcess(program)
-    node.dir.template("apply.env", TEMPLATE.format(extra="env = TARSDOCK_D2=newest").replace(
-        "deactivating-timeout = 2000", "deactivating-timeout = 5000"))
-    generate(node)
-    report = node.dir.apply()
-    assert report["services"] == {}
-    assert node.supervisor.status()[program] == "STOPPED"
-    node.supervisor.rpc().supervisor.startProcess(program)
-    harness.wait_for(lambda: env_of(read_json_when_present(node.dir.started(name)))
-                     .get("TARSDOCK_D2") == "newest", "Env started by hand with the newest env")
-    assert node.dir.apply()["changed"] is False
+    stopped_env_stays_stopped(node, TEMPLATE.format(extra="env = TARSDOCK_D2=newest").replace(
+        "deactivating-timeout = 2000", "deactivating-timeout = 5000"), "newest")
 
 
 def test_a_service_generate_added_is_listed_as_started_by_apply(node: Node) -> None:
